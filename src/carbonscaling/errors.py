@@ -1,0 +1,57 @@
+"""Typed exceptions.
+
+Every error a user can cause is a :class:`CarbonScalingError`. The CLI turns
+one into a single line on stderr and exit status 2 (bad input) or 3 (a valid
+request with no answer, such as a deadline no device count meets).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class CarbonScalingError(Exception):
+    """Base class of every error the package raises on purpose."""
+
+    exit_code = 2
+
+
+class InputError(CarbonScalingError, ValueError):
+    """A field has a value outside its allowed range, or is missing/malformed."""
+
+    def __init__(self, field: str, message: str):
+        self.field = field
+        self.message = message
+        super().__init__(f"{field}: {message}")
+
+
+class UnknownNameError(InputError, KeyError):
+    """A catalog lookup (model, device, region, preset) found nothing."""
+
+    def __init__(self, field: str, name: str, choices: Iterable[str]):
+        choices = sorted(choices)
+        close = difflib.get_close_matches(name, choices, n=3, cutoff=0.5)
+        if not close:
+            low = name.lower()
+            close = [c for c in choices if low in c.lower() or c.lower() in low][:3]
+        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        listing = "" if close else f"; known: {', '.join(choices[:12])}{' ...' if len(choices) > 12 else ''}"
+        self.name = name
+        self.choices = choices
+        super().__init__(field, f"unknown {field} {name!r}{hint}{listing}")
+
+    def __str__(self) -> str:  # KeyError would otherwise quote the message
+        return f"{self.field}: {self.message}"
+
+
+class InfeasibleError(CarbonScalingError):
+    """A valid request that has no answer; ``reason`` names the binding constraint."""
+
+    exit_code = 3
+
+    def __init__(self, reason: str, constraint: str = "", details: dict | None = None):
+        self.reason = reason
+        self.constraint = constraint
+        self.details = details or {}
+        super().__init__(reason)

@@ -1,0 +1,256 @@
+"""Stage 2: accelerators, the systems that host them, and projection N years ahead.
+
+:class:`Device` is one accelerator (compute, memory, links, power, silicon);
+:class:`System` wraps it with the node and network it lives in. Both are
+immutable. :func:`load_system` reads the cited catalog (``data/hardware.yaml``)
+or a user YAML file; :func:`project` applies the papers' annual technology
+scaling rates (``data/tech_scaling_rates.csv``).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ._data import load_csv, load_yaml
+from .errors import InputError, UnknownNameError
+
+
+class Device(BaseModel):
+    """One accelerator. Bandwidths as vendors quote them (see hardware.yaml)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    name: str
+    kind: Literal["gpu", "tpu"] = "gpu"
+    display_name: str = ""
+    peak_tflops: float = Field(gt=0, le=1e7, description="dense FP16/BF16 TFLOP/s")
+    peak_tflops_fp8: float | None = Field(default=None, gt=0, le=1e7)
+    hbm_gb: float = Field(gt=0, le=1e6)
+    hbm_gb_s: float = Field(gt=0, le=1e8)
+    scale_up_gb_s: float = Field(gt=0, le=1e8, description="NVLink/ICI, bidirectional aggregate per device")
+    tdp_w: float = Field(gt=0, le=1e6)
+    die_area_mm2: float = Field(gt=0, le=1e6)
+    process_node: str = "7nm"
+    hbm_type: str = "HBM2e"
+    compute_units: int = Field(default=108, gt=0, le=10**6, description="SMs / CUs / MXUs, for wave quantization")
+    sram_mb: float = Field(default=50.0, gt=0, le=1e7)
+    cpa_logic_kg_per_cm2: float | None = Field(default=None, gt=0, le=1e3, description="default from cpa.csv")
+    cpa_hbm_kg_per_gb: float | None = Field(default=None, gt=0, le=1e3, description="default from cpa.csv")
+    source: str = ""
+    verification: str = ""
+    aliases: tuple[str, ...] = ()
+    years_ahead: float = 0.0
+
+    def peak_flops(self, precision: str = "bf16") -> float:
+        """Dense peak FLOP/s for a compute precision (``fp8`` falls back to 2x BF16 if unknown)."""
+        if precision == "fp8":
+            return 1e12 * (self.peak_tflops_fp8 or 2 * self.peak_tflops)
+        return 1e12 * self.peak_tflops
+
+
+class System(BaseModel):
+    """A device in its node and network."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    device: Device
+    devices_per_node: int = Field(default=8, gt=0, le=10**4)
+    scale_up_domain: int = Field(default=8, gt=0, le=10**7, description="devices on one NVLink/ICI fabric")
+    torus_dims: int | None = Field(default=None, ge=1, le=6, description="TPU ICI torus dimensions")
+    scale_out_gbit_s: float = Field(default=400, gt=0, le=1e7, description="NIC line rate per device, Gbit/s")
+    node_other_power_w: float = Field(default=0.0, ge=0, le=1e7)
+    network_power_w_per_device: float = Field(default=0.0, ge=0, le=1e5)
+    cpus_per_node: float = Field(default=1, ge=0, le=1e3)
+    cpu_die_area_mm2: float = Field(default=147, ge=0, le=1e5)
+    dram_gb_per_node: float = Field(default=256, ge=0, le=1e7)
+    ssd_gb_per_node: float = Field(default=32768, ge=0, le=1e9)
+    source: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.device.name
+
+    @property
+    def scale_out_gb_s(self) -> float:
+        """NIC bandwidth per device in GB/s, one direction."""
+        return self.scale_out_gbit_s / 8.0
+
+
+# ---- CPA ---------------------------------------------------------------------
+def cpa_table() -> dict[tuple[str, str], float]:
+    return {(r["component"], r["kind"]): float(r["cpa"]) for r in load_csv("cpa.csv") if r.get("component")}
+
+
+def logic_cpa(device: Device) -> float:
+    """kgCO2e per cm^2 of logic die for the device's process node."""
+    if device.cpa_logic_kg_per_cm2 is not None:
+        return device.cpa_logic_kg_per_cm2
+    key = ("logic", device.process_node)
+    table = cpa_table()
+    if key not in table:
+        raise UnknownNameError("process_node", device.process_node, [k for c, k in table if c == "logic"])
+    return table[key]
+
+
+def hbm_cpa(device: Device) -> float:
+    """kgCO2e per GB of HBM for the device's HBM generation."""
+    if device.cpa_hbm_kg_per_gb is not None:
+        return device.cpa_hbm_kg_per_gb
+    key = ("memory", device.hbm_type)
+    table = cpa_table()
+    if key not in table:
+        raise UnknownNameError("hbm_type", device.hbm_type, [k for c, k in table if c == "memory"])
+    return table[key]
+
+
+# ---- catalog -----------------------------------------------------------------
+def _catalog() -> dict[str, dict]:
+    return load_yaml("hardware.yaml")["devices"]
+
+
+def device_names() -> list[str]:
+    return sorted(_catalog())
+
+
+def _find(name: str) -> tuple[str, dict]:
+    cat = _catalog()
+    if name in cat:
+        return name, cat[name]
+    low = name.strip().lower()
+    for key, entry in cat.items():
+        if low == key.lower() or low in [a.lower() for a in entry.get("aliases", [])]:
+            return key, entry
+    raise UnknownNameError("device", name, cat)
+
+
+def _error_from_validation(err: ValidationError, prefix: str) -> InputError:
+    first = err.errors()[0]
+    field = ".".join(str(p) for p in first.get("loc", ()))
+    msg = first.get("msg", "invalid value")
+    if first.get("type") == "missing":
+        msg = "required field is missing"
+    elif first.get("type") != "extra_forbidden":
+        msg = f"{msg} (got {first.get('input')!r})"
+    return InputError(f"{prefix}.{field}" if field else prefix, msg)
+
+
+def system_from_mapping(entry: dict, name: str | None = None, *, origin: str = "device") -> System:
+    """Build a :class:`System` from a catalog-style mapping (device fields + ``system:`` block)."""
+    if not isinstance(entry, dict):
+        raise InputError(origin, f"must be a mapping of device fields, got {type(entry).__name__}")
+    entry = dict(entry)
+    sys_fields = {**load_yaml("hardware.yaml")["defaults"]["system"], **(entry.pop("system", None) or {})}
+    if "aliases" in entry:
+        entry["aliases"] = tuple(entry["aliases"])
+    entry.setdefault("name", name or "custom-device")
+    try:
+        device = Device(**entry)
+    except ValidationError as err:
+        raise _error_from_validation(err, origin) from None
+    try:
+        system = System(device=device, **sys_fields)
+    except ValidationError as err:
+        raise _error_from_validation(err, f"{origin}.system") from None
+    logic_cpa(device), hbm_cpa(device)  # fail early on unknown process / HBM type
+    return system
+
+
+def load_system(device: str | Path | dict | System | Device) -> System:
+    """A :class:`System` from a catalog name, a YAML file, a mapping, or a spec."""
+    if isinstance(device, System):
+        return device
+    if isinstance(device, Device):
+        return System(device=device, **load_yaml("hardware.yaml")["defaults"]["system"])
+    if isinstance(device, dict):
+        return system_from_mapping(device)
+    if isinstance(device, Path) or (isinstance(device, str) and device.endswith((".yaml", ".yml"))):
+        return system_from_file(device)
+    if not isinstance(device, str):
+        raise InputError("device", f"expected a name, a YAML path or a mapping, got {type(device).__name__}")
+    key, entry = _find(device)
+    return system_from_mapping(entry, key)
+
+
+def system_from_file(path: str | Path) -> System:
+    p = Path(path)
+    if not p.is_file():
+        raise InputError("device_file", f"no such file: {str(p)!r}")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError):
+        raise InputError("device_file", f"{p.name} is not valid YAML") from None
+    if isinstance(data, dict) and "device" in data and isinstance(data["device"], dict):
+        data = data["device"]
+    return system_from_mapping(data, p.stem, origin="device_file")
+
+
+# ---- projection ----------------------------------------------------------------
+def scaling_rates() -> dict[tuple[str, str], float]:
+    return {(r["component"], r["quantity"]): float(r["annual_rate"]) for r in load_csv("tech_scaling_rates.csv")}
+
+
+def project(system: System, years_ahead: float = 0.0, *, cpa_growth_per_year: float = 0.0,
+            scale_out_rate: float | None = None) -> System:
+    """The system ``years_ahead`` years from now, compounding v1 Table 1's annual rates.
+
+    Throughput x1.3/yr, SRAM x1.4, core power x1.03 (applied to TDP, as HBM power
+    grows at the same rate), die area x1.05, HBM bandwidth x1.25, capacity x1.24,
+    NVLink x1.11. Scale-out bandwidth follows NVLink's 1.11 unless ``scale_out_rate``
+    overrides it. ``cpa_growth_per_year`` compounds logic and HBM CPA (v2's EUV
+    case: 0.10). ``years_ahead = 0`` and no CPA growth returns the input unchanged.
+    """
+    for field, value, lo, hi in (("years_ahead", years_ahead, 0, 50), ("cpa_growth_per_year", cpa_growth_per_year, -0.5, 2)):
+        if not isinstance(value, (int, float)) or not math.isfinite(value) or not lo <= value <= hi:
+            raise InputError(field, f"must be a number in [{lo}, {hi}], got {value!r}")
+    if years_ahead == 0 and cpa_growth_per_year == 0:
+        return system
+    r = scaling_rates()
+    y = float(years_ahead)
+    dev = system.device
+    g = (1.0 + cpa_growth_per_year) ** y
+    link = r[("nvlink", "bandwidth")] ** y
+    out_rate = (scale_out_rate if scale_out_rate is not None else r[("nvlink", "bandwidth")]) ** y
+    new_dev = dev.model_copy(update={
+        "name": f"{dev.name}+{y:g}y" if y else f"{dev.name}+cpa",
+        "peak_tflops": dev.peak_tflops * r[("core", "throughput")] ** y,
+        "peak_tflops_fp8": dev.peak_tflops_fp8 * r[("core", "throughput")] ** y if dev.peak_tflops_fp8 else None,
+        "sram_mb": dev.sram_mb * r[("core", "sram")] ** y,
+        "tdp_w": dev.tdp_w * r[("core", "power")] ** y,
+        "die_area_mm2": dev.die_area_mm2 * r[("core", "area")] ** y,
+        "hbm_gb_s": dev.hbm_gb_s * r[("hbm", "bandwidth")] ** y,
+        "hbm_gb": dev.hbm_gb * r[("hbm", "capacity")] ** y,
+        "scale_up_gb_s": dev.scale_up_gb_s * link,
+        "cpa_logic_kg_per_cm2": logic_cpa(dev) * g,
+        "cpa_hbm_kg_per_gb": hbm_cpa(dev) * g,
+        "years_ahead": dev.years_ahead + y,
+    })
+    return system.model_copy(update={"device": new_dev, "scale_out_gbit_s": system.scale_out_gbit_s * out_rate})
+
+
+def describe(system: System) -> dict[str, Any]:
+    """Flat record of a system (for ``carbonscaling devices`` and JSON output)."""
+    d = system.device
+    return {
+        "name": d.name,
+        "kind": d.kind,
+        "peak_tflops": d.peak_tflops,
+        "peak_tflops_fp8": d.peak_tflops_fp8,
+        "hbm_gb": d.hbm_gb,
+        "hbm_gb_s": d.hbm_gb_s,
+        "scale_up_gb_s": d.scale_up_gb_s,
+        "scale_out_gbit_s": system.scale_out_gbit_s,
+        "tdp_w": d.tdp_w,
+        "die_area_mm2": d.die_area_mm2,
+        "process_node": d.process_node,
+        "hbm_type": d.hbm_type,
+        "devices_per_node": system.devices_per_node,
+        "scale_up_domain": system.scale_up_domain,
+        "years_ahead": d.years_ahead,
+        "source": d.source,
+        "verification": d.verification,
+    }

@@ -1,0 +1,433 @@
+"""Stage 1: model specs from scaling laws or named architectures.
+
+A :class:`ModelSpec` is an immutable description of a transformer and its
+training budget. It comes from
+
+* a named architecture in ``data/models.yaml`` (:func:`named_model`),
+* a scaling-law preset and ``d_model`` (:func:`from_preset`), or
+* a user mapping / YAML file whose keys are ``ModelSpec`` field names
+  (:func:`model_from_mapping`, :func:`model_from_file`).
+
+:func:`resolve_model` accepts any of these. Derived quantities (parameter
+counts, FLOPs, loss, critical batch) are properties, computed from the fields.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ._data import load_yaml
+from .errors import InputError, UnknownNameError
+
+PositiveInt = Field(gt=0, le=10**9)
+LossLaw = Literal["chinchilla", "fine_grained_moe"]
+
+
+class ModelSpec(BaseModel):
+    """Architecture and training budget of one LLM training run.
+
+    Fields named in SPEC.md section 1 come first; the rest refine real
+    architectures (gated FFNs, fine-grained experts, leading dense layers) and
+    default to the plain GPT layout.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    d_model: int = Field(gt=0, le=10**8)
+    n_layers: int = Field(gt=0, le=10**6)
+    n_heads: int | None = Field(default=None, gt=0, le=10**7, description="default d_model / 128")
+    n_kv_heads: int | None = Field(default=None, gt=0, le=10**7, description="default n_heads (MHA)")
+    d_ff: int | None = Field(default=None, gt=0, le=10**9, description="default 4 d_model")
+    vocab: int = Field(default=51200, gt=0, le=10**8)
+    n_experts: int = Field(default=1, gt=0, le=10**6)
+    top_k: int = Field(default=1, gt=0, le=10**6)
+    n_shared_experts: int = Field(default=0, ge=0, le=10**6)
+    moe_layer_every: int = Field(default=1, gt=0, le=10**6)
+    seq_len: int = Field(default=2048, gt=0, le=10**8)
+    tokens: float | None = Field(default=None, gt=0, le=1e24, description="default 20 x params_total (Chinchilla)")
+    global_batch_tokens: float | None = Field(
+        default=None, gt=0, le=1e12, description="default: critical batch of the cs-v1 rule"
+    )
+    # Refinements for real architectures.
+    d_expert: int | None = Field(default=None, gt=0, le=10**9, description="FFN width of one expert; default d_ff")
+    first_dense_layers: int = Field(default=0, ge=0, le=10**6)
+    ffn_gated: bool = Field(default=False, description="SwiGLU/GeGLU: three FFN matrices instead of two")
+    tied_embeddings: bool = False
+    head_dim: int | None = Field(default=None, gt=0, le=10**6, description="default d_model / n_heads")
+    name: str = "custom"
+    # Set only by scaling-law presets: the preset's own N and C, kept verbatim.
+    preset: str | None = None
+    law_params: float | None = Field(default=None, gt=0)
+    law_train_flops: float | None = Field(default=None, gt=0)
+    loss_law: LossLaw | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_defaults(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        d = data.get("d_model")
+        if isinstance(d, int) and d > 0:
+            if data.get("n_heads") is None:
+                data["n_heads"] = max(1, d // 128)
+            if data.get("d_ff") is None:
+                data["d_ff"] = 4 * d
+        if data.get("n_kv_heads") is None and data.get("n_heads") is not None:
+            data["n_kv_heads"] = data["n_heads"]
+        if data.get("d_expert") is None and data.get("d_ff") is not None:
+            data["d_expert"] = data["d_ff"]
+        if data.get("head_dim") is None and isinstance(d, int) and isinstance(data.get("n_heads"), int):
+            data["head_dim"] = max(1, d // data["n_heads"])
+        return data
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> ModelSpec:
+        if self.n_heads % self.n_kv_heads:
+            raise ValueError(f"n_kv_heads ({self.n_kv_heads}) must divide n_heads ({self.n_heads})")
+        if self.top_k > self.n_experts:
+            raise ValueError(f"top_k ({self.top_k}) must be <= n_experts ({self.n_experts})")
+        if self.first_dense_layers > self.n_layers:
+            raise ValueError("first_dense_layers must be <= n_layers")
+        if self.global_batch_tokens is not None and self.global_batch_tokens < self.seq_len:
+            raise ValueError(f"global_batch_tokens must be >= seq_len ({self.seq_len})")
+        return self
+
+    # ---- layer structure -------------------------------------------------
+    @property
+    def is_moe(self) -> bool:
+        return self.n_experts > 1
+
+    @property
+    def n_moe_layers(self) -> int:
+        if not self.is_moe:
+            return 0
+        return (self.n_layers - self.first_dense_layers) // self.moe_layer_every
+
+    @property
+    def n_dense_layers(self) -> int:
+        return self.n_layers - self.n_moe_layers
+
+    @property
+    def ffn_matrices(self) -> int:
+        return 3 if self.ffn_gated else 2
+
+    @property
+    def d_attn(self) -> int:
+        """Width of the concatenated attention heads (n_heads x head_dim)."""
+        return self.n_heads * self.head_dim
+
+    @property
+    def granularity(self) -> float:
+        """Krajewski et al.'s G: dense FFN width over one expert's width."""
+        return self.d_ff / self.d_expert if self.is_moe else 1.0
+
+    # ---- parameter counts --------------------------------------------------
+    @property
+    def attn_params_per_layer(self) -> int:
+        d, hd = self.d_model, self.head_dim
+        return d * hd * (self.n_heads + 2 * self.n_kv_heads) + self.n_heads * hd * d
+
+    @property
+    def dense_ffn_params(self) -> int:
+        return self.ffn_matrices * self.d_model * self.d_ff
+
+    @property
+    def expert_params(self) -> int:
+        """Parameters of one expert's FFN."""
+        return self.ffn_matrices * self.d_model * self.d_expert
+
+    @property
+    def router_params(self) -> int:
+        return self.d_model * self.n_experts if self.is_moe else 0
+
+    @property
+    def embedding_params(self) -> int:
+        return self.vocab * self.d_model * (1 if self.tied_embeddings else 2)
+
+    @property
+    def _norm_params(self) -> int:
+        return 2 * self.d_model * self.n_layers + self.d_model
+
+    @property
+    def params_total(self) -> float:
+        """Every weight: attention, FFN/experts, router, norms, embeddings."""
+        moe = (self.n_experts + self.n_shared_experts) * self.expert_params + self.router_params
+        return float(
+            self.n_layers * self.attn_params_per_layer
+            + self.n_dense_layers * self.dense_ffn_params
+            + self.n_moe_layers * moe
+            + self._norm_params
+            + self.embedding_params
+        )
+
+    @property
+    def params_active(self) -> float:
+        """Weights one token touches (top-k + shared experts), embeddings included."""
+        moe = (self.top_k + self.n_shared_experts) * self.expert_params + self.router_params
+        return float(
+            self.n_layers * self.attn_params_per_layer
+            + self.n_dense_layers * self.dense_ffn_params
+            + self.n_moe_layers * moe
+            + self._norm_params
+            + self.embedding_params
+        )
+
+    @property
+    def params_active_nonembedding(self) -> float:
+        return self.params_active - self.embedding_params
+
+    @property
+    def params_law(self) -> float:
+        """The preset's own N (v1: ``2 d d_ff L E``), else the full count."""
+        return self.law_params if self.law_params is not None else self.params_total
+
+    # ---- budget ------------------------------------------------------------
+    @property
+    def train_tokens(self) -> float:
+        return self.tokens if self.tokens is not None else 20.0 * self.params_total
+
+    @property
+    def train_flops(self) -> float:
+        """The budget C: the preset's ``6 N D / E``, else ``6 N_active D``."""
+        if self.law_train_flops is not None:
+            return self.law_train_flops
+        return 6.0 * self.params_active * self.train_tokens
+
+    @property
+    def attention_flops_per_token(self) -> float:
+        """Score and value matmuls, forward + backward, full (non-causal) count as PaLM's MFU."""
+        return 12.0 * self.n_layers * self.seq_len * self.d_attn
+
+    @property
+    def model_flops(self) -> float:
+        """FLOPs an ideal run executes (no recompute): ``6 N_active D`` + attention. MFU's numerator."""
+        return (6.0 * self.params_active + self.attention_flops_per_token) * self.train_tokens
+
+    @property
+    def batch_tokens(self) -> float:
+        if self.global_batch_tokens is not None:
+            return float(self.global_batch_tokens)
+        rule = _preset_rules("cs-v1")
+        return critical_batch_tokens(self.train_flops, self.n_experts, rule, self.seq_len)
+
+    @property
+    def batch_sequences(self) -> int:
+        return max(1, int(round(self.batch_tokens / self.seq_len)))
+
+    @property
+    def steps(self) -> float:
+        return self.train_tokens / (self.batch_sequences * self.seq_len)
+
+    @property
+    def loss(self) -> float:
+        law = self.loss_law or ("fine_grained_moe" if self.is_moe else "chinchilla")
+        if law == "chinchilla":
+            return chinchilla_loss(self.params_law, self.train_tokens)
+        return fine_grained_moe_loss(self.params_active_nonembedding, self.train_tokens, self.granularity)
+
+    def summary(self) -> dict[str, Any]:
+        """Derived quantities as plain numbers (the ``model`` block of ``--json``)."""
+        return {
+            "name": self.name,
+            "preset": self.preset,
+            "d_model": self.d_model,
+            "n_layers": self.n_layers,
+            "n_heads": self.n_heads,
+            "n_kv_heads": self.n_kv_heads,
+            "d_ff": self.d_ff,
+            "n_experts": self.n_experts,
+            "top_k": self.top_k,
+            "seq_len": self.seq_len,
+            "params_total": self.params_total,
+            "params_active": self.params_active,
+            "params_law": self.params_law,
+            "tokens": self.train_tokens,
+            "train_flops": self.train_flops,
+            "model_flops": self.model_flops,
+            "global_batch_tokens": self.batch_sequences * self.seq_len,
+            "global_batch_sequences": self.batch_sequences,
+            "loss": self.loss,
+        }
+
+
+# ---- laws ------------------------------------------------------------------
+def chinchilla_loss(n_params: float, tokens: float) -> float:
+    c = load_yaml("scaling_laws.yaml")["chinchilla"]
+    return c["e"] + c["a"] / n_params ** c["alpha"] + c["b"] / tokens ** c["beta"]
+
+
+def fine_grained_moe_loss(n_active_nonembedding: float, tokens: float, granularity: float = 1.0) -> float:
+    c = load_yaml("scaling_laws.yaml")["fine_grained_moe"]
+    return (
+        c["c"]
+        + (c["g"] / granularity ** c["gamma"] + c["a"]) / n_active_nonembedding ** c["alpha"]
+        + c["b"] / tokens ** c["beta"]
+    )
+
+
+def critical_batch_tokens(train_flops: float, n_experts: int, rule: dict, seq_len: int) -> float:
+    """v1: ``B = sqrt(E) (C / 3e23)^(1/6) 2048^2`` tokens, rounded to whole sequences (>= 1)."""
+    raw = math.sqrt(n_experts) * (train_flops / rule["batch_ref_flops"]) ** rule["batch_exponent"]
+    seqs = max(1, round(raw * rule["batch_ref_tokens"] / seq_len))
+    return float(seqs * seq_len)
+
+
+# ---- presets ---------------------------------------------------------------
+def preset_names() -> list[str]:
+    return sorted(load_yaml("scaling_laws.yaml")["presets"])
+
+
+def _preset_rules(preset: str) -> dict:
+    presets = load_yaml("scaling_laws.yaml")["presets"]
+    if preset not in presets:
+        raise UnknownNameError("preset", preset, presets)
+    rule = dict(presets[preset])
+    if "base" in rule:
+        rule = {**_preset_rules(rule["base"]), **rule}
+    return rule
+
+
+def _round_half_up(x: float) -> int:
+    return int(math.floor(x + 0.5))
+
+
+def from_preset(preset: str, d_model: int, *, seq_len: int | None = None) -> ModelSpec:
+    """Build the scaling-law model of ``preset`` at width ``d_model`` (SPEC.md section 1)."""
+    rule = _preset_rules(preset)
+    if isinstance(d_model, bool) or not isinstance(d_model, (int, float)) or not math.isfinite(d_model):
+        raise InputError("d_model", f"must be a finite integer in [128, 10000000], got {d_model!r}")
+    if d_model != int(d_model) or not 128 <= d_model <= 10_000_000:
+        raise InputError("d_model", f"must be an integer in [128, 10000000], got {d_model!r}")
+    d = int(d_model)
+    d_ff = rule["d_ff_ratio"] * d
+    n_layers = max(1, _round_half_up(rule["layers_coef"] * d ** rule["layers_exp"]))
+    n_experts = max(1, _round_half_up(rule["expert_ref_count"] * d / rule["expert_ref_d_model"]))
+    if 2 * d * d_ff * n_layers < rule["dense_below_params"]:
+        n_experts = 1
+    n_law = 2.0 * d * d_ff * n_layers * n_experts
+    tokens = rule["tokens_per_param"] * n_law
+    flops = 6.0 * n_law * tokens / n_experts
+    seq = seq_len or rule["seq_len"]
+    head_dim = rule["head_dim"] if d % rule["head_dim"] == 0 else d
+    return ModelSpec(
+        name=f"{preset}-d{d}",
+        preset=preset,
+        d_model=d,
+        n_layers=n_layers,
+        n_heads=d // head_dim,
+        d_ff=d_ff,
+        vocab=rule["vocab"],
+        n_experts=n_experts,
+        top_k=1,
+        seq_len=seq,
+        tokens=tokens,
+        global_batch_tokens=critical_batch_tokens(flops, n_experts, rule, seq),
+        law_params=n_law,
+        law_train_flops=flops,
+        loss_law=rule["loss"],
+    )
+
+
+# ---- catalog and files -------------------------------------------------------
+_CATALOG_META = {"display_name", "source", "notes", "reported_params", "reported_active_params", "aliases"}
+
+
+def _catalog() -> dict[str, dict]:
+    return load_yaml("models.yaml")["models"]
+
+
+def model_names() -> list[str]:
+    return sorted(_catalog())
+
+
+def catalog_entry(name: str) -> dict:
+    """The raw catalog record (fields plus ``source``/``notes``) of a named model."""
+    cat = _catalog()
+    key = name.strip().lower()
+    if key in cat:
+        return cat[key]
+    for k, v in cat.items():
+        if key in [a.lower() for a in v.get("aliases", [])]:
+            return v
+    raise UnknownNameError("model", name, cat)
+
+
+def named_model(name: str) -> ModelSpec:
+    entry = catalog_entry(name)
+    key = next(k for k, v in _catalog().items() if v is entry)
+    fields = {k: v for k, v in entry.items() if k not in _CATALOG_META}
+    return model_from_mapping({"name": key, **fields}, origin=f"models.yaml[{key}]")
+
+
+def _validation_to_input_error(err: ValidationError, origin: str) -> InputError:
+    first = err.errors()[0]
+    field = ".".join(str(p) for p in first.get("loc", ())) or origin
+    msg = first.get("msg", "invalid value")
+    if first.get("type") == "missing":
+        msg = "required field is missing"
+    elif first.get("type") == "extra_forbidden":
+        allowed = ", ".join(k for k in ModelSpec.model_fields if k not in {"preset", "law_params", "law_train_flops"})
+        msg = f"unknown field (allowed: {allowed})"
+    inp = first.get("input")
+    if first.get("type") not in {"missing", "extra_forbidden"} and not isinstance(inp, dict):
+        msg = f"{msg} (got {inp!r})"
+    return InputError(field, msg)
+
+
+def model_from_mapping(data: dict, *, origin: str = "model") -> ModelSpec:
+    """Validate a mapping of ``ModelSpec`` fields; errors become :class:`InputError`."""
+    if not isinstance(data, dict):
+        raise InputError(origin, f"must be a mapping of ModelSpec fields, got {type(data).__name__}")
+    clean = {k: (_coerce_number(v) if k not in {"name", "preset", "loss_law"} else v) for k, v in data.items()}
+    try:
+        return ModelSpec(**clean)
+    except ValidationError as err:
+        raise _validation_to_input_error(err, origin) from None
+    except ValueError as err:  # pragma: no cover - pydantic wraps these; kept as a guard
+        raise InputError(origin, str(err)) from None
+
+
+def _coerce_number(v: Any) -> Any:
+    """YAML reads ``1.5e12`` as a string; accept numeric strings, and floats that are integers."""
+    if isinstance(v, str):
+        try:
+            v = float(v)
+        except ValueError:
+            return v
+    if isinstance(v, float) and math.isfinite(v) and v.is_integer() and abs(v) < 2**53:
+        return int(v)
+    return v
+
+
+def model_from_file(path: str | Path) -> ModelSpec:
+    p = Path(path)
+    if not p.is_file():
+        raise InputError("model_file", f"no such file: {str(p)!r}")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        line = getattr(getattr(err, "problem_mark", None), "line", None)
+        where = f" at line {line + 1}" if line is not None else ""
+        raise InputError("model_file", f"{p.name} is not valid YAML{where}") from None
+    data = data.get("model", data) if isinstance(data, dict) else data
+    spec = model_from_mapping(data, origin="model_file")
+    return spec if spec.name != "custom" else spec.model_copy(update={"name": p.stem})
+
+
+def resolve_model(model: str | Path | dict | ModelSpec) -> ModelSpec:
+    """A ``ModelSpec`` from a spec, a mapping, a YAML path, or a catalog name."""
+    if isinstance(model, ModelSpec):
+        return model
+    if isinstance(model, dict):
+        return model_from_mapping(model)
+    if isinstance(model, Path) or (isinstance(model, str) and model.endswith((".yaml", ".yml"))):
+        return model_from_file(model)
+    if isinstance(model, str):
+        return named_model(model)
+    raise InputError("model", f"expected a name, a YAML path, a mapping or a ModelSpec, got {type(model).__name__}")
