@@ -1,0 +1,305 @@
+"""Command-line interface: ``carbonscaling COMMAND [OPTIONS]``.
+
+Layout, so that commands can live in their own modules:
+
+* ``app`` is the one :class:`typer.Typer`; a command module does
+  ``from .cli import app, DevicesOpt, ...`` and decorates its functions with
+  ``@app.command()``; add the module's name to :data:`COMMAND_MODULES` below.
+* Shared options (``DeviceOpt``, ``UtilizationOpt``, ...) are ``Annotated`` types,
+  and the helpers (:func:`resolve_system_opts`, :func:`resolve_model_opts`,
+  :func:`emit_json`, :func:`print_table`) turn them into specs and output.
+* Only ``typer`` is imported at start-up: the package's modules (pydantic, yaml),
+  pandas and matplotlib are imported inside the commands that use them.
+
+:func:`main` is the console script. Every :class:`CarbonScalingError` and every
+usage error becomes one line ``error: ...`` on stderr and exit status 2 (bad input)
+or 3 (infeasible request); nothing is printed to stdout in that case.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from .errors import CarbonScalingError, InputError
+
+try:  # typer >= 0.20 vendors click
+    from typer._click import exceptions as _click_exc
+except ImportError:  # pragma: no cover - older typer uses click itself
+    from click import exceptions as _click_exc
+_NoArgsIsHelp = getattr(_click_exc, "NoArgsIsHelpError", ())
+
+app = typer.Typer(
+    name="carbonscaling",
+    help="Carbon-aware scaling laws for LLM training: operational and embodied carbon.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+# Other modules that register commands on ``app`` (e.g. "carbonscaling.cli_estimate").
+COMMAND_MODULES: tuple[str, ...] = ()
+
+# API field name -> CLI option, so that error lines name what the user typed.
+OPTION_OF = {
+    "n_devices": "--devices", "duration_h": "--duration-hours/--duration-days/--device-hours",
+    "device_hours": "--device-hours", "utilization": "--utilization", "pue": "--pue", "ci": "--ci",
+    "region": "--ci/--region", "country": "--ci", "year": "--year", "lifetime_years": "--lifetime",
+    "alpha": "--alpha", "power_split": "--power-split", "embodied_mode": "--embodied-mode",
+    "device": "--device", "model": "--model", "vendor_kg_per_device": "--vendor-kg",
+}
+
+# ---- shared options --------------------------------------------------------------------
+ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="Catalog model name (see `models`).")]
+ModelFileOpt = Annotated[Optional[Path], typer.Option("--model-file", help="YAML file of ModelSpec fields.")]
+DeviceOpt = Annotated[Optional[str], typer.Option("--device", "-d", help="Catalog device name (see `devices`).")]
+DeviceFileOpt = Annotated[Optional[Path], typer.Option("--device-file", help="YAML file of device (+ system) fields.")]
+DevicesOpt = Annotated[int, typer.Option("--devices", "-n", help="Number of accelerators, 1..1e8.")]
+UtilizationOpt = Annotated[float, typer.Option("--utilization", "-u", help="Utilization U (MFU) in (0, 1].")]
+PueOpt = Annotated[Optional[float], typer.Option("--pue", help="Power usage effectiveness in [1, 3] (default 1.1).")]
+CiOpt = Annotated[Optional[str], typer.Option(
+    "--ci", help="Grid intensity: g/kWh in [0, 2000], a region (us-east5) or, with codecarbon, an ISO3 country (FRA).")]
+RegionOpt = Annotated[Optional[str], typer.Option("--region", help="Google Cloud region (see `regions`); like --ci.")]
+YearOpt = Annotated[Optional[int], typer.Option("--year", help="Year of the region table (default: latest).")]
+LifetimeOpt = Annotated[Optional[float], typer.Option("--lifetime", help="Hardware lifetime in years, (0, 50] (default 6).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def option_name(field: str) -> str | None:
+    return OPTION_OF.get(field) or OPTION_OF.get(field.split(".")[0])
+
+
+def resolve_system_opts(device: str | None, device_file: Path | None):
+    """A ``hardware.System`` from ``--device`` or ``--device-file`` (exactly one)."""
+    from .hardware import load_system, system_from_file
+
+    if (device is None) == (device_file is None):
+        raise InputError("device", "give exactly one of --device NAME and --device-file PATH")
+    return load_system(device) if device is not None else system_from_file(device_file)
+
+
+def resolve_model_opts(model: str | None, model_file: Path | None, *, required: bool = False):
+    """A ``ModelSpec`` from ``--model`` or ``--model-file``; ``None`` if neither and not required."""
+    if model is not None and model_file is not None:
+        raise InputError("model", "give at most one of --model NAME and --model-file PATH")
+    if model is None and model_file is None:
+        if required:
+            raise InputError("model", "give --model NAME or --model-file PATH")
+        return None
+    from .scaling import model_from_file, named_model
+
+    if model_file is None:
+        return _with_catalog(lambda: named_model(model))
+    try:
+        return model_from_file(model_file)
+    except InputError as err:
+        if err.field.startswith("model_file"):
+            raise
+        raise InputError(f"model_file.{err.field}", err.message) from None
+
+
+def _with_catalog(fn):
+    try:
+        return fn()
+    except FileNotFoundError:
+        raise InputError("model", "the model catalog (data/models.yaml) is not installed") from None
+
+
+def resolve_ci_opts(ci: str | None, region: str | None) -> str | None:
+    if ci is not None and region is not None:
+        raise InputError("ci", "give at most one of --ci and --region")
+    return ci if ci is not None else region
+
+
+def emit_json(obj: Any) -> None:
+    """Strict JSON (no NaN/Infinity) on stdout."""
+    sys.stdout.write(json.dumps(obj, indent=2, allow_nan=False, default=str) + "\n")
+
+
+def print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
+    """A rich table on stdout (rich imported here, not at start-up)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for i, col in enumerate(columns):
+        table.add_column(col, justify="left" if i == 0 else "right")
+    for row in rows:
+        table.add_row(*(_cell(v) for v in row))
+    console = Console()
+    if not console.is_terminal:  # pipes and files: no truncated columns
+        console.width = max(console.width, 160)
+    console.print(table)
+
+
+def _cell(v: Any) -> str:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return "" if v is None else str(v)
+    if isinstance(v, int):
+        return str(v)
+    return f"{v:,.0f}" if 1e4 <= abs(v) < 1e9 else f"{v:.6g}"
+
+
+# ---- commands ------------------------------------------------------------------------
+@app.command()
+def carbon(
+    devices: DevicesOpt,
+    utilization: UtilizationOpt,
+    model: ModelOpt = None,
+    model_file: ModelFileOpt = None,
+    device: DeviceOpt = None,
+    device_file: DeviceFileOpt = None,
+    duration_days: Annotated[Optional[float], typer.Option("--duration-days", help="Wall-clock days.")] = None,
+    duration_hours: Annotated[Optional[float], typer.Option("--duration-hours", help="Wall-clock hours.")] = None,
+    device_hours: Annotated[Optional[float], typer.Option("--device-hours", help="Devices x hours.")] = None,
+    pue: PueOpt = None,
+    ci: CiOpt = None,
+    region: RegionOpt = None,
+    year: YearOpt = None,
+    lifetime: LifetimeOpt = None,
+    alpha: Annotated[Optional[float], typer.Option("--alpha", help="Dynamic-power scale in [0, 10] (default 1).")] = None,
+    power_split: Annotated[str, typer.Option("--power-split", help="default | low_static")] = "default",
+    embodied_mode: Annotated[str, typer.Option("--embodied-mode", help="paper | vendor")] = "paper",
+    vendor_kg: Annotated[Optional[float], typer.Option("--vendor-kg", help="Per-device kgCO2e (vendor mode).")] = None,
+    infrastructure: Annotated[bool, typer.Option(
+        "--infrastructure/--no-infrastructure", help="Add v2's infrastructure share to embodied.")] = True,
+    embodied: Annotated[bool, typer.Option("--embodied/--no-embodied", help="Include embodied carbon.")] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Operational + embodied carbon of a training run of known size and length."""
+    from .carbon import run_carbon
+    from .hardware import describe
+
+    if duration_days is not None and duration_hours is not None:
+        raise InputError("duration_h", "give at most one of --duration-days and --duration-hours")
+    if duration_days is not None:
+        from .carbon import check_number
+
+        duration_hours = 24.0 * check_number("duration_days", duration_days, 0, 1e6 / 24, lo_open=True)
+    spec = resolve_model_opts(model, model_file)
+    system = resolve_system_opts(device, device_file)
+    result = run_carbon(
+        spec, system, n_devices=devices, duration_h=duration_hours, device_hours=device_hours,
+        utilization=utilization, pue=pue, ci=resolve_ci_opts(ci, region), year=year, lifetime_years=lifetime,
+        alpha=alpha, power_split=power_split, embodied_mode=embodied_mode, infrastructure=infrastructure,
+        include_embodied=embodied, vendor_kg_per_device=vendor_kg)
+    if as_json:
+        emit_json({"model": spec.summary() if spec else None, "device": describe(system), **result.to_dict()})
+        return
+    b = result.breakdown
+    rows = [
+        ["facility energy (kWh, incl. PUE)", result.energy_kwh],
+        ["  device energy (kWh, IT)", result.device_energy_kwh],
+        ["  node-other + network energy (kWh, IT)", result.other_energy_kwh],
+        ["operational (tCO2e)", result.operational_tco2e],
+        *[[f"  {k.replace('_', ' ')}", b[f"{k}_tco2e"]] for k in ("device_static", "device_dynamic", "node_other", "network")],
+        [f"embodied (tCO2e, {result.embodied_mode})", result.embodied_tco2e],
+        *[[f"  {k}", b[f"embodied_{k}_tco2e"]] for k in ("accelerator", "die", "hbm", "cpu", "dram", "ssd", "infrastructure")],
+        ["total (tCO2e)", result.total_tco2e],
+        ["total range (tCO2e)", f"{result.total_low_tco2e:,.4g} .. {result.total_high_tco2e:,.4g}"],
+    ]
+    title = (f"{b['model'] or 'run'} on {b['n_devices']} x {b['device']}, {b['duration_h']:,.1f} h, "
+             f"PUE {b['pue']:g}, CI {b['ci_g_per_kwh']:g} g/kWh")
+    print_table(title, ["quantity", "value"], rows)
+    typer.echo(f"embodied source: {result.embodied_source}")
+    typer.echo(f"grid intensity source: {result.ci_source}")
+
+
+@app.command()
+def models(as_json: JsonOpt = False) -> None:
+    """List the named model catalog."""
+    from .scaling import catalog_entry, model_names, named_model
+
+    recs = []
+    for name in _with_catalog(model_names):
+        s = named_model(name).summary()
+        recs.append({**s, "source": catalog_entry(name).get("source", "")})
+    if as_json:
+        emit_json(recs)
+        return
+    cols = ["name", "params_total", "params_active", "tokens", "train_flops", "d_model", "n_layers", "n_experts"]
+    print_table("models (data/models.yaml)", cols, [[r[c] for c in cols] for r in recs])
+
+
+@app.command()
+def devices(as_json: JsonOpt = False) -> None:
+    """List the accelerator catalog."""
+    from .hardware import describe, device_names, load_system
+
+    recs = [describe(load_system(n)) for n in device_names()]
+    if as_json:
+        emit_json(recs)
+        return
+    cols = ["name", "peak_tflops", "hbm_gb", "hbm_gb_s", "tdp_w", "die_area_mm2", "process_node", "hbm_type", "kind"]
+    print_table("devices (data/hardware.yaml)", cols, [[r[c] for c in cols] for r in recs])
+
+
+@app.command()
+def regions(year: YearOpt = None, as_json: JsonOpt = False) -> None:
+    """List Google Cloud regions and their grid carbon intensity."""
+    from .carbon import region_table
+
+    recs = region_table(year)
+    if as_json:
+        emit_json(recs)
+        return
+    cols = ["region", "location", "year", "ci_g_per_kwh", "cfe_fraction"]
+    print_table(f"grid carbon intensity, {recs[0]['year']} (Google Cloud region-carbon-info, Apache-2.0)",
+                cols, [[r[c] for c in cols] for r in recs])
+
+
+# ---- entry point -----------------------------------------------------------------------
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _fail(message: str, code: int) -> int:
+    sys.stderr.write(f"error: {_one_line(message)}\n")
+    return code
+
+
+def error_message(err: CarbonScalingError) -> str:
+    """The text after ``error:``; input errors also name the CLI option."""
+    if isinstance(err, InputError):
+        opt = option_name(err.field)
+        return f"{err.field} ({opt}): {err.message}" if opt else f"{err.field}: {err.message}"
+    return str(err)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit status (0 ok, 2 bad input, 3 infeasible)."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    try:
+        rv = app(args=args, prog_name="carbonscaling", standalone_mode=False)
+    except CarbonScalingError as err:
+        return _fail(error_message(err), err.exit_code)
+    except _NoArgsIsHelp as err:  # type: ignore[misc]
+        sys.stdout.write(err.format_message() + "\n")
+        return 0
+    except _click_exc.UsageError as err:
+        return _fail(err.format_message(), 2)
+    except _click_exc.ClickException as err:
+        return _fail(err.format_message(), err.exit_code or 2)
+    except (typer.Abort, KeyboardInterrupt):
+        return _fail("aborted", 130)
+    except BrokenPipeError:  # pragma: no cover - e.g. `carbonscaling devices | head`
+        return 0
+    except Exception as err:  # a bug, not bad input: still one line unless debugging
+        if os.environ.get("CARBONSCALING_DEBUG"):
+            raise
+        return _fail(f"internal error: {type(err).__name__}: {err} (set CARBONSCALING_DEBUG=1 for a traceback)", 1)
+    return rv if isinstance(rv, int) else 0
+
+
+for _mod in COMMAND_MODULES:
+    importlib.import_module(_mod)
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
