@@ -4,12 +4,12 @@
 * :mod:`.llmcarbon` - the LLMCarbon baseline ``llmc`` (SPEC 6.1).
 * :mod:`.regression` - the ``reg`` baseline, leave-one-out (SPEC 6.2).
 * :mod:`.metrics` - MAPE, median APE, R^2 (log and linear), NaN-robust.
-* :mod:`.evaluate` - :func:`evaluate` / :func:`validate` build a :class:`ValidationReport`.
+* :mod:`.harness` - :func:`evaluate` / :func:`validate` build a :class:`ValidationReport`.
 
 Nothing here imports pandas or matplotlib at module level.
 """
 
-from .evaluate import QUANTITIES, ValidationReport, default_predictors, evaluate, validate
+from .harness import QUANTITIES, ValidationReport, default_predictors, evaluate, validate
 from .llmcarbon import LLMCResult, llmc_predictor
 from .llmcarbon import estimate as llmc_estimate
 from .regression import LogLogFit, fit_loglog, reg_predictor

@@ -246,7 +246,7 @@ def predict_run(run: PublishedRun, mode: Mode = "searched", *, pue_when_unreport
 
 
 def llmc_predictor(mode: Mode = "searched", *, pue_when_unreported: float = 1.0) -> Callable[[PublishedRun], dict]:
-    """A predictor for :func:`carbonscaling.validation.evaluate.evaluate`."""
+    """A predictor for :func:`carbonscaling.validation.harness.evaluate`."""
     if mode not in ("searched", "pinned"):
         raise InputError("mode", f"must be 'searched' or 'pinned', got {mode!r}")
 

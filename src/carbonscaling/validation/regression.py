@@ -99,7 +99,7 @@ def predict_run(run: PublishedRun, runs: Sequence[PublishedRun], *, leave_one_ou
 def reg_predictor(runs: Sequence[PublishedRun], *, leave_one_out: bool = True,
                   fit_devices: Iterable[str] = FIT_DEVICES,
                   min_points_for_slope: int = 2) -> Callable[[PublishedRun], dict]:
-    """A predictor for :func:`~carbonscaling.validation.evaluate.evaluate`, fitted on ``runs``."""
+    """A predictor for :func:`~carbonscaling.validation.harness.evaluate`, fitted on ``runs``."""
     pool = tuple(runs)
     devices = tuple(fit_devices)
 
