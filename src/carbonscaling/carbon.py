@@ -44,7 +44,7 @@ _COUNTRY = re.compile(r"^(?:country:\s*(?P<any>.+)|(?P<iso>[A-Z]{3}))$")
 
 # ---- validation ------------------------------------------------------------------
 def _fmt(x: float) -> str:
-    return f"{x:,.0f}" if float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"
+    return f"{x:,.0f}" if float(x).is_integer() and abs(x) < 1e9 else f"{x:g}"
 
 
 def check_number(field: str, value: Any, lo: float, hi: float, *, lo_open: bool = False,

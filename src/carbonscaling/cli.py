@@ -54,22 +54,42 @@ OPTION_OF = {
     "region": "--ci/--region", "country": "--ci", "year": "--year", "lifetime_years": "--lifetime",
     "alpha": "--alpha", "power_split": "--power-split", "embodied_mode": "--embodied-mode",
     "device": "--device", "model": "--model", "vendor_kg_per_device": "--vendor-kg",
+    "duration_days": "--duration-days", "model_file": "--model-file", "device_file": "--device-file",
 }
 
 # ---- shared options --------------------------------------------------------------------
+# Numeric options are read as text and converted by :func:`number`, so that the API's
+# validation (one source of truth for ranges) words every error, "abc" and "nan" included.
+Num = Optional[str]
 ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="Catalog model name (see `models`).")]
 ModelFileOpt = Annotated[Optional[Path], typer.Option("--model-file", help="YAML file of ModelSpec fields.")]
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", "-d", help="Catalog device name (see `devices`).")]
 DeviceFileOpt = Annotated[Optional[Path], typer.Option("--device-file", help="YAML file of device (+ system) fields.")]
-DevicesOpt = Annotated[int, typer.Option("--devices", "-n", help="Number of accelerators, 1..1e8.")]
-UtilizationOpt = Annotated[float, typer.Option("--utilization", "-u", help="Utilization U (MFU) in (0, 1].")]
-PueOpt = Annotated[Optional[float], typer.Option("--pue", help="Power usage effectiveness in [1, 3] (default 1.1).")]
+DevicesOpt = Annotated[str, typer.Option("--devices", "-n", metavar="N", help="Number of accelerators, 1..1e8.")]
+UtilizationOpt = Annotated[str, typer.Option("--utilization", "-u", metavar="U", help="Utilization U (MFU) in (0, 1].")]
+PueOpt = Annotated[Num, typer.Option("--pue", metavar="X", help="Power usage effectiveness in [1, 3] (default 1.1).")]
 CiOpt = Annotated[Optional[str], typer.Option(
     "--ci", help="Grid intensity: g/kWh in [0, 2000], a region (us-east5) or, with codecarbon, an ISO3 country (FRA).")]
 RegionOpt = Annotated[Optional[str], typer.Option("--region", help="Google Cloud region (see `regions`); like --ci.")]
-YearOpt = Annotated[Optional[int], typer.Option("--year", help="Year of the region table (default: latest).")]
-LifetimeOpt = Annotated[Optional[float], typer.Option("--lifetime", help="Hardware lifetime in years, (0, 50] (default 6).")]
+YearOpt = Annotated[Num, typer.Option("--year", metavar="YYYY", help="Year of the region table (default: latest).")]
+LifetimeOpt = Annotated[Num, typer.Option("--lifetime", metavar="YEARS", help="Hardware lifetime in years, (0, 50] (default 6).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def number(text: str | None) -> float | str | None:
+    """Option text as a float; text that is not a number is returned as is, for the API to reject."""
+    if text is None:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def integer(text: str | None) -> int | str | None:
+    """Option text as an int (``"2024"``, ``"2024.0"``); anything else returned as is."""
+    x = number(text)
+    return int(x) if isinstance(x, float) and x.is_integer() and abs(x) < 2**53 else x
 
 
 def option_name(field: str) -> str | None:
@@ -156,18 +176,18 @@ def carbon(
     model_file: ModelFileOpt = None,
     device: DeviceOpt = None,
     device_file: DeviceFileOpt = None,
-    duration_days: Annotated[Optional[float], typer.Option("--duration-days", help="Wall-clock days.")] = None,
-    duration_hours: Annotated[Optional[float], typer.Option("--duration-hours", help="Wall-clock hours.")] = None,
-    device_hours: Annotated[Optional[float], typer.Option("--device-hours", help="Devices x hours.")] = None,
+    duration_days: Annotated[Num, typer.Option("--duration-days", metavar="DAYS", help="Wall-clock days.")] = None,
+    duration_hours: Annotated[Num, typer.Option("--duration-hours", metavar="H", help="Wall-clock hours.")] = None,
+    device_hours: Annotated[Num, typer.Option("--device-hours", metavar="H", help="Devices x hours.")] = None,
     pue: PueOpt = None,
     ci: CiOpt = None,
     region: RegionOpt = None,
     year: YearOpt = None,
     lifetime: LifetimeOpt = None,
-    alpha: Annotated[Optional[float], typer.Option("--alpha", help="Dynamic-power scale in [0, 10] (default 1).")] = None,
+    alpha: Annotated[Num, typer.Option("--alpha", metavar="X", help="Dynamic-power scale in [0, 10] (default 1).")] = None,
     power_split: Annotated[str, typer.Option("--power-split", help="default | low_static")] = "default",
     embodied_mode: Annotated[str, typer.Option("--embodied-mode", help="paper | vendor")] = "paper",
-    vendor_kg: Annotated[Optional[float], typer.Option("--vendor-kg", help="Per-device kgCO2e (vendor mode).")] = None,
+    vendor_kg: Annotated[Num, typer.Option("--vendor-kg", metavar="KG", help="Per-device kgCO2e (vendor mode).")] = None,
     infrastructure: Annotated[bool, typer.Option(
         "--infrastructure/--no-infrastructure", help="Add v2's infrastructure share to embodied.")] = True,
     embodied: Annotated[bool, typer.Option("--embodied/--no-embodied", help="Include embodied carbon.")] = True,
@@ -182,14 +202,15 @@ def carbon(
     if duration_days is not None:
         from .carbon import check_number
 
-        duration_hours = 24.0 * check_number("duration_days", duration_days, 0, 1e6 / 24, lo_open=True)
+        duration_hours = 24.0 * check_number("duration_days", number(duration_days), 0, 1e6 / 24, lo_open=True)
     spec = resolve_model_opts(model, model_file)
     system = resolve_system_opts(device, device_file)
     result = run_carbon(
-        spec, system, n_devices=devices, duration_h=duration_hours, device_hours=device_hours,
-        utilization=utilization, pue=pue, ci=resolve_ci_opts(ci, region), year=year, lifetime_years=lifetime,
-        alpha=alpha, power_split=power_split, embodied_mode=embodied_mode, infrastructure=infrastructure,
-        include_embodied=embodied, vendor_kg_per_device=vendor_kg)
+        spec, system, n_devices=number(devices), duration_h=number(duration_hours),
+        device_hours=number(device_hours), utilization=number(utilization), pue=number(pue),
+        ci=resolve_ci_opts(ci, region), year=integer(year), lifetime_years=number(lifetime), alpha=number(alpha),
+        power_split=power_split, embodied_mode=embodied_mode, infrastructure=infrastructure,
+        include_embodied=embodied, vendor_kg_per_device=number(vendor_kg))
     if as_json:
         emit_json({"model": spec.summary() if spec else None, "device": describe(system), **result.to_dict()})
         return
@@ -246,7 +267,7 @@ def regions(year: YearOpt = None, as_json: JsonOpt = False) -> None:
     """List Google Cloud regions and their grid carbon intensity."""
     from .carbon import region_table
 
-    recs = region_table(year)
+    recs = region_table(integer(year))
     if as_json:
         emit_json(recs)
         return
