@@ -39,6 +39,9 @@ class Device(BaseModel):
     hbm_type: str = "HBM2e"
     compute_units: int = Field(default=108, gt=0, le=10**6, description="SMs / CUs / MXUs, for wave quantization")
     sram_mb: float = Field(default=50.0, gt=0, le=1e7)
+    gemm_efficiency_max: float | None = Field(
+        default=None, gt=0, le=1, description="achievable fraction of peak on large GEMMs; default perf.yaml"
+    )
     cpa_logic_kg_per_cm2: float | None = Field(default=None, gt=0, le=1e3, description="default from cpa.csv")
     cpa_hbm_kg_per_gb: float | None = Field(default=None, gt=0, le=1e3, description="default from cpa.csv")
     source: str = ""

@@ -1,0 +1,73 @@
+"""Collective communication times, with each group placed on the links it really uses.
+
+A group of ``n`` ranks whose members are ``stride`` ranks apart (Megatron order:
+TP innermost) has ``k = min(n, domain // stride)`` members inside one scale-up
+domain (NVLink island, or TPU pod). Collectives are hierarchical, as NCCL's are:
+the ``k`` local members exchange over NVLink/ICI, and each of them carries ``1/k``
+of the data across the ``n / k`` domains over its own NIC. So the scale-out
+bandwidth a group sees grows with the NICs it spans.
+
+``time = latency x steps + bytes x algorithm factor / (bandwidth x efficiency)``;
+ring factors ``2 (n-1)/n`` (all-reduce) and ``(n-1)/n`` (reduce-scatter, all-gather).
+Latency counts ``2 ceil(log2 n)`` steps (NCCL's tree for large groups).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..hardware import System
+from .constants import PerfConstants
+
+ALGO_FACTOR = {"all_reduce": 2.0, "reduce_scatter": 1.0, "all_gather": 1.0}
+
+
+def scale_up_bandwidth(system: System, c: PerfConstants) -> float:
+    """Achievable bytes/s per device, one direction, inside the scale-up domain."""
+    eff = c.ici_efficiency if system.device.kind == "tpu" else c.nvlink_efficiency
+    return system.device.scale_up_gb_s / 2.0 * 1e9 * eff
+
+
+def scale_out_bandwidth(system: System, c: PerfConstants) -> float:
+    """Achievable bytes/s per device over its NIC (InfiniBand/RoCE, or TPU data-center network)."""
+    return system.scale_out_gb_s * 1e9 * c.scale_out_efficiency
+
+
+def collective_time(kind: str, n_bytes, n, stride, system: System, c: PerfConstants):
+    """Seconds for one collective of ``n_bytes`` per rank over ``n`` ranks spaced ``stride`` apart."""
+    n = np.asarray(n, dtype=float)
+    domain = system.scale_up_domain
+    k = np.minimum(n, np.maximum(1.0, np.floor(domain / np.maximum(stride, 1))))
+    nodes = np.ceil(n / k)
+    f = ALGO_FACTOR[kind]
+    bw_in = scale_up_bandwidth(system, c)
+    bw_out = scale_out_bandwidth(system, c)
+    t_in = f * (k - 1) / k * n_bytes / bw_in
+    t_out = f * (nodes - 1) / nodes * (n_bytes / k) / bw_out
+    steps_in = 2.0 * np.ceil(np.log2(np.maximum(k, 1)))
+    steps_out = 2.0 * np.ceil(np.log2(np.maximum(nodes, 1)))
+    lat = steps_in * c.nvlink_latency_s + steps_out * c.scale_out_latency_s
+    t = t_in + t_out + lat
+    return np.where(n > 1, t, 0.0)
+
+
+def all_to_all_time(n_bytes, n, stride, system: System, c: PerfConstants):
+    """Seconds for an all-to-all where each rank sends ``n_bytes`` spread evenly over ``n`` ranks.
+
+    Local destinations go over NVLink/ICI, remote ones over the NIC, concurrently.
+    """
+    n = np.asarray(n, dtype=float)
+    domain = system.scale_up_domain
+    k = np.minimum(n, np.maximum(1.0, np.floor(domain / np.maximum(stride, 1))))
+    t_in = n_bytes * (k - 1) / n / scale_up_bandwidth(system, c)
+    t_out = n_bytes * (n - k) / n / scale_out_bandwidth(system, c)
+    lat = np.where(n > k, c.scale_out_latency_s, c.nvlink_latency_s) * np.ceil(np.log2(np.maximum(n, 1)))
+    return np.where(n > 1, np.maximum(t_in, t_out) + lat, 0.0)
+
+
+def p2p_time(n_bytes, stride, system: System, c: PerfConstants):
+    """Seconds for one point-to-point send to the rank ``stride`` away (next pipeline stage)."""
+    local = stride < system.scale_up_domain
+    bw = np.where(local, scale_up_bandwidth(system, c), scale_out_bandwidth(system, c))
+    lat = np.where(local, c.nvlink_latency_s, c.scale_out_latency_s)
+    return lat + n_bytes / bw

@@ -1,0 +1,78 @@
+"""The performance model's constants, read from ``data/perf.yaml`` (values with sources)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from functools import lru_cache
+
+from .._data import load_yaml
+
+
+@dataclass(frozen=True)
+class PerfConstants:
+    gemm_efficiency_max_default: float
+    gemm_tile: int
+    gemm_k_overhead: float
+    hbm_efficiency: float
+    flash_fraction_of_peak: float
+    nvlink_efficiency: float
+    scale_out_efficiency: float
+    ici_efficiency: float
+    nvlink_latency_s: float
+    scale_out_latency_s: float
+    overlap_compute_slowdown: float
+    grad_bucket_params: float
+    adam_bytes_per_param_step: float
+    optimizer_state_bytes_per_param: float
+    fragmentation_factor: float
+    fragmentation_factor_dynamic_eviction: float
+    reserved_gb: float
+    logits_bytes: float
+    elementwise_fwd_bytes_hidden: float
+    elementwise_fwd_bytes_ffn: float
+    unfused_attention_passes: float
+    elementwise_bwd_to_fwd: float
+    grad_reduce_bytes_bf16: float
+    grad_reduce_bytes_fp16: float
+
+    def replace(self, **changes) -> PerfConstants:
+        """A copy with some constants changed (for sensitivity studies and calibration)."""
+        unknown = set(changes) - {f.name for f in fields(self)}
+        if unknown:
+            raise KeyError(f"unknown perf constants: {sorted(unknown)}")
+        return PerfConstants(**{**self.__dict__, **changes})
+
+
+@lru_cache(maxsize=1)
+def default_constants() -> PerfConstants:
+    y = load_yaml("perf.yaml")
+
+    def v(section: str, key: str) -> float:
+        return y[section][key]["value"]
+
+    return PerfConstants(
+        gemm_efficiency_max_default=v("gemm", "efficiency_max_default"),
+        gemm_tile=int(v("gemm", "tile")),
+        gemm_k_overhead=v("gemm", "k_overhead"),
+        hbm_efficiency=v("hbm", "efficiency"),
+        flash_fraction_of_peak=v("attention", "flash_fraction_of_peak"),
+        nvlink_efficiency=v("network", "nvlink_efficiency"),
+        scale_out_efficiency=v("network", "scale_out_efficiency"),
+        ici_efficiency=v("network", "ici_efficiency"),
+        nvlink_latency_s=v("network", "nvlink_latency_s"),
+        scale_out_latency_s=v("network", "scale_out_latency_s"),
+        overlap_compute_slowdown=v("overlap", "compute_slowdown"),
+        grad_bucket_params=v("overlap", "grad_bucket_params"),
+        adam_bytes_per_param_step=v("optimizer", "adam_bytes_per_param_step"),
+        optimizer_state_bytes_per_param=v("optimizer", "state_bytes_per_param"),
+        fragmentation_factor=v("memory", "fragmentation_factor"),
+        fragmentation_factor_dynamic_eviction=v("memory", "fragmentation_factor_dynamic_eviction"),
+        reserved_gb=v("memory", "reserved_gb"),
+        logits_bytes=v("memory", "logits_bytes"),
+        elementwise_fwd_bytes_hidden=v("elementwise", "forward_bytes_per_token_hidden"),
+        elementwise_fwd_bytes_ffn=v("elementwise", "forward_bytes_per_token_ffn"),
+        unfused_attention_passes=v("elementwise", "unfused_attention_passes"),
+        elementwise_bwd_to_fwd=v("elementwise", "backward_to_forward"),
+        grad_reduce_bytes_bf16=v("mixed_precision", "grad_reduce_bytes_bf16"),
+        grad_reduce_bytes_fp16=v("mixed_precision", "grad_reduce_bytes_fp16"),
+    )

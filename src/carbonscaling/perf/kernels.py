@@ -1,0 +1,90 @@
+"""Kernel times on one device: GEMMs against compute/SRAM/HBM rooflines, memory-bound work.
+
+All functions are numpy-vectorized: shapes may be arrays of any broadcastable shape.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..hardware import Device
+from .constants import PerfConstants
+
+
+def gemm_efficiency(m, n, k, batch, device: Device, c: PerfConstants):
+    """Achievable fraction of peak for a (batched) ``m x k @ k x n`` GEMM.
+
+    The large-GEMM maximum (a measured, per-device number) times three losses that
+    follow from how tensor cores are fed: tile quantization (the output is computed
+    in ``tile x tile`` blocks; partial blocks waste work), wave quantization (blocks
+    are scheduled in waves over the compute units; the last wave is partly idle) and
+    the K-loop prologue/epilogue (``K / (K + k0)``).
+    """
+    tile = c.gemm_tile
+    tiles_m = np.ceil(m / tile)
+    tiles_n = np.ceil(n / tile)
+    tile_util = (m * n) / (tiles_m * tiles_n * tile * tile)
+    blocks = tiles_m * tiles_n * batch
+    cu = device.compute_units
+    wave_util = blocks / (np.ceil(blocks / cu) * cu)
+    k_util = k / (k + c.gemm_k_overhead)
+    eff_max = device.gemm_efficiency_max or c.gemm_efficiency_max_default
+    return eff_max * tile_util * wave_util * k_util
+
+
+def gemm_time(m, n, k, batch, device: Device, c: PerfConstants, precision: str = "bf16", in_bytes: float = 2.0):
+    """Seconds for ``batch`` GEMMs of ``m x k @ k x n``: max of the compute and HBM rooflines.
+
+    HBM traffic assumes operands are re-read once per SRAM-sized block: a block edge
+    of ``sqrt(SRAM / (2 * bytes))`` (at least one tile) bounds reuse, so large SRAM
+    (and its projected growth) lowers traffic.
+    """
+    flops = 2.0 * m * n * k * batch
+    t_compute = flops / (device.peak_flops(precision) * gemm_efficiency(m, n, k, batch, device, c))
+    block = max(float(c.gemm_tile), float(np.sqrt(device.sram_mb * 1e6 / (2.0 * in_bytes))))
+    traffic = batch * (in_bytes * (m * k * np.ceil(n / block) + k * n * np.ceil(m / block)) + 2.0 * m * n)
+    t_memory = traffic / (device.hbm_gb_s * 1e9 * c.hbm_efficiency)
+    return np.maximum(t_compute, t_memory)
+
+
+def linear_fwd_bwd_time(tokens, n_out, n_in, batch, device: Device, c: PerfConstants, precision: str, in_bytes: float):
+    """Forward, and backward (data gradient + weight gradient) of ``y = x W`` for ``tokens`` rows.
+
+    Returns ``(t_forward, t_backward)``; the two backward GEMMs have transposed shapes.
+    """
+    fwd = gemm_time(tokens, n_out, n_in, batch, device, c, precision, in_bytes)
+    dgrad = gemm_time(tokens, n_in, n_out, batch, device, c, precision, in_bytes)
+    wgrad = gemm_time(n_in, n_out, tokens, batch, device, c, precision, in_bytes)
+    return fwd, dgrad + wgrad
+
+
+def memory_bound_time(n_bytes, device: Device, c: PerfConstants):
+    """Seconds to stream ``n_bytes`` through HBM at the achievable bandwidth."""
+    return n_bytes / (device.hbm_gb_s * 1e9 * c.hbm_efficiency)
+
+
+def flash_attention_time(batch_heads, seq, head_dim, device: Device, c: PerfConstants, precision: str = "bf16"):
+    """Fused (FlashAttention-style) causal attention: ``(t_forward, t_backward)``.
+
+    Causal masking skips half the score blocks. The backward pass recomputes the
+    scores, so it does 2.5x the forward matmul work (Dao 2023).
+    """
+    fwd_flops = 4.0 * batch_heads * seq * seq * head_dim * 0.5
+    rate = device.peak_flops(precision) * c.flash_fraction_of_peak
+    return fwd_flops / rate, 2.5 * fwd_flops / rate
+
+
+def unfused_attention_time(batch_heads, seq, head_dim, device: Device, c: PerfConstants, precision: str = "bf16"):
+    """Attention as two batched GEMMs plus softmax/mask/dropout passes over the score tensor.
+
+    Returns ``(t_forward, t_backward, t_forward_elementwise)``; the last is what
+    selective recompute repeats besides the two GEMMs.
+    """
+    s_fwd, s_bwd = linear_fwd_bwd_time(seq, seq, head_dim, batch_heads, device, c, precision, 2.0)
+    v_fwd, v_bwd = linear_fwd_bwd_time(seq, head_dim, seq, batch_heads, device, c, precision, 2.0)
+    score_bytes = 2.0 * batch_heads * seq * seq
+    passes = c.unfused_attention_passes
+    fwd_share = passes * 4.5 / 10.0  # forward: softmax 2 + dropout 2.5 of the 10 passes
+    t_elem_fwd = memory_bound_time(score_bytes * fwd_share, device, c)
+    t_elem_bwd = memory_bound_time(score_bytes * (passes - fwd_share), device, c)
+    return s_fwd + v_fwd + t_elem_fwd, s_bwd + v_bwd + t_elem_bwd, t_elem_fwd

@@ -1,0 +1,218 @@
+"""The step-time model: one training step of a layout, assembled from kernel and link times.
+
+:func:`evaluate` takes a model, a system, a :class:`LayoutGrid` and options, and
+returns a :class:`StepResult` whose fields are arrays (one entry per layout):
+the step time and its exposed parts (compute, TP/PP/DP/EP communication, bubble,
+optimizer, overlap slowdown) and per-device memory. Every formula is in the
+small helpers below; docs/performance.md walks through them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from ..hardware import System
+from ..scaling import ModelSpec
+from . import kernels as K
+from .comm import all_to_all_time, collective_time, p2p_time
+from .constants import PerfConstants, default_constants
+from .layout import LayoutGrid, TrainingOptions
+from .memory import memory_per_device
+
+
+@dataclass(frozen=True)
+class StepResult:
+    step_time_s: np.ndarray
+    compute_s: np.ndarray          # compute on the critical path (pipeline-steady part)
+    bubble_s: np.ndarray           # pipeline fill/drain
+    tp_comm_s: np.ndarray          # exposed tensor-parallel collectives (inside compute path)
+    pp_comm_s: np.ndarray          # point-to-point sends between stages
+    ep_comm_s: np.ndarray          # expert all-to-all
+    dp_comm_s: np.ndarray          # exposed data-parallel / ZeRO communication
+    optimizer_s: np.ndarray
+    overlap_slowdown_s: np.ndarray
+    global_batch_sequences: np.ndarray
+    microbatches: np.ndarray
+    mem_weights_gb: np.ndarray
+    mem_grads_gb: np.ndarray
+    mem_optimizer_gb: np.ndarray
+    mem_activations_gb: np.ndarray
+    mem_total_gb: np.ndarray
+    fits: np.ndarray
+
+    def take(self, idx) -> StepResult:
+        return StepResult(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
+
+
+def _layer_times(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOptions, c: PerfConstants, moe: bool):
+    """Per-microbatch (forward, backward, recompute-extra, tp_comm, ep_comm) of one layer on one device."""
+    dev = system.device
+    s, h, hd = model.seq_len, model.d_model, model.head_dim
+    tp = g.tp.astype(float)
+    tokens = g.mb * s
+    prec, ib = o.gemm_precision, o.gemm_input_bytes
+    sp_div = np.where(o.sequence_parallel & (g.tp > 1), tp, 1.0)
+
+    # Attention projections. KV heads are replicated when TP exceeds their count (GQA).
+    q_out = model.n_heads * hd / tp
+    kv_out = 2.0 * np.maximum(model.n_kv_heads / tp, 1.0) * hd
+    qkv_f, qkv_b = K.linear_fwd_bwd_time(tokens, q_out + kv_out, h, 1, dev, c, prec, ib)
+    o_f, o_b = K.linear_fwd_bwd_time(tokens, h, model.n_heads * hd / tp, 1, dev, c, prec, ib)
+    heads_batch = g.mb * model.n_heads / tp
+    if o.flash_attention:
+        at_f, at_b = K.flash_attention_time(heads_batch, s, hd, dev, c)
+        at_selective = 0.0 * at_f  # FlashAttention recomputes scores inside its backward already
+    else:
+        at_f, at_b, _ = K.unfused_attention_time(heads_batch, s, hd, dev, c)
+        at_selective = at_f
+    gate = 2.0 if model.ffn_gated else 1.0
+    ffn_bytes = c.elementwise_fwd_bytes_ffn * (1.5 if model.ffn_gated else 1.0)
+
+    if not moe:
+        up_f, up_b = K.linear_fwd_bwd_time(tokens, gate * model.d_ff / tp, h, 1, dev, c, prec, ib)
+        dn_f, dn_b = K.linear_fwd_bwd_time(tokens, h, model.d_ff / tp, 1, dev, c, prec, ib)
+        ffn_f, ffn_b = up_f + dn_f, up_b + dn_b
+        ffn_width = model.d_ff
+        ep_comm = 0.0 * tp
+    else:
+        k, cf, de = model.top_k, o.capacity_factor, model.d_expert
+        ep = g.ep.astype(float)
+        local_experts = model.n_experts / ep
+        tok_e = tokens * k * cf * ep / model.n_experts  # tokens each local expert receives
+        r_f, r_b = K.linear_fwd_bwd_time(tokens / sp_div, model.n_experts, h, 1, dev, c, prec, ib)
+        up_f, up_b = K.linear_fwd_bwd_time(tok_e, gate * de / tp, h, local_experts, dev, c, prec, ib)
+        dn_f, dn_b = K.linear_fwd_bwd_time(tok_e, h, de / tp, local_experts, dev, c, prec, ib)
+        ffn_f, ffn_b = r_f + up_f + dn_f, r_b + up_b + dn_b
+        if model.n_shared_experts:
+            ws = model.n_shared_experts * de
+            su_f, su_b = K.linear_fwd_bwd_time(tokens, gate * ws / tp, h, 1, dev, c, prec, ib)
+            sd_f, sd_b = K.linear_fwd_bwd_time(tokens, h, ws / tp, 1, dev, c, prec, ib)
+            ffn_f, ffn_b = ffn_f + su_f + sd_f, ffn_b + su_b + sd_b
+        ffn_width = (k * cf + model.n_shared_experts) * de
+        payload = tokens * k * cf * h * o.activation_bytes / tp
+        n_a2a = 4.0 + 2.0 * (g.rc == 2)
+        ep_comm = n_a2a * all_to_all_time(payload, g.ep, g.tp, system, c)
+
+    elem_f = K.memory_bound_time(tokens * (c.elementwise_fwd_bytes_hidden * h / sp_div + ffn_bytes * ffn_width / tp), dev, c)
+    elem_b = c.elementwise_bwd_to_fwd * elem_f
+    fwd = qkv_f + o_f + at_f + ffn_f + elem_f
+    bwd = qkv_b + o_b + at_b + ffn_b + elem_b
+    recompute = np.where(g.rc == 2, fwd, np.where(g.rc == 1, at_selective, 0.0))
+
+    n_tp = 4.0 + 2.0 * (g.rc == 2)  # 2 forward + 2 backward all-reduce equivalents, +2 if recomputed
+    tp_comm = n_tp * collective_time("all_reduce", tokens * h * o.activation_bytes, g.tp, 1, system, c)
+    return fwd, bwd, recompute, tp_comm, ep_comm
+
+
+def _stage_layers(n_layers: int, pp: np.ndarray):
+    """Layers on the first, last and heaviest middle stage (extra layers go to middle stages first)."""
+    lo, r = n_layers // pp, n_layers % pp
+    mids = np.maximum(pp - 2, 0)
+    first = lo + (r - np.minimum(r, mids) >= 1)
+    mid = lo + ((r > 0) & (mids > 0))
+    first = np.where(pp == 1, n_layers, first)
+    return first, lo, np.where(mids > 0, mid, 0)
+
+
+def evaluate(model: ModelSpec, system: System, g: LayoutGrid, opts: TrainingOptions | None = None,
+             consts: PerfConstants | None = None) -> StepResult:
+    """Step time, its breakdown and memory per device for every layout in ``g``."""
+    o = opts or TrainingOptions()
+    c = consts or default_constants()
+    dev = system.device
+    s, h, V = model.seq_len, model.d_model, model.vocab
+    tp = g.tp.astype(float)
+    m = g.micro.astype(float)
+    tokens = g.mb * s
+
+    frac_moe = model.n_moe_layers / model.n_layers
+    lay = [_layer_times(model, system, g, o, c, moe=False)]
+    if frac_moe > 0:
+        lay.append(_layer_times(model, system, g, o, c, moe=True))
+    weights = [1.0 - frac_moe, frac_moe]
+    fwd, bwd, rec, tpc, epc = (sum(w * part[i] for w, part in zip(weights, lay)) for i in range(5))
+    tp_exposed = 0.0 if o.overlap_tp_comm else tpc
+    layer_time = fwd + bwd + rec + tp_exposed + epc
+
+    # End stages: embedding lookup on the first, logits + cross-entropy on the last.
+    emb = K.memory_bound_time(4.0 * tokens * h * 2.0, dev, c)
+    lg_f, lg_b = K.linear_fwd_bwd_time(tokens, V / tp, h, 1, dev, c, o.gemm_precision, o.gemm_input_bytes)
+    head = lg_f + lg_b + K.memory_bound_time(4.0 * tokens * V / tp * c.logits_bytes, dev, c)
+
+    act_bytes_pp = tokens * h * o.activation_bytes / tp  # scatter/gather: each TP rank sends its slice
+    stride_pp = g.tp * g.ep * g.dp
+    p2p = np.where(g.pp > 1, 2.0 * g.v * p2p_time(act_bytes_pp, stride_pp, system, c), 0.0)
+
+    n_first, n_last, n_mid = _stage_layers(model.n_layers, g.pp)
+    t_first = n_first * layer_time + emb + p2p + np.where(g.pp == 1, head, 0.0)
+    t_last = np.where(g.pp > 1, n_last * layer_time + head + p2p, 0.0)
+    t_mid = n_mid * layer_time + p2p
+    t_max = np.maximum(np.maximum(t_first, t_last), np.where(n_mid > 0, t_mid, 0.0))
+    t_sum = model.n_layers * layer_time + emb + head + g.pp * p2p
+    pipeline = m * t_max + (t_sum - t_max) / g.v
+    bubble = pipeline - m * t_sum / g.pp  # time beyond perfectly balanced, always-busy stages
+
+    # Data-parallel / ZeRO communication of the heaviest (first) stage.
+    mem = memory_per_device(model, system, g, o, c, n_first, n_last)
+    p_dense, p_exp = mem.params_dense, mem.params_expert
+    gb = c.grad_reduce_bytes_fp16 if o.precision == "fp16" else c.grad_reduce_bytes_bf16
+    wb = o.activation_bytes
+    n_d, st_d = g.dp * g.ep, g.tp
+    n_e, st_e = g.dp, g.tp * g.ep
+
+    def coll(kind, nbytes_d, nbytes_e, n_dense=n_d, n_exp=n_e):
+        return collective_time(kind, nbytes_d, n_dense, st_d, system, c) + collective_time(
+            kind, nbytes_e, n_exp, st_e, system, c)
+
+    ar = coll("all_reduce", p_dense * gb, p_exp * gb)
+    rs_ag = coll("reduce_scatter", p_dense * gb, p_exp * gb) + coll("all_gather", p_dense * wb, p_exp * wb)
+    if o.flexible_sharding:
+        # LinS/hpZ-style: ZeRO-3 gathers stay inside the scale-up domain; gradients cross it once per step.
+        loc_d = np.minimum(n_d, np.maximum(1, system.scale_up_domain // st_d))
+        loc_e = np.minimum(n_e, np.maximum(1, system.scale_up_domain // st_e))
+        z3_mb = 2.0 * coll("all_gather", p_dense * wb, p_exp * wb, loc_d, loc_e) + coll(
+            "reduce_scatter", p_dense * gb, p_exp * gb, loc_d, loc_e)
+        z3_step = ar
+    else:
+        z3_mb = 2.0 * coll("all_gather", p_dense * wb, p_exp * wb) + coll("reduce_scatter", p_dense * gb, p_exp * gb)
+        z3_step = 0.0 * ar
+    dp_total = np.where(g.zero == 0, ar, np.where(g.zero < 3, rs_ag, 0.0))
+    stage_bwd = n_first * (bwd + rec)
+    if o.overlap_grad_reduce:
+        last_bucket = dp_total * np.minimum(1.0, c.grad_bucket_params / np.maximum(p_dense + p_exp, 1.0))
+        dp_exposed = np.maximum(last_bucket, dp_total - stage_bwd)
+    else:
+        dp_exposed = dp_total
+    stage_mb = t_first
+    z3_exposed = np.where(g.zero == 3, m * np.maximum(0.0, z3_mb - stage_mb) + z3_step, 0.0)
+    overlapped = np.where(g.zero == 3, m * np.minimum(z3_mb, stage_mb), dp_total - dp_exposed)
+    if o.overlap_tp_comm:
+        overlapped = overlapped + m * n_first * tpc
+    slowdown = c.overlap_compute_slowdown * overlapped
+
+    opt_params = mem.optimizer_params
+    optimizer = K.memory_bound_time(c.adam_bytes_per_param_step * opt_params, dev, c)
+
+    step = pipeline + dp_exposed * (g.zero < 3) + z3_exposed + optimizer + slowdown
+    share = m / g.pp  # the balanced part of the pipeline, m * t_sum / pp, split by cause
+    return StepResult(
+        step_time_s=step,
+        compute_s=share * (model.n_layers * (fwd + bwd + rec) + emb + head),
+        bubble_s=bubble,
+        tp_comm_s=share * model.n_layers * tp_exposed + 0.0 * step,
+        pp_comm_s=m * p2p,
+        ep_comm_s=share * model.n_layers * epc + 0.0 * step,
+        dp_comm_s=dp_exposed * (g.zero < 3) + z3_exposed,
+        optimizer_s=optimizer,
+        overlap_slowdown_s=slowdown,
+        global_batch_sequences=g.batch,
+        microbatches=g.micro,
+        mem_weights_gb=mem.weights / 1e9,
+        mem_grads_gb=mem.grads / 1e9,
+        mem_optimizer_gb=mem.optimizer / 1e9,
+        mem_activations_gb=mem.activations / 1e9,
+        mem_total_gb=mem.total / 1e9,
+        fits=mem.total <= dev.hbm_gb * 1e9,
+    )
