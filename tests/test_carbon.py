@@ -138,6 +138,12 @@ def test_device_hours_equals_devices_times_duration():
     assert a.breakdown["duration_h"] == pytest.approx(b.breakdown["duration_h"])
 
 
+def test_bloom_dynamic_figure_at_tdp():
+    """BLOOM's 24.69 t = 1,082,990 GPU-h x 0.4 kW x 57 g: our device term at U = 1, PUE = 1."""
+    b = bloom(utilization=1.0, pue=1.0).breakdown
+    assert b["device_static_tco2e"] + b["device_dynamic_tco2e"] == pytest.approx(24.69, abs=0.005)
+
+
 # ---- embodied ----------------------------------------------------------------------
 def test_embodied_paper_by_hand():
     sys_ = hardware.load_system("A100-80GB")
