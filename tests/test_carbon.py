@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
+import pickle
 import sys
 
 import pytest
@@ -187,6 +189,10 @@ def test_result_is_frozen_and_serialisable():
         r.total_tco2e = 0  # type: ignore[misc]
     with pytest.raises(TypeError):
         r.breakdown["pue"] = 2  # type: ignore[index]
+    with pytest.raises(TypeError):
+        r.breakdown.update(pue=2)  # type: ignore[attr-defined]
+    assert pickle.loads(pickle.dumps(r)) == r and copy.deepcopy(r) == r
+    assert dataclasses.asdict(r)["breakdown"] == dict(r.breakdown)
     d = json.loads(json.dumps(r.to_dict(), allow_nan=False))
     for key in ("energy_kwh", "operational_tco2e", "embodied_tco2e", "total_tco2e", "breakdown"):
         assert key in d

@@ -1,25 +1,16 @@
 """Stage 4: operational and embodied carbon of a training run (SPEC.md section 4).
 
-Everything here is a small pure function of immutable specs; :func:`run_carbon`
-chains them and returns a frozen :class:`CarbonResult`. Units are in the names:
-power in W, energy in kWh, grid intensity in gCO2e/kWh, carbon in tCO2e (kg
-only where a name says ``_kg``). Constants come from the cited data files:
-``power.yaml`` (power split, PUE/CI/lifetime defaults), ``cpa.csv`` (carbon per
-area / per GB), ``embodied.yaml`` (infrastructure share, vendor per-device
-figures) and ``regions.csv`` (Google Cloud grid intensity per region and year).
+Small pure functions of immutable specs; :func:`run_carbon` chains them into a frozen
+:class:`CarbonResult` and :func:`ideal_carbon` gives the papers' "ideal" curve. Units
+are in the names (W, kWh, gCO2e/kWh, tCO2e; kg where a name says ``_kg``). Constants
+come from cited data files: ``power.yaml`` (power split, PUE/CI/lifetime defaults),
+``cpa.csv`` (carbon per area / per GB), ``embodied.yaml`` (infrastructure share, vendor
+per-device figures), ``regions.csv`` (Google Cloud grid intensity by region and year).
+Formulas, defaults and the choices made where the papers are silent: docs/carbon.md.
 
-Operational::
-
-    P_dyn = f TDP, P_static = TDP - P_dyn      (f = 0.158; "low_static" uses 1 - f)
-    CO_dev   = N_dev   DU PUE CI (P_static + alpha P_dyn U)
+    CO_dev   = N_dev DU PUE CI (P_static + alpha P_dyn U),  P_dyn = 0.158 TDP
     CO_other = N_nodes DU PUE CI P_node_other + N_dev DU PUE CI P_network
-
-Embodied (amortised over the fraction ``DU / lifetime`` of the hardware's life)::
-
-    paper : N_dev (die_cm2 CPA_logic + HBM_GB CPA_HBM)
-            + N_nodes (cpus x cpu_die_cm2 CPA_logic + DRAM_GB CPA_DRAM + SSD_GB CPA_SSD)
-    vendor: the device term is a published per-device life-cycle figure instead
-    + infrastructure share (v2, Schneider et al. 2025) of the manufacturing total.
+    CO_emb   = DU / lifetime x (N_dev device_kg + N_nodes host_kg) x (1 + infrastructure share)
 """
 
 from __future__ import annotations
@@ -29,7 +20,6 @@ import numbers
 import re
 from dataclasses import dataclass, fields
 from functools import lru_cache
-from types import MappingProxyType
 from typing import Any, Mapping
 
 from ._data import load_csv, load_yaml
@@ -106,10 +96,6 @@ def region_table(year: int | None = None) -> list[dict[str, Any]]:
     return sorted((dict(r) for (_, ry), r in _region_rows().items() if ry == y), key=lambda r: r["region"])
 
 
-def region_names(year: int | None = None) -> list[str]:
-    return [r["region"] for r in region_table(year)]
-
-
 def region_intensity(region: str, year: int | None = None) -> dict[str, Any]:
     """The ``regions.csv`` row of a Google Cloud region (case-insensitive) in ``year``."""
     y = _year(year)
@@ -121,7 +107,7 @@ def region_intensity(region: str, year: int | None = None) -> dict[str, Any]:
     if other:
         raise InputError("year", f"region {region!r} has no {y} figure; available years: "
                                  f"{', '.join(map(str, other))}")
-    raise UnknownNameError("region", region, region_names(y))
+    raise UnknownNameError("region", region, [r["region"] for r in region_table(y)])
 
 
 def country_intensity(country: str) -> tuple[float, str]:
@@ -154,14 +140,12 @@ def resolve_grid_intensity(ci: Any = None, year: int | None = None) -> tuple[flo
     if ci is None:
         ci = defaults()["ci_g_per_kwh"]
     if isinstance(ci, str):
-        text = ci.strip()
         try:
-            ci = float(text)
+            ci = float(ci)
         except ValueError:
-            m = _COUNTRY.match(text)
-            if m:
+            if m := _COUNTRY.match(ci.strip()):
                 return country_intensity(m.group("any") or m.group("iso"))
-            row = region_intensity(text, year)
+            row = region_intensity(ci, year)
             return row["ci_g_per_kwh"], f"{row['region']} ({row['location']}) {row['year']}: {row['source']}"
     return check_number("ci", ci, 0, 2000), "value"
 
@@ -244,7 +228,7 @@ def embodied_terms(system: System, n_devices: int, duration_h: float, *, lifetim
     accel_t = n_devices * device_kg * t
     manuf = accel_t + sum(host_t.values())
     paper = mode == "paper"
-    out: dict[str, Any] = {
+    return {
         "amortisation_fraction": amort, "cpa_logic_kg_per_cm2": logic, "cpa_hbm_kg_per_gb": hbm,
         "cpa_dram_kg_per_gb": cpa[("memory", "DRAM")], "cpa_ssd_kg_per_gb": cpa[("memory", "SSD")],
         "device_embodied_kg": device_kg, "host_embodied_kg_per_node": sum(host.values()),
@@ -260,10 +244,21 @@ def embodied_terms(system: System, n_devices: int, duration_h: float, *, lifetim
         "embodied_high_tco2e": (n_devices * max(device_kg, v_hi) * t + sum(host_t.values())) * (1.0 + f_hi),
         "embodied_source": source,
     }
-    return out
 
 
 # ---- result ----------------------------------------------------------------------
+class FrozenDict(dict):
+    """A read-only dict: JSON-, pickle- and ``dataclasses.asdict``-friendly, unlike mappingproxy."""
+
+    def _read_only(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("CarbonResult.breakdown is read-only")
+
+    __setitem__ = __delitem__ = __ior__ = clear = pop = popitem = setdefault = update = _read_only
+
+    def __reduce__(self):
+        return (FrozenDict, (dict(self),))
+
+
 @dataclass(frozen=True)
 class CarbonResult:
     """Carbon of one run. Energies in kWh: ``energy_kwh`` is facility energy (IT x PUE);
@@ -286,7 +281,7 @@ class CarbonResult:
     breakdown: Mapping[str, Any]
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "breakdown", MappingProxyType(dict(self.breakdown)))
+        object.__setattr__(self, "breakdown", FrozenDict(self.breakdown))
 
     @property
     def total_low_tco2e(self) -> float:
