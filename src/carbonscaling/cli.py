@@ -61,18 +61,18 @@ OPTION_OF = {
 # Numeric options are read as text and converted by :func:`number`, so that the API's
 # validation (one source of truth for ranges) words every error, "abc" and "nan" included.
 Num = Optional[str]
-ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="Catalog model name (see `models`).")]
-ModelFileOpt = Annotated[Optional[Path], typer.Option("--model-file", help="YAML file of ModelSpec fields.")]
-DeviceOpt = Annotated[Optional[str], typer.Option("--device", "-d", help="Catalog device name (see `devices`).")]
-DeviceFileOpt = Annotated[Optional[Path], typer.Option("--device-file", help="YAML file of device (+ system) fields.")]
+ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", metavar="NAME", help="Catalog model name (see `models`).")]
+ModelFileOpt = Annotated[Optional[Path], typer.Option("--model-file", metavar="PATH", help="YAML file of ModelSpec fields.")]
+DeviceOpt = Annotated[Optional[str], typer.Option("--device", "-d", metavar="NAME", help="Catalog device name (see `devices`).")]
+DeviceFileOpt = Annotated[Optional[Path], typer.Option("--device-file", metavar="PATH", help="YAML file of device (+ system) fields.")]
 DevicesOpt = Annotated[str, typer.Option("--devices", "-n", metavar="N", help="Number of accelerators, 1..1e8.")]
 UtilizationOpt = Annotated[str, typer.Option("--utilization", "-u", metavar="U", help="Utilization U (MFU) in (0, 1].")]
-PueOpt = Annotated[Num, typer.Option("--pue", metavar="X", help="Power usage effectiveness in [1, 3] (default 1.1).")]
+PueOpt = Annotated[Num, typer.Option("--pue", metavar="X", help="Power usage effectiveness in [1, 3] (default: data/power.yaml).")]
 CiOpt = Annotated[Optional[str], typer.Option(
-    "--ci", help="Grid intensity: g/kWh in [0, 2000], a region (us-east5) or, with codecarbon, an ISO3 country (FRA).")]
-RegionOpt = Annotated[Optional[str], typer.Option("--region", help="Google Cloud region (see `regions`); like --ci.")]
+    "--ci", metavar="CI|REGION|ISO3", help="Grid intensity: g/kWh in [0, 2000], a region (us-east5) or, with codecarbon, an ISO3 country (FRA); default: data/power.yaml.")]
+RegionOpt = Annotated[Optional[str], typer.Option("--region", metavar="REGION", help="Google Cloud region (see `regions`); like --ci.")]
 YearOpt = Annotated[Num, typer.Option("--year", metavar="YYYY", help="Year of the region table (default: latest).")]
-LifetimeOpt = Annotated[Num, typer.Option("--lifetime", metavar="YEARS", help="Hardware lifetime in years, (0, 50] (default 6).")]
+LifetimeOpt = Annotated[Num, typer.Option("--lifetime", metavar="YEARS", help="Hardware lifetime in years, (0, 50] (default: data/power.yaml).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
@@ -184,9 +184,9 @@ def carbon(
     region: RegionOpt = None,
     year: YearOpt = None,
     lifetime: LifetimeOpt = None,
-    alpha: Annotated[Num, typer.Option("--alpha", metavar="X", help="Dynamic-power scale in [0, 10] (default 1).")] = None,
-    power_split: Annotated[str, typer.Option("--power-split", help="default | low_static")] = "default",
-    embodied_mode: Annotated[str, typer.Option("--embodied-mode", help="paper | vendor")] = "paper",
+    alpha: Annotated[Num, typer.Option("--alpha", metavar="X", help="Dynamic-power scale in [0, 10] (default: data/power.yaml).")] = None,
+    power_split: Annotated[str, typer.Option("--power-split", metavar="default|low_static", help="Static/dynamic power split.")] = "default",
+    embodied_mode: Annotated[str, typer.Option("--embodied-mode", metavar="paper|vendor", help="Embodied carbon method.")] = "paper",
     vendor_kg: Annotated[Num, typer.Option("--vendor-kg", metavar="KG", help="Per-device kgCO2e (vendor mode).")] = None,
     infrastructure: Annotated[bool, typer.Option(
         "--infrastructure/--no-infrastructure", help="Add v2's infrastructure share to embodied.")] = True,
