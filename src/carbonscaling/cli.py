@@ -45,7 +45,7 @@ app = typer.Typer(
 )
 
 # Other modules that register commands on ``app`` (e.g. "carbonscaling.cli_estimate").
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("carbonscaling.cli_estimate",)
 
 # API field name -> CLI option, so that error lines name what the user typed.
 OPTION_OF = {
@@ -55,6 +55,11 @@ OPTION_OF = {
     "alpha": "--alpha", "power_split": "--power-split", "embodied_mode": "--embodied-mode",
     "device": "--device", "model": "--model", "vendor_kg_per_device": "--vendor-kg",
     "duration_days": "--duration-days", "model_file": "--model-file", "device_file": "--device-file",
+    "devices": "--devices", "tp": "--tp", "pp": "--pp", "dp": "--dp", "ep": "--ep", "zero": "--zero",
+    "microbatch": "--microbatch", "interleave": "--interleave", "recompute": "--recompute",
+    "global_batch": "--global-batch", "global_batch_tokens": "--global-batch-tokens", "preset": "--preset",
+    "d_model": "--d-model", "years_ahead": "--years-ahead", "cpa_growth_per_year": "--cpa-growth",
+    "deadline_days": "--deadline-days", "precision": "--precision", "objective": "--objective",
 }
 
 # ---- shared options --------------------------------------------------------------------

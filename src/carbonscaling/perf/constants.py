@@ -11,6 +11,7 @@ from .._data import load_yaml
 @dataclass(frozen=True)
 class PerfConstants:
     gemm_efficiency_max_default: float
+    gemm_in_situ_factor: float
     gemm_tile: int
     gemm_k_overhead: float
     hbm_efficiency: float
@@ -52,6 +53,7 @@ def default_constants() -> PerfConstants:
 
     return PerfConstants(
         gemm_efficiency_max_default=v("gemm", "efficiency_max_default"),
+        gemm_in_situ_factor=v("gemm", "in_situ_factor"),
         gemm_tile=int(v("gemm", "tile")),
         gemm_k_overhead=v("gemm", "k_overhead"),
         hbm_efficiency=v("hbm", "efficiency"),

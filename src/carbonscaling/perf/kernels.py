@@ -14,7 +14,8 @@ from .constants import PerfConstants
 def gemm_efficiency(m, n, k, batch, device: Device, c: PerfConstants):
     """Achievable fraction of peak for a (batched) ``m x k @ k x n`` GEMM.
 
-    The large-GEMM maximum (a measured, per-device number) times three losses that
+    The large-GEMM maximum (a measured, per-device number) times the in-situ factor
+    (what a kernel sustains inside a busy training step), times three losses that
     follow from how tensor cores are fed: tile quantization (the output is computed
     in ``tile x tile`` blocks; partial blocks waste work), wave quantization (blocks
     are scheduled in waves over the compute units; the last wave is partly idle) and
@@ -29,7 +30,7 @@ def gemm_efficiency(m, n, k, batch, device: Device, c: PerfConstants):
     wave_util = blocks / (np.ceil(blocks / cu) * cu)
     k_util = k / (k + c.gemm_k_overhead)
     eff_max = device.gemm_efficiency_max or c.gemm_efficiency_max_default
-    return eff_max * tile_util * wave_util * k_util
+    return eff_max * c.gemm_in_situ_factor * tile_util * wave_util * k_util
 
 
 def gemm_time(m, n, k, batch, device: Device, c: PerfConstants, precision: str = "bf16", in_bytes: float = 2.0):
@@ -70,7 +71,7 @@ def flash_attention_time(batch_heads, seq, head_dim, device: Device, c: PerfCons
     scores, so it does 2.5x the forward matmul work (Dao 2023).
     """
     fwd_flops = 4.0 * batch_heads * seq * seq * head_dim * 0.5
-    rate = device.peak_flops(precision) * c.flash_fraction_of_peak
+    rate = device.peak_flops(precision) * c.flash_fraction_of_peak * c.gemm_in_situ_factor
     return fwd_flops / rate, 2.5 * fwd_flops / rate
 
 

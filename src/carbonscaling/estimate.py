@@ -1,0 +1,168 @@
+"""The chain: model spec -> system (projected) -> parallelism search -> carbon.
+
+:func:`estimate` mirrors ``carbonscaling estimate``: the same options in snake_case,
+and ``Estimate.to_dict()`` is exactly the CLI's ``--json`` object. One process can call
+it thousands of times without paying start-up again.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .carbon import CarbonResult, check_number, run_carbon
+from .errors import InputError
+from .hardware import System, describe, load_system, project
+from .perf.layout import TrainingOptions
+from .scaling import ModelSpec, from_preset, resolve_model
+from .search import SearchResult, search
+
+STEP_PARTS = ("compute_s", "bubble_s", "tp_comm_s", "pp_comm_s", "dp_comm_s", "ep_comm_s", "optimizer_s",
+              "overlap_slowdown_s")
+MEMORY_PARTS = ("weights", "grads", "optimizer", "activations", "total")
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Everything one estimate produced; ``to_dict()`` is the CLI's ``--json``."""
+
+    model: ModelSpec
+    system: System
+    result: SearchResult
+    carbon: CarbonResult
+    median_carbon: CarbonResult | None
+    settings: dict[str, Any]
+
+    @property
+    def steps(self) -> float:
+        return self.model.train_tokens / (self.result.layout.global_batch_sequences * self.model.seq_len)
+
+    def to_dict(self) -> dict[str, Any]:
+        r, lay, st = self.result, self.result.layout, self.result.step
+        step = {k: float(getattr(st, k)) for k in STEP_PARTS}
+        step["step_time_s"] = float(st.step_time_s)
+        mem = {f"{k}_gb": float(getattr(st, f"mem_{k}_gb")) for k in MEMORY_PARTS}
+        mem["capacity_gb"] = self.system.device.hbm_gb
+        out = {
+            "model": self.model.summary(),
+            "hardware": describe(self.system),
+            "layout": {"devices": lay.devices, "tp": lay.tp, "pp": lay.pp, "dp": lay.dp, "ep": lay.ep,
+                       "zero": lay.zero, "microbatch": lay.microbatch, "interleave": lay.interleave,
+                       "recompute": lay.recompute, "global_batch_sequences": lay.global_batch_sequences,
+                       "microbatches": lay.microbatches},
+            "performance": {"step_time_s": float(st.step_time_s), "steps": self.steps,
+                            "duration_days": r.duration_s / 86400.0,
+                            "device_hours": lay.devices * r.duration_s / 3600.0, "mfu": r.mfu,
+                            "deadline_days": r.deadline_s / 86400.0, "meets_deadline": r.meets_deadline,
+                            "layouts_evaluated": r.layouts_evaluated, "objective": r.objective},
+            "energy_kwh": self.carbon.energy_kwh,
+            "carbon": {"operational_tco2e": self.carbon.operational_tco2e,
+                       "embodied_tco2e": self.carbon.embodied_tco2e, "total_tco2e": self.carbon.total_tco2e,
+                       "total_low_tco2e": self.carbon.total_low_tco2e,
+                       "total_high_tco2e": self.carbon.total_high_tco2e,
+                       "embodied_mode": self.carbon.embodied_mode, "ci_source": self.carbon.ci_source},
+            "breakdown": {"step": step, "step_fraction": {k: v / step["step_time_s"] for k, v in step.items()
+                                                           if k != "step_time_s"},
+                          "memory_per_device": mem, "carbon": dict(self.carbon.breakdown)},
+            "settings": self.settings,
+        }
+        if r.median_layout is not None:
+            med = r.median_layout
+            out["median_layout"] = {**med.model_dump(), "devices": med.devices,
+                                    "duration_days": r.median_duration_s / 86400.0, "mfu": r.median_mfu,
+                                    "total_tco2e": self.median_carbon.total_tco2e if self.median_carbon else None}
+        return out
+
+    def to_row(self) -> dict[str, Any]:
+        """One flat record (for sweeps / pandas)."""
+        d = self.to_dict()
+        row: dict[str, Any] = {}
+        for block in ("model", "layout", "performance", "carbon"):
+            row.update({f"{block}.{k}" if block in ("layout",) else k: v for k, v in d[block].items()})
+        row.update({f"step.{k}": v for k, v in d["breakdown"]["step"].items()})
+        row["energy_kwh"] = d["energy_kwh"]
+        row["device"] = self.system.device.name
+        return row
+
+
+def build_system(device: Any = "H100", *, years_ahead: float = 0.0, cpa_growth: float = 0.0) -> System:
+    return project(load_system(device), years_ahead, cpa_growth_per_year=cpa_growth)
+
+
+def build_model(model: Any = None, *, preset: str | None = None, d_model: int | None = None) -> ModelSpec:
+    if preset is not None or d_model is not None:
+        if model is not None:
+            raise InputError("model", "give either a model or --preset/--d-model, not both")
+        if preset is None or d_model is None:
+            raise InputError("preset" if preset is None else "d_model", "preset and d_model go together")
+        return from_preset(preset, d_model)
+    if model is None:
+        raise InputError("model", "give a model name, a model file, a mapping, or --preset with --d-model")
+    return resolve_model(Path(model) if isinstance(model, Path) else model)
+
+
+def estimate(model: Any = None, device: Any = "H100", *, preset: str | None = None, d_model: int | None = None,
+             years_ahead: float = 0.0, cpa_growth: float = 0.0, deadline_days: float = 90.0,
+             devices: int | None = None, tp: int | None = None, pp: int | None = None, dp: int | None = None,
+             ep: int | None = None, zero: int | None = None, microbatch: int | None = None,
+             interleave: int | None = None, recompute: str | None = None, global_batch: int | None = None,
+             global_batch_tokens: float | None = None, precision: str = "bf16", flash_attention: bool = True,
+             sequence_parallel: bool = True, overlap_grad_reduce: bool = True, dynamic_eviction: bool = False,
+             flexible_sharding: bool = False, qat: bool = False, objective: str = "fastest",
+             ci: Any = None, region: str | None = None, pue: float | None = None,
+             lifetime_years: float | None = None, power_split: str = "default", embodied_mode: str = "paper",
+             infrastructure: bool = True, include_embodied: bool = True, median_carbon: bool = True) -> Estimate:
+    """Search the layout of a training run and account its carbon (see ``carbonscaling estimate --help``)."""
+    if ci is not None and region is not None:
+        raise InputError("ci", "give either --ci or --region, not both")
+    spec = build_model(model, preset=preset, d_model=d_model)
+    system = build_system(device, years_ahead=years_ahead, cpa_growth=cpa_growth)
+    try:
+        opts = TrainingOptions(precision=precision, flash_attention=flash_attention,
+                               sequence_parallel=sequence_parallel, overlap_grad_reduce=overlap_grad_reduce,
+                               dynamic_eviction=dynamic_eviction, flexible_sharding=flexible_sharding, qat=qat)
+    except Exception as err:  # pydantic ValidationError -> one line naming the field
+        first = err.errors()[0] if hasattr(err, "errors") else {"loc": ("options",), "msg": str(err)}
+        raise InputError(str(first["loc"][0]), first["msg"]) from None
+    if global_batch_tokens is not None:
+        if global_batch is not None:
+            raise InputError("global_batch_tokens", "give either global_batch or global_batch_tokens, not both")
+        gbt = check_number("global_batch_tokens", global_batch_tokens, spec.seq_len, 1e12)
+        global_batch = max(1, round(gbt / spec.seq_len))
+    pinned = {"devices": devices, "tp": tp, "pp": pp, "dp": dp, "ep": ep, "zero": zero, "microbatch": microbatch,
+              "interleave": interleave, "recompute": recompute, "global_batch": global_batch}
+    pinned = {k: v for k, v in pinned.items() if v is not None}
+    carbon_kw = dict(pue=pue, ci=region if region is not None else ci, lifetime_years=lifetime_years,
+                     power_split=power_split, embodied_mode=embodied_mode, infrastructure=infrastructure,
+                     include_embodied=include_embodied)
+    run_carbon(None, system, n_devices=1, duration_h=1.0, utilization=0.5, **carbon_kw)  # validate early
+
+    score = None
+    if objective == "carbon":
+        per_dev = run_carbon(None, system, n_devices=system.devices_per_node, duration_h=1.0, utilization=1.0,
+                             **carbon_kw)
+        idle = run_carbon(None, system, n_devices=system.devices_per_node, duration_h=1.0, utilization=1e-9,
+                          **carbon_kw)
+        fixed = idle.total_tco2e / system.devices_per_node
+        dyn = (per_dev.total_tco2e - idle.total_tco2e) / system.devices_per_node
+
+        def score(devs, dur_s, mfu):  # tCO2e, linear in device-hours and utilization
+            return devs * dur_s / 3600.0 * (fixed + dyn * mfu)
+
+    res = search(spec, system, deadline_days=deadline_days, options=opts, pinned=pinned, objective=objective,
+                 carbon_score=score)
+    carbon = _carbon_of(res.layout.devices, res.duration_s, res.mfu, system, carbon_kw, spec)
+    med = None
+    if median_carbon and res.median_layout is not None:
+        med = _carbon_of(res.median_layout.devices, res.median_duration_s, res.median_mfu, system, carbon_kw, spec)
+    settings = {"deadline_days": deadline_days, "years_ahead": years_ahead, "cpa_growth": cpa_growth,
+                "objective": objective, "pinned": pinned, "options": opts.model_dump(),
+                **{k: v for k, v in carbon_kw.items() if v is not None}}
+    return Estimate(model=spec, system=system, result=res, carbon=carbon, median_carbon=med, settings=settings)
+
+
+def _carbon_of(devices: int, duration_s: float, mfu: float, system: System, carbon_kw: dict, spec) -> CarbonResult:
+    util = min(1.0, max(mfu, 1e-12)) if math.isfinite(mfu) else 1e-12
+    return run_carbon(spec, system, n_devices=devices, duration_h=duration_s / 3600.0, utilization=util, **carbon_kw)
