@@ -389,7 +389,7 @@ def ideal_carbon(train_flops: float, system: Any, *, deadline_days: float = 90, 
     times PUE. No node-other or network power, no embodied carbon.
     """
     d = defaults()
-    c = check_number("train_flops", train_flops, 0, 1e32, lo_open=True)
+    c = check_number("train_flops", train_flops, 0, 1e45, lo_open=True)
     days = check_number("deadline_days", deadline_days, 0, 36500, lo_open=True)
     pue_v = check_number("pue", d["pue"] if pue is None else pue, 1, 3)
     ci_v, ci_src = resolve_grid_intensity(ci, year)

@@ -1,0 +1,1 @@
+"""``carbonscaling paper`` and ``carbonscaling sweep`` (commands registered here)."""

@@ -1,0 +1,1 @@
+"""``carbonscaling validate`` (command registered here)."""
