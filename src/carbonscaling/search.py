@@ -219,6 +219,12 @@ def search(model: ModelSpec, system: System, *, deadline_days: float = 90.0, opt
         at = np.flatnonzero(good & (devs == n_star))
         pool = np.flatnonzero(ok & (devs == n_star))  # every layout that fits: the median is over these
         return _result(model, system, o, grid, res, dur, at, deadline_s, evaluated, objective, pool=pool)
+    if evaluated == 0 and "devices" not in pins:
+        raise InfeasibleError(
+            f"no device count meets the {deadline_days:g}-day deadline: even at peak throughput it needs "
+            f"{ideal_devices(model, system, deadline_s):,} devices, more than the largest allowed layout "
+            f"({n_stop - 1:,} devices; the critical batch of {batch} sequences caps data parallelism)",
+            "deadline", {"ideal_devices": ideal_devices(model, system, deadline_s), "max_devices": n_stop - 1})
     if not any_fit:
         raise InfeasibleError(
             f"{model.name} does not fit in {system.device.hbm_gb:g} GB per device under any allowed layout "

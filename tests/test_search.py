@@ -1,0 +1,169 @@
+"""The production search against a plain reference implementation of v1 Algorithm 1."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from carbonscaling.errors import InfeasibleError, InputError
+from carbonscaling.hardware import load_system
+from carbonscaling.perf.layout import LayoutGrid, TrainingOptions
+from carbonscaling.perf.step import evaluate
+from carbonscaling.scaling import ModelSpec, from_preset, named_model
+from carbonscaling.search import INTERLEAVES, MAX_TP, MICROBATCHES, ZERO_STAGES, durations, ideal_devices, search
+
+
+def reference_algorithm_1(model: ModelSpec, system, deadline_days: float, opts=None, n_max: int = 100_000,
+                          zero_stages=ZERO_STAGES):
+    """v1 Algorithm 1, literally: N from N_ideal upward; factorize N // EP into TP x DP x PP;
+    check divisibility and memory; the first N whose fastest layout meets T wins.
+
+    Returns ``(devices, duration_s)`` or ``None``. Each N's layouts are evaluated in one call
+    only to keep the test quick; the loop structure is the paper's.
+    """
+    deadline_s = deadline_days * 86400
+    ep = model.n_experts if model.is_moe else 1
+    batch = model.batch_sequences
+    n = ideal_devices(model, system, deadline_s)
+    while n <= n_max:
+        if n % ep == 0:
+            rows = []
+            rest = n // ep
+            for tp in range(1, min(rest, MAX_TP) + 1):
+                if rest % tp or model.n_heads % tp or (4 * model.d_model ** 2) % tp:
+                    continue
+                for pp in range(1, rest // tp + 1):
+                    if (rest // tp) % pp or model.n_layers % pp:
+                        continue
+                    dp = rest // (tp * pp)
+                    for v in INTERLEAVES:
+                        if v > 1 and (pp == 1 or (model.n_layers // pp) % v):
+                            continue
+                        for mb in MICROBATCHES:
+                            per_rank = dp * ep * mb
+                            if per_rank > batch:
+                                continue
+                            for z in zero_stages:
+                                for rc in (0, 1, 2):
+                                    rows.append((tp, pp, dp, ep, z, mb, v, rc, (batch // per_rank) * per_rank))
+            if rows:
+                a = np.array(rows).T
+                grid = LayoutGrid(tp=a[0], pp=a[1], dp=a[2], ep=a[3], zero=a[4], mb=a[5], v=a[6], rc=a[7], batch=a[8])
+                res = evaluate(model, system, grid, opts or TrainingOptions())
+                dur = np.where(res.fits, durations(model, res), np.inf)
+                best = float(dur.min())
+                if best <= deadline_s:
+                    return n, best
+        n += 1
+    return None
+
+
+def _small(**kw) -> ModelSpec:
+    base = dict(d_model=1024, n_layers=12, n_heads=16, vocab=32000, seq_len=1024, tokens=2e10,
+                global_batch_tokens=256 * 1024, name="small")
+    return ModelSpec(**{**base, **kw})
+
+
+CASES = [
+    (_small(), "A100-80GB", 1.0),
+    (_small(d_model=5120, n_layers=40, n_heads=40, tokens=5e10, global_batch_tokens=1024 * 1024), "A100-40GB", 12.0),
+    (_small(d_model=4096, n_layers=32, n_heads=32, tokens=4e10, global_batch_tokens=512 * 1024), "H100", 2.0),
+    (_small(d_model=2048, n_layers=24, n_heads=16, tokens=3e10), "V100", 6.0),
+    (_small(d_model=2048, n_layers=16, n_experts=8, top_k=2, tokens=3e10, global_batch_tokens=512 * 1024), "H100", 1.0),
+    (_small(d_model=3072, n_layers=24, n_heads=24, ffn_gated=True, n_kv_heads=8, tokens=4e10,
+            global_batch_tokens=512 * 1024), "TPUv4", 5.0),
+]
+
+
+@pytest.mark.parametrize("model,device,days", CASES)
+def test_production_matches_reference(model, device, days):
+    system = load_system(device)
+    ref = reference_algorithm_1(model, system, days)
+    assert ref is not None, "reference found no answer; pick a case both finish"
+    got = search(model, system, deadline_days=days)
+    assert got.devices == ref[0]
+    assert got.duration_s == pytest.approx(ref[1], rel=1e-12)
+    assert got.meets_deadline
+
+
+# Without ZeRO, memory forces tensor and pipeline parallelism: the factorization is exercised.
+NO_ZERO_CASES = [
+    (_small(d_model=5120, n_layers=40, n_heads=40, tokens=5e10, global_batch_tokens=1024 * 1024), "A100-40GB", 12.0),
+    (_small(d_model=8192, n_layers=48, n_heads=64, tokens=2e10, global_batch_tokens=1024 * 1024), "A100-80GB", 20.0),
+    (_small(d_model=4096, n_layers=32, n_heads=32, n_experts=8, top_k=2, tokens=2e10,
+            global_batch_tokens=512 * 1024), "H100", 3.0),
+]
+
+
+@pytest.mark.parametrize("model,device,days", NO_ZERO_CASES)
+def test_production_matches_reference_without_zero(model, device, days):
+    system = load_system(device)
+    ref = reference_algorithm_1(model, system, days, zero_stages=(0,))
+    assert ref is not None
+    got = search(model, system, deadline_days=days, pinned={"zero": 0})
+    assert got.layout.tp * got.layout.pp > 1
+    assert got.devices == ref[0]
+    assert got.duration_s == pytest.approx(ref[1], rel=1e-12)
+    assert got.meets_deadline
+
+
+def test_tighter_deadline_needs_no_fewer_devices():
+    system = load_system("A100-80GB")
+    m = _small()
+    counts = [search(m, system, deadline_days=d).devices for d in (8.0, 4.0, 2.0, 1.0, 0.5)]
+    assert counts == sorted(counts)
+
+
+def test_pinned_layout_is_only_evaluated():
+    m = named_model("megatron-18.4b")
+    system = load_system("A100-80GB")
+    r = search(m, system, pinned=dict(devices=256, tp=8, pp=1, dp=32, zero=0, microbatch=1, interleave=1,
+                                      recompute="full", global_batch=1024))
+    assert r.layouts_evaluated == 1
+    lay = r.layout
+    assert (lay.tp, lay.pp, lay.dp, lay.devices, lay.global_batch_sequences) == (8, 1, 32, 256, 1024)
+
+
+def test_pinned_uneven_pipeline_is_allowed():
+    m = named_model("bloom-176b")  # 70 layers on 12 stages, as BLOOM ran
+    r = search(m, load_system("A100-80GB"), pinned=dict(devices=384, tp=4, pp=12, dp=8, zero=1, recompute="full",
+                                                        global_batch=2048))
+    assert r.layout.pp == 12 and r.devices == 384
+
+
+def test_model_that_fits_nowhere_is_explained():
+    huge = _small(d_model=65536, n_layers=4, n_heads=1, tokens=1e9)  # one head: no tensor parallelism possible
+    with pytest.raises(InfeasibleError) as err:
+        search(huge, load_system("V100"), pinned={"zero": 0, "recompute": "full"})
+    assert err.value.constraint == "memory"
+
+
+def test_impossible_deadline_is_explained():
+    m = from_preset("cs-v1", 24576)
+    with pytest.raises(InfeasibleError) as err:
+        search(m, load_system("B100"), deadline_days=90)
+    assert err.value.constraint == "deadline"
+    assert err.value.details["best_duration_days"] > 90
+
+
+@pytest.mark.parametrize("pins,field", [({"tp": 0}, "tp"), ({"pp": 10**6}, "pp"), ({"zero": 4}, "zero"),
+                                        ({"recompute": "some"}, "recompute"), ({"microbatch": 1.5}, "microbatch"),
+                                        ({"ep": 3}, "ep"), ({"devices": math.nan}, "devices")])
+def test_bad_pins_are_input_errors(pins, field):
+    with pytest.raises(InputError) as err:
+        search(_small(n_experts=4), load_system("H100"), pinned=pins)
+    assert err.value.field == field
+
+
+def test_deadline_validated():
+    with pytest.raises(InputError):
+        search(_small(), load_system("H100"), deadline_days=-1)
+
+
+def test_utilization_falls_as_models_grow_on_a_fixed_device():
+    """v1 Fig. 5b: larger models reach lower MFU on the same device (bubble and communication grow)."""
+    system = load_system("B100")
+    mfus = [search(from_preset("cs-v1", d), system).mfu for d in (4096, 6144, 9216, 12288)]
+    assert all(a > b for a, b in zip(mfus, mfus[1:])), mfus
