@@ -333,7 +333,7 @@ def run_carbon(model: Any, system: Any, *, n_devices: int, duration_h: float | N
     2024, 6 years, 1.0). Bad input raises :class:`InputError` naming the field.
     """
     d = defaults()
-    n = int(check_number("n_devices", n_devices, 1, 1e8, integer=True))
+    n = int(check_number("n_devices", n_devices, 1, 1e12, integer=True))
     dur = _duration(n, duration_h, device_hours)
     u = check_number("utilization", utilization, 0, 1, lo_open=True)
     pue_v = check_number("pue", d["pue"] if pue is None else pue, 1, 3)

@@ -70,7 +70,7 @@ ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", metavar="NAME"
 ModelFileOpt = Annotated[Optional[Path], typer.Option("--model-file", metavar="PATH", help="YAML file of ModelSpec fields.")]
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", "-d", metavar="NAME", help="Catalog device name (see `devices`).")]
 DeviceFileOpt = Annotated[Optional[Path], typer.Option("--device-file", metavar="PATH", help="YAML file of device (+ system) fields.")]
-DevicesOpt = Annotated[str, typer.Option("--devices", "-n", metavar="N", help="Number of accelerators, 1..1e8.")]
+DevicesOpt = Annotated[str, typer.Option("--devices", "-n", metavar="N", help="Number of accelerators, 1..1e12.")]
 UtilizationOpt = Annotated[str, typer.Option("--utilization", "-u", metavar="U", help="Utilization U (MFU) in (0, 1].")]
 PueOpt = Annotated[Num, typer.Option("--pue", metavar="X", help="Power usage effectiveness in [1, 3] (default: data/power.yaml).")]
 CiOpt = Annotated[Optional[str], typer.Option(
