@@ -43,6 +43,8 @@ def estimate(
     flash_attention: Annotated[bool, typer.Option("--flash-attention/--no-flash-attention", help="Fused attention kernels.")] = True,
     sequence_parallel: Annotated[bool, typer.Option("--sequence-parallel/--no-sequence-parallel")] = True,
     overlap_grad_reduce: Annotated[bool, typer.Option("--overlap-grad-reduce/--no-overlap-grad-reduce")] = True,
+    overlap_tp_comm: Annotated[bool, typer.Option("--overlap-tp-comm", help="Hide TP collectives under compute.")] = False,
+    overlap_ep_comm: Annotated[bool, typer.Option("--overlap-ep-comm", help="Hide the expert all-to-all under compute (DeepSeek DualPipe).")] = False,
     dynamic_eviction: Annotated[bool, typer.Option("--dynamic-eviction", help="Coop-style allocator (less fragmentation).")] = False,
     flexible_sharding: Annotated[bool, typer.Option("--flexible-sharding", help="LinS/hpZ-style ZeRO-3 within the node.")] = False,
     qat: Annotated[bool, typer.Option("--qat", help="Quantization-aware training: 8-bit compute, memory and communication.")] = False,
@@ -79,7 +81,8 @@ def estimate(
         cpa_growth=_num_default(cpa_growth, 0.0), deadline_days=_num_default(deadline_days, 90.0),
         recompute=recompute, global_batch_tokens=number(global_batch_tokens), precision=precision,
         flash_attention=flash_attention, sequence_parallel=sequence_parallel,
-        overlap_grad_reduce=overlap_grad_reduce, dynamic_eviction=dynamic_eviction,
+        overlap_grad_reduce=overlap_grad_reduce, overlap_tp_comm=overlap_tp_comm,
+        overlap_ep_comm=overlap_ep_comm, dynamic_eviction=dynamic_eviction,
         flexible_sharding=flexible_sharding, qat=qat, objective=objective, ci=ci, region=region,
         pue=number(pue), lifetime_years=number(lifetime), power_split=power_split, embodied_mode=embodied_mode,
         infrastructure=infrastructure, include_embodied=embodied, **ints)

@@ -109,7 +109,8 @@ def estimate(model: Any = None, device: Any = "H100", *, preset: str | None = No
              ep: int | None = None, zero: int | None = None, microbatch: int | None = None,
              interleave: int | None = None, recompute: str | None = None, global_batch: int | None = None,
              global_batch_tokens: float | None = None, precision: str = "bf16", flash_attention: bool = True,
-             sequence_parallel: bool = True, overlap_grad_reduce: bool = True, dynamic_eviction: bool = False,
+             sequence_parallel: bool = True, overlap_grad_reduce: bool = True, overlap_tp_comm: bool = False,
+             overlap_ep_comm: bool = False, dynamic_eviction: bool = False,
              flexible_sharding: bool = False, qat: bool = False, objective: str = "fastest",
              ci: Any = None, region: str | None = None, pue: float | None = None,
              lifetime_years: float | None = None, power_split: str = "default", embodied_mode: str = "paper",
@@ -122,6 +123,7 @@ def estimate(model: Any = None, device: Any = "H100", *, preset: str | None = No
     try:
         opts = TrainingOptions(precision=precision, flash_attention=flash_attention,
                                sequence_parallel=sequence_parallel, overlap_grad_reduce=overlap_grad_reduce,
+                               overlap_tp_comm=overlap_tp_comm, overlap_ep_comm=overlap_ep_comm,
                                dynamic_eviction=dynamic_eviction, flexible_sharding=flexible_sharding, qat=qat)
     except Exception as err:  # pydantic ValidationError -> one line naming the field
         first = err.errors()[0] if hasattr(err, "errors") else {"loc": ("options",), "msg": str(err)}

@@ -115,8 +115,8 @@ def inner_combos(model: ModelSpec, pinned: dict) -> dict[str, np.ndarray]:
     for e, t, p in itertools.product(ep, tps, pps):
         vs = [pinned["interleave"]] if "interleave" in pinned else [v for v in INTERLEAVES if v == 1 or p > 1]
         for v in vs:
-            if v > 1 and (model.n_layers % p or (model.n_layers // p) % v):
-                continue
+            if v > 1 and (model.n_layers % p or (model.n_layers // p) % v) and "interleave" not in pinned:
+                continue  # a pinned interleave may split layers unevenly, as Megatron-LM allows
             for mb, z, rc in itertools.product(mbs, zs, rcs):
                 rows.append((e, t, p, v, mb, z, rc))
     arr = np.array(rows, dtype=np.int64).reshape(-1, 7)
@@ -219,7 +219,12 @@ def search(model: ModelSpec, system: System, *, deadline_days: float = 90.0, opt
         at = np.flatnonzero(good & (devs == n_star))
         pool = np.flatnonzero(ok & (devs == n_star))  # every layout that fits: the median is over these
         return _result(model, system, o, grid, res, dur, at, deadline_s, evaluated, objective, pool=pool)
-    if evaluated == 0 and "devices" not in pins:
+    if evaluated == 0 and "devices" in pins:
+        fixed = ", ".join(f"{k}={pins[k]}" for k in ("tp", "pp", "dp", "ep", "microbatch") if k in pins)
+        raise InfeasibleError(
+            f"no allowed layout has exactly {pins['devices']} devices (devices = TP x PP x DP x EP"
+            f"{'; pinned ' + fixed if fixed else ''}; at most {batch} sequences per step)", "layout")
+    if evaluated == 0:
         raise InfeasibleError(
             f"no device count meets the {deadline_days:g}-day deadline: even at peak throughput it needs "
             f"{ideal_devices(model, system, deadline_s):,} devices, more than the largest allowed layout "

@@ -34,6 +34,7 @@ class TrainingOptions(BaseModel):
     sequence_parallel: bool = True
     overlap_grad_reduce: bool = True
     overlap_tp_comm: bool = False
+    overlap_ep_comm: bool = False
     capacity_factor: float = Field(default=1.0, ge=1.0, le=4.0)
     # v1 Fig. 9 / v2 Fig. 6b knobs (see docs/performance.md).
     dynamic_eviction: bool = False

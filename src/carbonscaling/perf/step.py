@@ -133,8 +133,13 @@ def evaluate(model: ModelSpec, system: System, g: LayoutGrid, opts: TrainingOpti
         lay.append(_layer_times(model, system, g, o, c, moe=True))
     weights = [1.0 - frac_moe, frac_moe]
     fwd, bwd, rec, tpc, epc = (sum(w * part[i] for w, part in zip(weights, lay)) for i in range(5))
-    tp_exposed = 0.0 if o.overlap_tp_comm else tpc
-    layer_time = fwd + bwd + rec + tp_exposed + epc
+    # Overlapped collectives hide under the layer's own compute (Megatron TP overlap, DeepSeek's
+    # DualPipe for the expert all-to-all); whatever exceeds it stays exposed.
+    window = fwd + bwd + rec
+    tp_exposed = np.maximum(0.0, tpc - window) if o.overlap_tp_comm else tpc
+    ep_window = np.maximum(0.0, window - (tpc - tp_exposed))
+    ep_exposed = np.maximum(0.0, epc - ep_window) if o.overlap_ep_comm else epc
+    layer_time = fwd + bwd + rec + tp_exposed + ep_exposed
 
     # End stages: embedding lookup on the first, logits + cross-entropy on the last.
     emb = K.memory_bound_time(4.0 * tokens * h * 2.0, dev, c)
@@ -188,8 +193,7 @@ def evaluate(model: ModelSpec, system: System, g: LayoutGrid, opts: TrainingOpti
     stage_mb = t_first
     z3_exposed = np.where(g.zero == 3, m * np.maximum(0.0, z3_mb - stage_mb) + z3_step, 0.0)
     overlapped = np.where(g.zero == 3, m * np.minimum(z3_mb, stage_mb), dp_total - dp_exposed)
-    if o.overlap_tp_comm:
-        overlapped = overlapped + m * n_first * tpc
+    overlapped = overlapped + m * n_first * ((tpc - tp_exposed) + (epc - ep_exposed))
     slowdown = c.overlap_compute_slowdown * overlapped
 
     opt_params = mem.optimizer_params
@@ -199,11 +203,11 @@ def evaluate(model: ModelSpec, system: System, g: LayoutGrid, opts: TrainingOpti
     share = m / g.pp  # the balanced part of the pipeline, m * t_sum / pp, split by cause
     return StepResult(
         step_time_s=step,
-        compute_s=share * (model.n_layers * (fwd + bwd + rec) + emb + head),
+        compute_s=share * (model.n_layers * window + emb + head),
         bubble_s=bubble,
         tp_comm_s=share * model.n_layers * tp_exposed + 0.0 * step,
         pp_comm_s=m * p2p,
-        ep_comm_s=share * model.n_layers * epc + 0.0 * step,
+        ep_comm_s=share * model.n_layers * ep_exposed + 0.0 * step,
         dp_comm_s=dp_exposed * (g.zero < 3) + z3_exposed,
         optimizer_s=optimizer,
         overlap_slowdown_s=slowdown,

@@ -38,7 +38,14 @@ REPORTED_QUANTITIES: tuple[str, ...] = (
 _TRUE = {"true", "yes", "1", "y", "t"}
 _FALSE = {"false", "no", "0", "n", "f"}
 _INT_FIELDS = {"seq_len", "n_devices", "tp", "pp", "dp", "ep", "cp", "zero_stage"}
-_BOOL_FIELDS = {"used_for_fitting", "flash_attention"}
+_BOOL_FIELDS = {"used_for_fitting", "flash_attention", "sequence_parallel", "overlap_grad_reduce"}
+#: Keys allowed in the ``layout_pins`` column, with their ranges.
+PIN_KEYS: dict[str, tuple[int, int]] = {
+    "tp": (1, 10**6), "pp": (1, 10**6), "dp": (1, 10**8), "ep": (1, 10**6), "zero": (0, 3),
+    "microbatch": (1, 10**6), "interleave": (1, 10**3),
+}
+#: Shared layout columns and the pin each one sets.
+_PIN_COLUMNS = {"tp": "tp", "pp": "pp", "dp": "dp", "ep": "ep", "zero_stage": "zero"}
 _FLOAT_FIELDS = {
     "params_total", "params_active", "tokens", "tokens_assumed", "global_batch_tokens", "mfu",
     "tflops_per_device", "duration_days", "device_hours", "energy_kwh", "pue",
@@ -87,6 +94,17 @@ class PublishedRun(BaseModel):
     recompute: Literal["full", "selective", "none"] | None = None
     utilization_kind: Literal["hfu", "mfu"] | None = Field(
         default=None, description="how the reported mfu / tflops_per_device count FLOPs: hfu = incl. recompute")
+    sequence_parallel: bool | None = None
+    overlap_grad_reduce: bool | None = None
+    layout_pins: str = Field(default="", description="extra layout facts, e.g. 'tp=8 pp=16 zero=2'")
+    assumptions: str = ""
+
+    @property
+    def pins(self) -> dict[str, int]:
+        """The layout this run reports: ``tp/pp/dp/ep/zero_stage`` columns plus ``layout_pins``."""
+        out = {pin: getattr(self, col) for col, pin in _PIN_COLUMNS.items() if getattr(self, col) is not None}
+        out.update(parse_pins(self.layout_pins, f"runs[{self.run_id}].layout_pins"))
+        return out
 
     @property
     def training_tokens(self) -> float | None:
@@ -103,6 +121,22 @@ class PublishedRun(BaseModel):
         """The reported quantities of :data:`REPORTED_QUANTITIES` (absent ones left out)."""
         out = {q: getattr(self, q) for q in REPORTED_QUANTITIES}
         return {q: float(v) for q, v in out.items() if v is not None}
+
+
+def parse_pins(text: str, where: str = "layout_pins") -> dict[str, int]:
+    """``"tp=8 pp=16 zero=2"`` -> ``{"tp": 8, "pp": 16, "zero": 2}`` (keys: :data:`PIN_KEYS`)."""
+    out: dict[str, int] = {}
+    for item in (text or "").replace(",", " ").replace(";", " ").split():
+        key, sep, val = item.partition("=")
+        if not sep or key not in PIN_KEYS:
+            raise InputError(where, f"items must be KEY=N with KEY in {', '.join(PIN_KEYS)}, got {item!r}")
+        lo, hi = PIN_KEYS[key]
+        if not val.isdigit() or not lo <= int(val) <= hi:
+            raise InputError(f"{where}.{key}", f"must be a whole number in [{lo}, {hi}], got {val!r}")
+        if key in out:
+            raise InputError(f"{where}.{key}", "given twice")
+        out[key] = int(val)
+    return out
 
 
 def shipped_runs_path() -> Path:
@@ -155,6 +189,10 @@ def run_from_mapping(row: dict[str, Any], *, where: str = "run") -> PublishedRun
     fields = {k: _parse_cell(k, v if isinstance(v, str) else ("" if v is None else str(v)), where)
               for k, v in row.items() if k is not None and k in PublishedRun.model_fields}
     fields["device_key"] = _resolve_device_key(fields.get("device_key") or "", fields.get("accelerator") or "", where)
+    extra = parse_pins(fields.get("layout_pins") or "", f"{where}.layout_pins")
+    for col, pin in _PIN_COLUMNS.items():
+        if fields.get(col) is not None and pin in extra and extra[pin] != fields[col]:
+            raise InputError(f"{where}.layout_pins.{pin}", f"{extra[pin]} contradicts column {col} = {fields[col]}")
     try:
         return PublishedRun(**{k: v for k, v in fields.items() if v is not None})
     except ValidationError as err:

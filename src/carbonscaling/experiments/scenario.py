@@ -1,0 +1,319 @@
+"""Declarative experiment scenarios: a small YAML file per experiment.
+
+A scenario names the models swept (a scaling-law preset and either explicit
+``d_model`` values or the parameter range a paper states), shared settings
+(``base``: device, projection years, CPA growth, deadline, infeasibility policy,
+training options, carbon accounting) and a list of ``series`` (curves or bars),
+each overriding some of the shared settings. ``claims`` list what a paper says
+about the experiment and how to check it (see :mod:`.claims`). Every field is
+documented in docs/experiments.md; shipped scenarios live in ``scenarios/``.
+
+:func:`load_scenario` reads and validates a file; any problem raises
+:class:`~carbonscaling.errors.InputError` whose field is the path inside the
+file (``series[2].carbon.ci``).
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ..errors import InputError
+
+PLOTS = ("loss_vs_carbon", "utilization_vs_params", "bars", "validation")
+KINDS = ("practical", "median", "ideal")
+POLICIES = ("skip", "extend")
+MAX_DEADLINE_DAYS = 36500.0  # the search's own upper bound on a deadline (100 years)
+_Strict = ConfigDict(extra="forbid", frozen=True)
+
+
+class CarbonSettings(BaseModel):
+    """Carbon accounting; ``None`` leaves the package default (data/power.yaml)."""
+
+    model_config = _Strict
+    ci: Optional[Union[float, str]] = Field(default=None, description="g/kWh, or a region name")
+    year: Optional[int] = None
+    pue: Optional[float] = None
+    lifetime_years: Optional[float] = None
+    power_split: Optional[Literal["default", "low_static"]] = None
+    embodied_mode: Optional[Literal["paper", "vendor"]] = None
+    infrastructure: Optional[bool] = None
+    include_embodied: Optional[bool] = None
+
+
+class Options(BaseModel):
+    """Training options (perf.layout.TrainingOptions) a series may switch."""
+
+    model_config = _Strict
+    precision: Optional[Literal["bf16", "fp16", "fp8"]] = None
+    flash_attention: Optional[bool] = None
+    sequence_parallel: Optional[bool] = None
+    overlap_grad_reduce: Optional[bool] = None
+    dynamic_eviction: Optional[bool] = None
+    flexible_sharding: Optional[bool] = None
+    qat: Optional[bool] = None
+
+
+class Settings(BaseModel):
+    """What a series can set; the scenario's ``base`` gives the defaults."""
+
+    model_config = _Strict
+    device: Optional[str] = None
+    preset: Optional[str] = None
+    years_ahead: Optional[float] = Field(default=None, ge=0, le=50)
+    cpa_growth: Optional[float] = Field(default=None, ge=-0.5, le=2)
+    deadline_days: Optional[float] = Field(default=None, gt=0, le=MAX_DEADLINE_DAYS)
+    on_infeasible: Optional[Literal["skip", "extend"]] = None
+    options: Options = Options()
+    carbon: CarbonSettings = CarbonSettings()
+
+
+class Series(Settings):
+    label: str = Field(min_length=1, max_length=60)
+    kind: Literal["practical", "median", "ideal"] = "practical"
+    ideal_flops: Literal["law", "model"] = "law"
+
+
+class ParamsRange(BaseModel):
+    model_config = _Strict
+    min: float = Field(gt=0)
+    max: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "ParamsRange":
+        if self.max < self.min:
+            raise ValueError("max must be >= min")
+        return self
+
+
+class Models(BaseModel):
+    """The models swept: a preset and explicit widths, or the range of N a paper names."""
+
+    model_config = _Strict
+    preset: str = "cs-v1"
+    d_model: Optional[list[int]] = Field(default=None, min_length=1, max_length=200)
+    params: Optional[ParamsRange] = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> "Models":
+        if (self.d_model is None) == (self.params is None):
+            raise ValueError("give exactly one of d_model (a list) and params ({min, max})")
+        return self
+
+
+class Claim(BaseModel):
+    """A paper's claim and how to test it (check types: carbonscaling.experiments.claims)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    id: str = Field(min_length=1)
+    claim: str = Field(min_length=1)
+    check: str
+    args: dict[str, Any] = {}
+    note: str = ""
+
+
+class Scenario(BaseModel):
+    model_config = _Strict
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=60)
+    title: str
+    paper: str = ""
+    figure: str = ""
+    description: str = ""
+    plot: Literal["loss_vs_carbon", "utilization_vs_params", "bars", "validation"] = "loss_vs_carbon"
+    models: Optional[Models] = None
+    base: Settings = Settings()
+    series: list[Series] = Field(default_factory=list, max_length=50)
+    fit: bool = False
+    claims: list[Claim] = Field(default_factory=list)
+    sources: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _complete(self) -> "Scenario":
+        if self.plot != "validation":
+            if self.models is None:
+                raise ValueError("models is required (preset and d_model or params)")
+            if not self.series:
+                raise ValueError("series needs at least one entry")
+        labels = [s.label for s in self.series]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"series labels must be unique, got {labels}")
+        return self
+
+    def resolved(self, s: Series) -> dict[str, Any]:
+        """A series' full settings: the series' own values over ``base`` over the defaults."""
+        b = self.base
+        pick = lambda k, dflt: next((v for v in (getattr(s, k), getattr(b, k)) if v is not None), dflt)  # noqa: E731
+        merge = lambda k: {**getattr(b, k).model_dump(exclude_none=True),  # noqa: E731
+                           **getattr(s, k).model_dump(exclude_none=True)}
+        return {"label": s.label, "kind": s.kind, "ideal_flops": s.ideal_flops,
+                "device": pick("device", "B100"), "preset": pick("preset", self.models.preset),
+                "years_ahead": float(pick("years_ahead", 0.0)), "cpa_growth": float(pick("cpa_growth", 0.0)),
+                "deadline_days": float(pick("deadline_days", 90.0)),
+                "on_infeasible": pick("on_infeasible", "extend"),
+                "options": merge("options"), "carbon": merge("carbon")}
+
+
+# ---- model widths ----------------------------------------------------------------------
+def width_ladder(lo: int = 512, hi: int = 2_097_152) -> list[int]:
+    """Widths ``2^k`` and ``3 * 2^k`` (many divisors of the head count, so TP has choices)."""
+    out, k = [], 0
+    while 2**k <= hi:
+        out += [w for w in (2**k, 3 * 2 ** (k - 1) if k else 0) if lo <= w <= hi]
+        k += 1
+    return sorted(set(out))
+
+
+def widths_for_params(preset: str, lo: float, hi: float) -> list[int]:
+    """Ladder widths whose preset N (``params_law``) covers ``[lo, hi]``: every width inside
+    the range plus the nearest one on each side, so the curve spans the stated range."""
+    from ..scaling import from_preset
+
+    ladder = width_ladder()
+    n = [from_preset(preset, d).params_law for d in ladder]
+    first = max([i for i, v in enumerate(n) if v <= lo], default=0)
+    last = min([i for i, v in enumerate(n) if v >= hi], default=len(ladder) - 1)
+    return ladder[first:last + 1]
+
+
+def model_widths(sc: Scenario, preset: str | None = None) -> list[int]:
+    """The ``d_model`` values a scenario sweeps."""
+    m = sc.models
+    if m.d_model is not None:
+        return list(m.d_model)
+    return widths_for_params(preset or m.preset, m.params.min, m.params.max)
+
+
+# ---- loading -------------------------------------------------------------------------------
+def _loc(loc: tuple) -> str:
+    out = ""
+    for p in loc:
+        if isinstance(p, int):
+            out += f"[{p}]"
+        elif not str(p).startswith(("function-", "union[", "literal[")) and not str(p) in ("float", "str", "int"):
+            out += f".{p}" if out else str(p)
+    return out or "scenario"
+
+
+def _from_validation(err: ValidationError) -> InputError:
+    first = err.errors()[0]
+    field = _loc(tuple(first.get("loc", ())))
+    kind = first.get("type", "")
+    if kind == "missing":
+        return InputError(field, "required field is missing")
+    if kind == "extra_forbidden":
+        return InputError(field, "unknown field")
+    msg = first.get("msg", "invalid value").removeprefix("Value error, ")
+    inp = first.get("input")
+    if not isinstance(inp, (dict, list)):
+        msg = f"{msg} (got {inp!r})"
+    return InputError(field, msg)
+
+
+def scenario_from_mapping(data: Any, origin: str = "scenario") -> Scenario:
+    """Validate a mapping and check names (presets, devices, regions) against the catalogs."""
+    if not isinstance(data, dict):
+        raise InputError(origin, f"must be a mapping of scenario fields, got {type(data).__name__}")
+    try:
+        sc = Scenario(**data)
+    except ValidationError as err:
+        raise _from_validation(err) from None
+    check_names(sc)
+    return sc
+
+
+def check_names(sc: Scenario) -> None:
+    """Resolve every name a scenario uses, so a typo fails before any search runs."""
+    from ..carbon import run_carbon
+    from ..hardware import load_system
+    from ..scaling import from_preset
+
+    if sc.plot == "validation":
+        return
+    _named("models.preset", lambda: from_preset(sc.models.preset, 4096))
+    for i, d in enumerate(sc.models.d_model or []):
+        _named(f"models.d_model[{i}]", lambda: from_preset(sc.models.preset, d))
+    for where, obj in [("base", sc.base)] + [(f"series[{i}]", s) for i, s in enumerate(sc.series)]:
+        if obj.preset:
+            _named(f"{where}.preset", lambda: from_preset(obj.preset, 4096))
+        if obj.device:
+            _named(f"{where}.device", lambda: load_system(obj.device))
+    for i, s in enumerate(sc.series):
+        r = sc.resolved(s)
+        _named(f"series[{i}].carbon", lambda: run_carbon(None, r["device"], n_devices=8, duration_h=1.0,
+                                                           utilization=0.5, **r["carbon"]), sub=True)
+
+
+_CARBON_FIELD = {"region": "ci", "country": "ci"}
+
+
+def _named(field: str, fn, sub: bool = False) -> None:
+    """Run ``fn``; an InputError it raises is re-raised under the scenario path ``field``."""
+    try:
+        fn()
+    except InputError as err:
+        name = f"{field}.{_CARBON_FIELD.get(err.field, err.field)}" if sub else field
+        raise InputError(name, err.message) from None
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate a scenario YAML file."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError("scenario", f"no such file: {str(p)!r}")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        line = getattr(getattr(err, "problem_mark", None), "line", None)
+        where = f" at line {line + 1}" if line is not None else ""
+        raise InputError("scenario", f"{p.name} is not valid YAML{where}") from None
+    return scenario_from_mapping(_numbers(data))
+
+
+def _numbers(obj: Any) -> Any:
+    """YAML 1.1 reads ``1e11`` as text; turn numeric strings back into numbers."""
+    if isinstance(obj, dict):
+        return {k: _numbers(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_numbers(v) for v in obj]
+    if isinstance(obj, str):
+        try:
+            v = float(obj)
+        except ValueError:
+            return obj
+        return v if math.isfinite(v) else obj
+    return obj
+
+
+# ---- shipped scenarios ---------------------------------------------------------------------
+def _scenario_dir():
+    return resources.files("carbonscaling.experiments") / "scenarios"
+
+
+@lru_cache(maxsize=1)
+def shipped_names() -> tuple[str, ...]:
+    """Names of the shipped scenarios, in report order (the ``order`` list in index.yaml)."""
+    index = yaml.safe_load((_scenario_dir() / "index.yaml").read_text(encoding="utf-8"))
+    return tuple(index["order"])
+
+
+def shipped_path(name: str) -> Path:
+    return Path(str(_scenario_dir() / f"{name}.yaml"))
+
+
+def shipped_scenarios(only: list[str] | None = None) -> list[Scenario]:
+    """The shipped scenarios (all, or those named in ``only``, in report order)."""
+    from ..errors import UnknownNameError
+
+    names = shipped_names()
+    if only:
+        for o in only:
+            if o not in names:
+                raise UnknownNameError("only", o, names)
+        names = tuple(n for n in names if n in set(only))
+    return [load_scenario(shipped_path(n)) for n in names]
