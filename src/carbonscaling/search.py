@@ -92,8 +92,8 @@ def _check_pinned(pinned: dict, model: ModelSpec) -> dict:
         if not lo <= val <= hi:
             raise InputError(key, f"must be in [{lo}, {hi}], got {val}")
         out[key] = val
-    if "tp" in out and out["tp"] > model.n_heads:
-        raise InputError("tp", f"must be <= n_heads ({model.n_heads}), got {out['tp']}")
+    if "tp" in out and model.n_heads % out["tp"]:
+        raise InputError("tp", f"must divide n_heads ({model.n_heads}), got {out['tp']}")
     if "pp" in out and out["pp"] > model.n_layers:
         raise InputError("pp", f"must be <= n_layers ({model.n_layers}), got {out['pp']}")
     if "ep" in out and (out["ep"] > model.n_experts or model.n_experts % out["ep"]):
