@@ -5,9 +5,12 @@ from __future__ import annotations
 import csv
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import yaml
+
+from .errors import InputError
 
 
 def data_path(name: str):
@@ -25,3 +28,16 @@ def load_csv(name: str) -> tuple[dict[str, str], ...]:
     with data_path(name).open("r", encoding="utf-8", newline="") as fh:
         rows = [row for row in csv.DictReader(fh) if not (row and next(iter(row.values()), "").startswith("#"))]
     return tuple(rows)
+
+
+def read_user_yaml(path: str | Path, field: str) -> Any:
+    """Parse a user's YAML file; a missing or malformed file is an InputError naming ``field``."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(field, f"no such file: {str(p)!r}")
+    try:
+        return yaml.safe_load(p.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        line = getattr(getattr(err, "problem_mark", None), "line", None)
+        where = f" at line {line + 1}" if line is not None else ""
+        raise InputError(field, f"{p.name} is not valid YAML{where}") from None

@@ -13,10 +13,9 @@ import math
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ._data import load_csv, load_yaml
+from ._data import load_csv, load_yaml, read_user_yaml
 from .errors import InputError, UnknownNameError
 
 
@@ -89,26 +88,23 @@ def cpa_table() -> dict[tuple[str, str], float]:
     return {(r["component"], r["kind"]): float(r["cpa"]) for r in load_csv("cpa.csv") if r.get("component")}
 
 
+def _cpa(component: str, kind: str, override: float | None, field: str) -> float:
+    if override is not None:
+        return override
+    table = cpa_table()
+    if (component, kind) not in table:
+        raise UnknownNameError(field, kind, [k for c, k in table if c == component])
+    return table[(component, kind)]
+
+
 def logic_cpa(device: Device) -> float:
     """kgCO2e per cm^2 of logic die for the device's process node."""
-    if device.cpa_logic_kg_per_cm2 is not None:
-        return device.cpa_logic_kg_per_cm2
-    key = ("logic", device.process_node)
-    table = cpa_table()
-    if key not in table:
-        raise UnknownNameError("process_node", device.process_node, [k for c, k in table if c == "logic"])
-    return table[key]
+    return _cpa("logic", device.process_node, device.cpa_logic_kg_per_cm2, "process_node")
 
 
 def hbm_cpa(device: Device) -> float:
     """kgCO2e per GB of HBM for the device's HBM generation."""
-    if device.cpa_hbm_kg_per_gb is not None:
-        return device.cpa_hbm_kg_per_gb
-    key = ("memory", device.hbm_type)
-    table = cpa_table()
-    if key not in table:
-        raise UnknownNameError("hbm_type", device.hbm_type, [k for c, k in table if c == "memory"])
-    return table[key]
+    return _cpa("memory", device.hbm_type, device.cpa_hbm_kg_per_gb, "hbm_type")
 
 
 # ---- catalog -----------------------------------------------------------------
@@ -181,12 +177,7 @@ def load_system(device: str | Path | dict | System | Device) -> System:
 
 def system_from_file(path: str | Path) -> System:
     p = Path(path)
-    if not p.is_file():
-        raise InputError("device_file", f"no such file: {str(p)!r}")
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError):
-        raise InputError("device_file", f"{p.name} is not valid YAML") from None
+    data = read_user_yaml(p, "device_file")
     if isinstance(data, dict) and "device" in data and isinstance(data["device"], dict):
         data = data["device"]
     return system_from_mapping(data, p.stem, origin="device_file")

@@ -18,10 +18,9 @@ import math
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from ._data import load_yaml
+from ._data import load_yaml, read_user_yaml
 from .errors import InputError, UnknownNameError
 
 PositiveInt = Field(gt=0, le=10**9)
@@ -154,29 +153,20 @@ class ModelSpec(BaseModel):
     def _norm_params(self) -> int:
         return 2 * self.d_model * self.n_layers + self.d_model
 
+    def _params(self, routed_experts: int) -> float:
+        moe = (routed_experts + self.n_shared_experts) * self.expert_params + self.router_params
+        return float(self.n_layers * self.attn_params_per_layer + self.n_dense_layers * self.dense_ffn_params
+                     + self.n_moe_layers * moe + self._norm_params + self.embedding_params)
+
     @property
     def params_total(self) -> float:
         """Every weight: attention, FFN/experts, router, norms, embeddings."""
-        moe = (self.n_experts + self.n_shared_experts) * self.expert_params + self.router_params
-        return float(
-            self.n_layers * self.attn_params_per_layer
-            + self.n_dense_layers * self.dense_ffn_params
-            + self.n_moe_layers * moe
-            + self._norm_params
-            + self.embedding_params
-        )
+        return self._params(self.n_experts)
 
     @property
     def params_active(self) -> float:
         """Weights one token touches (top-k + shared experts), embeddings included."""
-        moe = (self.top_k + self.n_shared_experts) * self.expert_params + self.router_params
-        return float(
-            self.n_layers * self.attn_params_per_layer
-            + self.n_dense_layers * self.dense_ffn_params
-            + self.n_moe_layers * moe
-            + self._norm_params
-            + self.embedding_params
-        )
+        return self._params(self.top_k)
 
     @property
     def params_active_nonembedding(self) -> float:
@@ -407,14 +397,7 @@ def _coerce_number(v: Any) -> Any:
 
 def model_from_file(path: str | Path) -> ModelSpec:
     p = Path(path)
-    if not p.is_file():
-        raise InputError("model_file", f"no such file: {str(p)!r}")
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        line = getattr(getattr(err, "problem_mark", None), "line", None)
-        where = f" at line {line + 1}" if line is not None else ""
-        raise InputError("model_file", f"{p.name} is not valid YAML{where}") from None
+    data = read_user_yaml(p, "model_file")
     data = data.get("model", data) if isinstance(data, dict) else data
     spec = model_from_mapping(data, origin="model_file")
     return spec if spec.name != "custom" else spec.model_copy(update={"name": p.stem})
