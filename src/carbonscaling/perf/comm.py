@@ -14,6 +14,8 @@ Latency counts ``2 ceil(log2 n)`` steps (NCCL's tree for large groups).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from ..hardware import System
@@ -33,22 +35,34 @@ def scale_out_bandwidth(system: System, c: PerfConstants) -> float:
     return system.scale_out_gb_s * 1e9 * c.scale_out_efficiency
 
 
-def collective_time(kind: str, n_bytes, n, stride, system: System, c: PerfConstants):
-    """Seconds for one collective of ``n_bytes`` per rank over ``n`` ranks spaced ``stride`` apart."""
+@dataclass(frozen=True)
+class RingGroup:
+    """Placement of a collective group: seconds per byte (at ring factor 1) and latency."""
+
+    per_byte_s: np.ndarray
+    latency_s: np.ndarray
+    active: np.ndarray  # more than one rank
+
+    def time(self, kind: str, n_bytes):
+        """Seconds for one collective of ``n_bytes`` per rank."""
+        return np.where(self.active, ALGO_FACTOR[kind] * n_bytes * self.per_byte_s + self.latency_s, 0.0)
+
+
+def ring_group(n, stride, system: System, c: PerfConstants) -> RingGroup:
+    """Where a group of ``n`` ranks ``stride`` apart sits, as a cost per byte and a latency."""
     n = np.asarray(n, dtype=float)
-    domain = system.scale_up_domain
-    k = np.minimum(n, np.maximum(1.0, np.floor(domain / np.maximum(stride, 1))))
+    k = np.minimum(n, np.maximum(1.0, np.floor(system.scale_up_domain / np.maximum(stride, 1))))
     nodes = np.ceil(n / k)
-    f = ALGO_FACTOR[kind]
-    bw_in = scale_up_bandwidth(system, c)
-    bw_out = scale_out_bandwidth(system, c)
-    t_in = f * (k - 1) / k * n_bytes / bw_in
-    t_out = f * (nodes - 1) / nodes * (n_bytes / k) / bw_out
+    per_byte = (k - 1) / k / scale_up_bandwidth(system, c) + (nodes - 1) / nodes / k / scale_out_bandwidth(system, c)
     steps_in = 2.0 * np.ceil(np.log2(np.maximum(k, 1)))
     steps_out = 2.0 * np.ceil(np.log2(np.maximum(nodes, 1)))
     lat = steps_in * c.nvlink_latency_s + steps_out * c.scale_out_latency_s
-    t = t_in + t_out + lat
-    return np.where(n > 1, t, 0.0)
+    return RingGroup(per_byte_s=per_byte, latency_s=lat, active=n > 1)
+
+
+def collective_time(kind: str, n_bytes, n, stride, system: System, c: PerfConstants):
+    """Seconds for one collective of ``n_bytes`` per rank over ``n`` ranks spaced ``stride`` apart."""
+    return ring_group(n, stride, system, c).time(kind, n_bytes)
 
 
 def all_to_all_time(n_bytes, n, stride, system: System, c: PerfConstants):

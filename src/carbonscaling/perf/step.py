@@ -16,7 +16,7 @@ import numpy as np
 from ..hardware import System
 from ..scaling import ModelSpec
 from . import kernels as K
-from .comm import all_to_all_time, collective_time, p2p_time
+from .comm import all_to_all_time, collective_time, p2p_time, ring_group
 from .constants import PerfConstants, default_constants
 from .layout import LayoutGrid, TrainingOptions
 from .memory import memory_per_device
@@ -106,6 +106,24 @@ def _layer_times(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOpt
     return fwd, bwd, recompute, tp_comm, ep_comm
 
 
+def _per_layer(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOptions, c: PerfConstants):
+    """Per-layer times, averaged over dense and MoE layers.
+
+    They depend only on (TP, microbatch, EP, recompute), which a search grid repeats
+    thousands of times: compute each distinct combination once and index back.
+    """
+    key = ((g.tp * 64 + g.mb) * 2**20 + g.ep) * 4 + g.rc
+    uniq, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    sub = g.take(first)
+    frac_moe = model.n_moe_layers / model.n_layers
+    parts = [_layer_times(model, system, sub, o, c, moe=False)]
+    if frac_moe > 0:
+        parts.append(_layer_times(model, system, sub, o, c, moe=True))
+    weights = [1.0 - frac_moe, frac_moe]
+    avg = [sum(w * np.broadcast_to(p[i], uniq.shape) for w, p in zip(weights, parts)) for i in range(5)]
+    return tuple(a[inverse] for a in avg)
+
+
 def _stage_layers(n_layers: int, pp: np.ndarray):
     """Layers on the first, last and heaviest middle stage (extra layers go to middle stages first)."""
     lo, r = n_layers // pp, n_layers % pp
@@ -127,12 +145,7 @@ def evaluate(model: ModelSpec, system: System, g: LayoutGrid, opts: TrainingOpti
     m = g.micro.astype(float)
     tokens = g.mb * s
 
-    frac_moe = model.n_moe_layers / model.n_layers
-    lay = [_layer_times(model, system, g, o, c, moe=False)]
-    if frac_moe > 0:
-        lay.append(_layer_times(model, system, g, o, c, moe=True))
-    weights = [1.0 - frac_moe, frac_moe]
-    fwd, bwd, rec, tpc, epc = (sum(w * part[i] for w, part in zip(weights, lay)) for i in range(5))
+    fwd, bwd, rec, tpc, epc = _per_layer(model, system, g, o, c)
     # Overlapped collectives hide under the layer's own compute (Megatron TP overlap, DeepSeek's
     # DualPipe for the expert all-to-all); whatever exceeds it stays exposed.
     window = fwd + bwd + rec
@@ -167,9 +180,10 @@ def evaluate(model: ModelSpec, system: System, g: LayoutGrid, opts: TrainingOpti
     n_d, st_d = g.dp * g.ep, g.tp
     n_e, st_e = g.dp, g.tp * g.ep
 
-    def coll(kind, nbytes_d, nbytes_e, n_dense=n_d, n_exp=n_e):
-        return collective_time(kind, nbytes_d, n_dense, st_d, system, c) + collective_time(
-            kind, nbytes_e, n_exp, st_e, system, c)
+    groups = (ring_group(n_d, st_d, system, c), ring_group(n_e, st_e, system, c))
+
+    def coll(kind, nbytes_d, nbytes_e, pair=groups):
+        return pair[0].time(kind, nbytes_d) + pair[1].time(kind, nbytes_e)
 
     ar = coll("all_reduce", p_dense * gb, p_exp * gb)
     rs_ag = coll("reduce_scatter", p_dense * gb, p_exp * gb) + coll("all_gather", p_dense * wb, p_exp * wb)
@@ -177,8 +191,9 @@ def evaluate(model: ModelSpec, system: System, g: LayoutGrid, opts: TrainingOpti
         # LinS/hpZ-style: ZeRO-3 gathers stay inside the scale-up domain; gradients cross it once per step.
         loc_d = np.minimum(n_d, np.maximum(1, system.scale_up_domain // st_d))
         loc_e = np.minimum(n_e, np.maximum(1, system.scale_up_domain // st_e))
-        z3_mb = 2.0 * coll("all_gather", p_dense * wb, p_exp * wb, loc_d, loc_e) + coll(
-            "reduce_scatter", p_dense * gb, p_exp * gb, loc_d, loc_e)
+        local = (ring_group(loc_d, st_d, system, c), ring_group(loc_e, st_e, system, c))
+        z3_mb = 2.0 * coll("all_gather", p_dense * wb, p_exp * wb, local) + coll(
+            "reduce_scatter", p_dense * gb, p_exp * gb, local)
         z3_step = ar
     else:
         z3_mb = 2.0 * coll("all_gather", p_dense * wb, p_exp * wb) + coll("reduce_scatter", p_dense * gb, p_exp * gb)
