@@ -124,3 +124,19 @@ def test_api_raises_typed_errors():
         estimate(preset="cs-v1", d_model=float("nan"))
     with pytest.raises(InfeasibleError):
         estimate("llama3.1-405b", "V100", devices=8, tp=8, pp=1)
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=15, deadline=None)
+@given(ci_lo=st.floats(0, 1000), extra=st.floats(0, 1000), pue=st.floats(1, 2), d=st.sampled_from([1536, 2048, 3072]))
+def test_estimate_carbon_monotone_in_ci_and_consistent(ci_lo, extra, pue, d):
+    lo = estimate(preset="cs-v2", d_model=d, device="H100", ci=ci_lo, pue=pue, median_carbon=False)
+    hi = estimate(preset="cs-v2", d_model=d, device="H100", ci=ci_lo + extra, pue=pue, median_carbon=False)
+    assert hi.carbon.total_tco2e >= lo.carbon.total_tco2e
+    assert lo.carbon.total_tco2e == pytest.approx(lo.carbon.operational_tco2e + lo.carbon.embodied_tco2e)
+    assert lo.result.layout == hi.result.layout  # carbon accounting never changes the fastest layout
+    again = estimate(preset="cs-v2", d_model=d, device="H100", ci=ci_lo, pue=pue, median_carbon=False)
+    assert again.to_dict() == lo.to_dict()
