@@ -38,7 +38,10 @@ REPORTED_QUANTITIES: tuple[str, ...] = (
 _TRUE = {"true", "yes", "1", "y", "t"}
 _FALSE = {"false", "no", "0", "n", "f"}
 _INT_FIELDS = {"seq_len", "n_devices", "tp", "pp", "dp", "ep", "cp", "zero_stage"}
-_BOOL_FIELDS = {"used_for_fitting", "flash_attention", "sequence_parallel", "overlap_grad_reduce"}
+#: Software options (``TrainingOptions`` fields) a run may state; empty = the estimator's default.
+OPTION_COLUMNS: tuple[str, ...] = (
+    "flash_attention", "sequence_parallel", "overlap_grad_reduce", "overlap_tp_comm", "overlap_ep_comm")
+_BOOL_FIELDS = {"used_for_fitting", *OPTION_COLUMNS}
 #: Keys allowed in the ``layout_pins`` column, with their ranges.
 PIN_KEYS: dict[str, tuple[int, int]] = {
     "tp": (1, 10**6), "pp": (1, 10**6), "dp": (1, 10**8), "ep": (1, 10**6), "zero": (0, 3),
@@ -96,6 +99,8 @@ class PublishedRun(BaseModel):
         default=None, description="how the reported mfu / tflops_per_device count FLOPs: hfu = incl. recompute")
     sequence_parallel: bool | None = None
     overlap_grad_reduce: bool | None = None
+    overlap_tp_comm: bool | None = None
+    overlap_ep_comm: bool | None = None
     layout_pins: str = Field(default="", description="extra layout facts, e.g. 'tp=8 pp=16 zero=2'")
     assumptions: str = ""
 

@@ -1,0 +1,143 @@
+"""Calibration hygiene: which performance constants were fitted, on what, and the refit.
+
+The performance model has one fitted constant, ``gemm.in_situ_factor`` in
+``data/perf.yaml`` (the fraction of a GEMM's microbenchmark rate it sustains inside a
+training step). It was fitted on the runs marked ``used_for_fitting`` in
+``published_runs.csv``: the 10 Megatron-LM 2021 Table 1 rows (A100, layouts pinned).
+
+:func:`throughput_table` predicts those rows with the layout pinned (``ours`` pinned
+mode) and converts our step time to per-GPU TFLOP/s with the paper's own FLOP count
+(Narayanan et al. 2021 eq. 3, which includes full recompute), so the comparison uses
+one FLOP definition. :func:`fit_in_situ_factor` refits the scalar by least squares on
+the log errors of those rows (golden-section search; the microbatch and interleaving
+are re-searched at every trial value) and writes nothing.
+:func:`fitted_constants` lists every constant whose source in ``perf.yaml`` says
+"fitted", for the validation report.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from .._data import load_yaml
+from ..errors import InputError
+from ..perf.constants import PerfConstants, default_constants
+from .ours import megatron_flops_per_iteration, run_search
+from .runs import PublishedRun, resolve_runs
+
+#: perf.yaml ``section.key`` -> :class:`PerfConstants` field, for the constants we refit.
+REFITTABLE = {"gemm.in_situ_factor": "gemm_in_situ_factor"}
+_GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
+
+
+def fitted_constants() -> list[dict]:
+    """Every ``perf.yaml`` constant whose source starts with "fitted": name, value, source."""
+    out = []
+    for section, entries in load_yaml("perf.yaml").items():
+        for key, entry in (entries or {}).items():
+            src = str(entry.get("source", "")) if isinstance(entry, dict) else ""
+            if src.lower().startswith("fitted"):
+                out.append({"name": f"{section}.{key}", "value": entry["value"], "source": src})
+    return out
+
+
+def fitting_runs(runs: list[PublishedRun] | str | None = None) -> list[PublishedRun]:
+    """Runs marked ``used_for_fitting`` that report a per-device throughput."""
+    chosen = [r for r in resolve_runs(runs) if r.used_for_fitting and r.tflops_per_device is not None]
+    if not chosen:
+        raise InputError("used_for_fitting", "no run is marked used_for_fitting with a tflops_per_device value")
+    return chosen
+
+
+def is_gpt_shaped(model) -> bool:
+    """Dense, ungated, multi-head attention with ``n_heads x head_dim = d_model``: eq. 3 applies."""
+    return (not model.is_moe and not model.ffn_gated and model.n_kv_heads == model.n_heads
+            and model.d_attn == model.d_model)
+
+
+def predicted_tflops(run: PublishedRun, consts: PerfConstants | None = None) -> dict:
+    """Our pinned prediction of ``run``'s per-device TFLOP/s, with the FLOP count of eq. 3."""
+    from .ours import model_flops_per_token, recompute_flops_per_token
+
+    model, system, res, _ = run_search(run, "pinned", consts)
+    lay = res.layout
+    step = float(res.step.step_time_s)
+    if is_gpt_shaped(model) and lay.recompute == "full":
+        flops = megatron_flops_per_iteration(lay.global_batch_sequences, model.seq_len, model.n_layers,
+                                             model.d_model, model.vocab)
+        definition = "eq. 3"
+    else:
+        per_token = model_flops_per_token(model) + recompute_flops_per_token(model, lay.recompute)
+        flops = per_token * lay.global_batch_sequences * model.seq_len
+        definition = "model + recompute FLOPs"
+    tflops = flops / step / lay.devices / 1e12
+    rep = run.tflops_per_device
+    return {"run_id": run.run_id, "devices": lay.devices, "tp": lay.tp, "pp": lay.pp, "dp": lay.dp,
+            "global_batch": lay.global_batch_sequences, "microbatch": lay.microbatch,
+            "interleave": lay.interleave, "step_time_s": step, "predicted_tflops": tflops,
+            "reported_tflops": rep, "error": tflops / rep - 1.0 if rep else math.nan,
+            "flop_definition": definition}
+
+
+def throughput_table(runs: list[PublishedRun] | str | None = None, consts: PerfConstants | None = None) -> list[dict]:
+    """:func:`predicted_tflops` for every fitting run (default: the shipped Megatron rows)."""
+    return [predicted_tflops(r, consts) for r in fitting_runs(runs)]
+
+
+def log_rmse(rows: list[dict]) -> float:
+    """Root mean square of ``log(predicted / reported)``."""
+    logs = [math.log(r["predicted_tflops"] / r["reported_tflops"]) for r in rows]
+    return math.sqrt(sum(x * x for x in logs) / len(logs))
+
+
+@dataclass(frozen=True)
+class CalibrationFit:
+    """A refit of one constant: its value in perf.yaml, the fitted value, and both tables."""
+
+    name: str
+    current: float
+    fitted: float
+    rmse_log_current: float
+    rmse_log_fitted: float
+    rows_current: list[dict] = field(default_factory=list)
+    rows_fitted: list[dict] = field(default_factory=list)
+    evaluations: int = 0
+
+    @property
+    def run_ids(self) -> list[str]:
+        return [r["run_id"] for r in self.rows_current]
+
+
+def fit_in_situ_factor(runs: list[PublishedRun] | str | None = None, *, lo: float = 0.5, hi: float = 1.0,
+                       tol: float = 1e-4, base: PerfConstants | None = None) -> CalibrationFit:
+    """Least-squares refit of ``gemm_in_situ_factor`` on the log throughput errors of the fitting runs."""
+    if not (0 < lo < hi <= 2.0) or not 0 < tol < 0.1:
+        raise InputError("lo", f"need 0 < lo < hi <= 2 and 0 < tol < 0.1, got lo={lo}, hi={hi}, tol={tol}")
+    chosen = fitting_runs(runs)
+    c0 = base or default_constants()
+    evals = 0
+
+    def loss(x: float) -> float:
+        nonlocal evals
+        evals += 1
+        return log_rmse(throughput_table(chosen, c0.replace(gemm_in_situ_factor=x)))
+
+    a, b = lo, hi
+    x1, x2 = b - _GOLDEN * (b - a), a + _GOLDEN * (b - a)
+    f1, f2 = loss(x1), loss(x2)
+    while b - a > tol:
+        if f1 <= f2:
+            b, x2, f2 = x2, x1, f1
+            x1 = b - _GOLDEN * (b - a)
+            f1 = loss(x1)
+        else:
+            a, x1, f1 = x1, x2, f2
+            x2 = a + _GOLDEN * (b - a)
+            f2 = loss(x2)
+    best = (a + b) / 2.0
+    rows_fit = throughput_table(chosen, c0.replace(gemm_in_situ_factor=best))
+    rows_now = throughput_table(chosen, c0)
+    return CalibrationFit(name="gemm.in_situ_factor", current=c0.gemm_in_situ_factor, fitted=best,
+                          rmse_log_current=log_rmse(rows_now), rmse_log_fitted=log_rmse(rows_fit),
+                          rows_current=rows_now, rows_fitted=rows_fit, evaluations=evals + 2)
