@@ -13,6 +13,11 @@ simply leaves those runs unscored for that quantity.
 
 A predictor that raises :class:`~carbonscaling.errors.CarbonScalingError` for a run
 gets an ``errors`` entry for that run and no predictions; other exceptions propagate.
+String values a predictor returns (e.g. ``layout``) go to the row's ``info``, unscored.
+
+:func:`validate` wires the default methods: ``ours`` (pinned layout), ``ours_searched``,
+``reg`` (leave-one-out), ``llmc`` and ``llmc_pinned``; the baselines' energy and carbon
+are their device-hours through our carbon model (:mod:`.accounting`).
 """
 
 from __future__ import annotations
@@ -66,7 +71,7 @@ def predict_all(runs: list[PublishedRun], predictors: Mapping[str, Predictor]) -
         row: dict[str, Any] = {
             "run_id": run.run_id, "model": run.model, "model_key": run.model_key, "device": run.device_key,
             "used_for_fitting": bool(run.used_for_fitting), "utilization_kind": run.utilization_kind,
-            "reported": reported, "predicted": {}, "ape": {}, "errors": {},
+            "scope": run.scope, "reported": reported, "predicted": {}, "ape": {}, "errors": {}, "info": {},
         }
         for method, predictor in predictors.items():
             try:
@@ -74,6 +79,9 @@ def predict_all(runs: list[PublishedRun], predictors: Mapping[str, Predictor]) -
             except CarbonScalingError as err:
                 row["errors"][method] = str(err)
                 raw = {}
+            info = {k: v for k, v in raw.items() if isinstance(v, str)}
+            if info:
+                row["info"][method] = info
             pred = {k: _finite(v) for k, v in raw.items()}
             row["predicted"][method] = {k: v for k, v in pred.items() if v is not None}
             row["ape"][method] = {}
@@ -119,11 +127,14 @@ class ValidationReport:
     metrics: dict[str, dict]
     metrics_split: dict[str, dict] = field(default_factory=dict)
     methods: list[str] = field(default_factory=list)
+    extras: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """``{"runs": [...], "metrics": {method: {quantity: {mape, median_ape, r2_log, r2, n}}},
-        "metrics_split": {"used_for_fitting" | "not_used_for_fitting": {...same...}}}``."""
-        return _clean({"runs": self.runs, "metrics": self.metrics, "metrics_split": self.metrics_split})
+        "metrics_split": {"used_for_fitting" | "not_used_for_fitting": {...same...}}}``, plus
+        the sections in ``extras`` (comparison, carbon, calibration; see :mod:`.report`)."""
+        return _clean({"runs": self.runs, "metrics": self.metrics, "metrics_split": self.metrics_split,
+                       **self.extras})
 
     def to_json(self, path: str | Path | None = None, *, indent: int = 2) -> str:
         text = json.dumps(self.to_dict(), indent=indent, allow_nan=False)
@@ -177,21 +188,39 @@ def evaluate(runs: list[PublishedRun] | str | Path | None, predictors: Mapping[s
 
 
 def default_predictors(runs: list[PublishedRun]) -> dict[str, Predictor]:
-    """The baselines: ``reg`` (leave-one-out over ``runs``), ``llmc`` (searched), ``llmc_pinned``."""
+    """The baselines: ``reg`` (leave-one-out over ``runs``), ``llmc`` (searched), ``llmc_pinned``,
+    their energy and carbon converted from device-hours by our carbon model."""
+    from .accounting import with_our_carbon
     from .llmcarbon import llmc_predictor
     from .regression import reg_predictor
 
-    return {"reg": reg_predictor(runs), "llmc": llmc_predictor("searched"),
-            "llmc_pinned": llmc_predictor("pinned")}
+    return {"reg": with_our_carbon(reg_predictor(runs)), "llmc": with_our_carbon(llmc_predictor("searched")),
+            "llmc_pinned": with_our_carbon(llmc_predictor("pinned"))}
+
+
+def our_predictors(consts=None) -> dict[str, Predictor]:
+    """``ours`` (reported layout pinned) and ``ours_searched`` (our search chooses)."""
+    from .ours import ours_predictor
+
+    return {"ours": ours_predictor("pinned", consts), "ours_searched": ours_predictor("searched", consts)}
 
 
 def validate(runs: list[PublishedRun] | str | Path | None = None, *, ours: Predictor | None = None,
-             extra: Mapping[str, Predictor] | None = None) -> ValidationReport:
-    """Validate the baselines (and ``ours`` when given) on ``runs`` (default: the shipped file)."""
+             extra: Mapping[str, Predictor] | None = None, consts=None, sections: bool = True) -> ValidationReport:
+    """Validate ours and the baselines on ``runs`` (default: the shipped file; or any CSV path).
+
+    ``ours`` replaces both of our default predictors with one; ``consts`` (a
+    :class:`~carbonscaling.perf.constants.PerfConstants`) overrides the performance
+    constants of ours. With ``sections`` the report also carries the comparison with the
+    baselines, the carbon comparison and the calibration list (:mod:`.report`).
+    """
     runs = resolve_runs(runs)
-    predictors: dict[str, Predictor] = {}
-    if ours is not None:
-        predictors["ours"] = ours
+    predictors: dict[str, Predictor] = {"ours": ours} if ours is not None else our_predictors(consts)
     predictors.update(default_predictors(runs))
     predictors.update(extra or {})
-    return evaluate(runs, predictors)
+    report = evaluate(runs, predictors)
+    if sections:
+        from .report import add_sections
+
+        add_sections(report, runs, consts)
+    return report

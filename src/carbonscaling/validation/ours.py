@@ -6,15 +6,16 @@
   Only time is predicted.
 * ``searched``: our search chooses the device count and the whole layout, as the
   papers do: the deadline is the run's reported wall clock (``duration_days``, else
-  ``device_hours / n_devices / 24``, derived). A run that reports neither keeps its
-  device count and only the layout is searched.
+  ``device_hours / n_devices / 24``, derived), so the duration is not scored (it is
+  returned as ``search_duration_days``); device count and device-hours are. A run that
+  reports neither keeps its device count and only the layout is searched.
 
 In both modes the training recipe is the run's: architecture (``model_key``, a catalog
 name or model YAML), tokens (``tokens``, else ``tokens_assumed``), sequence length,
 global batch, precision, activation recompute (when reported) and the software options
 (FlashAttention, sequence parallelism, overlap of gradient reduction and of TP/EP
-communication; empty cells take the estimator's defaults). A run without a token count (a throughput benchmark) gets
-utilization and throughput only.
+communication; empty cells take the estimator's defaults). A run without a token count
+(a throughput benchmark) gets utilization and throughput only.
 
 Utilization: ``mfu`` counts model FLOPs (``6 N_active`` per token plus attention, as the
 search does); ``hfu`` adds the FLOPs the chosen recompute repeats (full: every layer's
@@ -170,7 +171,9 @@ def predict_run(run: PublishedRun, mode: Mode = "pinned", consts: PerfConstants 
         out["n_devices"] = lay.devices
     if run.training_tokens is not None:
         hours = lay.devices * res.duration_s / 3600.0
-        out.update(duration_days=res.duration_s / 86400.0, device_hours=hours)
+        # With the reported wall clock as the deadline, the duration is not a prediction: unscored.
+        out["search_duration_days" if "devices" not in pins else "duration_days"] = res.duration_s / 86400.0
+        out["device_hours"] = hours
         out.update(carbon_predictions(run, system, lay.devices, hours, mfu))
     return out
 

@@ -102,7 +102,8 @@ class PublishedRun(BaseModel):
     overlap_tp_comm: bool | None = None
     overlap_ep_comm: bool | None = None
     layout_pins: str = Field(default="", description="extra layout facts, e.g. 'tp=8 pp=16 zero=2'")
-    assumptions: str = ""
+    scope: str = Field(default="", description="what the reported device-hours cover")
+    assumptions: str = Field(default="", description="how our predictor sets the run up, with sources")
 
     @property
     def pins(self) -> dict[str, int]:
