@@ -248,9 +248,15 @@ def carbon_markdown(report: ValidationReport) -> list[str]:
         qs = ("device_hours", "energy_kwh", "operational_tco2e", "embodied_tco2e", "total_tco2e")
         body = [["reported", *[_fmt(entry["reported"].get(q)) for q in qs]]]
         for m, v in entry["methods"].items():
-            body.append([m, *[f"{_fmt(v.get(q))} ({_fmt(v['errors'].get(q), 'pct')})" if v.get(q) is not None else ""
-                              for q in qs]])
+            cells = []
+            for q in qs:
+                err = v["errors"].get(q)
+                cells.append("" if v.get(q) is None else _fmt(v[q]) + ("" if err is None else f" ({_fmt(err, 'pct')})"))
+            body.append([m, *cells])
         L += _md_table(["method", *qs], body) + [""]
+        if entry["reported"].get("operational_tco2e") is not None and not any(
+                v.get("operational_tco2e") is not None for v in entry["methods"].values()):
+            L += ["Operational carbon is not predicted: the run reports no grid intensity.", ""]
     return L
 
 
