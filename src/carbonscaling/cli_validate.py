@@ -63,8 +63,8 @@ def _print_report(report) -> None:
              and m["quantity"] in ("device_hours", "mfu", "tflops_per_device", "energy_kwh", "embodied_tco2e")]
     print_table("metrics (fractions; split: all / used_for_fitting / not_used_for_fitting)",
                 ["method", "split", "quantity", "n", "MAPE", "median APE", "R2 log", "R2"],
-                [[m["method"], m["split"], m["quantity"], m["n"], *[_f(m[k]) for k in ("mape", "median_ape", "r2_log", "r2")]]
-                 for m in mrows])
+                [[m["method"], m["split"], m["quantity"], m["n"],
+                  *[_f(m[k]) for k in ("mape", "median_ape", "r2_log", "r2")]] for m in mrows])
     for line in comparison_lines(report, ("device_hours", "mfu", "tflops_per_device")):
         typer.echo(line)
     for entry in report.extras.get("carbon", []):

@@ -51,7 +51,8 @@ def run_precision(run: PublishedRun) -> str:
     if not text:
         return "bf16"
     if len(found) != 1:
-        raise InputError(f"runs[{run.run_id}].precision", f"must name one of {', '.join(_PRECISIONS)}, got {run.precision!r}")
+        raise InputError(f"runs[{run.run_id}].precision",
+                         f"must name one of {', '.join(_PRECISIONS)}, got {run.precision!r}")
     return found[0]
 
 
@@ -60,7 +61,8 @@ def run_model(run: PublishedRun):
     from ..scaling import resolve_model
 
     if not run.model_key:
-        raise InputError(f"runs[{run.run_id}].model_key", "ours needs the run's architecture: a catalog model name or a model YAML path")
+        raise InputError(f"runs[{run.run_id}].model_key",
+                         "ours needs the run's architecture: a catalog model name or a model YAML path")
     spec = resolve_model(run.model_key)
     update: dict[str, Any] = {}
     if run.seq_len is not None:
@@ -101,7 +103,8 @@ def run_pins(run: PublishedRun, mode: Mode, model) -> dict[str, Any]:
         pins.update(run.pins, devices=run.n_devices)
     elif deadline_days(run) is None or run.training_tokens is None:
         if run.n_devices is None:
-            raise InputError(f"runs[{run.run_id}].n_devices", "searched mode needs a duration, device-hours or a device count")
+            raise InputError(f"runs[{run.run_id}].n_devices",
+                             "searched mode needs a duration, device-hours or a device count")
         pins["devices"] = run.n_devices
     return pins
 
