@@ -12,7 +12,7 @@ from carbonscaling.hardware import load_system
 from carbonscaling.perf.layout import LayoutGrid, TrainingOptions
 from carbonscaling.perf.step import evaluate
 from carbonscaling.scaling import ModelSpec, from_preset, named_model
-from carbonscaling.search import INTERLEAVES, MAX_TP, MICROBATCHES, ZERO_STAGES, durations, ideal_devices, search
+from carbonscaling.search import MAX_INTERLEAVE, MAX_TP, MICROBATCHES, ZERO_STAGES, durations, ideal_devices, search
 
 
 def reference_algorithm_1(model: ModelSpec, system, deadline_days: float, opts=None, n_max: int = 100_000,
@@ -38,7 +38,7 @@ def reference_algorithm_1(model: ModelSpec, system, deadline_days: float, opts=N
                     if (rest // tp) % pp or model.n_layers % pp:
                         continue
                     dp = rest // (tp * pp)
-                    for v in INTERLEAVES:
+                    for v in range(1, MAX_INTERLEAVE + 1):
                         if v > 1 and (pp == 1 or (model.n_layers // pp) % v):
                             continue
                         for mb in MICROBATCHES:

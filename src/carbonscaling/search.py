@@ -34,7 +34,8 @@ from .perf.step import StepResult, evaluate
 from .scaling import ModelSpec
 
 MICROBATCHES = (1, 2, 4, 8)
-INTERLEAVES = (1, 2, 4)
+MAX_INTERLEAVE = 8
+UNEVEN_INTERLEAVES = (1, 2, 4)  # tried when a pinned PP does not divide the layers (Llama 3 ran 126 on 16)
 ZERO_STAGES = (0, 1, 2, 3)
 MAX_TP = 64
 PINNABLE = ("devices", "tp", "pp", "dp", "ep", "zero", "microbatch", "interleave", "recompute", "global_batch")
@@ -103,6 +104,16 @@ def _check_pinned(pinned: dict, model: ModelSpec) -> dict:
     return out
 
 
+def interleave_options(n_layers: int, pp: int) -> list[int]:
+    """Virtual stages per device: divisors (up to 8) of the layers per stage; a few for uneven stages."""
+    if pp == 1:
+        return [1]
+    per, rem = divmod(n_layers, pp)
+    if rem:
+        return list(UNEVEN_INTERLEAVES)
+    return [v for v in range(1, MAX_INTERLEAVE + 1) if per % v == 0]
+
+
 def inner_combos(model: ModelSpec, pinned: dict) -> dict[str, np.ndarray]:
     """Every (ep, tp, pp, v, mb, zero, rc) the rules allow, as arrays (dp comes later)."""
     ep = [pinned["ep"]] if "ep" in pinned else [model.n_experts if model.is_moe else 1]
@@ -113,10 +124,8 @@ def inner_combos(model: ModelSpec, pinned: dict) -> dict[str, np.ndarray]:
     rcs = [RECOMPUTE_MODES.index(pinned["recompute"])] if "recompute" in pinned else [0, 1, 2]
     rows = []
     for e, t, p in itertools.product(ep, tps, pps):
-        vs = [pinned["interleave"]] if "interleave" in pinned else [v for v in INTERLEAVES if v == 1 or p > 1]
+        vs = [pinned["interleave"]] if "interleave" in pinned else interleave_options(model.n_layers, p)
         for v in vs:
-            if v > 1 and (model.n_layers % p or (model.n_layers // p) % v) and "interleave" not in pinned:
-                continue  # a pinned interleave may split layers unevenly, as Megatron-LM allows
             for mb, z, rc in itertools.product(mbs, zs, rcs):
                 rows.append((e, t, p, v, mb, z, rc))
     arr = np.array(rows, dtype=np.int64).reshape(-1, 7)
