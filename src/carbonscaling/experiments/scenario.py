@@ -160,7 +160,7 @@ class Scenario(BaseModel):
 
 
 # ---- model widths ----------------------------------------------------------------------
-def width_ladder(lo: int = 512, hi: int = 2_097_152) -> list[int]:
+def width_ladder(lo: int = 512, hi: int = 1_572_864) -> list[int]:
     """Widths ``2^k`` and ``3 * 2^k`` (many divisors of the head count, so TP has choices)."""
     out, k = [], 0
     while 2**k <= hi:
@@ -174,8 +174,13 @@ def widths_for_params(preset: str, lo: float, hi: float) -> list[int]:
     the range plus the nearest one on each side, so the curve spans the stated range."""
     from ..scaling import from_preset
 
-    ladder = width_ladder()
-    n = [from_preset(preset, d).params_law for d in ladder]
+    ladder, n = [], []
+    for d in width_ladder():
+        try:
+            n.append(from_preset(preset, d).params_law)
+        except Exception:  # past the preset's valid range (e.g. batch > 1e12 tokens)
+            break
+        ladder.append(d)
     first = max([i for i, v in enumerate(n) if v <= lo], default=0)
     last = min([i for i, v in enumerate(n) if v >= hi], default=len(ladder) - 1)
     return ladder[first:last + 1]

@@ -1,0 +1,363 @@
+"""Run scenarios: expand them into points, search each distinct training run once, account carbon.
+
+Work is shared at two levels:
+
+* **searches** (the expensive part) depend only on the model's architecture and
+  budget, the (projected) device, the training options, the deadline and the
+  infeasibility policy. Points of any scenario that agree on those share one
+  search (:class:`Job`), so cs-v1 and cs-v2 sweeps on the same device, or a
+  B100 curve drawn in six figures, cost one search per width. Jobs run in a
+  process pool (``jobs`` workers, default 2), largest models first.
+* **carbon variants** (no embodied, low static power, other grid, CPA growth,
+  median layout) never change the search: the main process re-accounts the
+  searched devices x duration x utilization with :func:`carbon.run_carbon`.
+
+``on_infeasible: extend`` doubles the deadline until some layout meets it
+(in one step: the search reports the fastest duration it found), capped at the
+search's 100-year limit; ``skip`` records the point as infeasible with the reason.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, Callable, Iterable
+
+from ..errors import InfeasibleError
+from .scenario import MAX_DEADLINE_DAYS, Scenario, model_widths
+
+CARBON_DEVICE_LIMIT = 10**8  # run_carbon's n_devices bound; larger runs are accounted in blocks
+CARBON_DURATION_LIMIT_H = 1e6  # run_carbon's duration bound
+WORKER_MEMORY_GB = 4.0      # address-space cap per search worker
+
+
+@dataclass(frozen=True)
+class Job:
+    """One search: everything the parallelism search depends on, as plain values."""
+
+    preset: str
+    d_model: int
+    device: str
+    years_ahead: float
+    options: tuple[tuple[str, Any], ...]
+    deadline_days: float
+    on_infeasible: str
+
+
+@dataclass(frozen=True)
+class Point:
+    """One reported point: a scenario's series at one model width."""
+
+    scenario: str
+    series: str
+    kind: str
+    d_model: int
+    settings: dict = field(hash=False, compare=False)
+    job: Job | None = None
+
+
+@dataclass
+class RunResult:
+    rows: dict[str, list[dict]]              # scenario name -> rows (one per point)
+    solved: dict[Job, dict]                  # search results by job
+    stats: dict[str, Any]
+
+
+# ---- searches ------------------------------------------------------------------------------
+@lru_cache(maxsize=4096)
+def _model(preset: str, d_model: int):
+    from ..scaling import from_preset
+
+    return from_preset(preset, d_model)
+
+
+def arch_key(preset: str, d_model: int) -> tuple:
+    """What the search sees of a model: every field except its name, preset and loss law."""
+    spec = _model(preset, d_model)
+    return tuple(sorted(spec.model_dump(exclude={"name", "preset", "loss_law"}).items()))
+
+
+def extended_deadline(deadline_days: float, best_days: float) -> float | None:
+    """The smallest ``deadline * 2^k`` (k >= 1) not shorter than the fastest layout's duration,
+    capped at 100 years; ``None`` if even the fastest layout takes longer than that."""
+    if best_days > MAX_DEADLINE_DAYS:
+        return None
+    k = max(1, math.ceil(math.log2(best_days / deadline_days) - 1e-12))
+    return min(deadline_days * 2.0**k, MAX_DEADLINE_DAYS)
+
+
+def solve(job: Job) -> dict[str, Any]:
+    """Run the search of one job (with the extend policy); a flat record of plain numbers."""
+    from ..hardware import load_system, project
+    from ..perf.layout import TrainingOptions
+    from ..search import search
+
+    t0 = time.perf_counter()
+    model = _model(job.preset, job.d_model)
+    system = project(load_system(job.device), job.years_ahead)
+    opts = TrainingOptions(**dict(job.options))
+    out: dict[str, Any] = {"searches": 1, "deadline_days_used": job.deadline_days, "status": "ok", "reason": ""}
+    try:
+        res = search(model, system, deadline_days=job.deadline_days, options=opts)
+    except InfeasibleError as err:
+        best = err.details.get("best_duration_days")
+        out.update(reason=str(err), constraint=err.constraint, best_duration_days=best)
+        new = extended_deadline(job.deadline_days, best) if best is not None else None
+        if job.on_infeasible != "extend" or err.constraint != "deadline" or new is None:
+            if new is None and best is not None and job.on_infeasible == "extend":
+                out["reason"] += f"; even the fastest layout exceeds the {MAX_DEADLINE_DAYS:g}-day cap"
+            out.update(status="infeasible", seconds=time.perf_counter() - t0)
+            return out
+        res = None
+        while res is None:
+            out["searches"] += 1
+            try:
+                res = search(model, system, deadline_days=new, options=opts)
+            except InfeasibleError:  # rounding at the boundary: double once more
+                if new >= MAX_DEADLINE_DAYS:
+                    out.update(status="infeasible", seconds=time.perf_counter() - t0)
+                    return out
+                new = min(2 * new, MAX_DEADLINE_DAYS)
+        out.update(status="extended", deadline_days_used=new)
+    lay, st = res.layout, res.step
+    out.update({
+        "devices": lay.devices, "tp": lay.tp, "pp": lay.pp, "dp": lay.dp, "ep": lay.ep, "zero": lay.zero,
+        "microbatch": lay.microbatch, "interleave": lay.interleave, "recompute": lay.recompute,
+        "global_batch_sequences": lay.global_batch_sequences, "duration_s": res.duration_s, "mfu": res.mfu,
+        "step_time_s": float(st.step_time_s), "layouts_evaluated": res.layouts_evaluated,
+        **{f"step.{k}": float(getattr(st, k)) for k in ("compute_s", "bubble_s", "tp_comm_s", "pp_comm_s",
+                                                         "dp_comm_s", "ep_comm_s", "optimizer_s")},
+        "mem_total_gb": float(st.mem_total_gb),
+        "median_devices": res.median_layout.devices if res.median_layout else None,
+        "median_duration_s": res.median_duration_s, "median_mfu": res.median_mfu,
+        "seconds": time.perf_counter() - t0,
+    })
+    return out
+
+
+def _limit_memory(nbytes: int | None) -> None:
+    """Worker initializer: cap the address space so a runaway search raises MemoryError
+    (reported as a skipped point) instead of taking the machine down."""
+    if not nbytes:
+        return
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        cap = nbytes if hard == resource.RLIM_INFINITY else min(nbytes, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    except (ImportError, ValueError, OSError):  # pragma: no cover - not POSIX
+        pass
+
+
+def _safe_solve(job: Job) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    try:
+        return solve(job)
+    except MemoryError:
+        return {"searches": 1, "deadline_days_used": job.deadline_days, "status": "infeasible",
+                "constraint": "search_memory", "seconds": time.perf_counter() - t0,
+                "reason": f"the layout search exceeded the {WORKER_MEMORY_GB:g} GB worker memory cap "
+                          "(too many candidate layouts for this model and batch)"}
+
+
+def _pool_map(items: list, jobs: int, tick: Callable[[], None]) -> list:
+    """``[_safe_solve(x) for x in items]`` on ``jobs`` worker processes, in input order."""
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    results: list = [None] * len(items)
+    with ProcessPoolExecutor(max_workers=max(1, min(jobs, len(items))), mp_context=ctx,
+                             initializer=_limit_memory, initargs=(int(WORKER_MEMORY_GB * 2**30),)) as ex:
+        futures = {ex.submit(_safe_solve, x): i for i, x in enumerate(items)}
+        for fut in as_completed(futures):
+            results[futures[fut]] = fut.result()
+            tick()
+    return results
+
+
+# ---- points ----------------------------------------------------------------------------------
+def expand(sc: Scenario) -> list[Point]:
+    """Every point of a scenario: each series at each model width."""
+    if sc.plot == "validation":
+        return []
+    points = []
+    for s in sc.series:
+        r = sc.resolved(s)
+        for d in model_widths(sc, r["preset"]):
+            job = None
+            if r["kind"] != "ideal":
+                job = Job(preset=r["preset"], d_model=int(d), device=r["device"], years_ahead=r["years_ahead"],
+                          options=tuple(sorted(r["options"].items())), deadline_days=r["deadline_days"],
+                          on_infeasible=r["on_infeasible"])
+            points.append(Point(sc.name, s.label, r["kind"], int(d), r, job))
+    return points
+
+
+def _job_key(job: Job) -> tuple:
+    return (arch_key(job.preset, job.d_model), job.device, job.years_ahead, job.options, job.deadline_days,
+            job.on_infeasible)
+
+
+def plan(scenarios: Iterable[Scenario]) -> tuple[list[Point], dict[tuple, Job]]:
+    """All points and the distinct searches they need (keyed by what a search depends on)."""
+    points = [p for sc in scenarios for p in expand(sc)]
+    unique: dict[tuple, Job] = {}
+    for p in points:
+        if p.job is not None:
+            unique.setdefault(_job_key(p.job), p.job)
+    return points, unique
+
+
+def run_scenarios(scenarios: list[Scenario], *, jobs: int | None = None,
+                  progress: Callable[[str, int, int], None] | None = None) -> RunResult:
+    """Search every distinct job (in parallel) and account every point; rows per scenario."""
+    t0 = time.perf_counter()
+    jobs = default_jobs() if jobs is None else max(1, int(jobs))
+    points, unique = plan(scenarios)
+    keys = sorted(unique, key=lambda k: -_cost(unique[k]))
+    done = [0]
+
+    def tick():
+        done[0] += 1
+        if progress:
+            progress("search", done[0], len(keys))
+
+    if progress:
+        progress("search", 0, len(keys))
+    results = _pool_map([unique[k] for k in keys], jobs, tick)
+    by_key = dict(zip(keys, results))
+    t_search = time.perf_counter() - t0
+    rows: dict[str, list[dict]] = {sc.name: [] for sc in scenarios}
+    for p in points:
+        res = by_key[_job_key(p.job)] if p.job is not None else None
+        rows[p.scenario].append(point_row(p, res))
+    solved = {unique[k]: by_key[k] for k in keys}
+    stats = {"points": len(points), "unique_searches": len(keys),
+             "search_calls": sum(r["searches"] for r in results),
+             "search_cpu_s": sum(r["seconds"] for r in results), "search_wall_s": t_search,
+             "account_wall_s": time.perf_counter() - t0 - t_search, "jobs": jobs,
+             "extended": sum(r["status"] == "extended" for r in results),
+             "infeasible": sum(r["status"] == "infeasible" for r in results)}
+    return RunResult(rows=rows, solved=solved, stats=stats)
+
+
+def default_jobs() -> int:
+    """Worker processes: the usable cores (``os.sched_getaffinity`` where it exists)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - macOS / Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def _cost(job: Job) -> float:
+    """A rough relative cost to schedule big searches first (they dominate)."""
+    return job.d_model * (1.0 + job.years_ahead / 10.0)
+
+
+# ---- carbon accounting ------------------------------------------------------------------------
+@lru_cache(maxsize=256)
+def _system(device: str, years_ahead: float, cpa_growth: float):
+    from ..hardware import load_system, project
+
+    return project(load_system(device), years_ahead, cpa_growth_per_year=cpa_growth)
+
+
+_EXTENSIVE = ("operational_tco2e", "embodied_tco2e", "total_tco2e", "total_low_tco2e", "total_high_tco2e",
+              "energy_kwh", "device_static_tco2e", "device_dynamic_tco2e", "node_other_tco2e", "network_tco2e",
+              "embodied_accelerator_tco2e", "embodied_cpu_tco2e", "embodied_dram_tco2e", "embodied_ssd_tco2e",
+              "embodied_infrastructure_tco2e")
+
+
+def _carbon_summary(cr) -> dict[str, Any]:
+    b = cr.breakdown
+    out = {"operational_tco2e": cr.operational_tco2e, "embodied_tco2e": cr.embodied_tco2e,
+           "total_tco2e": cr.total_tco2e, "total_low_tco2e": cr.total_low_tco2e,
+           "total_high_tco2e": cr.total_high_tco2e, "energy_kwh": cr.energy_kwh}
+    for k in _EXTENSIVE[6:]:
+        out[k] = float(b.get(k, 0.0))
+    out.update(ci_g_per_kwh=b["ci_g_per_kwh"], pue=b["pue"], lifetime_years=b.get("lifetime_years"),
+               ci_source=cr.ci_source, embodied_source=cr.embodied_source)
+    return out
+
+
+def account(system, n_devices: int, duration_h: float, utilization: float, carbon: dict) -> dict[str, Any]:
+    """:func:`run_carbon` of a searched run as a flat dict. Runs beyond run_carbon's bounds
+    (1e8 devices, 1e6 hours) are summed from whole-node blocks and duration slices: exact,
+    since every term is linear in the duration and per device or per node."""
+    from ..carbon import run_carbon
+
+    u = min(1.0, max(utilization, 1e-12))
+    if duration_h > CARBON_DURATION_LIMIT_H:  # every term is linear in the duration
+        f = math.ceil(duration_h / CARBON_DURATION_LIMIT_H)
+        out = account(system, n_devices, duration_h / f, u, carbon)
+        return {**out, **{k: f * out[k] for k in _EXTENSIVE}}
+    if n_devices <= CARBON_DEVICE_LIMIT:
+        return _carbon_summary(run_carbon(None, system, n_devices=n_devices, duration_h=duration_h,
+                                          utilization=u, **carbon))
+    block = CARBON_DEVICE_LIMIT // system.devices_per_node * system.devices_per_node
+    q, r = divmod(n_devices, block)
+    out = account(system, block, duration_h, u, carbon)
+    rest = account(system, r, duration_h, u, carbon) if r else {k: 0.0 for k in _EXTENSIVE}
+    for k in _EXTENSIVE:
+        out[k] = q * out[k] + rest[k]
+    return out
+
+
+def point_row(p: Point, res: dict | None) -> dict[str, Any]:
+    """The CSV row of one point: model, settings, search outcome and carbon."""
+    from ..carbon import ideal_carbon
+
+    s = p.settings
+    spec = _model(s["preset"], p.d_model)
+    row: dict[str, Any] = {
+        "experiment": p.scenario, "series": p.series, "kind": p.kind, "preset": s["preset"],
+        "d_model": p.d_model, "n_layers": spec.n_layers, "n_experts": spec.n_experts,
+        "params_law": spec.params_law, "params_total": spec.params_total, "params_active": spec.params_active,
+        "tokens": spec.train_tokens, "train_flops": spec.train_flops, "model_flops": spec.model_flops,
+        "batch_sequences": spec.batch_sequences, "loss": spec.loss, "device": s["device"],
+        "years_ahead": s["years_ahead"], "cpa_growth": s["cpa_growth"], "deadline_days": s["deadline_days"],
+        "on_infeasible": s["on_infeasible"],
+        **{f"opt.{k}": v for k, v in s["options"].items()},
+        **{f"carbon.{k}": v for k, v in s["carbon"].items()},
+    }
+    system = _system(s["device"], s["years_ahead"], s["cpa_growth"])
+    if p.kind == "ideal":
+        flops = spec.train_flops if s["ideal_flops"] == "law" else spec.model_flops
+        c = s["carbon"]
+        cr = ideal_carbon(flops, system, deadline_days=s["deadline_days"], pue=c.get("pue"), ci=c.get("ci"),
+                          year=c.get("year"))
+        b = cr.breakdown
+        row.update(status="ok", reason="", deadline_days_used=s["deadline_days"], devices=b["n_devices"],
+                   duration_days=b["duration_h"] / 24.0, mfu=1.0, **_carbon_summary_ideal(cr))
+        return _per_device(row)
+    row.update({k: v for k, v in res.items() if k not in ("searches", "seconds")})
+    row["search_s"] = res["seconds"]
+    if res["status"] == "infeasible":
+        return row
+    devs, dur, mfu = ((res["median_devices"], res["median_duration_s"], res["median_mfu"]) if p.kind == "median"
+                      else (res["devices"], res["duration_s"], res["mfu"]))
+    row.update(devices_used=devs, duration_days=dur / 86400.0, mfu_used=mfu,
+               **account(system, devs, dur / 3600.0, mfu, s["carbon"]))
+    return _per_device(row)
+
+
+def _carbon_summary_ideal(cr) -> dict[str, Any]:
+    return {"operational_tco2e": cr.operational_tco2e, "embodied_tco2e": 0.0, "total_tco2e": cr.total_tco2e,
+            "total_low_tco2e": cr.total_tco2e, "total_high_tco2e": cr.total_tco2e, "energy_kwh": cr.energy_kwh,
+            "ci_g_per_kwh": cr.breakdown["ci_g_per_kwh"], "pue": cr.breakdown["pue"],
+            "ci_source": cr.ci_source, "embodied_source": cr.embodied_source}
+
+
+def _per_device(row: dict) -> dict:
+    n = row.get("devices_used", row.get("devices"))
+    tot = row["total_tco2e"]
+    row["devices_used"] = n
+    row["per_device_operational_tco2e"] = row["operational_tco2e"] / n
+    row["per_device_embodied_tco2e"] = row["embodied_tco2e"] / n
+    row["embodied_share"] = row["embodied_tco2e"] / tot if tot > 0 else 0.0
+    return row
