@@ -164,19 +164,28 @@ def _safe_solve(job: Job) -> dict[str, Any]:
                           "(too many candidate layouts for this model and batch)"}
 
 
-def _pool_map(items: list, jobs: int, tick: Callable[[], None]) -> list:
-    """``[_safe_solve(x) for x in items]`` on ``jobs`` worker processes, in input order."""
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+def make_pool(jobs: int):
+    """A process pool of ``jobs`` workers (fork where available; memory-capped). With fork,
+    every worker is started here, before the caller starts any thread (progress bars)."""
+    from concurrent.futures import ProcessPoolExecutor
     import multiprocessing as mp
 
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    pool = ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=ctx, initializer=_limit_memory,
+                               initargs=(int(WORKER_MEMORY_GB * 2**30),))
+    pool.submit(int).result()
+    return pool
+
+
+def pool_map(pool, fn: Callable, items: list, tick: Callable[[], None] = lambda: None) -> list:
+    """``[fn(x) for x in items]`` on ``pool``, in input order; ``tick()`` after each."""
+    from concurrent.futures import as_completed
+
     results: list = [None] * len(items)
-    with ProcessPoolExecutor(max_workers=max(1, min(jobs, len(items))), mp_context=ctx,
-                             initializer=_limit_memory, initargs=(int(WORKER_MEMORY_GB * 2**30),)) as ex:
-        futures = {ex.submit(_safe_solve, x): i for i, x in enumerate(items)}
-        for fut in as_completed(futures):
-            results[futures[fut]] = fut.result()
-            tick()
+    futures = {pool.submit(fn, x): i for i, x in enumerate(items)}
+    for fut in as_completed(futures):
+        results[futures[fut]] = fut.result()
+        tick()
     return results
 
 
@@ -214,36 +223,70 @@ def plan(scenarios: Iterable[Scenario]) -> tuple[list[Point], dict[tuple, Job]]:
 
 
 def run_scenarios(scenarios: list[Scenario], *, jobs: int | None = None,
-                  progress: Callable[[str, int, int], None] | None = None) -> RunResult:
-    """Search every distinct job (in parallel) and account every point; rows per scenario."""
+                  progress: Callable[[str, int, int], None] | None = None, pool=None) -> RunResult:
+    """Search every distinct job (in parallel) and account every point; rows per scenario.
+
+    With ``on_infeasible: extend`` the deadlines are then aligned: at each width of a
+    scenario, every series is re-searched under the longest deadline any of them needed,
+    so the curves of one figure compare like with like (at most three rounds).
+    """
     t0 = time.perf_counter()
     jobs = default_jobs() if jobs is None else max(1, int(jobs))
+    if pool is None:
+        with make_pool(jobs) as own:
+            return run_scenarios(scenarios, jobs=jobs, progress=progress, pool=own)
     points, unique = plan(scenarios)
-    keys = sorted(unique, key=lambda k: -_cost(unique[k]))
-    done = [0]
+    by_key: dict[tuple, dict] = {}
+    count = {"done": 0, "total": 0}
 
     def tick():
-        done[0] += 1
+        count["done"] += 1
         if progress:
-            progress("search", done[0], len(keys))
+            progress("search", count["done"], count["total"])
 
-    if progress:
-        progress("search", 0, len(keys))
-    results = _pool_map([unique[k] for k in keys], jobs, tick)
-    by_key = dict(zip(keys, results))
+    for _round in range(3):
+        keys = sorted((k for k in unique if k not in by_key), key=lambda k: -_cost(unique[k]))
+        if not keys:
+            break
+        count["total"] += len(keys)
+        if progress:
+            progress("search", count["done"], count["total"])
+        by_key.update(zip(keys, pool_map(pool, _safe_solve, [unique[k] for k in keys], tick)))
+        points = align_deadlines(points, by_key)
+        unique.update({_job_key(p.job): p.job for p in points if p.job is not None})
     t_search = time.perf_counter() - t0
     rows: dict[str, list[dict]] = {sc.name: [] for sc in scenarios}
     for p in points:
-        res = by_key[_job_key(p.job)] if p.job is not None else None
+        res = by_key.get(_job_key(p.job)) if p.job is not None else None
         rows[p.scenario].append(point_row(p, res))
-    solved = {unique[k]: by_key[k] for k in keys}
-    stats = {"points": len(points), "unique_searches": len(keys),
+    results = list(by_key.values())
+    stats = {"points": len(points), "unique_searches": len(by_key),
              "search_calls": sum(r["searches"] for r in results),
              "search_cpu_s": sum(r["seconds"] for r in results), "search_wall_s": t_search,
              "account_wall_s": time.perf_counter() - t0 - t_search, "jobs": jobs,
              "extended": sum(r["status"] == "extended" for r in results),
              "infeasible": sum(r["status"] == "infeasible" for r in results)}
-    return RunResult(rows=rows, solved=solved, stats=stats)
+    return RunResult(rows=rows, solved={unique[k]: v for k, v in by_key.items()}, stats=stats)
+
+
+def align_deadlines(points: list[Point], by_key: dict[tuple, dict]) -> list[Point]:
+    """Points of an extending scenario re-targeted at the longest deadline used at their width."""
+    from dataclasses import replace
+
+    longest: dict[tuple[str, int], float] = {}
+    for p in points:
+        res = by_key.get(_job_key(p.job)) if p.job is not None else None
+        if res and res["status"] != "infeasible" and p.job.on_infeasible == "extend":
+            key = (p.scenario, p.d_model)
+            longest[key] = max(longest.get(key, 0.0), res["deadline_days_used"])
+    out = []
+    for p in points:
+        res = by_key.get(_job_key(p.job)) if p.job is not None else None
+        target = longest.get((p.scenario, p.d_model))
+        if res and res["status"] != "infeasible" and target and res["deadline_days_used"] < target:
+            p = replace(p, job=replace(p.job, deadline_days=target))
+        out.append(p)
+    return out
 
 
 def default_jobs() -> int:
@@ -319,7 +362,7 @@ def point_row(p: Point, res: dict | None) -> dict[str, Any]:
         "d_model": p.d_model, "n_layers": spec.n_layers, "n_experts": spec.n_experts,
         "params_law": spec.params_law, "params_total": spec.params_total, "params_active": spec.params_active,
         "tokens": spec.train_tokens, "train_flops": spec.train_flops, "model_flops": spec.model_flops,
-        "batch_sequences": spec.batch_sequences, "loss": spec.loss, "device": s["device"],
+        "batch_sequences": spec.batch_sequences, "seq_len": spec.seq_len, "loss": spec.loss, "device": s["device"],
         "years_ahead": s["years_ahead"], "cpa_growth": s["cpa_growth"], "deadline_days": s["deadline_days"],
         "on_infeasible": s["on_infeasible"],
         **{f"opt.{k}": v for k, v in s["options"].items()},
@@ -337,6 +380,9 @@ def point_row(p: Point, res: dict | None) -> dict[str, Any]:
         return _per_device(row)
     row.update({k: v for k, v in res.items() if k not in ("searches", "seconds")})
     row["search_s"] = res["seconds"]
+    if res["status"] == "ok" and res["deadline_days_used"] > s["deadline_days"]:
+        row.update(status="extended", reason=f"deadline aligned with the longest one any series of "
+                                             f"{p.scenario} needed at this width")
     if res["status"] == "infeasible":
         return row
     devs, dur, mfu = ((res["median_devices"], res["median_duration_s"], res["median_mfu"]) if p.kind == "median"

@@ -170,19 +170,19 @@ def width_ladder(lo: int = 512, hi: int = 1_572_864) -> list[int]:
 
 
 def widths_for_params(preset: str, lo: float, hi: float) -> list[int]:
-    """Ladder widths whose preset N (``params_law``) covers ``[lo, hi]``: every width inside
-    the range plus the nearest one on each side, so the curve spans the stated range."""
+    """Ladder widths spanning ``[lo, hi]`` in the preset's own N (``params_law``): the
+    end points are the widths whose N is nearest (in log) to each bound."""
     from ..scaling import from_preset
 
     ladder, n = [], []
     for d in width_ladder():
         try:
-            n.append(from_preset(preset, d).params_law)
+            n.append(math.log(from_preset(preset, d).params_law))
         except Exception:  # past the preset's valid range (e.g. batch > 1e12 tokens)
             break
         ladder.append(d)
-    first = max([i for i, v in enumerate(n) if v <= lo], default=0)
-    last = min([i for i, v in enumerate(n) if v >= hi], default=len(ladder) - 1)
+    first = min(range(len(n)), key=lambda i: abs(n[i] - math.log(lo)))
+    last = min(range(len(n)), key=lambda i: abs(n[i] - math.log(hi)))
     return ladder[first:last + 1]
 
 

@@ -1,0 +1,186 @@
+"""``carbonscaling paper`` / ``sweep``: run scenarios, write CSVs, figures and the report.
+
+:func:`run` is the whole pipeline: one process pool for the searches (deduplicated
+across every scenario), the validation of v2 Fig. 1/3 (``carbonscaling.validation``)
+and the figures; then the power-law fits, the claim checks and ``report.md`` /
+``report.html``. Output layout::
+
+    OUT/report.md, OUT/report.html, OUT/claims.csv, OUT/run.json
+    OUT/<experiment>/<experiment>.csv   (one row per point; columns: docs/experiments.md)
+    OUT/<experiment>/<experiment>.png / .svg
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .claims import ClaimResult, evaluate_claims
+from .runner import RunResult, default_jobs, make_pool, pool_map, run_scenarios
+from .scenario import Scenario
+
+
+@dataclass
+class PaperResult:
+    scenarios: list[Scenario]
+    run: RunResult
+    fits: dict[str, dict]
+    claims: list[ClaimResult]
+    validation: Any
+    files: dict[str, list[Path]]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+# ---- fits -----------------------------------------------------------------------------
+def fits_for(sc: Scenario, rows: list[dict]) -> dict:
+    """Power-law fits ``loss = k CO^-alpha`` of every series of a scenario with ``fit: true``."""
+    from ..errors import InputError
+    from .fit import fit_power_law
+
+    if not sc.fit:
+        return {}
+    out = {}
+    for label in dict.fromkeys(r["series"] for r in rows):
+        pts = [r for r in rows if r["series"] == label and r.get("status") != "infeasible"
+               and (r.get("total_tco2e") or 0) > 0]
+        try:
+            out[label] = fit_power_law([p["total_tco2e"] for p in pts], [p["loss"] for p in pts])
+        except InputError:
+            continue
+    return out
+
+
+# ---- validation (v2 Fig. 1, 3a, 3b) ------------------------------------------------------
+def run_validation(_: Any = None):
+    """``carbonscaling.validation.validate()`` on the shipped runs (ours + reg + LLMC)."""
+    from ..validation import validate
+
+    return validate()
+
+
+def check_validation(report) -> Callable:
+    """The ``validation_baselines`` claim check, bound to a validation report."""
+
+    def check(rows, exp, a):
+        from .claims import AGREES, DISAGREES, NOT_EVALUATED, PARTLY
+
+        q = a.get("quantity", "device_hours")
+        if report is None:
+            return "validation did not run", "", NOT_EVALUATED
+        met = report.metrics
+        parts, mapes = [], {}
+        for m in ("ours", "ours_searched", "reg", "llmc"):
+            s = met.get(m, {}).get(q)
+            if s:
+                mapes[m] = s["mape"]
+                parts.append(f"{m}: MAPE {100 * s['mape']:.0f} %, R^2(log) {s['r2_log']:.3f} (n={s['n']})"
+                             if s.get("r2_log") is not None else f"{m}: MAPE {100 * s['mape']:.0f} % (n={s['n']})")
+        if "ours" not in mapes or not {"reg", "llmc"} & set(mapes):
+            return "; ".join(parts) or "no metrics", "", NOT_EVALUATED
+        base = [mapes[b] for b in ("reg", "llmc") if b in mapes]
+        wins = sum(mapes["ours"] < b for b in base)
+        verdict = AGREES if wins == len(base) else (PARTLY if wins else DISAGREES)
+        return f"{q}: " + "; ".join(parts), "our MAPE below both baselines'", verdict
+
+    return check
+
+
+def _validation_files(report, out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..validation.figures import fig_carbon, fig_device_hours, fig_scatter
+
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for fn in (fig_device_hours, fig_scatter, fig_carbon):
+        paths += fn(plt, report, out)
+    table = report.table("device_hours")
+    if table:
+        p = out / "v2-fig3.csv"
+        _write_rows(p, table)
+        paths.append(p)
+    return paths
+
+
+# ---- files ------------------------------------------------------------------------------
+def _write_rows(path: Path, rows: list[dict]) -> None:
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: _cell(v) for k, v in r.items()})
+
+
+def _cell(v: Any) -> Any:
+    if isinstance(v, float):
+        return "" if not math.isfinite(v) else repr(v)
+    return "" if v is None else v
+
+
+def _draw(args) -> list[Path]:
+    sc, rows, out_dir, fits = args
+    if sc.plot == "validation":
+        return _validation_files(rows, out_dir) if rows is not None else []
+    from .figures import draw
+
+    return draw(sc, rows, out_dir, fits)
+
+
+# ---- the pipeline -------------------------------------------------------------------------
+def run(scenarios: list[Scenario], out: str | Path, *, jobs: int | None = None,
+        progress: Callable[[str, int, int], None] | None = None, figures: bool = True,
+        title: str = "Experiments") -> PaperResult:
+    """Run ``scenarios`` and write every file into ``out`` (see the module docstring)."""
+    from .report import write_report
+
+    t0 = time.perf_counter()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    jobs = default_jobs() if jobs is None else max(1, int(jobs))
+    sweeps = [s for s in scenarios if s.plot != "validation"]
+    timings: dict[str, float] = {}
+    with make_pool(jobs) as pool:
+        val_future = pool.submit(run_validation) if len(sweeps) < len(scenarios) else None
+        run_res = run_scenarios(sweeps, jobs=jobs, progress=progress, pool=pool)
+        timings["searches_s"] = time.perf_counter() - t0
+        validation = val_future.result() if val_future is not None else None
+        timings["validation_wait_s"] = time.perf_counter() - t0 - timings["searches_s"]
+        rows = run_res.rows
+        fits = {sc.name: fits_for(sc, rows[sc.name]) for sc in sweeps}
+        files: dict[str, list[Path]] = {}
+        for sc in sweeps:
+            d = out / sc.name
+            d.mkdir(parents=True, exist_ok=True)
+            _write_rows(d / f"{sc.name}.csv", rows[sc.name])
+            files[sc.name] = [d / f"{sc.name}.csv"]
+        t1 = time.perf_counter()
+        if figures:
+            tasks = [(sc, rows.get(sc.name, validation), out / sc.name, fits.get(sc.name)) for sc in scenarios]
+            done = [0]
+
+            def tick():
+                done[0] += 1
+                if progress:
+                    progress("figures", done[0], len(tasks))
+
+            for sc, paths in zip(scenarios, pool_map(pool, _draw, tasks, tick)):
+                files.setdefault(sc.name, []).extend(paths)
+        timings["figures_s"] = time.perf_counter() - t1
+    claims = evaluate_claims(scenarios, rows, extra={"validation_baselines": check_validation(validation)})
+    res = PaperResult(scenarios, run_res, fits, claims, validation, files, timings)
+    _write_rows(out / "claims.csv", [asdict(c) for c in claims])
+    timings["total_s"] = time.perf_counter() - t0
+    write_report(res, out, title=title)
+    timings["total_s"] = time.perf_counter() - t0
+    (out / "run.json").write_text(json.dumps({"stats": run_res.stats, "timings": timings, "jobs": jobs},
+                                             indent=2) + "\n", encoding="utf-8")
+    return res

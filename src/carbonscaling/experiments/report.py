@@ -1,0 +1,229 @@
+"""``report.md`` and ``report.html``: per experiment, the paper's claims, our numbers, the verdict.
+
+Both files are rendered from one list of blocks (:class:`Doc`): headings, paragraphs,
+tables and figures; the HTML embeds the PNGs (base64) so it is one self-contained file.
+Every number in them is read from the run's rows, fits and claim checks.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+VERDICT_MARK = {"agrees": "agrees", "partly": "partly", "disagrees": "DISAGREES", "not evaluated": "not evaluated"}
+
+
+class Doc:
+    """Blocks rendered to Markdown and to HTML."""
+
+    def __init__(self) -> None:
+        self.blocks: list[tuple[str, Any]] = []
+
+    def h(self, level: int, text: str, anchor: str | None = None) -> None:
+        self.blocks.append(("h", (level, text, anchor)))
+
+    def p(self, text: str) -> None:
+        self.blocks.append(("p", text))
+
+    def ul(self, items: list[str]) -> None:
+        self.blocks.append(("ul", items))
+
+    def table(self, header: list[str], rows: list[list[Any]]) -> None:
+        self.blocks.append(("table", (header, rows)))
+
+    def img(self, path: Path, rel: str, alt: str) -> None:
+        self.blocks.append(("img", (path, rel, alt)))
+
+    def markdown(self) -> str:
+        out = []
+        for kind, b in self.blocks:
+            if kind == "h":
+                out.append(f"{'#' * b[0]} {b[1]}\n")
+            elif kind == "p":
+                out.append(b + "\n")
+            elif kind == "ul":
+                out.append("\n".join(f"- {x}" for x in b) + "\n")
+            elif kind == "table":
+                head, rows = b
+                esc = lambda v: str(v).replace("|", "\\|").replace("\n", " ")  # noqa: E731
+                out.append("\n".join(["| " + " | ".join(map(esc, head)) + " |", "|" + "---|" * len(head)]
+                                     + ["| " + " | ".join(esc(c) for c in r) + " |" for r in rows]) + "\n")
+            elif kind == "img":
+                out.append(f"![{b[2]}]({b[1]})\n")
+        return "\n".join(out)
+
+    def html(self, title: str) -> str:
+        out = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+               "<style>body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;"
+               "line-height:1.45}table{border-collapse:collapse;margin:1em 0;font-size:.88em}td,th{border:1px "
+               "solid #ccc;padding:.3em .5em;vertical-align:top}th{background:#f3f3f3}img{max-width:100%}"
+               "code{background:#f4f4f4;padding:0 .2em}.agrees{color:#1a7f37}.partly{color:#9a6700}"
+               ".DISAGREES{color:#cf222e;font-weight:600}</style></head><body>"]
+        for kind, b in self.blocks:
+            if kind == "h":
+                aid = f" id='{b[2]}'" if b[2] else ""
+                out.append(f"<h{b[0]}{aid}>{_inline(b[1])}</h{b[0]}>")
+            elif kind == "p":
+                out.append(f"<p>{_inline(b)}</p>")
+            elif kind == "ul":
+                out.append("<ul>" + "".join(f"<li>{_inline(x)}</li>" for x in b) + "</ul>")
+            elif kind == "table":
+                head, rows = b
+                out.append("<table><tr>" + "".join(f"<th>{_inline(h)}</th>" for h in head) + "</tr>"
+                           + "".join("<tr>" + "".join(f"<td>{_cell_html(c)}</td>" for c in r) + "</tr>"
+                                     for r in rows) + "</table>")
+            elif kind == "img":
+                path, _, alt = b
+                if path.is_file():
+                    data = base64.b64encode(path.read_bytes()).decode()
+                    out.append(f"<p><img alt='{html.escape(alt)}' src='data:image/png;base64,{data}'></p>")
+        return "\n".join(out + ["</body></html>\n"])
+
+
+def _inline(text: str) -> str:
+    t = html.escape(str(text))
+    t = re.sub(r"`([^`]+)`", r"<code>\1</code>", t)
+    t = re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", t)
+    return re.sub(r"\[([^\]]+)\]\(([^)]+)\)", r"<a href='\2'>\1</a>", t)
+
+
+def _cell_html(v: Any) -> str:
+    s = str(v)
+    cls = s if s in ("agrees", "partly", "DISAGREES") else ""
+    return f"<span class='{cls}'>{_inline(s)}</span>" if cls else _inline(s)
+
+
+def g(x: Any, digits: int = 3) -> str:
+    """A number for the report (engineering-style for big and small values)."""
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "-"
+    if isinstance(x, int) or (isinstance(x, float) and x.is_integer() and abs(x) < 1e6):
+        return f"{int(x):,}"
+    return f"{x:.{digits}g}"
+
+
+# ---- sections ------------------------------------------------------------------------------
+def _settings_line(sc) -> str:
+    b = sc.base
+    c = b.carbon.model_dump(exclude_none=True)
+    carbon = ", ".join(f"{k}={v}" for k, v in c.items()) or "package defaults"
+    models = sc.models
+    m = (f"preset `{models.preset}`, d_model {models.d_model}" if models.d_model
+         else f"preset `{models.preset}`, N from {g(models.params.min)} to {g(models.params.max)} (nearest ladder widths)")
+    return (f"Models: {m}. Base: device {b.device or 'B100'}, deadline {g(b.deadline_days or 90)} days, "
+            f"on_infeasible={b.on_infeasible or 'extend'}; carbon: {carbon}.")
+
+
+def series_table(rows: list[dict]) -> tuple[list[str], list[list[Any]]]:
+    head = ["series", "points (ok / extended / infeasible)", "N range", "devices", "MFU", "carbon (tCO2e)",
+            "embodied share"]
+    out = []
+    for label in dict.fromkeys(r["series"] for r in rows):
+        pts = [r for r in rows if r["series"] == label]
+        ok = [r for r in pts if r.get("status") != "infeasible" and r.get("total_tco2e")]
+        cnt = {s: sum(r.get("status") == s for r in pts) for s in ("ok", "extended", "infeasible")}
+        rng = lambda k: f"{g(min(r[k] for r in ok))}..{g(max(r[k] for r in ok))}" if ok else "-"  # noqa: E731
+        out.append([label, f"{cnt['ok']} / {cnt['extended']} / {cnt['infeasible']}", rng("params_law"),
+                    rng("devices_used"), rng("mfu") if pts[0]["kind"] != "ideal" else "1 (ideal)",
+                    rng("total_tco2e"), rng("embodied_share")])
+    return head, out
+
+
+def latency_finding(rows: list[dict]) -> str | None:
+    """The arithmetic of the first width where no layout met the deadline (from the rows)."""
+    ext = [r for r in rows if r.get("best_duration_days") and r["kind"] == "practical"]
+    if not ext:
+        return None
+    r = min(ext, key=lambda r: r["d_model"])
+    steps = r["tokens"] / (r["batch_sequences"] * r["seq_len"])
+    budget = r["deadline_days"] * 86400 / steps
+    best = r["best_duration_days"] * 86400 / steps
+    return (f"**Why large models miss the deadline.** At d_model = {r['d_model']:,} (N = {g(r['params_law'])}, "
+            f"{r['n_layers']} layers) the preset trains on D = {g(r['tokens'])} tokens with a critical batch of "
+            f"{r['batch_sequences']:,} sequences, i.e. D/B = {g(steps)} sequential steps. "
+            f"{g(r['deadline_days'])} days leave {best_fmt(budget)} per step; the fastest layout the search found "
+            f"on {r['device']} takes {best_fmt(best)} per step ({g(r['best_duration_days'])} days in all): a step "
+            "cannot be shorter than one microbatch's forward and backward pass through every layer plus the "
+            "pipeline and communication it needs, however many devices are added (data parallelism is capped "
+            "by the batch). The papers' plots reach these sizes within 3 months; with their own formulas "
+            "(D = 20N, B ~ C^(1/6), L = 0.402 d^0.75) we cannot. Such points are drawn hollow with the deadline "
+            "doubled until a layout exists (`deadline_days_used` in the CSV).")
+
+
+def best_fmt(seconds: float) -> str:
+    return f"{seconds * 1e3:.3g} ms" if seconds < 1 else f"{seconds:.3g} s"
+
+
+def ideal_flops_note(rows: list[dict]) -> str | None:
+    """Practical / ideal with the ideal on the law's C and on the model's real FLOPs."""
+    ideal = {r["d_model"]: r for r in rows if r["kind"] == "ideal"}
+    prac = [r for r in rows if r["kind"] == "practical" and r["series"] in ("B100", "practical")
+            and r.get("status") == "ok" and r["d_model"] in ideal]
+    if not ideal or not prac:
+        return None
+    law = [r["total_tco2e"] / ideal[r["d_model"]]["total_tco2e"] for r in prac]
+    real = [x * r["train_flops"] / r["model_flops"] for x, r in zip(law, prac)]
+    return (f"Ideal = the law's compute C = 6ND/E at peak and TDP (the papers' definition). Against it, practical "
+            f"carbon is {g(min(law))}..{g(max(law))}x the ideal at the widths that met the deadline; against the "
+            f"model's real FLOPs (6 N_active D + attention, 1.5-2x C at these sizes) it is "
+            f"{g(min(real))}..{g(max(real))}x.")
+
+
+def write_report(res, out: Path, *, title: str = "Experiments") -> None:
+    from .. import __version__
+
+    doc = Doc()
+    st, t = res.run.stats, res.timings
+    doc.h(1, f"{title}: reproduction report")
+    doc.p(f"Generated by carbonscaling {__version__} on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC. "
+          f"Wall time {t.get('total_s', 0):.1f} s with {st['jobs']} worker processes: {st['unique_searches']} "
+          f"distinct layout searches ({st['search_calls']} search calls, {st['search_cpu_s']:.1f} CPU-s) for "
+          f"{st['points']} points; searches {t.get('searches_s', 0):.1f} s, figures {t.get('figures_s', 0):.1f} s.")
+    doc.p("Verdicts: **agrees** = within the stated tolerance at every compared point; **partly** = on part of "
+          "the range or part of the criteria; **DISAGREES** = not within tolerance; carbon comparisons pair "
+          "points of the same model (same loss) under the same deadline. Each experiment is a YAML scenario "
+          "(`carbonscaling/experiments/scenarios/`): copy one, edit it, run `carbonscaling sweep FILE`.")
+    doc.h(2, "Claims")
+    doc.table(["experiment", "paper claims", "we measure", "tolerance", "verdict"],
+              [[f"[{c.experiment}](#{c.experiment})", c.claim, c.measured, c.tolerance or "-",
+                VERDICT_MARK[c.verdict]] for c in res.claims])
+    for sc in res.scenarios:
+        rows = res.run.rows.get(sc.name, [])
+        doc.h(2, f"{sc.paper} {sc.figure}: {sc.title}".strip(), anchor=sc.name)
+        if sc.description:
+            doc.p(sc.description)
+        files = res.files.get(sc.name, [])
+        for f in files:
+            if f.suffix == ".png":
+                doc.img(f, f.relative_to(out).as_posix(), sc.title)
+        doc.p("Files: " + ", ".join(f"[{f.name}]({f.relative_to(out).as_posix()})" for f in files)
+              + f". Scenario: `{sc.name}.yaml`.")
+        if sc.plot == "validation":
+            doc.p("Full tables, metrics and calibration: `carbonscaling validate --out DIR` "
+                  "(carbonscaling.validation); the figures above are drawn by that package.")
+        else:
+            doc.p(_settings_line(sc))
+            doc.table(*series_table(rows))
+            for note in (latency_finding(rows), ideal_flops_note(rows) if sc.fit else None):
+                if note:
+                    doc.p(note)
+        fits = res.fits.get(sc.name) or {}
+        if fits:
+            doc.p("Power-law fits `loss = k * CO^-alpha` (least squares on logs, CO in tCO2e, all plotted points):")
+            doc.table(["series", "k", "alpha", "R^2", "points", "CO range (tCO2e)"],
+                      [[k, g(f.k, 4), g(f.alpha, 4), g(f.r2, 3), f.n, f"{g(f.co_min)}..{g(f.co_max)}"]
+                       for k, f in fits.items()])
+        mine = [c for c in res.claims if c.experiment == sc.name]
+        if mine:
+            doc.ul([f"**{VERDICT_MARK[c.verdict]}**: {c.claim} We measure: {c.measured}"
+                    + (f" Tolerance: {c.tolerance}." if c.tolerance else "")
+                    + (f" Why: {c.note}" if c.note and c.verdict != "agrees" else "") for c in mine])
+        if sc.sources:
+            doc.p("Sources: " + "; ".join(sc.sources))
+    (out / "report.md").write_text(doc.markdown(), encoding="utf-8")
+    (out / "report.html").write_text(doc.html(title), encoding="utf-8")
