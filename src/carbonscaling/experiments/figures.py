@@ -42,16 +42,56 @@ def _footer(fig, rows: list[dict], deadline: float) -> None:
     inf = sum(r.get("status") == "infeasible" for r in rows)
     notes = []
     if ext:
-        notes.append(f"hollow markers: no layout met the {deadline:g}-day deadline; deadline doubled until one did "
-                     f"({ext} points; see CSV deadline_days_used)")
+        notes.append(f"hollow markers ({ext}): some series had no layout meeting the {deadline:g}-day deadline at "
+                     "that width; the deadline was doubled until one did, and every series there uses it "
+                     "(CSV: deadline_days_used)")
     if inf:
-        notes.append(f"{inf} infeasible points omitted")
+        ns = sorted({_n_label(r["params_law"]) for r in rows if r.get("status") == "infeasible"})
+        notes.append(f"{inf} infeasible point{'s' if inf > 1 else ''} omitted (N = {', '.join(ns)})")
     if notes:
         fig.text(0.01, 0.005, "; ".join(notes), fontsize=7, color="#555555", ha="left", va="bottom", wrap=True)
 
 
+def _plain_log_axis(axis, subs=(1.0, 1.2, 1.5, 2, 3, 5, 7)) -> None:
+    from matplotlib.ticker import FormatStrFormatter, LogLocator
+
+    axis.set_major_locator(LogLocator(base=10, subs=subs))
+    axis.set_major_formatter(FormatStrFormatter("%.3g"))
+    axis.set_minor_formatter(FormatStrFormatter(""))
+
+
+def ratio_panel(ax, sc, rows: list[dict]) -> None:
+    """Carbon of each series over the ``compare_to`` series at the same model and deadline."""
+    series = _series(rows)
+    ref = {p["d_model"]: p for p in series.get(sc.compare_to, []) if _ok(p)}
+    for i, (label, pts) in enumerate(series.items()):
+        if label == sc.compare_to:
+            continue
+        c, m = COLOURS[i % len(COLOURS)], MARKERS[i % len(MARKERS)]
+        xy = [(p["params_law"], p["total_tco2e"] / ref[p["d_model"]]["total_tco2e"], p) for p in pts
+              if _ok(p) and p["d_model"] in ref and (ref[p["d_model"]]["kind"] == "ideal"
+                                                     or p.get("deadline_days_used") == ref[p["d_model"]].get("deadline_days_used"))]
+        if not xy:
+            continue
+        ax.plot([a for a, _, _ in xy], [b for _, b, _ in xy], "-", color=c, lw=1.2, label=label)
+        for a, b, p in xy:
+            ax.plot(a, b, m, ms=4.5, color=c, mfc="white" if p.get("status") == "extended" else None)
+    ax.axhline(1.0, color="black", lw=0.8, ls="--")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    _plain_log_axis(ax.yaxis, (1.0, 2.0, 5.0))
+    ax.set_xlabel("parameters N (preset's 2 d d$_{ff}$ L E)")
+    ax.set_ylabel(f"carbon / carbon of '{sc.compare_to}' (same model, same deadline)")
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(fontsize=8)
+
+
 def loss_vs_carbon(plt, sc, rows: list[dict], fits: dict[str, Any]):
-    fig, ax = plt.subplots(figsize=(7.2, 5.0))
+    if sc.compare_to:
+        fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13.0, 5.2), gridspec_kw={"width_ratios": [1.25, 1]})
+        ratio_panel(ax2, sc, rows)
+    else:
+        fig, ax = plt.subplots(figsize=(7.2, 5.0))
     first_practical = True
     for i, (label, pts) in enumerate(_series(rows).items()):
         pts = [p for p in pts if _ok(p)]
@@ -77,6 +117,7 @@ def loss_vs_carbon(plt, sc, rows: list[dict], fits: dict[str, Any]):
                             fontsize=6.5, color="#444444")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    _plain_log_axis(ax.yaxis)
     ax.set_xlabel("training carbon, operational + embodied (tCO$_2$e)")
     law = "fine-grained MoE law" if rows and rows[0]["preset"] == "cs-v2" else "Chinchilla law"
     ax.set_ylabel(f"loss ({law}, nats/token)")

@@ -174,6 +174,32 @@ def ideal_flops_note(rows: list[dict]) -> str | None:
             f"{g(min(real))}..{g(max(real))}x.")
 
 
+def method_notes(scenarios) -> list[str]:
+    """How the runs were set up (numbers computed from the presets and the runner's constants)."""
+    from ..scaling import from_preset
+    from .runner import WORKER_MEMORY_GB
+
+    n = lambda p, d: g(from_preset(p, d).params_law, 2)  # noqa: E731
+    policies = sorted({s.base.on_infeasible or "extend" for s in scenarios if s.plot != "validation"})
+    return [
+        f"**Model ranges.** The printed formulas give N = {n('cs-v1', 6144)}..{n('cs-v1', 98304)} for v1's "
+        f"d_model = 6,144..98,304 (v1 states 1e11..1e15) and N = {n('cs-v2', 1536)}..{n('cs-v2', 24576)} for v2's "
+        "d_model = 1,536..24,576 (v2 states 0.75B..24,547B). We keep the formulas and sweep by the N each paper "
+        "names: widths 2^k and 3x2^k between the two whose N is nearest to the stated bounds.",
+        f"**Deadline.** 90 days, on_infeasible = {', '.join(policies)}. *extend*: when no layout meets the "
+        "deadline, it is doubled until one does (at most 100 years); then every series of the experiment at "
+        "that width is re-searched under the longest deadline any of them needed, so curves compare like with "
+        "like. Such points are hollow in the figures. *skip*: the point is reported infeasible with the reason.",
+        "**Ideal.** The papers' definition: the fewest devices at peak throughput and TDP for the law's compute "
+        "C = 6ND/E, no host power, no embodied carbon (`carbon.ideal_carbon`).",
+        "**Carbon settings.** v1: PUE 1.1, 127 g/kWh, 5-year life, no infrastructure share; v2: PUE 1.1, "
+        "us-east5 2024 (323 g/kWh), 6-year life, infrastructure share (data/embodied.yaml). Embodied mode "
+        "*paper* (die area x logic CPA + HBM GB x HBM CPA + host items, data/cpa.csv).",
+        f"**Search budget.** Each search runs in a worker capped at {WORKER_MEMORY_GB:g} GB; a search that needs "
+        "more (very large batches give billions of candidate layouts) is reported infeasible with that reason.",
+    ]
+
+
 def write_report(res, out: Path, *, title: str = "Experiments") -> None:
     from .. import __version__
 
@@ -188,6 +214,9 @@ def write_report(res, out: Path, *, title: str = "Experiments") -> None:
           "the range or part of the criteria; **DISAGREES** = not within tolerance; carbon comparisons pair "
           "points of the same model (same loss) under the same deadline. Each experiment is a YAML scenario "
           "(`carbonscaling/experiments/scenarios/`): copy one, edit it, run `carbonscaling sweep FILE`.")
+    if any(sc.plot != "validation" for sc in res.scenarios):
+        doc.h(2, "Method")
+        doc.ul(method_notes(res.scenarios))
     doc.h(2, "Claims")
     doc.table(["experiment", "paper claims", "we measure", "tolerance", "verdict"],
               [[f"[{c.experiment}](#{c.experiment})", c.claim, c.measured, c.tolerance or "-",

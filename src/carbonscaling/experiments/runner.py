@@ -23,14 +23,12 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any, Callable, Iterable
 
 from ..errors import InfeasibleError
+from .accounting import model_spec as _model, point_row
 from .scenario import MAX_DEADLINE_DAYS, Scenario, model_widths
 
-CARBON_DEVICE_LIMIT = 10**8  # run_carbon's n_devices bound; larger runs are accounted in blocks
-CARBON_DURATION_LIMIT_H = 1e6  # run_carbon's duration bound
 WORKER_MEMORY_GB = 4.0      # address-space cap per search worker
 
 
@@ -67,13 +65,6 @@ class RunResult:
 
 
 # ---- searches ------------------------------------------------------------------------------
-@lru_cache(maxsize=4096)
-def _model(preset: str, d_model: int):
-    from ..scaling import from_preset
-
-    return from_preset(preset, d_model)
-
-
 def arch_key(preset: str, d_model: int) -> tuple:
     """What the search sees of a model: every field except its name, preset and loss law."""
     spec = _model(preset, d_model)
@@ -300,110 +291,3 @@ def default_jobs() -> int:
 def _cost(job: Job) -> float:
     """A rough relative cost to schedule big searches first (they dominate)."""
     return job.d_model * (1.0 + job.years_ahead / 10.0)
-
-
-# ---- carbon accounting ------------------------------------------------------------------------
-@lru_cache(maxsize=256)
-def _system(device: str, years_ahead: float, cpa_growth: float):
-    from ..hardware import load_system, project
-
-    return project(load_system(device), years_ahead, cpa_growth_per_year=cpa_growth)
-
-
-_EXTENSIVE = ("operational_tco2e", "embodied_tco2e", "total_tco2e", "total_low_tco2e", "total_high_tco2e",
-              "energy_kwh", "device_static_tco2e", "device_dynamic_tco2e", "node_other_tco2e", "network_tco2e",
-              "embodied_accelerator_tco2e", "embodied_cpu_tco2e", "embodied_dram_tco2e", "embodied_ssd_tco2e",
-              "embodied_infrastructure_tco2e")
-
-
-def _carbon_summary(cr) -> dict[str, Any]:
-    b = cr.breakdown
-    out = {"operational_tco2e": cr.operational_tco2e, "embodied_tco2e": cr.embodied_tco2e,
-           "total_tco2e": cr.total_tco2e, "total_low_tco2e": cr.total_low_tco2e,
-           "total_high_tco2e": cr.total_high_tco2e, "energy_kwh": cr.energy_kwh}
-    for k in _EXTENSIVE[6:]:
-        out[k] = float(b.get(k, 0.0))
-    out.update(ci_g_per_kwh=b["ci_g_per_kwh"], pue=b["pue"], lifetime_years=b.get("lifetime_years"),
-               ci_source=cr.ci_source, embodied_source=cr.embodied_source)
-    return out
-
-
-def account(system, n_devices: int, duration_h: float, utilization: float, carbon: dict) -> dict[str, Any]:
-    """:func:`run_carbon` of a searched run as a flat dict. Runs beyond run_carbon's bounds
-    (1e8 devices, 1e6 hours) are summed from whole-node blocks and duration slices: exact,
-    since every term is linear in the duration and per device or per node."""
-    from ..carbon import run_carbon
-
-    u = min(1.0, max(utilization, 1e-12))
-    if duration_h > CARBON_DURATION_LIMIT_H:  # every term is linear in the duration
-        f = math.ceil(duration_h / CARBON_DURATION_LIMIT_H)
-        out = account(system, n_devices, duration_h / f, u, carbon)
-        return {**out, **{k: f * out[k] for k in _EXTENSIVE}}
-    if n_devices <= CARBON_DEVICE_LIMIT:
-        return _carbon_summary(run_carbon(None, system, n_devices=n_devices, duration_h=duration_h,
-                                          utilization=u, **carbon))
-    block = CARBON_DEVICE_LIMIT // system.devices_per_node * system.devices_per_node
-    q, r = divmod(n_devices, block)
-    out = account(system, block, duration_h, u, carbon)
-    rest = account(system, r, duration_h, u, carbon) if r else {k: 0.0 for k in _EXTENSIVE}
-    for k in _EXTENSIVE:
-        out[k] = q * out[k] + rest[k]
-    return out
-
-
-def point_row(p: Point, res: dict | None) -> dict[str, Any]:
-    """The CSV row of one point: model, settings, search outcome and carbon."""
-    from ..carbon import ideal_carbon
-
-    s = p.settings
-    spec = _model(s["preset"], p.d_model)
-    row: dict[str, Any] = {
-        "experiment": p.scenario, "series": p.series, "kind": p.kind, "preset": s["preset"],
-        "d_model": p.d_model, "n_layers": spec.n_layers, "n_experts": spec.n_experts,
-        "params_law": spec.params_law, "params_total": spec.params_total, "params_active": spec.params_active,
-        "tokens": spec.train_tokens, "train_flops": spec.train_flops, "model_flops": spec.model_flops,
-        "batch_sequences": spec.batch_sequences, "seq_len": spec.seq_len, "loss": spec.loss, "device": s["device"],
-        "years_ahead": s["years_ahead"], "cpa_growth": s["cpa_growth"], "deadline_days": s["deadline_days"],
-        "on_infeasible": s["on_infeasible"],
-        **{f"opt.{k}": v for k, v in s["options"].items()},
-        **{f"carbon.{k}": v for k, v in s["carbon"].items()},
-    }
-    system = _system(s["device"], s["years_ahead"], s["cpa_growth"])
-    if p.kind == "ideal":
-        flops = spec.train_flops if s["ideal_flops"] == "law" else spec.model_flops
-        c = s["carbon"]
-        cr = ideal_carbon(flops, system, deadline_days=s["deadline_days"], pue=c.get("pue"), ci=c.get("ci"),
-                          year=c.get("year"))
-        b = cr.breakdown
-        row.update(status="ok", reason="", deadline_days_used=s["deadline_days"], devices=b["n_devices"],
-                   duration_days=b["duration_h"] / 24.0, mfu=1.0, **_carbon_summary_ideal(cr))
-        return _per_device(row)
-    row.update({k: v for k, v in res.items() if k not in ("searches", "seconds")})
-    row["search_s"] = res["seconds"]
-    if res["status"] == "ok" and res["deadline_days_used"] > s["deadline_days"]:
-        row.update(status="extended", reason=f"deadline aligned with the longest one any series of "
-                                             f"{p.scenario} needed at this width")
-    if res["status"] == "infeasible":
-        return row
-    devs, dur, mfu = ((res["median_devices"], res["median_duration_s"], res["median_mfu"]) if p.kind == "median"
-                      else (res["devices"], res["duration_s"], res["mfu"]))
-    row.update(devices_used=devs, duration_days=dur / 86400.0, mfu_used=mfu,
-               **account(system, devs, dur / 3600.0, mfu, s["carbon"]))
-    return _per_device(row)
-
-
-def _carbon_summary_ideal(cr) -> dict[str, Any]:
-    return {"operational_tco2e": cr.operational_tco2e, "embodied_tco2e": 0.0, "total_tco2e": cr.total_tco2e,
-            "total_low_tco2e": cr.total_tco2e, "total_high_tco2e": cr.total_tco2e, "energy_kwh": cr.energy_kwh,
-            "ci_g_per_kwh": cr.breakdown["ci_g_per_kwh"], "pue": cr.breakdown["pue"],
-            "ci_source": cr.ci_source, "embodied_source": cr.embodied_source}
-
-
-def _per_device(row: dict) -> dict:
-    n = row.get("devices_used", row.get("devices"))
-    tot = row["total_tco2e"]
-    row["devices_used"] = n
-    row["per_device_operational_tco2e"] = row["operational_tco2e"] / n
-    row["per_device_embodied_tco2e"] = row["embodied_tco2e"] / n
-    row["embodied_share"] = row["embodied_tco2e"] / tot if tot > 0 else 0.0
-    return row

@@ -130,20 +130,9 @@ class Scenario(BaseModel):
     base: Settings = Settings()
     series: list[Series] = Field(default_factory=list, max_length=50)
     fit: bool = False
+    compare_to: Optional[str] = None
     claims: list[Claim] = Field(default_factory=list)
     sources: list[str] = Field(default_factory=list)
-
-    @model_validator(mode="after")
-    def _complete(self) -> "Scenario":
-        if self.plot != "validation":
-            if self.models is None:
-                raise ValueError("models is required (preset and d_model or params)")
-            if not self.series:
-                raise ValueError("series needs at least one entry")
-        labels = [s.label for s in self.series]
-        if len(set(labels)) != len(labels):
-            raise ValueError(f"series labels must be unique, got {labels}")
-        return self
 
     def resolved(self, s: Series) -> dict[str, Any]:
         """A series' full settings: the series' own values over ``base`` over the defaults."""
@@ -228,8 +217,25 @@ def scenario_from_mapping(data: Any, origin: str = "scenario") -> Scenario:
         sc = Scenario(**data)
     except ValidationError as err:
         raise _from_validation(err) from None
+    check_structure(sc)
     check_names(sc)
     return sc
+
+
+def check_structure(sc: Scenario) -> None:
+    """Cross-field rules: models and series present, unique labels, compare_to names a series."""
+    if sc.plot == "validation":
+        return
+    if sc.models is None:
+        raise InputError("models", "required field is missing (preset and d_model or params)")
+    if not sc.series:
+        raise InputError("series", "needs at least one entry")
+    labels = [s.label for s in sc.series]
+    for i, label in enumerate(labels):
+        if label in labels[:i]:
+            raise InputError(f"series[{i}].label", f"duplicate label {label!r}")
+    if sc.compare_to is not None and sc.compare_to not in labels:
+        raise InputError("compare_to", f"must name a series ({', '.join(labels)}), got {sc.compare_to!r}")
 
 
 def check_names(sc: Scenario) -> None:
