@@ -181,6 +181,9 @@ def run(scenarios: list[Scenario], out: str | Path, *, jobs: int | None = None,
     timings["total_s"] = time.perf_counter() - t0
     write_report(res, out, title=title)
     timings["total_s"] = time.perf_counter() - t0
-    (out / "run.json").write_text(json.dumps({"stats": run_res.stats, "timings": timings, "jobs": jobs},
-                                             indent=2) + "\n", encoding="utf-8")
+    searches = sorted(({**asdict(j), "options": dict(j.options), "status": r["status"], "seconds": r["seconds"],
+                        "searches": r["searches"], "deadline_days_used": r["deadline_days_used"]}
+                       for j, r in run_res.solved.items()), key=lambda x: -x["seconds"])
+    (out / "run.json").write_text(json.dumps({"stats": run_res.stats, "timings": timings, "jobs": jobs,
+                                              "searches": searches}, indent=2) + "\n", encoding="utf-8")
     return res

@@ -217,17 +217,20 @@ def run_scenarios(scenarios: list[Scenario], *, jobs: int | None = None,
                   progress: Callable[[str, int, int], None] | None = None, pool=None) -> RunResult:
     """Search every distinct job (in parallel) and account every point; rows per scenario.
 
-    With ``on_infeasible: extend`` the deadlines are then aligned: at each width of a
-    scenario, every series is re-searched under the longest deadline any of them needed,
-    so the curves of one figure compare like with like (at most three rounds).
+    With ``on_infeasible: extend`` every series of a scenario uses, at each width, the
+    longest deadline any of them needed, so the curves of one figure compare like with
+    like. To avoid searching twice, each scenario's first series is searched first; the
+    others start from the deadline it needed; then deadlines are aligned (<= 3 rounds).
     """
     t0 = time.perf_counter()
     jobs = default_jobs() if jobs is None else max(1, int(jobs))
     if pool is None:
         with make_pool(jobs) as own:
             return run_scenarios(scenarios, jobs=jobs, progress=progress, pool=own)
-    points, unique = plan(scenarios)
+    points, _ = plan(scenarios)
+    lead = {sc.name: next((s.label for s in sc.series if s.kind != "ideal"), None) for sc in scenarios}
     by_key: dict[tuple, dict] = {}
+    jobs_by_key: dict[tuple, Job] = {}
     count = {"done": 0, "total": 0}
 
     def tick():
@@ -235,16 +238,20 @@ def run_scenarios(scenarios: list[Scenario], *, jobs: int | None = None,
         if progress:
             progress("search", count["done"], count["total"])
 
-    for _round in range(3):
-        keys = sorted((k for k in unique if k not in by_key), key=lambda k: -_cost(unique[k]))
-        if not keys:
-            break
+    def solve_all(pts: list[Point]) -> None:
+        need = {_job_key(p.job): p.job for p in pts if p.job is not None}
+        jobs_by_key.update(need)
+        keys = sorted((k for k in need if k not in by_key), key=lambda k: -_cost(need[k]))
         count["total"] += len(keys)
         if progress:
             progress("search", count["done"], count["total"])
-        by_key.update(zip(keys, pool_map(pool, _safe_solve, [unique[k] for k in keys], tick)))
+        by_key.update(zip(keys, pool_map(pool, _safe_solve, [need[k] for k in keys], tick)))
+
+    solve_all([p for p in points if p.job is not None and (p.job.on_infeasible != "extend"
+                                                          or p.series == lead[p.scenario])])
+    for _round in range(3):
         points = align_deadlines(points, by_key)
-        unique.update({_job_key(p.job): p.job for p in points if p.job is not None})
+        solve_all(points)
     t_search = time.perf_counter() - t0
     rows: dict[str, list[dict]] = {sc.name: [] for sc in scenarios}
     for p in points:
@@ -257,11 +264,12 @@ def run_scenarios(scenarios: list[Scenario], *, jobs: int | None = None,
              "account_wall_s": time.perf_counter() - t0 - t_search, "jobs": jobs,
              "extended": sum(r["status"] == "extended" for r in results),
              "infeasible": sum(r["status"] == "infeasible" for r in results)}
-    return RunResult(rows=rows, solved={unique[k]: v for k, v in by_key.items()}, stats=stats)
+    return RunResult(rows=rows, solved={jobs_by_key[k]: v for k, v in by_key.items()}, stats=stats)
 
 
 def align_deadlines(points: list[Point], by_key: dict[tuple, dict]) -> list[Point]:
-    """Points of an extending scenario re-targeted at the longest deadline used at their width."""
+    """Points of an extending scenario re-targeted at the longest deadline used at their width
+    (points not searched yet start from it; searched ones below it are searched again)."""
     from dataclasses import replace
 
     longest: dict[tuple[str, int], float] = {}
@@ -272,10 +280,12 @@ def align_deadlines(points: list[Point], by_key: dict[tuple, dict]) -> list[Poin
             longest[key] = max(longest.get(key, 0.0), res["deadline_days_used"])
     out = []
     for p in points:
-        res = by_key.get(_job_key(p.job)) if p.job is not None else None
-        target = longest.get((p.scenario, p.d_model))
-        if res and res["status"] != "infeasible" and target and res["deadline_days_used"] < target:
-            p = replace(p, job=replace(p.job, deadline_days=target))
+        if p.job is not None and p.job.on_infeasible == "extend":
+            res = by_key.get(_job_key(p.job))
+            used = p.job.deadline_days if res is None else res["deadline_days_used"]
+            target = longest.get((p.scenario, p.d_model))
+            if target and used < target and (res is None or res["status"] != "infeasible"):
+                p = replace(p, job=replace(p.job, deadline_days=target))
         out.append(p)
     return out
 
