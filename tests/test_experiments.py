@@ -123,7 +123,7 @@ def test_shipped_scenarios_cover_the_papers():
             "v2-5y-euv-less", "v2-10y-euv-less", "v2-qat-42", "v2-europe-north2-80",
             "v2-1t-europe-north2-97-embodied", "v1-aggressive-batch-largest-only"} <= ids
     checks = {c.check for s in scs for c in s.claims}
-    assert checks <= set(C.CHECKS) | {"validation_baselines"}
+    assert checks <= set(C.CHECKS) | {"validation_baselines", "validation_carbon"}
 
 
 # ---- power-law fit ----------------------------------------------------------------------------
@@ -241,3 +241,23 @@ def test_sweep_end_to_end(tmp_path, capsys):
     assert [c["id"] for c in claims] == ["tiny-above-ideal", "tiny-no-emb-between"]
     assert all(c["verdict"] == "agrees" for c in claims)
     assert "wrote" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("claim,field", [
+    ({"id": "c", "claim": "x", "check": "vibes", "args": {}}, "claims[0].check"),
+    ({"id": "c", "claim": "x", "check": "ratio", "args": {"series": "B200", "reference": "ideal", "expect": [1, 2]}},
+     "claims[0].args"),
+])
+def test_bad_claims_name_the_field(claim, field):
+    with pytest.raises(InputError) as err:
+        scenario_from_mapping({**TINY, "claims": [claim]})
+    assert err.value.field == field
+
+
+def test_claim_on_another_experiment_not_run_is_not_evaluated():
+    sc = scenario_from_mapping({**TINY, "claims": [{"id": "c", "claim": "x", "check": "ratio",
+                                                    "args": {"series": "other:B100", "reference": "H100",
+                                                             "expect": [1, 2]}}]})
+    rows = _rows({"H100": [1.0], "ideal": [0.5], "no emb": [0.9]})
+    (res,) = C.evaluate_claims([sc], {"tiny": rows["x"]})
+    assert res.verdict == C.NOT_EVALUATED and "other" in res.measured

@@ -34,12 +34,16 @@ class ClaimResult:
 
 
 # ---- helpers -----------------------------------------------------------------------------
+class MissingExperiment(LookupError):
+    """A claim refers to an experiment that is not part of this run."""
+
+
 def curve(rows: Rows, experiment: str, ref: str) -> dict[int, dict]:
     """Feasible points of series ``ref`` (``label`` or ``experiment:label``) by d_model."""
     exp, _, label = ref.rpartition(":")
     exp = exp or experiment
     if exp not in rows:
-        raise InputError("claims.args", f"experiment {exp!r} is not part of this run")
+        raise MissingExperiment(exp)
     pts = {r["d_model"]: r for r in rows[exp] if r["series"] == label}
     if not pts:
         raise InputError("claims.args", f"no series {label!r} in experiment {exp!r}")
@@ -94,6 +98,8 @@ def coverage(rows: Rows, experiment: str, labels: list[str]) -> str:
     out = []
     for ref in labels:
         exp, _, label = ref.rpartition(":")
+        if (exp or experiment) not in rows:
+            continue
         pts = [r for r in rows[exp or experiment] if r["series"] == label and r["kind"] != "ideal"]
         ext = sum(r.get("status") == "extended" for r in pts)
         inf = sum(r.get("status") == "infeasible" for r in pts)
@@ -345,18 +351,23 @@ def evaluate_claims(scenarios: list, rows: Rows, extra: dict[str, Callable] | No
                                  f"unknown check {c.check!r} (known: {', '.join(sorted(checks))})")
             try:
                 measured, tol, verdict = fn(rows, sc.name, dict(c.args))
+            except MissingExperiment as err:
+                out.append(ClaimResult(c.id, sc.name, c.claim, f"needs experiment {err} in the same run "
+                                       f"(e.g. carbonscaling paper --only {sc.name},{err})", "", NOT_EVALUATED, c.note))
+                continue
             except (KeyError, TypeError) as err:
                 raise InputError(f"{sc.name}.claims.{c.id}.args", f"missing or bad argument {err}") from None
-            cov = coverage(rows, sc.name, _labels(c.args)) if sc.plot != "validation" else ""
+            cov = coverage(rows, sc.name, labels_of(c.args)) if sc.plot != "validation" else ""
             if cov:
                 measured += f" [{cov}]"
             out.append(ClaimResult(c.id, sc.name, c.claim, measured, tol, verdict, c.note))
     return out
 
 
-def _labels(args: dict) -> list[str]:
+def labels_of(args: dict) -> list[str]:
+    """Series a claim's arguments name (``label`` or ``experiment:label``)."""
     out = []
-    for k in ("series", "reference", "lower", "upper", "less_than"):
+    for k in ("series", "reference", "lower", "upper", "less_than", "others", "others_reference"):
         v = args.get(k)
         out += v if isinstance(v, list) else ([v] if isinstance(v, str) else [])
     return list(dict.fromkeys(out))

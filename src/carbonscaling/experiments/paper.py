@@ -90,6 +90,35 @@ def check_validation(report) -> Callable:
     return check
 
 
+def check_validation_carbon(report) -> Callable:
+    """The ``validation_carbon`` check (v2 Fig. 3b): total carbon error per method on the runs
+    that report operational and embodied carbon (BLOOM)."""
+
+    def check(rows, exp, a):
+        from .claims import AGREES, DISAGREES, NOT_EVALUATED, PARTLY
+
+        entries = (report.extras.get("carbon") or []) if report is not None else []
+        parts, verdicts = [], []
+        for e in entries:
+            rep = e["reported"].get("total_tco2e")
+            errs = {m: v["errors"].get("total_tco2e") for m, v in e["methods"].items()}
+            errs = {m: x for m, x in errs.items() if x is not None and m in ("ours", "ours_searched", "reg", "llmc")}
+            if rep is None or "ours" not in errs:
+                continue
+            parts.append(f"{e['run_id']}: reported {rep:,.0f} tCO2e (operational + embodied); error "
+                         + ", ".join(f"{m} {100 * x:+.0f} %" for m, x in errs.items()))
+            base = [abs(x) for m, x in errs.items() if m in ("reg", "llmc")]
+            wins = sum(abs(errs["ours"]) < b for b in base)
+            verdicts.append(AGREES if base and wins == len(base) else (PARTLY if wins else DISAGREES))
+        if not verdicts:
+            return "no run reports both operational and embodied carbon", "", NOT_EVALUATED
+        verdict = AGREES if all(v == AGREES for v in verdicts) else (
+            DISAGREES if all(v == DISAGREES for v in verdicts) else PARTLY)
+        return "; ".join(parts), "our |error| below reg's and LLMC's", verdict
+
+    return check
+
+
 def _validation_files(report, out: Path) -> list[Path]:
     import matplotlib
 
@@ -175,7 +204,8 @@ def run(scenarios: list[Scenario], out: str | Path, *, jobs: int | None = None,
             for sc, paths in zip(scenarios, pool_map(pool, _draw, tasks, tick)):
                 files.setdefault(sc.name, []).extend(paths)
         timings["figures_s"] = time.perf_counter() - t1
-    claims = evaluate_claims(scenarios, rows, extra={"validation_baselines": check_validation(validation)})
+    claims = evaluate_claims(scenarios, rows, extra={"validation_baselines": check_validation(validation),
+                                                     "validation_carbon": check_validation_carbon(validation)})
     res = PaperResult(scenarios, run_res, fits, claims, validation, files, timings)
     _write_rows(out / "claims.csv", [asdict(c) for c in claims])
     timings["total_s"] = time.perf_counter() - t0

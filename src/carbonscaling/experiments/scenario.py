@@ -236,6 +236,20 @@ def check_structure(sc: Scenario) -> None:
             raise InputError(f"series[{i}].label", f"duplicate label {label!r}")
     if sc.compare_to is not None and sc.compare_to not in labels:
         raise InputError("compare_to", f"must name a series ({', '.join(labels)}), got {sc.compare_to!r}")
+    check_claims(sc, labels)
+
+
+def check_claims(sc: Scenario, labels: list[str]) -> None:
+    """Known check names; series named without an ``experiment:`` prefix exist here."""
+    from .claims import CHECKS, labels_of
+
+    known = set(CHECKS) | {"validation_baselines", "validation_carbon"}
+    for i, c in enumerate(sc.claims):
+        if c.check not in known:
+            raise InputError(f"claims[{i}].check", f"unknown check {c.check!r} (known: {', '.join(sorted(known))})")
+        for ref in labels_of(c.args):
+            if ":" not in ref and ref not in labels:
+                raise InputError(f"claims[{i}].args", f"no series {ref!r} (series: {', '.join(labels)})")
 
 
 def check_names(sc: Scenario) -> None:
