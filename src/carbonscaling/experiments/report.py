@@ -104,7 +104,7 @@ def g(x: Any, digits: int = 3) -> str:
         return "-"
     if isinstance(x, int) or (isinstance(x, float) and x.is_integer() and abs(x) < 1e6):
         return f"{int(x):,}"
-    return f"{x:.{digits}g}"
+    return f"{x:.{digits}g}".replace("e+", "e")
 
 
 # ---- sections ------------------------------------------------------------------------------
@@ -221,6 +221,7 @@ def write_report(res, out: Path, *, title: str = "Experiments") -> None:
     doc.table(["experiment", "paper claims", "we measure", "tolerance", "verdict"],
               [[f"[{c.experiment}](#{c.experiment})", c.claim, c.measured, c.tolerance or "-",
                 VERDICT_MARK[c.verdict]] for c in res.claims])
+    latency_anchor = None
     for sc in res.scenarios:
         rows = res.run.rows.get(sc.name, [])
         doc.h(2, f"{sc.paper} {sc.figure}: {sc.title}".strip(), anchor=sc.name)
@@ -238,7 +239,13 @@ def write_report(res, out: Path, *, title: str = "Experiments") -> None:
         else:
             doc.p(_settings_line(sc))
             doc.table(*series_table(rows))
-            for note in (latency_finding(rows), ideal_flops_note(rows) if sc.fit else None):
+            latency = latency_finding(rows)
+            if latency and latency_anchor:
+                latency = (f"Points that missed the {g(sc.base.deadline_days or 90)}-day deadline are hollow; "
+                           f"why they miss it: [{latency_anchor}](#{latency_anchor}).")
+            elif latency:
+                latency_anchor = sc.name
+            for note in (latency, ideal_flops_note(rows) if sc.fit else None):
                 if note:
                     doc.p(note)
         fits = res.fits.get(sc.name) or {}
