@@ -55,7 +55,10 @@ def test_more_zero_sharding_never_needs_more_memory(lay, dev):
     lay = lay.model_copy(update={"ep": 1})
     system = load_system(dev)
     mem = [float(_one(MODEL, system, lay.model_copy(update={"zero": z})).mem_total_gb) for z in range(4)]
-    assert all(a >= b - 1e-9 for a, b in zip(mem, mem[1:]))
+    assert all(a >= b - 1e-9 for a, b in zip(mem[:3], mem[1:3]))
+    # ZeRO-3 also holds gathered-layer buffers: it pays off once the shards are small enough.
+    if lay.dp >= 8 and 32 // lay.pp >= 8:
+        assert mem[3] <= mem[2] + 1e-9
 
 
 @settings(max_examples=40, deadline=None)

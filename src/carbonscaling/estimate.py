@@ -44,7 +44,7 @@ class Estimate:
         step = {k: float(getattr(st, k)) for k in STEP_PARTS}
         step["step_time_s"] = float(st.step_time_s)
         mem = {f"{k}_gb": float(getattr(st, f"mem_{k}_gb")) for k in MEMORY_PARTS}
-        mem["capacity_gb"] = self.system.device.hbm_gb
+        mem["capacity_gb"] = self.system.device.hbm_gb * 2**30 / 1e9  # HBM "GB" are GiB
         out = {
             "model": self.model.summary(),
             "hardware": describe(self.system),

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass, field
+import numbers
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -89,7 +90,7 @@ def _check_pinned(pinned: dict, model: ModelSpec) -> dict:
                 isinstance(val, float) and math.isfinite(val) and val.is_integer()):
             raise InputError(key, f"must be a whole number, got {val!r}")
         val = int(val)
-        lo, hi = (0, 3) if key == "zero" else (1, 10**9)
+        lo, hi = (0, 4) if key == "zero" else (1, 10**9)
         if not lo <= val <= hi:
             raise InputError(key, f"must be in [{lo}, {hi}], got {val}")
         out[key] = val
@@ -104,6 +105,23 @@ def _check_pinned(pinned: dict, model: ModelSpec) -> dict:
     return out
 
 
+PIPELINE_SPLITS = ("uneven", "even")
+
+
+def pipeline_options(n_layers: int, split: str = "uneven") -> list[int]:
+    """Pipeline depths the search tries.
+
+    ``even`` is v1 Algorithm 1's rule (PP divides the layers). ``uneven`` (default) adds,
+    for every possible stage depth ``q``, the fewest stages that reach it,
+    ``ceil(L / q)``, as Megatron-LM's uneven first/last stages and Llama 3's 126 layers on
+    16 stages do; without it the layer count's divisors (409 is prime) make the answer jump.
+    """
+    even = _divisors(n_layers)
+    if split == "even":
+        return even
+    return sorted(set(even) | {-(-n_layers // q) for q in range(1, n_layers + 1)})
+
+
 def interleave_options(n_layers: int, pp: int) -> list[int]:
     """Virtual stages per device: divisors (up to 8) of the layers per stage; a few for uneven stages."""
     if pp == 1:
@@ -114,13 +132,18 @@ def interleave_options(n_layers: int, pp: int) -> list[int]:
     return [v for v in range(1, MAX_INTERLEAVE + 1) if per % v == 0]
 
 
-def inner_combos(model: ModelSpec, pinned: dict) -> dict[str, np.ndarray]:
-    """Every (ep, tp, pp, v, mb, zero, rc) the rules allow, as arrays (dp comes later)."""
+def inner_combos(model: ModelSpec, pinned: dict, options: TrainingOptions | None = None,
+                 pipeline_split: str = "uneven") -> dict[str, np.ndarray]:
+    """Every (ep, tp, pp, v, mb, zero, rc) the rules allow, as arrays (dp comes later).
+
+    ZeRO stage 4 (hierarchical ZeRO-3) is offered only with flexible sharding.
+    """
+    o = options or TrainingOptions()
     ep = [pinned["ep"]] if "ep" in pinned else [model.n_experts if model.is_moe else 1]
     tps = [pinned["tp"]] if "tp" in pinned else [d for d in _divisors(model.n_heads) if d <= MAX_TP]
-    pps = [pinned["pp"]] if "pp" in pinned else _divisors(model.n_layers)
+    pps = [pinned["pp"]] if "pp" in pinned else pipeline_options(model.n_layers, pipeline_split)
     mbs = [pinned["microbatch"]] if "microbatch" in pinned else list(MICROBATCHES)
-    zs = [pinned["zero"]] if "zero" in pinned else list(ZERO_STAGES)
+    zs = [pinned["zero"]] if "zero" in pinned else list(ZERO_STAGES) + ([4] if o.flexible_sharding else [])
     rcs = [RECOMPUTE_MODES.index(pinned["recompute"])] if "recompute" in pinned else [0, 1, 2]
     rows = []
     for e, t, p in itertools.product(ep, tps, pps):
@@ -132,7 +155,8 @@ def inner_combos(model: ModelSpec, pinned: dict) -> dict[str, np.ndarray]:
     return dict(zip(("ep", "tp", "pp", "v", "mb", "zero", "rc"), arr.T))
 
 
-def grid_for_devices(combos: dict[str, np.ndarray], n_lo: int, n_hi: int, batch: int, pinned: dict) -> LayoutGrid:
+def grid_for_devices(combos: dict[str, np.ndarray], n_lo: int, n_hi: int, batch: int, pinned: dict,
+                     with_index: bool = False):
     """All layouts with ``n_lo <= devices < n_hi`` (every dp that lands in the window)."""
     base = combos["ep"] * combos["tp"] * combos["pp"]
     dp_max = batch // (combos["ep"] * combos["mb"])  # at least one microbatch per rank
@@ -152,13 +176,15 @@ def grid_for_devices(combos: dict[str, np.ndarray], n_lo: int, n_hi: int, batch:
     pick = {k: v[idx] for k, v in combos.items()}
     per_rank = dp * pick["ep"] * pick["mb"]
     gbatch = np.full(total, batch, dtype=np.int64) if "global_batch" in pinned else (batch // per_rank) * per_rank
-    return LayoutGrid(tp=pick["tp"], pp=pick["pp"], dp=dp, ep=pick["ep"], zero=pick["zero"], mb=pick["mb"],
+    grid = LayoutGrid(tp=pick["tp"], pp=pick["pp"], dp=dp, ep=pick["ep"], zero=pick["zero"], mb=pick["mb"],
                       v=pick["v"], rc=pick["rc"], batch=gbatch)
+    return (grid, idx) if with_index else grid
 
 
-def ideal_devices(model: ModelSpec, system: System, deadline_s: float) -> int:
-    """Algorithm 1's start: ``N_ideal = C / (T * peak)``."""
-    return max(1, int(model.train_flops / (deadline_s * system.device.peak_flops())))
+def ideal_devices(model: ModelSpec, system: System, deadline_s: float, options: TrainingOptions | None = None) -> int:
+    """Algorithm 1's start: ``N_ideal = C / (T * peak)``, at the peak of the precision GEMMs run in."""
+    precision = (options or TrainingOptions()).gemm_precision
+    return max(1, int(model.train_flops / (deadline_s * system.device.peak_flops(precision))))
 
 
 def durations(model: ModelSpec, res: StepResult) -> np.ndarray:
@@ -171,8 +197,44 @@ def model_flops_utilization(model: ModelSpec, system: System, devices, duration_
 
 
 # ---- the search ----------------------------------------------------------------------
+def _combo_grid(combos: dict[str, np.ndarray], dp: np.ndarray, batch: int, pinned: dict) -> LayoutGrid:
+    per_rank = dp * combos["ep"] * combos["mb"]
+    gb = np.full_like(dp, batch) if "global_batch" in pinned else (batch // per_rank) * per_rank
+    return LayoutGrid(tp=combos["tp"], pp=combos["pp"], dp=dp, ep=combos["ep"], zero=combos["zero"],
+                      mb=combos["mb"], v=combos["v"], rc=combos["rc"], batch=gb)
+
+
+def _prune(model, system, o, c, combos, batch, pins, deadline_s):
+    """Drop inner combinations that cannot work at any DP, and bound the rest.
+
+    Memory only falls as DP grows (ZeRO shards shrink, fewer microbatches are in flight),
+    so a combination that does not fit at its largest DP never fits. Stage times do not
+    depend on DP except through pipeline sends, which are cheapest at DP = 1; a step takes
+    at least ``m t_max + (S - t_max) / v`` and there are at least ``tokens / B`` steps, so
+    ``tokens / B x (t_max + (S - t_max) / v)`` bounds every DP's duration from below.
+    Returns the kept combinations, their ``(t_max, S)`` and the smallest bound of all.
+    """
+    dp_max = batch // (combos["ep"] * combos["mb"])
+    if "dp" in pins:
+        dp_max = np.where(dp_max >= pins["dp"], pins["dp"], 0)
+    valid = dp_max >= 1
+    combos = {k: v[valid] for k, v in combos.items()}
+    dp_max = dp_max[valid]
+    if len(dp_max) == 0:
+        return combos, None, None, math.inf, False
+    fits = evaluate(model, system, _combo_grid(combos, dp_max, batch, pins), o, c).fits
+    dp_lo = np.full_like(dp_max, pins.get("dp", 1))
+    probe = evaluate(model, system, _combo_grid(combos, dp_lo, batch, pins), o, c)
+    t_max, t_sum = probe.stage_max_s, probe.stage_sum_s
+    min_steps = model.train_tokens / (batch * model.seq_len)
+    bound = min_steps * (t_max + (t_sum - t_max) / combos["v"])
+    best_bound = float(bound[fits].min()) if fits.any() else math.inf
+    keep = fits if "devices" in pins else fits & (bound <= deadline_s)
+    return ({k: v[keep] for k, v in combos.items()}, t_max[keep], t_sum[keep], best_bound, bool(fits.any()))
+
+
 def search(model: ModelSpec, system: System, *, deadline_days: float = 90.0, options: TrainingOptions | None = None,
-           pinned: dict | None = None, objective: str = "fastest",
+           pinned: dict | None = None, objective: str = "fastest", pipeline_split: str = "uneven",
            carbon_score: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None,
            consts: PerfConstants | None = None) -> SearchResult:
     """Minimal device count meeting the deadline and its fastest layout (or the least-carbon one).
@@ -181,39 +243,63 @@ def search(model: ModelSpec, system: System, *, deadline_days: float = 90.0, opt
     that count is returned and ``meets_deadline`` says whether it made it.
     ``carbon_score(devices, duration_s, mfu)`` ranks layouts for ``objective="carbon"``.
     """
-    if not (isinstance(deadline_days, (int, float)) and math.isfinite(deadline_days) and 0 < deadline_days <= 36500):
+    if not (isinstance(deadline_days, numbers.Real) and not isinstance(deadline_days, bool)
+            and math.isfinite(deadline_days) and 0 < deadline_days <= 36500):
         raise InputError("deadline_days", f"must be in (0, 36500], got {deadline_days!r}")
     if objective not in ("fastest", "carbon"):
         raise InputError("objective", f"must be 'fastest' or 'carbon', got {objective!r}")
+    if objective == "carbon" and carbon_score is None:
+        raise InputError("objective", "'carbon' needs a carbon_score (estimate() provides one)")
+    if pipeline_split not in PIPELINE_SPLITS:
+        raise InputError("pipeline_split", f"must be one of {', '.join(PIPELINE_SPLITS)}, got {pipeline_split!r}")
     o = options or TrainingOptions()
     c = consts or default_constants()
     pins = _check_pinned(pinned or {}, model)
     batch = pins.get("global_batch", model.batch_sequences)
-    deadline_s = deadline_days * 86400.0
-    combos = inner_combos(model, pins)
+    deadline_s = float(deadline_days) * 86400.0
+    if pins.get("zero") == 4 and not o.flexible_sharding:
+        raise InputError("zero", "stage 4 (hierarchical ZeRO-3) needs flexible sharding")
+    per_rank = pins.get("dp", 1) * pins.get("ep", 1) * pins.get("microbatch", 1)
+    if per_rank > batch:
+        raise InputError("global_batch" if "global_batch" in pins else "dp",
+                         f"dp x ep x microbatch ({per_rank}) exceeds the global batch of {batch} sequences")
+    all_combos = inner_combos(model, pins, o, pipeline_split)
+    combos, t_max, t_sum, best_bound, any_fit = _prune(model, system, o, c, all_combos, batch, pins, deadline_s)
+    if not any_fit:
+        where = f" at {pins['devices']} devices" if "devices" in pins else ""
+        raise InfeasibleError(
+            f"{model.name} does not fit in {system.device.hbm_gb:g} GB per device under any allowed layout{where} "
+            f"(up to TP={MAX_TP}, PP={model.n_layers}, ZeRO-3, full recompute)", "memory")
     if len(combos["tp"]) == 0:
-        raise InfeasibleError("no layout satisfies the divisibility rules for this model", "layout")
+        raise _deadline_error(deadline_days, batch, best_bound / 86400, None, bound_only=True)
 
+    base = combos["ep"] * combos["tp"] * combos["pp"]
     if "devices" in pins:
         n_lo, n_stop = pins["devices"], pins["devices"] + 1
     else:
-        n_lo = ideal_devices(model, system, deadline_s)
-        n_stop = int((combos["ep"] * combos["tp"] * combos["pp"] * np.maximum(1, batch // (combos["ep"] * combos["mb"]))).max()) + 1
-        if "dp" in pins:
-            n_stop = int((combos["ep"] * combos["tp"] * combos["pp"]).max() * pins["dp"]) + 1
-    evaluated, best_seen, any_fit = 0, (math.inf, 0), False
+        n_lo = ideal_devices(model, system, deadline_s, o)
+        dp_cap = pins["dp"] if "dp" in pins else np.maximum(1, batch // (combos["ep"] * combos["mb"]))
+        n_stop = int((base * dp_cap).max()) + 1
+    evaluated, best_seen, any_layout = 0, (math.inf, 0), False
+    min_steps = model.train_tokens / model.seq_len
     while n_lo < n_stop:
         n_hi = min(n_stop, max(int(n_lo * 1.5), n_lo + 64))
-        grid = grid_for_devices(combos, n_lo, n_hi, batch, pins)
+        grid, which = grid_for_devices(combos, n_lo, n_hi, batch, pins, with_index=True)
         n_lo = n_hi
         if len(grid) == 0:
             continue
-        grid = grid.take(grid.batch >= grid.dp * grid.ep * grid.mb)
+        any_layout = True
+        m = grid.micro
+        tm, ts = t_max[which], t_sum[which]
+        bound = min_steps / grid.batch * (m * tm + (ts - tm) / grid.v)
+        if "devices" not in pins:
+            grid = grid.take(bound <= deadline_s)
+            if len(grid) == 0:
+                continue
         res = evaluate(model, system, grid, o, c)
         evaluated += len(grid)
         dur = durations(model, res)
         ok = res.fits
-        any_fit |= bool(ok.any())
         if ok.any():
             i = int(np.argmin(np.where(ok, dur, np.inf)))
             if dur[i] < best_seen[0]:
@@ -221,35 +307,53 @@ def search(model: ModelSpec, system: System, *, deadline_days: float = 90.0, opt
         good = ok if "devices" in pins else ok & (dur <= deadline_s)
         if not good.any():
             continue
-        devs = grid.devices
-        n_star = int(devs[good].min())
-        if objective == "carbon" and carbon_score is not None and "devices" not in pins:
-            return _least_carbon(model, system, o, c, combos, batch, pins, n_star, deadline_s, carbon_score, evaluated)
-        at = np.flatnonzero(good & (devs == n_star))
-        pool = np.flatnonzero(ok & (devs == n_star))  # every layout that fits: the median is over these
-        return _result(model, system, o, grid, res, dur, at, deadline_s, evaluated, objective, pool=pool)
-    if evaluated == 0 and "devices" in pins:
+        n_star = int(grid.devices[good].min())
+        if "devices" in pins:  # nothing was pruned: this grid is every layout at that count
+            return _result(model, system, o, grid, res, dur, np.flatnonzero(ok), deadline_s, evaluated, objective)
+        if objective == "carbon":
+            return _least_carbon(model, system, o, c, combos, batch, pins, n_star, deadline_s, carbon_score,
+                                 evaluated, all_combos)
+        return _at_devices(model, system, o, c, all_combos, batch, pins, n_star, deadline_s, evaluated, objective)
+    if "devices" in pins and not any_layout:
         fixed = ", ".join(f"{k}={pins[k]}" for k in ("tp", "pp", "dp", "ep", "microbatch") if k in pins)
         raise InfeasibleError(
             f"no allowed layout has exactly {pins['devices']} devices (devices = TP x PP x DP x EP"
             f"{'; pinned ' + fixed if fixed else ''}; at most {batch} sequences per step)", "layout")
-    if evaluated == 0:
-        raise InfeasibleError(
-            f"no device count meets the {deadline_days:g}-day deadline: even at peak throughput it needs "
-            f"{ideal_devices(model, system, deadline_s):,} devices, more than the largest allowed layout "
-            f"({n_stop - 1:,} devices; the critical batch of {batch} sequences caps data parallelism)",
-            "deadline", {"ideal_devices": ideal_devices(model, system, deadline_s), "max_devices": n_stop - 1})
-    if not any_fit:
-        raise InfeasibleError(
-            f"{model.name} does not fit in {system.device.hbm_gb:g} GB per device under any allowed layout "
-            f"(up to TP={MAX_TP}, PP={model.n_layers}, ZeRO-3, full recompute)", "memory")
     if "devices" in pins:
-        raise InfeasibleError(f"no allowed layout fits at {pins['devices']} devices", "memory")
-    best_days = best_seen[0] / 86400
-    raise InfeasibleError(
-        f"no device count meets the {deadline_days:g}-day deadline: the fastest layout found takes "
-        f"{best_days:.1f} days on {best_seen[1]} devices (the critical batch of {batch} sequences caps "
-        "data parallelism)", "deadline", {"best_duration_days": best_days, "best_devices": best_seen[1]})
+        raise InfeasibleError(f"no allowed layout fits in memory at {pins['devices']} devices", "memory")
+    if not any_layout and best_seen[1] == 0:
+        ideal = ideal_devices(model, system, deadline_s, o)
+        if ideal >= n_stop:
+            raise InfeasibleError(
+                f"no device count meets the {deadline_days:g}-day deadline: even at peak throughput it needs "
+                f"{ideal:,} devices, more than the largest allowed layout ({n_stop - 1:,} devices; the critical "
+                f"batch of {batch} sequences caps data parallelism)", "deadline",
+                {"ideal_devices": ideal, "max_devices": n_stop - 1, "best_duration_days": best_bound / 86400})
+    best_days = best_seen[0] / 86400 if best_seen[1] else None
+    raise _deadline_error(deadline_days, batch, best_bound / 86400, best_seen[1] and (best_days, best_seen[1]))
+
+
+def _deadline_error(deadline_days, batch, bound_days, best, bound_only=False) -> InfeasibleError:
+    """The deadline is the binding constraint: say how close the search got."""
+    if best:
+        days, devices = best
+        text = f"the fastest layout found takes {days:.1f} days on {devices:,} devices"
+        details = {"best_duration_days": days, "best_devices": devices, "lower_bound_days": bound_days}
+    else:
+        text = f"every layout needs at least {bound_days:.1f} days (one microbatch's trip through the pipeline per step)"
+        details = {"best_duration_days": bound_days, "lower_bound_days": bound_days}
+    return InfeasibleError(
+        f"no device count meets the {deadline_days:g}-day deadline: {text} (the critical batch of {batch} "
+        "sequences caps data parallelism)", "deadline", details)
+
+
+def _at_devices(model, system, o, c, combos, batch, pins, n_star, deadline_s, evaluated, objective) -> SearchResult:
+    """Every layout at exactly ``n_star`` devices: the fastest that fits, and the median of those that fit."""
+    grid = grid_for_devices(combos, n_star, n_star + 1, batch, pins)
+    res = evaluate(model, system, grid, o, c)
+    dur = durations(model, res)
+    ok = np.flatnonzero(res.fits)
+    return _result(model, system, o, grid, res, dur, ok, deadline_s, evaluated + len(grid), objective)
 
 
 def _result(model, system, o, grid, res, dur, at, deadline_s, evaluated, objective, score=None,
@@ -270,15 +374,18 @@ def _result(model, system, o, grid, res, dur, at, deadline_s, evaluated, objecti
     )
 
 
-def _least_carbon(model, system, o, c, combos, batch, pins, n_star, deadline_s, carbon_score, evaluated):
-    """Least-carbon layout meeting the deadline among device counts ``N* .. 2 N*``."""
+def _least_carbon(model, system, o, c, combos, batch, pins, n_star, deadline_s, carbon_score, evaluated,
+                  all_combos) -> SearchResult:
+    """Least-carbon layout meeting the deadline among device counts ``N* .. 2 N*``; median still at ``N*``."""
     grid = grid_for_devices(combos, n_star, 2 * n_star + 1, batch, pins)
-    grid = grid.take(grid.batch >= grid.dp * grid.ep * grid.mb)
     res = evaluate(model, system, grid, o, c)
     dur = durations(model, res)
     good = res.fits & (dur <= deadline_s)
     devs = grid.devices
     mfu = model_flops_utilization(model, system, devs, dur)
     score = np.where(good, carbon_score(devs, dur, mfu), np.inf)
-    at = np.flatnonzero(good)
-    return _result(model, system, o, grid, res, dur, at, deadline_s, evaluated + len(grid), "carbon", score)
+    best = _result(model, system, o, grid, res, dur, np.flatnonzero(good), deadline_s, evaluated + len(grid),
+                   "carbon", score)
+    at = _at_devices(model, system, o, c, all_combos, batch, pins, n_star, deadline_s, 0, "carbon")
+    return replace(best, median_layout=at.median_layout, median_duration_s=at.median_duration_s,
+                   median_mfu=at.median_mfu, layouts_evaluated=best.layouts_evaluated + at.layouts_evaluated)

@@ -48,10 +48,27 @@ class RingGroup:
         return np.where(self.active, ALGO_FACTOR[kind] * n_bytes * self.per_byte_s + self.latency_s, 0.0)
 
 
+def members_per_domain(n, stride, domain: int):
+    """Fewest members of one group inside one scale-up domain (the group's slowest NIC share).
+
+    Groups aligned with domains have ``domain // stride`` members in each; a group that
+    straddles a boundary (TP = 6 on 8-GPU nodes, a partial last node) has as few as
+    ``gcd(n * stride, domain) / stride`` in one of them.
+    """
+    n = np.asarray(n, dtype=np.int64)
+    stride = np.maximum(np.asarray(stride, dtype=np.int64), 1)
+    span = n * stride
+    per = np.minimum(n, np.maximum(1, domain // stride))
+    aligned = (domain % stride == 0) & np.where(span <= domain, domain % np.maximum(span, 1) == 0,
+                                                span % domain == 0)
+    straddled = np.maximum(1, np.gcd(span, domain) // stride)
+    return np.where(aligned, per, np.minimum(per, straddled)).astype(float)
+
+
 def ring_group(n, stride, system: System, c: PerfConstants) -> RingGroup:
     """Where a group of ``n`` ranks ``stride`` apart sits, as a cost per byte and a latency."""
+    k = members_per_domain(n, stride, system.scale_up_domain)
     n = np.asarray(n, dtype=float)
-    k = np.minimum(n, np.maximum(1.0, np.floor(system.scale_up_domain / np.maximum(stride, 1))))
     nodes = np.ceil(n / k)
     per_byte = (k - 1) / k / scale_up_bandwidth(system, c) + (nodes - 1) / nodes / k / scale_out_bandwidth(system, c)
     steps_in = 2.0 * np.ceil(np.log2(np.maximum(k, 1)))
@@ -70,18 +87,21 @@ def all_to_all_time(n_bytes, n, stride, system: System, c: PerfConstants):
 
     Local destinations go over NVLink/ICI, remote ones over the NIC, concurrently.
     """
+    k = members_per_domain(n, stride, system.scale_up_domain)
     n = np.asarray(n, dtype=float)
-    domain = system.scale_up_domain
-    k = np.minimum(n, np.maximum(1.0, np.floor(domain / np.maximum(stride, 1))))
     t_in = n_bytes * (k - 1) / n / scale_up_bandwidth(system, c)
     t_out = n_bytes * (n - k) / n / scale_out_bandwidth(system, c)
     lat = np.where(n > k, c.scale_out_latency_s, c.nvlink_latency_s) * np.ceil(np.log2(np.maximum(n, 1)))
     return np.where(n > 1, np.maximum(t_in, t_out) + lat, 0.0)
 
 
-def p2p_time(n_bytes, stride, system: System, c: PerfConstants):
-    """Seconds for one point-to-point send to the rank ``stride`` away (next pipeline stage)."""
-    local = stride < system.scale_up_domain
+def p2p_time(n_bytes, stride, stages, system: System, c: PerfConstants):
+    """Seconds for one send to the next pipeline stage (``stride`` ranks away).
+
+    It stays on NVLink/ICI only if the whole pipeline fits in one scale-up domain;
+    otherwise some stage boundary crosses to another node and that hop binds.
+    """
+    local = stride * stages <= system.scale_up_domain
     bw = np.where(local, scale_up_bandwidth(system, c), scale_out_bandwidth(system, c))
     lat = np.where(local, c.nvlink_latency_s, c.scale_out_latency_s)
     return lat + n_bytes / bw

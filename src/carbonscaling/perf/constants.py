@@ -16,6 +16,7 @@ class PerfConstants:
     gemm_k_overhead: float
     hbm_efficiency: float
     flash_fraction_of_peak: float
+    flash_backward_to_forward: float
     nvlink_efficiency: float
     scale_out_efficiency: float
     ici_efficiency: float
@@ -31,7 +32,11 @@ class PerfConstants:
     logits_bytes: float
     elementwise_fwd_bytes_hidden: float
     elementwise_fwd_bytes_ffn: float
-    unfused_attention_passes: float
+    elementwise_fwd_bytes_ffn_gated: float
+    unfused_attention_passes_fwd: float
+    unfused_attention_passes_bwd: float
+    embedding_bytes_per_token_hidden: float
+    cross_entropy_passes: float
     elementwise_bwd_to_fwd: float
     grad_reduce_bytes_bf16: float
     grad_reduce_bytes_fp16: float
@@ -58,6 +63,7 @@ def default_constants() -> PerfConstants:
         gemm_k_overhead=v("gemm", "k_overhead"),
         hbm_efficiency=v("hbm", "efficiency"),
         flash_fraction_of_peak=v("attention", "flash_fraction_of_peak"),
+        flash_backward_to_forward=v("attention", "flash_backward_to_forward"),
         nvlink_efficiency=v("network", "nvlink_efficiency"),
         scale_out_efficiency=v("network", "scale_out_efficiency"),
         ici_efficiency=v("network", "ici_efficiency"),
@@ -73,7 +79,11 @@ def default_constants() -> PerfConstants:
         logits_bytes=v("memory", "logits_bytes"),
         elementwise_fwd_bytes_hidden=v("elementwise", "forward_bytes_per_token_hidden"),
         elementwise_fwd_bytes_ffn=v("elementwise", "forward_bytes_per_token_ffn"),
-        unfused_attention_passes=v("elementwise", "unfused_attention_passes"),
+        elementwise_fwd_bytes_ffn_gated=v("elementwise", "forward_bytes_per_token_ffn_gated"),
+        unfused_attention_passes_fwd=v("elementwise", "unfused_attention_passes_forward"),
+        unfused_attention_passes_bwd=v("elementwise", "unfused_attention_passes_backward"),
+        embedding_bytes_per_token_hidden=v("elementwise", "embedding_bytes_per_token_hidden"),
+        cross_entropy_passes=v("elementwise", "cross_entropy_passes"),
         elementwise_bwd_to_fwd=v("elementwise", "backward_to_forward"),
         grad_reduce_bytes_bf16=v("mixed_precision", "grad_reduce_bytes_bf16"),
         grad_reduce_bytes_fp16=v("mixed_precision", "grad_reduce_bytes_fp16"),

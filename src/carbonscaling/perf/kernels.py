@@ -68,11 +68,11 @@ def flash_attention_time(batch_heads, seq, head_dim, device: Device, c: PerfCons
     """Fused (FlashAttention-style) causal attention: ``(t_forward, t_backward)``.
 
     Causal masking skips half the score blocks. The backward pass recomputes the
-    scores, so it does 2.5x the forward matmul work (Dao 2023).
+    scores, so it does more matmul work than the forward (``flash_backward_to_forward``).
     """
-    fwd_flops = 4.0 * batch_heads * seq * seq * head_dim * 0.5
+    fwd_flops = 4.0 * batch_heads * seq * seq * head_dim / 2.0  # causal: half the score blocks
     rate = device.peak_flops(precision) * c.flash_fraction_of_peak * c.gemm_in_situ_factor
-    return fwd_flops / rate, 2.5 * fwd_flops / rate
+    return fwd_flops / rate, c.flash_backward_to_forward * fwd_flops / rate
 
 
 def unfused_attention_time(batch_heads, seq, head_dim, device: Device, c: PerfConstants, precision: str = "bf16"):
@@ -84,8 +84,6 @@ def unfused_attention_time(batch_heads, seq, head_dim, device: Device, c: PerfCo
     s_fwd, s_bwd = linear_fwd_bwd_time(seq, seq, head_dim, batch_heads, device, c, precision, 2.0)
     v_fwd, v_bwd = linear_fwd_bwd_time(seq, head_dim, seq, batch_heads, device, c, precision, 2.0)
     score_bytes = 2.0 * batch_heads * seq * seq
-    passes = c.unfused_attention_passes
-    fwd_share = passes * 4.5 / 10.0  # forward: softmax 2 + dropout 2.5 of the 10 passes
-    t_elem_fwd = memory_bound_time(score_bytes * fwd_share, device, c)
-    t_elem_bwd = memory_bound_time(score_bytes * (passes - fwd_share), device, c)
+    t_elem_fwd = memory_bound_time(score_bytes * c.unfused_attention_passes_fwd, device, c)
+    t_elem_bwd = memory_bound_time(score_bytes * c.unfused_attention_passes_bwd, device, c)
     return s_fwd + v_fwd + t_elem_fwd, s_bwd + v_bwd + t_elem_bwd, t_elem_fwd

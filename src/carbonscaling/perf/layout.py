@@ -64,7 +64,7 @@ class Layout(BaseModel):
     pp: int = Field(ge=1)
     dp: int = Field(ge=1)
     ep: int = Field(default=1, ge=1)
-    zero: int = Field(default=0, ge=0, le=3)
+    zero: int = Field(default=0, ge=0, le=4, description="ZeRO stage; 4 = hierarchical ZeRO-3 (flexible sharding)")
     microbatch: int = Field(default=1, ge=1)
     interleave: int = Field(default=1, ge=1)
     recompute: Recompute = "none"

@@ -63,6 +63,13 @@ def activation_bytes_per_layer(model: ModelSpec, g: LayoutGrid, o: TrainingOptio
     return np.where(g.rc == 2, 2.0 * sbh * scale / sp_div, full_layer), full_layer
 
 
+def local_shards(g: LayoutGrid, system: System):
+    """Data-parallel ranks of the dense and the expert groups inside one scale-up domain."""
+    dense = np.minimum(g.dp * g.ep, np.maximum(1, system.scale_up_domain // g.tp))
+    expert = np.minimum(g.dp, np.maximum(1, system.scale_up_domain // (g.tp * g.ep)))
+    return dense, expert
+
+
 def memory_per_device(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOptions,
                       c: PerfConstants, n_first, n_last) -> Memory:
     """Peak memory of the first (or, if larger, the last) pipeline stage's devices."""
@@ -82,19 +89,24 @@ def memory_per_device(model: ModelSpec, system: System, g: LayoutGrid, o: Traini
 
     grad_bytes = c.grad_reduce_bytes_fp16 if o.precision == "fp16" else c.grad_reduce_bytes_bf16
     w_bytes = o.activation_bytes
-    shard_d = dp * ep
-    shard_e = dp
-    if o.flexible_sharding:  # ZeRO-3 parameters sharded within the scale-up domain only
-        w_shard_d = np.minimum(shard_d, np.maximum(1, system.scale_up_domain // g.tp))
-        w_shard_e = np.minimum(shard_e, np.maximum(1, system.scale_up_domain // (g.tp * g.ep)))
-    else:
-        w_shard_d, w_shard_e = shard_d, shard_e
+    full_d, full_e = dp * ep, dp
+    local_d, local_e = local_shards(g, system)
+    sharded = g.zero >= 3  # ZeRO-3 (4: hierarchical, shards only inside the scale-up domain)
+    w_d = np.where(g.zero == 4, local_d, np.where(sharded, full_d, 1))
+    w_e = np.where(g.zero == 4, local_e, np.where(sharded, full_e, 1))
+    g_d = np.where(g.zero == 4, local_d, np.where(g.zero >= 2, full_d, 1))
+    g_e = np.where(g.zero == 4, local_e, np.where(g.zero >= 2, full_e, 1))
+    o_d = np.where(g.zero >= 1, full_d, 1)
+    o_e = np.where(g.zero >= 1, full_e, 1)
+    # ZeRO-3 holds the gathered weights of the current and the prefetched layer, and one
+    # layer's unsharded gradients before they are reduce-scattered.
+    layer_params = (_nonexpert_params_per_layer(model) + _expert_params_per_layer(model) / ep) / tp
+    gather_buffers = np.where(sharded & (w_d > 1), (2.0 * w_bytes + grad_bytes) * layer_params, 0.0)
 
     def states(p_d, p_e):
-        weights = w_bytes * (p_d / np.where(g.zero == 3, w_shard_d, 1) + p_e / np.where(g.zero == 3, w_shard_e, 1))
-        grads = grad_bytes * (p_d / np.where(g.zero >= 2, shard_d, 1) + p_e / np.where(g.zero >= 2, shard_e, 1))
-        opt_p = p_d / np.where(g.zero >= 1, shard_d, 1) + p_e / np.where(g.zero >= 1, shard_e, 1)
-        return weights, grads, opt_p
+        weights = w_bytes * (p_d / w_d + p_e / w_e) + gather_buffers
+        grads = grad_bytes * (p_d / g_d + p_e / g_e)
+        return weights, grads, p_d / o_d + p_e / o_e
 
     w1, g1, op1 = states(dense_first, expert_first)
     w2, g2, op2 = states(dense_last, expert_last)

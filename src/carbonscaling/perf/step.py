@@ -16,10 +16,10 @@ import numpy as np
 from ..hardware import System
 from ..scaling import ModelSpec
 from . import kernels as K
-from .comm import all_to_all_time, collective_time, p2p_time, ring_group
+from .comm import all_to_all_time, p2p_time, ring_group
 from .constants import PerfConstants, default_constants
 from .layout import LayoutGrid, TrainingOptions
-from .memory import memory_per_device
+from .memory import local_shards, memory_per_device
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,8 @@ class StepResult:
     overlap_slowdown_s: np.ndarray
     global_batch_sequences: np.ndarray
     microbatches: np.ndarray
+    stage_max_s: np.ndarray        # slowest stage, one microbatch forward + backward
+    stage_sum_s: np.ndarray        # all stages, one microbatch forward + backward
     mem_weights_gb: np.ndarray
     mem_grads_gb: np.ndarray
     mem_optimizer_gb: np.ndarray
@@ -68,7 +70,7 @@ def _layer_times(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOpt
         at_f, at_b, _ = K.unfused_attention_time(heads_batch, s, hd, dev, c)
         at_selective = at_f
     gate = 2.0 if model.ffn_gated else 1.0
-    ffn_bytes = c.elementwise_fwd_bytes_ffn * (1.5 if model.ffn_gated else 1.0)
+    ffn_bytes = c.elementwise_fwd_bytes_ffn_gated if model.ffn_gated else c.elementwise_fwd_bytes_ffn
 
     if not moe:
         up_f, up_b = K.linear_fwd_bwd_time(tokens, gate * model.d_ff / tp, h, 1, dev, c, prec, ib)
@@ -101,8 +103,14 @@ def _layer_times(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOpt
     bwd = qkv_b + o_b + at_b + ffn_b + elem_b
     recompute = np.where(g.rc == 2, fwd, np.where(g.rc == 1, at_selective, 0.0))
 
-    n_tp = 4.0 + 2.0 * (g.rc == 2)  # 2 forward + 2 backward all-reduce equivalents, +2 if recomputed
-    tp_comm = n_tp * collective_time("all_reduce", tokens * h * o.activation_bytes, g.tp, 1, system, c)
+    # Per layer 2 forward + 2 backward all-reduce equivalents (+2 when recomputed): half after
+    # attention, half after the FFN. In an MoE layer the FFN half gathers/scatters the routed
+    # copies of each token (top-k x capacity factor), as Megatron's token dispatcher does with TP.
+    n_half = 2.0 + 1.0 * (g.rc == 2)
+    tp_group = ring_group(g.tp, 1, system, c)
+    ffn_copies = model.top_k * o.capacity_factor if moe else 1.0
+    tp_comm = n_half * (tp_group.time("all_reduce", tokens * h * o.activation_bytes)
+                        + tp_group.time("all_reduce", tokens * h * o.activation_bytes * ffn_copies))
     return fwd, bwd, recompute, tp_comm, ep_comm
 
 
@@ -112,7 +120,8 @@ def _per_layer(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOptio
     They depend only on (TP, microbatch, EP, recompute), which a search grid repeats
     thousands of times: compute each distinct combination once and index back.
     """
-    key = ((g.tp * 64 + g.mb) * 2**20 + g.ep) * 4 + g.rc
+    codes = [np.unique(col, return_inverse=True)[1] for col in (g.tp, g.mb, g.ep, g.rc)]
+    key = np.ravel_multi_index(codes, [int(cd.max()) + 1 for cd in codes])
     uniq, first, inverse = np.unique(key, return_index=True, return_inverse=True)
     sub = g.take(first)
     frac_moe = model.n_moe_layers / model.n_layers
@@ -155,13 +164,13 @@ def evaluate(model: ModelSpec, system: System, g: LayoutGrid, opts: TrainingOpti
     layer_time = fwd + bwd + rec + tp_exposed + ep_exposed
 
     # End stages: embedding lookup on the first, logits + cross-entropy on the last.
-    emb = K.memory_bound_time(4.0 * tokens * h * 2.0, dev, c)
+    emb = K.memory_bound_time(c.embedding_bytes_per_token_hidden * tokens * h, dev, c)
     lg_f, lg_b = K.linear_fwd_bwd_time(tokens, V / tp, h, 1, dev, c, o.gemm_precision, o.gemm_input_bytes)
-    head = lg_f + lg_b + K.memory_bound_time(4.0 * tokens * V / tp * c.logits_bytes, dev, c)
+    head = lg_f + lg_b + K.memory_bound_time(c.cross_entropy_passes * tokens * V / tp * c.logits_bytes, dev, c)
 
     act_bytes_pp = tokens * h * o.activation_bytes / tp  # scatter/gather: each TP rank sends its slice
     stride_pp = g.tp * g.ep * g.dp
-    p2p = np.where(g.pp > 1, 2.0 * g.v * p2p_time(act_bytes_pp, stride_pp, system, c), 0.0)
+    p2p = np.where(g.pp > 1, 2.0 * g.v * p2p_time(act_bytes_pp, stride_pp, g.pp, system, c), 0.0)
 
     n_first, n_last, n_mid = _stage_layers(model.n_layers, g.pp)
     t_first = n_first * layer_time + emb + p2p + np.where(g.pp == 1, head, 0.0)
@@ -169,7 +178,9 @@ def evaluate(model: ModelSpec, system: System, g: LayoutGrid, opts: TrainingOpti
     t_mid = n_mid * layer_time + p2p
     t_max = np.maximum(np.maximum(t_first, t_last), np.where(n_mid > 0, t_mid, 0.0))
     t_sum = model.n_layers * layer_time + emb + head + g.pp * p2p
-    pipeline = m * t_max + (t_sum - t_max) / g.v
+    # Interleaved 1F1B: (m + (p - 1)/v) stage-times for m >= p. With fewer microbatches than
+    # stages, one microbatch's trip through all p*v chunks (plus the others' offsets) binds.
+    pipeline = np.maximum(m * t_max + (t_sum - t_max) / g.v, t_sum + (m - 1) * t_max / g.v)
     bubble = pipeline - m * t_sum / g.pp  # time beyond perfectly balanced, always-busy stages
 
     # Data-parallel / ZeRO communication of the heaviest (first) stage.
@@ -187,34 +198,37 @@ def evaluate(model: ModelSpec, system: System, g: LayoutGrid, opts: TrainingOpti
 
     ar = coll("all_reduce", p_dense * gb, p_exp * gb)
     rs_ag = coll("reduce_scatter", p_dense * gb, p_exp * gb) + coll("all_gather", p_dense * wb, p_exp * wb)
-    if o.flexible_sharding:
-        # LinS/hpZ-style: ZeRO-3 gathers stay inside the scale-up domain; gradients cross it once per step.
-        loc_d = np.minimum(n_d, np.maximum(1, system.scale_up_domain // st_d))
-        loc_e = np.minimum(n_e, np.maximum(1, system.scale_up_domain // st_e))
-        local = (ring_group(loc_d, st_d, system, c), ring_group(loc_e, st_e, system, c))
-        z3_mb = 2.0 * coll("all_gather", p_dense * wb, p_exp * wb, local) + coll(
-            "reduce_scatter", p_dense * gb, p_exp * gb, local)
-        z3_step = ar
-    else:
-        z3_mb = 2.0 * coll("all_gather", p_dense * wb, p_exp * wb) + coll("reduce_scatter", p_dense * gb, p_exp * gb)
-        z3_step = 0.0 * ar
-    dp_total = np.where(g.zero == 0, ar, np.where(g.zero < 3, rs_ag, 0.0))
+    # ZeRO-3: gather the weights for forward and backward and reduce-scatter gradients, every microbatch.
+    z3_mb = 2.0 * coll("all_gather", p_dense * wb, p_exp * wb) + coll("reduce_scatter", p_dense * gb, p_exp * gb)
+    # Hierarchical ZeRO-3 (flexible sharding, LinS / ZeRO++ hpZ): the per-microbatch collectives
+    # stay inside the scale-up domain; once per step the local gradient shard is reduce-scattered
+    # across domains and the updated weights gathered back.
+    loc_d, loc_e = local_shards(g, system)
+    local = (ring_group(loc_d, st_d, system, c), ring_group(loc_e, st_e, system, c))
+    cross = (ring_group(n_d / loc_d, st_d * loc_d, system, c), ring_group(n_e / loc_e, st_e * loc_e, system, c))
+    z4_mb = 2.0 * coll("all_gather", p_dense * wb, p_exp * wb, local) + coll(
+        "reduce_scatter", p_dense * gb, p_exp * gb, local)
+    z4_step = coll("reduce_scatter", p_dense / loc_d * gb, p_exp / loc_e * gb, cross) + coll(
+        "all_gather", p_dense / loc_d * wb, p_exp / loc_e * wb, cross)
+
+    per_mb = np.where(g.zero == 3, z3_mb, np.where(g.zero == 4, z4_mb, 0.0))  # prefetched under compute
+    per_step = np.where(g.zero == 0, ar, np.where(g.zero <= 2, rs_ag, np.where(g.zero == 4, z4_step, 0.0)))
     stage_bwd = n_first * (bwd + rec)
-    if o.overlap_grad_reduce:
-        last_bucket = dp_total * np.minimum(1.0, c.grad_bucket_params / np.maximum(p_dense + p_exp, 1.0))
-        dp_exposed = np.maximum(last_bucket, dp_total - stage_bwd)
+    if o.overlap_grad_reduce:  # hidden under the last microbatch's backward, but for the last bucket
+        last_bucket = per_step * np.minimum(1.0, c.grad_bucket_params / np.maximum(p_dense + p_exp, 1.0))
+        step_exposed = np.maximum(last_bucket, per_step - stage_bwd)
     else:
-        dp_exposed = dp_total
-    stage_mb = t_first
-    z3_exposed = np.where(g.zero == 3, m * np.maximum(0.0, z3_mb - stage_mb) + z3_step, 0.0)
-    overlapped = np.where(g.zero == 3, m * np.minimum(z3_mb, stage_mb), dp_total - dp_exposed)
+        step_exposed = per_step
+    mb_exposed = m * np.maximum(0.0, per_mb - t_first)
+    dp_exposed = step_exposed + mb_exposed
+    overlapped = (per_step - step_exposed) + m * np.minimum(per_mb, t_first)
     overlapped = overlapped + m * n_first * ((tpc - tp_exposed) + (epc - ep_exposed))
     slowdown = c.overlap_compute_slowdown * overlapped
 
     opt_params = mem.optimizer_params
     optimizer = K.memory_bound_time(c.adam_bytes_per_param_step * opt_params, dev, c)
 
-    step = pipeline + dp_exposed * (g.zero < 3) + z3_exposed + optimizer + slowdown
+    step = pipeline + dp_exposed + optimizer + slowdown
     share = m / g.pp  # the balanced part of the pipeline, m * t_sum / pp, split by cause
     return StepResult(
         step_time_s=step,
@@ -223,15 +237,17 @@ def evaluate(model: ModelSpec, system: System, g: LayoutGrid, opts: TrainingOpti
         tp_comm_s=share * model.n_layers * tp_exposed + 0.0 * step,
         pp_comm_s=m * p2p,
         ep_comm_s=share * model.n_layers * ep_exposed + 0.0 * step,
-        dp_comm_s=dp_exposed * (g.zero < 3) + z3_exposed,
+        dp_comm_s=dp_exposed,
         optimizer_s=optimizer,
         overlap_slowdown_s=slowdown,
         global_batch_sequences=g.batch,
         microbatches=g.micro,
+        stage_max_s=t_max,
+        stage_sum_s=t_sum,
         mem_weights_gb=mem.weights / 1e9,
         mem_grads_gb=mem.grads / 1e9,
         mem_optimizer_gb=mem.optimizer / 1e9,
         mem_activations_gb=mem.activations / 1e9,
         mem_total_gb=mem.total / 1e9,
-        fits=mem.total <= dev.hbm_gb * 1e9,
+        fits=mem.total <= dev.hbm_gb * 2**30,  # vendors' HBM "GB" are GiB (an H100 80GB exposes 81,559 MiB)
     )
