@@ -10,6 +10,7 @@ scaling rates (``data/tech_scaling_rates.csv``).
 from __future__ import annotations
 
 import math
+import numbers
 from pathlib import Path
 from typing import Any, Literal
 
@@ -49,9 +50,11 @@ class Device(BaseModel):
     years_ahead: float = 0.0
 
     def peak_flops(self, precision: str = "bf16") -> float:
-        """Dense peak FLOP/s for a compute precision (``fp8`` falls back to 2x BF16 if unknown)."""
+        """Dense peak FLOP/s for a compute precision (``fp8``: the device's 8-bit tensor rate)."""
         if precision == "fp8":
-            return 1e12 * (self.peak_tflops_fp8 or 2 * self.peak_tflops)
+            if self.peak_tflops_fp8 is None:
+                raise InputError("precision", f"{self.name} has no 8-bit tensor-core rate in the catalog; use bf16")
+            return 1e12 * self.peak_tflops_fp8
         return 1e12 * self.peak_tflops
 
 
@@ -143,9 +146,14 @@ def system_from_mapping(entry: dict, name: str | None = None, *, origin: str = "
     if not isinstance(entry, dict):
         raise InputError(origin, f"must be a mapping of device fields, got {type(entry).__name__}")
     entry = dict(entry)
-    sys_fields = {**load_yaml("hardware.yaml")["defaults"]["system"], **(entry.pop("system", None) or {})}
+    system_block = entry.pop("system", None) or {}
+    if not isinstance(system_block, dict):
+        raise InputError(f"{origin}.system", f"must be a mapping of system fields, got {type(system_block).__name__}")
+    sys_fields = {**load_yaml("hardware.yaml")["defaults"]["system"], **system_block}
     if "aliases" in entry:
-        entry["aliases"] = tuple(entry["aliases"])
+        if not isinstance(entry["aliases"], (list, tuple)):
+            raise InputError(f"{origin}.aliases", "must be a list of names")
+        entry["aliases"] = tuple(str(a) for a in entry["aliases"])
     entry.setdefault("name", name or "custom-device")
     try:
         device = Device(**entry)
@@ -199,7 +207,8 @@ def project(system: System, years_ahead: float = 0.0, *, cpa_growth_per_year: fl
     case: 0.10). ``years_ahead = 0`` and no CPA growth returns the input unchanged.
     """
     for field, value, lo, hi in (("years_ahead", years_ahead, 0, 50), ("cpa_growth_per_year", cpa_growth_per_year, -0.5, 2)):
-        if not isinstance(value, (int, float)) or not math.isfinite(value) or not lo <= value <= hi:
+        if (isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value)
+                or not lo <= value <= hi):
             raise InputError(field, f"must be a number in [{lo}, {hi}], got {value!r}")
     if years_ahead == 0 and cpa_growth_per_year == 0:
         return system

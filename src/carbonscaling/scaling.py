@@ -50,7 +50,7 @@ class ModelSpec(BaseModel):
     seq_len: int = Field(default=2048, gt=0, le=10**8)
     tokens: float | None = Field(default=None, gt=0, le=1e24, description="default 20 x params_total (Chinchilla)")
     global_batch_tokens: float | None = Field(
-        default=None, gt=0, le=1e12, description="default: critical batch of the cs-v1 rule"
+        default=None, gt=0, le=1e15, description="default: critical batch of the cs-v1 rule"
     )
     # Refinements for real architectures.
     d_expert: int | None = Field(default=None, gt=0, le=10**9, description="FFN width of one expert; default d_ff")
@@ -95,6 +95,10 @@ class ModelSpec(BaseModel):
             raise ValueError("first_dense_layers must be <= n_layers")
         if self.global_batch_tokens is not None and self.global_batch_tokens < self.seq_len:
             raise ValueError(f"global_batch_tokens must be >= seq_len ({self.seq_len})")
+        if self.head_dim * self.n_heads != self.d_model and "head_dim" not in self.model_fields_set:
+            raise ValueError(f"n_heads ({self.n_heads}) must divide d_model ({self.d_model}), or give head_dim")
+        if self.is_moe and self.n_moe_layers == 0:
+            raise ValueError("n_experts > 1 but moe_layer_every / first_dense_layers leave no MoE layer")
         return self
 
     # ---- layer structure -------------------------------------------------
@@ -180,7 +184,9 @@ class ModelSpec(BaseModel):
     # ---- budget ------------------------------------------------------------
     @property
     def train_tokens(self) -> float:
-        return self.tokens if self.tokens is not None else 20.0 * self.params_total
+        if self.tokens is not None:
+            return self.tokens
+        return _preset_rules("cs-v1")["tokens_per_param"] * self.params_total
 
     @property
     def train_flops(self) -> float:
@@ -305,7 +311,7 @@ def from_preset(preset: str, d_model: int, *, seq_len: int | None = None) -> Mod
     flops = 6.0 * n_law * tokens / n_experts
     seq = seq_len or rule["seq_len"]
     head_dim = rule["head_dim"] if d % rule["head_dim"] == 0 else d
-    return ModelSpec(
+    return model_from_mapping(dict(
         name=f"{preset}-d{d}",
         preset=preset,
         d_model=d,
@@ -321,7 +327,7 @@ def from_preset(preset: str, d_model: int, *, seq_len: int | None = None) -> Mod
         law_params=n_law,
         law_train_flops=flops,
         loss_law=rule["loss"],
-    )
+    ), origin="d_model")
 
 
 # ---- catalog and files -------------------------------------------------------
@@ -385,6 +391,8 @@ def model_from_mapping(data: dict, *, origin: str = "model") -> ModelSpec:
 
 def _coerce_number(v: Any) -> Any:
     """YAML reads ``1.5e12`` as a string; accept numeric strings, and floats that are integers."""
+    if isinstance(v, bool):
+        return str(v).lower()  # a boolean is not a number: let validation name the field
     if isinstance(v, str):
         try:
             v = float(v)
@@ -399,7 +407,12 @@ def model_from_file(path: str | Path) -> ModelSpec:
     p = Path(path)
     data = read_user_yaml(p, "model_file")
     data = data.get("model", data) if isinstance(data, dict) else data
-    spec = model_from_mapping(data, origin="model_file")
+    try:
+        spec = model_from_mapping(data, origin="model_file")
+    except InputError as err:
+        if err.field.startswith("model_file"):
+            raise
+        raise InputError(f"model_file.{err.field}", err.message) from None
     return spec if spec.name != "custom" else spec.model_copy(update={"name": p.stem})
 
 

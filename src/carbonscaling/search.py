@@ -100,8 +100,13 @@ def _check_pinned(pinned: dict, model: ModelSpec) -> dict:
         raise InputError("pp", f"must be <= n_layers ({model.n_layers}), got {out['pp']}")
     if "ep" in out and (out["ep"] > model.n_experts or model.n_experts % out["ep"]):
         raise InputError("ep", f"must divide n_experts ({model.n_experts}), got {out['ep']}")
-    if "interleave" in out and "pp" in out and out["interleave"] > 1 and out["pp"] == 1:
-        raise InputError("interleave", "needs pp > 1")
+    if "interleave" in out and out["interleave"] > 1:
+        pp = out.get("pp")
+        if pp == 1:
+            raise InputError("interleave", "needs pp > 1")
+        if out["interleave"] > model.n_layers // (pp or 2):
+            raise InputError("interleave", f"must be <= layers per stage ({model.n_layers // (pp or 2)}), "
+                                           f"got {out['interleave']}")
     return out
 
 
@@ -144,10 +149,13 @@ def inner_combos(model: ModelSpec, pinned: dict, options: TrainingOptions | None
     pps = [pinned["pp"]] if "pp" in pinned else pipeline_options(model.n_layers, pipeline_split)
     mbs = [pinned["microbatch"]] if "microbatch" in pinned else list(MICROBATCHES)
     zs = [pinned["zero"]] if "zero" in pinned else list(ZERO_STAGES) + ([4] if o.flexible_sharding else [])
-    rcs = [RECOMPUTE_MODES.index(pinned["recompute"])] if "recompute" in pinned else [0, 1, 2]
+    # With FlashAttention, selective recompute is what the kernel already does: same time and memory as none.
+    rcs = ([RECOMPUTE_MODES.index(pinned["recompute"])] if "recompute" in pinned
+           else [0, 2] if o.flash_attention else [0, 1, 2])
     rows = []
     for e, t, p in itertools.product(ep, tps, pps):
         vs = [pinned["interleave"]] if "interleave" in pinned else interleave_options(model.n_layers, p)
+        vs = [v for v in vs if v == 1 or p > 1]
         for v in vs:
             for mb, z, rc in itertools.product(mbs, zs, rcs):
                 rows.append((e, t, p, v, mb, z, rc))
@@ -192,8 +200,9 @@ def durations(model: ModelSpec, res: StepResult) -> np.ndarray:
     return steps * res.step_time_s
 
 
-def model_flops_utilization(model: ModelSpec, system: System, devices, duration_s):
-    return model.model_flops / (np.asarray(duration_s) * devices * system.device.peak_flops())
+def model_flops_utilization(model: ModelSpec, system: System, devices, duration_s, precision: str = "bf16"):
+    """MFU against the dense peak of the precision the GEMMs run in (so it stays <= 1 with FP8)."""
+    return model.model_flops / (np.asarray(duration_s) * devices * system.device.peak_flops(precision))
 
 
 # ---- the search ----------------------------------------------------------------------
@@ -296,7 +305,7 @@ def search(model: ModelSpec, system: System, *, deadline_days: float = 90.0, opt
             grid = grid.take(bound <= deadline_s)
             if len(grid) == 0:
                 continue
-        res = evaluate(model, system, grid, o, c)
+        res = _evaluate_chunked(model, system, grid, o, c)
         evaluated += len(grid)
         dur = durations(model, res)
         ok = res.fits
@@ -333,6 +342,16 @@ def search(model: ModelSpec, system: System, *, deadline_days: float = 90.0, opt
     raise _deadline_error(deadline_days, batch, best_bound / 86400, best_seen[1] and (best_days, best_seen[1]))
 
 
+CHUNK = 250_000  # layouts per evaluate call: bounds peak memory (~1 GB) on huge windows
+
+
+def _evaluate_chunked(model, system, grid: LayoutGrid, o, c) -> StepResult:
+    if len(grid) <= CHUNK:
+        return evaluate(model, system, grid, o, c)
+    parts = [evaluate(model, system, grid.take(slice(i, i + CHUNK)), o, c) for i in range(0, len(grid), CHUNK)]
+    return StepResult(**{f: np.concatenate([getattr(p, f) for p in parts]) for f in StepResult.__dataclass_fields__})
+
+
 def _deadline_error(deadline_days, batch, bound_days, best, bound_only=False) -> InfeasibleError:
     """The deadline is the binding constraint: say how close the search got."""
     if best:
@@ -367,9 +386,9 @@ def _result(model, system, o, grid, res, dur, at, deadline_s, evaluated, objecti
     return SearchResult(
         model=model, system=system, options=o,
         layout=grid.layout(i), step=res.take(i), duration_s=float(dur[i]),
-        mfu=float(model_flops_utilization(model, system, devs[i], dur[i])), deadline_s=deadline_s,
+        mfu=float(model_flops_utilization(model, system, devs[i], dur[i], o.gemm_precision)), deadline_s=deadline_s,
         median_layout=grid.layout(j), median_duration_s=float(dur[j]),
-        median_mfu=float(model_flops_utilization(model, system, devs[j], dur[j])),
+        median_mfu=float(model_flops_utilization(model, system, devs[j], dur[j], o.gemm_precision)),
         layouts_evaluated=evaluated, objective=objective,
     )
 
@@ -382,7 +401,7 @@ def _least_carbon(model, system, o, c, combos, batch, pins, n_star, deadline_s, 
     dur = durations(model, res)
     good = res.fits & (dur <= deadline_s)
     devs = grid.devices
-    mfu = model_flops_utilization(model, system, devs, dur)
+    mfu = model_flops_utilization(model, system, devs, dur, o.gemm_precision)
     score = np.where(good, carbon_score(devs, dur, mfu), np.inf)
     best = _result(model, system, o, grid, res, dur, np.flatnonzero(good), deadline_s, evaluated + len(grid),
                    "carbon", score)
