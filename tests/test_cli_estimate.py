@@ -8,7 +8,7 @@ import pytest
 
 from carbonscaling.cli import main
 from carbonscaling.errors import InfeasibleError, InputError
-from carbonscaling.estimate import estimate
+from carbonscaling.chain import estimate
 
 
 def cli(capsys, *argv: str):
@@ -140,3 +140,10 @@ def test_estimate_carbon_monotone_in_ci_and_consistent(ci_lo, extra, pue, d):
     assert lo.result.layout == hi.result.layout  # carbon accounting never changes the fastest layout
     again = estimate(preset="cs-v2", d_model=d, device="H100", ci=ci_lo, pue=pue, median_carbon=False)
     assert again.to_dict() == lo.to_dict()
+
+
+def test_public_api_names_stay_functions():
+    import carbonscaling as cs
+    import carbonscaling.chain  # noqa: F401  (importing submodules must not shadow the API)
+    import carbonscaling.search  # noqa: F401
+    assert callable(cs.estimate) and callable(cs.estimate) and callable(cs.run_carbon)

@@ -15,13 +15,12 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "estimate": "carbonscaling.estimate",
-    "Estimate": "carbonscaling.estimate",
+    "estimate": "carbonscaling.chain",
+    "Estimate": "carbonscaling.chain",
     "run_carbon": "carbonscaling.carbon",
     "ideal_carbon": "carbonscaling.carbon",
     "grid_intensity": "carbonscaling.carbon",
     "CarbonResult": "carbonscaling.carbon",
-    "search": "carbonscaling.search",
     "ModelSpec": "carbonscaling.scaling",
     "from_preset": "carbonscaling.scaling",
     "named_model": "carbonscaling.scaling",
@@ -42,5 +41,7 @@ __all__ = sorted(_EXPORTS)
 
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
-        return getattr(import_module(_EXPORTS[name]), name)
+        value = getattr(import_module(_EXPORTS[name]), name)
+        globals()[name] = value  # later look-ups skip this hook
+        return value
     raise AttributeError(f"module 'carbonscaling' has no attribute {name!r}")

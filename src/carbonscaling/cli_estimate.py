@@ -64,7 +64,7 @@ def estimate(
     Any of --devices --tp --pp --dp --ep --zero --microbatch --interleave --recompute
     --global-batch fixes that part of the layout; with all fixed, only that layout is evaluated.
     """
-    from .estimate import estimate as run_estimate
+    from .chain import estimate as run_estimate
 
     if model is not None and model_file is not None:
         raise InputError("model", "give at most one of --model NAME and --model-file PATH")

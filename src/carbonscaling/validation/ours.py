@@ -141,7 +141,7 @@ def megatron_flops_per_iteration(batch: float, seq: float, layers: float, hidden
 # ---- prediction ------------------------------------------------------------------------
 def run_search(run: PublishedRun, mode: Mode = "pinned", consts: PerfConstants | None = None):
     """``(model, system, SearchResult, pins)`` of our search for ``run`` in ``mode``."""
-    from ..estimate import build_system
+    from ..chain import build_system
     from ..search import search
 
     if mode not in MODES:

@@ -1,4 +1,4 @@
-"""The chain: model spec -> system (projected) -> parallelism search -> carbon.
+"""The model chain: model spec -> system (projected) -> parallelism search -> carbon.
 
 :func:`estimate` mirrors ``carbonscaling estimate``: the same options in snake_case,
 and ``Estimate.to_dict()`` is exactly the CLI's ``--json`` object. One process can call
