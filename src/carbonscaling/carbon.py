@@ -137,6 +137,7 @@ def resolve_grid_intensity(ci: Any = None, year: int | None = None) -> tuple[flo
     ``codecarbon`` package, a country: an upper-case ISO3 code (``FRA``) or ``country:NAME``.
     ``None`` gives the default of ``power.yaml``.
     """
+    explicit = ci is not None
     if ci is None:
         ci = defaults()["ci_g_per_kwh"]
     if isinstance(ci, str):
@@ -147,6 +148,8 @@ def resolve_grid_intensity(ci: Any = None, year: int | None = None) -> tuple[flo
                 return country_intensity(m.group("any") or m.group("iso"))
             row = region_intensity(ci, year)
             return row["ci_g_per_kwh"], f"{row['region']} ({row['location']}) {row['year']}: {row['source']}"
+    if year is not None and explicit:
+        raise InputError("year", "applies to a region name, not to a grid intensity given as a number")
     return check_number("ci", ci, 0, 2000), "value"
 
 
@@ -345,6 +348,8 @@ def run_carbon(model: Any, system: Any, *, n_devices: int, duration_h: float | N
     _choice("embodied_mode", embodied_mode, EMBODIED_MODES)
     if vendor_kg_per_device is not None:
         check_number("vendor_kg_per_device", vendor_kg_per_device, 0, 1e5, lo_open=True)
+        if embodied_mode != "vendor":
+            raise InputError("vendor_kg_per_device", "applies only with embodied_mode 'vendor'")
     for name, flag in (("infrastructure", infrastructure), ("include_embodied", include_embodied)):
         if not isinstance(flag, bool):
             raise InputError(name, f"must be true or false, got {flag!r}")
