@@ -13,7 +13,6 @@ budget, the reference time and the speed ratio. It also times the CLI end to end
 from __future__ import annotations
 
 import argparse
-import resource
 import subprocess
 import sys
 import time
@@ -50,14 +49,21 @@ def _reference(model, system, days, budget_s):
     return ref, time.perf_counter() - start
 
 
+_CHILD = (
+    "import resource, sys\n"
+    "from carbonscaling.cli import main\n"
+    "main(sys.argv[1:])\n"
+    "sys.stderr.write(f'\\nmaxrss_kb={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}\\n')\n"
+)
+
+
 def _cli(args: list[str]) -> tuple[float, float]:
     """Wall seconds and peak RSS (MB) of one CLI run in a fresh process."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     t = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "carbonscaling", *args], check=False, capture_output=True)
+    proc = subprocess.run([sys.executable, "-c", _CHILD, *args], check=False, capture_output=True, text=True)
     wall = time.perf_counter() - t
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return wall, max(peak, before) / 1024.0
+    rss_kb = float(proc.stderr.rsplit("maxrss_kb=", 1)[-1].split()[0])
+    return wall, rss_kb / 1024.0
 
 
 def main() -> None:
