@@ -48,26 +48,33 @@ class RingGroup:
         return np.where(self.active, ALGO_FACTOR[kind] * n_bytes * self.per_byte_s + self.latency_s, 0.0)
 
 
-def members_per_domain(n, stride, domain: int):
+def members_per_domain(n, stride, domain: int, carved: bool = False):
     """Fewest members of one group inside one scale-up domain (the group's slowest NIC share).
 
     Groups aligned with domains have ``domain // stride`` members in each; a group that
     straddles a boundary (TP = 6 on 8-GPU nodes, a partial last node) has as few as
-    ``gcd(n * stride, domain) / stride`` in one of them.
+    ``gcd(n * stride, domain) / stride`` in one of them. ``carved``: the domain is a
+    large fabric (a TPU pod's torus, an NVL72 rack) from which the scheduler carves
+    slices that fit the job's groups (PaLM ran 12-chip model-parallel groups on 3072 of
+    a pod's 4096 chips), so groups are never split by it.
     """
     n = np.asarray(n, dtype=np.int64)
     stride = np.maximum(np.asarray(stride, dtype=np.int64), 1)
     span = n * stride
     per = np.minimum(n, np.maximum(1, domain // stride))
-    aligned = (domain % stride == 0) & np.where(span <= domain, domain % np.maximum(span, 1) == 0,
-                                                span % domain == 0)
+    aligned = carved | ((domain % stride == 0) & np.where(span <= domain, domain % np.maximum(span, 1) == 0,
+                                                         span % domain == 0))
     straddled = np.maximum(1, np.gcd(span, domain) // stride)
     return np.where(aligned, per, np.minimum(per, straddled)).astype(float)
 
 
+def _carved(system: System) -> bool:
+    return system.scale_up_domain > system.devices_per_node
+
+
 def ring_group(n, stride, system: System, c: PerfConstants) -> RingGroup:
     """Where a group of ``n`` ranks ``stride`` apart sits, as a cost per byte and a latency."""
-    k = members_per_domain(n, stride, system.scale_up_domain)
+    k = members_per_domain(n, stride, system.scale_up_domain, _carved(system))
     n = np.asarray(n, dtype=float)
     nodes = np.ceil(n / k)
     per_byte = (k - 1) / k / scale_up_bandwidth(system, c) + (nodes - 1) / nodes / k / scale_out_bandwidth(system, c)
@@ -87,7 +94,7 @@ def all_to_all_time(n_bytes, n, stride, system: System, c: PerfConstants):
 
     Local destinations go over NVLink/ICI, remote ones over the NIC, concurrently.
     """
-    k = members_per_domain(n, stride, system.scale_up_domain)
+    k = members_per_domain(n, stride, system.scale_up_domain, _carved(system))
     n = np.asarray(n, dtype=float)
     t_in = n_bytes * (k - 1) / n / scale_up_bandwidth(system, c)
     t_out = n_bytes * (n - k) / n / scale_out_bandwidth(system, c)
