@@ -313,10 +313,10 @@ def _duration(n_devices: float, duration_h: Any, device_hours: Any) -> float:
         got = "neither" if duration_h is None else "both"
         raise InputError("duration_h", f"give exactly one of duration_h and device_hours, got {got}")
     if duration_h is not None:
-        return check_number("duration_h", duration_h, 0, 1e7, lo_open=True)
+        return check_number("duration_h", duration_h, 0, 1e9, lo_open=True)
     dh = check_number("device_hours", device_hours, 0, 1e14, lo_open=True)
-    if dh / n_devices > 1e7:
-        raise InputError("device_hours", f"device_hours / n_devices must be <= 10,000,000 h, got {dh / n_devices:g}")
+    if dh / n_devices > 1e9:
+        raise InputError("device_hours", f"device_hours / n_devices must be <= 1,000,000,000 h, got {dh / n_devices:g}")
     return dh / n_devices
 
 

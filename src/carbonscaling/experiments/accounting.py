@@ -11,13 +11,6 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-# Sizes above every searched point (3.5e7 devices, 2.2e6 h) and within run_carbon's bounds
-# (1e12 devices, 1e7 h); tests/test_experiments.py checks the accounting is linear at these
-# scales. Nothing here splits runs any more.
-CARBON_DEVICE_LIMIT = 10**8
-CARBON_DURATION_LIMIT_H = 1e6
-
-
 @lru_cache(maxsize=4096)
 def model_spec(preset: str, d_model: int):
     """The preset's model at width ``d_model`` (cached: points share models)."""
@@ -53,7 +46,7 @@ def _carbon_summary(cr) -> dict[str, Any]:
 
 def account(system, n_devices: int, duration_h: float, utilization: float, carbon: dict) -> dict[str, Any]:
     """:func:`run_carbon` of a searched run as a flat dict. run_carbon takes up to 1e12 devices
-    and 1e7 hours, beyond every searched point (the largest: 3.5e7 devices; 2.2e6 hours, the
+    and 1e9 hours per device, beyond every searched point (the largest: 3.5e7 devices; 2.2e6 hours, the
     median-latency layout of v1 Fig. 5a at d = 49,152); a point outside them raises its
     InputError."""
     from ..carbon import run_carbon
