@@ -1,9 +1,9 @@
 """Validation of our estimator against published runs: regression guard, modes, CLI, user CSVs.
 
-Tolerances are set from what `carbonscaling validate` measured when they were written
-(docs/validation.md, section 6), with headroom: Megatron rows per-row |error| <= 6.7 %
-and MAPE 2.8 % (guard: 10 % and 5 %); BLOOM pinned HFU TFLOP/s +13.6 % and
-device-hours -20.4 % (guard: 20 % and 30 %).
+Tolerances are set from what `carbonscaling validate` measures (docs/validation.md,
+section 6), with headroom: Megatron rows per-row |error| <= 4.1 % and MAPE 2.5 % (guard:
+10 % and 5 %); BLOOM pinned HFU TFLOP/s +9.3 % and device-hours -17.2 % (guard: 20 % and
+30 %).
 """
 
 from __future__ import annotations
