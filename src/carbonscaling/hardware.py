@@ -66,7 +66,9 @@ class System(BaseModel):
     device: Device
     devices_per_node: int = Field(default=8, gt=0, le=10**4)
     scale_up_domain: int = Field(default=8, gt=0, le=10**7, description="devices on one NVLink/ICI fabric")
-    torus_dims: int | None = Field(default=None, ge=1, le=6, description="TPU ICI torus dimensions")
+    torus_dims: int | None = Field(default=None, ge=1, le=6,
+                                   description="TPU ICI torus dimensions (informational: the collective model "
+                                               "treats a pod as one scale-up domain)")
     scale_out_gbit_s: float = Field(default=400, gt=0, le=1e7, description="NIC line rate per device, Gbit/s")
     node_other_power_w: float = Field(default=0.0, ge=0, le=1e7)
     network_power_w_per_device: float = Field(default=0.0, ge=0, le=1e5)

@@ -78,12 +78,11 @@ def flash_attention_time(batch_heads, seq, head_dim, device: Device, c: PerfCons
 def unfused_attention_time(batch_heads, seq, head_dim, device: Device, c: PerfConstants, precision: str = "bf16"):
     """Attention as two batched GEMMs plus softmax/mask/dropout passes over the score tensor.
 
-    Returns ``(t_forward, t_backward, t_forward_elementwise)``; the last is what
-    selective recompute repeats besides the two GEMMs.
+    Returns ``(t_forward, t_backward)``; selective recompute repeats the forward.
     """
     s_fwd, s_bwd = linear_fwd_bwd_time(seq, seq, head_dim, batch_heads, device, c, precision, 2.0)
     v_fwd, v_bwd = linear_fwd_bwd_time(seq, head_dim, seq, batch_heads, device, c, precision, 2.0)
     score_bytes = 2.0 * batch_heads * seq * seq
     t_elem_fwd = memory_bound_time(score_bytes * c.unfused_attention_passes_fwd, device, c)
     t_elem_bwd = memory_bound_time(score_bytes * c.unfused_attention_passes_bwd, device, c)
-    return s_fwd + v_fwd + t_elem_fwd, s_bwd + v_bwd + t_elem_bwd, t_elem_fwd
+    return s_fwd + v_fwd + t_elem_fwd, s_bwd + v_bwd + t_elem_bwd

@@ -67,7 +67,7 @@ def _layer_times(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOpt
         at_f, at_b = K.flash_attention_time(heads_batch, s, hd, dev, c)
         at_selective = 0.0 * at_f  # FlashAttention recomputes scores inside its backward already
     else:
-        at_f, at_b, _ = K.unfused_attention_time(heads_batch, s, hd, dev, c)
+        at_f, at_b = K.unfused_attention_time(heads_batch, s, hd, dev, c)
         at_selective = at_f
     gate = 2.0 if model.ffn_gated else 1.0
     ffn_bytes = c.elementwise_fwd_bytes_ffn_gated if model.ffn_gated else c.elementwise_fwd_bytes_ffn
