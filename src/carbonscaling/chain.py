@@ -75,17 +75,6 @@ class Estimate:
                                     "total_tco2e": self.median_carbon.total_tco2e if self.median_carbon else None}
         return out
 
-    def to_row(self) -> dict[str, Any]:
-        """One flat record (for sweeps / pandas)."""
-        d = self.to_dict()
-        row: dict[str, Any] = {}
-        for block in ("model", "layout", "performance", "carbon"):
-            row.update({f"{block}.{k}" if block in ("layout",) else k: v for k, v in d[block].items()})
-        row.update({f"step.{k}": v for k, v in d["breakdown"]["step"].items()})
-        row["energy_kwh"] = d["energy_kwh"]
-        row["device"] = self.system.device.name
-        return row
-
 
 def build_system(device: Any = "H100", *, years_ahead: float = 0.0, cpa_growth: float = 0.0) -> System:
     return project(load_system(device), years_ahead, cpa_growth_per_year=cpa_growth)
@@ -139,20 +128,10 @@ def estimate(model: Any = None, device: Any = "H100", *, preset: str | None = No
     carbon_kw = dict(pue=pue, ci=region if region is not None else ci, lifetime_years=lifetime_years,
                      power_split=power_split, embodied_mode=embodied_mode, infrastructure=infrastructure,
                      include_embodied=include_embodied)
-    run_carbon(None, system, n_devices=1, duration_h=1.0, utilization=0.5, **carbon_kw)  # validate early
-
-    score = None
-    if objective == "carbon":
-        per_dev = run_carbon(None, system, n_devices=system.devices_per_node, duration_h=1.0, utilization=1.0,
-                             **carbon_kw)
-        idle = run_carbon(None, system, n_devices=system.devices_per_node, duration_h=1.0, utilization=1e-9,
-                          **carbon_kw)
-        fixed = idle.total_tco2e / system.devices_per_node
-        dyn = (per_dev.total_tco2e - idle.total_tco2e) / system.devices_per_node
-
-        def score(devs, dur_s, mfu):  # tCO2e, linear in device-hours and utilization
-            return devs * dur_s / 3600.0 * (fixed + dyn * mfu)
-
+    # One node-hour at idle: validates the carbon settings before the search, and prices layouts.
+    idle = run_carbon(None, system, n_devices=system.devices_per_node, duration_h=1.0, utilization=1e-9,
+                      **carbon_kw)
+    score = _carbon_score(system, carbon_kw, idle) if objective == "carbon" else None
     res = search(spec, system, deadline_days=deadline_days, options=opts, pinned=pinned, objective=objective,
                  carbon_score=score)
     carbon = _carbon_of(res.layout.devices, res.duration_s, res.mfu, system, carbon_kw, spec)
@@ -163,6 +142,18 @@ def estimate(model: Any = None, device: Any = "H100", *, preset: str | None = No
                 "objective": objective, "pinned": pinned, "options": opts.model_dump(),
                 **{k: v for k, v in carbon_kw.items() if v is not None}}
     return Estimate(model=spec, system=system, result=res, carbon=carbon, median_carbon=med, settings=settings)
+
+
+def _carbon_score(system: System, carbon_kw: dict, idle: CarbonResult):
+    """tCO2e of a layout from its device count, duration and MFU (carbon is linear in all three)."""
+    busy = run_carbon(None, system, n_devices=system.devices_per_node, duration_h=1.0, utilization=1.0, **carbon_kw)
+    fixed = idle.total_tco2e / system.devices_per_node
+    dynamic = (busy.total_tco2e - idle.total_tco2e) / system.devices_per_node
+
+    def score(devices, duration_s, mfu):
+        return devices * duration_s / 3600.0 * (fixed + dynamic * mfu)
+
+    return score
 
 
 def _carbon_of(devices: int, duration_s: float, mfu: float, system: System, carbon_kw: dict, spec) -> CarbonResult:

@@ -17,27 +17,39 @@ def _int_opt(name: str, help_: str):
     return Annotated[Num, typer.Option(name, metavar="N", help=help_)]
 
 
+DModelOpt = _int_opt("--d-model", "Model width for --preset.")
+DevicesOpt = _int_opt("--devices", "Pin the device count.")
+TpOpt = _int_opt("--tp", "Pin tensor parallelism.")
+PpOpt = _int_opt("--pp", "Pin pipeline parallelism.")
+DpOpt = _int_opt("--dp", "Pin data parallelism.")
+EpOpt = _int_opt("--ep", "Pin expert parallelism.")
+ZeroOpt = _int_opt("--zero", "Pin the ZeRO stage (0-3).")
+MicrobatchOpt = _int_opt("--microbatch", "Pin the microbatch size (sequences).")
+InterleaveOpt = _int_opt("--interleave", "Pin pipeline interleaving (virtual stages per device).")
+GlobalBatchOpt = _int_opt("--global-batch", "Pin the global batch in sequences.")
+
+
 @app.command()
 def estimate(
     model: ModelOpt = None,
     model_file: ModelFileOpt = None,
     preset: Annotated[Optional[str], typer.Option("--preset", metavar="NAME", help="Scaling-law preset: cs-v1, cs-v1-aggressive-batch, cs-v2.")] = None,
-    d_model: _int_opt("--d-model", "Model width for --preset.") = None,
+    d_model: DModelOpt = None,
     device: Annotated[Optional[str], typer.Option("--device", "-d", metavar="NAME", help="Catalog device (see `devices`).")] = None,
     device_file: DeviceFileOpt = None,
     years_ahead: Annotated[Num, typer.Option("--years-ahead", metavar="Y", help="Project the device Y years ahead (v1 Table 1 rates).")] = None,
     cpa_growth: Annotated[Num, typer.Option("--cpa-growth", metavar="G", help="Yearly CPA growth for projection (v2 EUV case: 0.1).")] = None,
     deadline_days: Annotated[Num, typer.Option("--deadline-days", metavar="DAYS", help="Maximum training duration (default 90).")] = None,
-    devices: _int_opt("--devices", "Pin the device count.") = None,
-    tp: _int_opt("--tp", "Pin tensor parallelism.") = None,
-    pp: _int_opt("--pp", "Pin pipeline parallelism.") = None,
-    dp: _int_opt("--dp", "Pin data parallelism.") = None,
-    ep: _int_opt("--ep", "Pin expert parallelism.") = None,
-    zero: _int_opt("--zero", "Pin the ZeRO stage (0-3).") = None,
-    microbatch: _int_opt("--microbatch", "Pin the microbatch size (sequences).") = None,
-    interleave: _int_opt("--interleave", "Pin pipeline interleaving (virtual stages per device).") = None,
+    devices: DevicesOpt = None,
+    tp: TpOpt = None,
+    pp: PpOpt = None,
+    dp: DpOpt = None,
+    ep: EpOpt = None,
+    zero: ZeroOpt = None,
+    microbatch: MicrobatchOpt = None,
+    interleave: InterleaveOpt = None,
     recompute: Annotated[Optional[str], typer.Option("--recompute", metavar="none|selective|full", help="Pin activation recompute.")] = None,
-    global_batch: _int_opt("--global-batch", "Pin the global batch in sequences.") = None,
+    global_batch: GlobalBatchOpt = None,
     global_batch_tokens: Annotated[Num, typer.Option("--global-batch-tokens", metavar="T", help="Pin the global batch in tokens.")] = None,
     precision: Annotated[str, typer.Option("--precision", metavar="bf16|fp16|fp8", help="Compute precision.")] = "bf16",
     flash_attention: Annotated[bool, typer.Option("--flash-attention/--no-flash-attention", help="Fused attention kernels.")] = True,

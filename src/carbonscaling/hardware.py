@@ -35,10 +35,10 @@ class Device(BaseModel):
     scale_up_gb_s: float = Field(gt=0, le=1e8, description="NVLink/ICI, bidirectional aggregate per device")
     tdp_w: float = Field(gt=0, le=1e6)
     die_area_mm2: float = Field(gt=0, le=1e6)
-    process_node: str = "7nm"
-    hbm_type: str = "HBM2e"
-    compute_units: int = Field(default=108, gt=0, le=10**6, description="SMs / CUs / MXUs, for wave quantization")
-    sram_mb: float = Field(default=50.0, gt=0, le=1e7)
+    process_node: str = Field(description="logic process, a key of cpa.csv (e.g. 7nm)")
+    hbm_type: str = Field(description="HBM generation, a key of cpa.csv (e.g. HBM2e)")
+    compute_units: int = Field(gt=0, le=10**6, description="SMs / CUs / MXUs, for wave quantization")
+    sram_mb: float = Field(gt=0, le=1e7, description="L2 + shared memory, MB")
     gemm_efficiency_max: float | None = Field(
         default=None, gt=0, le=1, description="achievable fraction of peak on large GEMMs; default perf.yaml"
     )
@@ -59,23 +59,27 @@ class Device(BaseModel):
 
 
 class System(BaseModel):
-    """A device in its node and network."""
+    """A device in its node and network.
+
+    Node and network fields have no defaults in code: a catalog entry or device file gives
+    them, and the cited ``defaults.system`` block of hardware.yaml fills the host items.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     device: Device
-    devices_per_node: int = Field(default=8, gt=0, le=10**4)
-    scale_up_domain: int = Field(default=8, gt=0, le=10**7, description="devices on one NVLink/ICI fabric")
+    devices_per_node: int = Field(gt=0, le=10**4)
+    scale_up_domain: int = Field(gt=0, le=10**7, description="devices on one NVLink/ICI fabric")
     torus_dims: int | None = Field(default=None, ge=1, le=6,
                                    description="TPU ICI torus dimensions (informational: the collective model "
                                                "treats a pod as one scale-up domain)")
-    scale_out_gbit_s: float = Field(default=400, gt=0, le=1e7, description="NIC line rate per device, Gbit/s")
-    node_other_power_w: float = Field(default=0.0, ge=0, le=1e7)
-    network_power_w_per_device: float = Field(default=0.0, ge=0, le=1e5)
-    cpus_per_node: float = Field(default=1, ge=0, le=1e3)
-    cpu_die_area_mm2: float = Field(default=147, ge=0, le=1e5)
-    dram_gb_per_node: float = Field(default=256, ge=0, le=1e7)
-    ssd_gb_per_node: float = Field(default=32768, ge=0, le=1e9)
+    scale_out_gbit_s: float = Field(gt=0, le=1e7, description="NIC line rate per device, Gbit/s")
+    node_other_power_w: float = Field(ge=0, le=1e7, description="node power beyond the accelerators, W")
+    network_power_w_per_device: float = Field(ge=0, le=1e5)
+    cpus_per_node: float = Field(ge=0, le=1e3)
+    cpu_die_area_mm2: float = Field(ge=0, le=1e5)
+    dram_gb_per_node: float = Field(ge=0, le=1e7)
+    ssd_gb_per_node: float = Field(ge=0, le=1e9)
     source: str = ""
 
     @property
@@ -169,12 +173,11 @@ def system_from_mapping(entry: dict, name: str | None = None, *, origin: str = "
     return system
 
 
-def load_system(device: str | Path | dict | System | Device) -> System:
-    """A :class:`System` from a catalog name, a YAML file, a mapping, or a spec."""
+def load_system(device: str | Path | dict | System) -> System:
+    """A :class:`System` from a catalog name, a YAML file, a mapping (device fields plus a
+    ``system:`` block), or a spec."""
     if isinstance(device, System):
         return device
-    if isinstance(device, Device):
-        return System(device=device, **load_yaml("hardware.yaml")["defaults"]["system"])
     if isinstance(device, dict):
         return system_from_mapping(device)
     if isinstance(device, Path) or (isinstance(device, str) and device.endswith((".yaml", ".yml"))):

@@ -22,8 +22,8 @@ from __future__ import annotations
 import itertools
 import math
 import numbers
-from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from dataclasses import dataclass, replace
+from typing import Callable
 
 import numpy as np
 
@@ -57,7 +57,6 @@ class SearchResult:
     median_mfu: float | None
     layouts_evaluated: int
     objective: str = "fastest"
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def devices(self) -> int:
@@ -182,10 +181,7 @@ def grid_for_devices(combos: dict[str, np.ndarray], n_lo: int, n_hi: int, batch:
     offsets = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
     dp = dp_lo[idx] + offsets
     pick = {k: v[idx] for k, v in combos.items()}
-    per_rank = dp * pick["ep"] * pick["mb"]
-    gbatch = np.full(total, batch, dtype=np.int64) if "global_batch" in pinned else (batch // per_rank) * per_rank
-    grid = LayoutGrid(tp=pick["tp"], pp=pick["pp"], dp=dp, ep=pick["ep"], zero=pick["zero"], mb=pick["mb"],
-                      v=pick["v"], rc=pick["rc"], batch=gbatch)
+    grid = _combo_grid(pick, dp, batch, pinned)
     return (grid, idx) if with_index else grid
 
 
@@ -207,6 +203,8 @@ def model_flops_utilization(model: ModelSpec, system: System, devices, duration_
 
 # ---- the search ----------------------------------------------------------------------
 def _combo_grid(combos: dict[str, np.ndarray], dp: np.ndarray, batch: int, pinned: dict) -> LayoutGrid:
+    """Layouts from inner combinations and DPs; the global batch is the pinned one, or the
+    critical batch rounded down to whole microbatches per data-parallel rank."""
     per_rank = dp * combos["ep"] * combos["mb"]
     gb = np.full_like(dp, batch) if "global_batch" in pinned else (batch // per_rank) * per_rank
     return LayoutGrid(tp=combos["tp"], pp=combos["pp"], dp=dp, ep=combos["ep"], zero=combos["zero"],

@@ -84,11 +84,6 @@ def ring_group(n, stride, system: System, c: PerfConstants) -> RingGroup:
     return RingGroup(per_byte_s=per_byte, latency_s=lat, active=n > 1)
 
 
-def collective_time(kind: str, n_bytes, n, stride, system: System, c: PerfConstants):
-    """Seconds for one collective of ``n_bytes`` per rank over ``n`` ranks spaced ``stride`` apart."""
-    return ring_group(n, stride, system, c).time(kind, n_bytes)
-
-
 def all_to_all_time(n_bytes, n, stride, system: System, c: PerfConstants):
     """Seconds for an all-to-all where each rank sends ``n_bytes`` spread evenly over ``n`` ranks.
 

@@ -125,7 +125,3 @@ class LayoutGrid:
             zero=arr(lambda x: x.zero), mb=arr(lambda x: x.microbatch), v=arr(lambda x: x.interleave),
             rc=arr(lambda x: RECOMPUTE_MODES.index(x.recompute)), batch=arr(lambda x: x.global_batch_sequences),
         )
-
-    @classmethod
-    def concat(cls, grids: list[LayoutGrid]) -> LayoutGrid:
-        return cls(**{k: np.concatenate([getattr(g, k) for g in grids]) for k in cls.__dataclass_fields__})
