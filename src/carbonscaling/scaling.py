@@ -39,9 +39,9 @@ class ModelSpec(BaseModel):
 
     d_model: int = Field(gt=0, le=10**8)
     n_layers: int = Field(gt=0, le=10**6)
-    n_heads: int | None = Field(default=None, gt=0, le=10**7, description="default d_model / 128")
+    n_heads: int | None = Field(default=None, gt=0, le=10**7, description="default d_model / head_dim of cs-v1")
     n_kv_heads: int | None = Field(default=None, gt=0, le=10**7, description="default n_heads (MHA)")
-    d_ff: int | None = Field(default=None, gt=0, le=10**9, description="default 4 d_model")
+    d_ff: int | None = Field(default=None, gt=0, le=10**9, description="default d_ff_ratio (4) x d_model, cs-v1")
     vocab: int = Field(default=51200, gt=0, le=10**8)
     n_experts: int = Field(default=1, gt=0, le=10**6)
     top_k: int = Field(default=1, gt=0, le=10**6)
@@ -73,10 +73,11 @@ class ModelSpec(BaseModel):
         data = dict(data)
         d = data.get("d_model")
         if isinstance(d, int) and d > 0:
+            rule = _preset_rules("cs-v1")  # defaults follow the scaling-law architecture rules
             if data.get("n_heads") is None:
-                data["n_heads"] = max(1, d // 128)
+                data["n_heads"] = max(1, d // rule["head_dim"])
             if data.get("d_ff") is None:
-                data["d_ff"] = 4 * d
+                data["d_ff"] = rule["d_ff_ratio"] * d
         if data.get("n_kv_heads") is None and data.get("n_heads") is not None:
             data["n_kv_heads"] = data["n_heads"]
         if data.get("d_expert") is None and data.get("d_ff") is not None:
