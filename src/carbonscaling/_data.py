@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -17,10 +18,24 @@ def data_path(name: str):
     return resources.files("carbonscaling") / "data" / name
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading ``1e11`` and ``2.5E-3`` as numbers (YAML 1.2), not text."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+
+
 @lru_cache(maxsize=None)
 def load_yaml(name: str) -> Any:
-    with data_path(name).open("r", encoding="utf-8") as fh:
-        return yaml.safe_load(fh)
+    return parse_yaml(data_path(name).read_text(encoding="utf-8"))
 
 
 @lru_cache(maxsize=None)
@@ -36,7 +51,7 @@ def read_user_yaml(path: str | Path, field: str) -> Any:
     if not p.is_file():
         raise InputError(field, f"no such file: {str(p)!r}")
     try:
-        return yaml.safe_load(p.read_text(encoding="utf-8"))
+        return parse_yaml(p.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as err:
         line = getattr(getattr(err, "problem_mark", None), "line", None)
         where = f" at line {line + 1}" if line is not None else ""

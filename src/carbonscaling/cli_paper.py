@@ -18,12 +18,9 @@ FiguresOpt = Annotated[bool, typer.Option("--figures/--no-figures", help="Draw t
 
 
 def _jobs(text: str | None) -> int | None:
-    if text is None:
-        return None
-    n = integer(text)
-    if not isinstance(n, int) or not 1 <= n <= 256:
-        raise InputError("jobs", f"must be an integer in [1, 256], got {text!r}")
-    return n
+    from .carbon import check_number
+
+    return None if text is None else int(check_number("jobs", integer(text), 1, 256, integer=True))
 
 
 class _Progress:

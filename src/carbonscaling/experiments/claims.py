@@ -234,8 +234,9 @@ def check_reduction(rows: Rows, exp: str, a: dict) -> tuple[str, str, str]:
         return measured, f"median reduction below {a['less_than']}'s", AGREES if m < mo else DISAGREES
     floor = float(a.get("at_least", 0.0))
     k = sum(x > floor for x in v)
-    return measured, f"reduction > {pct(floor)} at {'every' if a.get('everywhere') else 'each listed'} model", \
-        _by_fraction(k, len(v))
+    if a.get("everywhere"):
+        return measured, f"reduction > {pct(floor)} at every model", AGREES if k == len(v) else DISAGREES
+    return measured, f"reduction > {pct(floor)} at each listed model", _by_fraction(k, len(v))
 
 
 def check_reduction_by_size(rows: Rows, exp: str, a: dict) -> tuple[str, str, str]:
@@ -281,7 +282,7 @@ def check_marginal(rows: Rows, exp: str, a: dict) -> tuple[str, str, str]:
         v = [x for _, x in _reductions(rows, exp, {**a, "series": s})]
         parts.append(f"{s}: {pct(min(v))}..{pct(max(v))} (median {pct(median(v))})" if v else f"{s}: no points")
         ok.append(bool(v) and min(v) >= -tol and median(v) <= top)
-    return "savings vs B100 " + "; ".join(parts), f"never more than {pct(tol)} worse, median saving <= {pct(top)}", \
+    return f"savings vs {a['reference']} " + "; ".join(parts), f"never more than {pct(tol)} worse, median saving <= {pct(top)}", \
         _by_fraction(sum(ok), len(ok), 0.5)
 
 

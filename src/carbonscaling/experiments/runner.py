@@ -7,7 +7,7 @@ Work is shared at two levels:
   infeasibility policy. Points of any scenario that agree on those share one
   search (:class:`Job`), so cs-v1 and cs-v2 sweeps on the same device, or a
   B100 curve drawn in six figures, cost one search per width. Jobs run in a
-  process pool (``jobs`` workers, default 2), largest models first.
+  process pool (``jobs`` workers, default the usable cores), largest models first.
 * **carbon variants** (no embodied, low static power, other grid, CPA growth,
   median layout) never change the search: the main process re-accounts the
   searched devices x duration x utilization with :func:`carbon.run_carbon`.
@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
+from ..chain import STEP_PARTS
 from ..errors import InfeasibleError
 from .accounting import model_spec as _model, point_row
 from .scenario import MAX_DEADLINE_DAYS, Scenario, model_widths
@@ -119,8 +120,7 @@ def solve(job: Job) -> dict[str, Any]:
         "microbatch": lay.microbatch, "interleave": lay.interleave, "recompute": lay.recompute,
         "global_batch_sequences": lay.global_batch_sequences, "duration_s": res.duration_s, "mfu": res.mfu,
         "step_time_s": float(st.step_time_s), "layouts_evaluated": res.layouts_evaluated,
-        **{f"step.{k}": float(getattr(st, k)) for k in ("compute_s", "bubble_s", "tp_comm_s", "pp_comm_s",
-                                                         "dp_comm_s", "ep_comm_s", "optimizer_s")},
+        **{f"step.{k}": float(getattr(st, k)) for k in STEP_PARTS},
         "mem_total_gb": float(st.mem_total_gb),
         "median_devices": res.median_layout.devices if res.median_layout else None,
         "median_duration_s": res.median_duration_s, "median_mfu": res.median_mfu,

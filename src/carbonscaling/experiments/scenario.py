@@ -21,14 +21,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from .._data import parse_yaml, read_user_yaml
 from ..errors import InputError
 
-PLOTS = ("loss_vs_carbon", "utilization_vs_params", "bars", "validation")
-KINDS = ("practical", "median", "ideal")
-POLICIES = ("skip", "extend")
 MAX_DEADLINE_DAYS = 36500.0  # the search's own upper bound on a deadline (100 years)
 _Strict = ConfigDict(extra="forbid", frozen=True)
 
@@ -287,32 +284,8 @@ def _named(field: str, fn, sub: bool = False) -> None:
 
 
 def load_scenario(path: str | Path) -> Scenario:
-    """Read and validate a scenario YAML file."""
-    p = Path(path)
-    if not p.is_file():
-        raise InputError("scenario", f"no such file: {str(p)!r}")
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        line = getattr(getattr(err, "problem_mark", None), "line", None)
-        where = f" at line {line + 1}" if line is not None else ""
-        raise InputError("scenario", f"{p.name} is not valid YAML{where}") from None
-    return scenario_from_mapping(_numbers(data))
-
-
-def _numbers(obj: Any) -> Any:
-    """YAML 1.1 reads ``1e11`` as text; turn numeric strings back into numbers."""
-    if isinstance(obj, dict):
-        return {k: _numbers(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_numbers(v) for v in obj]
-    if isinstance(obj, str):
-        try:
-            v = float(obj)
-        except ValueError:
-            return obj
-        return v if math.isfinite(v) else obj
-    return obj
+    """Read and validate a scenario YAML file (``1e11`` reads as a number)."""
+    return scenario_from_mapping(read_user_yaml(path, "scenario"))
 
 
 # ---- shipped scenarios ---------------------------------------------------------------------
@@ -323,7 +296,7 @@ def _scenario_dir():
 @lru_cache(maxsize=1)
 def shipped_names() -> tuple[str, ...]:
     """Names of the shipped scenarios, in report order (the ``order`` list in index.yaml)."""
-    index = yaml.safe_load((_scenario_dir() / "index.yaml").read_text(encoding="utf-8"))
+    index = parse_yaml((_scenario_dir() / "index.yaml").read_text(encoding="utf-8"))
     return tuple(index["order"])
 
 
