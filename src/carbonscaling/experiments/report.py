@@ -151,8 +151,16 @@ def latency_finding(rows: list[dict]) -> str | None:
             "cannot be shorter than one microbatch's forward and backward pass through every layer plus the "
             "pipeline and communication it needs, however many devices are added (data parallelism is capped "
             "by the batch). The papers' plots reach these sizes within 3 months; with their own formulas "
-            "(D = 20N, B ~ C^(1/6), L = 0.402 d^0.75) we cannot. Such points are drawn hollow with the deadline "
+            f"({_rules_text(r['preset'])}) we cannot. Such points are drawn hollow with the deadline "
             "doubled until a layout exists (`deadline_days_used` in the CSV).")
+
+
+def _rules_text(preset: str) -> str:
+    from ..scaling import _preset_rules
+
+    p = _preset_rules(preset)
+    return (f"D = {g(p['tokens_per_param'])}N, B ~ C^{p['batch_exponent']:.3g}, "
+            f"L = {p['layers_coef']:g} d^{p['layers_exp']:g}")
 
 
 def best_fmt(seconds: float) -> str:
@@ -162,15 +170,17 @@ def best_fmt(seconds: float) -> str:
 def ideal_flops_note(rows: list[dict]) -> str | None:
     """Practical / ideal with the ideal on the law's C and on the model's real FLOPs."""
     ideal = {r["d_model"]: r for r in rows if r["kind"] == "ideal"}
-    prac = [r for r in rows if r["kind"] == "practical" and r["series"] in ("B100", "practical")
+    first = next((r["series"] for r in rows if r["kind"] == "practical"), None)  # the scenario's main curve
+    prac = [r for r in rows if r["kind"] == "practical" and r["series"] == first
             and r.get("status") == "ok" and r["d_model"] in ideal]
     if not ideal or not prac:
         return None
     law = [r["total_tco2e"] / ideal[r["d_model"]]["total_tco2e"] for r in prac]
     real = [x * r["train_flops"] / r["model_flops"] for x, r in zip(law, prac)]
+    extra = [r["model_flops"] / r["train_flops"] for r in prac]
     return (f"Ideal = the law's compute C = 6ND/E at peak and TDP (the papers' definition). Against it, practical "
             f"carbon is {g(min(law))}..{g(max(law))}x the ideal at the widths that met the deadline; against the "
-            f"model's real FLOPs (6 N_active D + attention, 1.5-2x C at these sizes) it is "
+            f"model's real FLOPs (6 N_active D + attention, {g(min(extra))}-{g(max(extra))}x C at these sizes) it is "
             f"{g(min(real))}..{g(max(real))}x.")
 
 
@@ -180,21 +190,22 @@ def method_notes(scenarios) -> list[str]:
     from .runner import WORKER_MEMORY_GB
 
     n = lambda p, d: g(from_preset(p, d).params_law, 2)  # noqa: E731
-    policies = sorted({s.base.on_infeasible or "extend" for s in scenarios if s.plot != "validation"})
+    sweeps = [s for s in scenarios if s.plot != "validation"]
+    policies = sorted({s.resolved(x)["on_infeasible"] for s in sweeps for x in s.series})
+    deadlines = sorted({s.resolved(x)["deadline_days"] for s in sweeps for x in s.series})
     return [
         f"**Model ranges.** The printed formulas give N = {n('cs-v1', 6144)}..{n('cs-v1', 98304)} for v1's "
         f"d_model = 6,144..98,304 (v1 states 1e11..1e15) and N = {n('cs-v2', 1536)}..{n('cs-v2', 24576)} for v2's "
         "d_model = 1,536..24,576 (v2 states 0.75B..24,547B). We keep the formulas and sweep by the N each paper "
         "names: widths 2^k and 3x2^k between the two whose N is nearest to the stated bounds.",
-        f"**Deadline.** 90 days, on_infeasible = {', '.join(policies)}. *extend*: when no layout meets the "
+        f"**Deadline.** {', '.join(g(d) for d in deadlines)} days, on_infeasible = {', '.join(policies)}. *extend*: when no layout meets the "
         "deadline, it is doubled until one does (at most 100 years); then every series of the experiment at "
         "that width is re-searched under the longest deadline any of them needed, so curves compare like with "
         "like. Such points are hollow in the figures. *skip*: the point is reported infeasible with the reason.",
         "**Ideal.** The papers' definition: the fewest devices at peak throughput and TDP for the law's compute "
         "C = 6ND/E, no host power, no embodied carbon (`carbon.ideal_carbon`).",
-        "**Carbon settings.** v1: PUE 1.1, 127 g/kWh, 5-year life, no infrastructure share; v2: PUE 1.1, "
-        "us-east5 2024 (323 g/kWh), 6-year life, infrastructure share (data/embodied.yaml). Embodied mode "
-        "*paper* (die area x logic CPA + HBM GB x HBM CPA + host items, data/cpa.csv).",
+        "**Carbon settings.** Each experiment's settings line below lists its PUE, grid intensity, lifetime "
+        "and embodied options (unset ones take data/power.yaml's defaults).",
         f"**Search budget.** Each search runs in a worker capped at {WORKER_MEMORY_GB:g} GB; a search that needs "
         "more (very large batches give billions of candidate layouts) is reported infeasible with that reason.",
     ]
