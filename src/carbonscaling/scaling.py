@@ -202,9 +202,14 @@ class ModelSpec(BaseModel):
         return 12.0 * self.n_layers * self.seq_len * self.d_attn
 
     @property
+    def model_flops_per_token(self) -> float:
+        """``6 N_active`` + attention: what one token costs an ideal run (no recompute)."""
+        return 6.0 * self.params_active + self.attention_flops_per_token
+
+    @property
     def model_flops(self) -> float:
-        """FLOPs an ideal run executes (no recompute): ``6 N_active D`` + attention. MFU's numerator."""
-        return (6.0 * self.params_active + self.attention_flops_per_token) * self.train_tokens
+        """FLOPs an ideal run executes (no recompute). MFU's numerator."""
+        return self.model_flops_per_token * self.train_tokens
 
     @property
     def batch_tokens(self) -> float:

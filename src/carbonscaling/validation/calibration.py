@@ -27,7 +27,6 @@ from .ours import megatron_flops_per_iteration, run_search
 from .runs import PublishedRun, resolve_runs
 
 #: perf.yaml ``section.key`` -> :class:`PerfConstants` field, for the constants we refit.
-REFITTABLE = {"gemm.in_situ_factor": "gemm_in_situ_factor"}
 _GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
 
 
@@ -58,7 +57,7 @@ def is_gpt_shaped(model) -> bool:
 
 def predicted_tflops(run: PublishedRun, consts: PerfConstants | None = None) -> dict:
     """Our pinned prediction of ``run``'s per-device TFLOP/s, with the FLOP count of eq. 3."""
-    from .ours import model_flops_per_token, recompute_flops_per_token
+    from .ours import recompute_flops_per_token
 
     model, system, res, _ = run_search(run, "pinned", consts)
     lay = res.layout
@@ -68,7 +67,7 @@ def predicted_tflops(run: PublishedRun, consts: PerfConstants | None = None) -> 
                                              model.d_model, model.vocab)
         definition = "eq. 3"
     else:
-        per_token = model_flops_per_token(model) + recompute_flops_per_token(model, lay.recompute)
+        per_token = model.model_flops_per_token + recompute_flops_per_token(model, lay.recompute)
         flops = per_token * lay.global_batch_sequences * model.seq_len
         definition = "model + recompute FLOPs"
     tflops = flops / step / lay.devices / 1e12

@@ -179,11 +179,11 @@ def evaluate(runs: list[PublishedRun] | str | Path | None, predictors: Mapping[s
     methods = list(predictors)
     by_id = {r.run_id: r for r in runs}
     rows = predict_all(runs, predictors)
-    split = {
-        "used_for_fitting": metrics_for([r for r in rows if r["used_for_fitting"]], methods, by_id),
-        "not_used_for_fitting": metrics_for([r for r in rows if not r["used_for_fitting"]], methods, by_id),
+    by_split = {
+        split: metrics_for([r for r in rows if r["used_for_fitting"] == (split == SPLITS[0])], methods, by_id)
+        for split in SPLITS
     }
-    return ValidationReport(runs=rows, metrics=metrics_for(rows, methods, by_id), metrics_split=split,
+    return ValidationReport(runs=rows, metrics=metrics_for(rows, methods, by_id), metrics_split=by_split,
                             methods=methods)
 
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Literal
 
 from .._data import load_yaml
@@ -151,9 +151,6 @@ class LLMCResult:
     embodied_tco2e: float
     embodied_kg_by_item: dict[str, float] = field(default_factory=dict)
 
-    def as_dict(self) -> dict:
-        return asdict(self)
-
 
 def _device(device: str):
     from ..hardware import load_system, logic_cpa
@@ -183,13 +180,11 @@ def estimate(params: float, tokens: float | None, device: str = "A100-80GB", *,
     active = params if params_active is None else _check_positive("params_active", params_active, params)
     if tokens is not None:
         _check_positive("tokens", tokens, 1e18)
-    defaults = load_yaml("power.yaml")["defaults"]
-    pue = _check_positive("pue", defaults["pue"] if pue is None else pue, 5.0)
-    if pue < 1:
-        raise InputError("pue", f"must be in [1, 5], got {pue!r}")
-    ci = defaults["ci_g_per_kwh"] if ci_g_per_kwh is None else ci_g_per_kwh
-    if not isinstance(ci, (int, float)) or not math.isfinite(ci) or not 0 <= ci <= 5000:
-        raise InputError("ci_g_per_kwh", f"must be a number in [0, 5000], got {ci!r}")
+    from ..carbon import check_number, defaults
+
+    d = defaults()
+    pue = check_number("pue", d["pue"] if pue is None else pue, 1, 3)
+    ci = check_number("ci_g_per_kwh", d["ci_g_per_kwh"] if ci_g_per_kwh is None else ci_g_per_kwh, 0, 2000)
     dev, cpa = _device(device)
     tp, pp = parallelism(params, dev.hbm_gb)
     if n_devices is None:

@@ -117,17 +117,12 @@ def matmul_params_active(model) -> float:
                  + model.n_moe_layers * moe)
 
 
-def model_flops_per_token(model) -> float:
-    """Model FLOPs per token (MFU's numerator): ``6 N_active`` + attention (non-causal)."""
-    return 6.0 * model.params_active + model.attention_flops_per_token
-
-
 def recompute_flops_per_token(model, recompute: str) -> float:
     """FLOPs per token that activation recompute repeats: full = the layers' forward pass
     (``2 x`` matmul weights + attention ``4 L s d_attn``); selective = attention only."""
     if recompute not in RECOMPUTE_MODES:
         raise InputError("recompute", f"must be one of {', '.join(RECOMPUTE_MODES)}, got {recompute!r}")
-    attention = 4.0 * model.n_layers * model.seq_len * model.d_attn
+    attention = model.attention_flops_per_token / 3.0  # the forward third of forward + backward
     if recompute == "full":
         return 2.0 * matmul_params_active(model) + attention
     return attention if recompute == "selective" else 0.0
@@ -159,10 +154,10 @@ def predict_run(run: PublishedRun, mode: Mode = "pinned", consts: PerfConstants 
     model, system, res, pins = run_search(run, mode, consts)
     lay = res.layout
     tokens_per_step = lay.global_batch_sequences * model.seq_len
-    mfu = model_flops_per_token(model) * tokens_per_step / (float(res.step.step_time_s) * lay.devices
-                                                            * system.device.peak_flops())
-    hfu = mfu * (1.0 + recompute_flops_per_token(model, lay.recompute) / model_flops_per_token(model))
-    peak_tf = system.device.peak_flops() / 1e12
+    peak = system.device.peak_flops(res.options.gemm_precision)  # as the search's MFU (FP8 runs: FP8 peak)
+    mfu = model.model_flops_per_token * tokens_per_step / (float(res.step.step_time_s) * lay.devices * peak)
+    hfu = mfu * (1.0 + recompute_flops_per_token(model, lay.recompute) / model.model_flops_per_token)
+    peak_tf = peak / 1e12
     out: dict[str, Any] = {
         "mfu": mfu, "hfu": hfu, "tflops_per_device": mfu * peak_tf, "hfu_tflops_per_device": hfu * peak_tf,
         "step_time_s": float(res.step.step_time_s), "devices": lay.devices, "tp": lay.tp, "pp": lay.pp,

@@ -84,8 +84,8 @@ class PublishedRun(BaseModel):
     duration_days: float | None = Field(default=None, gt=0, le=1e5)
     device_hours: float | None = Field(default=None, gt=0, le=1e12)
     energy_kwh: float | None = Field(default=None, gt=0, le=1e12)
-    pue: float | None = Field(default=None, ge=1, le=5)
-    carbon_intensity_g_per_kwh: float | None = Field(default=None, ge=0, le=5000)
+    pue: float | None = Field(default=None, ge=1, le=3)  # carbon.run_carbon's range
+    carbon_intensity_g_per_kwh: float | None = Field(default=None, ge=0, le=2000)  # as carbon.py
     operational_tco2e: float | None = Field(default=None, ge=0, le=1e9)
     embodied_tco2e: float | None = Field(default=None, ge=0, le=1e9)
     source: str = ""
