@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from .carbon import CarbonResult, check_number, run_carbon
-from .errors import InputError
+from .errors import InputError, from_validation
 from .hardware import System, describe, load_system, project
 from .perf.layout import TrainingOptions
 from .scaling import ModelSpec, from_preset, resolve_model
@@ -114,9 +116,8 @@ def estimate(model: Any = None, device: Any = "H100", *, preset: str | None = No
                                sequence_parallel=sequence_parallel, overlap_grad_reduce=overlap_grad_reduce,
                                overlap_tp_comm=overlap_tp_comm, overlap_ep_comm=overlap_ep_comm,
                                dynamic_eviction=dynamic_eviction, flexible_sharding=flexible_sharding, qat=qat)
-    except Exception as err:  # pydantic ValidationError -> one line naming the field
-        first = err.errors()[0] if hasattr(err, "errors") else {"loc": ("options",), "msg": str(err)}
-        raise InputError(str(first["loc"][0]), first["msg"]) from None
+    except ValidationError as err:
+        raise from_validation(err) from None
     if global_batch_tokens is not None:
         if global_batch is not None:
             raise InputError("global_batch_tokens", "give either global_batch or global_batch_tokens, not both")

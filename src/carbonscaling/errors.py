@@ -55,3 +55,26 @@ class InfeasibleError(CarbonScalingError):
         self.constraint = constraint
         self.details = details or {}
         super().__init__(reason)
+
+
+def from_validation(err, prefix: str = "", *, missing: str = "required field is missing",
+                    extra: str = "unknown field", loc=None) -> InputError:
+    """The first error of a pydantic ``ValidationError`` as one :class:`InputError` line.
+
+    ``prefix`` is prepended to the field path; ``loc`` may rewrite the path (a tuple ->
+    str function, e.g. to drop union tags); ``missing`` / ``extra`` word those two cases.
+    """
+    first = err.errors()[0]
+    path = tuple(first.get("loc", ()))
+    field = loc(path) if loc else ".".join(str(p) for p in path)
+    field = f"{prefix}.{field}" if prefix and field else (field or prefix)
+    kind = first.get("type", "")
+    if kind == "missing":
+        return InputError(field, missing)
+    if kind == "extra_forbidden":
+        return InputError(field, extra)
+    msg = first.get("msg", "invalid value").removeprefix("Value error, ")
+    inp = first.get("input")
+    if not isinstance(inp, (dict, list)):
+        msg = f"{msg} (got {inp!r})"
+    return InputError(field, msg)

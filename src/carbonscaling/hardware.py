@@ -17,7 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ._data import load_csv, load_yaml, read_user_yaml
-from .errors import InputError, UnknownNameError
+from .errors import InputError, UnknownNameError, from_validation
 
 
 class Device(BaseModel):
@@ -136,17 +136,6 @@ def _find(name: str) -> tuple[str, dict]:
     raise UnknownNameError("device", name, cat)
 
 
-def _error_from_validation(err: ValidationError, prefix: str) -> InputError:
-    first = err.errors()[0]
-    field = ".".join(str(p) for p in first.get("loc", ()))
-    msg = first.get("msg", "invalid value")
-    if first.get("type") == "missing":
-        msg = "required field is missing"
-    elif first.get("type") != "extra_forbidden":
-        msg = f"{msg} (got {first.get('input')!r})"
-    return InputError(f"{prefix}.{field}" if field else prefix, msg)
-
-
 def system_from_mapping(entry: dict, name: str | None = None, *, origin: str = "device") -> System:
     """Build a :class:`System` from a catalog-style mapping (device fields + ``system:`` block)."""
     if not isinstance(entry, dict):
@@ -164,11 +153,11 @@ def system_from_mapping(entry: dict, name: str | None = None, *, origin: str = "
     try:
         device = Device(**entry)
     except ValidationError as err:
-        raise _error_from_validation(err, origin) from None
+        raise from_validation(err, origin) from None
     try:
         system = System(device=device, **sys_fields)
     except ValidationError as err:
-        raise _error_from_validation(err, f"{origin}.system") from None
+        raise from_validation(err, f"{origin}.system") from None
     logic_cpa(device), hbm_cpa(device)  # fail early on unknown process / HBM type
     return system
 

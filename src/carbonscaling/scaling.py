@@ -21,7 +21,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ._data import load_yaml, read_user_yaml
-from .errors import InputError, UnknownNameError
+from .errors import InputError, UnknownNameError, from_validation
 
 PositiveInt = Field(gt=0, le=10**9)
 LossLaw = Literal["chinchilla", "fine_grained_moe"]
@@ -368,18 +368,9 @@ def named_model(name: str) -> ModelSpec:
 
 
 def _validation_to_input_error(err: ValidationError, origin: str) -> InputError:
-    first = err.errors()[0]
-    field = ".".join(str(p) for p in first.get("loc", ())) or origin
-    msg = first.get("msg", "invalid value")
-    if first.get("type") == "missing":
-        msg = "required field is missing"
-    elif first.get("type") == "extra_forbidden":
-        allowed = ", ".join(k for k in ModelSpec.model_fields if k not in {"preset", "law_params", "law_train_flops"})
-        msg = f"unknown field (allowed: {allowed})"
-    inp = first.get("input")
-    if first.get("type") not in {"missing", "extra_forbidden"} and not isinstance(inp, dict):
-        msg = f"{msg} (got {inp!r})"
-    return InputError(field, msg)
+    allowed = ", ".join(k for k in ModelSpec.model_fields if k not in {"preset", "law_params", "law_train_flops"})
+    e = from_validation(err, extra=f"unknown field (allowed: {allowed})")
+    return InputError(e.field or origin, e.message)
 
 
 def model_from_mapping(data: dict, *, origin: str = "model") -> ModelSpec:

@@ -24,7 +24,7 @@ from typing import Any, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .._data import parse_yaml, read_user_yaml
-from ..errors import InputError
+from ..errors import InputError, from_validation
 
 MAX_DEADLINE_DAYS = 36500.0  # the search's own upper bound on a deadline (100 years)
 _Strict = ConfigDict(extra="forbid", frozen=True)
@@ -192,18 +192,7 @@ def _loc(loc: tuple) -> str:
 
 
 def _from_validation(err: ValidationError) -> InputError:
-    first = err.errors()[0]
-    field = _loc(tuple(first.get("loc", ())))
-    kind = first.get("type", "")
-    if kind == "missing":
-        return InputError(field, "required field is missing")
-    if kind == "extra_forbidden":
-        return InputError(field, "unknown field")
-    msg = first.get("msg", "invalid value").removeprefix("Value error, ")
-    inp = first.get("input")
-    if not isinstance(inp, (dict, list)):
-        msg = f"{msg} (got {inp!r})"
-    return InputError(field, msg)
+    return from_validation(err, loc=_loc)
 
 
 def scenario_from_mapping(data: Any, origin: str = "scenario") -> Scenario:

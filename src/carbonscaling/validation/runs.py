@@ -19,7 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .._data import data_path
-from ..errors import InputError, UnknownNameError
+from ..errors import InputError, UnknownNameError, from_validation
 
 #: Training FLOPs per (active) parameter per token: 2 forward + 4 backward
 #: (Kaplan et al. 2020); the convention both baselines and the papers use.
@@ -202,11 +202,7 @@ def run_from_mapping(row: dict[str, Any], *, where: str = "run") -> PublishedRun
     try:
         return PublishedRun(**{k: v for k, v in fields.items() if v is not None})
     except ValidationError as err:
-        first = err.errors()[0]
-        field = ".".join(str(p) for p in first.get("loc", ()))
-        msg = "required value is empty" if first.get("type") == "missing" else (
-            f"{first.get('msg', 'invalid value')} (got {first.get('input')!r})")
-        raise InputError(f"{where}.{field}", msg) from None
+        raise from_validation(err, where, missing="required value is empty") from None
 
 
 def parse_runs(text: str, *, origin: str = "runs") -> list[PublishedRun]:
