@@ -135,10 +135,10 @@ def estimate(model: Any = None, device: Any = "H100", *, preset: str | None = No
     score = _carbon_score(system, carbon_kw, idle) if objective == "carbon" else None
     res = search(spec, system, deadline_days=deadline_days, options=opts, pinned=pinned, objective=objective,
                  carbon_score=score)
-    carbon = _carbon_of(res.layout.devices, res.duration_s, res.mfu, system, carbon_kw, spec)
+    carbon = carbon_of_run(res.layout.devices, res.duration_s, res.mfu, system, carbon_kw, spec)
     med = None
     if median_carbon and res.median_layout is not None:
-        med = _carbon_of(res.median_layout.devices, res.median_duration_s, res.median_mfu, system, carbon_kw, spec)
+        med = carbon_of_run(res.median_layout.devices, res.median_duration_s, res.median_mfu, system, carbon_kw, spec)
     settings = {"deadline_days": deadline_days, "years_ahead": years_ahead, "cpa_growth": cpa_growth,
                 "objective": objective, "pinned": pinned, "options": opts.model_dump(),
                 **{k: v for k, v in carbon_kw.items() if v is not None}}
@@ -157,6 +157,8 @@ def _carbon_score(system: System, carbon_kw: dict, idle: CarbonResult):
     return score
 
 
-def _carbon_of(devices: int, duration_s: float, mfu: float, system: System, carbon_kw: dict, spec) -> CarbonResult:
+def carbon_of_run(devices: int, duration_s: float, mfu: float, system: System, carbon_kw: dict,
+                  spec=None) -> CarbonResult:
+    """Carbon of a searched run; its MFU is the power model's utilization (clamped into (0, 1])."""
     util = min(1.0, max(mfu, 1e-12)) if math.isfinite(mfu) else 1e-12
     return run_carbon(spec, system, n_devices=devices, duration_h=duration_s / 3600.0, utilization=util, **carbon_kw)

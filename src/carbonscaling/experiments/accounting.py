@@ -20,10 +20,11 @@ def model_spec(preset: str, d_model: int):
 
 
 @lru_cache(maxsize=256)
-def _system(device: str, years_ahead: float, cpa_growth: float):
-    from ..hardware import load_system, project
+def system_spec(device: str, years_ahead: float, cpa_growth: float = 0.0):
+    """The projected system (cached: points share systems)."""
+    from ..chain import build_system
 
-    return project(load_system(device), years_ahead, cpa_growth_per_year=cpa_growth)
+    return build_system(device, years_ahead=years_ahead, cpa_growth=cpa_growth)
 
 
 _EXTENSIVE = ("operational_tco2e", "embodied_tco2e", "total_tco2e", "total_low_tco2e", "total_high_tco2e",
@@ -49,11 +50,9 @@ def account(system, n_devices: int, duration_h: float, utilization: float, carbo
     and 1e9 hours per device, beyond every searched point (the largest: 3.5e7 devices; 2.2e6 hours, the
     median-latency layout of v1 Fig. 5a at d = 49,152); a point outside them raises its
     InputError."""
-    from ..carbon import run_carbon
+    from ..chain import carbon_of_run
 
-    u = min(1.0, max(utilization, 1e-12))
-    return _carbon_summary(run_carbon(None, system, n_devices=n_devices, duration_h=duration_h,
-                                      utilization=u, **carbon))
+    return _carbon_summary(carbon_of_run(n_devices, duration_h * 3600.0, utilization, system, carbon))
 
 
 def point_row(p, res: dict | None) -> dict[str, Any]:
@@ -73,7 +72,7 @@ def point_row(p, res: dict | None) -> dict[str, Any]:
         **{f"opt.{k}": v for k, v in s["options"].items()},
         **{f"carbon.{k}": v for k, v in s["carbon"].items()},
     }
-    system = _system(s["device"], s["years_ahead"], s["cpa_growth"])
+    system = system_spec(s["device"], s["years_ahead"], s["cpa_growth"])
     if p.kind == "ideal":
         flops = spec.train_flops if s["ideal_flops"] == "law" else spec.model_flops
         c = s["carbon"]
@@ -81,7 +80,7 @@ def point_row(p, res: dict | None) -> dict[str, Any]:
                           year=c.get("year"))
         b = cr.breakdown
         row.update(status="ok", reason="", deadline_days_used=s["deadline_days"], devices=b["n_devices"],
-                   duration_days=b["duration_h"] / 24.0, mfu=1.0, **_carbon_summary_ideal(cr))
+                   duration_days=b["duration_h"] / 24.0, mfu=1.0, **_carbon_summary(cr))
         return _per_device(row)
     row.update({k: v for k, v in res.items() if k not in ("searches", "seconds")})
     row["search_s"] = res["seconds"]
@@ -95,13 +94,6 @@ def point_row(p, res: dict | None) -> dict[str, Any]:
     row.update(devices_used=devs, duration_days=dur / 86400.0, mfu_used=mfu,
                **account(system, devs, dur / 3600.0, mfu, s["carbon"]))
     return _per_device(row)
-
-
-def _carbon_summary_ideal(cr) -> dict[str, Any]:
-    return {"operational_tco2e": cr.operational_tco2e, "embodied_tco2e": 0.0, "total_tco2e": cr.total_tco2e,
-            "total_low_tco2e": cr.total_tco2e, "total_high_tco2e": cr.total_tco2e, "energy_kwh": cr.energy_kwh,
-            "ci_g_per_kwh": cr.breakdown["ci_g_per_kwh"], "pue": cr.breakdown["pue"],
-            "ci_source": cr.ci_source, "embodied_source": cr.embodied_source}
 
 
 def _per_device(row: dict) -> dict:

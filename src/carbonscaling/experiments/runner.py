@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterable
 
 from ..chain import STEP_PARTS
 from ..errors import InfeasibleError
-from .accounting import model_spec as _model, point_row
+from .accounting import model_spec as _model, point_row, system_spec
 from .scenario import MAX_DEADLINE_DAYS, Scenario, model_widths
 
 WORKER_MEMORY_GB = 4.0      # address-space cap per search worker
@@ -83,13 +83,12 @@ def extended_deadline(deadline_days: float, best_days: float) -> float | None:
 
 def solve(job: Job) -> dict[str, Any]:
     """Run the search of one job (with the extend policy); a flat record of plain numbers."""
-    from ..hardware import load_system, project
     from ..perf.layout import TrainingOptions
     from ..search import search
 
     t0 = time.perf_counter()
     model = _model(job.preset, job.d_model)
-    system = project(load_system(job.device), job.years_ahead)
+    system = system_spec(job.device, job.years_ahead)
     opts = TrainingOptions(**dict(job.options))
     out: dict[str, Any] = {"searches": 1, "deadline_days_used": job.deadline_days, "status": "ok", "reason": ""}
     try:
