@@ -56,7 +56,7 @@ def option(default: Any, help: str, *, cli: str | None = None, metavar: str | No
     return Field(default, description=help, json_schema_extra=extra or None, **constraints)
 
 
-class _Spec(BaseModel):
+class SpecModel(BaseModel):
     """Frozen, no unknown fields, no inf/NaN; numbers must be numbers (not text or booleans)."""
 
     model_config = _CONFIG
@@ -71,7 +71,7 @@ class _Spec(BaseModel):
 
 
 # ---- the parts -----------------------------------------------------------------------------
-class HardwareSpec(_Spec):
+class HardwareSpec(SpecModel):
     """On what the run trains: a device and its projection into the future."""
 
     device: Any = option("H100", "Catalog device name (see `devices`), a device YAML file or a mapping.",
@@ -82,7 +82,7 @@ class HardwareSpec(_Spec):
                                cli="--cpa-growth", metavar="G", ge=-0.5, le=2)
 
 
-class LayoutPins(_Spec):
+class LayoutPins(SpecModel):
     """Parts of the parallel layout that are fixed (None: the search chooses).
 
     Megatron-Core names: ``devices`` = TP x CP x PP x DP; ``vp`` virtual pipeline stages
@@ -116,7 +116,7 @@ class LayoutPins(_Spec):
         return {k: v for k, v in self.model_dump().items() if v is not None}
 
 
-class SearchSettings(_Spec):
+class SearchSettings(SpecModel):
     """What the layout search optimises, and by when the run must finish."""
 
     deadline_days: float = option(90.0, "Maximum training duration in days.", metavar="DAYS", gt=0,
@@ -125,7 +125,7 @@ class SearchSettings(_Spec):
                                                      metavar="fastest|carbon")
 
 
-class CarbonSettings(_Spec):
+class CarbonSettings(SpecModel):
     """Carbon accounting. ``None`` takes the default of data/power.yaml (reported as used).
 
     Every field except those in :attr:`NOT_FOR_RUN_CARBON` is a keyword argument of
@@ -165,7 +165,7 @@ class CarbonSettings(_Spec):
         return out
 
 
-class RunSpec(_Spec):
+class RunSpec(SpecModel):
     """A whole training run: the model and the five parts (see the module docstring)."""
 
     model: Any = option(None, "Catalog model name (see `models`), a model YAML file, a mapping or a ModelSpec.",
@@ -334,21 +334,28 @@ def build(cls: type[BaseModel], data: dict[str, Any]) -> Any:
 
 
 # ---- derived schemas -----------------------------------------------------------------------
-def partial(cls: type[BaseModel], name: str | None = None) -> type[BaseModel]:
-    """``cls`` with every field optional (default None), constraints and descriptions kept:
-    the shape of a scenario's overrides, so a new spec field is a new scenario field."""
+def partial_fields(cls: type[BaseModel], exclude: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``cls``'s fields as ``create_model`` arguments, each optional with default None
+    (constraints, aliases and descriptions kept): a scenario's overrides of a part."""
     fields: dict[str, Any] = {}
     for fname, info in cls.model_fields.items():
+        if fname in exclude:
+            continue
         ann = info.annotation
         opt = ann if get_origin(ann) is Union and type(None) in get_args(ann) else Optional[ann]
-        kw = {"description": info.description}
+        kw: dict[str, Any] = {"description": info.description}
         if isinstance(info.validation_alias, AliasChoices):
             kw["validation_alias"] = info.validation_alias
-        fields[fname] = (opt, Field(None, **kw))
-        fields[fname][1].metadata = list(info.metadata)
-    return create_model(name or f"Partial{cls.__name__}", __config__=ConfigDict(extra="forbid", frozen=True,
-                                                                                allow_inf_nan=False),
-                        **fields)
+        field = Field(None, **kw)
+        field.metadata = list(info.metadata)
+        fields[fname] = (opt, field)
+    return fields
+
+
+def partial(cls: type[BaseModel], name: str, module: str) -> type[BaseModel]:
+    """``cls`` with every field optional (see :func:`partial_fields`), as class ``module.name``
+    (assign it to that name there, so that it pickles)."""
+    return create_model(name, __base__=SpecModel, __module__=module, **partial_fields(cls))
 
 
 # ---- the CLI block -------------------------------------------------------------------------
