@@ -51,7 +51,7 @@ def estimate(
     recompute: Annotated[Optional[str], typer.Option("--recompute", metavar="none|selective|full", help="Pin activation recompute.")] = None,
     global_batch: GlobalBatchOpt = None,
     global_batch_tokens: Annotated[Num, typer.Option("--global-batch-tokens", metavar="T", help="Pin the global batch in tokens.")] = None,
-    precision: Annotated[str, typer.Option("--precision", metavar="bf16|fp16|fp8", help="Compute precision.")] = "bf16",
+    precision: Annotated[str, typer.Option("--precision", metavar="FORMAT", help="GEMM number format: bf16, fp16, fp8 (fp8-cs), fp8-delayed, fp8-blockwise, mxfp8 (fp8-mx), nvfp4, mxfp4; the device must run it.")] = "bf16",
     flash_attention: Annotated[bool, typer.Option("--flash-attention/--no-flash-attention", help="Fused attention kernels.")] = True,
     sequence_parallel: Annotated[bool, typer.Option("--sequence-parallel/--no-sequence-parallel")] = True,
     overlap_grad_reduce: Annotated[bool, typer.Option("--overlap-grad-reduce/--no-overlap-grad-reduce")] = True,

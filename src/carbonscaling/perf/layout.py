@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ..formats import PRECISIONS, canonical_precision, number_format
 
 RECOMPUTE_MODES = ("none", "selective", "full")
 Recompute = Literal["none", "selective", "full"]
@@ -29,7 +31,7 @@ class TrainingOptions(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    precision: Literal["bf16", "fp16", "fp8"] = "bf16"
+    precision: Literal[PRECISIONS] = "bf16"  # aliases (fp8-cs, FP8-MX, ...) normalised; see formats.yaml
     flash_attention: bool = True
     sequence_parallel: bool = True
     overlap_grad_reduce: bool = True
@@ -41,9 +43,22 @@ class TrainingOptions(BaseModel):
     flexible_sharding: bool = False
     qat: bool = False
 
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _canonical_precision(cls, v):
+        if not isinstance(v, str):
+            return v
+        try:
+            return canonical_precision(v)
+        except ValueError as err:  # pydantic adds the field name itself
+            raise ValueError(getattr(err, "message", str(err))) from None
+
     @property
     def gemm_precision(self) -> str:
-        return "fp8" if (self.precision == "fp8" or self.qat) else "bf16"
+        """The format the quantized GEMMs run in (QAT: the papers' 8-bit rate)."""
+        if self.qat and not number_format(self.precision).quantized:
+            return "fp8"
+        return "bf16" if self.precision == "fp16" else self.precision
 
     @property
     def activation_bytes(self) -> float:
@@ -52,7 +67,8 @@ class TrainingOptions(BaseModel):
 
     @property
     def gemm_input_bytes(self) -> float:
-        return 1.0 if self.gemm_precision == "fp8" else 2.0
+        """Bytes per element of a quantized GEMM's operands as read from HBM (scales included)."""
+        return number_format(self.gemm_precision).stored_bytes
 
 
 class Layout(BaseModel):
