@@ -293,14 +293,15 @@ def help_text(name: str, info: FieldInfo | None = None) -> str:
 
 
 def metavar(info: FieldInfo) -> str:
-    """The CLI metavar: the field's own, the choices of a Literal (``bf16|fp16|fp8``), or ``X``."""
+    """The CLI metavar: the field's own, the choices of a Literal (``fastest|carbon``), or ``X``."""
     extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
     if extra.get("metavar"):
         return extra["metavar"]
     ann = info.annotation
     args = [a for a in get_args(ann) if a is not type(None)] if get_origin(ann) is Union else [ann]
-    if len(args) == 1 and get_origin(args[0]) is Literal:
-        return "|".join(str(a) for a in get_args(args[0]))
+    if len(args) == 1 and get_origin(args[0]) is Literal:  # a short choice list, else the help lists it
+        choices = get_args(args[0])
+        return "|".join(str(a) for a in choices) if len(choices) <= 4 else "NAME"
     return "N" if number_kind(info) == "int" else "X"
 
 
@@ -353,9 +354,27 @@ def partial_fields(cls: type[BaseModel], exclude: tuple[str, ...] = ()) -> dict[
 
 
 def partial(cls: type[BaseModel], name: str, module: str) -> type[BaseModel]:
-    """``cls`` with every field optional (see :func:`partial_fields`), as class ``module.name``
-    (assign it to that name there, so that it pickles)."""
-    return create_model(name, __base__=SpecModel, __module__=module, **partial_fields(cls))
+    """``cls`` with every field optional (see :func:`partial_fields`) and its field validators
+    (e.g. precision aliases), as class ``module.name`` (assign it to that name there, so that it
+    pickles)."""
+    return create_model(name, __base__=SpecModel, __module__=module, __validators__=_field_validators(cls),
+                        **partial_fields(cls))
+
+
+def _field_validators(cls: type[BaseModel]) -> dict[str, Any]:
+    """``cls``'s field validators, re-decorated for another class (they are bound to ``cls``)."""
+    import inspect
+
+    out = {}
+    for vname, dec in cls.__pydantic_decorators__.field_validators.items():
+        bound = dec.func
+        takes_info = len(inspect.signature(bound).parameters) > 1
+
+        def call(_cls, value, info, _f=bound, _info=takes_info):
+            return _f(value, info) if _info else _f(value)
+
+        out[vname] = field_validator(*dec.info.fields, mode=dec.info.mode)(classmethod(call))
+    return out
 
 
 # ---- the CLI block -------------------------------------------------------------------------
