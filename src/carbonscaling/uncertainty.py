@@ -168,7 +168,7 @@ def quantile(spec: InputSpec, point: float, q: float) -> float:
         tab = _table(spec)
         scale = float(spec.params.get("scale", 1.0))
         med = float(np.median(tab))
-        return float(med * (np.quantile(tab, q) / med) ** scale)
+        return float(med * (np.quantile(tab, q, method="inverted_cdf") / med) ** scale)
     lo, mode, hi = _bounds(spec, point)
     if hi <= lo:
         return mode
