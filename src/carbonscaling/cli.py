@@ -48,19 +48,14 @@ app = typer.Typer(
 COMMAND_MODULES: tuple[str, ...] = ("carbonscaling.cli_estimate", "carbonscaling.cli_paper", "carbonscaling.cli_validate",
                                   "carbonscaling.cli_decide")
 
-# API field name -> CLI option, so that error lines name what the user typed.
+# API field name -> CLI option, so that error lines name what the user typed. Fields of
+# a run (carbonscaling.specs.RunSpec: --tp, --pue, ...) are looked up in the specs
+# themselves (imported only when an error is worded); these are the other commands' fields.
 OPTION_OF = {
     "n_devices": "--devices", "duration_h": "--duration-hours/--duration-days/--device-hours",
-    "device_hours": "--device-hours", "utilization": "--utilization", "pue": "--pue", "ci": "--ci",
-    "region": "--ci/--region", "country": "--ci", "year": "--year", "lifetime_years": "--lifetime",
-    "alpha": "--alpha", "power_split": "--power-split", "embodied_mode": "--embodied-mode",
-    "device": "--device", "model": "--model", "vendor_kg_per_device": "--vendor-kg",
-    "duration_days": "--duration-days", "model_file": "--model-file", "device_file": "--device-file",
-    "devices": "--devices", "tp": "--tp", "pp": "--pp", "dp": "--dp", "ep": "--ep", "zero": "--zero",
-    "microbatch": "--microbatch", "interleave": "--interleave", "recompute": "--recompute",
-    "global_batch": "--global-batch", "global_batch_tokens": "--global-batch-tokens", "preset": "--preset",
-    "d_model": "--d-model", "years_ahead": "--years-ahead", "cpa_growth_per_year": "--cpa-growth",
-    "deadline_days": "--deadline-days", "precision": "--precision", "objective": "--objective",
+    "device_hours": "--device-hours", "utilization": "--utilization", "country": "--ci",
+    "device": "--device", "model": "--model", "duration_days": "--duration-days", "model_file": "--model-file",
+    "device_file": "--device-file", "cpa_growth_per_year": "--cpa-growth",
 }
 
 # ---- shared options --------------------------------------------------------------------
@@ -99,7 +94,14 @@ def integer(text: str | None) -> int | str | None:
 
 
 def option_name(field: str) -> str | None:
-    return OPTION_OF.get(field) or OPTION_OF.get(field.split(".")[0])
+    """The CLI option of an API field (``lifetime_years`` -> ``--lifetime``), or None."""
+    head = field.split(".")[0]
+    if field in OPTION_OF or head in OPTION_OF:
+        return OPTION_OF.get(field) or OPTION_OF[head]
+    from .specs import ALIASES, cli_option, flat_fields
+
+    name = ALIASES.get(head, head)
+    return cli_option(name) if name in flat_fields() else None
 
 
 def resolve_system_opts(device: str | None, device_file: Path | None):

@@ -29,17 +29,21 @@ class TrainingOptions(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    precision: Literal["bf16", "fp16", "fp8"] = "bf16"
-    flash_attention: bool = True
-    sequence_parallel: bool = True
-    overlap_grad_reduce: bool = True
-    overlap_tp_comm: bool = False
-    overlap_ep_comm: bool = False
-    capacity_factor: float = Field(default=1.0, ge=1.0, le=4.0)
+    # Descriptions are the CLI's help (carbonscaling.specs derives the options from them).
+    precision: Literal["bf16", "fp16", "fp8"] = Field(default="bf16", description="Compute precision.")
+    flash_attention: bool = Field(default=True, description="Fused attention kernels.")
+    sequence_parallel: bool = Field(default=True, description="Megatron sequence parallelism with TP.")
+    overlap_grad_reduce: bool = Field(default=True, description="Overlap the data-parallel gradient reduction "
+                                                                "with the backward pass.")
+    overlap_tp_comm: bool = Field(default=False, description="Hide TP collectives under compute.")
+    overlap_ep_comm: bool = Field(default=False, description="Hide the expert all-to-all under compute "
+                                                             "(DeepSeek DualPipe).")
+    capacity_factor: float = Field(default=1.0, ge=1.0, le=4.0, description="MoE expert capacity factor.")
     # v1 Fig. 9 / v2 Fig. 6b knobs (see docs/performance.md).
-    dynamic_eviction: bool = False
-    flexible_sharding: bool = False
-    qat: bool = False
+    dynamic_eviction: bool = Field(default=False, description="Coop-style allocator (less fragmentation).")
+    flexible_sharding: bool = Field(default=False, description="LinS/hpZ-style ZeRO-3 within the node.")
+    qat: bool = Field(default=False, description="Quantization-aware training: 8-bit compute, memory and "
+                                                 "communication.")
 
     @property
     def gemm_precision(self) -> str:
