@@ -258,16 +258,35 @@ def models(as_json: JsonOpt = False) -> None:
 
 
 @app.command()
-def devices(as_json: JsonOpt = False) -> None:
-    """List the accelerator catalog."""
-    from .hardware import describe, device_names, load_system
+def devices(
+    name: Annotated[Optional[str], typer.Argument(metavar="[NAME]", help="One device (catalog name or alias).")] = None,
+    as_json: JsonOpt = False,
+    example: Annotated[bool, typer.Option("--example", help="Print the documented example device file.")] = False,
+) -> None:
+    """List the accelerator catalog, or one device (its --json output is a valid --device-file)."""
+    from .hardware import describe, device_names, example_device_file, load_system
 
+    if example:
+        sys.stdout.write(example_device_file())
+        return
+    if name is not None:
+        rec = describe(load_system(name))
+        if as_json:
+            emit_json(rec)
+            return
+        print_table(f"{rec['name']} (data/hardware*.yaml)", ["field", "value"],
+                    [[k, v] for k, v in rec.items() if k not in ("system", "cell_flags")]
+                    + [[f"system.{k}", v] for k, v in rec["system"].items()]
+                    + [[f"flag {k}", v] for k, v in rec["cell_flags"].items()])
+        return
     recs = [describe(load_system(n)) for n in device_names()]
     if as_json:
         emit_json(recs)
         return
-    cols = ["name", "peak_tflops", "hbm_gb", "hbm_gb_s", "tdp_w", "die_area_mm2", "process_node", "hbm_type", "kind"]
-    print_table("devices (data/hardware.yaml)", cols, [[r[c] for c in cols] for r in recs])
+    cols = ["name", "peak_tflops", "peak_tflops_fp8", "peak_tflops_fp4", "hbm_gb", "hbm_gb_s", "tdp_w",
+            "process_node", "hbm_type", "kind"]
+    print_table("devices (data/hardware.yaml, data/hardware_modern.yaml)", cols,
+                [[r[c] for c in cols] for r in recs])
 
 
 @app.command()

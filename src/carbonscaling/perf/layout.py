@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ..formats import PRECISIONS, canonical_precision, number_format
 
 RECOMPUTE_MODES = ("none", "selective", "full")
 Recompute = Literal["none", "selective", "full"]
@@ -30,7 +32,9 @@ class TrainingOptions(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     # Descriptions are the CLI's help (carbonscaling.specs derives the options from them).
-    precision: Literal["bf16", "fp16", "fp8"] = Field(default="bf16", description="Compute precision.")
+    precision: Literal[PRECISIONS] = Field(  # aliases (fp8-cs, FP8-MX, ...) normalised; see formats.yaml
+        default="bf16", description="GEMM number format: bf16, fp16, fp8 (fp8-cs), fp8-delayed, fp8-blockwise, "
+                                    "mxfp8 (fp8-mx), nvfp4, mxfp4; the device must run it.")
     flash_attention: bool = Field(default=True, description="Fused attention kernels.")
     sequence_parallel: bool = Field(default=True, description="Megatron sequence parallelism with TP.")
     overlap_grad_reduce: bool = Field(default=True, description="Overlap the data-parallel gradient reduction "
@@ -45,9 +49,22 @@ class TrainingOptions(BaseModel):
     qat: bool = Field(default=False, description="Quantization-aware training: 8-bit compute, memory and "
                                                  "communication.")
 
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _canonical_precision(cls, v):
+        if not isinstance(v, str):
+            return v
+        try:
+            return canonical_precision(v)
+        except ValueError as err:  # pydantic adds the field name itself
+            raise ValueError(getattr(err, "message", str(err))) from None
+
     @property
     def gemm_precision(self) -> str:
-        return "fp8" if (self.precision == "fp8" or self.qat) else "bf16"
+        """The format the quantized GEMMs run in (QAT: the papers' 8-bit rate)."""
+        if self.qat and not number_format(self.precision).quantized:
+            return "fp8"
+        return "bf16" if self.precision == "fp16" else self.precision
 
     @property
     def activation_bytes(self) -> float:
@@ -56,7 +73,8 @@ class TrainingOptions(BaseModel):
 
     @property
     def gemm_input_bytes(self) -> float:
-        return 1.0 if self.gemm_precision == "fp8" else 2.0
+        """Bytes per element of a quantized GEMM's operands as read from HBM (scales included)."""
+        return number_format(self.gemm_precision).stored_bytes
 
 
 class Layout(BaseModel):
