@@ -60,7 +60,7 @@ OPTION_OF = {
     "global_batch": "--global-batch", "global_batch_tokens": "--global-batch-tokens", "preset": "--preset",
     "d_model": "--d-model", "years_ahead": "--years-ahead", "cpa_growth_per_year": "--cpa-growth",
     "deadline_days": "--deadline-days", "precision": "--precision", "objective": "--objective",
-    "out": "--out", "jobs": "--jobs", "only": "--only",
+    "out": "--out", "jobs": "--jobs", "only": "--only", "runs_file": "--runs",
 }
 
 # ---- shared options --------------------------------------------------------------------
