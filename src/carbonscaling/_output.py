@@ -39,6 +39,10 @@ def check_target(target: str | Path, field: str = "out") -> Path:
         anc = anc.parent
     if not anc.is_dir():
         raise _fail(field, p, f"{str(anc)!r} is not a directory")
+    try:  # can we create something there? (read-only, /proc, permissions)
+        os.rmdir(tempfile.mkdtemp(prefix=".probe.", dir=anc))
+    except OSError as err:
+        raise _fail(field, p, f"{str(anc)!r} is not writable ({err.strerror or type(err).__name__})") from None
     return p
 
 
