@@ -342,7 +342,9 @@ def tornado_figure(unc: Uncertainty, path: str | Path, title: str = "") -> Path:
         lo, hi = sorted((r["total_at_low_tco2e"], r["total_at_high_tco2e"]))
         ax.barh(i, hi - lo, left=lo, color="#4878a8")
     ax.axvline(center, color="k", lw=1)
-    ax.margins(x=0.05)
+    xs = [center] + [r[k] for r in rows for k in ("total_at_low_tco2e", "total_at_high_tco2e")]
+    pad = 0.05 * (max(xs) - min(xs) or abs(center) or 1.0)
+    ax.set_xlim(min(xs) - pad, max(xs) + pad)
     ax.set_yticks(range(len(rows)), [r["input"] for r in rows])
     ax.set_xlabel("total tCO2e with one input at its 5th / 95th percentile")
     b = unc.bands["total_tco2e"]
