@@ -44,7 +44,7 @@ def estimate(
     recompute_layers: Annotated[Optional[str], typer.Option('--recompute-layers', metavar='N', help='Pin the layers per stage recomputed under full recompute. A whole number in [0, 1e9].')] = None,
     global_batch: Annotated[Optional[str], typer.Option('--global-batch', metavar='N', help='Pin the global batch in sequences. A whole number in [1, 1e9].')] = None,
     global_batch_tokens: Annotated[Optional[str], typer.Option('--global-batch-tokens', metavar='T', help='Pin the global batch in tokens. A finite number in (0, 1e12].')] = None,
-    precision: Annotated[Optional[str], typer.Option('--precision', metavar='bf16|fp16|fp8|fp8-delayed|fp8-blockwise|mxfp8|nvfp4|mxfp4', help='GEMM number format: bf16, fp16, fp8 (fp8-cs), fp8-delayed, fp8-blockwise, mxfp8 (fp8-mx), nvfp4, mxfp4; the device must run it. Default bf16.')] = None,
+    precision: Annotated[Optional[str], typer.Option('--precision', metavar='NAME', help='GEMM number format: bf16, fp16, fp8 (fp8-cs), fp8-delayed, fp8-blockwise, mxfp8 (fp8-mx), nvfp4, mxfp4; the device must run it. Default bf16.')] = None,
     flash_attention: Annotated[Optional[bool], typer.Option('--flash-attention/--no-flash-attention', help='Fused attention kernels.')] = None,
     sequence_parallel: Annotated[Optional[bool], typer.Option('--sequence-parallel/--no-sequence-parallel', help='Megatron sequence parallelism with TP.')] = None,
     overlap_grad_reduce: Annotated[Optional[bool], typer.Option('--overlap-grad-reduce/--no-overlap-grad-reduce', help='Overlap the data-parallel gradient reduction with the backward pass.')] = None,
@@ -126,7 +126,7 @@ def _print_summary(d: dict) -> None:
         ["step time (s)", perf["step_time_s"]],
         ["duration (days) / deadline", f"{perf['duration_days']:.4g} / {perf['deadline_days']:g}"],
         ["device-hours", perf["device_hours"]],
-        ["MFU", f"{perf['mfu']:.3f}"],
+        ["MFU (vs the GEMM format's peak)", f"{perf['mfu']:.3f}"],
         ["step: compute / bubble", f"{step['compute_s']:.1%} / {step['bubble_s']:.1%}"],
         ["step: exposed TP / PP / DP / EP comm",
          f"{step['tp_comm_s']:.1%} / {step['pp_comm_s']:.1%} / {step['dp_comm_s']:.1%} / {step['ep_comm_s']:.1%}"],
@@ -144,6 +144,9 @@ def _print_summary(d: dict) -> None:
         rows.append(["median-latency layout: days / MFU / tCO2e",
                      f"{med['duration_days']:.1f} / {med['mfu']:.3f} / {med['total_tco2e']:,.4g}"])
     rows += _used_rows(used)
+    flags = d["hardware"].get("cell_flags", {})
+    rows.append(["catalog cells assumed / unverified",
+                 ", ".join(f"{k} ({v})" for k, v in flags.items() if v in ("assumed", "unverified")) or "none"])
     print_table(title, ["quantity", "value"], rows)
     if not perf["meets_deadline"]:
         typer.echo(f"note: the pinned layout takes {perf['duration_days']:.1f} days, past the "
