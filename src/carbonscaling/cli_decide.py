@@ -181,6 +181,9 @@ def pareto_deadline(model: ModelOpt = None, preset: PresetOpt = None, d_model: D
                 ["sweep", "deadline (d)", "devices", "duration (d)", "total tCO2e", "MFU", "front"],
                 [[r["sweep"], r["deadline_days"], r["devices"], r["duration_days"], r["total_tco2e"], f"{r['mfu']:.3f}",
                   "*" if r["on_front"] else ""] for r in rows])
+    for name, r in front["extremes"].items():
+        typer.echo(f"{name.replace('_', ' ')}: {r['devices']:,} devices, {r['duration_days']:.1f} days, "
+                   f"{r['total_tco2e']:,.4g} tCO2e ({r['layout']})")
     for s in front["skipped"]:
         typer.echo(f"skipped {s}")
 
