@@ -202,18 +202,19 @@ def carbon(
     duration_days: Annotated[Num, typer.Option("--duration-days", metavar="DAYS", help="Wall-clock days.")] = None,
     duration_hours: Annotated[Num, typer.Option("--duration-hours", metavar="H", help="Wall-clock hours.")] = None,
     device_hours: Annotated[Num, typer.Option("--device-hours", metavar="H", help="Devices x hours.")] = None,
-    pue: PueOpt = None,
-    ci: CiOpt = None,
-    region: RegionOpt = None,
-    year: YearOpt = None,
-    lifetime: LifetimeOpt = None,
-    alpha: Annotated[Num, typer.Option("--alpha", metavar="X", help="Dynamic-power scale in [0, 10] (default: data/power.yaml).")] = None,
-    power_split: Annotated[str, typer.Option("--power-split", metavar="default|low_static", help="Static/dynamic power split.")] = "default",
-    embodied_mode: Annotated[str, typer.Option("--embodied-mode", metavar="paper|vendor", help="Embodied carbon method.")] = "paper",
-    vendor_kg: Annotated[Num, typer.Option("--vendor-kg", metavar="KG", help="Per-device kgCO2e (vendor mode).")] = None,
-    infrastructure: Annotated[bool, typer.Option(
-        "--infrastructure/--no-infrastructure", help="Add v2's infrastructure share to embodied.")] = True,
-    embodied: Annotated[bool, typer.Option("--embodied/--no-embodied", help="Include embodied carbon.")] = True,
+    # BEGIN generated carbon options (python -m carbonscaling.specs --write-cli)
+    ci: Annotated[Optional[str], typer.Option('--ci', metavar='CI|REGION|ISO3', help='Grid intensity: g/kWh in [0, 2000], a region (us-east5) or, with codecarbon, an ISO3 country (FRA); default: data/power.yaml.')] = None,
+    region: Annotated[Optional[str], typer.Option('--region', metavar='REGION', help='Google Cloud region (see `regions`); like --ci.')] = None,
+    year: Annotated[Optional[str], typer.Option('--year', metavar='YYYY', help='Year of the region table (default: latest). A whole number in [1900, 2200].')] = None,
+    pue: Annotated[Optional[str], typer.Option('--pue', metavar='X', help='Power usage effectiveness (default: data/power.yaml). A finite number in [1, 3].')] = None,
+    lifetime_years: Annotated[Optional[str], typer.Option('--lifetime', metavar='YEARS', help='Hardware lifetime in years (default: data/power.yaml). A finite number in (0, 50].')] = None,
+    alpha: Annotated[Optional[str], typer.Option('--alpha', metavar='X', help='Dynamic-power scale (default: data/power.yaml). A finite number in [0, 10].')] = None,
+    power_split: Annotated[Optional[str], typer.Option('--power-split', metavar='default|low_static', help='Static/dynamic power split. Default default.')] = None,
+    embodied_mode: Annotated[Optional[str], typer.Option('--embodied-mode', metavar='paper|vendor', help='Embodied carbon method. Default paper.')] = None,
+    vendor_kg_per_device: Annotated[Optional[str], typer.Option('--vendor-kg', metavar='KG', help='Per-device kgCO2e (embodied mode vendor). A finite number in (0, 100000].')] = None,
+    infrastructure: Annotated[Optional[bool], typer.Option('--infrastructure/--no-infrastructure', help="Add v2's infrastructure share to embodied carbon.")] = None,
+    include_embodied: Annotated[Optional[bool], typer.Option('--embodied/--no-embodied', help='Include embodied carbon.')] = None,
+    # END generated carbon options
     as_json: JsonOpt = False,
 ) -> None:
     """Operational + embodied carbon of a training run of known size and length."""
@@ -226,14 +227,14 @@ def carbon(
         from .carbon import check_number
 
         duration_hours = 24.0 * check_number("duration_days", number(duration_days), 0, 1e6 / 24, lo_open=True)
+    from .specs import CarbonSettings, build, cli_values
+
+    settings = build(CarbonSettings, {k: v for k, v in cli_values(locals(), "carbon").items() if v is not None})
     spec = resolve_model_opts(model, model_file)
     system = resolve_system_opts(device, device_file)
-    result = run_carbon(
-        spec, system, n_devices=number(devices), duration_h=number(duration_hours),
-        device_hours=number(device_hours), utilization=number(utilization), pue=number(pue),
-        ci=resolve_ci_opts(ci, region), year=integer(year), lifetime_years=number(lifetime), alpha=number(alpha),
-        power_split=power_split, embodied_mode=embodied_mode, infrastructure=infrastructure,
-        include_embodied=embodied, vendor_kg_per_device=number(vendor_kg))
+    result = run_carbon(spec, system, n_devices=number(devices), duration_h=number(duration_hours),
+                        device_hours=number(device_hours), utilization=number(utilization),
+                        **settings.carbon_kwargs())
     if as_json:
         emit_json({"model": spec.summary() if spec else None, "device": describe(system), **result.to_dict()})
         return
