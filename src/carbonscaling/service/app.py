@@ -27,6 +27,7 @@ from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..errors import CarbonScalingError, InfeasibleError, InputError
@@ -219,6 +220,12 @@ def create_app(max_concurrent: int = 2) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def _bad_request(request: Request, err: RequestValidationError):  # noqa: ARG001
         return validation_response(err)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, err: StarletteHTTPException):  # noqa: ARG001
+        if err.status_code == 400:  # an unparsable body (not UTF-8, not JSON) is bad input like any other
+            return error_response("body", "must be a JSON object of the documented fields")
+        return error_response("path" if err.status_code in (404, 405) else "body", str(err.detail), err.status_code)
 
     @app.exception_handler(CarbonScalingError)
     async def _package_error(request: Request, err: CarbonScalingError):  # noqa: ARG001
