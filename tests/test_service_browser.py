@@ -24,6 +24,8 @@ pytest.importorskip("selenium")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
 if not (CHROMIUM and DRIVER):
+    if os.environ.get("CARBONSCALING_REQUIRE_BROWSER"):  # CI installs them: missing there is a failure
+        raise RuntimeError("CARBONSCALING_REQUIRE_BROWSER is set but chromium/chromedriver are missing")
     pytest.skip("chromium and chromedriver are not installed (apt-get install chromium chromium-driver)",
                 allow_module_level=True)
 

@@ -7,7 +7,7 @@ and the figures; then the power-law fits, the claim checks and ``report.md`` /
 
     OUT/report.md, OUT/report.html, OUT/claims.csv, OUT/run.json
     OUT/<experiment>/<experiment>.csv   (one row per point; columns: docs/experiments.md)
-    OUT/<experiment>/<experiment>.png / .svg
+    OUT/<experiment>/<experiment>.png (+ .svg with svg=True)
 """
 
 from __future__ import annotations
@@ -156,19 +156,26 @@ def _cell(v: Any) -> Any:
 
 
 def _draw(args) -> list[Path]:
-    sc, rows, out_dir, fits = args
+    sc, rows, out_dir, fits, svg = args
     if sc.plot == "validation":
         return _validation_files(rows, out_dir) if rows is not None else []
     from .figures import draw
 
-    return draw(sc, rows, out_dir, fits)
+    return draw(sc, rows, out_dir, fits, svg=svg)
 
 
 # ---- the pipeline -------------------------------------------------------------------------
 def run(scenarios: list[Scenario], out: str | Path, *, jobs: int | None = None,
         progress: Callable[[str, int, int], None] | None = None, figures: bool = True,
-        title: str = "Experiments") -> PaperResult:
-    """Run ``scenarios`` and write every file into ``out`` (see the module docstring)."""
+        title: str = "Experiments", executor: Any = None, svg: bool = False) -> PaperResult:
+    """Run ``scenarios`` and write every file into ``out`` (see the module docstring).
+
+    ``executor``: a process pool or a Dask client to run the searches and figures on
+    (:mod:`.executors`); default a local pool of ``jobs`` processes.
+    """
+    import contextlib
+
+    from .executors import submit
     from .report import write_report
 
     t0 = time.perf_counter()
@@ -177,8 +184,8 @@ def run(scenarios: list[Scenario], out: str | Path, *, jobs: int | None = None,
     jobs = default_jobs() if jobs is None else max(1, int(jobs))
     sweeps = [s for s in scenarios if s.plot != "validation"]
     timings: dict[str, float] = {}
-    with make_pool(jobs) as pool:
-        val_future = pool.submit(run_validation) if len(sweeps) < len(scenarios) else None
+    with (contextlib.nullcontext(executor) if executor is not None else make_pool(jobs)) as pool:
+        val_future = submit(pool, run_validation) if len(sweeps) < len(scenarios) else None
         run_res = run_scenarios(sweeps, jobs=jobs, progress=progress, pool=pool)
         timings["searches_s"] = time.perf_counter() - t0
         validation = val_future.result() if val_future is not None else None
@@ -193,7 +200,7 @@ def run(scenarios: list[Scenario], out: str | Path, *, jobs: int | None = None,
             files[sc.name] = [d / f"{sc.name}.csv"]
         t1 = time.perf_counter()
         if figures:
-            tasks = [(sc, rows.get(sc.name, validation), out / sc.name, fits.get(sc.name)) for sc in scenarios]
+            tasks = [(sc, rows.get(sc.name, validation), out / sc.name, fits.get(sc.name), svg) for sc in scenarios]
             done = [0]
 
             def tick():
