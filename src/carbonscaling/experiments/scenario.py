@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from .._data import parse_yaml, read_user_yaml
 from ..errors import InputError, from_validation
+from ..formats import PRECISIONS
 
 MAX_DEADLINE_DAYS = 36500.0  # the search's own upper bound on a deadline (100 years)
 _Strict = ConfigDict(extra="forbid", frozen=True)
@@ -48,7 +49,7 @@ class Options(BaseModel):
     """Training options (perf.layout.TrainingOptions) a series may switch."""
 
     model_config = _Strict
-    precision: Optional[Literal["bf16", "fp16", "fp8"]] = None
+    precision: Optional[Literal[PRECISIONS]] = None
     flash_attention: Optional[bool] = None
     sequence_parallel: Optional[bool] = None
     overlap_grad_reduce: Optional[bool] = None

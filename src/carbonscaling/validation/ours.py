@@ -41,7 +41,7 @@ from .runs import OPTION_COLUMNS, PublishedRun
 
 Mode = Literal["pinned", "searched"]
 MODES: tuple[str, ...] = ("pinned", "searched")
-_PRECISIONS = ("fp16", "bf16", "fp8")
+_PRECISIONS = ("fp16", "bf16", "fp8")  # the names published_runs.csv uses (formats.PRECISIONS has all)
 
 
 def run_precision(run: PublishedRun) -> str:
