@@ -59,6 +59,13 @@ def test_preset_and_projection(client):
     assert c["total_tco2e"] == pytest.approx(c["operational_tco2e"] + c["embodied_tco2e"])
 
 
+def test_interleave_is_an_alias_of_vp(client):
+    a = client.post("/api/estimate", json={"model": "megatron-1.7b", "device": "A100-80GB", "interleave": 1})
+    b = client.post("/api/estimate", json={"model": "megatron-1.7b", "device": "A100-80GB", "vp": 1})
+    assert a.status_code == b.status_code == 200
+    assert a.json()["layout"] == b.json()["layout"]
+
+
 def test_pasted_model_yaml(client):
     r = client.post("/api/estimate", json={"model_yaml": MODEL_YAML, "device": "H100"})
     assert r.status_code == 200, r.text
@@ -82,6 +89,8 @@ def test_pasted_model_yaml(client):
     ({"model_yaml": "d_model: [1, 2"}, "model_yaml"),
     ({"model_yaml": "d_model: 4096\nn_layers: -3"}, "model_yaml.n_layers"),
     ({"model_yaml": "name: x", "model": "llama3.1-8b"}, "model_yaml"),
+    ({"model": "/etc/models/secret.yaml"}, "model"),
+    ({"model": "llama3.1-8b", "device": "../hardware.yaml"}, "device"),
 ])
 def test_bad_input_is_422_naming_the_field(client, body, field):
     r = client.post("/api/estimate", json=body)

@@ -114,8 +114,10 @@ def check_against_api(drv, api: dict) -> None:
     # what a person reads: the total rounded to 4 significant digits
     shown = float(text(drv, "out-total").replace(",", ""))
     assert shown == pytest.approx(c["total_tco2e"], rel=1e-3)
-    for k in ("tp", "pp", "dp", "zero", "microbatch", "interleave", "recompute"):
+    for k in ("tp", "pp", "dp", "zero", "microbatch", "recompute"):
         assert drv.find_element(By.ID, f"layout-{k}").get_attribute("data-value") == str(lay[k])
+    vp = lay.get("vp", lay.get("interleave"))
+    assert drv.find_element(By.ID, "layout-vp").get_attribute("data-value") == str(vp)
     for chart in ("chart-step", "chart-carbon", "chart-memory"):
         assert drv.find_elements(By.CSS_SELECTOR, f"#{chart} svg rect"), chart
 

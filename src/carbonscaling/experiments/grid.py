@@ -28,7 +28,6 @@ skips the chunks already there (resume); a different sweep into it is refused.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import math
 import os
@@ -46,12 +45,14 @@ Scalar = Any
 
 ESTIMATE_COLUMNS = {
     "status": "string", "reason": "string", "devices": "int64", "tp": "int64", "pp": "int64", "dp": "int64",
-    "ep": "int64", "zero": "int64", "microbatch": "int64", "interleave": "int64", "recompute": "string",
-    "global_batch_sequences": "int64", "step_time_s": "float64", "duration_days": "float64", "mfu": "float64",
+    "cp": "int64", "ep": "int64", "etp": "int64", "vp": "int64", "zero": "int64", "fsdp": "int64",
+    "microbatch": "int64", "recompute": "string", "recompute_layers": "int64", "global_batch_sequences": "int64", "step_time_s": "float64", "duration_days": "float64", "mfu": "float64",
     "device_hours": "float64", "energy_kwh": "float64", "operational_tco2e": "float64",
     "embodied_tco2e": "float64", "total_tco2e": "float64", "total_low_tco2e": "float64",
     "total_high_tco2e": "float64", "ci_g_per_kwh": "float64", "layouts_evaluated": "int64", "seconds": "float64",
 }
+LAYOUT_COLUMNS = ("devices", "tp", "pp", "dp", "cp", "ep", "etp", "vp", "zero", "fsdp", "microbatch", "recompute",
+                  "recompute_layers", "global_batch_sequences")
 CARBON_COLUMNS = {
     "status": "string", "reason": "string", "energy_kwh": "float64", "operational_tco2e": "float64",
     "embodied_tco2e": "float64", "total_tco2e": "float64", "total_low_tco2e": "float64",
@@ -114,9 +115,9 @@ class GridSpec(BaseModel):
 def allowed_keys(kind: str) -> set[str]:
     if kind == "carbon":
         return set(CARBON_KEYS)
-    from ..chain import estimate
+    from ..specs import ALIASES, flat_fields
 
-    return {p for p in inspect.signature(estimate).parameters if p != "median_carbon"}
+    return (set(flat_fields()) | set(ALIASES)) - {"median_carbon"}
 
 
 def grid_from_mapping(data: Any) -> GridSpec:
@@ -161,9 +162,9 @@ def _estimate_row(kw: dict) -> dict:
     est = estimate(median_carbon=False, **kw)
     d = est.to_dict()
     lay, perf, c = d["layout"], d["performance"], d["carbon"]
-    return {"status": "ok", "reason": None, **{k: lay[k] for k in ("devices", "tp", "pp", "dp", "ep", "zero",
-                                                                    "microbatch", "interleave", "recompute",
-                                                                    "global_batch_sequences")},
+    layout = {k: lay.get(k) for k in LAYOUT_COLUMNS}
+    layout["vp"] = lay.get("vp", lay.get("interleave"))  # Megatron-Core's name; older layouts say interleave
+    return {"status": "ok", "reason": None, **layout,
             "step_time_s": perf["step_time_s"], "duration_days": perf["duration_days"], "mfu": perf["mfu"],
             "device_hours": perf["device_hours"], "energy_kwh": d["energy_kwh"],
             **{k: c[k] for k in ("operational_tco2e", "embodied_tco2e", "total_tco2e", "total_low_tco2e",

@@ -31,7 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..errors import CarbonScalingError, InfeasibleError, InputError
-from .schemas import MAX_YAML_CHARS, CarbonRequest, ErrorBody, EstimateRequest, Infeasible, ModelChoice
+from .schemas import MAX_YAML_CHARS, CarbonRequest, ErrorBody, EstimateRequest, Infeasible
 
 ERRORS = {422: {"model": ErrorBody, "description": "Bad input: one line naming the field."}}
 
@@ -83,11 +83,11 @@ def validation_response(err: RequestValidationError) -> JSONResponse:
     return error_response(field, msg)
 
 
-def model_of(req: ModelChoice):
+def model_of(req):
     """The ``model`` argument of the Python API: a catalog name, or the pasted YAML's ModelSpec."""
     if req.model_yaml is None:
         return req.model
-    if req.model is not None or req.preset is not None or req.d_model is not None:
+    if req.model is not None or getattr(req, "preset", None) is not None or getattr(req, "d_model", None) is not None:
         raise InputError("model_yaml", "give one of model, preset + d_model, or model_yaml")
     import yaml
 
@@ -144,7 +144,8 @@ def answer(fn: Callable[[], dict]) -> Any:
 def run_estimate(req: EstimateRequest) -> dict:
     from ..chain import estimate
 
-    kw = req.model_dump(exclude={"model", "model_yaml"})
+    kw = req.model_dump(exclude={"model", "model_yaml"}, exclude_unset=True)  # unset: the spec's default
+    kw["device"] = req.device
     try:
         est = estimate(model=model_of(req), **kw)
     except InputError as err:  # the grid look-up names "region" for what came in as ci
@@ -191,10 +192,10 @@ def options() -> dict:
     """Choices the page offers (read from the package, so they follow it)."""
     from typing import get_args
 
-    from ..perf.layout import TrainingOptions
     from ..scaling import preset_names
+    from ..specs import Recipe
 
-    precisions = list(get_args(TrainingOptions.model_fields["precision"].annotation)) or ["bf16"]
+    precisions = list(get_args(Recipe.model_fields["precision"].annotation)) or ["bf16"]
     return {"precisions": precisions, "presets": preset_names(), "recompute": ["none", "selective", "full"],
             "objectives": ["fastest", "carbon"], "power_splits": ["default", "low_static"],
             "embodied_modes": ["paper", "vendor"], "max_model_yaml_chars": MAX_YAML_CHARS}

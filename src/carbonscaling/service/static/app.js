@@ -186,8 +186,9 @@ function render(d) {
   setOut("out-mfu", perf.mfu, perf.mfu.toFixed(3));
   setOut("out-step", perf.step_time_s);
   const cols = [["devices", "devices"], ["tp", "TP"], ["pp", "PP"], ["dp", "DP"], ["ep", "EP"], ["zero", "ZeRO"],
-    ["microbatch", "microbatch"], ["interleave", "VP"], ["recompute", "recompute"],
+    ["microbatch", "microbatch"], ["vp", "VP"], ["recompute", "recompute"],
     ["global_batch_sequences", "global batch"], ["microbatches", "microbatches"]];
+  if (lay.vp === undefined) lay.vp = lay.interleave;  // Megatron-Core's name for interleaving
   const head = $("layout").tHead.rows[0], row = $("layout").tBodies[0].rows[0];
   head.replaceChildren(...cols.map(([, label]) => Object.assign(document.createElement("th"), {textContent: label})));
   row.replaceChildren(...cols.map(([k]) => {
