@@ -36,6 +36,7 @@ class Estimate:
     median_carbon: CarbonResult | None
     settings: dict[str, Any]
     spec: RunSpec | None = None
+    uncertainty: Any = None          # carbonscaling.uncertainty.Uncertainty, unless turned off
 
     @property
     def steps(self) -> float:
@@ -67,12 +68,26 @@ class Estimate:
                           "memory_per_device": mem, "carbon": dict(self.carbon.breakdown)},
             "settings": self.settings,
             "used": self.used(),
+            **self.decisions(),
         }
         if r.median_layout is not None:
             med = r.median_layout
             out["median_layout"] = {**layout_record(med), "duration_days": r.median_duration_s / 86400.0,
                                     "mfu": r.median_mfu,
                                     "total_tco2e": self.median_carbon.total_tco2e if self.median_carbon else None}
+        return out
+
+    def decisions(self) -> dict[str, Any]:
+        """Uncertainty bands, location/market-based accounting and water (docs/decisions.md)."""
+        from .footprint import scope2, water_footprint
+
+        c = (self.spec or RunSpec()).carbon
+        out: dict[str, Any] = {}
+        if self.uncertainty is not None:
+            out["uncertainty"] = self.uncertainty.to_dict()
+        out["accounting"] = scope2(self.carbon, contractual_ci=c.contractual_ci, renewable_share=c.renewable_share,
+                                   residual_ci=c.residual_ci)
+        out["water"] = water_footprint(self.carbon, wue_l_per_kwh=c.wue_l_per_kwh, ewif_l_per_kwh=c.ewif_l_per_kwh)
         return out
 
     def used(self) -> dict[str, Any]:
@@ -159,8 +174,12 @@ def run(spec: RunSpec) -> Estimate:
     settings = {"deadline_days": spec.search.deadline_days, "years_ahead": hw.years_ahead,
                 "cpa_growth": hw.cpa_growth, "objective": objective, "pinned": pinned,
                 "options": spec.recipe.model_dump(), **carbon_kw}
+    unc = None
+    if spec.carbon.uncertainty:
+        from .uncertainty import propagate
+        unc = propagate(carbon, samples=spec.carbon.uncertainty_samples, seed=spec.carbon.uncertainty_seed)
     return Estimate(model=model, system=system, result=res, carbon=carbon, median_carbon=med, settings=settings,
-                    spec=spec)
+                    spec=spec, uncertainty=unc)
 
 
 def search_pins(pins: LayoutPins, model: ModelSpec) -> dict[str, Any]:

@@ -68,6 +68,14 @@ def estimate(
     infrastructure: Annotated[Optional[bool], typer.Option('--infrastructure/--no-infrastructure', help="Add v2's infrastructure share to embodied carbon.")] = None,
     include_embodied: Annotated[Optional[bool], typer.Option('--embodied/--no-embodied', help='Include embodied carbon.')] = None,
     median_carbon: Annotated[Optional[bool], typer.Option('--median-carbon/--no-median-carbon', help='Also account the median-latency layout.')] = None,
+    uncertainty: Annotated[Optional[bool], typer.Option('--uncertainty/--no-uncertainty', help='Monte-Carlo p5/p50/p95 bands and sensitivity ranking (off for fast sweeps).')] = None,
+    uncertainty_samples: Annotated[Optional[str], typer.Option('--samples', metavar='N', help='Monte-Carlo samples. A whole number in [16, 1e6]. Default 4096.')] = None,
+    uncertainty_seed: Annotated[Optional[str], typer.Option('--seed', metavar='S', help='Monte-Carlo seed (same seed, same bands). A whole number in [0, 1e9]. Default 0.')] = None,
+    contractual_ci: Annotated[Optional[str], typer.Option('--contractual-ci', metavar='G', help='Market-based: contract intensity g/kWh for all consumption. A finite number in [0, 2000].')] = None,
+    renewable_share: Annotated[Optional[str], typer.Option('--renewable-share', metavar='F', help='Market-based: share of consumption covered by certificates. A finite number in [0, 1].')] = None,
+    residual_ci: Annotated[Optional[str], typer.Option('--residual-ci', metavar='G', help='Market-based: residual-mix g/kWh for uncovered consumption (default: the grid average). A finite number in [0, 2000].')] = None,
+    wue_l_per_kwh: Annotated[Optional[str], typer.Option('--wue', metavar='L', help='On-site water, litres per IT kWh (default: data/water.yaml). A finite number in [0, 20].')] = None,
+    ewif_l_per_kwh: Annotated[Optional[str], typer.Option('--ewif', metavar='L', help='Off-site water of generation, litres per kWh (default: data/water.yaml). A finite number in [0, 100].')] = None,
     # END generated
     as_json: JsonOpt = False,
 ) -> None:
@@ -128,7 +136,8 @@ def _print_summary(d: dict) -> None:
         ["operational (tCO2e)", c["operational_tco2e"]],
         ["embodied (tCO2e)", c["embodied_tco2e"]],
         ["total (tCO2e)", c["total_tco2e"]],
-        ["total range (tCO2e)", f"{c['total_low_tco2e']:,.4g} .. {c['total_high_tco2e']:,.4g}"],
+        ["total range, embodied spread only (tCO2e)", f"{c['total_low_tco2e']:,.4g} .. {c['total_high_tco2e']:,.4g}"],
+        *_decision_rows(d),
     ]
     if "median_layout" in d:
         med = d["median_layout"]
@@ -139,6 +148,23 @@ def _print_summary(d: dict) -> None:
     if not perf["meets_deadline"]:
         typer.echo(f"note: the pinned layout takes {perf['duration_days']:.1f} days, past the "
                    f"{perf['deadline_days']:g}-day deadline")
+
+
+def _decision_rows(d: dict) -> list[list[str]]:
+    """Uncertainty bands, market-based next to location-based, and water (docs/decisions.md)."""
+    rows = []
+    if "uncertainty" in d:
+        u = d["uncertainty"]
+        for q, label in (("total_tco2e", "total p5 / p50 / p95 (tCO2e)"), ("energy_kwh", "energy p5 / p50 / p95 (kWh)")):
+            b = u["bands"][q]
+            rows.append([label, f"{b['p5']:,.4g} / {b['p50']:,.4g} / {b['p95']:,.4g}"])
+        rows.append(["inputs moving the total most (p5-p95 swing)",
+                     ", ".join(f"{s['input']} {s['swing_fraction']:.0%}" for s in u["sensitivity"][:3])])
+    a, w = d["accounting"], d["water"]
+    rows.append(["operational: location / market-based (tCO2e)",
+                 f"{a['location_tco2e']:,.4g} / {a['market_tco2e']:,.4g} ({a['market_method']})"])
+    rows.append(["water on-site / off-site (m3)", f"{w['onsite_l'] / 1000:,.4g} / {w['offsite_l'] / 1000:,.4g}"])
+    return rows
 
 
 def _label(record: dict, layout_label) -> str:

@@ -152,8 +152,25 @@ class CarbonSettings(_Spec):
     infrastructure: bool = option(True, "Add v2's infrastructure share to embodied carbon.")
     include_embodied: bool = option(True, "Include embodied carbon.", cli="--embodied")
     median_carbon: bool = option(True, "Also account the median-latency layout.")
+    # Decisions (carbonscaling.uncertainty / carbonscaling.footprint; docs/decisions.md).
+    uncertainty: bool = option(True, "Monte-Carlo p5/p50/p95 bands and sensitivity ranking (off for fast sweeps).")
+    uncertainty_samples: int = option(4096, "Monte-Carlo samples.", cli="--samples", metavar="N", ge=16, le=1_000_000)
+    uncertainty_seed: int = option(0, "Monte-Carlo seed (same seed, same bands).", cli="--seed", metavar="S", ge=0,
+                                   le=_BIG)
+    contractual_ci: Optional[float] = option(None, "Market-based: contract intensity g/kWh for all consumption.",
+                                             metavar="G", ge=0, le=2000)
+    renewable_share: Optional[float] = option(None, "Market-based: share of consumption covered by certificates.",
+                                              metavar="F", ge=0, le=1)
+    residual_ci: Optional[float] = option(None, "Market-based: residual-mix g/kWh for uncovered consumption "
+                                                "(default: the grid average).", metavar="G", ge=0, le=2000)
+    wue_l_per_kwh: Optional[float] = option(None, "On-site water, litres per IT kWh (default: data/water.yaml).",
+                                            cli="--wue", metavar="L", ge=0, le=20)
+    ewif_l_per_kwh: Optional[float] = option(None, "Off-site water of generation, litres per kWh (default: "
+                                                   "data/water.yaml).", cli="--ewif", metavar="L", ge=0, le=100)
 
-    NOT_FOR_RUN_CARBON: ClassVar[tuple[str, ...]] = ("region", "median_carbon")
+    NOT_FOR_RUN_CARBON: ClassVar[tuple[str, ...]] = ("region", "median_carbon", "uncertainty", "uncertainty_samples",
+                                                     "uncertainty_seed", "contractual_ci", "renewable_share",
+                                                     "residual_ci", "wue_l_per_kwh", "ewif_l_per_kwh")
 
     def carbon_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of :func:`~carbonscaling.carbon.run_carbon` (``None`` left out)."""
