@@ -167,6 +167,28 @@ def test_preset_projected_device(server, browser, shots):
     assert "B100+2y" in text(browser, "title")
 
 
+def test_bands_and_pareto_front(server, browser, shots):
+    browser.get(server + "/?model=llama3.1-8b&device=H100&region=us-east5&deadline_days=60")
+    assert wait_state(browser, "done", "error", "infeasible") == "done"
+    api = httpx.post(server + "/api/estimate", json={"model": "llama3.1-8b", "device": "H100", "region": "us-east5",
+                                                     "deadline_days": 60}, timeout=60).json()
+    band = api["uncertainty"]["bands"]["total_tco2e"]
+    assert value(browser, "out-band-p5") == pytest.approx(band["p5"], rel=1e-12)
+    assert value(browser, "out-band-p95") == pytest.approx(band["p95"], rel=1e-12)
+    browser.find_element(By.ID, "front").click()
+    WebDriverWait(browser, 120).until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-front") == "done")
+    front = httpx.post(server + "/api/front/deadline", json={"model": "llama3.1-8b", "device": "H100",
+                                                             "region": "us-east5", "deadline_days": 60,
+                                                             "years_ahead": 0, "precision": "bf16", "points": 6},
+                       timeout=120).json()
+    circles = browser.find_elements(By.CSS_SELECTOR, "#chart-front circle.front-point")
+    assert len(circles) == len(front["rows"])
+    filled = [c for c in circles if c.get_attribute("fill") != "#fff"]
+    assert len(filled) == sum(r["on_front"] for r in front["rows"])
+    browser.execute_script("document.getElementById('sensitivity-fig').scrollIntoView()")
+    browser.save_screenshot(str(shots / "page-bands-front.png"))
+
+
 def test_bad_yaml_and_infeasible(server, browser, shots):
     browser.get(server + "/")
     wait_state(browser, "ready")

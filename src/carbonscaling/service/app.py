@@ -8,6 +8,8 @@ Routes (all JSON except the page)::
     POST /api/estimate     EstimateRequest -> the CLI's ``estimate --json`` + "feasible": true,
                            or {"feasible": false, "constraint", "reason", "details"}
     POST /api/carbon       CarbonRequest -> the CLI's ``carbon --json``
+    POST /api/front/deadline  Pareto front duration x carbon x devices (carbonscaling.pareto)
+    POST /api/front/loss      Pareto front loss x carbon across a preset's widths
 
 Searches are CPU-bound and run in the server's thread pool, at most ``max_concurrent``
 at once (each may hold a few hundred MB); identical requests are answered from a small
@@ -31,7 +33,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..errors import CarbonScalingError, InfeasibleError, InputError
-from .schemas import MAX_YAML_CHARS, CarbonRequest, ErrorBody, EstimateRequest, Infeasible
+from .schemas import (MAX_YAML_CHARS, CarbonRequest, DeadlineFrontRequest, ErrorBody, EstimateRequest, Infeasible,
+                      LossFrontRequest)
 
 ERRORS = {422: {"model": ErrorBody, "description": "Bad input: one line naming the field."}}
 
@@ -176,6 +179,27 @@ def run_carbon_request(req: CarbonRequest) -> dict:
     return {"model": spec.summary() if spec else None, "device": describe(system), **res.to_dict()}
 
 
+def run_deadline_front(req) -> dict:
+    from ..pareto import deadline_front
+
+    kw = req.model_dump(exclude={"model", "model_yaml", "points", "device"}, exclude_unset=True)
+    model = model_of(req)
+    if model is None and req.preset is None:
+        raise InputError("model", "give a model, preset + d_model, or model_yaml")
+    if req.preset is not None:
+        kw.update(preset=req.preset, d_model=req.d_model)
+    return deadline_front(model, req.device, points=req.points, **kw)
+
+
+def run_loss_front(req: LossFrontRequest) -> dict:
+    from ..pareto import loss_front
+
+    kw = {"deadline_days": req.deadline_days}
+    if req.region is not None:
+        kw["region"] = req.region
+    return loss_front(req.preset, req.device, points=req.points, **kw)
+
+
 def catalog_models() -> list[dict]:
     from ..scaling import catalog_entry, model_names, named_model
 
@@ -276,6 +300,28 @@ def create_app(max_concurrent: int = 2) -> FastAPI:
                 except InfeasibleError as err:  # an answer too: cached like one
                     return Infeasible(constraint=err.constraint or "unknown", reason=str(err),
                                       details=finite(dict(err.details))).model_dump()
+
+        return answer(lambda: cache.get_or_compute(key, compute))
+
+    @app.post("/api/front/deadline", responses=ERRORS)
+    def deadline_front_route(req: DeadlineFrontRequest) -> Any:
+        """Pareto front over (duration, total carbon, devices): 2 x points estimates (slow: seconds)."""
+        key = "deadline-front " + json.dumps(req.model_dump(), sort_keys=True)
+
+        def compute() -> dict:
+            with gate:
+                return run_deadline_front(req)
+
+        return answer(lambda: cache.get_or_compute(key, compute))
+
+    @app.post("/api/front/loss", responses=ERRORS)
+    def loss_front_route(req: LossFrontRequest) -> Any:
+        """Pareto front over (scaling-law loss, total carbon) across widths of a preset."""
+        key = "loss-front " + json.dumps(req.model_dump(), sort_keys=True)
+
+        def compute() -> dict:
+            with gate:
+                return run_loss_front(req)
 
         return answer(lambda: cache.get_or_compute(key, compute))
 

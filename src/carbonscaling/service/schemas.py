@@ -35,7 +35,7 @@ class _Choice(BaseModel):
     """What is trained and on what: catalog names only, or a pasted model YAML."""
 
     model_config = _CONFIG
-    model: Optional[str] = Field(default=None, max_length=100, examples=["llama3.1-405b"],
+    model: Optional[str] = Field(default=None, max_length=100,
                                  description="Catalog model name (GET /api/models); or use preset + d_model, "
                                              "or model_yaml.")
     model_yaml: Optional[str] = Field(default=None, max_length=MAX_YAML_CHARS,
@@ -73,6 +73,26 @@ CarbonRequest = create_model(
     "CarbonRequest", __base__=_RunSize,
     __doc__="``carbonscaling carbon``: carbon of a run of known size and length (no search).",
     **_fields(_CARBON_SPEC_FIELDS))
+
+
+class DeadlineFrontRequest(EstimateRequest):  # type: ignore[misc, valid-type]
+    """The deadline front of one model on one device type (carbonscaling.pareto.deadline_front):
+    ``points`` deadlines from 30 to 365 days (least-carbon layouts) and as many pinned device counts."""
+
+    points: int = Field(default=6, ge=2, le=12, description="Deadlines (and device counts) tried.")
+
+
+class LossFrontRequest(BaseModel):
+    """The loss front of a scaling-law preset across widths (carbonscaling.pareto.loss_front)."""
+
+    model_config = _CONFIG
+    preset: str = Field(default="cs-v2", max_length=100, description="Scaling-law preset (GET /api/presets).")
+    device: str = Field(default="H100", max_length=100, description="Catalog device name.")
+    deadline_days: float = Field(default=90.0, gt=0, le=36_500, description="Deadline of every width (days).")
+    region: Optional[str] = Field(default=None, max_length=100, description="Cloud region (GET /api/regions).")
+    points: int = Field(default=6, ge=2, le=12, description="Widths across the preset's sweep range.")
+
+    _names = field_validator("device")(classmethod(lambda cls, v: _catalog_name(v)))
 
 
 class ErrorBody(BaseModel):

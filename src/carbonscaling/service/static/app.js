@@ -172,6 +172,76 @@ function carbonChart(target, c, b) {
   target.replaceChildren(svg);
 }
 
+// One-at-a-time sensitivity: a bar from the total at the input's low to its high value.
+function tornado(target, rows, total) {
+  const W = 360, rowH = 20, left = 110, H = rowH * rows.length + 24;
+  const lo = Math.min(total, ...rows.map((r) => Math.min(r.total_at_low_tco2e, r.total_at_high_tco2e)));
+  const hi = Math.max(total, ...rows.map((r) => Math.max(r.total_at_low_tco2e, r.total_at_high_tco2e)));
+  const x = (v) => left + ((v - lo) / ((hi - lo) || 1)) * (W - left - 10);
+  const svg = el("svg", {viewBox: `0 0 ${W} ${H}`, width: "100%", role: "img"});
+  rows.forEach((r, i) => {
+    const a = x(Math.min(r.total_at_low_tco2e, r.total_at_high_tco2e)), b = x(Math.max(r.total_at_low_tco2e, r.total_at_high_tco2e));
+    const y = 4 + i * rowH;
+    svg.appendChild(el("text", {x: left - 6, y: y + 12, "font-size": 11, "text-anchor": "end"}, r.input.replace(/_/g, " ")));
+    const bar = el("rect", {x: a, y, width: Math.max(1, b - a), height: rowH - 6, fill: "#8172b3"});
+    bar.appendChild(el("title", {}, `${r.input}: ${fmt(r.total_at_low_tco2e)} .. ${fmt(r.total_at_high_tco2e)} tCO2e`));
+    svg.appendChild(bar);
+  });
+  svg.appendChild(el("line", {x1: x(total), x2: x(total), y1: 0, y2: H - 20, stroke: "#000", "stroke-dasharray": "3 2"}));
+  svg.appendChild(el("text", {x: left, y: H - 4, "font-size": 10}, fmt(lo)));
+  svg.appendChild(el("text", {x: W - 10, y: H - 4, "font-size": 10, "text-anchor": "end"}, `${fmt(hi)} tCO2e`));
+  target.replaceChildren(svg);
+}
+
+// Pareto front: duration (x, log) against total carbon (y); front points filled and joined.
+function frontChart(target, rows) {
+  const W = 560, H = 240, L = 60, R = 12, T = 10, B = 36;
+  const xs = rows.map((r) => r.duration_days), ys = rows.map((r) => r.total_tco2e);
+  const x0 = Math.log10(Math.min(...xs) * 0.9), x1 = Math.log10(Math.max(...xs) * 1.1);
+  const y0 = Math.min(...ys) * 0.98, y1 = Math.max(...ys) * 1.02;
+  const X = (v) => L + ((Math.log10(v) - x0) / ((x1 - x0) || 1)) * (W - L - R);
+  const Y = (v) => H - B - ((v - y0) / ((y1 - y0) || 1)) * (H - T - B);
+  const svg = el("svg", {viewBox: `0 0 ${W} ${H}`, width: "100%", role: "img"});
+  svg.appendChild(el("line", {x1: L, x2: W - R, y1: H - B, y2: H - B, stroke: "#666"}));
+  svg.appendChild(el("line", {x1: L, x2: L, y1: T, y2: H - B, stroke: "#666"}));
+  const front = rows.filter((r) => r.on_front).sort((a, b) => a.duration_days - b.duration_days);
+  if (front.length > 1) {
+    svg.appendChild(el("polyline", {points: front.map((r) => `${X(r.duration_days)},${Y(r.total_tco2e)}`).join(" "),
+      fill: "none", stroke: "#2f6f4f", "stroke-width": 1.5}));
+  }
+  for (const r of rows) {
+    const c = el("circle", {cx: X(r.duration_days), cy: Y(r.total_tco2e), r: 4.5,
+      fill: r.on_front ? "#2f6f4f" : "#fff", stroke: "#2f6f4f", "stroke-width": 1.5, class: "front-point"});
+    c.appendChild(el("title", {}, `${fmt(r.duration_days)} days, ${fmt(r.total_tco2e)} tCO2e, ${r.devices.toLocaleString("en-US")} devices (${r.sweep}): ${r.layout}`));
+    svg.appendChild(c);
+  }
+  for (const v of [Math.min(...xs), Math.max(...xs)]) svg.appendChild(el("text", {x: X(v), y: H - B + 14, "font-size": 10, "text-anchor": "middle"}, fmt(v, 3)));
+  svg.appendChild(el("text", {x: (L + W) / 2, y: H - 4, "font-size": 11, "text-anchor": "middle"}, "training duration (days, log scale)"));
+  for (const v of [y0, y1]) svg.appendChild(el("text", {x: L - 4, y: Y(v) + 4, "font-size": 10, "text-anchor": "end"}, fmt(v, 3)));
+  svg.appendChild(el("text", {x: 12, y: (T + H - B) / 2, "font-size": 11, "text-anchor": "middle", transform: `rotate(-90 12 ${(T + H - B) / 2})`}, "tCO2e"));
+  target.replaceChildren(svg);
+}
+
+async function showFront() {
+  const body = {...request(), points: 6};
+  delete body.objective;
+  $("front").disabled = true;
+  $("front-status").textContent = "searching 12 runs...";
+  try {
+    const r = await fetch("/api/front/deadline", {method: "POST", headers: {"content-type": "application/json"}, body: JSON.stringify(body)});
+    const d = await r.json();
+    if (!r.ok) { $("front-status").textContent = d.error || `HTTP ${r.status}`; return; }
+    if (d.feasible === false || !d.rows || !d.rows.length) { $("front-status").textContent = d.reason || "no feasible point"; return; }
+    frontChart($("chart-front"), d.rows);
+    const n = d.rows.filter((x) => x.on_front).length;
+    $("front-status").textContent = `${d.rows.length} runs, ${n} on the front (filled); hover a point for its layout.` +
+      (d.skipped.length ? ` ${d.skipped.length} had no answer.` : "");
+    document.body.dataset.front = "done";
+  } finally {
+    $("front").disabled = false;
+  }
+}
+
 function render(d) {
   const m = d.model, lay = d.layout, perf = d.performance, c = d.carbon, hw = d.hardware;
   $("title").textContent = `${m.name} (${fmt(m.params_total, 3)} parameters, ${fmt(m.tokens, 3)} tokens) on ${hw.name}`;
@@ -204,6 +274,13 @@ function render(d) {
   stackedBar($("chart-memory"), MEM_PARTS.map(([k, label, col]) => [label, mem[k], col]), "GB", mem.capacity_gb);
   carbonChart($("chart-carbon"), c, d.breakdown.carbon);
   const missed = perf.meets_deadline ? "" : ` The pinned layout takes ${fmt(perf.duration_days)} days, past the deadline.`;
+  const band = d.uncertainty && d.uncertainty.bands && d.uncertainty.bands.total_tco2e;
+  $("band-row").hidden = !band;
+  if (band) { setOut("out-band-p5", band.p5); setOut("out-band-p95", band.p95); }
+  const sens = (d.uncertainty && d.uncertainty.sensitivity) || [];
+  $("sensitivity-fig").hidden = !sens.length;
+  if (sens.length) tornado($("chart-sensitivity"), sens.slice(0, 6), c.total_tco2e);
+  $("chart-front").replaceChildren();
   const cb = d.breakdown.carbon;
   $("sources").textContent = `Grid intensity ${fmt(cb.ci_g_per_kwh)} g/kWh (${c.ci_source}), PUE ${fmt(cb.pue)}, ` +
     `embodied: ${c.embodied_mode} mode. Total range: embodied carbon low..high (docs/carbon.md). ` +
@@ -257,6 +334,7 @@ async function submit(ev) {
 async function main() {
   for (const r of document.querySelectorAll("input[name=model_src]")) r.addEventListener("change", showSource);
   $("form").addEventListener("submit", submit);
+  $("front").addEventListener("click", showFront);
   $("copy").addEventListener("click", () => navigator.clipboard && navigator.clipboard.writeText($("share").value));
   try {
     await loadCatalogs();
