@@ -154,23 +154,14 @@ def estimate(model: Any = None, device: Any = None, **options: Any) -> Estimate:
 
 def run(spec: RunSpec) -> Estimate:
     """Search the layout of the run ``spec`` describes and account its carbon."""
-    model = build_model(spec.model, preset=spec.preset, d_model=spec.d_model)
-    hw = spec.hardware
-    system = build_system(hw.device, years_ahead=hw.years_ahead, cpa_growth=hw.cpa_growth)
     carbon_kw = spec.carbon.carbon_kwargs()
-    pinned = search_pins(spec.pins, model)
-    # One node-hour at idle: validates the carbon settings before the search, and prices layouts.
-    idle = run_carbon(None, system, n_devices=system.devices_per_node, duration_h=1.0, utilization=1e-9,
-                      **carbon_kw)
-    objective = spec.search.objective
-    score = _carbon_score(system, carbon_kw, idle) if objective == "carbon" else None
-    res = search(model, system, deadline_days=spec.search.deadline_days, options=spec.recipe, pinned=pinned,
-                 objective=objective, carbon_score=score)
+    model, system, res = search_run(spec, carbon_kw=carbon_kw)
     carbon = carbon_of_run(res.layout.devices, res.duration_s, res.mfu, system, carbon_kw, model)
     med = None
     if spec.carbon.median_carbon and res.median_layout is not None:
         med = carbon_of_run(res.median_layout.devices, res.median_duration_s, res.median_mfu, system, carbon_kw,
                             model)
+    hw, objective, pinned = spec.hardware, spec.search.objective, search_pins(spec.pins, model)
     settings = {"deadline_days": spec.search.deadline_days, "years_ahead": hw.years_ahead,
                 "cpa_growth": hw.cpa_growth, "objective": objective, "pinned": pinned,
                 "options": spec.recipe.model_dump(), **carbon_kw}
@@ -180,6 +171,27 @@ def run(spec: RunSpec) -> Estimate:
         unc = propagate(carbon, samples=spec.carbon.uncertainty_samples, seed=spec.carbon.uncertainty_seed)
     return Estimate(model=model, system=system, result=res, carbon=carbon, median_carbon=med, settings=settings,
                     spec=spec, uncertainty=unc)
+
+
+def search_run(spec: RunSpec, *, consts=None, carbon_kw: dict | None = None
+               ) -> tuple[ModelSpec, System, SearchResult]:
+    """The model, the (projected) system and the layout search of ``spec`` (no carbon accounting).
+
+    The carbon settings are checked before the search (one idle node-hour), and price the
+    layouts when the objective is carbon. ``consts`` overrides the performance constants.
+    """
+    model = build_model(spec.model, preset=spec.preset, d_model=spec.d_model)
+    hw = spec.hardware
+    system = build_system(hw.device, years_ahead=hw.years_ahead, cpa_growth=hw.cpa_growth)
+    carbon_kw = spec.carbon.carbon_kwargs() if carbon_kw is None else carbon_kw
+    pinned = search_pins(spec.pins, model)
+    idle = run_carbon(None, system, n_devices=system.devices_per_node, duration_h=1.0, utilization=1e-9,
+                      **carbon_kw)
+    objective = spec.search.objective
+    score = carbon_scorer(system, carbon_kw, idle) if objective == "carbon" else None
+    res = search(model, system, deadline_days=spec.search.deadline_days, options=spec.recipe, pinned=pinned,
+                 objective=objective, carbon_score=score, consts=consts)
+    return model, system, res
 
 
 def search_pins(pins: LayoutPins, model: ModelSpec) -> dict[str, Any]:
@@ -201,8 +213,12 @@ def search_pins(pins: LayoutPins, model: ModelSpec) -> dict[str, Any]:
     return out
 
 
-def _carbon_score(system: System, carbon_kw: dict, idle: CarbonResult):
-    """tCO2e of a layout from its device count, duration and MFU (carbon is linear in all three)."""
+def carbon_scorer(system: System, carbon_kw: dict, idle: CarbonResult | None = None):
+    """tCO2e of a layout from its device count, duration and MFU (carbon is linear in all three):
+    the ``carbon_score`` of ``search(objective="carbon")``."""
+    if idle is None:
+        idle = run_carbon(None, system, n_devices=system.devices_per_node, duration_h=1.0, utilization=1e-9,
+                          **carbon_kw)
     busy = run_carbon(None, system, n_devices=system.devices_per_node, duration_h=1.0, utilization=1.0, **carbon_kw)
     fixed = idle.total_tco2e / system.devices_per_node
     dynamic = (busy.total_tco2e - idle.total_tco2e) / system.devices_per_node

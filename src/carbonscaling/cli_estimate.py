@@ -44,7 +44,7 @@ def estimate(
     recompute_layers: Annotated[Optional[str], typer.Option('--recompute-layers', metavar='N', help='Pin the layers per stage recomputed under full recompute. A whole number in [0, 1e9].')] = None,
     global_batch: Annotated[Optional[str], typer.Option('--global-batch', metavar='N', help='Pin the global batch in sequences. A whole number in [1, 1e9].')] = None,
     global_batch_tokens: Annotated[Optional[str], typer.Option('--global-batch-tokens', metavar='T', help='Pin the global batch in tokens. A finite number in (0, 1e12].')] = None,
-    precision: Annotated[Optional[str], typer.Option('--precision', metavar='bf16|fp16|fp8|fp8-delayed|fp8-blockwise|mxfp8|nvfp4|mxfp4', help='GEMM number format: bf16, fp16, fp8 (fp8-cs), fp8-delayed, fp8-blockwise, mxfp8 (fp8-mx), nvfp4, mxfp4; the device must run it. Default bf16.')] = None,
+    precision: Annotated[Optional[str], typer.Option('--precision', metavar='NAME', help='GEMM number format: bf16, fp16, fp8 (fp8-cs), fp8-delayed, fp8-blockwise, mxfp8 (fp8-mx), nvfp4, mxfp4; the device must run it. Default bf16.')] = None,
     flash_attention: Annotated[Optional[bool], typer.Option('--flash-attention/--no-flash-attention', help='Fused attention kernels.')] = None,
     sequence_parallel: Annotated[Optional[bool], typer.Option('--sequence-parallel/--no-sequence-parallel', help='Megatron sequence parallelism with TP.')] = None,
     overlap_grad_reduce: Annotated[Optional[bool], typer.Option('--overlap-grad-reduce/--no-overlap-grad-reduce', help='Overlap the data-parallel gradient reduction with the backward pass.')] = None,

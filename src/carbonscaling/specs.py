@@ -56,7 +56,7 @@ def option(default: Any, help: str, *, cli: str | None = None, metavar: str | No
     return Field(default, description=help, json_schema_extra=extra or None, **constraints)
 
 
-class _Spec(BaseModel):
+class SpecModel(BaseModel):
     """Frozen, no unknown fields, no inf/NaN; numbers must be numbers (not text or booleans)."""
 
     model_config = _CONFIG
@@ -71,7 +71,7 @@ class _Spec(BaseModel):
 
 
 # ---- the parts -----------------------------------------------------------------------------
-class HardwareSpec(_Spec):
+class HardwareSpec(SpecModel):
     """On what the run trains: a device and its projection into the future."""
 
     device: Any = option("H100", "Catalog device name (see `devices`), a device YAML file or a mapping.",
@@ -82,7 +82,7 @@ class HardwareSpec(_Spec):
                                cli="--cpa-growth", metavar="G", ge=-0.5, le=2)
 
 
-class LayoutPins(_Spec):
+class LayoutPins(SpecModel):
     """Parts of the parallel layout that are fixed (None: the search chooses).
 
     Megatron-Core names: ``devices`` = TP x CP x PP x DP; ``vp`` virtual pipeline stages
@@ -116,7 +116,7 @@ class LayoutPins(_Spec):
         return {k: v for k, v in self.model_dump().items() if v is not None}
 
 
-class SearchSettings(_Spec):
+class SearchSettings(SpecModel):
     """What the layout search optimises, and by when the run must finish."""
 
     deadline_days: float = option(90.0, "Maximum training duration in days.", metavar="DAYS", gt=0,
@@ -125,7 +125,7 @@ class SearchSettings(_Spec):
                                                      metavar="fastest|carbon")
 
 
-class CarbonSettings(_Spec):
+class CarbonSettings(SpecModel):
     """Carbon accounting. ``None`` takes the default of data/power.yaml (reported as used).
 
     Every field except those in :attr:`NOT_FOR_RUN_CARBON` is a keyword argument of
@@ -182,7 +182,7 @@ class CarbonSettings(_Spec):
         return out
 
 
-class RunSpec(_Spec):
+class RunSpec(SpecModel):
     """A whole training run: the model and the five parts (see the module docstring)."""
 
     model: Any = option(None, "Catalog model name (see `models`), a model YAML file, a mapping or a ModelSpec.",
@@ -310,14 +310,15 @@ def help_text(name: str, info: FieldInfo | None = None) -> str:
 
 
 def metavar(info: FieldInfo) -> str:
-    """The CLI metavar: the field's own, the choices of a Literal (``bf16|fp16|fp8``), or ``X``."""
+    """The CLI metavar: the field's own, the choices of a Literal (``fastest|carbon``), or ``X``."""
     extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
     if extra.get("metavar"):
         return extra["metavar"]
     ann = info.annotation
     args = [a for a in get_args(ann) if a is not type(None)] if get_origin(ann) is Union else [ann]
-    if len(args) == 1 and get_origin(args[0]) is Literal:
-        return "|".join(str(a) for a in get_args(args[0]))
+    if len(args) == 1 and get_origin(args[0]) is Literal:  # a short choice list, else the help lists it
+        choices = get_args(args[0])
+        return "|".join(str(a) for a in choices) if len(choices) <= 4 else "NAME"
     return "N" if number_kind(info) == "int" else "X"
 
 
@@ -351,21 +352,46 @@ def build(cls: type[BaseModel], data: dict[str, Any]) -> Any:
 
 
 # ---- derived schemas -----------------------------------------------------------------------
-def partial(cls: type[BaseModel], name: str | None = None) -> type[BaseModel]:
-    """``cls`` with every field optional (default None), constraints and descriptions kept:
-    the shape of a scenario's overrides, so a new spec field is a new scenario field."""
+def partial_fields(cls: type[BaseModel], exclude: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``cls``'s fields as ``create_model`` arguments, each optional with default None
+    (constraints, aliases and descriptions kept): a scenario's overrides of a part."""
     fields: dict[str, Any] = {}
     for fname, info in cls.model_fields.items():
+        if fname in exclude:
+            continue
         ann = info.annotation
         opt = ann if get_origin(ann) is Union and type(None) in get_args(ann) else Optional[ann]
-        kw = {"description": info.description}
+        kw: dict[str, Any] = {"description": info.description}
         if isinstance(info.validation_alias, AliasChoices):
             kw["validation_alias"] = info.validation_alias
-        fields[fname] = (opt, Field(None, **kw))
-        fields[fname][1].metadata = list(info.metadata)
-    return create_model(name or f"Partial{cls.__name__}", __config__=ConfigDict(extra="forbid", frozen=True,
-                                                                                allow_inf_nan=False),
-                        **fields)
+        field = Field(None, **kw)
+        field.metadata = list(info.metadata)
+        fields[fname] = (opt, field)
+    return fields
+
+
+def partial(cls: type[BaseModel], name: str, module: str) -> type[BaseModel]:
+    """``cls`` with every field optional (see :func:`partial_fields`) and its field validators
+    (e.g. precision aliases), as class ``module.name`` (assign it to that name there, so that it
+    pickles)."""
+    return create_model(name, __base__=SpecModel, __module__=module, __validators__=_field_validators(cls),
+                        **partial_fields(cls))
+
+
+def _field_validators(cls: type[BaseModel]) -> dict[str, Any]:
+    """``cls``'s field validators, re-decorated for another class (they are bound to ``cls``)."""
+    import inspect
+
+    out = {}
+    for vname, dec in cls.__pydantic_decorators__.field_validators.items():
+        bound = dec.func
+        takes_info = len(inspect.signature(bound).parameters) > 1
+
+        def call(_cls, value, info, _f=bound, _info=takes_info):
+            return _f(value, info) if _info else _f(value)
+
+        out[vname] = field_validator(*dec.info.fields, mode=dec.info.mode)(classmethod(call))
+    return out
 
 
 # ---- the CLI block -------------------------------------------------------------------------

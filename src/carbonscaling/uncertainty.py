@@ -185,22 +185,37 @@ RESPONSE_INPUTS = ("grid_intensity", "pue", "dynamic_fraction", "it_power", "dev
                    "infrastructure_fraction", "lifetime_years", "goodput", "step_time")
 
 
-def base_point(breakdown: Mapping[str, Any], *, specs: Mapping[str, InputSpec] | None = None) -> dict[str, float]:
-    """The point estimate's parts the response needs, read from a ``CarbonResult.breakdown``."""
-    b = breakdown
-    tdp = float(b["tdp_w"])
-    goodput = float(b.get("goodput", (specs or {}).get("goodput", InputSpec("", "", "", {})).params.get("point", 1.0)))
-    accel = float(b.get("embodied_accelerator_tco2e", 0.0))
+def base_point(carbon: Any, *, specs: Mapping[str, InputSpec] | None = None) -> dict[str, float]:
+    """The point estimate's parts the response needs, from a ``CarbonResult``.
+
+    IT energy is split into work-proportional device energy (``dyn``: the dynamic share, which
+    does not grow when steps are slower), the rest of the device energy (``static``) and
+    everything else (``other``: host, network). A power model without a static/dynamic split
+    has ``dyn = 0`` (all energy grows with wall-clock time) and ``dynamic_fraction`` is not sampled.
+    """
+    b = carbon.breakdown
+    gp = (specs or {}).get("goodput")
+    modelled_goodput = b.get("goodput_goodput", b.get("goodput"))
+    goodput = float(modelled_goodput) if modelled_goodput is not None else float(
+        (gp.params if gp else {}).get("point", 1.0))
+    static = b.get("device_static_energy_kwh")
+    dyn = b.get("device_dynamic_energy_kwh")
+    tdp = float(b.get("tdp_w") or 0.0)
+    split = static is not None and dyn is not None and b.get("p_dynamic_w") is not None and tdp > 0
+    if not split:
+        static, dyn = float(carbon.device_energy_kwh), 0.0
     host = sum(float(b.get(f"embodied_{k}_tco2e", 0.0)) for k in ("cpu", "dram", "ssd"))
     return {
-        "device_hours": float(b["device_hours"]), "tdp_w": tdp, "utilization": float(b["utilization"]),
-        "alpha": float(b["alpha"]), "dynamic_fraction": float(b["p_dynamic_w"]) / tdp if tdp else 0.0,
-        "other_kwh": float(b["node_other_energy_kwh"]) + float(b["network_energy_kwh"]),
-        "pue": float(b["pue"]), "ci": float(b["ci_g_per_kwh"]), "accel_tco2e": accel, "host_tco2e": host,
+        "static_kwh": float(static), "dyn_kwh": float(dyn),
+        "other_kwh": float(carbon.it_energy_kwh) - float(static) - float(dyn),
+        "dynamic_fraction": float(b["p_dynamic_w"]) / tdp if split else 0.0, "split": split,
+        "pue": float(b["pue"]), "ci": float(b["ci_g_per_kwh"]),
+        "accel_tco2e": float(b.get("embodied_accelerator_tco2e", 0.0)), "host_tco2e": host,
         "device_embodied_kg": float(b.get("device_embodied_kg", 0.0)),
         "infrastructure_fraction": float(b.get("infrastructure_fraction", 0.0)),
         "lifetime_years": float(b["lifetime_years"]), "goodput": goodput,
-        "embodied_included": bool(b.get("include_embodied", True)),
+        "goodput_modelled": modelled_goodput is not None,
+        "embodied_included": bool(b.get("include_embodied", True)) and float(carbon.embodied_tco2e) > 0,
     }
 
 
@@ -218,17 +233,20 @@ def response(base: Mapping[str, float], x: Mapping[str, Any]) -> dict[str, np.nd
     g = {k: np.asarray(x.get(k, p[k]), dtype=float) for k in RESPONSE_INPUTS}
     lost = base["goodput"] / g["goodput"]            # wall clock per productive hour, vs the point
     t = g["step_time"] * lost
-    tdp, dh = base["tdp_w"], base["device_hours"]
-    f = g["dynamic_fraction"]
-    dev_kwh = dh * tdp * (t * (1.0 - f) + lost * base["alpha"] * f * base["utilization"]) / 1000.0
-    it_kwh = g["it_power"] * (dev_kwh + base["other_kwh"] * t)
+    f0 = base["dynamic_fraction"]
+    if base["split"] and 0.0 < f0 < 1.0:
+        static = base["static_kwh"] * (1.0 - g["dynamic_fraction"]) / (1.0 - f0)
+        dyn = base["dyn_kwh"] * g["dynamic_fraction"] / f0
+    else:
+        static, dyn = base["static_kwh"], base["dyn_kwh"]
+    it_kwh = g["it_power"] * (static * t + dyn * lost + base["other_kwh"] * t)
     energy = it_kwh * g["pue"]
     operational = energy * base["ci"] * g["grid_intensity"] / 1e6
     if base["embodied_included"]:
         kg0 = base["device_embodied_kg"] or 1.0
         s0 = base["infrastructure_fraction"]
         manuf = base["accel_tco2e"] * g["device_embodied_kg"] / kg0 + base["host_tco2e"] * g["host_embodied"]
-        share = (1.0 + g["infrastructure_fraction"]) if s0 > 0 else 1.0
+        share = (1.0 + g["infrastructure_fraction"]) if s0 > 0 else 1.0  # manuf excludes the share
         embodied = t * base["lifetime_years"] / g["lifetime_years"] * manuf * share
     else:
         embodied = np.zeros_like(operational)
@@ -288,11 +306,16 @@ def propagate(carbon: Any, *, samples: int = DEFAULT_SAMPLES, seed: int = 0,
     """
     n, s = _check_run(samples, seed)
     specs = dict(load_inputs() if inputs is None else inputs)
-    breakdown = carbon.breakdown if hasattr(carbon, "breakdown") else carbon
-    base = base_point(breakdown, specs=specs)
+    base = base_point(carbon, specs=specs)
     if not base["embodied_included"]:
         specs = {k: v for k, v in specs.items()
                  if k not in ("device_embodied_kg", "host_embodied", "infrastructure_fraction", "lifetime_years")}
+    if not base["split"]:
+        specs.pop("dynamic_fraction", None)
+    if base["goodput_modelled"] and "goodput" in specs:  # spread around the model's own goodput
+        gs = specs["goodput"]
+        specs["goodput"] = InputSpec(gs.name, gs.kind, gs.distribution, {**gs.params, "mode": "point"}, gs.source,
+                                     gs.verified)
     rng = np.random.default_rng(s)
     pts = point_values(base)
     x = {name: draw(spec, pts[name], n, rng) for name, spec in specs.items()}
@@ -319,7 +342,9 @@ def tornado_figure(unc: Uncertainty, path: str | Path, title: str = "") -> Path:
         lo, hi = sorted((r["total_at_low_tco2e"], r["total_at_high_tco2e"]))
         ax.barh(i, hi - lo, left=lo, color="#4878a8")
     ax.axvline(center, color="k", lw=1)
-    ax.margins(x=0.05)
+    xs = [center] + [r[k] for r in rows for k in ("total_at_low_tco2e", "total_at_high_tco2e")]
+    pad = 0.05 * (max(xs) - min(xs) or abs(center) or 1.0)
+    ax.set_xlim(min(xs) - pad, max(xs) + pad)
     ax.set_yticks(range(len(rows)), [r["input"] for r in rows])
     ax.set_xlabel("total tCO2e with one input at its 5th / 95th percentile")
     b = unc.bands["total_tco2e"]
