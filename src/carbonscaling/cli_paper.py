@@ -10,7 +10,8 @@ import typer
 from .cli import app, integer, print_table
 from .errors import InputError
 
-OutOpt = Annotated[Optional[Path], typer.Option("--out", "-o", metavar="DIR", help="Output directory.")]
+OutOpt = Annotated[Optional[str], typer.Option(  # str: typer reads "" as "."
+    "--out", "-o", metavar="DIR", help="Output directory.")]
 JobsOpt = Annotated[Optional[str], typer.Option(
     "--jobs", "-j", metavar="N", help="Worker processes for the searches (default: the usable cores).")]
 ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar on stderr.")]
@@ -69,6 +70,13 @@ class _Progress:
             self.bar.stop()
 
 
+def _target(out: str | None, default: Path) -> Path:
+    """``--out`` (or the default), checked before any work (``_output.check_target``)."""
+    from ._output import check_target
+
+    return check_target(default if out is None else out, "out")
+
+
 def _run(scenarios, out: Path, jobs, progress: bool, figures: bool, title: str, svg: bool = False):
     from .experiments.paper import run
 
@@ -111,7 +119,7 @@ def paper(
     if only is not None and not names:
         raise InputError("only", "give at least one experiment name")
     scenarios = shipped_scenarios(names)
-    target = out or Path("paper-out")
+    target = _target(out, Path("paper-out"))
     res = _run(scenarios, target, jobs, progress, figures, "CarbonScaling v1 + v2 experiments", svg)
     _summary(res, target)
 
@@ -147,7 +155,7 @@ def sweep(
     from .experiments.scenario import load_scenario
 
     sc = load_scenario(scenario)
-    target = out or Path(f"sweep-{sc.name}")
+    target = _target(out, Path(f"sweep-{sc.name}"))
     if scheduler in (None, "pool"):
         res = _run([sc], target, jobs, progress, figures, sc.title, svg)
     else:
@@ -170,7 +178,7 @@ def _grid(path: Path, out, jobs, scheduler, chunk_size, fmt, progress: bool) -> 
 
     spec = load_grid(path)
     size = None if chunk_size is None else int(check_number("chunk_size", integer(chunk_size), 1, 1_000_000, integer=True))
-    target = out or Path(f"sweep-{spec.name}")
+    target = Path(out) if out else Path(f"sweep-{spec.name}")  # an existing sweep directory is resumed
     bar = _Progress(progress)
     try:
         res = run_grid(spec, target, scheduler=scheduler, jobs=_jobs(jobs), chunk_size=size, fmt=fmt, progress=bar)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .claims import ClaimResult, evaluate_claims
-from .runner import RunResult, default_jobs, make_pool, pool_map, run_scenarios
+from .runner import RunResult, default_jobs, pool_map, run_scenarios, worker_pool
 from .scenario import Scenario
 
 
@@ -170,21 +170,34 @@ def run(scenarios: list[Scenario], out: str | Path, *, jobs: int | None = None,
         title: str = "Experiments", executor: Any = None, svg: bool = False) -> PaperResult:
     """Run ``scenarios`` and write every file into ``out`` (see the module docstring).
 
-    ``executor``: a process pool or a Dask client to run the searches and figures on
-    (:mod:`.executors`); default a local pool of ``jobs`` processes.
+    ``out`` is checked before any search; the files are written into a temporary directory
+    next to it and moved into ``out`` only when all are complete (``_output.staged_dir``),
+    so an error or Ctrl-C leaves nothing half-written. ``executor``: a process pool or a Dask
+    client to run the searches and figures on (:mod:`.executors`); default a local pool of
+    ``jobs`` processes. ``svg``: also write each figure as SVG.
     """
+    from .._output import staged_dir
+
+    with staged_dir(out) as tmp:
+        res = _run_into(scenarios, tmp, jobs=jobs, progress=progress, figures=figures, title=title,
+                        executor=executor, svg=svg)
+    final = Path(out)
+    res.files = {k: [final / p.relative_to(tmp) for p in v] for k, v in res.files.items()}
+    return res
+
+
+def _run_into(scenarios: list[Scenario], out: Path, *, jobs: int | None, progress, figures: bool,
+              title: str, executor: Any = None, svg: bool = False) -> PaperResult:
     import contextlib
 
     from .executors import submit
     from .report import write_report
 
     t0 = time.perf_counter()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     jobs = default_jobs() if jobs is None else max(1, int(jobs))
     sweeps = [s for s in scenarios if s.plot != "validation"]
     timings: dict[str, float] = {}
-    with (contextlib.nullcontext(executor) if executor is not None else make_pool(jobs)) as pool:
+    with (contextlib.nullcontext(executor) if executor is not None else worker_pool(jobs)) as pool:
         val_future = submit(pool, run_validation) if len(sweeps) < len(scenarios) else None
         run_res = run_scenarios(sweeps, jobs=jobs, progress=progress, pool=pool)
         timings["searches_s"] = time.perf_counter() - t0
