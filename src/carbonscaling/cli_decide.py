@@ -49,7 +49,7 @@ SeedOpt = Annotated[Num, typer.Option("--seed", metavar="S", help="Random seed (
 def _kw(model=None, preset=None, d_model=None, device="H100", deadline_days=None, ci=None, region=None, pue=None,
         lifetime=None, embodied_mode="paper", precision="bf16") -> dict[str, Any]:
     kw: dict[str, Any] = dict(device=device, ci=ci, region=region, pue=number(pue), lifetime_years=number(lifetime),
-                              embodied_mode=embodied_mode, precision=precision)
+                              embodied_mode=embodied_mode, precision=precision, uncertainty=False)
     if model is not None:
         kw["model"] = Path(model) if model.endswith((".yaml", ".yml")) else model
     if preset is not None or d_model is not None:
