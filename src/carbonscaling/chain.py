@@ -14,9 +14,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .carbon import CarbonResult, check_number, run_carbon
+import numpy as np
+
+from .carbon import CarbonResult, carbon_scorer, check_number, resolve_accounting, run_carbon
 from .errors import InputError, from_validation
 from .hardware import System, describe, load_system, project
+from .power import busy_share
 from .perf.layout import TrainingOptions
 from .scaling import ModelSpec, from_preset, resolve_model
 from .search import SearchResult, search
@@ -105,7 +108,8 @@ def estimate(model: Any = None, device: Any = "H100", *, preset: str | None = No
              flexible_sharding: bool = False, qat: bool = False, objective: str = "fastest",
              ci: Any = None, region: str | None = None, pue: float | None = None,
              lifetime_years: float | None = None, power_split: str = "default", embodied_mode: str = "paper",
-             infrastructure: bool = True, include_embodied: bool = True, median_carbon: bool = True) -> Estimate:
+             infrastructure: bool = True, include_embodied: bool = True, median_carbon: bool = True,
+             **accounting: Any) -> Estimate:
     """Search the layout of a training run and account its carbon (see ``carbonscaling estimate --help``)."""
     if ci is not None and region is not None:
         raise InputError("ci", "give either --ci or --region, not both")
@@ -128,37 +132,76 @@ def estimate(model: Any = None, device: Any = "H100", *, preset: str | None = No
     pinned = {k: v for k, v in pinned.items() if v is not None}
     carbon_kw = dict(pue=pue, ci=region if region is not None else ci, lifetime_years=lifetime_years,
                      power_split=power_split, embodied_mode=embodied_mode, infrastructure=infrastructure,
-                     include_embodied=include_embodied)
+                     include_embodied=include_embodied, **ACCOUNTING_DEFAULTS)
+    unknown = sorted(set(accounting) - set(ACCOUNTING_DEFAULTS))
+    if unknown:
+        raise InputError(unknown[0], "unknown option")
+    carbon_kw.update({k: v for k, v in accounting.items() if v is not None})
+    deadline_days = _lifetime_capped(deadline_days, carbon_kw)
     # One node-hour at idle: validates the carbon settings before the search, and prices layouts.
     idle = run_carbon(None, system, n_devices=system.devices_per_node, duration_h=1.0, utilization=1e-9,
                       **carbon_kw)
     score = _carbon_score(system, carbon_kw, idle) if objective == "carbon" else None
     res = search(spec, system, deadline_days=deadline_days, options=opts, pinned=pinned, objective=objective,
                  carbon_score=score)
-    carbon = carbon_of_run(res.layout.devices, res.duration_s, res.mfu, system, carbon_kw, spec)
+    carbon = carbon_of_run(res.layout.devices, res.duration_s, res.mfu, system, carbon_kw, spec, step=res.step)
     med = None
     if median_carbon and res.median_layout is not None:
-        med = carbon_of_run(res.median_layout.devices, res.median_duration_s, res.median_mfu, system, carbon_kw, spec)
+        med = carbon_of_run(res.median_layout.devices, res.median_duration_s, res.median_mfu, system, carbon_kw, spec,
+                            step=step_of(spec, system, res.median_layout, opts))
     settings = {"deadline_days": deadline_days, "years_ahead": years_ahead, "cpa_growth": cpa_growth,
                 "objective": objective, "pinned": pinned, "options": opts.model_dump(),
                 **{k: v for k, v in carbon_kw.items() if v is not None}}
     return Estimate(model=spec, system=system, result=res, carbon=carbon, median_carbon=med, settings=settings)
 
 
-def _carbon_score(system: System, carbon_kw: dict, idle: CarbonResult):
-    """tCO2e of a layout from its device count, duration and MFU (carbon is linear in all three)."""
-    busy = run_carbon(None, system, n_devices=system.devices_per_node, duration_h=1.0, utilization=1.0, **carbon_kw)
-    fixed = idle.total_tco2e / system.devices_per_node
-    dynamic = (busy.total_tco2e - idle.total_tco2e) / system.devices_per_node
+#: Carbon settings of issue 10 (power model, allocation, lifetime policy, goodput); None = data defaults.
+ACCOUNTING_DEFAULTS: dict[str, Any] = dict.fromkeys((
+    "power_model", "allocation", "lifetime_policy", "cooling", "goodput", "interruptions_per_device_day",
+    "restart_minutes", "checkpoint_minutes", "evaluation_fraction", "development_overhead"))
 
-    def score(devices, duration_s, mfu):
-        return devices * duration_s / 3600.0 * (fixed + dynamic * mfu)
+
+def _lifetime_capped(deadline_days: float, carbon_kw: dict) -> float:
+    """Under the ``refuse`` lifetime policy no run may outlast the hardware: the search's deadline
+    is capped at the lifetime (a longer deadline would only buy a run the accounting refuses)."""
+    acc = resolve_accounting(**carbon_kw)
+    if acc.lifetime_policy != "refuse" or not isinstance(deadline_days, (int, float)):
+        return deadline_days
+    return min(deadline_days, acc.lifetime_years * 365.0)
+
+
+def _carbon_score(system: System, carbon_kw: dict, idle: CarbonResult | None = None):
+    """tCO2e of layouts from their device count, steady-state duration, MFU and step parts, with
+    the formulas of the final accounting (:func:`carbon.carbon_scorer`: allocation, goodput,
+    lifetime policy, embodied), so the carbon objective ranks layouts as they are charged."""
+    acc = resolve_accounting(**carbon_kw)
+    price = carbon_scorer(system, acc)
+
+    def score(devices, duration_s, mfu, step=None):
+        return price(devices, duration_s, _power_utilization(acc.power_model, mfu, step))
 
     return score
 
 
+def _power_utilization(power_model: str, mfu, step):
+    """What drives accelerator power: MFU in the papers' model, else the step's busy share."""
+    if power_model == "paper" or step is None:
+        return np.clip(np.nan_to_num(mfu, nan=1e-12), 1e-12, 1.0)
+    return busy_share(step)
+
+
+def step_of(model: ModelSpec, system: System, layout, options) -> Any:
+    """The step model's parts for one layout (e.g. the median layout, whose parts the search drops)."""
+    from .perf.layout import LayoutGrid
+    from .perf.step import evaluate
+
+    return evaluate(model, system, LayoutGrid.from_layouts([layout]), options).take(0)
+
+
 def carbon_of_run(devices: int, duration_s: float, mfu: float, system: System, carbon_kw: dict,
-                  spec=None) -> CarbonResult:
-    """Carbon of a searched run; its MFU is the power model's utilization (clamped into (0, 1])."""
-    util = min(1.0, max(mfu, 1e-12)) if math.isfinite(mfu) else 1e-12
+                  spec=None, step=None) -> CarbonResult:
+    """Carbon of a searched run. Its power is driven by the step's busy share (``step``, the
+    search's StepResult) under the measured and nameplate models, by its MFU under ``paper``."""
+    model = carbon_kw.get("power_model") or "measured"
+    util = float(_power_utilization(model, mfu if math.isfinite(mfu) else 1e-12, step))
     return run_carbon(spec, system, n_devices=devices, duration_h=duration_s / 3600.0, utilization=util, **carbon_kw)
