@@ -133,6 +133,12 @@ def resolve_accounting(*, pue: float | None = None, ci: Any = None, year: int | 
         if embodied_mode != "vendor":
             raise InputError("vendor_kg_per_device", "applies only with embodied_mode 'vendor'")
 
+    model = d["power_model"] if power_model is None else power_model
+    for name, given in (("power_split", power_split != "default"), ("alpha", alpha is not None)):
+        if given and model != "paper":
+            raise InputError(name, f"applies only with power_model 'paper' (the papers' static/dynamic split), "
+                                   f"got power_model {model!r}")
+
     def opt(name, value, default, lo, hi, **kw):
         return check_number(name, default if value is None else value, lo, hi, **kw)
 
@@ -460,8 +466,8 @@ def run_carbon(model: Any, system: Any, *, n_devices: int, duration_h: float | N
                      ("hardware charged once, over the whole run" if acc.lifetime_policy == "whole_run"
                       else f"charged {wall / life_h:.2f} hardware lifetimes (replacements)"))
     total = operational + emb["embodied_tco2e"]
-    inputs = {"model": model_name, "device": sys_.device.name, "n_devices": n, "duration_h": wall,
-              "device_hours": n * wall, "steady_duration_h": steady, "steady_device_hours": n * steady,
+    inputs = {"model": model_name, "device": sys_.device.name, "n_devices": n, "duration_h": steady,
+              "device_hours": n * steady, "steady_device_hours": n * steady, "expected_duration_h": wall,
               "expected_device_hours": n * wall, "utilization": u, **{k: v for k, v in asdict(acc).items()},
               "tdp_w": sys_.device.tdp_w, "devices_per_node": sys_.devices_per_node,
               "node_other_power_w": sys_.node_other_power_w,

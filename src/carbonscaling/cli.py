@@ -173,6 +173,10 @@ def _cell(v: Any) -> str:
 
 
 # ---- commands ------------------------------------------------------------------------
+CARBON_TERMS = ("device", "device_static", "device_dynamic", "host", "node_other", "power_conversion", "cooling",
+                "network")
+
+
 @app.command()
 def carbon(
     devices: DevicesOpt,
@@ -196,9 +200,14 @@ def carbon(
     infrastructure: Annotated[bool, typer.Option(
         "--infrastructure/--no-infrastructure", help="Add v2's infrastructure share to embodied.")] = True,
     embodied: Annotated[bool, typer.Option("--embodied/--no-embodied", help="Include embodied carbon.")] = True,
+    power_model: Annotated[Optional[str], typer.Option("--power-model", metavar="measured|nameplate|paper", help="Node power model (default measured; --utilization is then the devices' busy share, under paper their MFU).")] = None,
+    allocation: Annotated[Optional[str], typer.Option("--allocation", metavar="share|node", help="Charge a partial node by its share (default) or whole.")] = None,
+    lifetime_policy: Annotated[Optional[str], typer.Option("--lifetime-policy", metavar="refuse|whole_run|replace", help="A run longer than the hardware's life: refuse (default), charge once, or charge replacements.")] = None,
+    cooling: Annotated[Optional[str], typer.Option("--cooling", metavar="air|liquid", help="Server cooling (air adds fan power; default air).")] = None,
+    goodput: Annotated[Num, typer.Option("--goodput", metavar="G", help="Fixed goodput in (0, 1]; 1 = the given hours are already real (default: modelled from data/goodput.yaml).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Operational + embodied carbon of a training run of known size and length."""
+    """Operational + embodied carbon of a training run of known size and steady-state length."""
     from .carbon import run_carbon
     from .hardware import describe
 
@@ -215,7 +224,8 @@ def carbon(
         device_hours=number(device_hours), utilization=number(utilization), pue=number(pue),
         ci=resolve_ci_opts(ci, region), year=integer(year), lifetime_years=number(lifetime), alpha=number(alpha),
         power_split=power_split, embodied_mode=embodied_mode, infrastructure=infrastructure,
-        include_embodied=embodied, vendor_kg_per_device=number(vendor_kg))
+        include_embodied=embodied, vendor_kg_per_device=number(vendor_kg), power_model=power_model,
+        allocation=allocation, lifetime_policy=lifetime_policy, cooling=cooling, goodput=number(goodput))
     if as_json:
         emit_json({"model": spec.summary() if spec else None, "device": describe(system), **result.to_dict()})
         return
@@ -225,7 +235,10 @@ def carbon(
         ["  device energy (kWh, IT)", result.device_energy_kwh],
         ["  node-other + network energy (kWh, IT)", result.other_energy_kwh],
         ["operational (tCO2e)", result.operational_tco2e],
-        *[[f"  {k.replace('_', ' ')}", b[f"{k}_tco2e"]] for k in ("device_static", "device_dynamic", "node_other", "network")],
+        *[[f"  {k.replace('_', ' ')}", b[f"{k}_tco2e"]] for k in CARBON_TERMS if f"{k}_tco2e" in b],
+        ["W per device slot (node input)", b["w_per_device_slot"]],
+        ["kWh per device-hour (node, facility)", f"{b['node_kwh_per_device_hour']:.4g}, {b['facility_kwh_per_device_hour']:.4g}"],
+        ["device-hours (steady, expected)", f"{b['steady_device_hours']:,.6g}, {b['expected_device_hours']:,.6g}"],
         [f"embodied (tCO2e, {result.embodied_mode})", result.embodied_tco2e],
         *[[f"  {k}", b[f"embodied_{k}_tco2e"]] for k in ("accelerator", "die", "hbm", "cpu", "dram", "ssd", "infrastructure")],
         ["total (tCO2e)", result.total_tco2e],
@@ -234,6 +247,9 @@ def carbon(
     title = (f"{b['model'] or 'run'} on {b['n_devices']} x {b['device']}, {b['duration_h']:,.1f} h, "
              f"PUE {b['pue']:g}, CI {b['ci_g_per_kwh']:g} g/kWh")
     print_table(title, ["quantity", "value"], rows)
+    typer.echo(f"scope: {result.scope}")
+    if b.get("lifetime_note"):
+        typer.echo(f"lifetime: {b['lifetime_note']}")
     typer.echo(f"embodied source: {result.embodied_source}")
     typer.echo(f"grid intensity source: {result.ci_source}")
 

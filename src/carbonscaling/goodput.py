@@ -65,3 +65,11 @@ def check_goodput(goodput: float, n_devices: int, mttf_h: float) -> None:
             f"expected goodput {max(goodput, 0.0):.3f} is below {MIN_GOODPUT} (restart and checkpoint costs "
             "exceed the time between interruptions): fewer devices or a lower interruption rate", "goodput",
             {"goodput": float(goodput), "mttf_h": float(mttf_h)})
+
+
+def expected_goodput(n_devices: int, **overrides: float) -> float:
+    """Goodput of a synchronous job on ``n_devices`` with ``goodput.yaml``'s defaults (or overrides)."""
+    d = goodput_defaults()
+    kw = {k: float(overrides.get(k, d[k])) for k in
+          ("interruptions_per_device_day", "restart_minutes", "checkpoint_minutes", "evaluation_fraction")}
+    return float(goodput_terms(n_devices, **kw)["goodput"])

@@ -240,7 +240,7 @@ def check_claims(sc: Scenario, labels: list[str]) -> None:
 
 def check_names(sc: Scenario) -> None:
     """Resolve every name a scenario uses, so a typo fails before any search runs."""
-    from ..carbon import run_carbon
+    from ..carbon import PAPER_ACCOUNTING, run_carbon
     from ..hardware import load_system
     from ..scaling import from_preset
 
@@ -257,7 +257,7 @@ def check_names(sc: Scenario) -> None:
     for i, s in enumerate(sc.series):
         r = sc.resolved(s)
         _named(f"series[{i}].carbon", lambda: run_carbon(None, r["device"], n_devices=8, duration_h=1.0,
-                                                           utilization=0.5, **r["carbon"]), sub=True)
+                                                           utilization=0.5, **{**PAPER_ACCOUNTING, **r["carbon"]}), sub=True)
 
 
 _CARBON_FIELD = {"region": "ci", "country": "ci"}
