@@ -191,7 +191,8 @@ def power_terms_w(system: System, n_devices, util, acc: Accounting, state: str =
         device = pw.accelerator_power_w(dev.tdp_w, 0.0 if state == "wait" else util, c) + 0.0 * n
     host = pw.host_power_w(system.node_other_power_w, c) / per_node * host_per_device
     ac = (device + host) / c["psu_efficiency"]
-    cooling = ac * c["air_cooling_fraction_of_it"] if acc.cooling == "air" else 0.0 * n
+    air = pw.effective_cooling(dev.kind, acc.cooling) == "air"
+    cooling = ac * c["air_cooling_fraction_of_it"] if air else 0.0 * n
     return {"device": device, "host": host, "power_conversion": ac - device - host, "cooling": cooling,
             "network": pw.network_power_w_per_device(n, per_node, c)}
 

@@ -25,7 +25,14 @@ import numpy as np
 from ._data import load_csv, load_yaml
 
 POWER_MODELS = ("measured", "nameplate", "paper")
-COOLING_MODES = ("air", "liquid")
+COOLING_MODES = ("auto", "air", "liquid")
+
+
+def effective_cooling(kind: str, cooling: str) -> str:
+    """``auto``: TPUs are liquid-cooled (Google TPU v3 onwards), GPU servers air-cooled (DGX/HGX)."""
+    if cooling != "auto":
+        return cooling
+    return "liquid" if kind == "tpu" else "air"
 
 
 @lru_cache(maxsize=None)
