@@ -31,8 +31,9 @@ from . import power as pw
 from ._data import load_yaml
 from .checks import check_choice, check_number
 from .errors import InfeasibleError, InputError
+from .formats import canonical_precision
 from .goodput import MIN_GOODPUT, check_goodput, goodput_defaults, goodput_terms
-from .grid import (  # noqa: F401 - re-exported: the carbon stage's public API
+from .intensity import (  # noqa: F401 - re-exported: the carbon stage's public API
     country_intensity,
     grid_intensity,
     region_intensity,
@@ -470,6 +471,7 @@ def run_carbon(model: Any, system: Any, *, n_devices: int, duration_h: float | N
     inputs = {"model": model_name, "device": sys_.device.name, "n_devices": n, "duration_h": steady,
               "device_hours": n * steady, "steady_device_hours": n * steady, "expected_duration_h": wall,
               "expected_device_hours": n * wall, "utilization": u, **{k: v for k, v in asdict(acc).items()},
+              "goodput": g["goodput"], "goodput_setting": acc.goodput,
               "tdp_w": sys_.device.tdp_w, "devices_per_node": sys_.devices_per_node,
               "node_other_power_w": sys_.node_other_power_w,
               "network_power_w_per_device": power.get("network", sys_.network_power_w_per_device)}
@@ -508,7 +510,7 @@ def ideal_carbon(train_flops: float, system: Any, *, deadline_days: float = 90, 
     days = check_number("deadline_days", deadline_days, 0, 36500, lo_open=True)
     pue_v = check_number("pue", d["pue"] if pue is None else pue, 1, 3)
     ci_v, ci_src = resolve_grid_intensity(ci, year)
-    _choice("precision", precision, ("bf16", "fp16", "fp8"))
+    precision = canonical_precision(precision)
     sys_ = load_system(system)
     peak = sys_.device.peak_flops(precision)
     device_s = c / peak
