@@ -29,7 +29,7 @@ def width(u, q="total_tco2e"):
 
 def test_response_at_the_point_is_the_carbon_model():
     c = run(pue=1.2, lifetime_years=5)
-    out = response(base_point(c.breakdown), {})
+    out = response(base_point(c), {})
     assert out["total_tco2e"] == pytest.approx(c.total_tco2e, rel=1e-12)
     assert out["energy_kwh"] == pytest.approx(c.energy_kwh, rel=1e-12)
     assert out["embodied_tco2e"] == pytest.approx(c.embodied_tco2e, rel=1e-12)
@@ -40,7 +40,7 @@ def test_slower_steps_add_static_time_but_not_dynamic_energy():
 
     c = run(**PAPER_ACCOUNTING)
     b = c.breakdown
-    base = base_point(b)
+    base = base_point(c)
     slow = response(base, {"step_time": 1.25})
     # By hand: static, node-other and network energy x1.25; dynamic (same work at lower U) unchanged.
     expect_it = (1.25 * (b["device_static_energy_kwh"] + b["node_other_energy_kwh"] + b["network_energy_kwh"])
@@ -97,7 +97,7 @@ def test_sensitivity_is_sorted_and_grid_leads_for_an_operational_run():
     swings = [s["swing_tco2e"] for s in u.sensitivity]
     assert swings == sorted(swings, reverse=True)
     assert u.top(1) == ["grid_intensity"]
-    assert {s["input"] for s in u.sensitivity} == set(RESPONSE_INPUTS)
+    assert {s["input"] for s in u.sensitivity} == set(RESPONSE_INPUTS) | {"network_power"}
 
 
 def test_quantiles_match_samples():
@@ -145,3 +145,39 @@ def test_no_embodied_run_has_zero_embodied_band():
     assert u.bands["embodied_tco2e"]["p95"] == 0.0
     assert all(not s["input"].startswith(("device_emb", "host_emb", "infra", "lifetime")) for s in u.sensitivity)
     assert math.isfinite(u.bands["total_tco2e"]["p50"])
+
+
+def test_power_model_without_a_split_scales_all_energy_with_time():
+    from dataclasses import replace
+    c = run()
+    b = {k: v for k, v in c.breakdown.items() if k != "p_dynamic_w"}
+    c2 = replace(c, breakdown=b)
+    base = base_point(c2)
+    assert response(base, {})["total_tco2e"] == pytest.approx(c.total_tco2e, rel=1e-12)
+    assert response(base, {"step_time": 1.25})["energy_kwh"] == pytest.approx(1.25 * c.energy_kwh, rel=1e-12)
+    assert "dynamic_fraction" not in {s["input"] for s in propagate(c2, samples=256).sensitivity}
+
+
+def test_a_modelled_goodput_is_the_mode_of_its_spread():
+    from dataclasses import replace
+    c = run()
+    c2 = replace(c, breakdown={**c.breakdown, "goodput_goodput": 0.9})
+    u = propagate(c2, samples=4096, seed=0)
+    assert u.inputs["goodput"]["point"] == 0.9
+    assert response(base_point(c2), {})["total_tco2e"] == pytest.approx(c.total_tco2e, rel=1e-12)
+
+
+def test_a_new_input_is_one_entry_scaling_named_energy_terms(tmp_path):
+    c = run()
+    f = tmp_path / "u.yaml"
+    f.write_text("inputs:\n  network_power: {kind: factor, distribution: uniform, low: 0.0, high: 3.0, "
+                 "scales: [network]}\n")
+    u = propagate(c, seed=0, inputs=load_inputs(f), samples=4096)
+    net = c.breakdown["network_energy_kwh"] * c.breakdown["pue"]
+    assert u.bands["energy_kwh"]["p95"] - u.bands["energy_kwh"]["p5"] == pytest.approx(0.9 * 3.0 * net, rel=0.05)
+    assert u.bands["embodied_tco2e"]["p95"] == pytest.approx(c.embodied_tco2e)
+    f.write_text("inputs:\n  fans: {kind: factor, distribution: uniform, low: 0.5, high: 2, scales: [fans]}\n")
+    assert propagate(c, inputs=load_inputs(f), samples=64).sensitivity == []  # no 'fans' term in this model
+    f.write_text("inputs:\n  fans: {kind: value, distribution: uniform, low: 0.5, high: 2}\n")
+    with pytest.raises(InputError, match="scales"):
+        load_inputs(f)

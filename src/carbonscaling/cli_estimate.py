@@ -137,7 +137,7 @@ def _print_summary(d: dict) -> None:
         ["duration (days) / deadline", f"{perf['duration_days']:.4g} / {perf['deadline_days']:g}"],
         ["device-hours: steady state / expected (goodput)",
          f"{perf['device_hours']:,.0f} / {perf['expected_device_hours']:,.0f} ({perf['goodput']:.3f})"],
-        ["MFU", f"{perf['mfu']:.3f}"],
+        ["MFU (vs the GEMM format's peak)", f"{perf['mfu']:.3f}"],
         ["step: compute / bubble", f"{step['compute_s']:.1%} / {step['bubble_s']:.1%}"],
         ["step: exposed TP / PP / DP / EP comm",
          f"{step['tp_comm_s']:.1%} / {step['pp_comm_s']:.1%} / {step['dp_comm_s']:.1%} / {step['ep_comm_s']:.1%}"],
@@ -158,6 +158,9 @@ def _print_summary(d: dict) -> None:
         rows.append(["median-latency layout: days / MFU / tCO2e",
                      f"{med['duration_days']:.1f} / {med['mfu']:.3f} / {med['total_tco2e']:,.4g}"])
     rows += _used_rows(used)
+    flags = d["hardware"].get("cell_flags", {})
+    rows.append(["catalog cells assumed / unverified",
+                 ", ".join(f"{k} ({v})" for k, v in flags.items() if v in ("assumed", "unverified")) or "none"])
     print_table(title, ["quantity", "value"], rows)
     typer.echo(f"scope: {c['scope']}")
     if d["energy"]["lifetime_note"]:
@@ -175,7 +178,10 @@ def _decision_rows(d: dict) -> list[list[str]]:
     rows = []
     if "uncertainty" in d:
         u = d["uncertainty"]
-        for q, label in (("total_tco2e", "total p5 / p50 / p95 (tCO2e)"), ("energy_kwh", "energy p5 / p50 / p95 (kWh)")):
+        for q, label in (("total_tco2e", "total p5 / p50 / p95 (tCO2e)"),
+                         ("operational_tco2e", "  operational p5 / p50 / p95 (tCO2e)"),
+                         ("embodied_tco2e", "  embodied p5 / p50 / p95 (tCO2e)"),
+                         ("energy_kwh", "energy p5 / p50 / p95 (kWh, facility)")):
             b = u["bands"][q]
             rows.append([label, f"{b['p5']:,.4g} / {b['p50']:,.4g} / {b['p95']:,.4g}"])
         rows.append(["inputs moving the total most (p5-p95 swing)",

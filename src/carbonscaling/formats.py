@@ -34,6 +34,7 @@ class NumberFormat:
     amax_passes: float          # extra reads of the BF16 input to find its amax first
     columnwise_requantize: bool  # the backward needs a second quantization along the other axis
     hadamard_wgrad: bool        # random Hadamard transform of the weight-gradient operands
+    cast_free: bool = False     # the papers' QAT knob: 8-bit GEMMs, casts not modelled
 
     @property
     def quantized(self) -> bool:
@@ -52,7 +53,7 @@ class NumberFormat:
         backward by transposing the FP8 data (read and write one byte); block-scaled
         formats quantize the BF16 tensor a second time along the other axis.
         """
-        if not self.quantized:
+        if not self.quantized or self.cast_free:
             return 0.0
         first = (1.0 + self.amax_passes) * read_bytes + self.stored_bytes
         if self.columnwise_requantize:
@@ -71,6 +72,8 @@ def _table() -> dict[str, dict]:
 def _aliases() -> dict[str, str]:
     out = {}
     for name, entry in _table()["formats"].items():
+        if entry.get("internal"):
+            continue
         out[name] = name
         for alias in entry.get("aliases", []):
             out[str(alias).lower()] = name
@@ -91,13 +94,14 @@ def canonical_precision(value: str, field: str = "precision") -> str:
 
 @lru_cache(maxsize=None)
 def number_format(name: str) -> NumberFormat:
-    """The :class:`NumberFormat` of a precision name or alias."""
-    key = canonical_precision(name)
-    e = _table()["formats"][key]
+    """The :class:`NumberFormat` of a precision name or alias (or an internal format such as ``fp8-qat``)."""
+    table = _table()["formats"]
+    key = name if table.get(name, {}).get("internal") else canonical_precision(name)
+    e = table[key]
     return NumberFormat(name=key, peak=e["peak"], element_bytes=float(e["element_bytes"]), block=int(e["block"]),
                         scale_bytes=float(e["scale_bytes"]), amax_passes=float(e["amax_passes"]),
                         columnwise_requantize=bool(e["columnwise_requantize"]),
-                        hadamard_wgrad=bool(e["hadamard_wgrad"]))
+                        hadamard_wgrad=bool(e["hadamard_wgrad"]), cast_free=bool(e.get("cast_free", False)))
 
 
 def recipe_value(key: str):

@@ -104,11 +104,15 @@ class Device(BaseModel):
         ``fp8-blockwise``, ``mxfp8``) ``peak_tflops_fp8``; ``nvfp4``/``mxfp4``
         ``peak_tflops_fp4``. A format the device does not run is an :class:`InputError`.
         """
-        fmt = canonical_precision(precision)
-        if fmt not in self.supported_formats:
+        internal = number_format(precision).cast_free  # the papers' QAT: any device's 8-bit rate
+        fmt = precision if internal else canonical_precision(precision)
+        if not internal and fmt not in self.supported_formats:
             raise InputError("precision", f"{self.name} does not run {fmt} in the catalog "
                                           f"(it runs {', '.join(self.supported_formats)})")
-        return 1e12 * self._peak_tflops_of(number_format(fmt).peak)
+        rate = self._peak_tflops_of(number_format(fmt).peak)
+        if rate is None:
+            raise InputError("precision", f"{self.name} has no 8-bit tensor-core rate in the catalog; use bf16")
+        return 1e12 * rate
 
     def gemm_efficiency_max_for(self, precision: str) -> float | None:
         """Measured large-GEMM fraction of peak in a format (8/4-bit fall back to BF16's)."""

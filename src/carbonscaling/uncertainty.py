@@ -68,10 +68,14 @@ def load_inputs(path: str | Path | None = None) -> dict[str, InputSpec]:
     if not isinstance(raw, Mapping) or not isinstance(raw.get("inputs"), Mapping):
         raise InputError("uncertainty_file", "must have a mapping 'inputs: {name: {...}}'")
     specs = {name: _check_spec(name, v) for name, v in raw["inputs"].items()}
-    unknown = set(specs) - set(RESPONSE_INPUTS)
-    if unknown:
-        raise InputError(f"uncertainty.{sorted(unknown)[0]}",
-                         f"unknown input; known: {', '.join(RESPONSE_INPUTS)}")
+    for name, spec in specs.items():
+        if name in RESPONSE_INPUTS:
+            continue
+        terms = spec.params.get("scales")
+        if spec.kind != "factor" or not isinstance(terms, list) or not terms:
+            raise InputError(f"uncertainty.{name}",
+                             f"unknown input; known: {', '.join(RESPONSE_INPUTS)}, or a factor with "
+                             "'scales: [energy terms]' (e.g. host, network, device_static)")
     return specs
 
 
@@ -185,35 +189,40 @@ RESPONSE_INPUTS = ("grid_intensity", "pue", "dynamic_fraction", "it_power", "dev
                    "infrastructure_fraction", "lifetime_years", "goodput", "step_time")
 
 
-def base_point(breakdown: Mapping[str, Any], *, specs: Mapping[str, InputSpec] | None = None) -> dict[str, float]:
-    """The point estimate's parts the response needs, read from a ``CarbonResult.breakdown``."""
-    b = breakdown
-    tdp = float(b["tdp_w"])
-    goodput = b.get("goodput")
-    if goodput is None:
-        goodput = (specs or {}).get("goodput", InputSpec("", "", "", {})).params.get("point", 1.0)
-    accel = float(b.get("embodied_accelerator_tco2e", 0.0))
-    host = sum(float(b.get(f"embodied_{k}_tco2e", 0.0)) for k in ("cpu", "dram", "ssd"))
-    # Energy terms of any power model (carbon.py): device terms vs the rest of the node and network.
-    terms = {k[:-len("_energy_kwh")]: float(v) for k, v in b.items()
-             if k.endswith("_energy_kwh") and k not in ("development_energy_kwh",) and isinstance(v, (int, float))}
-    device_kwh = sum(v for k, v in terms.items() if k.startswith("device"))
-    paper = b.get("power_model", "paper") == "paper" and "p_dynamic_w" in b
-    floor = 1.0  # share of device power that lasts as long as the run (nameplate: all of it)
-    if b.get("power_model") == "measured" and float(b.get("device_power_w", 0.0)) > 0:
-        from .power import measured_constants
+def base_point(carbon: Any, *, specs: Mapping[str, InputSpec] | None = None) -> dict[str, float]:
+    """The point estimate's parts the response needs, from a ``CarbonResult``.
 
-        floor = min(1.0, measured_constants()["gpu_wait_fraction_of_tdp"] * tdp / float(b["device_power_w"]))
+    IT energy is split into work-proportional device energy (``dyn``: the dynamic share, which
+    does not grow when steps are slower), the rest of the device energy (``static``) and
+    everything else (``other``: host, network). A power model without a static/dynamic split
+    has ``dyn = 0`` (all energy grows with wall-clock time) and ``dynamic_fraction`` is not sampled.
+    """
+    b = carbon.breakdown
+    gp = (specs or {}).get("goodput")
+    modelled_goodput = b.get("goodput_goodput", b.get("goodput"))
+    goodput = float(modelled_goodput) if modelled_goodput is not None else float(
+        (gp.params if gp else {}).get("point", 1.0))
+    static = b.get("device_static_energy_kwh")
+    dyn = b.get("device_dynamic_energy_kwh")
+    tdp = float(b.get("tdp_w") or 0.0)
+    split = static is not None and dyn is not None and b.get("p_dynamic_w") is not None and tdp > 0
+    if not split:
+        static, dyn = float(carbon.device_energy_kwh), 0.0
+    host = sum(float(b.get(f"embodied_{k}_tco2e", 0.0)) for k in ("cpu", "dram", "ssd"))
+    terms = {k[: -len("_energy_kwh")]: float(v) for k, v in b.items()
+             if k.endswith("_energy_kwh") and f"{k[: -len('_energy_kwh')]}_tco2e" in b}
     return {
-        "device_hours": float(b.get("expected_device_hours", b["device_hours"])), "tdp_w": tdp,
-        "utilization": float(b["utilization"]), "alpha": float(b["alpha"]),
-        "dynamic_fraction": float(b["p_dynamic_w"]) / tdp if paper and tdp else 0.0,
-        "paper_power": paper, "device_kwh": device_kwh, "device_floor_share": floor, "other_kwh": sum(terms.values()) - device_kwh,
-        "pue": float(b["pue"]), "ci": float(b["ci_g_per_kwh"]), "accel_tco2e": accel, "host_tco2e": host,
+        "terms_kwh": terms,
+        "static_kwh": float(static), "dyn_kwh": float(dyn),
+        "other_kwh": float(carbon.it_energy_kwh) - float(static) - float(dyn),
+        "dynamic_fraction": float(b["p_dynamic_w"]) / tdp if split else 0.0, "split": split,
+        "pue": float(b["pue"]), "ci": float(b["ci_g_per_kwh"]),
+        "accel_tco2e": float(b.get("embodied_accelerator_tco2e", 0.0)), "host_tco2e": host,
         "device_embodied_kg": float(b.get("device_embodied_kg", 0.0)),
         "infrastructure_fraction": float(b.get("infrastructure_fraction", 0.0)),
-        "lifetime_years": float(b["lifetime_years"]), "goodput": float(goodput),
-        "embodied_included": bool(b.get("include_embodied", True)),
+        "lifetime_years": float(b["lifetime_years"]), "goodput": goodput,
+        "goodput_modelled": modelled_goodput is not None,
+        "embodied_included": bool(b.get("include_embodied", True)) and float(carbon.embodied_tco2e) > 0,
     }
 
 
@@ -222,35 +231,45 @@ def point_values(base: Mapping[str, float]) -> dict[str, float]:
     return {"grid_intensity": 1.0, "pue": base["pue"], "dynamic_fraction": base["dynamic_fraction"], "it_power": 1.0,
             "device_embodied_kg": base["device_embodied_kg"], "host_embodied": 1.0,
             "infrastructure_fraction": base["infrastructure_fraction"], "lifetime_years": base["lifetime_years"],
-            "goodput": base["goodput"], "step_time": 1.0}
+            "goodput": base["goodput"], "step_time": 1.0, **{k: 1.0 for k in base.get("scales", {})}}
 
 
 def response(base: Mapping[str, float], x: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """Energy (kWh, facility) and carbon (tCO2e) for input values ``x`` (arrays or scalars)."""
     p = point_values(base)
     g = {k: np.asarray(x.get(k, p[k]), dtype=float) for k in RESPONSE_INPUTS}
+    extra = _term_factors(base, {k: v for k, v in x.items() if k not in RESPONSE_INPUTS})
     lost = base["goodput"] / g["goodput"]            # wall clock per productive hour, vs the point
     t = g["step_time"] * lost
-    tdp, dh = base["tdp_w"], base["device_hours"]
-    f = g["dynamic_fraction"]
-    if base.get("paper_power", True):
-        dev_kwh = dh * tdp * (t * (1.0 - f) + lost * base["alpha"] * f * base["utilization"]) / 1000.0
-    else:  # measured / nameplate: the wait-power floor lasts as long as the run, the busy part is the work
-        fl = base["device_floor_share"]
-        dev_kwh = base["device_kwh"] * (t * fl + lost * (1.0 - fl))
-    it_kwh = g["it_power"] * (dev_kwh + base["other_kwh"] * t)
+    f0 = base["dynamic_fraction"]
+    if base["split"] and 0.0 < f0 < 1.0:
+        static = base["static_kwh"] * (1.0 - g["dynamic_fraction"]) / (1.0 - f0)
+        dyn = base["dyn_kwh"] * g["dynamic_fraction"] / f0
+    else:
+        static, dyn = base["static_kwh"], base["dyn_kwh"]
+    it_kwh = g["it_power"] * (static * t + dyn * lost + base["other_kwh"] * t + extra * t)
     energy = it_kwh * g["pue"]
     operational = energy * base["ci"] * g["grid_intensity"] / 1e6
     if base["embodied_included"]:
         kg0 = base["device_embodied_kg"] or 1.0
         s0 = base["infrastructure_fraction"]
         manuf = base["accel_tco2e"] * g["device_embodied_kg"] / kg0 + base["host_tco2e"] * g["host_embodied"]
-        share = (1.0 + g["infrastructure_fraction"]) if s0 > 0 else 1.0
+        share = (1.0 + g["infrastructure_fraction"]) if s0 > 0 else 1.0  # manuf excludes the share
         embodied = t * base["lifetime_years"] / g["lifetime_years"] * manuf * share
     else:
         embodied = np.zeros_like(operational)
     return {"energy_kwh": energy, "operational_tco2e": operational, "embodied_tco2e": embodied,
             "total_tco2e": operational + embodied}
+
+
+def _term_factors(base: Mapping[str, Any], x: Mapping[str, Any]) -> Any:
+    """Extra IT kWh from generic inputs (``scales: [terms]``): sum over terms of kWh x (factor - 1)."""
+    extra = 0.0
+    for name, value in x.items():
+        terms = base.get("scales", {}).get(name, [])
+        kwh = sum(base["terms_kwh"].get(term, 0.0) for term in terms)
+        extra = extra + kwh * (np.asarray(value, dtype=float) - 1.0)
+    return extra
 
 
 # ---- results ----------------------------------------------------------------------------
@@ -305,11 +324,20 @@ def propagate(carbon: Any, *, samples: int = DEFAULT_SAMPLES, seed: int = 0,
     """
     n, s = _check_run(samples, seed)
     specs = dict(load_inputs() if inputs is None else inputs)
-    breakdown = carbon.breakdown if hasattr(carbon, "breakdown") else carbon
-    base = base_point(breakdown, specs=specs)
+    base = base_point(carbon, specs=specs)
+    base["scales"] = {k: list(v.params["scales"]) for k, v in specs.items() if k not in RESPONSE_INPUTS}
+    for name, terms in base["scales"].items():
+        if not any(t in base["terms_kwh"] for t in terms):
+            specs.pop(name)  # this power model has none of the terms it scales
     if not base["embodied_included"]:
         specs = {k: v for k, v in specs.items()
                  if k not in ("device_embodied_kg", "host_embodied", "infrastructure_fraction", "lifetime_years")}
+    if not base["split"]:
+        specs.pop("dynamic_fraction", None)
+    if base["goodput_modelled"] and "goodput" in specs:  # spread around the model's own goodput
+        gs = specs["goodput"]
+        specs["goodput"] = InputSpec(gs.name, gs.kind, gs.distribution, {**gs.params, "mode": "point"}, gs.source,
+                                     gs.verified)
     rng = np.random.default_rng(s)
     pts = point_values(base)
     x = {name: draw(spec, pts[name], n, rng) for name, spec in specs.items()}
@@ -336,7 +364,9 @@ def tornado_figure(unc: Uncertainty, path: str | Path, title: str = "") -> Path:
         lo, hi = sorted((r["total_at_low_tco2e"], r["total_at_high_tco2e"]))
         ax.barh(i, hi - lo, left=lo, color="#4878a8")
     ax.axvline(center, color="k", lw=1)
-    ax.margins(x=0.05)
+    xs = [center] + [r[k] for r in rows for k in ("total_at_low_tco2e", "total_at_high_tco2e")]
+    pad = 0.05 * (max(xs) - min(xs) or abs(center) or 1.0)
+    ax.set_xlim(min(xs) - pad, max(xs) + pad)
     ax.set_yticks(range(len(rows)), [r["input"] for r in rows])
     ax.set_xlabel("total tCO2e with one input at its 5th / 95th percentile")
     b = unc.bands["total_tco2e"]

@@ -63,7 +63,7 @@ class TrainingOptions(BaseModel):
     def gemm_precision(self) -> str:
         """The format the quantized GEMMs run in (QAT: the papers' 8-bit rate)."""
         if self.qat and not number_format(self.precision).quantized:
-            return "fp8"
+            return "fp8-qat"
         return "bf16" if self.precision == "fp16" else self.precision
 
     @property
