@@ -86,8 +86,11 @@ def test_carbon_command_takes_every_run_carbon_setting(capsys):
     ref = json.loads(out)
     assert code == 0, err
     for args in (["--pue", "1.5"], ["--region", "europe-north1"], ["--ci", "50"], ["--lifetime", "3"],
-                 ["--alpha", "0.5"], ["--power-split", "low_static"], ["--no-infrastructure"], ["--no-embodied"],
-                 ["--embodied-mode", "vendor", "--vendor-kg", "500"]):
+                 ["--alpha", "0.5", "--power-model", "paper"], ["--power-split", "low_static", "--power-model", "paper"],
+                 ["--no-infrastructure"], ["--no-embodied"], ["--embodied-mode", "vendor", "--vendor-kg", "500"],
+                 ["--power-model", "nameplate"], ["--allocation", "node", "-n", "4"], ["--cooling", "liquid"],
+                 ["--goodput", "0.5"], ["--restart-minutes", "60", "-n", "4096"], ["--interruptions", "0.01"],
+                 ["--checkpoint-minutes", "5", "-n", "4096"], ["--evaluation-fraction", "0.1"]):
         code, out, err = cli(capsys, *base, *args)
         assert code == 0, (args, err)
         assert json.loads(out)["total_tco2e"] != ref["total_tco2e"], args
@@ -140,8 +143,9 @@ def test_carbon_ranges_agree_with_run_carbon():
     """The spec's ranges are run_carbon's: the bounds are accepted, just outside rejected."""
     from carbonscaling.carbon import run_carbon
 
-    base = dict(n_devices=8, duration_h=1.0, utilization=0.5)
-    for name in ("pue", "lifetime_years", "alpha"):
+    base = dict(n_devices=8, duration_h=1.0, utilization=0.5, power_model="paper")  # alpha: the papers' model
+    for name in ("pue", "lifetime_years", "alpha", "goodput", "restart_minutes", "checkpoint_minutes",
+                 "evaluation_fraction", "development_overhead", "interruptions_per_device_day"):
         lo, hi, lo_open, _ = specs.bounds(CarbonSettings.model_fields[name])
         run_carbon(None, "H100", **base, **{name: hi})
         with pytest.raises(InputError):

@@ -191,6 +191,10 @@ def _root(version: Annotated[bool, typer.Option("--version", callback=_print_ver
     """Carbon-aware scaling laws for LLM training: operational and embodied carbon."""
 
 
+CARBON_TERMS = ("device", "device_static", "device_dynamic", "host", "node_other", "power_conversion", "cooling",
+                "network")
+
+
 @app.command()
 def carbon(
     devices: DevicesOpt,
@@ -214,10 +218,20 @@ def carbon(
     vendor_kg_per_device: Annotated[Optional[str], typer.Option('--vendor-kg', metavar='KG', help='Per-device kgCO2e (embodied mode vendor). A finite number in (0, 100000].')] = None,
     infrastructure: Annotated[Optional[bool], typer.Option('--infrastructure/--no-infrastructure', help="Add v2's infrastructure share to embodied carbon.")] = None,
     include_embodied: Annotated[Optional[bool], typer.Option('--embodied/--no-embodied', help='Include embodied carbon.')] = None,
+    power_model: Annotated[Optional[str], typer.Option('--power-model', metavar='measured|nameplate|paper', help='Node power: measured (metered MLPerf node power, devices driven by their busy share; default), nameplate (TDP + system maximum: upper bound) or paper (static + dynamic x MFU).')] = None,
+    allocation: Annotated[Optional[str], typer.Option('--allocation', metavar='share|node', help='A run on part of a node is charged its share (cloud slice; default) or whole nodes.')] = None,
+    lifetime_policy: Annotated[Optional[str], typer.Option('--lifetime-policy', metavar='refuse|whole_run|replace', help="A run longer than the hardware lifetime: refuse (default; the deadline is capped at the lifetime), whole_run (charged once) or replace (charged replacements, the papers' rule).")] = None,
+    cooling: Annotated[Optional[str], typer.Option('--cooling', metavar='auto|air|liquid', help='Server cooling: air adds fan power (default auto: GPU servers air, TPUs liquid).')] = None,
+    goodput: Annotated[Optional[str], typer.Option('--goodput', metavar='G', help='Fixed goodput in (0, 1]; 1 = steady state only (default: modelled from data/goodput.yaml). A finite number in (0, 1].')] = None,
+    interruptions_per_device_day: Annotated[Optional[str], typer.Option('--interruptions', metavar='R', help="Job interruptions per device-day (default: Llama 3's 5.27e-4, data/goodput.yaml). A finite number in [0, 1].")] = None,
+    restart_minutes: Annotated[Optional[str], typer.Option('--restart-minutes', metavar='MIN', help='Minutes lost per restart (default: data/goodput.yaml). A finite number in [0, 10080].')] = None,
+    checkpoint_minutes: Annotated[Optional[str], typer.Option('--checkpoint-minutes', metavar='MIN', help='Training stall per checkpoint save, minutes (default: data/goodput.yaml). A finite number in [0, 1440].')] = None,
+    evaluation_fraction: Annotated[Optional[str], typer.Option('--evaluation-fraction', metavar='F', help='Share of wall clock in evaluation (default 0). A finite number in [0, 0.9].')] = None,
+    development_overhead: Annotated[Optional[str], typer.Option('--development-overhead', metavar='X', help='Development compute before the final run, as a multiple of its device-hours; reported separately, never added (default 0). A finite number in [0, 100].')] = None,
     # END generated carbon options
     as_json: JsonOpt = False,
 ) -> None:
-    """Operational + embodied carbon of a training run of known size and length."""
+    """Operational + embodied carbon of a training run of known size and steady-state length."""
     from .carbon import run_carbon
     from .hardware import describe
 
@@ -244,7 +258,10 @@ def carbon(
         ["  device energy (kWh, IT)", result.device_energy_kwh],
         ["  node-other + network energy (kWh, IT)", result.other_energy_kwh],
         ["operational (tCO2e)", result.operational_tco2e],
-        *[[f"  {k.replace('_', ' ')}", b[f"{k}_tco2e"]] for k in ("device_static", "device_dynamic", "node_other", "network")],
+        *[[f"  {k.replace('_', ' ')}", b[f"{k}_tco2e"]] for k in CARBON_TERMS if f"{k}_tco2e" in b],
+        ["W per device slot (node input)", b["w_per_device_slot"]],
+        ["kWh per device-hour (node, facility)", f"{b['node_kwh_per_device_hour']:.4g}, {b['facility_kwh_per_device_hour']:.4g}"],
+        ["device-hours (steady, expected)", f"{b['steady_device_hours']:,.6g}, {b['expected_device_hours']:,.6g}"],
         [f"embodied (tCO2e, {result.embodied_mode})", result.embodied_tco2e],
         *[[f"  {k}", b[f"embodied_{k}_tco2e"]] for k in ("accelerator", "die", "hbm", "cpu", "dram", "ssd", "infrastructure")],
         ["total (tCO2e)", result.total_tco2e],
@@ -253,6 +270,9 @@ def carbon(
     title = (f"{b['model'] or 'run'} on {b['n_devices']} x {b['device']}, {b['duration_h']:,.1f} h, "
              f"PUE {b['pue']:g}, CI {b['ci_g_per_kwh']:g} g/kWh")
     print_table(title, ["quantity", "value"], rows)
+    typer.echo(f"scope: {result.scope}")
+    if b.get("lifetime_note"):
+        typer.echo(f"lifetime: {b['lifetime_note']}")
     typer.echo(f"embodied source: {result.embodied_source}")
     typer.echo(f"grid intensity source: {result.ci_source}")
 

@@ -68,6 +68,16 @@ def estimate(
     infrastructure: Annotated[Optional[bool], typer.Option('--infrastructure/--no-infrastructure', help="Add v2's infrastructure share to embodied carbon.")] = None,
     include_embodied: Annotated[Optional[bool], typer.Option('--embodied/--no-embodied', help='Include embodied carbon.')] = None,
     median_carbon: Annotated[Optional[bool], typer.Option('--median-carbon/--no-median-carbon', help='Also account the median-latency layout.')] = None,
+    power_model: Annotated[Optional[str], typer.Option('--power-model', metavar='measured|nameplate|paper', help='Node power: measured (metered MLPerf node power, devices driven by their busy share; default), nameplate (TDP + system maximum: upper bound) or paper (static + dynamic x MFU).')] = None,
+    allocation: Annotated[Optional[str], typer.Option('--allocation', metavar='share|node', help='A run on part of a node is charged its share (cloud slice; default) or whole nodes.')] = None,
+    lifetime_policy: Annotated[Optional[str], typer.Option('--lifetime-policy', metavar='refuse|whole_run|replace', help="A run longer than the hardware lifetime: refuse (default; the deadline is capped at the lifetime), whole_run (charged once) or replace (charged replacements, the papers' rule).")] = None,
+    cooling: Annotated[Optional[str], typer.Option('--cooling', metavar='auto|air|liquid', help='Server cooling: air adds fan power (default auto: GPU servers air, TPUs liquid).')] = None,
+    goodput: Annotated[Optional[str], typer.Option('--goodput', metavar='G', help='Fixed goodput in (0, 1]; 1 = steady state only (default: modelled from data/goodput.yaml). A finite number in (0, 1].')] = None,
+    interruptions_per_device_day: Annotated[Optional[str], typer.Option('--interruptions', metavar='R', help="Job interruptions per device-day (default: Llama 3's 5.27e-4, data/goodput.yaml). A finite number in [0, 1].")] = None,
+    restart_minutes: Annotated[Optional[str], typer.Option('--restart-minutes', metavar='MIN', help='Minutes lost per restart (default: data/goodput.yaml). A finite number in [0, 10080].')] = None,
+    checkpoint_minutes: Annotated[Optional[str], typer.Option('--checkpoint-minutes', metavar='MIN', help='Training stall per checkpoint save, minutes (default: data/goodput.yaml). A finite number in [0, 1440].')] = None,
+    evaluation_fraction: Annotated[Optional[str], typer.Option('--evaluation-fraction', metavar='F', help='Share of wall clock in evaluation (default 0). A finite number in [0, 0.9].')] = None,
+    development_overhead: Annotated[Optional[str], typer.Option('--development-overhead', metavar='X', help='Development compute before the final run, as a multiple of its device-hours; reported separately, never added (default 0). A finite number in [0, 100].')] = None,
     uncertainty: Annotated[Optional[bool], typer.Option('--uncertainty/--no-uncertainty', help='Monte-Carlo p5/p50/p95 bands and sensitivity ranking (off for fast sweeps).')] = None,
     uncertainty_samples: Annotated[Optional[str], typer.Option('--samples', metavar='N', help='Monte-Carlo samples. A whole number in [16, 1e6]. Default: 4096.')] = None,
     uncertainty_seed: Annotated[Optional[str], typer.Option('--seed', metavar='S', help='Monte-Carlo seed (same seed, same bands). A whole number in [0, 1e9]. Default: 0.')] = None,
@@ -118,7 +128,8 @@ def _print_summary(d: dict) -> None:
         ["global batch (sequences) / microbatches", f"{lay['global_batch_sequences']:,} / {lay['microbatches']:,}"],
         ["step time (s)", perf["step_time_s"]],
         ["duration (days) / deadline", f"{perf['duration_days']:.4g} / {perf['deadline_days']:g}"],
-        ["device-hours", perf["device_hours"]],
+        ["device-hours: steady state / expected (goodput)",
+         f"{perf['device_hours']:,.0f} / {perf['expected_device_hours']:,.0f} ({perf['goodput']:.3f})"],
         ["MFU (vs the GEMM format's peak)", f"{perf['mfu']:.3f}"],
         ["step: compute / bubble", f"{step['compute_s']:.1%} / {step['bubble_s']:.1%}"],
         ["step: exposed TP / PP / DP / EP comm",
@@ -126,6 +137,9 @@ def _print_summary(d: dict) -> None:
         ["step: optimizer / overlap slowdown", f"{step['optimizer_s']:.1%} / {step['overlap_slowdown_s']:.1%}"],
         ["memory per device (GB): total / capacity", f"{mem['total_gb']:.1f} / {mem['capacity_gb']:g}"],
         ["energy (kWh, facility)", d["energy_kwh"]],
+        ["W per device slot / kWh per device-hour: node, facility",
+         f"{d['energy']['w_per_device_slot']:,.0f} W (busy {perf['busy_share']:.2f}) / "
+         f"{d['energy']['node_kwh_per_device_hour']:.3f}, {d['energy']['facility_kwh_per_device_hour']:.3f}"],
         ["operational (tCO2e)", c["operational_tco2e"]],
         ["embodied (tCO2e)", c["embodied_tco2e"]],
         ["total (tCO2e)", c["total_tco2e"]],
@@ -141,6 +155,12 @@ def _print_summary(d: dict) -> None:
     rows.append(["catalog cells assumed / unverified",
                  ", ".join(f"{k} ({v})" for k, v in flags.items() if v in ("assumed", "unverified")) or "none"])
     print_table(title, ["quantity", "value"], rows)
+    typer.echo(f"scope: {c['scope']}")
+    if d["energy"]["lifetime_note"]:
+        typer.echo(f"lifetime: {d['energy']['lifetime_note']}")
+    if d["energy"]["development_device_hours"]:
+        typer.echo(f"development (not in the totals): {d['energy']['development_device_hours']:,.0f} device-hours, "
+                   f"{d['energy']['development_tco2e']:,.4g} tCO2e")
     if not perf["meets_deadline"]:
         typer.echo(f"note: the pinned layout takes {perf['duration_days']:.1f} days, past the "
                    f"{perf['deadline_days']:g}-day deadline")

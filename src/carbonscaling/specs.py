@@ -152,6 +152,36 @@ class CarbonSettings(SpecModel):
     infrastructure: bool = option(True, "Add v2's infrastructure share to embodied carbon.")
     include_embodied: bool = option(True, "Include embodied carbon.", cli="--embodied")
     median_carbon: bool = option(True, "Also account the median-latency layout.")
+    # Energy of a real run (issue 10; docs/carbon.md): power model, allocation, lifetime, goodput.
+    power_model: Optional[Literal["measured", "nameplate", "paper"]] = option(
+        None, "Node power: measured (metered MLPerf node power, devices driven by their busy share; default), "
+              "nameplate (TDP + system maximum: upper bound) or paper (static + dynamic x MFU).",
+        metavar="measured|nameplate|paper")
+    allocation: Optional[Literal["share", "node"]] = option(
+        None, "A run on part of a node is charged its share (cloud slice; default) or whole nodes.",
+        metavar="share|node")
+    lifetime_policy: Optional[Literal["refuse", "whole_run", "replace"]] = option(
+        None, "A run longer than the hardware lifetime: refuse (default; the deadline is capped at the lifetime), "
+              "whole_run (charged once) or replace (charged replacements, the papers' rule).",
+        metavar="refuse|whole_run|replace")
+    cooling: Optional[Literal["auto", "air", "liquid"]] = option(
+        None, "Server cooling: air adds fan power (default auto: GPU servers air, TPUs liquid).",
+        metavar="auto|air|liquid")
+    goodput: Optional[float] = option(
+        None, "Fixed goodput in (0, 1]; 1 = steady state only (default: modelled from data/goodput.yaml).",
+        metavar="G", gt=0, le=1)
+    interruptions_per_device_day: Optional[float] = option(
+        None, "Job interruptions per device-day (default: Llama 3's 5.27e-4, data/goodput.yaml).",
+        cli="--interruptions", metavar="R", ge=0, le=1)
+    restart_minutes: Optional[float] = option(None, "Minutes lost per restart (default: data/goodput.yaml).",
+                                              metavar="MIN", ge=0, le=10080)
+    checkpoint_minutes: Optional[float] = option(None, "Training stall per checkpoint save, minutes (default: "
+                                                       "data/goodput.yaml).", metavar="MIN", ge=0, le=1440)
+    evaluation_fraction: Optional[float] = option(None, "Share of wall clock in evaluation (default 0).",
+                                                  metavar="F", ge=0, le=0.9)
+    development_overhead: Optional[float] = option(
+        None, "Development compute before the final run, as a multiple of its device-hours; reported "
+              "separately, never added (default 0).", metavar="X", ge=0, le=100)
     # Decisions (carbonscaling.uncertainty / carbonscaling.footprint; docs/decisions.md).
     uncertainty: bool = option(True, "Monte-Carlo p5/p50/p95 bands and sensitivity ranking (off for fast sweeps).")
     uncertainty_samples: int = option(4096, "Monte-Carlo samples.", cli="--samples", metavar="N", ge=16, le=1_000_000)
