@@ -34,7 +34,9 @@ def ratio(run, reported: dict, predicted: dict) -> tuple[str, float] | None:
         key = prediction_key(run, q)
         if q in reported and key in predicted:
             return q, predicted[key] / reported[q]  # throughput ratio inverted: time
-    if "device_hours" in reported and "device_hours" in predicted:
+    # Device-hours time a step only when the device count was published (model-card GPU-hours with
+    # an assumed count are a different quantity).
+    if "device_hours" in reported and "device_hours" in predicted and run.n_devices is not None:
         return "device_hours", reported["device_hours"] / predicted["device_hours"]
     return None
 
