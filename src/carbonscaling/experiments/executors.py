@@ -47,11 +47,11 @@ def check_scheduler(scheduler: str | None) -> str:
 @contextlib.contextmanager
 def open_executor(scheduler: str | None = None, jobs: int | None = None) -> Iterator[Any]:
     """The executor named by ``scheduler`` (see the module docstring), closed on exit."""
-    from .runner import default_jobs, make_pool
+    from .runner import default_jobs, worker_pool
 
     jobs = default_jobs() if jobs is None else max(1, int(jobs))
     if check_scheduler(scheduler) == "pool":
-        with make_pool(jobs) as pool:
+        with worker_pool(jobs) as pool:  # Ctrl-C or an error stops the workers at once
             yield pool
         return
     try:
