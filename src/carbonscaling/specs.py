@@ -20,14 +20,14 @@ Every field has a unique name across the parts, so a run is also a flat set of o
 (:meth:`RunSpec.from_kwargs`, :meth:`RunSpec.flat`).
 
 Adding an option: add a field to one part (with ``option(...)``), use it where it acts,
-and regenerate the CLI block (``python -m carbonscaling.specs --write-cli``).
+and regenerate what derives from it (:mod:`carbonscaling.specs_gen`:
+``python -m carbonscaling.specs --write-cli --write-docs``).
 """
 
 from __future__ import annotations
 
 import numbers
 from functools import lru_cache
-from pathlib import Path
 from typing import Any, ClassVar, Literal, Optional, Union, get_args, get_origin
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
@@ -440,26 +440,6 @@ def cli_blocks() -> dict[str, tuple[str, list[str]]]:
             "carbon": ("cli.py", carbon)}
 
 
-def cli_block(command: str = "estimate") -> str:
-    """The typer parameters of ``command`` generated from the specs (text is read by
-    :func:`cli_values`; numbers are converted there so the spec words every error)."""
-    lines = []
-    for name in cli_blocks()[command][1]:
-        info = flat_fields()[name][1]
-        opt = cli_option(name, info)
-        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
-        names = [opt] + (["--" + extra["alias"]] if extra.get("alias") else [])
-        if info.annotation is bool:
-            flag = f"{opt}/--no-{opt[2:]}"
-            lines.append(f"    {name}: Annotated[Optional[bool], typer.Option({flag!r}, help={help_text(name, info)!r})]"
-                         " = None,")
-            continue
-        names_src = ", ".join(repr(n) for n in names)
-        lines.append(f"    {name}: Annotated[Optional[str], typer.Option({names_src}, metavar={metavar(info)!r}, "
-                     f"help={help_text(name, info)!r})] = None,")
-    return "\n".join(lines) + "\n"
-
-
 def cli_values(params: dict[str, Any], command: str = "estimate") -> dict[str, Any]:
     """The generated parameters of ``command`` from a command's ``locals()``, numbers converted
     from text (text that is not a number is kept, for the spec to reject with its range)."""
@@ -473,81 +453,7 @@ def cli_values(params: dict[str, Any], command: str = "estimate") -> dict[str, A
     return out
 
 
-def _markers(command: str) -> tuple[str, str]:
-    return (f"    # BEGIN generated {command} options (python -m carbonscaling.specs --write-cli)\n",
-            f"    # END generated {command} options\n")
+if __name__ == "__main__":  # pragma: no cover - `python -m carbonscaling.specs --write-cli --write-docs`
+    from .specs_gen import main
 
-
-def _split(command: str) -> tuple[Path, str, str, str]:
-    path = Path(__file__).with_name(cli_blocks()[command][0])
-    text = path.read_text(encoding="utf-8")
-    begin, end = _markers(command)
-    head, rest = text.split(begin, 1)
-    block, tail = rest.split(end, 1)
-    return path, head + begin, block, end + tail
-
-
-def write_cli() -> bool:
-    """Rewrite the generated blocks of the CLI modules; True if any changed."""
-    changed = False
-    for command in cli_blocks():
-        path, head, old, tail = _split(command)
-        if old != cli_block(command):
-            path.write_text(head + cli_block(command) + tail, encoding="utf-8")
-            changed = True
-    return changed
-
-
-def cli_block_in_file(command: str = "estimate") -> str:
-    return _split(command)[2]
-
-
-# ---- the options table in docs/run-spec.md --------------------------------------------------
-DOC_BEGIN, DOC_END = "<!-- BEGIN options (python -m carbonscaling.specs --write-docs) -->\n", "<!-- END options -->\n"
-_SCENARIO_KEY = {"recipe": "options.", "pins": "pins.", "carbon": "carbon.", "hardware": "", "search": ""}
-
-
-def options_table() -> str:
-    """Markdown: every option of a run, its part, CLI option, scenario key, range and default."""
-    rows = ["| option (API) | part | CLI | scenario | allowed | default | meaning |",
-            "|---|---|---|---|---|---|---|"]
-    for name, (part, info) in flat_fields().items():
-        dflt = info.default
-        dflt = "-" if dflt is None else (f"{dflt:g}" if isinstance(dflt, float) else str(dflt).lower()
-                                        if isinstance(dflt, bool) else str(dflt))
-        allowed = "true \\| false" if info.annotation is bool else (range_text(info) or
-                                                                    metavar(info).replace("|", " \\| "))
-        scen = "models." + name if part is None else _SCENARIO_KEY[part] + name
-        if name == "model":
-            scen = "-"
-        desc = (info.description or "").replace("|", "\\|")
-        cli = cli_option(name, info) if info.annotation is not bool else f"{cli_option(name, info)}/--no-..."
-        rows.append(f"| `{name}` | {part or 'RunSpec'} | `{cli}` | `{scen}` | {allowed} | {dflt} | {desc} |")
-    return "\n".join(rows) + "\n"
-
-
-def _doc_file() -> Path:
-    return Path(__file__).resolve().parents[2] / "docs" / "run-spec.md"
-
-
-def write_docs() -> bool:
-    """Rewrite the options table of docs/run-spec.md; True if it changed."""
-    path = _doc_file()
-    text = path.read_text(encoding="utf-8")
-    head, rest = text.split(DOC_BEGIN, 1)
-    _old, tail = rest.split(DOC_END, 1)
-    new = head + DOC_BEGIN + options_table() + DOC_END + tail
-    if new != text:
-        path.write_text(new, encoding="utf-8")
-    return new != text
-
-
-if __name__ == "__main__":  # pragma: no cover
-    import sys
-
-    if "--write-cli" in sys.argv:
-        print("CLI options updated" if write_cli() else "CLI options already up to date")
-    if "--write-docs" in sys.argv:
-        print("docs/run-spec.md updated" if write_docs() else "docs/run-spec.md already up to date")
-    if len(sys.argv) == 1:
-        sys.stdout.write(cli_block())
+    main()

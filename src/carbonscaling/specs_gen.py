@@ -1,0 +1,119 @@
+"""What is generated from the run description (:mod:`carbonscaling.specs`), and checked by the tests.
+
+* the typer parameters of ``carbonscaling estimate`` and ``carbonscaling carbon``, written
+  between markers into cli_estimate.py and cli.py (written out, not built at run time, so
+  that ``carbonscaling --help`` does not import pydantic);
+* the options table of docs/run-spec.md.
+
+``python -m carbonscaling.specs --write-cli --write-docs`` rewrites both.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from .specs import cli_blocks, cli_option, flat_fields, help_text, metavar, range_text
+
+
+def cli_block(command: str = "estimate") -> str:
+    """The typer parameters of ``command`` generated from the specs (text is read by
+    :func:`cli_values`; numbers are converted there so the spec words every error)."""
+    lines = []
+    for name in cli_blocks()[command][1]:
+        info = flat_fields()[name][1]
+        opt = cli_option(name, info)
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        names = [opt] + (["--" + extra["alias"]] if extra.get("alias") else [])
+        if info.annotation is bool:
+            flag = f"{opt}/--no-{opt[2:]}"
+            lines.append(f"    {name}: Annotated[Optional[bool], typer.Option({flag!r}, help={help_text(name, info)!r})]"
+                         " = None,")
+            continue
+        names_src = ", ".join(repr(n) for n in names)
+        lines.append(f"    {name}: Annotated[Optional[str], typer.Option({names_src}, metavar={metavar(info)!r}, "
+                     f"help={help_text(name, info)!r})] = None,")
+    return "\n".join(lines) + "\n"
+
+
+def _markers(command: str) -> tuple[str, str]:
+    return (f"    # BEGIN generated {command} options (python -m carbonscaling.specs --write-cli)\n",
+            f"    # END generated {command} options\n")
+
+
+def _split(command: str) -> tuple[Path, str, str, str]:
+    path = Path(__file__).with_name(cli_blocks()[command][0])
+    text = path.read_text(encoding="utf-8")
+    begin, end = _markers(command)
+    head, rest = text.split(begin, 1)
+    block, tail = rest.split(end, 1)
+    return path, head + begin, block, end + tail
+
+
+def write_cli() -> bool:
+    """Rewrite the generated blocks of the CLI modules; True if any changed."""
+    changed = False
+    for command in cli_blocks():
+        path, head, old, tail = _split(command)
+        if old != cli_block(command):
+            path.write_text(head + cli_block(command) + tail, encoding="utf-8")
+            changed = True
+    return changed
+
+
+def cli_block_in_file(command: str = "estimate") -> str:
+    return _split(command)[2]
+
+
+# ---- the options table in docs/run-spec.md --------------------------------------------------
+DOC_BEGIN, DOC_END = "<!-- BEGIN options (python -m carbonscaling.specs --write-docs) -->\n", "<!-- END options -->\n"
+_SCENARIO_KEY = {"recipe": "options.", "pins": "pins.", "carbon": "carbon.", "hardware": "", "search": ""}
+
+
+def options_table() -> str:
+    """Markdown: every option of a run, its part, CLI option, scenario key, range and default."""
+    rows = ["| option (API) | part | CLI | scenario | allowed | default | meaning |",
+            "|---|---|---|---|---|---|---|"]
+    for name, (part, info) in flat_fields().items():
+        dflt = info.default
+        dflt = "-" if dflt is None else (f"{dflt:g}" if isinstance(dflt, float) else str(dflt).lower()
+                                        if isinstance(dflt, bool) else str(dflt))
+        allowed = "true \\| false" if info.annotation is bool else (range_text(info) or
+                                                                    metavar(info).replace("|", " \\| "))
+        scen = "models." + name if part is None else _SCENARIO_KEY[part] + name
+        if name == "model":
+            scen = "-"
+        desc = (info.description or "").replace("|", "\\|")
+        cli = cli_option(name, info) if info.annotation is not bool else f"{cli_option(name, info)}/--no-..."
+        rows.append(f"| `{name}` | {part or 'RunSpec'} | `{cli}` | `{scen}` | {allowed} | {dflt} | {desc} |")
+    return "\n".join(rows) + "\n"
+
+
+def _doc_file() -> Path:
+    return Path(__file__).resolve().parents[2] / "docs" / "run-spec.md"
+
+
+def write_docs() -> bool:
+    """Rewrite the options table of docs/run-spec.md; True if it changed."""
+    path = _doc_file()
+    text = path.read_text(encoding="utf-8")
+    head, rest = text.split(DOC_BEGIN, 1)
+    _old, tail = rest.split(DOC_END, 1)
+    new = head + DOC_BEGIN + options_table() + DOC_END + tail
+    if new != text:
+        path.write_text(new, encoding="utf-8")
+    return new != text
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if "--write-cli" in args:
+        print("CLI options updated" if write_cli() else "CLI options already up to date")
+    if "--write-docs" in args:
+        print("docs/run-spec.md updated" if write_docs() else "docs/run-spec.md already up to date")
+    if not args:
+        sys.stdout.write(cli_block())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
