@@ -143,6 +143,8 @@ def resolve_grid_intensity(ci: Any = None, year: int | None = None) -> tuple[flo
         ci = defaults()["ci_g_per_kwh"]
     if isinstance(ci, str):
         try:
+            if not ci.isascii():  # float() would read '５７' as 57: numbers are ASCII
+                raise ValueError(ci)
             ci = float(ci)
         except ValueError:
             if m := _COUNTRY.match(ci.strip()):
@@ -321,6 +323,9 @@ def _duration(n_devices: float, duration_h: Any, device_hours: Any) -> float:
     return dh / n_devices
 
 
+MIN_LIFETIME_YEARS = 0.01  # 3.7 days: shorter lifetimes only overflow the amortization (1e-320 -> inf)
+
+
 def run_carbon(model: Any, system: Any, *, n_devices: int, duration_h: float | None = None,
                device_hours: float | None = None, utilization: float, pue: float | None = None,
                ci: Any = None, year: int | None = None, lifetime_years: float | None = None,
@@ -343,7 +348,7 @@ def run_carbon(model: Any, system: Any, *, n_devices: int, duration_h: float | N
     pue_v = check_number("pue", d["pue"] if pue is None else pue, 1, 3)
     ci_v, ci_src = resolve_grid_intensity(ci, year)
     life = check_number("lifetime_years", d["lifetime_years"] if lifetime_years is None else lifetime_years,
-                        0, 50, lo_open=True)
+                        MIN_LIFETIME_YEARS, 50)
     a = check_number("alpha", d["alpha"] if alpha is None else alpha, 0, 10)
     _choice("power_split", power_split, POWER_SPLITS)
     _choice("embodied_mode", embodied_mode, EMBODIED_MODES)

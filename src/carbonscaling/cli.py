@@ -74,14 +74,20 @@ CiOpt = Annotated[Optional[str], typer.Option(
     "--ci", metavar="CI|REGION|ISO3", help="Grid intensity: g/kWh in [0, 2000], a region (us-east5) or, with codecarbon, an ISO3 country (FRA); default: data/power.yaml.")]
 RegionOpt = Annotated[Optional[str], typer.Option("--region", metavar="REGION", help="Google Cloud region (see `regions`); like --ci.")]
 YearOpt = Annotated[Num, typer.Option("--year", metavar="YYYY", help="Year of the region table (default: latest).")]
-LifetimeOpt = Annotated[Num, typer.Option("--lifetime", metavar="YEARS", help="Hardware lifetime in years, (0, 50] (default: data/power.yaml).")]
+LifetimeOpt = Annotated[Num, typer.Option("--lifetime", metavar="YEARS", help="Hardware lifetime in years, [0.01, 50] (default: data/power.yaml).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
 def number(text: str | None) -> float | str | None:
-    """Option text as a float; text that is not a number is returned as is, for the API to reject."""
+    """Option text as a float; text that is not a number is returned as is, for the API to reject.
+
+    Numbers are ASCII: ``12``, ``1.5e3``, ``1_000`` (underscores between digits, as in Python
+    and YAML); non-ASCII digits (``'١٢'``) are rejected rather than silently read.
+    """
     if text is None:
         return None
+    if not text.isascii():  # Python's float() reads '١٢' (Arabic-Indic) as 12: we do not
+        return text
     try:
         return float(text)
     except ValueError:
@@ -323,23 +329,29 @@ def error_message(err: CarbonScalingError) -> str:
 
 
 def _watch_sigint() -> tuple[Any, Any]:
-    """Record Ctrl-C (still raising KeyboardInterrupt): ``(pressed, restore)`` functions."""
+    """Record Ctrl-C and SIGTERM, raising KeyboardInterrupt for both, so that output directories
+    are cleaned up and worker pools stopped either way: ``(pressed, restore)`` functions."""
     import signal
 
     seen: list[int] = []
-    prev = signal.getsignal(signal.SIGINT)
-    if prev is not signal.default_int_handler:  # ignored, or someone else's handler: leave it
-        return (lambda: False), (lambda: None)
+    installed: dict[int, Any] = {}
 
-    def on_sigint(signum, frame):
+    def on_signal(signum, frame):
         seen.append(signum)
         raise KeyboardInterrupt
 
-    try:
-        signal.signal(signal.SIGINT, on_sigint)
-    except ValueError:  # not the main thread
-        return (lambda: False), (lambda: None)
-    return (lambda: bool(seen)), (lambda: signal.signal(signal.SIGINT, prev))
+    for sig, default in ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL)):
+        try:
+            if signal.getsignal(sig) is default:  # leave ignored signals and others' handlers alone
+                installed[sig] = signal.signal(sig, on_signal)
+        except (ValueError, OSError):  # not the main thread
+            break
+
+    def restore() -> None:
+        for sig, prev in installed.items():
+            signal.signal(sig, prev)
+
+    return (lambda: bool(seen)), restore
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,6 +31,11 @@ class UnknownNameError(InputError, KeyError):
 
     def __init__(self, field: str, name: str, choices: Iterable[str]):
         choices = sorted(choices)
+        if not str(name).strip():  # '' must not fall back to a default or a "did you mean"
+            self.name, self.choices = name, choices
+            listing = f"{', '.join(choices[:12])}{' ...' if len(choices) > 12 else ''}"
+            InputError.__init__(self, field, f"{field} name is empty; known: {listing}")
+            return
         close = difflib.get_close_matches(name, choices, n=3, cutoff=0.5)
         if not close:
             low = name.lower()
