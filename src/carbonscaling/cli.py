@@ -183,6 +183,20 @@ def _cell(v: Any) -> str:
 
 
 # ---- commands ------------------------------------------------------------------------
+def _print_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        typer.echo(f"carbonscaling {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                                help="Print the version and exit.")] = False) -> None:
+    """Carbon-aware scaling laws for LLM training: operational and embodied carbon."""
+
+
 @app.command()
 def carbon(
     devices: DevicesOpt,

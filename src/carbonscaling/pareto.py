@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from .errors import InfeasibleError, InputError
+from .serialize import layout_label
 
 DEADLINE_OBJECTIVES = ("duration_days", "total_tco2e", "devices")
 LOSS_OBJECTIVES = ("loss", "total_tco2e")
@@ -55,8 +56,7 @@ def _row(est, **extra) -> dict[str, Any]:
     return {**extra, "devices": int(lay.devices), "duration_days": r.duration_s / 86400.0, "mfu": r.mfu,
             "total_tco2e": c.total_tco2e, "operational_tco2e": c.operational_tco2e,
             "embodied_tco2e": c.embodied_tco2e, "energy_kwh": c.energy_kwh,
-            "layout": f"TP{lay.tp} PP{lay.pp} DP{lay.dp} EP{lay.ep} ZeRO-{lay.zero} mb{lay.microbatch} "
-                      f"v{lay.interleave} rc={lay.recompute}",
+            "layout": layout_label(lay),
             "loss": est.model.loss, "params": est.model.params_total, "tokens": est.model.train_tokens}
 
 
@@ -108,7 +108,18 @@ def deadline_front(model: Any = None, device: Any = "H100", *, deadlines: Iterab
             skipped.append({"devices": n, "reason": why})
             continue
         rows.append(_row(est, sweep="devices", deadline_days=None, objective="fastest"))
-    return {"rows": _mark(rows, DEADLINE_OBJECTIVES), "skipped": skipped, "objectives": list(DEADLINE_OBJECTIVES)}
+    rows = _mark(rows, DEADLINE_OBJECTIVES)
+    return {"rows": rows, "skipped": skipped, "objectives": list(DEADLINE_OBJECTIVES), "extremes": extremes(rows)}
+
+
+def extremes(rows: list[dict]) -> dict[str, dict]:
+    """The fastest, least-carbon and fewest-devices points (ties broken by the other objectives)."""
+    if not rows:
+        return {}
+    key = {"fastest": ("duration_days", "total_tco2e", "devices"),
+           "least_carbon": ("total_tco2e", "duration_days", "devices"),
+           "fewest_devices": ("devices", "total_tco2e", "duration_days")}
+    return {name: min(rows, key=lambda r: tuple(r[k] for k in ks)) for name, ks in key.items()}
 
 
 def preset_widths(preset: str, points: int = 9) -> list[int]:
