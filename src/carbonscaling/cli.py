@@ -56,7 +56,7 @@ OPTION_OF = {
     "device_hours": "--device-hours", "utilization": "--utilization", "country": "--ci",
     "device": "--device", "model": "--model", "duration_days": "--duration-days", "model_file": "--model-file",
     "device_file": "--device-file", "cpa_growth_per_year": "--cpa-growth",
-    "out": "--out", "jobs": "--jobs", "only": "--only", "runs_file": "--runs",
+    "out": "--out", "jobs": "--jobs", "only": "--only", "runs_file": "--runs", "example": "--example",
 }
 
 # ---- shared options --------------------------------------------------------------------
@@ -263,9 +263,17 @@ def carbon(
 
 
 @app.command()
-def models(as_json: JsonOpt = False) -> None:
+def models(
+    as_json: JsonOpt = False,
+    example: Annotated[Optional[str], typer.Option(
+        "--example", metavar="dense|moe", help="Print a documented example model file (for --model-file).")] = None,
+) -> None:
     """List the named model catalog."""
-    from .scaling import catalog_entry, model_names, named_model
+    from .scaling import catalog_entry, example_model_file, model_names, named_model
+
+    if example is not None:
+        sys.stdout.write(example_model_file(example))
+        return
 
     recs = []
     for name in _with_catalog(model_names):
@@ -342,6 +350,31 @@ def error_message(err: CarbonScalingError) -> str:
     return str(err)
 
 
+def _warnings_as_lines():
+    """The package's warnings as one line ``warning: ...`` on stderr (not Python's two-line form)."""
+    import contextlib
+    import warnings
+
+    from .errors import CarbonScalingWarning
+
+    @contextlib.contextmanager
+    def scope():
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", CarbonScalingWarning)
+            plain = warnings.showwarning
+
+            def show(message, category, filename, lineno, file=None, line=None):
+                if issubclass(category, CarbonScalingWarning):
+                    sys.stderr.write(f"warning: {_one_line(str(message))}\n")
+                else:
+                    plain(message, category, filename, lineno, file, line)
+
+            warnings.showwarning = show
+            yield
+
+    return scope()
+
+
 def _watch_sigint() -> tuple[Any, Any]:
     """Record Ctrl-C and SIGTERM, raising KeyboardInterrupt for both, so that output directories
     are cleaned up and worker pools stopped either way: ``(pressed, restore)`` functions."""
@@ -373,7 +406,8 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
     interrupted, restore = _watch_sigint()
     try:
-        rv = app(args=args, prog_name="carbonscaling", standalone_mode=False)
+        with _warnings_as_lines():
+            rv = app(args=args, prog_name="carbonscaling", standalone_mode=False)
         if interrupted():  # typer turns Ctrl-C into a silent exit status 130
             return _fail("aborted", 130)
     except CarbonScalingError as err:

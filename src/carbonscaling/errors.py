@@ -17,6 +17,10 @@ class CarbonScalingError(Exception):
     exit_code = 2
 
 
+class CarbonScalingWarning(UserWarning):
+    """Input that is valid but probably not what was meant (the CLI prints ``warning: ...``)."""
+
+
 class InputError(CarbonScalingError, ValueError):
     """A field has a value outside its allowed range, or is missing/malformed."""
 

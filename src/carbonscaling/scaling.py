@@ -450,7 +450,41 @@ def model_from_file(path: str | Path) -> ModelSpec:
         if err.field.startswith("model_file"):
             raise
         raise InputError(f"model_file.{err.field}", err.message) from None
-    return spec if spec.name != "custom" else spec.model_copy(update={"name": p.stem})
+    spec = spec if spec.name != "custom" else spec.model_copy(update={"name": p.stem})
+    msg = gated_shape_warning(data, spec)
+    if msg:
+        import warnings
+
+        from .errors import CarbonScalingWarning
+
+        warnings.warn(f"model_file: {msg}", CarbonScalingWarning, stacklevel=2)
+    return spec
+
+
+EXAMPLE_MODEL_FILES = {"dense": "model.yaml", "moe": "model_moe.yaml"}
+
+
+def example_model_file(kind: str = "dense") -> str:
+    """The text of a shipped, commented example model file (``carbonscaling/examples/``)."""
+    from importlib import resources
+
+    if kind not in EXAMPLE_MODEL_FILES:
+        raise InputError("example", f"must be one of {', '.join(EXAMPLE_MODEL_FILES)}, got {kind!r}")
+    return (resources.files("carbonscaling") / "examples" / EXAMPLE_MODEL_FILES[kind]).read_text(encoding="utf-8")
+
+
+def gated_shape_warning(data: dict, spec: ModelSpec) -> str | None:
+    """A warning when a model looks gated (d_ff 2.5..3.75 x d_model: SwiGLU's 8/3 rounded up, as
+    in Llama's 2.7-3.5) but does not say ``ffn_gated``; it names both parameter counts."""
+    if not isinstance(data, dict) or "ffn_gated" in data or "d_ff" not in data:
+        return None
+    ratio = spec.d_ff / spec.d_model
+    if not 2.5 <= ratio <= 3.75:
+        return None
+    gated = spec.model_copy(update={"ffn_gated": True})
+    return (f"d_ff = {ratio:.2f} x d_model is a gated-FFN (SwiGLU) shape but ffn_gated is not given: read as a "
+            f"plain 2-matrix FFN, {spec.params_total:.3g} parameters; with ffn_gated: true it would be "
+            f"{gated.params_total:.3g}")
 
 
 def resolve_model(model: str | Path | dict | ModelSpec) -> ModelSpec:
