@@ -230,7 +230,7 @@ def test_fuzz_estimate_long(model, device, carbon, deadline, pin):
 
 @pytest.mark.slow
 @GIVEN_PINNED
-@cases(250)
+@cases(300)
 def test_fuzz_searched_layout_accepted_when_pinned_long(model, device, deadline):
     prop_pinned_searched_layout(model, device, deadline)
 
