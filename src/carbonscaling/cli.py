@@ -46,7 +46,7 @@ app = typer.Typer(
 
 # Other modules that register commands on ``app`` (e.g. "carbonscaling.cli_estimate").
 COMMAND_MODULES: tuple[str, ...] = ("carbonscaling.cli_estimate", "carbonscaling.cli_paper", "carbonscaling.cli_validate",
-                                  "carbonscaling.cli_decide")
+                                   "carbonscaling.cli_decide", "carbonscaling.cli_serve")
 
 # API field name -> CLI option, so that error lines name what the user typed. Fields of
 # a run (carbonscaling.specs.RunSpec: --tp, --pue, ...) are looked up in the specs
