@@ -86,6 +86,8 @@ def number(text: str | None) -> float | str | None:
     """
     if text is None:
         return None
+    if not isinstance(text, str):  # already a number (e.g. --duration-days converted to hours)
+        return text
     if not text.isascii():  # Python's float() reads '١٢' (Arabic-Indic) as 12: we do not
         return text
     try:
