@@ -70,7 +70,7 @@ def test_report_metrics_match_guard_and_split(report):
     fit = report.metrics_split["used_for_fitting"]["ours"]
     held = report.metrics_split["not_used_for_fitting"]["ours"]
     assert fit["tflops_per_device"]["n"] == 10 and fit["tflops_per_device"]["mape"] <= MEGATRON_MAPE_TOL
-    assert "device_hours" not in fit and held["device_hours"]["n"] == 5
+    assert "device_hours" not in fit and held["device_hours"]["n"] == 12
     cal = report.extras["calibration"]
     assert [c["name"] for c in cal["fitted_constants"]] == ["gemm.in_situ_factor"]
     assert len(cal["used_for_fitting"]) == 10 and all(r.startswith("megatron2021_") for r in cal["used_for_fitting"])
@@ -175,10 +175,10 @@ def test_cli_json_shape(capsys):
     assert main(["validate", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert {"runs", "metrics", "metrics_split", "comparison", "carbon", "calibration"} <= set(doc)
-    assert len(doc["runs"]) == 15
+    assert len(doc["runs"]) == 22
     for method in ("ours", "ours_searched", "reg", "llmc"):
         dh = doc["metrics"][method]["device_hours"]
-        assert set(dh) == {"mape", "median_ape", "r2_log", "r2", "n"} and dh["n"] == 5
+        assert set(dh) == {"mape", "median_ape", "r2_log", "r2", "n"} and dh["n"] == 12
         assert 0 <= dh["mape"] < 5                                       # a fraction, not a percent
     assert doc["metrics"]["ours"]["mfu"]["n"] == 11 and doc["metrics"]["ours"]["mfu"]["mape"] < 0.1
     bloom = next(r for r in doc["runs"] if r["run_id"] == "bloom_176b")

@@ -45,6 +45,7 @@ def pareto_mask(points: Any) -> np.ndarray:
 
 def _run(estimate: Callable, **kw) -> tuple[Any | None, str | None]:
     """The estimate, or ``(None, reason)`` when the request is infeasible (bad input still raises)."""
+    kw = {"uncertainty": False, **kw}  # a front is a sweep: bands per point are not needed
     try:
         return estimate(**kw), None
     except InfeasibleError as err:
