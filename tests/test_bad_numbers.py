@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from carbonscaling.carbon import MIN_LIFETIME_YEARS, run_carbon
+from carbonscaling.carbon import MIN_LIFETIME_YEARS, PAPER_ACCOUNTING, run_carbon
 from carbonscaling.cli import main, number
 from carbonscaling.errors import InputError
 from carbonscaling.scaling import from_preset, max_preset_d_model
@@ -31,12 +31,13 @@ def test_lifetime_too_short_to_amortize_is_rejected(capsys, lifetime):
 def test_extremes_in_range_stay_finite(capsys):
     """The corners of every range at once: the largest run on the shortest lifetime."""
     r = run_carbon(None, "H100", n_devices=10**12, device_hours=1e14, utilization=1.0, pue=3, ci=2000,
-                   lifetime_years=MIN_LIFETIME_YEARS, alpha=10)
+                   lifetime_years=MIN_LIFETIME_YEARS, alpha=10, **PAPER_ACCOUNTING)
     vals = [v for v in (*r.to_dict().values(), *r.breakdown.values()) if isinstance(v, float)]
     assert vals and all(math.isfinite(v) for v in vals)
     assert math.isclose(r.total_tco2e, r.operational_tco2e + r.embodied_tco2e, rel_tol=1e-12)
     code, out, _ = cli(capsys, "carbon", "--device", "H100", "-n", "1e12", "-u", "1", "--device-hours", "1e14",
-                       "--pue", "3", "--ci", "2000", "--lifetime", "0.01", "--alpha", "10", "--json")
+                       "--pue", "3", "--ci", "2000", "--lifetime", "0.01", "--alpha", "10", "--power-model", "paper",
+                       "--goodput", "1", "--lifetime-policy", "replace", "--allocation", "node", "--json")
     assert code == 0 and json.loads(out)["total_tco2e"] > 0
 
 
