@@ -34,6 +34,7 @@ def test_kwargs_runspec_and_cli_json_agree(capsys):
                    pins=LayoutPins(zero=1), recipe=Recipe(precision="fp8"),
                    search=SearchSettings(deadline_days=60), carbon=CarbonSettings(pue=1.2, region="us-central1"))
     by_spec = run(spec).to_dict()
+    assert estimate(spec).to_dict() == by_spec
     code, out, err = cli(capsys, "estimate", "--preset", "cs-v1", "--d-model", "6144", "--device", "B100",
                          "--deadline-days", "60", "--pue", "1.2", "--region", "us-central1", "--precision", "fp8",
                          "--zero", "1", "--json")
@@ -69,6 +70,10 @@ def test_flat_names_are_unique_and_route_to_their_part():
             s.hardware.years_ahead) == (4, 2, True, "carbon", 4, 2)
     assert s.explicit() == {"tp", "vp", "qat", "objective", "lifetime_years", "years_ahead"}
     assert RunSpec.from_kwargs(**s.flat()) == s
+    t = s.replace(tp=2, pue=1.3)
+    assert (t.pins.tp, t.carbon.pue, t.pins.vp) == (2, 1.3, 2) and t.explicit() == s.explicit() | {"pue"}
+    with pytest.raises(InputError):
+        s.replace(tp=0)
 
 
 @pytest.mark.parametrize("command", sorted(specs.cli_blocks()))
@@ -130,6 +135,8 @@ def test_bad_api_input_is_one_typed_error():
     for kw in ({"tp": True}, {"pue": "1.2"}, {"interleave": 2.5}, {"recompute": "some"}, {"nope": 1}):
         with pytest.raises(InputError):
             RunSpec.from_kwargs(**kw)
+    with pytest.raises(InputError, match="RunSpec alone"):
+        estimate(RunSpec(preset="cs-v1", d_model=3072), tp=2)
     with pytest.raises(InputError, match="tpp"):
         estimate(preset="cs-v1", d_model=3072, tpp=2)
     with pytest.raises(InputError, match="ci"):
@@ -153,13 +160,24 @@ def test_carbon_ranges_agree_with_run_carbon():
             run_carbon(None, "H100", **base, **{name: lo - 1e-3 if not lo_open else lo})
 
 
-def test_pins_the_search_does_not_model_are_named():
+def test_every_pin_is_searched_or_named_as_not_modelled():
+    """Each LayoutPins field reaches the search under a name it knows, or the search's error names it."""
+    from carbonscaling.chain import search_pins
+    from carbonscaling.scaling import from_preset
     from carbonscaling.search import PINNABLE
 
-    missing = [k for k in LayoutPins.model_fields if k not in PINNABLE and k not in ("vp", "global_batch_tokens")]
-    for k in missing:
+    model = from_preset("cs-v1", 3072)
+    for k in LayoutPins.model_fields:
+        value = 1 if k != "recompute" else "full"
+        if k == "global_batch_tokens":
+            value = 4 * model.seq_len
+        pinned = search_pins(LayoutPins(**{k: value}), model)
+        (name,) = pinned
+        if name in PINNABLE:
+            assert name == k or (k, name) in (("vp", "interleave"), ("global_batch_tokens", "global_batch"))
+            continue
         with pytest.raises(InputError) as e:
-            estimate(preset="cs-v1", d_model=3072, **{k: 2})
+            estimate(preset="cs-v1", d_model=3072, **{k: value})
         assert e.value.field == k
 
 
