@@ -55,6 +55,7 @@ class Options(BaseModel):
     dynamic_eviction: Optional[bool] = None
     flexible_sharding: Optional[bool] = None
     qat: Optional[bool] = None
+    ep_convention: Optional[Literal["megatron", "cs-v1"]] = None
 
 
 class Settings(BaseModel):

@@ -40,6 +40,7 @@ class PerfConstants:
     elementwise_bwd_to_fwd: float
     grad_reduce_bytes_bf16: float
     grad_reduce_bytes_fp16: float
+    fp8_weight_copy_bytes: float = 2.0
 
     def replace(self, **changes) -> PerfConstants:
         """A copy with some constants changed (for sensitivity studies and calibration)."""
@@ -87,4 +88,5 @@ def default_constants() -> PerfConstants:
         elementwise_bwd_to_fwd=v("elementwise", "backward_to_forward"),
         grad_reduce_bytes_bf16=v("mixed_precision", "grad_reduce_bytes_bf16"),
         grad_reduce_bytes_fp16=v("mixed_precision", "grad_reduce_bytes_fp16"),
+        fp8_weight_copy_bytes=v("mixed_precision", "fp8_weight_copy_bytes"),
     )
