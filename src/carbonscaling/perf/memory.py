@@ -163,7 +163,10 @@ def memory_per_device(model: ModelSpec, system: System, g: LayoutGrid, o: Traini
     m = g.micro.astype(float)
     grad_bytes = c.grad_reduce_bytes_fp16 if o.precision == "fp16" else c.grad_reduce_bytes_bf16
     w_bytes = o.activation_bytes
-    fp8_copy = c.fp8_weight_copy_bytes if (o.gemm_precision == "fp8" and not o.qat) else 0.0
+    # FP8 recipes keep the parameters in FP8 plus the transposed copy Hopper's tensor cores
+    # need (Megatron-Bridge: fp8_param_gather=True), in place of the BF16 weights.
+    fp8_params = o.gemm_precision == "fp8" and not o.qat
+    param_bytes = c.fp8_weight_copy_bytes if fp8_params else w_bytes
     (w_d, w_e), (g_d, g_e), (o_d, o_e) = shard_groups(g, system)
     sharded = g.zero >= 3
     layer_params = nonexpert_params_per_layer(model) / g.tp + expert_params_per_layer(model) / (g.etp * g.ep)
@@ -184,8 +187,9 @@ def memory_per_device(model: ModelSpec, system: System, g: LayoutGrid, o: Traini
     static = []
     for n, first, last, inflight, exists in stages:
         p_d, p_e = _stage_params(model, g, n, first, last)
-        weights = w_bytes * (p_d / w_d + p_e / w_e) + gather_buffers + fp8_copy * (
-            n * layer_params / np.maximum(w_d, 1))
+        # Embeddings and the output layer stay in BF16; the layers' linear weights follow the format.
+        emb = p_d - n * nonexpert_params_per_layer(model) / g.tp
+        weights = param_bytes * (p_d - emb) / w_d + w_bytes * emb / w_d + param_bytes * p_e / w_e + gather_buffers
         grads = grad_bytes * (p_d / g_d + p_e / g_e)
         opt = opt_b * (p_d / o_d + p_e / o_e)
         fixed = weights + grads + opt + np.where(last, logits, 0.0)

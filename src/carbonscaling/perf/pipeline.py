@@ -10,7 +10,10 @@ of these ways (``megatron.core.transformer.transformer_block.get_num_layers_to_b
   126 layers on ``PP 8 x VP 8`` run this way (``126 + 2 = 64 x 2``);
 * ``num_layers_in_first_pipeline_stage`` / ``..._last_...``: the first and last stage
   hold their own counts, the middle stages share the rest evenly; with VP every stage's
-  count is a multiple of VP.
+  count is a multiple of VP;
+* ``pipeline_model_parallel_layout`` (Megatron-Core >= 0.13; DeepSeek-V3's 61 layers on
+  ``PP 4 x VP 4`` in Megatron-Bridge): any layers per chunk, so the search's balanced
+  split (embedding and loss counted as a layer each) exists whenever ``PP x VP <= L + 2``.
 
 :func:`stage_split` returns the first/middle/last stage's layer counts of the best of
 these (the heaviest stage as light as possible, the last stage, which computes the
@@ -31,7 +34,7 @@ LEGACY_UNEVEN_INTERLEAVES = (1, 2, 4)  # v1 rule when PP does not divide the lay
 
 
 @lru_cache(maxsize=65536)
-def stage_split(n_layers: int, pp: int, vp: int = 1) -> tuple[int, int, int] | None:
+def stage_split(n_layers: int, pp: int, vp: int = 1, custom: bool = True) -> tuple[int, int, int] | None:
     """Layers on the (first, middle, last) pipeline stage as Megatron-Core can split them.
 
     ``middle`` is 0 when ``pp <= 2``; ``pp == 1`` returns ``(L, 0, 0)``. ``None`` if no
@@ -63,6 +66,15 @@ def stage_split(n_layers: int, pp: int, vp: int = 1) -> tuple[int, int, int] | N
             continue
         last = (rest // v) // 2 * v
         cands.append((rest - last, m, last))
+    if custom:
+        # pipeline_model_parallel_layout: any layers per chunk; embedding and loss count as one
+        # layer each; spare layers go to middle stages first.
+        units, rem = divmod(L + 2, p)
+        extra_ends = max(0, rem - max(p - 2, 0))
+        mid = units + (1 if rem > extra_ends else 0)
+        first, last = units + (extra_ends >= 1) - 1, units + (extra_ends >= 2) - 1
+        if min(first, last) >= 0 and (p <= 2 or mid >= 1):
+            cands.append((first, mid if p > 2 else 0, last))
     cands = [c for c in cands if min(c[0], c[2]) >= 0 and c[0] + c[2] > 0]
     if not cands:
         return None
@@ -105,7 +117,8 @@ def interleave_options(n_layers: int, pp: int, legacy: bool = False) -> list[int
         if rem:  # v1 rule, bounded by the layers a stage holds (a chunk needs a layer)
             return [v for v in LEGACY_UNEVEN_INTERLEAVES if v <= per]
         return [v for v in range(1, MAX_INTERLEAVE + 1) if per % v == 0]
-    return [v for v in range(1, MAX_INTERLEAVE + 1) if stage_split(n_layers, pp, v) is not None]
+    # Virtual stages the classic splits allow (a custom layout is accepted when pinned).
+    return [v for v in range(1, MAX_INTERLEAVE + 1) if stage_split(n_layers, pp, v, custom=False) is not None]
 
 
 def pipeline_time(m, t_max, t_sum, v):
