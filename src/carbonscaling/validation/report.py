@@ -137,6 +137,9 @@ def add_sections(report: ValidationReport, runs, consts=None) -> ValidationRepor
     report.extras["comparison"] = comparison(report)
     report.extras["carbon"] = carbon_section(report)
     report.extras["calibration"] = calibration_section(runs, consts)
+    from .throughput import step_time_section
+
+    report.extras["step_time"] = step_time_section(consts)
     return report
 
 
@@ -211,6 +214,10 @@ def to_markdown(report: ValidationReport) -> str:
     L += ["## Ours against the baselines (MAPE on the runs both predict)", ""]
     L += [f"- {line}" for line in comparison_lines(report)]
     L += [""] + carbon_markdown(report) + calibration_markdown(report)
+    if report.extras.get("step_time"):
+        from .throughput import markdown as step_time_markdown
+
+        L += [""] + step_time_markdown(report.extras["step_time"])
     return "\n".join(L) + "\n"
 
 
