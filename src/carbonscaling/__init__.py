@@ -4,6 +4,7 @@ The public API is imported lazily so that ``carbonscaling --help`` starts instan
 
     import carbonscaling as cs
     cs.estimate(model="llama3.1-405b", device="H100", region="us-east5").to_dict()
+    cs.run(cs.RunSpec(model="llama3.1-405b", carbon=cs.CarbonSettings(region="us-east5")))
     cs.run_carbon("bloom-176b", "A100-80GB", n_devices=384, device_hours=1_082_990, utilization=0.3)
 """
 
@@ -16,7 +17,14 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "estimate": "carbonscaling.chain",
+    "run": "carbonscaling.chain",
     "Estimate": "carbonscaling.chain",
+    "RunSpec": "carbonscaling.specs",
+    "HardwareSpec": "carbonscaling.specs",
+    "LayoutPins": "carbonscaling.specs",
+    "Recipe": "carbonscaling.specs",
+    "SearchSettings": "carbonscaling.specs",
+    "CarbonSettings": "carbonscaling.specs",
     "run_carbon": "carbonscaling.carbon",
     "ideal_carbon": "carbonscaling.carbon",
     "grid_intensity": "carbonscaling.carbon",

@@ -24,6 +24,7 @@ from typing import Any, Mapping
 
 from ._data import load_csv, load_yaml
 from .errors import InputError, UnknownNameError
+from .formats import canonical_precision
 from .hardware import System, cpa_table, hbm_cpa, load_system, logic_cpa
 
 HOURS_PER_YEAR = 365 * 24  # unit conversion; LLMCarbon amortises over 365-day years too
@@ -398,7 +399,7 @@ def ideal_carbon(train_flops: float, system: Any, *, deadline_days: float = 90, 
     days = check_number("deadline_days", deadline_days, 0, 36500, lo_open=True)
     pue_v = check_number("pue", d["pue"] if pue is None else pue, 1, 3)
     ci_v, ci_src = resolve_grid_intensity(ci, year)
-    _choice("precision", precision, ("bf16", "fp16", "fp8"))
+    precision = canonical_precision(precision)
     sys_ = load_system(system)
     peak = sys_.device.peak_flops(precision)
     device_s = c / peak

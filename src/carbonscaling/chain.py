@@ -12,14 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from .carbon import CarbonResult, check_number, run_carbon
-from .errors import InputError, from_validation
+from .errors import InputError
 from .hardware import System, describe, load_system, project
-from .perf.layout import TrainingOptions
 from .scaling import ModelSpec, from_preset, resolve_model
 from .search import SearchResult, search
+from .serialize import layout_record
+from .specs import LayoutPins, RunSpec
 
 STEP_PARTS = ("compute_s", "bubble_s", "tp_comm_s", "pp_comm_s", "dp_comm_s", "ep_comm_s", "optimizer_s",
               "overlap_slowdown_s")
@@ -36,6 +35,8 @@ class Estimate:
     carbon: CarbonResult
     median_carbon: CarbonResult | None
     settings: dict[str, Any]
+    spec: RunSpec | None = None
+    uncertainty: Any = None          # carbonscaling.uncertainty.Uncertainty, unless turned off
 
     @property
     def steps(self) -> float:
@@ -50,10 +51,7 @@ class Estimate:
         out = {
             "model": self.model.summary(),
             "hardware": describe(self.system),
-            "layout": {"devices": lay.devices, "tp": lay.tp, "pp": lay.pp, "dp": lay.dp, "ep": lay.ep,
-                       "zero": lay.zero, "microbatch": lay.microbatch, "interleave": lay.interleave,
-                       "recompute": lay.recompute, "global_batch_sequences": lay.global_batch_sequences,
-                       "microbatches": lay.microbatches},
+            "layout": layout_record(lay),
             "performance": {"step_time_s": float(st.step_time_s), "steps": self.steps,
                             "duration_days": r.duration_s / 86400.0,
                             "device_hours": lay.devices * r.duration_s / 3600.0, "mfu": r.mfu,
@@ -69,13 +67,61 @@ class Estimate:
                                                            if k != "step_time_s"},
                           "memory_per_device": mem, "carbon": dict(self.carbon.breakdown)},
             "settings": self.settings,
+            "used": self.used(),
+            **self.decisions(),
         }
         if r.median_layout is not None:
             med = r.median_layout
-            out["median_layout"] = {**med.model_dump(), "devices": med.devices,
-                                    "duration_days": r.median_duration_s / 86400.0, "mfu": r.median_mfu,
+            out["median_layout"] = {**layout_record(med), "duration_days": r.median_duration_s / 86400.0,
+                                    "mfu": r.median_mfu,
                                     "total_tco2e": self.median_carbon.total_tco2e if self.median_carbon else None}
         return out
+
+    def decisions(self) -> dict[str, Any]:
+        """Uncertainty bands, location/market-based accounting and water (docs/decisions.md)."""
+        from .footprint import scope2, water_footprint
+
+        c = (self.spec or RunSpec()).carbon
+        out: dict[str, Any] = {}
+        if self.uncertainty is not None:
+            out["uncertainty"] = self.uncertainty.to_dict()
+        out["accounting"] = scope2(self.carbon, contractual_ci=c.contractual_ci, renewable_share=c.renewable_share,
+                                   residual_ci=c.residual_ci)
+        out["water"] = water_footprint(self.carbon, wue_l_per_kwh=c.wue_l_per_kwh, ewif_l_per_kwh=c.ewif_l_per_kwh)
+        return out
+
+    def used(self) -> dict[str, Any]:
+        """The resolved inputs (what each default became) and which options were left to defaults."""
+        b, spec = self.carbon.breakdown, self.spec or RunSpec()
+        given = spec.explicit()
+        ci_given = bool({"ci", "region"} & given)
+        region = spec.carbon.region or (spec.carbon.ci if isinstance(spec.carbon.ci, str) else None)
+        defaults = [k for k in DEFAULTS_REPORTED if k not in given and not (k == "ci" and ci_given)]
+        return {"model": self.model.name, "model_from": _model_origin(spec), "seq_len": self.model.seq_len,
+                "tokens": self.model.train_tokens, "device": self.system.device.name,
+                "deadline_days": spec.search.deadline_days, "region": region, "ci_g_per_kwh": b["ci_g_per_kwh"],
+                "ci_source": (self.carbon.ci_source if ci_given else
+                              f"default of data/power.yaml ({b['ci_g_per_kwh']:g} g/kWh)"),
+                "pue": b["pue"], "lifetime_years": b["lifetime_years"], "precision": spec.recipe.precision,
+                "defaults": defaults}
+
+
+# Options whose default ``Estimate.used()`` names when the user left it (issue 13 item 7).
+DEFAULTS_REPORTED = ("device", "deadline_days", "ci", "pue", "lifetime_years", "precision", "objective",
+                     "embodied_mode", "power_split")
+
+
+def _model_origin(spec: RunSpec) -> str:
+    if spec.preset is not None:
+        return f"preset {spec.preset} at d_model {spec.d_model}"
+    m = spec.model
+    if isinstance(m, ModelSpec):
+        return "ModelSpec"
+    if isinstance(m, dict):
+        return "mapping"
+    if isinstance(m, Path) or (isinstance(m, str) and m.endswith((".yaml", ".yml"))):
+        return f"file {m}"
+    return "catalog (data/models.yaml)"
 
 
 def build_system(device: Any = "H100", *, years_ahead: float = 0.0, cpa_growth: float = 0.0) -> System:
@@ -94,59 +140,85 @@ def build_model(model: Any = None, *, preset: str | None = None, d_model: int | 
     return resolve_model(Path(model) if isinstance(model, Path) else model)
 
 
-def estimate(model: Any = None, device: Any = "H100", *, preset: str | None = None, d_model: int | None = None,
-             years_ahead: float = 0.0, cpa_growth: float = 0.0, deadline_days: float = 90.0,
-             devices: int | None = None, tp: int | None = None, pp: int | None = None, dp: int | None = None,
-             ep: int | None = None, zero: int | None = None, microbatch: int | None = None,
-             interleave: int | None = None, recompute: str | None = None, global_batch: int | None = None,
-             global_batch_tokens: float | None = None, precision: str = "bf16", flash_attention: bool = True,
-             sequence_parallel: bool = True, overlap_grad_reduce: bool = True, overlap_tp_comm: bool = False,
-             overlap_ep_comm: bool = False, dynamic_eviction: bool = False,
-             flexible_sharding: bool = False, qat: bool = False, objective: str = "fastest",
-             ci: Any = None, region: str | None = None, pue: float | None = None,
-             lifetime_years: float | None = None, power_split: str = "default", embodied_mode: str = "paper",
-             infrastructure: bool = True, include_embodied: bool = True, median_carbon: bool = True) -> Estimate:
-    """Search the layout of a training run and account its carbon (see ``carbonscaling estimate --help``)."""
-    if ci is not None and region is not None:
-        raise InputError("ci", "give either --ci or --region, not both")
-    spec = build_model(model, preset=preset, d_model=d_model)
-    system = build_system(device, years_ahead=years_ahead, cpa_growth=cpa_growth)
-    try:
-        opts = TrainingOptions(precision=precision, flash_attention=flash_attention,
-                               sequence_parallel=sequence_parallel, overlap_grad_reduce=overlap_grad_reduce,
-                               overlap_tp_comm=overlap_tp_comm, overlap_ep_comm=overlap_ep_comm,
-                               dynamic_eviction=dynamic_eviction, flexible_sharding=flexible_sharding, qat=qat)
-    except ValidationError as err:
-        raise from_validation(err) from None
-    if global_batch_tokens is not None:
-        if global_batch is not None:
-            raise InputError("global_batch_tokens", "give either global_batch or global_batch_tokens, not both")
-        gbt = check_number("global_batch_tokens", global_batch_tokens, spec.seq_len, 1e12)
-        global_batch = max(1, round(gbt / spec.seq_len))
-    pinned = {"devices": devices, "tp": tp, "pp": pp, "dp": dp, "ep": ep, "zero": zero, "microbatch": microbatch,
-              "interleave": interleave, "recompute": recompute, "global_batch": global_batch}
-    pinned = {k: v for k, v in pinned.items() if v is not None}
-    carbon_kw = dict(pue=pue, ci=region if region is not None else ci, lifetime_years=lifetime_years,
-                     power_split=power_split, embodied_mode=embodied_mode, infrastructure=infrastructure,
-                     include_embodied=include_embodied)
-    # One node-hour at idle: validates the carbon settings before the search, and prices layouts.
+def estimate(model: Any = None, device: Any = None, **options: Any) -> Estimate:
+    """Search the layout of a training run and account its carbon.
+
+    The options are the fields of :class:`~carbonscaling.specs.RunSpec`'s parts by their
+    flat names (``tp=8, precision="fp8", pue=1.2, deadline_days=60, ...``; ``interleave``
+    is accepted for ``vp``); ``None`` leaves an option at its default. Equivalent to
+    ``run(RunSpec.from_kwargs(model=model, device=device, **options))`` and to
+    ``carbonscaling estimate`` (``Estimate.to_dict()`` is its ``--json``).
+    """
+    return run(RunSpec.from_kwargs(model=model, device=device, **options))
+
+
+def run(spec: RunSpec) -> Estimate:
+    """Search the layout of the run ``spec`` describes and account its carbon."""
+    carbon_kw = spec.carbon.carbon_kwargs()
+    model, system, res = search_run(spec, carbon_kw=carbon_kw)
+    carbon = carbon_of_run(res.layout.devices, res.duration_s, res.mfu, system, carbon_kw, model)
+    med = None
+    if spec.carbon.median_carbon and res.median_layout is not None:
+        med = carbon_of_run(res.median_layout.devices, res.median_duration_s, res.median_mfu, system, carbon_kw,
+                            model)
+    hw, objective, pinned = spec.hardware, spec.search.objective, search_pins(spec.pins, model)
+    settings = {"deadline_days": spec.search.deadline_days, "years_ahead": hw.years_ahead,
+                "cpa_growth": hw.cpa_growth, "objective": objective, "pinned": pinned,
+                "options": spec.recipe.model_dump(), **carbon_kw}
+    unc = None
+    if spec.carbon.uncertainty:
+        from .uncertainty import propagate
+        unc = propagate(carbon, samples=spec.carbon.uncertainty_samples, seed=spec.carbon.uncertainty_seed)
+    return Estimate(model=model, system=system, result=res, carbon=carbon, median_carbon=med, settings=settings,
+                    spec=spec, uncertainty=unc)
+
+
+def search_run(spec: RunSpec, *, consts=None, carbon_kw: dict | None = None
+               ) -> tuple[ModelSpec, System, SearchResult]:
+    """The model, the (projected) system and the layout search of ``spec`` (no carbon accounting).
+
+    The carbon settings are checked before the search (one idle node-hour), and price the
+    layouts when the objective is carbon. ``consts`` overrides the performance constants.
+    """
+    model = build_model(spec.model, preset=spec.preset, d_model=spec.d_model)
+    hw = spec.hardware
+    system = build_system(hw.device, years_ahead=hw.years_ahead, cpa_growth=hw.cpa_growth)
+    carbon_kw = spec.carbon.carbon_kwargs() if carbon_kw is None else carbon_kw
+    pinned = search_pins(spec.pins, model)
     idle = run_carbon(None, system, n_devices=system.devices_per_node, duration_h=1.0, utilization=1e-9,
                       **carbon_kw)
-    score = _carbon_score(system, carbon_kw, idle) if objective == "carbon" else None
-    res = search(spec, system, deadline_days=deadline_days, options=opts, pinned=pinned, objective=objective,
-                 carbon_score=score)
-    carbon = carbon_of_run(res.layout.devices, res.duration_s, res.mfu, system, carbon_kw, spec)
-    med = None
-    if median_carbon and res.median_layout is not None:
-        med = carbon_of_run(res.median_layout.devices, res.median_duration_s, res.median_mfu, system, carbon_kw, spec)
-    settings = {"deadline_days": deadline_days, "years_ahead": years_ahead, "cpa_growth": cpa_growth,
-                "objective": objective, "pinned": pinned, "options": opts.model_dump(),
-                **{k: v for k, v in carbon_kw.items() if v is not None}}
-    return Estimate(model=spec, system=system, result=res, carbon=carbon, median_carbon=med, settings=settings)
+    objective = spec.search.objective
+    score = carbon_scorer(system, carbon_kw, idle) if objective == "carbon" else None
+    res = search(model, system, deadline_days=spec.search.deadline_days, options=spec.recipe, pinned=pinned,
+                 objective=objective, carbon_score=score, consts=consts)
+    return model, system, res
 
 
-def _carbon_score(system: System, carbon_kw: dict, idle: CarbonResult):
-    """tCO2e of a layout from its device count, duration and MFU (carbon is linear in all three)."""
+def search_pins(pins: LayoutPins, model: ModelSpec) -> dict[str, Any]:
+    """The pinned layout parts as the search takes them (``global_batch_tokens`` in sequences).
+
+    Parts the search does not model raise its error naming them (search.PINNABLE).
+    """
+    from .search import PINNABLE
+
+    out = pins.pinned()
+    gbt = out.pop("global_batch_tokens", None)
+    if gbt is not None:
+        if "global_batch" in out:
+            raise InputError("global_batch_tokens", "give either global_batch or global_batch_tokens, not both")
+        gbt = check_number("global_batch_tokens", gbt, model.seq_len, 1e12)
+        out["global_batch"] = max(1, round(gbt / model.seq_len))
+    if "vp" in out and "vp" not in PINNABLE:  # the search's name for virtual stages
+        out["interleave"] = out.pop("vp")
+    return out
+
+
+def carbon_scorer(system: System, carbon_kw: dict, idle: CarbonResult | None = None):
+    """tCO2e of a layout from its device count, duration and MFU (carbon is linear in all three):
+    the ``carbon_score`` of ``search(objective="carbon")``."""
+    if idle is None:
+        idle = run_carbon(None, system, n_devices=system.devices_per_node, duration_h=1.0, utilization=1e-9,
+                          **carbon_kw)
     busy = run_carbon(None, system, n_devices=system.devices_per_node, duration_h=1.0, utilization=1.0, **carbon_kw)
     fixed = idle.total_tco2e / system.devices_per_node
     dynamic = (busy.total_tco2e - idle.total_tco2e) / system.devices_per_node

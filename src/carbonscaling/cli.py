@@ -45,21 +45,18 @@ app = typer.Typer(
 )
 
 # Other modules that register commands on ``app`` (e.g. "carbonscaling.cli_estimate").
-COMMAND_MODULES: tuple[str, ...] = ("carbonscaling.cli_estimate", "carbonscaling.cli_paper", "carbonscaling.cli_validate")
+COMMAND_MODULES: tuple[str, ...] = ("carbonscaling.cli_estimate", "carbonscaling.cli_paper", "carbonscaling.cli_validate",
+                                  "carbonscaling.cli_decide")
 
-# API field name -> CLI option, so that error lines name what the user typed.
+# API field name -> CLI option, so that error lines name what the user typed. Fields of
+# a run (carbonscaling.specs.RunSpec: --tp, --pue, ...) are looked up in the specs
+# themselves (imported only when an error is worded); these are the other commands' fields.
 OPTION_OF = {
     "n_devices": "--devices", "duration_h": "--duration-hours/--duration-days/--device-hours",
-    "device_hours": "--device-hours", "utilization": "--utilization", "pue": "--pue", "ci": "--ci",
-    "region": "--ci/--region", "country": "--ci", "year": "--year", "lifetime_years": "--lifetime",
-    "alpha": "--alpha", "power_split": "--power-split", "embodied_mode": "--embodied-mode",
-    "device": "--device", "model": "--model", "vendor_kg_per_device": "--vendor-kg",
-    "duration_days": "--duration-days", "model_file": "--model-file", "device_file": "--device-file",
-    "devices": "--devices", "tp": "--tp", "pp": "--pp", "dp": "--dp", "ep": "--ep", "zero": "--zero",
-    "microbatch": "--microbatch", "interleave": "--interleave", "recompute": "--recompute",
-    "global_batch": "--global-batch", "global_batch_tokens": "--global-batch-tokens", "preset": "--preset",
-    "d_model": "--d-model", "years_ahead": "--years-ahead", "cpa_growth_per_year": "--cpa-growth",
-    "deadline_days": "--deadline-days", "precision": "--precision", "objective": "--objective",
+    "device_hours": "--device-hours", "utilization": "--utilization", "country": "--ci",
+    "device": "--device", "model": "--model", "duration_days": "--duration-days", "model_file": "--model-file",
+    "device_file": "--device-file", "cpa_growth_per_year": "--cpa-growth",
+    "out": "--out", "jobs": "--jobs", "only": "--only", "runs_file": "--runs",
 }
 
 # ---- shared options --------------------------------------------------------------------
@@ -98,7 +95,14 @@ def integer(text: str | None) -> int | str | None:
 
 
 def option_name(field: str) -> str | None:
-    return OPTION_OF.get(field) or OPTION_OF.get(field.split(".")[0])
+    """The CLI option of an API field (``lifetime_years`` -> ``--lifetime``), or None."""
+    head = field.split(".")[0]
+    if field in OPTION_OF or head in OPTION_OF:
+        return OPTION_OF.get(field) or OPTION_OF[head]
+    from .specs import ALIASES, cli_option, flat_fields
+
+    name = ALIASES.get(head, head)
+    return cli_option(name) if name in flat_fields() else None
 
 
 def resolve_system_opts(device: str | None, device_file: Path | None):
@@ -255,16 +259,35 @@ def models(as_json: JsonOpt = False) -> None:
 
 
 @app.command()
-def devices(as_json: JsonOpt = False) -> None:
-    """List the accelerator catalog."""
-    from .hardware import describe, device_names, load_system
+def devices(
+    name: Annotated[Optional[str], typer.Argument(metavar="[NAME]", help="One device (catalog name or alias).")] = None,
+    as_json: JsonOpt = False,
+    example: Annotated[bool, typer.Option("--example", help="Print the documented example device file.")] = False,
+) -> None:
+    """List the accelerator catalog, or one device (its --json output is a valid --device-file)."""
+    from .hardware import describe, device_names, example_device_file, load_system
 
+    if example:
+        sys.stdout.write(example_device_file())
+        return
+    if name is not None:
+        rec = describe(load_system(name))
+        if as_json:
+            emit_json(rec)
+            return
+        print_table(f"{rec['name']} (data/hardware*.yaml)", ["field", "value"],
+                    [[k, v] for k, v in rec.items() if k not in ("system", "cell_flags")]
+                    + [[f"system.{k}", v] for k, v in rec["system"].items()]
+                    + [[f"flag {k}", v] for k, v in rec["cell_flags"].items()])
+        return
     recs = [describe(load_system(n)) for n in device_names()]
     if as_json:
         emit_json(recs)
         return
-    cols = ["name", "peak_tflops", "hbm_gb", "hbm_gb_s", "tdp_w", "die_area_mm2", "process_node", "hbm_type", "kind"]
-    print_table("devices (data/hardware.yaml)", cols, [[r[c] for c in cols] for r in recs])
+    cols = ["name", "peak_tflops", "peak_tflops_fp8", "peak_tflops_fp4", "hbm_gb", "hbm_gb_s", "tdp_w",
+            "process_node", "hbm_type", "kind"]
+    print_table("devices (data/hardware.yaml, data/hardware_modern.yaml)", cols,
+                [[r[c] for c in cols] for r in recs])
 
 
 @app.command()
@@ -299,11 +322,34 @@ def error_message(err: CarbonScalingError) -> str:
     return str(err)
 
 
+def _watch_sigint() -> tuple[Any, Any]:
+    """Record Ctrl-C (still raising KeyboardInterrupt): ``(pressed, restore)`` functions."""
+    import signal
+
+    seen: list[int] = []
+    prev = signal.getsignal(signal.SIGINT)
+    if prev is not signal.default_int_handler:  # ignored, or someone else's handler: leave it
+        return (lambda: False), (lambda: None)
+
+    def on_sigint(signum, frame):
+        seen.append(signum)
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGINT, on_sigint)
+    except ValueError:  # not the main thread
+        return (lambda: False), (lambda: None)
+    return (lambda: bool(seen)), (lambda: signal.signal(signal.SIGINT, prev))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status (0 ok, 2 bad input, 3 infeasible)."""
     args = sys.argv[1:] if argv is None else list(argv)
+    interrupted, restore = _watch_sigint()
     try:
         rv = app(args=args, prog_name="carbonscaling", standalone_mode=False)
+        if interrupted():  # typer turns Ctrl-C into a silent exit status 130
+            return _fail("aborted", 130)
     except CarbonScalingError as err:
         return _fail(error_message(err), err.exit_code)
     except _NoArgsIsHelp as err:  # type: ignore[misc]
@@ -321,6 +367,8 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("CARBONSCALING_DEBUG"):
             raise
         return _fail(f"internal error: {type(err).__name__}: {err} (set CARBONSCALING_DEBUG=1 for a traceback)", 1)
+    finally:
+        restore()
     return rv if isinstance(rv, int) else 0
 
 

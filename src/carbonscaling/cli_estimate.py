@@ -1,4 +1,11 @@
-"""``carbonscaling estimate``: search the layout of a run and account its carbon."""
+"""``carbonscaling estimate``: search the layout of a run and account its carbon.
+
+The options are generated from :mod:`carbonscaling.specs` (the block between the
+markers; ``python -m carbonscaling.specs --write-cli`` rewrites it and a test fails when
+it is stale), so the CLI, the Python API and scenario files take the same options with
+the same ranges. They are written out here rather than built at run time so that
+``carbonscaling --help`` does not import pydantic.
+"""
 
 from __future__ import annotations
 
@@ -7,126 +14,119 @@ from typing import Annotated, Optional
 
 import typer
 
-from .cli import (CiOpt, DeviceFileOpt, JsonOpt, LifetimeOpt, ModelFileOpt, ModelOpt, Num, PueOpt, RegionOpt,
-                  app, emit_json, integer, number, print_table)
+from .cli import DeviceFileOpt, DeviceOpt, JsonOpt, ModelFileOpt, ModelOpt, app, emit_json, print_table
 from .errors import InputError
-
-
-
-def _int_opt(name: str, help_: str):
-    return Annotated[Num, typer.Option(name, metavar="N", help=help_)]
-
-
-DModelOpt = _int_opt("--d-model", "Model width for --preset.")
-DevicesOpt = _int_opt("--devices", "Pin the device count.")
-TpOpt = _int_opt("--tp", "Pin tensor parallelism.")
-PpOpt = _int_opt("--pp", "Pin pipeline parallelism.")
-DpOpt = _int_opt("--dp", "Pin data parallelism.")
-EpOpt = _int_opt("--ep", "Pin expert parallelism.")
-ZeroOpt = _int_opt("--zero", "Pin the ZeRO stage (0-3).")
-MicrobatchOpt = _int_opt("--microbatch", "Pin the microbatch size (sequences).")
-InterleaveOpt = _int_opt("--interleave", "Pin pipeline interleaving (virtual stages per device).")
-GlobalBatchOpt = _int_opt("--global-batch", "Pin the global batch in sequences.")
 
 
 @app.command()
 def estimate(
     model: ModelOpt = None,
     model_file: ModelFileOpt = None,
-    preset: Annotated[Optional[str], typer.Option("--preset", metavar="NAME", help="Scaling-law preset: cs-v1, cs-v1-aggressive-batch, cs-v2.")] = None,
-    d_model: DModelOpt = None,
-    device: Annotated[Optional[str], typer.Option("--device", "-d", metavar="NAME", help="Catalog device (see `devices`).")] = None,
+    device: DeviceOpt = None,
     device_file: DeviceFileOpt = None,
-    years_ahead: Annotated[Num, typer.Option("--years-ahead", metavar="Y", help="Project the device Y years ahead (v1 Table 1 rates).")] = None,
-    cpa_growth: Annotated[Num, typer.Option("--cpa-growth", metavar="G", help="Yearly CPA growth for projection (v2 EUV case: 0.1).")] = None,
-    deadline_days: Annotated[Num, typer.Option("--deadline-days", metavar="DAYS", help="Maximum training duration (default 90).")] = None,
-    devices: DevicesOpt = None,
-    tp: TpOpt = None,
-    pp: PpOpt = None,
-    dp: DpOpt = None,
-    ep: EpOpt = None,
-    zero: ZeroOpt = None,
-    microbatch: MicrobatchOpt = None,
-    interleave: InterleaveOpt = None,
-    recompute: Annotated[Optional[str], typer.Option("--recompute", metavar="none|selective|full", help="Pin activation recompute.")] = None,
-    global_batch: GlobalBatchOpt = None,
-    global_batch_tokens: Annotated[Num, typer.Option("--global-batch-tokens", metavar="T", help="Pin the global batch in tokens.")] = None,
-    precision: Annotated[str, typer.Option("--precision", metavar="bf16|fp16|fp8", help="Compute precision.")] = "bf16",
-    flash_attention: Annotated[bool, typer.Option("--flash-attention/--no-flash-attention", help="Fused attention kernels.")] = True,
-    sequence_parallel: Annotated[bool, typer.Option("--sequence-parallel/--no-sequence-parallel")] = True,
-    overlap_grad_reduce: Annotated[bool, typer.Option("--overlap-grad-reduce/--no-overlap-grad-reduce")] = True,
-    overlap_tp_comm: Annotated[bool, typer.Option("--overlap-tp-comm", help="Hide TP collectives under compute.")] = False,
-    overlap_ep_comm: Annotated[bool, typer.Option("--overlap-ep-comm", help="Hide the expert all-to-all under compute (DeepSeek DualPipe).")] = False,
-    dynamic_eviction: Annotated[bool, typer.Option("--dynamic-eviction", help="Coop-style allocator (less fragmentation).")] = False,
-    flexible_sharding: Annotated[bool, typer.Option("--flexible-sharding", help="LinS/hpZ-style ZeRO-3 within the node.")] = False,
-    qat: Annotated[bool, typer.Option("--qat", help="Quantization-aware training: 8-bit compute, memory and communication.")] = False,
-    objective: Annotated[str, typer.Option("--objective", metavar="fastest|carbon", help="Layout objective.")] = "fastest",
-    ci: CiOpt = None,
-    region: RegionOpt = None,
-    pue: PueOpt = None,
-    lifetime: LifetimeOpt = None,
-    power_split: Annotated[str, typer.Option("--power-split", metavar="default|low_static")] = "default",
-    embodied_mode: Annotated[str, typer.Option("--embodied-mode", metavar="paper|vendor")] = "paper",
-    infrastructure: Annotated[bool, typer.Option("--infrastructure/--no-infrastructure")] = True,
-    embodied: Annotated[bool, typer.Option("--embodied/--no-embodied")] = True,
+    # BEGIN generated by `python -m carbonscaling.specs --write-cli`
+    preset: Annotated[Optional[str], typer.Option('--preset', metavar='NAME', help='Scaling-law preset: cs-v1, cs-v1-aggressive-batch, cs-v2.')] = None,
+    d_model: Annotated[Optional[str], typer.Option('--d-model', metavar='N', help='Model width for --preset. A whole number in [1, 1e9].')] = None,
+    years_ahead: Annotated[Optional[str], typer.Option('--years-ahead', metavar='Y', help='Project the device this many years ahead (v1 Table 1 rates). A finite number in [0, 50]. Default 0.')] = None,
+    cpa_growth: Annotated[Optional[str], typer.Option('--cpa-growth', metavar='G', help='Yearly growth of carbon per area for the projection (v2 EUV case: 0.1). A finite number in [-0.5, 2]. Default 0.')] = None,
+    devices: Annotated[Optional[str], typer.Option('--devices', metavar='N', help='Pin the device count. A whole number in [1, 1e9].')] = None,
+    tp: Annotated[Optional[str], typer.Option('--tp', metavar='N', help='Pin tensor parallelism. A whole number in [1, 1e9].')] = None,
+    pp: Annotated[Optional[str], typer.Option('--pp', metavar='N', help='Pin pipeline parallelism. A whole number in [1, 1e9].')] = None,
+    dp: Annotated[Optional[str], typer.Option('--dp', metavar='N', help='Pin data parallelism. A whole number in [1, 1e9].')] = None,
+    cp: Annotated[Optional[str], typer.Option('--cp', metavar='N', help='Pin context parallelism. A whole number in [1, 1e9].')] = None,
+    ep: Annotated[Optional[str], typer.Option('--ep', metavar='N', help='Pin expert parallelism. A whole number in [1, 1e9].')] = None,
+    etp: Annotated[Optional[str], typer.Option('--etp', metavar='N', help='Pin expert tensor parallelism. A whole number in [1, 1e9].')] = None,
+    vp: Annotated[Optional[str], typer.Option('--vp', '--interleave', metavar='N', help='Pin virtual pipeline stages per device (interleaving). A whole number in [1, 1e9].')] = None,
+    zero: Annotated[Optional[str], typer.Option('--zero', metavar='N', help='Pin the ZeRO stage (4 = hierarchical ZeRO-3). A whole number in [0, 4].')] = None,
+    fsdp: Annotated[Optional[str], typer.Option('--fsdp', metavar='N', help='Pin the FSDP sharding group size (0 = off). A whole number in [0, 1e9].')] = None,
+    microbatch: Annotated[Optional[str], typer.Option('--microbatch', metavar='N', help='Pin the microbatch size (sequences). A whole number in [1, 1e9].')] = None,
+    recompute: Annotated[Optional[str], typer.Option('--recompute', metavar='none|selective|full', help='Pin activation recompute.')] = None,
+    recompute_layers: Annotated[Optional[str], typer.Option('--recompute-layers', metavar='N', help='Pin the layers per stage recomputed under full recompute. A whole number in [0, 1e9].')] = None,
+    global_batch: Annotated[Optional[str], typer.Option('--global-batch', metavar='N', help='Pin the global batch in sequences. A whole number in [1, 1e9].')] = None,
+    global_batch_tokens: Annotated[Optional[str], typer.Option('--global-batch-tokens', metavar='T', help='Pin the global batch in tokens. A finite number in (0, 1e12].')] = None,
+    precision: Annotated[Optional[str], typer.Option('--precision', metavar='NAME', help='GEMM number format: bf16, fp16, fp8 (fp8-cs), fp8-delayed, fp8-blockwise, mxfp8 (fp8-mx), nvfp4, mxfp4; the device must run it. Default bf16.')] = None,
+    flash_attention: Annotated[Optional[bool], typer.Option('--flash-attention/--no-flash-attention', help='Fused attention kernels.')] = None,
+    sequence_parallel: Annotated[Optional[bool], typer.Option('--sequence-parallel/--no-sequence-parallel', help='Megatron sequence parallelism with TP.')] = None,
+    overlap_grad_reduce: Annotated[Optional[bool], typer.Option('--overlap-grad-reduce/--no-overlap-grad-reduce', help='Overlap the data-parallel gradient reduction with the backward pass.')] = None,
+    overlap_tp_comm: Annotated[Optional[bool], typer.Option('--overlap-tp-comm/--no-overlap-tp-comm', help='Hide TP collectives under compute.')] = None,
+    overlap_ep_comm: Annotated[Optional[bool], typer.Option('--overlap-ep-comm/--no-overlap-ep-comm', help='Hide the expert all-to-all under compute (DeepSeek DualPipe).')] = None,
+    capacity_factor: Annotated[Optional[str], typer.Option('--capacity-factor', metavar='X', help='MoE expert capacity factor. A finite number in [1, 4]. Default 1.')] = None,
+    dynamic_eviction: Annotated[Optional[bool], typer.Option('--dynamic-eviction/--no-dynamic-eviction', help='Coop-style allocator (less fragmentation).')] = None,
+    flexible_sharding: Annotated[Optional[bool], typer.Option('--flexible-sharding/--no-flexible-sharding', help='LinS/hpZ-style ZeRO-3 within the node.')] = None,
+    qat: Annotated[Optional[bool], typer.Option('--qat/--no-qat', help='Quantization-aware training: 8-bit compute, memory and communication.')] = None,
+    deadline_days: Annotated[Optional[str], typer.Option('--deadline-days', metavar='DAYS', help='Maximum training duration in days. A finite number in (0, 36500]. Default 90.')] = None,
+    objective: Annotated[Optional[str], typer.Option('--objective', metavar='fastest|carbon', help='Layout objective at the minimal device count. Default fastest.')] = None,
+    ci: Annotated[Optional[str], typer.Option('--ci', metavar='CI|REGION|ISO3', help='Grid intensity: g/kWh in [0, 2000], a region (us-east5) or, with codecarbon, an ISO3 country (FRA); default: data/power.yaml.')] = None,
+    region: Annotated[Optional[str], typer.Option('--region', metavar='REGION', help='Google Cloud region (see `regions`); like --ci.')] = None,
+    year: Annotated[Optional[str], typer.Option('--year', metavar='YYYY', help='Year of the region table (default: latest). A whole number in [1900, 2200].')] = None,
+    pue: Annotated[Optional[str], typer.Option('--pue', metavar='X', help='Power usage effectiveness (default: data/power.yaml). A finite number in [1, 3].')] = None,
+    lifetime_years: Annotated[Optional[str], typer.Option('--lifetime', metavar='YEARS', help='Hardware lifetime in years (default: data/power.yaml). A finite number in (0, 50].')] = None,
+    alpha: Annotated[Optional[str], typer.Option('--alpha', metavar='X', help='Dynamic-power scale (default: data/power.yaml). A finite number in [0, 10].')] = None,
+    power_split: Annotated[Optional[str], typer.Option('--power-split', metavar='default|low_static', help='Static/dynamic power split. Default default.')] = None,
+    embodied_mode: Annotated[Optional[str], typer.Option('--embodied-mode', metavar='paper|vendor', help='Embodied carbon method. Default paper.')] = None,
+    vendor_kg_per_device: Annotated[Optional[str], typer.Option('--vendor-kg', metavar='KG', help='Per-device kgCO2e (embodied mode vendor). A finite number in (0, 100000].')] = None,
+    infrastructure: Annotated[Optional[bool], typer.Option('--infrastructure/--no-infrastructure', help="Add v2's infrastructure share to embodied carbon.")] = None,
+    include_embodied: Annotated[Optional[bool], typer.Option('--embodied/--no-embodied', help='Include embodied carbon.')] = None,
+    median_carbon: Annotated[Optional[bool], typer.Option('--median-carbon/--no-median-carbon', help='Also account the median-latency layout.')] = None,
+    uncertainty: Annotated[Optional[bool], typer.Option('--uncertainty/--no-uncertainty', help='Monte-Carlo p5/p50/p95 bands and sensitivity ranking (off for fast sweeps).')] = None,
+    uncertainty_samples: Annotated[Optional[str], typer.Option('--samples', metavar='N', help='Monte-Carlo samples. A whole number in [16, 1e6]. Default 4096.')] = None,
+    uncertainty_seed: Annotated[Optional[str], typer.Option('--seed', metavar='S', help='Monte-Carlo seed (same seed, same bands). A whole number in [0, 1e9]. Default 0.')] = None,
+    contractual_ci: Annotated[Optional[str], typer.Option('--contractual-ci', metavar='G', help='Market-based: contract intensity g/kWh for all consumption. A finite number in [0, 2000].')] = None,
+    renewable_share: Annotated[Optional[str], typer.Option('--renewable-share', metavar='F', help='Market-based: share of consumption covered by certificates. A finite number in [0, 1].')] = None,
+    residual_ci: Annotated[Optional[str], typer.Option('--residual-ci', metavar='G', help='Market-based: residual-mix g/kWh for uncovered consumption (default: the grid average). A finite number in [0, 2000].')] = None,
+    wue_l_per_kwh: Annotated[Optional[str], typer.Option('--wue', metavar='L', help='On-site water, litres per IT kWh (default: data/water.yaml). A finite number in [0, 20].')] = None,
+    ewif_l_per_kwh: Annotated[Optional[str], typer.Option('--ewif', metavar='L', help='Off-site water of generation, litres per kWh (default: data/water.yaml). A finite number in [0, 100].')] = None,
+    # END generated
     as_json: JsonOpt = False,
 ) -> None:
     """Find the minimal device count and fastest layout meeting the deadline, then its carbon.
 
-    Any of --devices --tp --pp --dp --ep --zero --microbatch --interleave --recompute
-    --global-batch fixes that part of the layout; with all fixed, only that layout is evaluated.
+    Any of the layout options (--devices --tp --pp --dp --cp --ep --etp --vp --zero --fsdp
+    --microbatch --recompute --recompute-layers --global-batch) fixes that part of the
+    layout; with all fixed, only that layout is evaluated. The table and --json say which
+    defaults were used.
     """
-    from .chain import estimate as run_estimate
+    options = {k: v for k, v in locals().items() if k not in ("model", "model_file", "device", "device_file",
+                                                             "as_json")}
+    from .chain import run
+    from .cli import integer, number
+    from .specs import RunSpec, flat_fields, number_kind
 
     if model is not None and model_file is not None:
         raise InputError("model", "give at most one of --model NAME and --model-file PATH")
     if device is not None and device_file is not None:
         raise InputError("device", "give at most one of --device NAME and --device-file PATH")
-    ints = {k: integer(v) for k, v in dict(devices=devices, tp=tp, pp=pp, dp=dp, ep=ep, zero=zero,
-                                             microbatch=microbatch, interleave=interleave,
-                                             global_batch=global_batch).items()}
-    dm = integer(d_model)
-    est = run_estimate(
-        model=Path(model_file) if model_file is not None else model,
-        device=Path(device_file) if device_file is not None else (device or "H100"),
-        preset=preset, d_model=dm, years_ahead=_num_default(years_ahead, 0.0),
-        cpa_growth=_num_default(cpa_growth, 0.0), deadline_days=_num_default(deadline_days, 90.0),
-        recompute=recompute, global_batch_tokens=number(global_batch_tokens), precision=precision,
-        flash_attention=flash_attention, sequence_parallel=sequence_parallel,
-        overlap_grad_reduce=overlap_grad_reduce, overlap_tp_comm=overlap_tp_comm,
-        overlap_ep_comm=overlap_ep_comm, dynamic_eviction=dynamic_eviction,
-        flexible_sharding=flexible_sharding, qat=qat, objective=objective, ci=ci, region=region,
-        pue=number(pue), lifetime_years=number(lifetime), power_split=power_split, embodied_mode=embodied_mode,
-        infrastructure=infrastructure, include_embodied=embodied, **ints)
-    d = est.to_dict()
+    fields = flat_fields()
+    for name, text in options.items():
+        kind = number_kind(fields[name][1])
+        if kind and text is not None:
+            options[name] = integer(text) if kind == "int" else number(text)
+    spec = RunSpec.from_kwargs(model=Path(model_file) if model_file is not None else model,
+                               device=Path(device_file) if device_file is not None else device, **options)
+    d = run(spec).to_dict()
     if as_json:
         emit_json(d)
         return
     _print_summary(d)
 
 
-def _num_default(text, default):
-    v = number(text)
-    return default if v is None else v
-
-
 def _print_summary(d: dict) -> None:
-    m, lay, perf, c = d["model"], d["layout"], d["performance"], d["carbon"]
+    m, lay, perf, c, used = d["model"], d["layout"], d["performance"], d["carbon"], d["used"]
     step = d["breakdown"]["step_fraction"]
     mem = d["breakdown"]["memory_per_device"]
     title = (f"{m['name']} ({m['params_total']:.3g} params, {m['params_active']:.3g} active) on "
              f"{lay['devices']:,} x {d['hardware']['name']}")
+    from .serialize import layout_label
+
     rows = [
         ["tokens / train FLOPs", f"{m['tokens']:.3g} / {m['train_flops']:.3g}"],
         ["loss (scaling law)", f"{m['loss']:.4f}"],
-        ["layout TP x PP x DP x EP", f"{lay['tp']} x {lay['pp']} x {lay['dp']} x {lay['ep']}"],
-        ["ZeRO / microbatch / interleave / recompute",
-         f"{lay['zero']} / {lay['microbatch']} / {lay['interleave']} / {lay['recompute']}"],
+        ["layout", _label(lay, layout_label)],
         ["global batch (sequences) / microbatches", f"{lay['global_batch_sequences']:,} / {lay['microbatches']:,}"],
         ["step time (s)", perf["step_time_s"]],
-        ["duration (days)", perf["duration_days"]],
+        ["duration (days) / deadline", f"{perf['duration_days']:.4g} / {perf['deadline_days']:g}"],
         ["device-hours", perf["device_hours"]],
-        ["MFU", f"{perf['mfu']:.3f}"],
+        ["MFU (vs the GEMM format's peak)", f"{perf['mfu']:.3f}"],
         ["step: compute / bubble", f"{step['compute_s']:.1%} / {step['bubble_s']:.1%}"],
         ["step: exposed TP / PP / DP / EP comm",
          f"{step['tp_comm_s']:.1%} / {step['pp_comm_s']:.1%} / {step['dp_comm_s']:.1%} / {step['ep_comm_s']:.1%}"],
@@ -136,13 +136,65 @@ def _print_summary(d: dict) -> None:
         ["operational (tCO2e)", c["operational_tco2e"]],
         ["embodied (tCO2e)", c["embodied_tco2e"]],
         ["total (tCO2e)", c["total_tco2e"]],
-        ["total range (tCO2e)", f"{c['total_low_tco2e']:,.4g} .. {c['total_high_tco2e']:,.4g}"],
+        ["total range, embodied spread only (tCO2e)", f"{c['total_low_tco2e']:,.4g} .. {c['total_high_tco2e']:,.4g}"],
+        *_decision_rows(d),
     ]
     if "median_layout" in d:
         med = d["median_layout"]
         rows.append(["median-latency layout: days / MFU / tCO2e",
                      f"{med['duration_days']:.1f} / {med['mfu']:.3f} / {med['total_tco2e']:,.4g}"])
+    rows += _used_rows(used)
+    flags = d["hardware"].get("cell_flags", {})
+    rows.append(["catalog cells assumed / unverified",
+                 ", ".join(f"{k} ({v})" for k, v in flags.items() if v in ("assumed", "unverified")) or "none"])
     print_table(title, ["quantity", "value"], rows)
     if not perf["meets_deadline"]:
         typer.echo(f"note: the pinned layout takes {perf['duration_days']:.1f} days, past the "
                    f"{perf['deadline_days']:g}-day deadline")
+
+
+def _decision_rows(d: dict) -> list[list[str]]:
+    """Uncertainty bands, market-based next to location-based, and water (docs/decisions.md)."""
+    rows = []
+    if "uncertainty" in d:
+        u = d["uncertainty"]
+        for q, label in (("total_tco2e", "total p5 / p50 / p95 (tCO2e)"),
+                         ("operational_tco2e", "  operational p5 / p50 / p95 (tCO2e)"),
+                         ("embodied_tco2e", "  embodied p5 / p50 / p95 (tCO2e)"),
+                         ("energy_kwh", "energy p5 / p50 / p95 (kWh, facility)")):
+            b = u["bands"][q]
+            rows.append([label, f"{b['p5']:,.4g} / {b['p50']:,.4g} / {b['p95']:,.4g}"])
+        rows.append(["inputs moving the total most (p5-p95 swing)",
+                     ", ".join(f"{s['input']} {s['swing_fraction']:.0%}" for s in u["sensitivity"][:3])])
+    a, w = d["accounting"], d["water"]
+    rows.append(["operational: location / market-based (tCO2e)",
+                 f"{a['location_tco2e']:,.4g} / {a['market_tco2e']:,.4g} ({a['market_method']})"])
+    rows.append(["water on-site / off-site (m3)", f"{w['onsite_l'] / 1000:,.4g} / {w['offsite_l'] / 1000:,.4g}"])
+    return rows
+
+
+def _label(record: dict, layout_label) -> str:
+    """The one-line layout of a ``layout`` record (a Layout rebuilt from its fields)."""
+    from .perf.layout import Layout
+
+    fields = {k: v for k, v in record.items() if k in Layout.model_fields}
+    return layout_label(Layout(**fields))
+
+
+def _used_rows(used: dict) -> list[list[str]]:
+    """What the run assumed; '(default)' marks what the user left to the defaults."""
+    dflt = set(used["defaults"])
+
+    def mark(name: str) -> str:
+        return " (default)" if name in dflt else ""
+
+    return [
+        ["model (from)", f"{used['model']} ({used['model_from']}), seq_len {used['seq_len']:,}, "
+                         f"{used['tokens']:.3g} tokens"],
+        ["device", used["device"] + mark("device")],
+        ["deadline (days)", f"{used['deadline_days']:g}{mark('deadline_days')}"],
+        ["grid intensity (g/kWh)", f"{used['ci_g_per_kwh']:g}{mark('ci')}: {used['ci_source']}"],
+        ["PUE / lifetime (years)", f"{used['pue']:g}{mark('pue')} / {used['lifetime_years']:g}"
+                                   f"{mark('lifetime_years')}"],
+        ["precision", used["precision"] + mark("precision")],
+    ]

@@ -11,7 +11,7 @@ from .cli import JsonOpt, app, emit_json, print_table
 
 RunsOpt = Annotated[Optional[Path], typer.Option(
     "--runs", metavar="PATH", help="CSV with the columns of data/published_runs.csv (default: the shipped runs).")]
-OutOpt = Annotated[Optional[Path], typer.Option(
+OutOpt = Annotated[Optional[str], typer.Option(  # str: typer reads "" as "."
     "--out", metavar="DIR", help="Write report.json, runs.csv, metrics.csv, report.md and figures (PNG+SVG).")]
 TABLE_METHODS = ("ours", "ours_searched", "reg", "llmc")
 
@@ -29,6 +29,10 @@ def validate(
     from .validation.harness import validate as run_validate
     from .validation.report import write_outputs
 
+    if out is not None:  # before the runs are predicted: a bad --out fails at once
+        from ._output import check_target
+
+        check_target(out, "out")
     report = run_validate(runs)
     written = write_outputs(report, out, figures=figures) if out is not None else []
     if as_json:

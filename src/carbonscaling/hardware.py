@@ -14,10 +14,15 @@ import numbers
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ._data import load_csv, load_yaml, read_user_yaml
 from .errors import InputError, UnknownNameError, from_validation
+from .formats import canonical_precision, number_format
+
+#: Verification flags a catalog cell may carry (``cell_flags``); the last two need a reason.
+CELL_FLAGS = ("datasheet", "secondary", "measured", "paper", "derived", "unverified", "assumed")
+UNVERIFIED_FLAGS = ("unverified", "assumed")
 
 
 class Device(BaseModel):
@@ -26,10 +31,14 @@ class Device(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     name: str
-    kind: Literal["gpu", "tpu"] = "gpu"
+    kind: Literal["gpu", "tpu", "asic"] = "gpu"
+    vendor: str = ""
     display_name: str = ""
     peak_tflops: float = Field(gt=0, le=1e7, description="dense FP16/BF16 TFLOP/s")
-    peak_tflops_fp8: float | None = Field(default=None, gt=0, le=1e7)
+    peak_tflops_fp8: float | None = Field(default=None, gt=0, le=1e7, description="dense FP8 TFLOP/s")
+    peak_tflops_fp4: float | None = Field(default=None, gt=0, le=1e7, description="dense FP4 (NVFP4/MXFP4) TFLOP/s")
+    formats: tuple[str, ...] = Field(default=(), description="number formats the tensor cores run; empty: bf16, "
+                                                             "fp16, and fp8 when an 8-bit rate is given")
     hbm_gb: float = Field(gt=0, le=1e6)
     hbm_gb_s: float = Field(gt=0, le=1e8)
     scale_up_gb_s: float = Field(gt=0, le=1e8, description="NVLink/ICI, bidirectional aggregate per device")
@@ -42,20 +51,74 @@ class Device(BaseModel):
     gemm_efficiency_max: float | None = Field(
         default=None, gt=0, le=1, description="achievable fraction of peak on large GEMMs; default perf.yaml"
     )
+    gemm_efficiency_max_fp8: float | None = Field(
+        default=None, gt=0, le=1, description="the same for 8- and 4-bit GEMMs; default gemm_efficiency_max"
+    )
+    n_dies: int | None = Field(default=None, gt=0, le=1000)
     cpa_logic_kg_per_cm2: float | None = Field(default=None, gt=0, le=1e3, description="default from cpa.csv")
     cpa_hbm_kg_per_gb: float | None = Field(default=None, gt=0, le=1e3, description="default from cpa.csv")
     source: str = ""
     verification: str = ""
+    catalog_row: str = Field(default="", description="row of data/hardware_modern.csv the values come from")
+    cell_flags: dict[str, str] = Field(default_factory=dict, description="verification flag per field")
     aliases: tuple[str, ...] = ()
     years_ahead: float = 0.0
 
+    @field_validator("formats", mode="before")
+    @classmethod
+    def _canonical_formats(cls, v):
+        if isinstance(v, (list, tuple)):
+            return tuple(canonical_precision(f, "formats") for f in v)
+        return v
+
+    @field_validator("cell_flags")
+    @classmethod
+    def _known_flags(cls, v: dict[str, str]) -> dict[str, str]:
+        bad = {k: f for k, f in v.items() if f not in CELL_FLAGS}
+        if bad:
+            key = next(iter(bad))
+            raise ValueError(f"cell_flags.{key} must be one of {', '.join(CELL_FLAGS)}, got {bad[key]!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _formats_have_rates(self) -> Device:
+        for f in self.formats:
+            if self._peak_tflops_of(number_format(f).peak) is None:
+                raise ValueError(f"format {f} needs peak_tflops_{number_format(f).peak}")
+        return self
+
+    def _peak_tflops_of(self, peak_class: str) -> float | None:
+        return {"bf16": self.peak_tflops, "fp8": self.peak_tflops_fp8, "fp4": self.peak_tflops_fp4}[peak_class]
+
+    @property
+    def supported_formats(self) -> tuple[str, ...]:
+        """The precisions this device runs (explicit ``formats``, else by which peaks it has)."""
+        if self.formats:
+            return self.formats
+        return ("bf16", "fp16") + (("fp8",) if self.peak_tflops_fp8 else ())
+
     def peak_flops(self, precision: str = "bf16") -> float:
-        """Dense peak FLOP/s for a compute precision (``fp8``: the device's 8-bit tensor rate)."""
-        if precision == "fp8":
-            if self.peak_tflops_fp8 is None:
-                raise InputError("precision", f"{self.name} has no 8-bit tensor-core rate in the catalog; use bf16")
-            return 1e12 * self.peak_tflops_fp8
-        return 1e12 * self.peak_tflops
+        """Dense peak FLOP/s of the tensor cores in a number format.
+
+        ``bf16``/``fp16`` read ``peak_tflops``; the FP8 recipes (``fp8``, ``fp8-delayed``,
+        ``fp8-blockwise``, ``mxfp8``) ``peak_tflops_fp8``; ``nvfp4``/``mxfp4``
+        ``peak_tflops_fp4``. A format the device does not run is an :class:`InputError`.
+        """
+        internal = number_format(precision).cast_free  # the papers' QAT: any device's 8-bit rate
+        fmt = precision if internal else canonical_precision(precision)
+        if not internal and fmt not in self.supported_formats:
+            raise InputError("precision", f"{self.name} does not run {fmt} in the catalog "
+                                          f"(it runs {', '.join(self.supported_formats)})")
+        rate = self._peak_tflops_of(number_format(fmt).peak)
+        if rate is None:
+            raise InputError("precision", f"{self.name} has no 8-bit tensor-core rate in the catalog; use bf16")
+        return 1e12 * rate
+
+    def gemm_efficiency_max_for(self, precision: str) -> float | None:
+        """Measured large-GEMM fraction of peak in a format (8/4-bit fall back to BF16's)."""
+        if number_format(precision).quantized and self.gemm_efficiency_max_fp8 is not None:
+            return self.gemm_efficiency_max_fp8
+        return self.gemm_efficiency_max
 
 
 class System(BaseModel):
@@ -75,6 +138,9 @@ class System(BaseModel):
                                                "treats a pod as one scale-up domain)")
     scale_out_gbit_s: float = Field(gt=0, le=1e7, description="NIC line rate per device, Gbit/s")
     node_other_power_w: float = Field(ge=0, le=1e7, description="node power beyond the accelerators, W")
+    ref_system: str = Field(default="", description="the reference system these fields describe (e.g. DGX H100)")
+    ref_system_max_power_w: float | None = Field(default=None, gt=0, le=1e8,
+                                                 description="published maximum power of the reference system, W")
     network_power_w_per_device: float = Field(ge=0, le=1e5)
     cpus_per_node: float = Field(ge=0, le=1e3)
     cpu_die_area_mm2: float = Field(ge=0, le=1e5)
@@ -117,8 +183,15 @@ def hbm_cpa(device: Device) -> float:
 
 
 # ---- catalog -----------------------------------------------------------------
+CATALOG_FILES = ("hardware.yaml", "hardware_modern.yaml")
+
+
 def _catalog() -> dict[str, dict]:
-    return load_yaml("hardware.yaml")["devices"]
+    """Every catalog entry: the papers' and older devices (hardware.yaml), then today's systems."""
+    merged: dict[str, dict] = {}
+    for name in CATALOG_FILES:
+        merged.update(load_yaml(name)["devices"])
+    return merged
 
 
 def device_names() -> list[str]:
@@ -178,11 +251,25 @@ def load_system(device: str | Path | dict | System) -> System:
 
 
 def system_from_file(path: str | Path) -> System:
+    """A :class:`System` from a YAML or JSON file of device fields plus a ``system:`` block.
+
+    ``carbonscaling devices NAME --json`` writes exactly such a file; a one-element list
+    (``devices --json`` filtered to one device) and a top-level ``device:`` key are accepted too.
+    """
     p = Path(path)
     data = read_user_yaml(p, "device_file")
+    if isinstance(data, list) and len(data) == 1:
+        data = data[0]
     if isinstance(data, dict) and "device" in data and isinstance(data["device"], dict):
         data = data["device"]
     return system_from_mapping(data, p.stem, origin="device_file")
+
+
+def example_device_file() -> str:
+    """The text of the documented example device file shipped with the package."""
+    from importlib import resources
+
+    return (resources.files("carbonscaling") / "examples" / "device.yaml").read_text(encoding="utf-8")
 
 
 # ---- projection ----------------------------------------------------------------
@@ -216,6 +303,7 @@ def project(system: System, years_ahead: float = 0.0, *, cpa_growth_per_year: fl
         "name": f"{dev.name}+{y:g}y" if y else f"{dev.name}+cpa",
         "peak_tflops": dev.peak_tflops * r[("core", "throughput")] ** y,
         "peak_tflops_fp8": dev.peak_tflops_fp8 * r[("core", "throughput")] ** y if dev.peak_tflops_fp8 else None,
+        "peak_tflops_fp4": dev.peak_tflops_fp4 * r[("core", "throughput")] ** y if dev.peak_tflops_fp4 else None,
         "sram_mb": dev.sram_mb * r[("core", "sram")] ** y,
         "tdp_w": dev.tdp_w * r[("core", "power")] ** y,
         "die_area_mm2": dev.die_area_mm2 * r[("core", "area")] ** y,
@@ -230,24 +318,16 @@ def project(system: System, years_ahead: float = 0.0, *, cpa_growth_per_year: fl
 
 
 def describe(system: System) -> dict[str, Any]:
-    """Flat record of a system (for ``carbonscaling devices`` and JSON output)."""
-    d = system.device
-    return {
-        "name": d.name,
-        "kind": d.kind,
-        "peak_tflops": d.peak_tflops,
-        "peak_tflops_fp8": d.peak_tflops_fp8,
-        "hbm_gb": d.hbm_gb,
-        "hbm_gb_s": d.hbm_gb_s,
-        "scale_up_gb_s": d.scale_up_gb_s,
-        "scale_out_gbit_s": system.scale_out_gbit_s,
-        "tdp_w": d.tdp_w,
-        "die_area_mm2": d.die_area_mm2,
-        "process_node": d.process_node,
-        "hbm_type": d.hbm_type,
-        "devices_per_node": system.devices_per_node,
-        "scale_up_domain": system.scale_up_domain,
-        "years_ahead": d.years_ahead,
-        "source": d.source,
-        "verification": d.verification,
-    }
+    """A system as a device-file mapping: every device field, and the node/network under ``system``.
+
+    This is what ``carbonscaling devices --json`` prints, and it loads back unchanged
+    through :func:`system_from_mapping` (``--device-file``).
+    """
+    rec = system.device.model_dump(mode="json")
+    rec["system"] = system.model_dump(mode="json", exclude={"device"})
+    return rec
+
+
+def unverified_cells(system: System) -> dict[str, str]:
+    """Catalog cells behind a system flagged ``unverified`` or ``assumed`` (field -> flag)."""
+    return {k: v for k, v in system.device.cell_flags.items() if v in UNVERIFIED_FLAGS}

@@ -58,8 +58,10 @@ def account(system, n_devices: int, duration_h: float, utilization: float, carbo
 def point_row(p, res: dict | None) -> dict[str, Any]:
     """The CSV row of one point: model, settings, search outcome and carbon."""
     from ..carbon import ideal_carbon
+    from ..specs import CarbonSettings
 
     s = p.settings
+    carbon_kw = CarbonSettings(**s["carbon"]).carbon_kwargs()
     spec = model_spec(s["preset"], p.d_model)
     row: dict[str, Any] = {
         "experiment": p.scenario, "series": p.series, "kind": p.kind, "preset": s["preset"],
@@ -75,7 +77,7 @@ def point_row(p, res: dict | None) -> dict[str, Any]:
     system = system_spec(s["device"], s["years_ahead"], s["cpa_growth"])
     if p.kind == "ideal":
         flops = spec.train_flops if s["ideal_flops"] == "law" else spec.model_flops
-        c = s["carbon"]
+        c = carbon_kw
         cr = ideal_carbon(flops, system, deadline_days=s["deadline_days"], pue=c.get("pue"), ci=c.get("ci"),
                           year=c.get("year"))
         b = cr.breakdown
@@ -92,7 +94,7 @@ def point_row(p, res: dict | None) -> dict[str, Any]:
     devs, dur, mfu = ((res["median_devices"], res["median_duration_s"], res["median_mfu"]) if p.kind == "median"
                       else (res["devices"], res["duration_s"], res["mfu"]))
     row.update(devices_used=devs, duration_days=dur / 86400.0, mfu_used=mfu,
-               **account(system, devs, dur / 3600.0, mfu, s["carbon"]))
+               **account(system, devs, dur / 3600.0, mfu, carbon_kw))
     return _per_device(row)
 
 

@@ -22,10 +22,12 @@ from __future__ import annotations
 import math
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from ..chain import STEP_PARTS
+from ..serialize import layout_record
 from ..errors import InfeasibleError
 from .accounting import model_spec as _model, point_row, system_spec
 from .scenario import MAX_DEADLINE_DAYS, Scenario, model_widths
@@ -44,6 +46,10 @@ class Job:
     options: tuple[tuple[str, Any], ...]
     deadline_days: float
     on_infeasible: str
+    pins: tuple[tuple[str, Any], ...] = ()
+    objective: str = "fastest"
+    carbon: tuple[tuple[str, Any], ...] = ()   # only with objective "carbon" (it prices the layouts),
+    cpa_growth: float = 0.0                    # as is the CPA growth of the embodied price
 
 
 @dataclass(frozen=True)
@@ -81,18 +87,32 @@ def extended_deadline(deadline_days: float, best_days: float) -> float | None:
     return min(deadline_days * 2.0**k, MAX_DEADLINE_DAYS)
 
 
-def solve(job: Job) -> dict[str, Any]:
-    """Run the search of one job (with the extend policy); a flat record of plain numbers."""
-    from ..perf.layout import TrainingOptions
-    from ..search import search
+def job_search(job: Job):
+    """``search(deadline_days=...)`` of one job: its model, system, recipe, pins and objective."""
+    from functools import partial
 
-    t0 = time.perf_counter()
+    from ..chain import carbon_scorer, search_pins
+    from ..search import search
+    from ..specs import CarbonSettings, LayoutPins, Recipe
+
     model = _model(job.preset, job.d_model)
     system = system_spec(job.device, job.years_ahead)
-    opts = TrainingOptions(**dict(job.options))
+    score = None
+    if job.objective == "carbon":
+        score = carbon_scorer(system_spec(job.device, job.years_ahead, job.cpa_growth),
+                              CarbonSettings(**dict(job.carbon)).carbon_kwargs())
+    return partial(search, model, system, options=Recipe(**dict(job.options)),
+                   pinned=search_pins(LayoutPins(**dict(job.pins)), model), objective=job.objective,
+                   carbon_score=score)
+
+
+def solve(job: Job) -> dict[str, Any]:
+    """Run the search of one job (with the extend policy); a flat record of plain numbers."""
+    t0 = time.perf_counter()
+    search = job_search(job)
     out: dict[str, Any] = {"searches": 1, "deadline_days_used": job.deadline_days, "status": "ok", "reason": ""}
     try:
-        res = search(model, system, deadline_days=job.deadline_days, options=opts)
+        res = search(deadline_days=job.deadline_days)
     except InfeasibleError as err:
         best = err.details.get("best_duration_days")
         out.update(reason=str(err), constraint=err.constraint, best_duration_days=best)
@@ -106,7 +126,7 @@ def solve(job: Job) -> dict[str, Any]:
         while res is None:
             out["searches"] += 1
             try:
-                res = search(model, system, deadline_days=new, options=opts)
+                res = search(deadline_days=new)
             except InfeasibleError:  # rounding at the boundary: double once more
                 if new >= MAX_DEADLINE_DAYS:
                     out.update(status="infeasible", seconds=time.perf_counter() - t0)
@@ -115,9 +135,8 @@ def solve(job: Job) -> dict[str, Any]:
         out.update(status="extended", deadline_days_used=new)
     lay, st = res.layout, res.step
     out.update({
-        "devices": lay.devices, "tp": lay.tp, "pp": lay.pp, "dp": lay.dp, "ep": lay.ep, "zero": lay.zero,
-        "microbatch": lay.microbatch, "interleave": lay.interleave, "recompute": lay.recompute,
-        "global_batch_sequences": lay.global_batch_sequences, "duration_s": res.duration_s, "mfu": res.mfu,
+        **{k: v for k, v in layout_record(lay).items() if k != "microbatches"},
+        "duration_s": res.duration_s, "mfu": res.mfu,
         "step_time_s": float(st.step_time_s), "layouts_evaluated": res.layouts_evaluated,
         **{f"step.{k}": float(getattr(st, k)) for k in STEP_PARTS},
         "mem_total_gb": float(st.mem_total_gb),
@@ -130,7 +149,12 @@ def solve(job: Job) -> dict[str, Any]:
 
 def _limit_memory(nbytes: int | None) -> None:
     """Worker initializer: cap the address space so a runaway search raises MemoryError
-    (reported as a skipped point) instead of taking the machine down."""
+    (reported as a skipped point) instead of taking the machine down. Workers ignore
+    SIGINT: Ctrl-C reaches the whole process group, and the parent alone decides to stop
+    (:func:`stop_pool`), so no worker prints a KeyboardInterrupt traceback."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if not nbytes:
         return
     try:
@@ -167,6 +191,31 @@ def make_pool(jobs: int):
     return pool
 
 
+def stop_pool(pool) -> None:
+    """Cancel every queued task and terminate the workers now (Ctrl-C, errors): without this
+    the executor's exit would wait for its whole queue."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())  # shutdown() forgets them
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:
+        if proc.is_alive():
+            proc.terminate()
+    for proc in procs:
+        proc.join(timeout=5)
+
+
+@contextmanager
+def worker_pool(jobs: int) -> Iterator:
+    """:func:`make_pool` as a context: a normal exit waits for the workers; an exception or
+    Ctrl-C stops them at once (:func:`stop_pool`)."""
+    pool = make_pool(jobs)
+    try:
+        yield pool
+    except BaseException:
+        stop_pool(pool)
+        raise
+    pool.shutdown(wait=True)
+
+
 def pool_map(pool, fn: Callable, items: list, tick: Callable[[], None] = lambda: None) -> list:
     """``[fn(x) for x in items]`` on ``pool``, in input order; ``tick()`` after each."""
     from concurrent.futures import as_completed
@@ -192,14 +241,23 @@ def expand(sc: Scenario) -> list[Point]:
             if r["kind"] != "ideal":
                 job = Job(preset=r["preset"], d_model=int(d), device=r["device"], years_ahead=r["years_ahead"],
                           options=tuple(sorted(r["options"].items())), deadline_days=r["deadline_days"],
-                          on_infeasible=r["on_infeasible"])
+                          on_infeasible=r["on_infeasible"], pins=tuple(sorted(r["pins"].items())),
+                          objective=r["objective"],
+                          **_carbon_objective(r))
             points.append(Point(sc.name, s.label, r["kind"], int(d), r, job))
     return points
 
 
+def _carbon_objective(r: dict) -> dict[str, Any]:
+    """What the search needs of the carbon settings: nothing unless it minimises carbon."""
+    if r["objective"] != "carbon":
+        return {}
+    return {"carbon": tuple(sorted(r["carbon"].items())), "cpa_growth": r["cpa_growth"]}
+
+
 def _job_key(job: Job) -> tuple:
     return (arch_key(job.preset, job.d_model), job.device, job.years_ahead, job.options, job.deadline_days,
-            job.on_infeasible)
+            job.on_infeasible, job.pins, job.objective, job.carbon, job.cpa_growth)
 
 
 def plan(scenarios: Iterable[Scenario]) -> tuple[list[Point], dict[tuple, Job]]:
@@ -224,7 +282,7 @@ def run_scenarios(scenarios: list[Scenario], *, jobs: int | None = None,
     t0 = time.perf_counter()
     jobs = default_jobs() if jobs is None else max(1, int(jobs))
     if pool is None:
-        with make_pool(jobs) as own:
+        with worker_pool(jobs) as own:
             return run_scenarios(scenarios, jobs=jobs, progress=progress, pool=own)
     points, _ = plan(scenarios)
     lead = {sc.name: next((s.label for s in sc.series if s.kind != "ideal"), None) for sc in scenarios}

@@ -19,57 +19,34 @@ import math
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
 from .._data import parse_yaml, read_user_yaml
 from ..errors import InputError, from_validation
+from ..specs import (MAX_DEADLINE_DAYS, CarbonSettings, HardwareSpec, LayoutPins, Recipe, RunSpec, SearchSettings,
+                     SpecModel, build, partial, partial_fields)
 
-MAX_DEADLINE_DAYS = 36500.0  # the search's own upper bound on a deadline (100 years)
 _Strict = ConfigDict(extra="forbid", frozen=True)
 
 
-class CarbonSettings(BaseModel):
-    """Carbon accounting; ``None`` leaves the package default (data/power.yaml)."""
-
-    model_config = _Strict
-    ci: Optional[Union[float, str]] = Field(default=None, description="g/kWh, or a region name")
-    year: Optional[int] = None
-    pue: Optional[float] = None
-    lifetime_years: Optional[float] = None
-    power_split: Optional[Literal["default", "low_static"]] = None
-    embodied_mode: Optional[Literal["paper", "vendor"]] = None
-    infrastructure: Optional[bool] = None
-    include_embodied: Optional[bool] = None
-
-
-class Options(BaseModel):
-    """Training options (perf.layout.TrainingOptions) a series may switch."""
-
-    model_config = _Strict
-    precision: Optional[Literal["bf16", "fp16", "fp8"]] = None
-    flash_attention: Optional[bool] = None
-    sequence_parallel: Optional[bool] = None
-    overlap_grad_reduce: Optional[bool] = None
-    dynamic_eviction: Optional[bool] = None
-    flexible_sharding: Optional[bool] = None
-    qat: Optional[bool] = None
-    ep_convention: Optional[Literal["megatron", "cs-v1"]] = None
-
-
-class Settings(BaseModel):
-    """What a series can set; the scenario's ``base`` gives the defaults."""
-
-    model_config = _Strict
-    device: Optional[str] = None
-    preset: Optional[str] = None
-    years_ahead: Optional[float] = Field(default=None, ge=0, le=50)
-    cpa_growth: Optional[float] = Field(default=None, ge=-0.5, le=2)
-    deadline_days: Optional[float] = Field(default=None, gt=0, le=MAX_DEADLINE_DAYS)
-    on_infeasible: Optional[Literal["skip", "extend"]] = None
-    options: Options = Options()
-    carbon: CarbonSettings = CarbonSettings()
+# A series' overrides of a run's parts (carbonscaling.specs): every field of a part is a
+# scenario field, optional (None: the base's value, else the spec's default).
+Options = partial(Recipe, "Options", __name__)
+Pins = partial(LayoutPins, "Pins", __name__)
+Carbon = partial(CarbonSettings, "Carbon", __name__)
+_OWN = {"device": (Optional[str], Field(default=None, description="Catalog device name (default B100).")),
+        "preset": (Optional[str], Field(default=None, description="Scaling-law preset (default: models.preset).")),
+        "on_infeasible": (Optional[Literal["skip", "extend"]], None),
+        "options": (Options, Options()), "pins": (Pins, Pins()), "carbon": (Carbon, Carbon())}
+# Flat keys: the hardware projection and the search settings (years_ahead, deadline_days, ...).
+FLAT_PARTS = ("hardware", "search")
+Settings = create_model("Settings", __base__=SpecModel, __module__=__name__, **_OWN,
+                        **partial_fields(HardwareSpec, exclude=("device",)), **partial_fields(SearchSettings))
+Settings.__doc__ = "What a series can set; the scenario's ``base`` gives the defaults."
+# Scenario key of each RunSpec part that is nested (the others are flat keys of a series).
+NESTED = {"recipe": "options", "pins": "pins", "carbon": "carbon"}
 
 
 class Series(Settings):
@@ -138,12 +115,30 @@ class Scenario(BaseModel):
         pick = lambda k, dflt: next((v for v in (getattr(s, k), getattr(b, k)) if v is not None), dflt)  # noqa: E731
         merge = lambda k: {**getattr(b, k).model_dump(exclude_none=True),  # noqa: E731
                            **getattr(s, k).model_dump(exclude_none=True)}
-        return {"label": s.label, "kind": s.kind, "ideal_flops": s.ideal_flops,
-                "device": pick("device", "B100"), "preset": pick("preset", self.models.preset),
-                "years_ahead": float(pick("years_ahead", 0.0)), "cpa_growth": float(pick("cpa_growth", 0.0)),
-                "deadline_days": float(pick("deadline_days", 90.0)),
-                "on_infeasible": pick("on_infeasible", "extend"),
-                "options": merge("options"), "carbon": merge("carbon")}
+        out = {"label": s.label, "kind": s.kind, "ideal_flops": s.ideal_flops,
+               "device": pick("device", "B100"), "preset": pick("preset", self.models.preset),
+               "on_infeasible": pick("on_infeasible", "extend")}
+        for part in FLAT_PARTS:
+            cls = HardwareSpec if part == "hardware" else SearchSettings
+            for k, info in cls.model_fields.items():
+                if k != "device":
+                    v = pick(k, info.default)
+                    out[k] = float(v) if isinstance(v, int) and not isinstance(v, bool) else v
+        out.update(options=merge("options"), pins=merge("pins"), carbon=merge("carbon"))
+        return out
+
+    def run_spec(self, s: Series, d_model: int) -> RunSpec:
+        """The run one point of series ``s`` describes (model at width ``d_model``)."""
+        return run_spec(self.resolved(s), d_model)
+
+
+def run_spec(r: dict[str, Any], d_model: int) -> RunSpec:
+    """A RunSpec from resolved series settings (:meth:`Scenario.resolved`) at ``d_model``."""
+    flat = {k: r[k] for k in [*HardwareSpec.model_fields, *SearchSettings.model_fields] if k in r}
+    return build(RunSpec, {"preset": r["preset"], "d_model": d_model,
+                           "hardware": {k: v for k, v in flat.items() if k in HardwareSpec.model_fields},
+                           "search": {k: v for k, v in flat.items() if k in SearchSettings.model_fields},
+                           "recipe": r["options"], "pins": r["pins"], "carbon": r["carbon"]})
 
 
 # ---- model widths ----------------------------------------------------------------------
@@ -257,19 +252,30 @@ def check_names(sc: Scenario) -> None:
             _named(f"{where}.device", lambda: load_system(obj.device))
     for i, s in enumerate(sc.series):
         r = sc.resolved(s)
+        _check_pins(f"series[{i}].pins", r["pins"])
+        kw = CarbonSettings(**r["carbon"]).carbon_kwargs()
+        grid = "region" if "region" in r["carbon"] else "ci"
         _named(f"series[{i}].carbon", lambda: run_carbon(None, r["device"], n_devices=8, duration_h=1.0,
-                                                           utilization=0.5, **r["carbon"]), sub=True)
+                                                           utilization=0.5, **kw), sub=True, grid=grid)
 
 
-_CARBON_FIELD = {"region": "ci", "country": "ci"}
+def _check_pins(where: str, pins: dict[str, Any]) -> None:
+    """Pins the search cannot take fail here, before any search runs."""
+    from ..search import PINNABLE
+
+    for key in pins:
+        name = "interleave" if key == "vp" and "vp" not in PINNABLE else key
+        if name not in PINNABLE and key != "global_batch_tokens":
+            raise InputError(f"{where}.{key}", f"cannot be pinned yet (pinnable: {', '.join(PINNABLE)})")
 
 
-def _named(field: str, fn, sub: bool = False) -> None:
-    """Run ``fn``; an InputError it raises is re-raised under the scenario path ``field``."""
+def _named(field: str, fn, sub: bool = False, grid: str = "ci") -> None:
+    """Run ``fn``; an InputError it raises is re-raised under the scenario path ``field``
+    (a region or country the grid intensity names is reported under the key it came from)."""
     try:
         fn()
     except InputError as err:
-        name = f"{field}.{_CARBON_FIELD.get(err.field, err.field)}" if sub else field
+        name = f"{field}.{grid if err.field in ('region', 'country', 'ci') else err.field}" if sub else field
         raise InputError(name, err.message) from None
 
 

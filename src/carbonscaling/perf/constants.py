@@ -40,7 +40,11 @@ class PerfConstants:
     elementwise_bwd_to_fwd: float
     grad_reduce_bytes_bf16: float
     grad_reduce_bytes_fp16: float
-    fp8_weight_copy_bytes: float = 2.0
+    moe_row_alignment: int
+    ssm_chunk: int
+    ssm_backward_to_forward: float
+    ssm_elementwise_bytes: float
+    fp8_param_gather_formats: tuple = ("fp8", "fp8-delayed", "mxfp8")
 
     def replace(self, **changes) -> PerfConstants:
         """A copy with some constants changed (for sensitivity studies and calibration)."""
@@ -88,5 +92,9 @@ def default_constants() -> PerfConstants:
         elementwise_bwd_to_fwd=v("elementwise", "backward_to_forward"),
         grad_reduce_bytes_bf16=v("mixed_precision", "grad_reduce_bytes_bf16"),
         grad_reduce_bytes_fp16=v("mixed_precision", "grad_reduce_bytes_fp16"),
-        fp8_weight_copy_bytes=v("mixed_precision", "fp8_weight_copy_bytes"),
+        moe_row_alignment=int(v("moe", "row_alignment")),
+        ssm_chunk=int(v("ssm", "chunk")),
+        ssm_backward_to_forward=v("ssm", "backward_to_forward"),
+        ssm_elementwise_bytes=v("ssm", "elementwise_bytes"),
+        fp8_param_gather_formats=tuple(v("mixed_precision", "fp8_param_gather_formats")),
     )

@@ -7,19 +7,21 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..formats import number_format
 from ..hardware import Device
 from .constants import PerfConstants
 
 
-def gemm_efficiency(m, n, k, batch, device: Device, c: PerfConstants):
-    """Achievable fraction of peak for a (batched) ``m x k @ k x n`` GEMM.
+def gemm_efficiency(m, n, k, batch, device: Device, c: PerfConstants, precision: str = "bf16"):
+    """Achievable fraction of peak for a (batched) ``m x k @ k x n`` GEMM in a number format.
 
-    The large-GEMM maximum (a measured, per-device number) times the in-situ factor
-    (what a kernel sustains inside a busy training step), times three losses that
-    follow from how tensor cores are fed: tile quantization (the output is computed
-    in ``tile x tile`` blocks; partial blocks waste work), wave quantization (blocks
-    are scheduled in waves over the compute units; the last wave is partly idle) and
-    the K-loop prologue/epilogue (``K / (K + k0)``).
+    The large-GEMM maximum (a measured, per-device and per-format number: the best-shape
+    matmul microbenchmark over the datasheet peak) times the in-situ factor (what a
+    kernel sustains inside a busy training step), times three losses that follow from
+    how tensor cores are fed: tile quantization (the output is computed in
+    ``tile x tile`` blocks; partial blocks waste work), wave quantization (blocks are
+    scheduled in waves over the compute units; the last wave is partly idle) and the
+    K-loop prologue/epilogue (``K / (K + k0)``).
     """
     tile = c.gemm_tile
     tiles_m = np.ceil(m / tile)
@@ -29,7 +31,7 @@ def gemm_efficiency(m, n, k, batch, device: Device, c: PerfConstants):
     cu = device.compute_units
     wave_util = blocks / (np.ceil(blocks / cu) * cu)
     k_util = k / (k + c.gemm_k_overhead)
-    eff_max = device.gemm_efficiency_max or c.gemm_efficiency_max_default
+    eff_max = device.gemm_efficiency_max_for(precision) or c.gemm_efficiency_max_default
     return eff_max * c.gemm_in_situ_factor * tile_util * wave_util * k_util
 
 
@@ -41,22 +43,43 @@ def gemm_time(m, n, k, batch, device: Device, c: PerfConstants, precision: str =
     (and its projected growth) lowers traffic.
     """
     flops = 2.0 * m * n * k * batch
-    t_compute = flops / (device.peak_flops(precision) * gemm_efficiency(m, n, k, batch, device, c))
+    t_compute = flops / (device.peak_flops(precision) * gemm_efficiency(m, n, k, batch, device, c, precision))
     block = max(float(c.gemm_tile), float(np.sqrt(device.sram_mb * 1e6 / (2.0 * in_bytes))))
     traffic = batch * (in_bytes * (m * k * np.ceil(n / block) + k * n * np.ceil(m / block)) + 2.0 * m * n)
     t_memory = traffic / (device.hbm_gb_s * 1e9 * c.hbm_efficiency)
     return np.maximum(t_compute, t_memory)
 
 
-def linear_fwd_bwd_time(tokens, n_out, n_in, batch, device: Device, c: PerfConstants, precision: str, in_bytes: float):
+def linear_fwd_bwd_time(tokens, n_out, n_in, batch, device: Device, c: PerfConstants, precision: str, in_bytes: float,
+                        weight_cast_share=0.0):
     """Forward, and backward (data gradient + weight gradient) of ``y = x W`` for ``tokens`` rows.
 
     Returns ``(t_forward, t_backward)``; the two backward GEMMs have transposed shapes.
+    In a quantized format each also pays its casts (:func:`quantize_time`): the input
+    activation in the forward, the output gradient in the backward, and
+    ``weight_cast_share`` of one weight cast (``1 / microbatches`` where the recipe caches
+    the quantized weights over a step's microbatches, as Transformer Engine does).
     """
     fwd = gemm_time(tokens, n_out, n_in, batch, device, c, precision, in_bytes)
     dgrad = gemm_time(tokens, n_in, n_out, batch, device, c, precision, in_bytes)
     wgrad = gemm_time(n_in, n_out, tokens, batch, device, c, precision, in_bytes)
+    if number_format(precision).quantized:
+        fwd = fwd + quantize_time(batch * (tokens * n_in + weight_cast_share * n_in * n_out), precision, device, c)
+        dgrad = dgrad + quantize_time(batch * tokens * n_out, precision, device, c)
     return fwd, dgrad + wgrad
+
+
+def quantize_time(elements, precision: str, device: Device, c: PerfConstants):
+    """Seconds to cast ``elements`` BF16 values into the copies a quantized GEMM needs.
+
+    HBM traffic per element from the format (:meth:`NumberFormat.quantize_bytes`): an amax
+    read for current scaling, the cast, and the copy for the transposed use in the
+    backward (an FP8 transpose for per-tensor scales, a second directional cast for block
+    scales). Casts are counted as separate kernels; Transformer Engine fuses the forward
+    cast into LayerNorm and the activation function for two of a layer's four GEMMs, so
+    this is an upper bound of the cast cost (docs/performance.md).
+    """
+    return memory_bound_time(number_format(precision).quantize_bytes() * elements, device, c)
 
 
 def memory_bound_time(n_bytes, device: Device, c: PerfConstants):

@@ -29,7 +29,9 @@ from dataclasses import dataclass
 from typing import Literal, Optional
 
 import numpy as np
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ..formats import PRECISIONS, canonical_precision, number_format
 
 RECOMPUTE_MODES = ("none", "selective", "full")
 Recompute = Literal["none", "selective", "full"]
@@ -43,22 +45,43 @@ class TrainingOptions(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    precision: Literal["bf16", "fp16", "fp8"] = "bf16"
-    flash_attention: bool = True
-    sequence_parallel: bool = True
-    overlap_grad_reduce: bool = True
-    overlap_tp_comm: bool = False
-    overlap_ep_comm: bool = False
-    capacity_factor: float = Field(default=1.0, ge=1.0, le=4.0)
+    # Descriptions are the CLI's help (carbonscaling.specs derives the options from them).
+    precision: Literal[PRECISIONS] = Field(  # aliases (fp8-cs, FP8-MX, ...) normalised; see formats.yaml
+        default="bf16", description="GEMM number format: bf16, fp16, fp8 (fp8-cs), fp8-delayed, fp8-blockwise, "
+                                    "mxfp8 (fp8-mx), nvfp4, mxfp4; the device must run it.")
+    flash_attention: bool = Field(default=True, description="Fused attention kernels.")
+    sequence_parallel: bool = Field(default=True, description="Megatron sequence parallelism with TP.")
+    overlap_grad_reduce: bool = Field(default=True, description="Overlap the data-parallel gradient reduction "
+                                                                "with the backward pass.")
+    overlap_tp_comm: bool = Field(default=False, description="Hide TP collectives under compute.")
+    overlap_ep_comm: bool = Field(default=False, description="Hide the expert all-to-all under compute "
+                                                             "(DeepSeek DualPipe).")
+    capacity_factor: float = Field(default=1.0, ge=1.0, le=4.0, description="MoE expert capacity factor.")
     # v1 Fig. 9 / v2 Fig. 6b knobs (see docs/performance.md).
-    dynamic_eviction: bool = False
-    flexible_sharding: bool = False
-    qat: bool = False
-    ep_convention: Literal["megatron", "cs-v1"] = "megatron"
+    dynamic_eviction: bool = Field(default=False, description="Coop-style allocator (less fragmentation).")
+    flexible_sharding: bool = Field(default=False, description="LinS/hpZ-style ZeRO-3 within the node.")
+    qat: bool = Field(default=False, description="Quantization-aware training: 8-bit compute, memory and "
+                                                 "communication.")
+    ep_convention: Literal["megatron", "cs-v1"] = Field(
+        default="megatron", description="Layout convention: megatron (devices = TP x CP x PP x DP, EP inside "
+                                        "DP x CP) or cs-v1 (the papers: EP multiplies the devices).")
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _canonical_precision(cls, v):
+        if not isinstance(v, str):
+            return v
+        try:
+            return canonical_precision(v)
+        except ValueError as err:  # pydantic adds the field name itself
+            raise ValueError(getattr(err, "message", str(err))) from None
 
     @property
     def gemm_precision(self) -> str:
-        return "fp8" if (self.precision == "fp8" or self.qat) else "bf16"
+        """The format the quantized GEMMs run in (QAT: the papers' 8-bit rate)."""
+        if self.qat and not number_format(self.precision).quantized:
+            return "fp8-qat"
+        return "bf16" if self.precision == "fp16" else self.precision
 
     @property
     def activation_bytes(self) -> float:
@@ -67,7 +90,8 @@ class TrainingOptions(BaseModel):
 
     @property
     def gemm_input_bytes(self) -> float:
-        return 1.0 if self.gemm_precision == "fp8" else 2.0
+        """Bytes per element of a quantized GEMM's operands as read from HBM (scales included)."""
+        return number_format(self.gemm_precision).stored_bytes
 
     @property
     def legacy(self) -> bool:

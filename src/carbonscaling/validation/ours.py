@@ -36,12 +36,13 @@ from typing import Any, Literal
 from ..errors import InputError
 from ..perf.constants import PerfConstants
 from ..perf.layout import RECOMPUTE_MODES, TrainingOptions
+from ..serialize import layout_label, layout_record
 from .accounting import carbon_predictions
 from .runs import OPTION_COLUMNS, PublishedRun
 
 Mode = Literal["pinned", "searched"]
 MODES: tuple[str, ...] = ("pinned", "searched")
-_PRECISIONS = ("fp16", "bf16", "fp8")
+_PRECISIONS = ("fp16", "bf16", "fp8")  # the names published_runs.csv uses (formats.PRECISIONS has all)
 
 
 def run_precision(run: PublishedRun) -> str:
@@ -134,18 +135,28 @@ def megatron_flops_per_iteration(batch: float, seq: float, layers: float, hidden
 
 
 # ---- prediction ------------------------------------------------------------------------
-def run_search(run: PublishedRun, mode: Mode = "pinned", consts: PerfConstants | None = None):
-    """``(model, system, SearchResult, pins)`` of our search for ``run`` in ``mode``."""
-    from ..chain import build_system
-    from ..search import search
+def run_spec(run: PublishedRun, mode: Mode = "pinned") -> tuple[Any, dict[str, Any]]:
+    """The :class:`~carbonscaling.specs.RunSpec` of ``run`` in ``mode`` (model, device, recipe,
+    pins, deadline), and its pins."""
+    from ..specs import HardwareSpec, LayoutPins, RunSpec, SearchSettings, build
 
     if mode not in MODES:
         raise InputError("mode", f"must be one of {', '.join(MODES)}, got {mode!r}")
     model = run_model(run)
-    system = build_system(run.device_key or run.accelerator)
     pins = run_pins(run, mode, model)
     deadline = deadline_days(run) if "devices" not in pins else 90.0
-    res = search(model, system, deadline_days=deadline, options=run_options(run), pinned=pins, consts=consts)
+    spec = RunSpec(model=model, hardware=HardwareSpec(device=run.device_key or run.accelerator),
+                   pins=build(LayoutPins, pins), recipe=run_options(run),
+                   search=build(SearchSettings, {"deadline_days": deadline}))
+    return spec, pins
+
+
+def run_search(run: PublishedRun, mode: Mode = "pinned", consts: PerfConstants | None = None):
+    """``(model, system, SearchResult, pins)`` of our search for ``run`` in ``mode``."""
+    from ..chain import search_run
+
+    spec, pins = run_spec(run, mode)
+    model, system, res = search_run(spec, consts=consts)
     return model, system, res, pins
 
 
@@ -160,10 +171,10 @@ def predict_run(run: PublishedRun, mode: Mode = "pinned", consts: PerfConstants 
     peak_tf = peak / 1e12
     out: dict[str, Any] = {
         "mfu": mfu, "hfu": hfu, "tflops_per_device": mfu * peak_tf, "hfu_tflops_per_device": hfu * peak_tf,
-        "step_time_s": float(res.step.step_time_s), "devices": lay.devices, "tp": lay.tp, "pp": lay.pp,
-        "dp": lay.dp, "ep": lay.ep, "zero": lay.zero, "microbatch": lay.microbatch, "interleave": lay.interleave,
-        "layout": (f"TP{lay.tp} PP{lay.pp} DP{lay.dp} EP{lay.ep} ZeRO-{lay.zero} mb{lay.microbatch} "
-                   f"v{lay.interleave} rc={lay.recompute}"),
+        "step_time_s": float(res.step.step_time_s),
+        **{k: v for k, v in layout_record(lay).items() if k not in ("recompute", "global_batch_sequences",
+                                                                     "microbatches")},
+        "layout": layout_label(lay),
     }
     if "devices" not in pins:  # the search chose the device count
         out["n_devices"] = lay.devices

@@ -285,9 +285,16 @@ def calibration_markdown(report: ValidationReport) -> list[str]:
 
 
 def write_outputs(report: ValidationReport, out_dir: str | Path, *, figures: bool = True) -> list[Path]:
-    """Write report.json, runs.csv (long), metrics.csv, report.md and the figures into ``out_dir``."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    """Write report.json, runs.csv (long), metrics.csv, report.md and the figures into ``out_dir``
+    (all at once: see ``_output.staged_dir``)."""
+    from .._output import staged_dir
+
+    with staged_dir(out_dir) as tmp:
+        written = _write_into(report, tmp, figures=figures)
+    return [Path(out_dir) / p.relative_to(tmp) for p in written]
+
+
+def _write_into(report: ValidationReport, out: Path, *, figures: bool) -> list[Path]:
     written = [out / "report.json", out / "runs.csv", out / "metrics.csv", out / "report.md"]
     report.to_json(written[0])
     with written[1].open("w", encoding="utf-8", newline="") as fh:

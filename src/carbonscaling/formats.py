@@ -1,0 +1,109 @@
+"""Number formats of a training step's GEMMs (``precision``) and what each costs.
+
+A format names the tensor-core rate it runs at (``bf16``, ``fp8`` or ``fp4`` peak of the
+device, see :meth:`carbonscaling.hardware.Device.peak_flops`), the bytes of an element and
+of its scales, and the extra passes its recipe adds around each quantized GEMM (amax,
+quantize, a second column-wise quantization for block-scaled formats, a Hadamard
+transform for NVFP4's weight gradient). ``data/formats.yaml`` holds the values and their
+sources; this module only reads them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+from ._data import load_yaml
+from .errors import InputError
+
+#: Every precision a run can name (Megatron-Core / Transformer Engine recipes).
+PRECISIONS = ("bf16", "fp16", "fp8", "fp8-delayed", "fp8-blockwise", "mxfp8", "nvfp4", "mxfp4")
+#: Which of a device's dense peaks each peak class reads.
+PEAK_CLASSES = ("bf16", "fp8", "fp4")
+
+
+@dataclass(frozen=True)
+class NumberFormat:
+    """One GEMM number format and its recipe costs (values from ``data/formats.yaml``)."""
+
+    name: str
+    peak: str                   # bf16 | fp8 | fp4: which device peak the GEMMs run at
+    element_bytes: float        # bytes of one element
+    block: int                  # elements sharing one scale (0: one scale per tensor)
+    scale_bytes: float          # bytes of one block scale
+    amax_passes: float          # extra reads of the BF16 input to find its amax first
+    columnwise_requantize: bool  # the backward needs a second quantization along the other axis
+    hadamard_wgrad: bool        # random Hadamard transform of the weight-gradient operands
+    cast_free: bool = False     # the papers' QAT knob: 8-bit GEMMs, casts not modelled
+
+    @property
+    def quantized(self) -> bool:
+        return self.peak != "bf16"
+
+    @property
+    def stored_bytes(self) -> float:
+        """Bytes per element of one quantized copy, scales included."""
+        return self.element_bytes + (self.scale_bytes / self.block if self.block else 0.0)
+
+    def quantize_bytes(self, read_bytes: float = 2.0) -> float:
+        """HBM bytes per element to turn a BF16 tensor into the copies its GEMMs need.
+
+        A cast reads the BF16 tensor and writes one quantized copy; current scaling reads
+        it once more for the amax first. Per-tensor FP8 gets the transposed copy for the
+        backward by transposing the FP8 data (read and write one byte); block-scaled
+        formats quantize the BF16 tensor a second time along the other axis.
+        """
+        if not self.quantized or self.cast_free:
+            return 0.0
+        first = (1.0 + self.amax_passes) * read_bytes + self.stored_bytes
+        if self.columnwise_requantize:
+            second = read_bytes + self.stored_bytes
+        else:
+            second = 2.0 * self.stored_bytes
+        return first + second
+
+
+@lru_cache(maxsize=1)
+def _table() -> dict[str, dict]:
+    return load_yaml("formats.yaml")
+
+
+@lru_cache(maxsize=None)
+def _aliases() -> dict[str, str]:
+    out = {}
+    for name, entry in _table()["formats"].items():
+        if entry.get("internal"):
+            continue
+        out[name] = name
+        for alias in entry.get("aliases", []):
+            out[str(alias).lower()] = name
+    return out
+
+
+def canonical_precision(value: str, field: str = "precision") -> str:
+    """The canonical name of a precision (``FP8-CS`` -> ``fp8``, ``FP8-MX`` -> ``mxfp8``)."""
+    if not isinstance(value, str):
+        raise InputError(field, f"must be one of {', '.join(PRECISIONS)}, got {value!r}")
+    key = value.strip().lower().replace("_", "-")
+    names = _aliases()
+    if key not in names:
+        raise InputError(field, f"must be one of {', '.join(PRECISIONS)} (aliases: "
+                                f"{', '.join(a for a, n in names.items() if a != n)}), got {value!r}")
+    return names[key]
+
+
+@lru_cache(maxsize=None)
+def number_format(name: str) -> NumberFormat:
+    """The :class:`NumberFormat` of a precision name or alias (or an internal format such as ``fp8-qat``)."""
+    table = _table()["formats"]
+    key = name if table.get(name, {}).get("internal") else canonical_precision(name)
+    e = table[key]
+    return NumberFormat(name=key, peak=e["peak"], element_bytes=float(e["element_bytes"]), block=int(e["block"]),
+                        scale_bytes=float(e["scale_bytes"]), amax_passes=float(e["amax_passes"]),
+                        columnwise_requantize=bool(e["columnwise_requantize"]),
+                        hadamard_wgrad=bool(e["hadamard_wgrad"]), cast_free=bool(e.get("cast_free", False)))
+
+
+def recipe_value(key: str):
+    """A value of the ``recipe:`` block of formats.yaml (which GEMMs are quantized, BF16 layers, copies)."""
+    return _table()["recipe"][key]["value"]

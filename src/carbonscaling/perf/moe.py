@@ -1,0 +1,78 @@
+"""Mixture-of-experts kernels: grouped expert GEMMs with few tokens per expert, routing
+imbalance, and the token all-to-all's bytes.
+
+An MoE layer on one device runs its ``E / EP`` local experts as one grouped GEMM
+(Megatron-Core ``TEGroupedMLP`` / ``GroupedMLP``): each expert is a separate problem of
+``m = tokens routed to it`` rows, so when experts get few tokens the GEMMs are short and
+tall, the ``m`` edge is padded to the tile and to the format's alignment, and tile and wave
+quantization (:func:`kernels.gemm_efficiency`) cost more than in a dense FFN.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..formats import number_format
+from ..hardware import Device
+from . import kernels as K
+from .constants import PerfConstants
+
+
+def tokens_per_expert(tokens, top_k, n_experts, ep, etp=1, tp=1, capacity_factor=1.0):
+    """Mean routed token copies one expert replica processes per microbatch.
+
+    ``tokens`` per attention rank are routed top-k over ``n_experts``; an expert lives on
+    one of ``EP`` ranks (times ``ETP`` tensor shards that all see its tokens), and the
+    ``TP`` ranks of the attention side share one token stream (sequence parallelism), so
+    each expert receives ``tokens x k x EP x ETP / (E x TP)`` copies (``x`` capacity factor
+    when tokens are padded to capacity).
+    """
+    return (np.asarray(tokens, dtype=float) * top_k * capacity_factor * np.asarray(ep) * np.asarray(etp)
+            / (n_experts * np.asarray(tp, dtype=float)))
+
+
+def routing_imbalance(mean_tokens_per_expert, local_experts, ep, balanced: bool = False):
+    """Expected load of the busiest EP rank over the mean (>= 1) under random top-k routing.
+
+    A rank receives the tokens of its ``local_experts`` experts, about Poisson with mean
+    ``mu = mean_tokens_per_expert x local_experts``; the expected maximum over ``EP`` ranks
+    is ``mu + sqrt(2 mu ln EP)`` (Gaussian extreme-value approximation), and the grouped
+    GEMM and the all-to-all wait for it. ``balanced``: routing forced even (Megatron-Bridge's
+    benchmark rows), factor 1. Learned routers with auxiliary balancing are balanced only
+    in expectation, so this is a lower bound on their imbalance.
+    """
+    mu = np.maximum(np.asarray(mean_tokens_per_expert, dtype=float) * np.asarray(local_experts), 1e-9)
+    ep = np.asarray(ep, dtype=float)
+    factor = 1.0 + np.sqrt(2.0 * np.log(np.maximum(ep, 1.0)) / mu)
+    return np.where(balanced | (ep <= 1), 1.0, factor)
+
+
+def expert_alignment(precision: str, c: PerfConstants) -> int:
+    """Rows each expert's token block is padded to: the format's scaling block, at least ``c.moe_row_alignment``."""
+    return max(int(c.moe_row_alignment), number_format(precision).block)
+
+
+def grouped_linear_fwd_bwd_time(tok_expert, n_out, n_in, local_experts, device: Device, c: PerfConstants,
+                                precision: str, in_bytes: float, imbalance=1.0, weight_cast_share=0.0):
+    """``(t_forward, t_backward)`` of one grouped expert linear (``local_experts`` problems).
+
+    Each problem has ``tok_expert x imbalance`` rows rounded up to the format's row
+    alignment (FP8 GEMMs need 16-row multiples, MX formats their 32-element blocks;
+    Megatron pads routed tokens to it), then the dense GEMM model applies per problem.
+    """
+    align = expert_alignment(precision, c)
+    rows = np.ceil(np.asarray(tok_expert, dtype=float) * imbalance / align) * align
+    rows = np.maximum(rows, align)
+    return K.linear_fwd_bwd_time(rows, n_out, n_in, local_experts, device, c, precision, in_bytes, weight_cast_share)
+
+
+def dispatch_combine_bytes(tokens, top_k, d_model, tp=1, capacity_factor=1.0, dispatch_bytes=2.0,
+                           combine_bytes=2.0):
+    """Bytes one rank sends in one forward dispatch and one combine of an MoE layer.
+
+    Each of the rank's ``tokens / TP`` tokens (sequence-parallel slice) goes to ``k`` experts
+    (``x`` capacity factor): ``k d`` elements out in the dispatch, back in the combine.
+    The dispatch may travel in FP8 (DeepEP's FP8 dispatch); the combine is BF16.
+    """
+    copies = np.asarray(tokens, dtype=float) * top_k * capacity_factor * d_model / np.asarray(tp, dtype=float)
+    return copies * dispatch_bytes, copies * combine_bytes

@@ -1,0 +1,452 @@
+"""The typed description of a training run that every entry point shares.
+
+A :class:`RunSpec` is what is trained (a catalog model, a model file or mapping, a
+:class:`~carbonscaling.scaling.ModelSpec`, or a scaling-law preset at a width) plus five
+frozen parts:
+
+* :class:`HardwareSpec` - the device (catalog name, device file or mapping) and its projection;
+* :class:`LayoutPins` - the parts of the parallel layout that are fixed (Megatron-Core names);
+  the search chooses the rest;
+* :class:`Recipe` - the training options every layout shares (precision, overlap, ...); it is
+  :class:`carbonscaling.perf.layout.TrainingOptions`, re-exported;
+* :class:`SearchSettings` - the deadline and the layout objective;
+* :class:`CarbonSettings` - the carbon accounting (grid intensity, PUE, lifetime, ...).
+
+Each field carries its description, allowed range and CLI option (``json_schema_extra``
+``cli``) in one place: ``carbonscaling estimate``'s options, the error lines that name the
+option, the scenario schema (:func:`partial`) and :func:`carbonscaling.estimate`'s keyword
+arguments are all derived from these classes, and the tests fail when they disagree.
+Every field has a unique name across the parts, so a run is also a flat set of options
+(:meth:`RunSpec.from_kwargs`, :meth:`RunSpec.flat`).
+
+Adding an option: add a field to one part (with ``option(...)``), use it where it acts,
+and regenerate the CLI block (``python -m carbonscaling.specs --write-cli``).
+"""
+
+from __future__ import annotations
+
+import numbers
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Optional, Union, get_args, get_origin
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
+from pydantic.fields import FieldInfo
+
+from .errors import InputError, UnknownNameError, from_validation
+from .perf.layout import RECOMPUTE_MODES, TrainingOptions
+
+Recipe = TrainingOptions
+"""The training recipe: software choices shared by every layout of a run (one class, two names)."""
+
+MAX_DEADLINE_DAYS = 36500.0  # the search's own upper bound on a deadline (100 years)
+_BIG = 1_000_000_000  # upper bound of a pinned layout part (search.py checks the same)
+
+_CONFIG = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False, populate_by_name=True,
+                     arbitrary_types_allowed=True)
+
+
+def option(default: Any, help: str, *, cli: str | None = None, metavar: str | None = None,
+           alias: tuple[str, str] | None = None, **constraints: Any) -> Any:
+    """A spec field: ``help`` is its description (CLI help, docs, scenario schema); ``cli``
+    its option name (default ``--`` + the name with dashes); ``alias`` a second accepted name."""
+    extra = {k: v for k, v in (("cli", cli), ("metavar", metavar), ("alias", alias and alias[1])) if v}
+    if alias:  # (field name, second name)
+        constraints["validation_alias"] = AliasChoices(*alias)
+    return Field(default, description=help, json_schema_extra=extra or None, **constraints)
+
+
+class SpecModel(BaseModel):
+    """Frozen, no unknown fields, no inf/NaN; numbers must be numbers (not text or booleans)."""
+
+    model_config = _CONFIG
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _numbers_are_numbers(cls, value: Any, info) -> Any:
+        kind = number_kind(cls.model_fields[info.field_name])
+        if kind and value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
+            raise ValueError(f"must be {_kind_text(kind)}")
+        return value
+
+
+# ---- the parts -----------------------------------------------------------------------------
+class HardwareSpec(SpecModel):
+    """On what the run trains: a device and its projection into the future."""
+
+    device: Any = option("H100", "Catalog device name (see `devices`), a device YAML file or a mapping.",
+                         cli="--device", metavar="NAME")
+    years_ahead: float = option(0.0, "Project the device this many years ahead (v1 Table 1 rates).",
+                                cli="--years-ahead", metavar="Y", ge=0, le=50)
+    cpa_growth: float = option(0.0, "Yearly growth of carbon per area for the projection (v2 EUV case: 0.1).",
+                               cli="--cpa-growth", metavar="G", ge=-0.5, le=2)
+
+
+class LayoutPins(SpecModel):
+    """Parts of the parallel layout that are fixed (None: the search chooses).
+
+    Megatron-Core names: ``devices`` = TP x CP x PP x DP; ``vp`` virtual pipeline stages
+    (``interleave`` accepted as an alias). Whether a part can be pinned is the search's
+    to say (:data:`carbonscaling.search.PINNABLE`): a part it does not model yet is
+    rejected with an error naming it.
+    """
+
+    devices: Optional[int] = option(None, "Pin the device count.", metavar="N", ge=1, le=_BIG)
+    tp: Optional[int] = option(None, "Pin tensor parallelism.", metavar="N", ge=1, le=_BIG)
+    pp: Optional[int] = option(None, "Pin pipeline parallelism.", metavar="N", ge=1, le=_BIG)
+    dp: Optional[int] = option(None, "Pin data parallelism.", metavar="N", ge=1, le=_BIG)
+    cp: Optional[int] = option(None, "Pin context parallelism.", metavar="N", ge=1, le=_BIG)
+    ep: Optional[int] = option(None, "Pin expert parallelism.", metavar="N", ge=1, le=_BIG)
+    etp: Optional[int] = option(None, "Pin expert tensor parallelism.", metavar="N", ge=1, le=_BIG)
+    vp: Optional[int] = option(None, "Pin virtual pipeline stages per device (interleaving).", metavar="N",
+                               alias=("vp", "interleave"), ge=1, le=_BIG)
+    zero: Optional[int] = option(None, "Pin the ZeRO stage (4 = hierarchical ZeRO-3).", metavar="N", ge=0, le=4)
+    fsdp: Optional[int] = option(None, "Pin the FSDP sharding group size (0 = off).", metavar="N", ge=0, le=_BIG)
+    microbatch: Optional[int] = option(None, "Pin the microbatch size (sequences).", metavar="N", ge=1, le=_BIG)
+    recompute: Optional[Literal[RECOMPUTE_MODES]] = option(None, "Pin activation recompute.",
+                                                           metavar="none|selective|full")
+    recompute_layers: Optional[int] = option(None, "Pin the layers per stage recomputed under full recompute.",
+                                             metavar="N", ge=0, le=_BIG)
+    global_batch: Optional[int] = option(None, "Pin the global batch in sequences.", metavar="N", ge=1, le=_BIG)
+    global_batch_tokens: Optional[float] = option(None, "Pin the global batch in tokens.", metavar="T",
+                                                  gt=0, le=1e12)
+
+    def pinned(self) -> dict[str, Any]:
+        """The pinned parts (non-None), by field name."""
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
+class SearchSettings(SpecModel):
+    """What the layout search optimises, and by when the run must finish."""
+
+    deadline_days: float = option(90.0, "Maximum training duration in days.", metavar="DAYS", gt=0,
+                                  le=MAX_DEADLINE_DAYS)
+    objective: Literal["fastest", "carbon"] = option("fastest", "Layout objective at the minimal device count.",
+                                                     metavar="fastest|carbon")
+
+
+class CarbonSettings(SpecModel):
+    """Carbon accounting. ``None`` takes the default of data/power.yaml (reported as used).
+
+    Every field except those in :attr:`NOT_FOR_RUN_CARBON` is a keyword argument of
+    :func:`carbonscaling.carbon.run_carbon` (``region`` is passed as its ``ci``).
+    """
+
+    ci: Optional[Union[float, str]] = option(
+        None, "Grid intensity: g/kWh in [0, 2000], a region (us-east5) or, with codecarbon, an ISO3 country "
+              "(FRA); default: data/power.yaml.", metavar="CI|REGION|ISO3")
+    region: Optional[str] = option(None, "Google Cloud region (see `regions`); like --ci.", metavar="REGION")
+    year: Optional[int] = option(None, "Year of the region table (default: latest).", metavar="YYYY",
+                                 ge=1900, le=2200)
+    pue: Optional[float] = option(None, "Power usage effectiveness (default: data/power.yaml).", metavar="X",
+                                  ge=1, le=3)
+    lifetime_years: Optional[float] = option(None, "Hardware lifetime in years (default: data/power.yaml).",
+                                             cli="--lifetime", metavar="YEARS", gt=0, le=50)
+    alpha: Optional[float] = option(None, "Dynamic-power scale (default: data/power.yaml).", metavar="X",
+                                    ge=0, le=10)
+    power_split: Literal["default", "low_static"] = option("default", "Static/dynamic power split.",
+                                                           metavar="default|low_static")
+    embodied_mode: Literal["paper", "vendor"] = option("paper", "Embodied carbon method.", metavar="paper|vendor")
+    vendor_kg_per_device: Optional[float] = option(None, "Per-device kgCO2e (embodied mode vendor).",
+                                                   cli="--vendor-kg", metavar="KG", gt=0, le=1e5)
+    infrastructure: bool = option(True, "Add v2's infrastructure share to embodied carbon.")
+    include_embodied: bool = option(True, "Include embodied carbon.", cli="--embodied")
+    median_carbon: bool = option(True, "Also account the median-latency layout.")
+    # Decisions (carbonscaling.uncertainty / carbonscaling.footprint; docs/decisions.md).
+    uncertainty: bool = option(True, "Monte-Carlo p5/p50/p95 bands and sensitivity ranking (off for fast sweeps).")
+    uncertainty_samples: int = option(4096, "Monte-Carlo samples.", cli="--samples", metavar="N", ge=16, le=1_000_000)
+    uncertainty_seed: int = option(0, "Monte-Carlo seed (same seed, same bands).", cli="--seed", metavar="S", ge=0,
+                                   le=_BIG)
+    contractual_ci: Optional[float] = option(None, "Market-based: contract intensity g/kWh for all consumption.",
+                                             metavar="G", ge=0, le=2000)
+    renewable_share: Optional[float] = option(None, "Market-based: share of consumption covered by certificates.",
+                                              metavar="F", ge=0, le=1)
+    residual_ci: Optional[float] = option(None, "Market-based: residual-mix g/kWh for uncovered consumption "
+                                                "(default: the grid average).", metavar="G", ge=0, le=2000)
+    wue_l_per_kwh: Optional[float] = option(None, "On-site water, litres per IT kWh (default: data/water.yaml).",
+                                            cli="--wue", metavar="L", ge=0, le=20)
+    ewif_l_per_kwh: Optional[float] = option(None, "Off-site water of generation, litres per kWh (default: "
+                                                   "data/water.yaml).", cli="--ewif", metavar="L", ge=0, le=100)
+
+    NOT_FOR_RUN_CARBON: ClassVar[tuple[str, ...]] = ("region", "median_carbon", "uncertainty", "uncertainty_samples",
+                                                     "uncertainty_seed", "contractual_ci", "renewable_share",
+                                                     "residual_ci", "wue_l_per_kwh", "ewif_l_per_kwh")
+
+    def carbon_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`~carbonscaling.carbon.run_carbon` (``None`` left out)."""
+        out = {k: v for k, v in self.model_dump().items() if k not in self.NOT_FOR_RUN_CARBON and v is not None}
+        if self.region is not None:
+            if self.ci is not None:
+                raise InputError("ci", "give either --ci or --region, not both")
+            out["ci"] = self.region
+        return out
+
+
+class RunSpec(SpecModel):
+    """A whole training run: the model and the five parts (see the module docstring)."""
+
+    model: Any = option(None, "Catalog model name (see `models`), a model YAML file, a mapping or a ModelSpec.",
+                        metavar="NAME")
+    preset: Optional[str] = option(None, "Scaling-law preset: cs-v1, cs-v1-aggressive-batch, cs-v2.",
+                                   metavar="NAME")
+    d_model: Optional[int] = option(None, "Model width for --preset.", metavar="N", ge=1, le=_BIG)
+    hardware: HardwareSpec = HardwareSpec()
+    pins: LayoutPins = LayoutPins()
+    recipe: Recipe = Recipe()
+    search: SearchSettings = SearchSettings()
+    carbon: CarbonSettings = CarbonSettings()
+
+    @classmethod
+    def from_kwargs(cls, **kwargs: Any) -> RunSpec:
+        """A RunSpec from flat options (``tp=8, pue=1.2, ...``); ``None`` means the default."""
+        parts: dict[str, dict[str, Any]] = {p: {} for p in PARTS}
+        top: dict[str, Any] = {}
+        where = flat_fields()
+        for key, value in kwargs.items():
+            name = ALIASES.get(key, key)
+            if name not in where:
+                raise UnknownNameError("option", key, where)
+            if value is None:
+                continue
+            part = where[name][0]
+            (parts[part] if part else top)[name] = value
+        return build(cls, {**top, **{p: v for p, v in parts.items() if v}})
+
+    def flat(self) -> dict[str, Any]:
+        """Every option by its flat name (defaults included)."""
+        out = {k: getattr(self, k) for k in TOP_FIELDS}
+        for p in PARTS:
+            out.update(dict(getattr(self, p)))
+        return out
+
+    def explicit(self) -> set[str]:
+        """Flat names of the options that were given (not left to their defaults)."""
+        out = {k for k in self.model_fields_set if k in TOP_FIELDS}
+        for p in PARTS:
+            out |= getattr(self, p).model_fields_set
+        return out
+
+
+PARTS: tuple[str, ...] = ("hardware", "pins", "recipe", "search", "carbon")
+PART_CLASSES: dict[str, type[BaseModel]] = {"hardware": HardwareSpec, "pins": LayoutPins, "recipe": Recipe,
+                                            "search": SearchSettings, "carbon": CarbonSettings}
+TOP_FIELDS: tuple[str, ...] = ("model", "preset", "d_model")
+ALIASES: dict[str, str] = {"interleave": "vp", "lifetime": "lifetime_years", "embodied": "include_embodied"}
+
+
+@lru_cache(maxsize=1)
+def flat_fields() -> dict[str, tuple[str | None, FieldInfo]]:
+    """``{flat name: (part or None, FieldInfo)}`` of every RunSpec option; names are unique."""
+    out: dict[str, tuple[str | None, FieldInfo]] = {k: (None, RunSpec.model_fields[k]) for k in TOP_FIELDS}
+    for part in PARTS:
+        for name, info in PART_CLASSES[part].model_fields.items():
+            if name in out:  # pragma: no cover - a design error, caught by the tests
+                raise TypeError(f"option {name!r} is defined twice ({out[name][0]} and {part})")
+            out[name] = (part, info)
+    return out
+
+
+# ---- field metadata ------------------------------------------------------------------------
+def cli_option(name: str, info: FieldInfo | None = None) -> str:
+    """The CLI option of a flat field name (``lifetime_years`` -> ``--lifetime``)."""
+    info = info or flat_fields()[name][1]
+    extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+    return extra.get("cli") or "--" + name.replace("_", "-")
+
+
+def number_kind(info: FieldInfo) -> str | None:
+    """``"int"`` / ``"float"`` for a numeric field (optional or not), else None."""
+    ann = info.annotation
+    args = [a for a in get_args(ann) if a is not type(None)] if get_origin(ann) is Union else [ann]
+    if len(args) == 1 and args[0] in (int, float):
+        return args[0].__name__
+    return None
+
+
+def bounds(info: FieldInfo) -> tuple[float | None, float | None, bool, bool]:
+    """``(lo, hi, lo_open, hi_open)`` of a numeric field's constraints."""
+    lo = hi = None
+    lo_open = hi_open = False
+    for m in info.metadata:
+        for attr, is_lo, is_open in (("ge", True, False), ("gt", True, True), ("le", False, False),
+                                     ("lt", False, True)):
+            v = getattr(m, attr, None)
+            if v is None:
+                continue
+            if is_lo:
+                lo, lo_open = v, is_open
+            else:
+                hi, hi_open = v, is_open
+    return lo, hi, lo_open, hi_open
+
+
+def _fmt(x: float) -> str:
+    return f"{x:g}".replace("e+0", "e").replace("e+", "e")
+
+
+def range_text(info: FieldInfo) -> str:
+    """``[1, 3]``, ``(0, 50]``, ... or ``""`` for a field without numeric bounds."""
+    lo, hi, lo_open, hi_open = bounds(info)
+    if lo is None and hi is None:
+        return ""
+    return (f"{'(' if lo_open or lo is None else '['}{'-inf' if lo is None else _fmt(lo)}, "
+            f"{'inf' if hi is None else _fmt(hi)}{')' if hi_open or hi is None else ']'}")
+
+
+def _kind_text(kind: str) -> str:
+    return "a whole number" if kind == "int" else "a finite number"
+
+
+def help_text(name: str, info: FieldInfo | None = None) -> str:
+    """CLI help of a field: description, allowed range, default."""
+    info = info or flat_fields()[name][1]
+    text = (info.description or "").strip()
+    rng = range_text(info)
+    if rng:
+        text += f" {_kind_text(number_kind(info) or 'float').capitalize()} in {rng}."
+    if info.default is not None and not isinstance(info.default, bool) and "default" not in text:
+        text += f" Default {info.default:g}." if isinstance(info.default, float) else f" Default {info.default}."
+    return text.strip()
+
+
+def metavar(info: FieldInfo) -> str:
+    """The CLI metavar: the field's own, the choices of a Literal (``fastest|carbon``), or ``X``."""
+    extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+    if extra.get("metavar"):
+        return extra["metavar"]
+    ann = info.annotation
+    args = [a for a in get_args(ann) if a is not type(None)] if get_origin(ann) is Union else [ann]
+    if len(args) == 1 and get_origin(args[0]) is Literal:  # a short choice list, else the help lists it
+        choices = get_args(args[0])
+        return "|".join(str(a) for a in choices) if len(choices) <= 4 else "NAME"
+    return "N" if number_kind(info) == "int" else "X"
+
+
+# ---- validation --------------------------------------------------------------------------
+_NUMBER_ERRORS = ("greater_than", "greater_than_equal", "less_than", "less_than_equal", "finite_number",
+                  "int_from_float", "int_parsing", "float_parsing", "int_type", "float_type", "value_error")
+
+
+def spec_error(err: ValidationError) -> InputError:
+    """A RunSpec validation error as one line naming the flat field (which names the CLI option)."""
+    first = err.errors()[0]
+    path = [str(p) for p in first.get("loc", ()) if not isinstance(p, int)]
+    name = ALIASES.get(path[-1], path[-1]) if path else "run"
+    fields = flat_fields()
+    if name in fields and number_kind(fields[name][1]) and first.get("type") in _NUMBER_ERRORS:
+        info = fields[name][1]
+        rng = range_text(info)
+        return InputError(name, f"must be {_kind_text(number_kind(info))}{' in ' + rng if rng else ''}, "
+                                f"got {first.get('input')!r}")
+    if name in fields:
+        return from_validation(err, loc=lambda _loc: name)
+    return from_validation(err)
+
+
+def build(cls: type[BaseModel], data: dict[str, Any]) -> Any:
+    """``cls(**data)`` with a validation error turned into one :class:`InputError` line."""
+    try:
+        return cls(**data)
+    except ValidationError as err:
+        raise spec_error(err) from None
+
+
+# ---- derived schemas -----------------------------------------------------------------------
+def partial_fields(cls: type[BaseModel], exclude: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``cls``'s fields as ``create_model`` arguments, each optional with default None
+    (constraints, aliases and descriptions kept): a scenario's overrides of a part."""
+    fields: dict[str, Any] = {}
+    for fname, info in cls.model_fields.items():
+        if fname in exclude:
+            continue
+        ann = info.annotation
+        opt = ann if get_origin(ann) is Union and type(None) in get_args(ann) else Optional[ann]
+        kw: dict[str, Any] = {"description": info.description}
+        if isinstance(info.validation_alias, AliasChoices):
+            kw["validation_alias"] = info.validation_alias
+        field = Field(None, **kw)
+        field.metadata = list(info.metadata)
+        fields[fname] = (opt, field)
+    return fields
+
+
+def partial(cls: type[BaseModel], name: str, module: str) -> type[BaseModel]:
+    """``cls`` with every field optional (see :func:`partial_fields`) and its field validators
+    (e.g. precision aliases), as class ``module.name`` (assign it to that name there, so that it
+    pickles)."""
+    return create_model(name, __base__=SpecModel, __module__=module, __validators__=_field_validators(cls),
+                        **partial_fields(cls))
+
+
+def _field_validators(cls: type[BaseModel]) -> dict[str, Any]:
+    """``cls``'s field validators, re-decorated for another class (they are bound to ``cls``)."""
+    import inspect
+
+    out = {}
+    for vname, dec in cls.__pydantic_decorators__.field_validators.items():
+        bound = dec.func
+        takes_info = len(inspect.signature(bound).parameters) > 1
+
+        def call(_cls, value, info, _f=bound, _info=takes_info):
+            return _f(value, info) if _info else _f(value)
+
+        out[vname] = field_validator(*dec.info.fields, mode=dec.info.mode)(classmethod(call))
+    return out
+
+
+# ---- the CLI block -------------------------------------------------------------------------
+# Options the CLI spells by hand (two options for one field, short flags): model, device.
+CLI_BY_HAND: tuple[str, ...] = ("model", "device")
+
+
+def cli_block() -> str:
+    """The ``carbonscaling estimate`` parameters generated from the specs (see cli_estimate.py)."""
+    lines = []
+    for name, (_part, info) in flat_fields().items():
+        if name in CLI_BY_HAND:
+            continue
+        opt = cli_option(name, info)
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        names = [opt] + (["--" + extra["alias"]] if extra.get("alias") else [])
+        if info.annotation is bool:
+            flag = f"{opt}/--no-{opt[2:]}"
+            lines.append(f"    {name}: Annotated[Optional[bool], typer.Option({flag!r}, help={help_text(name, info)!r})]"
+                         " = None,")
+            continue
+        names_src = ", ".join(repr(n) for n in names)
+        lines.append(f"    {name}: Annotated[Optional[str], typer.Option({names_src}, metavar={metavar(info)!r}, "
+                     f"help={help_text(name, info)!r})] = None,")
+    return "\n".join(lines) + "\n"
+
+
+def _cli_file() -> Path:
+    return Path(__file__).with_name("cli_estimate.py")
+
+
+BEGIN, END = "    # BEGIN generated by `python -m carbonscaling.specs --write-cli`\n", "    # END generated\n"
+
+
+def write_cli() -> bool:
+    """Rewrite the generated block of cli_estimate.py; True if it changed."""
+    path = _cli_file()
+    text = path.read_text(encoding="utf-8")
+    head, rest = text.split(BEGIN, 1)
+    _old, tail = rest.split(END, 1)
+    new = head + BEGIN + cli_block() + END + tail
+    if new != text:
+        path.write_text(new, encoding="utf-8")
+    return new != text
+
+
+def cli_block_in_file() -> str:
+    text = _cli_file().read_text(encoding="utf-8")
+    return text.split(BEGIN, 1)[1].split(END, 1)[0]
+
+
+if __name__ == "__main__":  # pragma: no cover
+    import sys
+
+    if "--write-cli" in sys.argv:
+        print("cli_estimate.py updated" if write_cli() else "cli_estimate.py already up to date")
+    else:
+        sys.stdout.write(cli_block())

@@ -1,0 +1,121 @@
+"""Kernel costs owned by the hardware layer: number-format GEMMs and casts, MoE grouped GEMMs
+and all-to-all placement, Mamba-2 (SSD) layers — each against a hand calculation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from carbonscaling.hardware import load_system
+from carbonscaling.perf import kernels as K
+from carbonscaling.perf import moe, ssm
+from carbonscaling.perf.comm import all_to_all_time, scale_out_bandwidth, scale_up_bandwidth
+from carbonscaling.perf.constants import default_constants
+
+C = default_constants()
+H100 = load_system("H100-SXM")
+B200 = load_system("B200")
+GB200 = load_system("GB200")
+
+
+# ---- formats ---------------------------------------------------------------------------
+def test_big_gemm_runs_at_the_formats_peak_times_its_measured_maximum():
+    m = n = k = 8192  # whole 128-tiles, 4096 tiles over 132 SMs: quantization losses small
+    for sys_, fmt, emax in ((H100, "bf16", 0.803), (H100, "fp8", 0.709), (B200, "mxfp8", 0.763),
+                            (B200, "nvfp4", 0.763)):
+        d = sys_.device
+        tiles = (m // 128) * (n // 128)
+        wave = tiles / (np.ceil(tiles / d.compute_units) * d.compute_units)
+        eff = emax * C.gemm_in_situ_factor * wave * k / (k + C.gemm_k_overhead)
+        assert K.gemm_efficiency(m, n, k, 1, d, C, fmt) == pytest.approx(eff)
+        t = K.gemm_time(m, n, k, 1, d, C, fmt, 1.0)
+        assert t == pytest.approx(2.0 * m * n * k / (d.peak_flops(fmt) * eff))
+
+
+def test_quantized_linear_pays_its_casts():
+    d = H100.device
+    tok, n_out, n_in = 8192, 4096, 8192
+    f8, b8 = K.linear_fwd_bwd_time(tok, n_out, n_in, 1, d, C, "fp8", 1.0, weight_cast_share=0.25)
+    gf = K.gemm_time(tok, n_out, n_in, 1, d, C, "fp8", 1.0)
+    gb = K.gemm_time(tok, n_in, n_out, 1, d, C, "fp8", 1.0) + K.gemm_time(n_in, n_out, tok, 1, d, C, "fp8", 1.0)
+    hbm = d.hbm_gb_s * 1e9 * C.hbm_efficiency
+    # current scaling: 7 bytes per cast element (amax read 2, cast 2 + 1, FP8 transpose 1 + 1)
+    assert f8 - gf == pytest.approx(7.0 * (tok * n_in + 0.25 * n_in * n_out) / hbm)
+    assert b8 - gb == pytest.approx(7.0 * tok * n_out / hbm)
+    fd, _ = K.linear_fwd_bwd_time(tok, n_out, n_in, 1, d, C, "fp8-delayed", 1.0)
+    assert fd - gf == pytest.approx(5.0 * tok * n_in / hbm)  # delayed scaling: no amax pass
+    bf, bb = K.linear_fwd_bwd_time(tok, n_out, n_in, 1, d, C, "bf16", 2.0)
+    assert bf == pytest.approx(K.gemm_time(tok, n_out, n_in, 1, d, C, "bf16", 2.0))  # no cast in BF16
+    assert 1.2 < (bf + bb) / (f8 + b8) < 2.0  # FP8 speeds a big linear up, less than the 2x peak
+
+
+def test_fp4_format_needs_a_fp4_device():
+    with pytest.raises(Exception, match="does not run nvfp4"):
+        K.gemm_time(1024, 1024, 1024, 1, H100.device, C, "nvfp4", 0.5625)
+
+
+# ---- MoE -------------------------------------------------------------------------------
+def test_tokens_per_expert_hand_calculation():
+    # DeepSeek-V3-like: 4096 tokens per rank, top-8 of 256 experts, EP 64 -> 4096 x 8 x 64 / 256
+    assert moe.tokens_per_expert(4096, 8, 256, 64) == pytest.approx(8192)
+    assert moe.tokens_per_expert(4096, 8, 256, 8, etp=2, tp=2) == pytest.approx(4096 * 8 * 8 * 2 / (256 * 2))
+
+
+def test_grouped_gemm_pads_few_tokens_to_the_alignment():
+    d = B200.device
+    t_few, _ = moe.grouped_linear_fwd_bwd_time(5, 2048, 7168, 4, d, C, "mxfp8", 1.03125)
+    t_32, _ = moe.grouped_linear_fwd_bwd_time(32, 2048, 7168, 4, d, C, "mxfp8", 1.03125)
+    # 5 tokens are padded to one 32-row MX block: the GEMMs cost as much as 32 tokens'
+    g5 = K.gemm_time(32, 2048, 7168, 4, d, C, "mxfp8", 1.03125)
+    assert t_few - K.quantize_time(4 * 32 * 7168, "mxfp8", d, C) == pytest.approx(g5)
+    assert t_few == pytest.approx(t_32)
+    # per routed token an expert with 64 tokens is less efficient than a dense FFN with 8192
+    e_small = K.gemm_efficiency(64, 2048, 7168, 4, d, C, "mxfp8")
+    e_dense = K.gemm_efficiency(8192, 2048, 7168, 1, d, C, "mxfp8")
+    assert e_small < 0.6 * e_dense
+
+
+def test_routing_imbalance():
+    # mu = 128 x 4 = 512 tokens per rank; max over 64 ranks ~ mu + sqrt(2 mu ln 64)
+    assert moe.routing_imbalance(128, 4, 64) == pytest.approx(1 + np.sqrt(2 * np.log(64) / 512))
+    assert moe.routing_imbalance(128, 4, 64, balanced=True) == 1.0
+    assert moe.routing_imbalance(128, 4, 1) == 1.0
+
+
+def test_all_to_all_on_nvlink_nvl72_and_infiniband():
+    payload = 4096 * 8 * 7168 * 2.0  # bytes one rank dispatches (4096 tokens, top-8, d 7168, BF16)
+    # H100 nodes, EP 8 inside a node: 7/8 of the data over NVLink
+    t8 = all_to_all_time(payload, 8, 1, H100, C)
+    lat8 = C.nvlink_latency_s * 3
+    assert t8 == pytest.approx(payload * 7 / 8 / scale_up_bandwidth(H100, C) + lat8)
+    # EP 64 over 8 nodes: 56/64 of it leaves the node on the GPU's own NIC, which binds
+    t64 = all_to_all_time(payload, 64, 1, H100, C)
+    assert t64 == pytest.approx(payload * 56 / 64 / scale_out_bandwidth(H100, C) + C.scale_out_latency_s * 6)
+    # GB200 NVL72: the 64 ranks share one NVLink domain
+    g64 = all_to_all_time(payload, 64, 1, GB200, C)
+    assert g64 == pytest.approx(payload * 63 / 64 / scale_up_bandwidth(GB200, C) + C.nvlink_latency_s * 6)
+    assert t64 / g64 > 5  # NVL72 turns the inter-node all-to-all into an NVLink one
+    disp, comb = moe.dispatch_combine_bytes(4096, 8, 7168, tp=2, dispatch_bytes=1.0)
+    assert disp == pytest.approx(4096 * 8 * 7168 / 2) and comb == pytest.approx(2 * disp)
+
+
+# ---- Mamba-2 ---------------------------------------------------------------------------
+def test_ssd_flops_hand_calculation():
+    # Nemotron 3 Nano mixer: 64 heads x 64, state 128, chunk 128
+    per_head = 2 * 128 * (128 + 64) + 4 * 128 * 64
+    assert ssm.ssd_flops_per_token(64, 64, 128, 128) == 64 * per_head == 5_242_880
+    width = 2 * 4096 + 2 * 8 * 128 + 64
+    assert ssm.mamba2_in_proj_width(64, 64, 128, 8) == width
+    assert ssm.mamba2_flops_per_token(2688, 64, 64, 128, 8, 128) == 2 * 2688 * (width + 4096) + 64 * per_head
+    conv = (4096 + 2 * 8 * 128) * 5
+    assert ssm.mamba2_params(2688, 64, 64, 128, 8) == 2688 * width + 4096 * 2688 + conv + 3 * 64 + 4096
+
+
+def test_mamba_layer_time_splits_over_tp_and_adds_its_parts():
+    d = H100.device
+    f1, b1 = ssm.mamba2_layer_times(8192, 2688, 64, 64, 128, 8, 128, 1, d, C)
+    f2, b2 = ssm.mamba2_layer_times(8192, 2688, 64, 64, 128, 8, 128, 2, d, C)
+    assert 0.45 < f2 / f1 < 0.7 and 0.45 < b2 / b1 < 0.7
+    core_f, core_b = ssm.ssd_core_time(8192, 64, 64, 128, 128, d, C)
+    assert core_b == pytest.approx(C.ssm_backward_to_forward * core_f)
+    assert core_f < 0.5 * f1  # projections dominate at these sizes
