@@ -277,7 +277,7 @@ def calibration_markdown(report: ValidationReport) -> list[str]:
     if cal.get("throughput"):
         hdr = ["run", "devices", "TP", "PP", "DP", "batch", "mb", "v", "predicted TFLOP/s", "reported", "error"]
         body = [[t["run_id"], str(t["devices"]), str(t["tp"]), str(t["pp"]), str(t["dp"]), str(t["global_batch"]),
-                 str(t["microbatch"]), str(t["interleave"]), f"{t['predicted_tflops']:.1f}",
+                 str(t["microbatch"]), str(t.get("vp", t.get("interleave"))), f"{t['predicted_tflops']:.1f}",
                  _fmt(t["reported_tflops"]), _fmt(t["error"], "pct")] for t in cal["throughput"]]
         L += ["Per-GPU throughput of the fitting runs, layouts pinned, FLOPs counted as Narayanan et al. 2021 eq. 3:",
               ""] + _md_table(hdr, body) + [""]
