@@ -21,7 +21,7 @@ from . import kernels as K
 from .comm import all_to_all_time, p2p_time, ring_group
 from .constants import PerfConstants, default_constants
 from .layout import LayoutGrid, TrainingOptions
-from .memory import Memory, data_parallel_groups, local_shards, memory_per_device, shard_groups
+from .memory import Memory, data_parallel_groups, local_shards, memory_per_device
 from .pipeline import pipeline_time, stage_layers
 
 
@@ -288,15 +288,21 @@ def data_parallel_time(model, system, g, o, c, mem: Memory):
 
     ar = coll("all_reduce", p_d * gb, p_e * gb)
     rs_ag = coll("reduce_scatter", p_d * gb, p_e * gb) + coll("all_gather", p_d * wb, p_e * wb)
-    (w_d, w_e), _, _ = shard_groups(g, system)
-    shard = pair(w_d, st_d, w_e, st_e)
-    z3_mb = 2.0 * coll("all_gather", p_d * wb, p_e * wb, shard) + coll("reduce_scatter", p_d * gb, p_e * gb, shard)
-    replicas = pair(n_d // np.maximum(w_d, 1), st_d * w_d, n_e // np.maximum(w_e, 1), st_e * w_e)
-    hsdp_step = coll("all_reduce", p_d / w_d * gb, p_e / w_e * gb, replicas)
-    loc_d, loc_e = (np.maximum(x, 1) for x in local_shards(g, system))
-    cross = pair(n_d / loc_d, st_d * loc_d, n_e / loc_e, st_e * loc_e)
-    z4_step = coll("reduce_scatter", p_d / loc_d * gb, p_e / loc_e * gb, cross) + coll(
-        "all_gather", p_d / loc_d * wb, p_e / loc_e * wb, cross)
+    w_d, w_e = mem.weight_shards
+    zero = 0.0 * p_d
+    z3_mb = hsdp_step = z4_step = zero
+    if (g.zero >= 3).any():  # only grids with sharded weights pay for placing those groups
+        shard = pair(w_d, st_d, w_e, st_e)
+        z3_mb = 2.0 * coll("all_gather", p_d * wb, p_e * wb, shard) + coll("reduce_scatter", p_d * gb, p_e * gb,
+                                                                           shard)
+    if ((g.zero == 3) & (g.fsdp > 0)).any():
+        replicas = pair(n_d // np.maximum(w_d, 1), st_d * w_d, n_e // np.maximum(w_e, 1), st_e * w_e)
+        hsdp_step = coll("all_reduce", p_d / w_d * gb, p_e / w_e * gb, replicas)
+    if (g.zero == 4).any():
+        loc_d, loc_e = (np.maximum(x, 1) for x in local_shards(g, system))
+        cross = pair(n_d / loc_d, st_d * loc_d, n_e / loc_e, st_e * loc_e)
+        z4_step = coll("reduce_scatter", p_d / loc_d * gb, p_e / loc_e * gb, cross) + coll(
+            "all_gather", p_d / loc_d * wb, p_e / loc_e * wb, cross)
     per_mb = np.where(g.zero >= 3, z3_mb, 0.0)  # prefetched under compute
     per_step = np.where(g.zero == 0, ar, np.where(g.zero <= 2, rs_ag, np.where(g.zero == 4, z4_step, hsdp_step)))
     return per_step, per_mb
