@@ -18,6 +18,7 @@ import numpy as np
 from ..hardware import System
 from ..scaling import ModelSpec
 from . import kernels as K
+from . import moe as moe_kernels
 from .comm import all_to_all_time, p2p_time, ring_group
 from .constants import PerfConstants, default_constants
 from .layout import LayoutGrid, TrainingOptions
@@ -129,8 +130,19 @@ def _ffn(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOptions, c:
     sp = np.where(o.sequence_parallel & (g.tp > 1), tp, 1.0)
     # Routed token copies each expert replica (an ETP group) receives, balanced routing.
     tok_e = tokens * k * cf * g.ep * g.etp / (E * tp)
-    r_f, r_b = K.linear_fwd_bwd_time(tokens / sp, E, h, 1, dev, c, prec, ib)
-    e_f, e_b = mlp(tok_e, model.d_expert, g.etp.astype(float), E / g.ep)
+    # The router stays BF16 in today's recipes (formats.yaml recipe.bf16_gemms); v1 ran it in the GEMM format.
+    r_prec, r_ib = (prec, ib) if o.legacy else ("bf16", 2.0)
+    r_f, r_b = K.linear_fwd_bwd_time(tokens / sp, E, h, 1, dev, c, r_prec, r_ib)
+    if o.legacy:  # v1: the experts as one batched GEMM, balanced
+        e_f, e_b = mlp(tok_e, model.d_expert, g.etp.astype(float), E / g.ep)
+    else:  # grouped GEMM padded to the format's alignment, waiting for the busiest rank (perf/moe.py)
+        imb = moe_kernels.routing_imbalance(tok_e, E / g.ep, g.ep, balanced=o.force_balanced_routing)
+        etp = g.etp.astype(float)
+        u_f, u_b = moe_kernels.grouped_linear_fwd_bwd_time(tok_e, gate * model.d_expert / etp, h, E / g.ep, dev, c,
+                                                           prec, ib, imbalance=imb)
+        d_f, d_b = moe_kernels.grouped_linear_fwd_bwd_time(tok_e, h, model.d_expert / etp, E / g.ep, dev, c, prec,
+                                                           ib, imbalance=imb)
+        e_f, e_b = u_f + d_f, u_b + d_b
     f, b = r_f + e_f, r_b + e_b
     if model.n_shared_experts:
         s_f, s_b = mlp(tokens, model.n_shared_experts * model.shared_expert_width, tp)
@@ -240,7 +252,9 @@ def stage_times(model, system, g, o, c, lt: LayerTimes, split, recomputed):
     tp = g.tp.astype(float)
     tokens = g.mb * model.seq_len / g.cp
     emb = K.memory_bound_time(c.embedding_bytes_per_token_hidden * tokens * h, dev, c)
-    lg_f, lg_b = K.linear_fwd_bwd_time(tokens, V / tp, h, 1, dev, c, o.gemm_precision, o.gemm_input_bytes)
+    # The output layer stays BF16 in today's recipes (formats.yaml recipe.bf16_gemms); v1 ran it in the GEMM format.
+    h_prec, h_ib = (o.gemm_precision, o.gemm_input_bytes) if o.legacy else ("bf16", 2.0)
+    lg_f, lg_b = K.linear_fwd_bwd_time(tokens, V / tp, h, 1, dev, c, h_prec, h_ib)
     head = lg_f + lg_b + K.memory_bound_time(c.cross_entropy_passes * tokens * V / tp * c.logits_bytes, dev, c)
     mtp = model.mtp_layers * (lt.time0 + head)
     act_bytes = tokens * h * o.activation_bytes / tp
