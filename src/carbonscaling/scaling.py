@@ -14,6 +14,8 @@ counts, FLOPs, loss, critical batch) are properties, computed from the fields.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import math
 from pathlib import Path
 from typing import Any, Literal
@@ -57,7 +59,17 @@ class ModelSpec(BaseModel):
     first_dense_layers: int = Field(default=0, ge=0, le=10**6)
     ffn_gated: bool = Field(default=False, description="SwiGLU/GeGLU: three FFN matrices instead of two")
     tied_embeddings: bool = False
-    head_dim: int | None = Field(default=None, gt=0, le=10**6, description="default d_model / n_heads")
+    head_dim: int | None = Field(default=None, gt=0, le=10**6,
+                                 description="default d_model / n_heads; with MLA the no-RoPE query/key head dim")
+    d_shared_expert: int | None = Field(default=None, gt=0, le=10**9, description="width of one shared expert; default d_expert")
+    # Multi-head latent attention (DeepSeek-V2/V3, Kimi K2): on when kv_lora_rank is given.
+    q_lora_rank: int | None = Field(default=None, gt=0, le=10**7, description="MLA query compression; None: full-rank Q")
+    kv_lora_rank: int | None = Field(default=None, gt=0, le=10**7, description="MLA key/value latent width")
+    qk_rope_head_dim: int = Field(default=0, ge=0, le=10**6, description="MLA decoupled RoPE key/query dims per head")
+    v_head_dim: int | None = Field(default=None, gt=0, le=10**6, description="value head dim; default head_dim")
+    mtp_layers: int = Field(default=0, ge=0, le=100, description="multi-token-prediction modules (each a layer + logits)")
+    dropout: float = Field(default=0.1, ge=0.0, lt=1.0,
+                           description="hidden/attention dropout; Megatron's default 0.1, 0 for most post-2022 LLMs")
     name: str = "custom"
     # Set only by scaling-law presets: the preset's own N and C, kept verbatim.
     preset: str | None = None
@@ -80,6 +92,10 @@ class ModelSpec(BaseModel):
                 data["d_ff"] = rule["d_ff_ratio"] * d
         if data.get("n_kv_heads") is None and data.get("n_heads") is not None:
             data["n_kv_heads"] = data["n_heads"]
+        if "moe_d_ff" in data:  # Megatron-Core's name (moe_ffn_hidden_size) for one expert's width
+            moe = data.pop("moe_d_ff")
+            if data.get("d_expert") is None:
+                data["d_expert"] = moe
         if data.get("d_expert") is None and data.get("d_ff") is not None:
             data["d_expert"] = data["d_ff"]
         if data.get("head_dim") is None and isinstance(d, int) and isinstance(data.get("n_heads"), int):
@@ -98,6 +114,8 @@ class ModelSpec(BaseModel):
             raise ValueError(f"global_batch_tokens must be >= seq_len ({self.seq_len})")
         if self.head_dim * self.n_heads != self.d_model and "head_dim" not in self.model_fields_set:
             raise ValueError(f"n_heads ({self.n_heads}) must divide d_model ({self.d_model}), or give head_dim")
+        if (self.q_lora_rank or self.qk_rope_head_dim) and not self.is_mla:
+            raise ValueError("q_lora_rank / qk_rope_head_dim need kv_lora_rank (multi-head latent attention)")
         if self.is_moe and self.n_moe_layers == 0:
             raise ValueError("n_experts > 1 but moe_layer_every / first_dense_layers leave no MoE layer")
         return self
@@ -127,6 +145,23 @@ class ModelSpec(BaseModel):
         return self.n_heads * self.head_dim
 
     @property
+    def is_mla(self) -> bool:
+        return self.kv_lora_rank is not None
+
+    @property
+    def qk_head_dim(self) -> int:
+        """Query/key dims per head in the score matmul (MLA: no-RoPE + RoPE parts)."""
+        return self.head_dim + self.qk_rope_head_dim
+
+    @property
+    def value_head_dim(self) -> int:
+        return self.v_head_dim or self.head_dim
+
+    @property
+    def shared_expert_width(self) -> int:
+        return self.d_shared_expert or self.d_expert
+
+    @property
     def granularity(self) -> float:
         """Krajewski et al.'s G: dense FFN width over one expert's width."""
         return self.d_ff / self.d_expert if self.is_moe else 1.0
@@ -134,8 +169,17 @@ class ModelSpec(BaseModel):
     # ---- parameter counts --------------------------------------------------
     @property
     def attn_params_per_layer(self) -> int:
-        d, hd = self.d_model, self.head_dim
-        return d * hd * (self.n_heads + 2 * self.n_kv_heads) + self.n_heads * hd * d
+        d, hd, nh = self.d_model, self.head_dim, self.n_heads
+        if not self.is_mla:
+            return d * hd * (nh + 2 * self.n_kv_heads) + nh * hd * d
+        # MLA (DeepSeek-V2 Sec. 2.1.2; Megatron-Core MLASelfAttention): low-rank Q (or full-rank),
+        # joint K/V latent plus the shared RoPE key, up-projection to per-head K (no-RoPE) and V,
+        # latent RMSNorm gains, output projection.
+        q = (d * self.q_lora_rank + self.q_lora_rank * nh * self.qk_head_dim + self.q_lora_rank
+             if self.q_lora_rank else d * nh * self.qk_head_dim)
+        kv = (d * (self.kv_lora_rank + self.qk_rope_head_dim) + self.kv_lora_rank
+              + self.kv_lora_rank * nh * (hd + self.value_head_dim))
+        return q + kv + nh * self.value_head_dim * d
 
     @property
     def dense_ffn_params(self) -> int:
@@ -158,8 +202,13 @@ class ModelSpec(BaseModel):
     def _norm_params(self) -> int:
         return 2 * self.d_model * self.n_layers + self.d_model
 
+    @property
+    def shared_expert_params(self) -> int:
+        """Parameters of the shared experts of one MoE layer."""
+        return self.n_shared_experts * self.ffn_matrices * self.d_model * self.shared_expert_width
+
     def _params(self, routed_experts: int) -> float:
-        moe = (routed_experts + self.n_shared_experts) * self.expert_params + self.router_params
+        moe = routed_experts * self.expert_params + self.shared_expert_params + self.router_params
         return float(self.n_layers * self.attn_params_per_layer + self.n_dense_layers * self.dense_ffn_params
                      + self.n_moe_layers * moe + self._norm_params + self.embedding_params)
 
@@ -199,7 +248,7 @@ class ModelSpec(BaseModel):
     @property
     def attention_flops_per_token(self) -> float:
         """Score and value matmuls, forward + backward, full (non-causal) count as PaLM's MFU."""
-        return 12.0 * self.n_layers * self.seq_len * self.d_attn
+        return 6.0 * self.n_layers * self.seq_len * self.n_heads * (self.qk_head_dim + self.value_head_dim)
 
     @property
     def model_flops_per_token(self) -> float:
@@ -300,13 +349,51 @@ def _round_half_up(x: float) -> int:
 
 
 def from_preset(preset: str, d_model: int, *, seq_len: int | None = None) -> ModelSpec:
-    """Build the scaling-law model of ``preset`` at width ``d_model`` (SPEC.md section 1)."""
+    """Build the scaling-law model of ``preset`` at width ``d_model`` (CarbonScaling v1/v2 section 3).
+
+    A width whose derived fields (tokens, batch...) leave their ranges is an error naming
+    ``d_model`` and the preset's largest valid width (:func:`max_preset_d_model`).
+    """
     rule = _preset_rules(preset)
     if isinstance(d_model, bool) or not isinstance(d_model, (int, float)) or not math.isfinite(d_model):
         raise InputError("d_model", f"must be a finite integer in [128, 10000000], got {d_model!r}")
     if d_model != int(d_model) or not 128 <= d_model <= 10_000_000:
         raise InputError("d_model", f"must be an integer in [128, 10000000], got {d_model!r}")
-    d = int(d_model)
+    try:
+        return _preset_model(preset, rule, int(d_model), seq_len)
+    except InputError as err:  # a derived field out of range: name the field the user gave
+        if err.field in ("d_model", "seq_len"):
+            raise
+        hi, hd = max_preset_d_model(preset), rule["head_dim"]
+        raise InputError("d_model", f"{int(d_model)} implies {err.field} out of range ({err.message}); preset "
+                                    f"{preset!r} allows multiples of {hd} up to {hi}") from None
+
+
+@lru_cache(maxsize=None)
+def max_preset_d_model(preset: str) -> int:
+    """The largest multiple of the preset's head dimension whose derived fields (tokens, batch...)
+    are all in range, found by bisection (they grow with the width). Other widths have one
+    head of ``d_model`` dimensions, which stops being valid past 1,000,000."""
+    rule = _preset_rules(preset)
+    hd = int(rule["head_dim"])
+
+    def ok(k: int) -> bool:
+        try:
+            _preset_model(preset, rule, k * hd, None)
+        except InputError:
+            return False
+        return True
+
+    lo, hi = 128 // hd, 10_000_000 // hd
+    if ok(hi):
+        return hi * hd
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if ok(mid) else (lo, mid)
+    return lo * hd
+
+
+def _preset_model(preset: str, rule: dict, d: int, seq_len: int | None) -> ModelSpec:
     d_ff = rule["d_ff_ratio"] * d
     n_layers = max(1, _round_half_up(rule["layers_coef"] * d ** rule["layers_exp"]))
     n_experts = max(1, _round_half_up(rule["expert_ref_count"] * d / rule["expert_ref_d_model"]))
@@ -390,7 +477,7 @@ def _coerce_number(v: Any) -> Any:
     """YAML reads ``1.5e12`` as a string; accept numeric strings, and floats that are integers."""
     if isinstance(v, bool):
         return str(v).lower()  # a boolean is not a number: let validation name the field
-    if isinstance(v, str):
+    if isinstance(v, str) and v.isascii():  # '١٢' is not read as 12 (see cli.number)
         try:
             v = float(v)
         except ValueError:
@@ -410,7 +497,41 @@ def model_from_file(path: str | Path) -> ModelSpec:
         if err.field.startswith("model_file"):
             raise
         raise InputError(f"model_file.{err.field}", err.message) from None
-    return spec if spec.name != "custom" else spec.model_copy(update={"name": p.stem})
+    spec = spec if spec.name != "custom" else spec.model_copy(update={"name": p.stem})
+    msg = gated_shape_warning(data, spec)
+    if msg:
+        import warnings
+
+        from .errors import CarbonScalingWarning
+
+        warnings.warn(f"model_file: {msg}", CarbonScalingWarning, stacklevel=2)
+    return spec
+
+
+EXAMPLE_MODEL_FILES = {"dense": "model.yaml", "moe": "model_moe.yaml"}
+
+
+def example_model_file(kind: str = "dense") -> str:
+    """The text of a shipped, commented example model file (``carbonscaling/examples/``)."""
+    from importlib import resources
+
+    if kind not in EXAMPLE_MODEL_FILES:
+        raise InputError("example", f"must be one of {', '.join(EXAMPLE_MODEL_FILES)}, got {kind!r}")
+    return (resources.files("carbonscaling") / "examples" / EXAMPLE_MODEL_FILES[kind]).read_text(encoding="utf-8")
+
+
+def gated_shape_warning(data: dict, spec: ModelSpec) -> str | None:
+    """A warning when a model looks gated (d_ff 2.5..3.75 x d_model: SwiGLU's 8/3 rounded up, as
+    in Llama's 2.7-3.5) but does not say ``ffn_gated``; it names both parameter counts."""
+    if not isinstance(data, dict) or "ffn_gated" in data or "d_ff" not in data:
+        return None
+    ratio = spec.d_ff / spec.d_model
+    if not 2.5 <= ratio <= 3.75:
+        return None
+    gated = spec.model_copy(update={"ffn_gated": True})
+    return (f"d_ff = {ratio:.2f} x d_model is a gated-FFN (SwiGLU) shape but ffn_gated is not given: read as a "
+            f"plain 2-matrix FFN, {spec.params_total:.3g} parameters; with ffn_gated: true it would be "
+            f"{gated.params_total:.3g}")
 
 
 def resolve_model(model: str | Path | dict | ModelSpec) -> ModelSpec:
