@@ -36,6 +36,7 @@ import numpy as np
 
 from ..hardware import System
 from ..scaling import ModelSpec
+from ..formats import number_format, recipe_value
 from .constants import PerfConstants
 from .layout import RL_ALL, RL_AUTO, LayoutGrid, TrainingOptions
 
@@ -59,6 +60,10 @@ def nonexpert_params_per_layer(model: ModelSpec) -> float:
     """Attention, norms, the dense FFN (or the shared experts and router), averaged over layers."""
     frac_moe = model.n_moe_layers / model.n_layers
     moe_dense = model.shared_expert_params + model.router_params
+    if model.is_hybrid:  # one block per layer (Mamba, attention, MoE or MLP), one norm each
+        return (model.n_attention_layers * model.attn_params_per_layer + model.n_mamba_layers
+                * model.mamba_params_per_layer + model.n_dense_layers * model.dense_ffn_params
+                + model.n_moe_layers * moe_dense) / model.n_layers + model.d_model
     return model.attn_params_per_layer + (1 - frac_moe) * model.dense_ffn_params + frac_moe * moe_dense + 2 * model.d_model
 
 
@@ -112,7 +117,8 @@ def activation_bytes_per_layer(model: ModelSpec, g: LayoutGrid, o: TrainingOptio
     sp = np.where(o.sequence_parallel & (g.tp > 1), tp, 1.0)
     tokens = g.mb * s / g.cp
     e = o.activation_bytes
-    gi = 1.0 if o.gemm_precision == "fp8" else e
+    fmt = number_format(o.gemm_precision)
+    gi = fmt.stored_bytes if fmt.quantized else e  # saved GEMM inputs in the recipe's format (scales included)
     drop = model.dropout > 0
     replicated = 2 * e * h + 2 * gi * h + (2.0 * h if drop else 0.0)
     nh = model.n_heads / tp
@@ -131,10 +137,32 @@ def activation_bytes_per_layer(model: ModelSpec, g: LayoutGrid, o: TrainingOptio
     moe_ffn = routed + shared + 4.0 * model.n_experts / sp
     frac_moe = model.n_moe_layers / model.n_layers
     ffn = (1 - frac_moe) * dense_ffn + frac_moe * moe_ffn
+    if model.is_hybrid:  # per block kind, averaged over the pattern (one norm and GEMM input per block)
+        L = model.n_layers
+        ffn = (model.n_dense_layers * dense_ffn + model.n_moe_layers * moe_ffn) / L
+        attn = attn * model.n_attention_layers / L + model.n_mamba_layers / L * _mamba_activations(model, g, e, gi)
+        scores = scores * model.n_attention_layers / L
+        replicated = replicated / 2.0
     full = tokens * (replicated / sp + attn + scores + ffn)
     layer_input = tokens * e * h / sp
     kept = np.where(g.rc == 2, layer_input, full)
     return kept, full, layer_input
+
+
+def _mamba_activations(model: ModelSpec, g: LayoutGrid, e: float, gi: float):
+    """Bytes per token a Mamba-2 mixer keeps for its backward on one TP rank.
+
+    The in-projection output (z, x, B, C, dt), the convolution output over x, B, C, the SSD
+    output y and the gated-norm output (the out-projection's input, in the GEMM format),
+    split over TP like the heads.
+    """
+    from .ssm import mamba2_in_proj_width
+
+    tp = g.tp.astype(float)
+    d_inner = model.mamba_heads * model.mamba_head_dim
+    in_w = mamba2_in_proj_width(model.mamba_heads, model.mamba_head_dim, model.mamba_state, model.mamba_groups)
+    conv = d_inner + 2 * model.mamba_groups * model.mamba_state
+    return (e * (in_w + conv + d_inner) + gi * d_inner) / tp
 
 
 # ---- the whole device --------------------------------------------------------------------
@@ -165,8 +193,13 @@ def memory_per_device(model: ModelSpec, system: System, g: LayoutGrid, o: Traini
     w_bytes = o.activation_bytes
     # FP8 recipes keep the parameters in FP8 plus the transposed copy Hopper's tensor cores
     # need (Megatron-Bridge: fp8_param_gather=True), in place of the BF16 weights.
-    fp8_params = o.gemm_precision == "fp8" and not o.qat
-    param_bytes = c.fp8_weight_copy_bytes if fp8_params else w_bytes
+    fmt = number_format(o.gemm_precision)
+    fp8_params = fmt.quantized and not fmt.cast_free
+    # Row- and column-wise quantized copies at the format's bytes (FP8: 1 + 1; MXFP8/NVFP4 add scales);
+    # recipes without FP8 parameter gather (blockwise, NVFP4) keep the BF16 weights as well.
+    param_bytes = c.fp8_weight_copy_bytes * fmt.stored_bytes if fp8_params else w_bytes
+    if fp8_params and fmt.name not in recipe_value("param_gather_formats"):
+        param_bytes = param_bytes + w_bytes
     (w_d, w_e), (g_d, g_e), (o_d, o_e) = shard_groups(g, system)
     sharded = g.zero >= 3
     layer_params = nonexpert_params_per_layer(model) / g.tp + expert_params_per_layer(model) / (g.etp * g.ep)

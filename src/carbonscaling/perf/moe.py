@@ -76,3 +76,17 @@ def dispatch_combine_bytes(tokens, top_k, d_model, tp=1, capacity_factor=1.0, di
     """
     copies = np.asarray(tokens, dtype=float) * top_k * capacity_factor * d_model / np.asarray(tp, dtype=float)
     return copies * dispatch_bytes, copies * combine_bytes
+
+
+def permute_time(tokens, top_k, d_model, tp, device: Device, c: PerfConstants, capacity_factor=1.0):
+    """``(t_forward, t_backward)`` of the token permutations around the expert all-to-all.
+
+    Megatron-Core's all-to-all token dispatcher copies every routed token copy four times
+    in the forward (permute by expert before the dispatch, sort the received chunks by
+    local expert, unsort them, and the probability-weighted unpermute after the combine)
+    and again in the backward: ``moe_permute_bytes_fwd`` bytes (read + write, BF16) per
+    routed element each way. The ``tokens / TP`` sequence-parallel slice of each rank is routed.
+    """
+    elems = np.asarray(tokens, dtype=float) * top_k * capacity_factor * d_model / np.asarray(tp, dtype=float)
+    t = K.memory_bound_time(c.moe_permute_bytes_fwd * elems, device, c)
+    return t, t
