@@ -119,3 +119,27 @@ def test_mamba_layer_time_splits_over_tp_and_adds_its_parts():
     core_f, core_b = ssm.ssd_core_time(8192, 64, 64, 128, 128, d, C)
     assert core_b == pytest.approx(C.ssm_backward_to_forward * core_f)
     assert core_f < 0.5 * f1  # projections dominate at these sizes
+
+
+# ---- MoE dispatch (flex / DeepEP-HybridEP) and permutations ----------------------------------
+def test_flex_dispatch_sends_one_copy_per_remote_node():
+    payload = 4096 * 8 * 7168 * 2.0
+    # EP 32 over 4 DGX nodes: D = 4 domains, a token's 8 experts hit 3 x (1 - (3/4)^8) other nodes
+    remote = 3 * (1 - 0.75 ** 8)
+    assert moe.remote_domains_per_token(8, 32, 8) == pytest.approx(remote)
+    t = moe.dispatch_time(payload, 8, 32, 1, H100, C)
+    assert t == pytest.approx(payload * remote / 8 / scale_out_bandwidth(H100, C) + C.scale_out_latency_s * 5)
+    plain = moe.dispatch_time(payload, 8, 32, 1, H100, C, dedup=False)
+    assert plain == pytest.approx(all_to_all_time(payload, 32, 1, H100, C))
+    lat = C.scale_out_latency_s * 5
+    assert (plain - lat) / (t - lat) == pytest.approx((24 / 32) / (remote / 8))  # ~2.2x less network traffic
+    # inside one NVL72 rack nothing crosses the network: both dispatchers cost the same
+    assert moe.dispatch_time(payload, 8, 64, 1, GB200, C) == pytest.approx(
+        moe.dispatch_time(payload, 8, 64, 1, GB200, C, dedup=False))
+
+
+def test_token_permutations_are_four_copies_each_way():
+    d = B200.device
+    f, b = moe.permute_time(4096, 8, 4096, 2, d, C)
+    elems = 4096 * 8 * 4096 / 2
+    assert f == b == pytest.approx(16 * elems / (d.hbm_gb_s * 1e9 * C.hbm_efficiency))

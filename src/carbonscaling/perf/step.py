@@ -22,7 +22,7 @@ from .comm import all_to_all_time, p2p_time, ring_group
 from .constants import PerfConstants, default_constants
 from .layout import LayoutGrid, TrainingOptions
 from ..formats import recipe_value
-from .moe import permute_time
+from .moe import dispatch_time, permute_time
 from .memory import Memory, data_parallel_groups, local_shards, memory_per_device, shard_groups
 from .pipeline import pipeline_time, stage_layers
 
@@ -157,7 +157,8 @@ def _collectives(model, system, g, o, c, moe: bool, mixer: bool = True, ffn: boo
         copies = model.top_k * o.capacity_factor
         tp_ffn = ring_group(g.etp, 1, system, c).time("all_reduce", act * copies * g.etp / g.tp)
         payload = tokens * copies * h * o.activation_bytes / g.tp
-        a2a = all_to_all_time(payload, g.ep, g.etp, system, c)
+        a2a = dispatch_time(payload, model.top_k, g.ep, g.etp, system, c,
+                            dedup=o.moe_dispatcher == "flex" and not o.legacy)
     else:
         tp_ffn, a2a = tp_attn, 0.0 * tokens
     kv_heads = model.n_heads / g.tp if model.is_mla else np.maximum(model.n_kv_heads / g.tp, 1.0)
