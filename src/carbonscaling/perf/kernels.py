@@ -79,7 +79,8 @@ def quantize_time(elements, precision: str, device: Device, c: PerfConstants):
     cast into LayerNorm and the activation function for two of a layer's four GEMMs, so
     this is an upper bound of the cast cost (docs/performance.md).
     """
-    return memory_bound_time(number_format(precision).quantize_bytes() * elements, device, c)
+    fmt = number_format(precision)
+    return memory_bound_time(fmt.quantize_bytes(columnwise_native=device.fp8_columnwise_native) * elements, device, c)
 
 
 def memory_bound_time(n_bytes, device: Device, c: PerfConstants):

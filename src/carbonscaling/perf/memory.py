@@ -197,7 +197,8 @@ def memory_per_device(model: ModelSpec, system: System, g: LayoutGrid, o: Traini
     fp8_params = fmt.quantized and not fmt.cast_free
     # Row- and column-wise quantized copies at the format's bytes (FP8: 1 + 1; MXFP8/NVFP4 add scales);
     # recipes without FP8 parameter gather (blockwise, NVFP4) keep the BF16 weights as well.
-    param_bytes = c.fp8_weight_copy_bytes * fmt.stored_bytes if fp8_params else w_bytes
+    copies = fmt.copies(system.device.fp8_columnwise_native) / 2.0  # of fp8_weight_copy_bytes' two copies
+    param_bytes = c.fp8_weight_copy_bytes * copies * fmt.stored_bytes if fp8_params else w_bytes
     if fp8_params and fmt.name not in recipe_value("param_gather_formats"):
         param_bytes = param_bytes + w_bytes
     (w_d, w_e), (g_d, g_e), (o_d, o_e) = shard_groups(g, system)
