@@ -151,3 +151,21 @@ def test_water_by_hand():
     assert d["wue_l_per_kwh"] == water_defaults()["wue_l_per_kwh"] and d["defaults_used"]["wue"]
     with pytest.raises(InputError, match="wue"):
         water_footprint(c, wue_l_per_kwh=-1)
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=40, deadline=None)
+@given(day=st.integers(0, 3000), hours=st.floats(1, 24 * 400), split=st.floats(0.1, 0.9))
+def test_window_mean_is_bounded_and_additive(day, hours, split):
+    p = hourly_year()
+    start = np.datetime64("2020-01-01T00") + np.timedelta64(day * 24, "h")
+    w = window_intensity(p, start, hours)["ci_g_per_kwh"]
+    assert p.ci.min() - 1e-9 <= w <= p.ci.max() + 1e-9
+    a = int(hours * split)
+    if 1 <= a < hours - 1:
+        first = window_intensity(p, start, a)["ci_g_per_kwh"]
+        rest = window_intensity(p, start + np.timedelta64(a, "h"), hours - a)["ci_g_per_kwh"]
+        assert w == pytest.approx((a * first + (hours - a) * rest) / hours, rel=1e-9)

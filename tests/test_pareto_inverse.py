@@ -45,6 +45,11 @@ def test_deadline_front_real_model():
     on = np.array([r["on_front"] for r in rows])
     assert on.any()
     assert not any(dominates(a, b) for a in pts for b in pts[on])
+    ex = f["extremes"]
+    assert ex["fastest"]["duration_days"] == min(r["duration_days"] for r in rows)
+    assert ex["least_carbon"]["total_tco2e"] == min(r["total_tco2e"] for r in rows)
+    assert ex["fewest_devices"]["devices"] == min(r["devices"] for r in rows)
+    assert all(e["on_front"] for e in ex.values())
     # a longer deadline never needs more carbon on the least-carbon search
     dl = sorted((r for r in rows if r["sweep"] == "deadline"), key=lambda r: r["deadline_days"])
     assert dl[-1]["total_tco2e"] <= dl[0]["total_tco2e"] * 1.0001

@@ -95,7 +95,7 @@ def test_sensitivity_is_sorted_and_grid_leads_for_an_operational_run():
     swings = [s["swing_tco2e"] for s in u.sensitivity]
     assert swings == sorted(swings, reverse=True)
     assert u.top(1) == ["grid_intensity"]
-    assert {s["input"] for s in u.sensitivity} == set(RESPONSE_INPUTS)
+    assert {s["input"] for s in u.sensitivity} == set(RESPONSE_INPUTS) | {"network_power"}
 
 
 def test_quantiles_match_samples():
@@ -163,3 +163,19 @@ def test_a_modelled_goodput_is_the_mode_of_its_spread():
     u = propagate(c2, samples=4096, seed=0)
     assert u.inputs["goodput"]["point"] == 0.9
     assert response(base_point(c2), {})["total_tco2e"] == pytest.approx(c.total_tco2e, rel=1e-12)
+
+
+def test_a_new_input_is_one_entry_scaling_named_energy_terms(tmp_path):
+    c = run()
+    f = tmp_path / "u.yaml"
+    f.write_text("inputs:\n  network_power: {kind: factor, distribution: uniform, low: 0.0, high: 3.0, "
+                 "scales: [network]}\n")
+    u = propagate(c, seed=0, inputs=load_inputs(f), samples=4096)
+    net = c.breakdown["network_energy_kwh"] * c.breakdown["pue"]
+    assert u.bands["energy_kwh"]["p95"] - u.bands["energy_kwh"]["p5"] == pytest.approx(0.9 * 3.0 * net, rel=0.05)
+    assert u.bands["embodied_tco2e"]["p95"] == pytest.approx(c.embodied_tco2e)
+    f.write_text("inputs:\n  fans: {kind: factor, distribution: uniform, low: 0.5, high: 2, scales: [fans]}\n")
+    assert propagate(c, inputs=load_inputs(f), samples=64).sensitivity == []  # no 'fans' term in this model
+    f.write_text("inputs:\n  fans: {kind: value, distribution: uniform, low: 0.5, high: 2}\n")
+    with pytest.raises(InputError, match="scales"):
+        load_inputs(f)

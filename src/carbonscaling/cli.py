@@ -56,6 +56,7 @@ OPTION_OF = {
     "device_hours": "--device-hours", "utilization": "--utilization", "country": "--ci",
     "device": "--device", "model": "--model", "duration_days": "--duration-days", "model_file": "--model-file",
     "device_file": "--device-file", "cpa_growth_per_year": "--cpa-growth",
+    "out": "--out", "jobs": "--jobs", "only": "--only", "runs_file": "--runs",
 }
 
 # ---- shared options --------------------------------------------------------------------
@@ -321,11 +322,34 @@ def error_message(err: CarbonScalingError) -> str:
     return str(err)
 
 
+def _watch_sigint() -> tuple[Any, Any]:
+    """Record Ctrl-C (still raising KeyboardInterrupt): ``(pressed, restore)`` functions."""
+    import signal
+
+    seen: list[int] = []
+    prev = signal.getsignal(signal.SIGINT)
+    if prev is not signal.default_int_handler:  # ignored, or someone else's handler: leave it
+        return (lambda: False), (lambda: None)
+
+    def on_sigint(signum, frame):
+        seen.append(signum)
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGINT, on_sigint)
+    except ValueError:  # not the main thread
+        return (lambda: False), (lambda: None)
+    return (lambda: bool(seen)), (lambda: signal.signal(signal.SIGINT, prev))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status (0 ok, 2 bad input, 3 infeasible)."""
     args = sys.argv[1:] if argv is None else list(argv)
+    interrupted, restore = _watch_sigint()
     try:
         rv = app(args=args, prog_name="carbonscaling", standalone_mode=False)
+        if interrupted():  # typer turns Ctrl-C into a silent exit status 130
+            return _fail("aborted", 130)
     except CarbonScalingError as err:
         return _fail(error_message(err), err.exit_code)
     except _NoArgsIsHelp as err:  # type: ignore[misc]
@@ -343,6 +367,8 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("CARBONSCALING_DEBUG"):
             raise
         return _fail(f"internal error: {type(err).__name__}: {err} (set CARBONSCALING_DEBUG=1 for a traceback)", 1)
+    finally:
+        restore()
     return rv if isinstance(rv, int) else 0
 
 

@@ -77,6 +77,17 @@ def _write(out: Path, name: str, obj: Any, rows: list[dict] | None = None) -> No
             w.writerows(rows)
 
 
+def _report(out: Path, title: str, lines: list[str]) -> None:
+    """A short ``report.md`` beside the JSON/CSV/PNG: what was run, the answer, the figures."""
+    (out / "report.md").write_text(f"# {title}\n\n" + "\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _md_table(cols: list[str], rows: list[list[Any]]) -> list[str]:
+    fmt = lambda v: f"{v:,.4g}" if isinstance(v, float) else str(v)  # noqa: E731
+    return ["| " + " | ".join(cols) + " |", "|" + " --- |" * len(cols),
+            *("| " + " | ".join(fmt(v) for v in r) + " |" for r in rows), ""]
+
+
 def _num_list(text: str | None, field: str) -> list[float] | None:
     if text is None:
         return None
@@ -113,6 +124,16 @@ def uncertainty(model: ModelOpt = None, preset: PresetOpt = None, d_model: DMode
     if (o := _out(out)) is not None:
         _write(o, "uncertainty", d, unc.sensitivity)
         tornado_figure(unc, o / "tornado.png", f"{est.model.name} on {est.system.device.name}: total tCO2e")
+        _report(o, f"Uncertainty: {est.model.name} on {est.result.layout.devices:,} x {est.system.device.name}", [
+            f"{unc.samples} Monte-Carlo samples, seed {unc.seed}; inputs and sources: data/uncertainty.yaml "
+            "(docs/decisions.md).", "",
+            *_md_table(["quantity", "point", "p5", "p50", "p95"],
+                       [[q, unc.point[q], *(unc.bands[q][k] for k in ("p5", "p50", "p95"))] for q in unc.bands]),
+            "Sensitivity (one input at its 5th / 95th percentile, the others at the point):", "",
+            *_md_table(["input", "total at p5 (t)", "total at p95 (t)", "swing"],
+                       [[r["input"], r["total_at_low_tco2e"], r["total_at_high_tco2e"], f"{r['swing_fraction']:.1%}"]
+                        for r in unc.sensitivity]),
+            "![tornado](tornado.png)"])
     if as_json:
         emit_json(d)
         return
@@ -146,6 +167,12 @@ def pareto_deadline(model: ModelOpt = None, preset: PresetOpt = None, d_model: D
     if (o := _out(out)) is not None:
         _write(o, "pareto_deadline", front, front["rows"])
         deadline_figure(front, o / "pareto_deadline.png", f"{model or preset} on {device}")
+        on = sorted((r for r in front["rows"] if r["on_front"]), key=lambda r: r["duration_days"])
+        _report(o, f"Pareto front: {model or preset} on {device}", [
+            "Points on the front over (duration, total carbon, devices); all points in pareto_deadline.csv.", "",
+            *_md_table(["sweep", "deadline (d)", "devices", "duration (d)", "total tCO2e"],
+                       [[r["sweep"], r["deadline_days"] or "", r["devices"], r["duration_days"], r["total_tco2e"]]
+                        for r in on]), "![front](pareto_deadline.png)"])
     if as_json:
         emit_json(front)
         return
@@ -154,6 +181,9 @@ def pareto_deadline(model: ModelOpt = None, preset: PresetOpt = None, d_model: D
                 ["sweep", "deadline (d)", "devices", "duration (d)", "total tCO2e", "MFU", "front"],
                 [[r["sweep"], r["deadline_days"], r["devices"], r["duration_days"], r["total_tco2e"], f"{r['mfu']:.3f}",
                   "*" if r["on_front"] else ""] for r in rows])
+    for name, r in front["extremes"].items():
+        typer.echo(f"{name.replace('_', ' ')}: {r['devices']:,} devices, {r['duration_days']:.1f} days, "
+                   f"{r['total_tco2e']:,.4g} tCO2e ({r['layout']})")
     for s in front["skipped"]:
         typer.echo(f"skipped {s}")
 
@@ -208,6 +238,12 @@ def inverse_loss(budget: BudgetOpt, preset: Annotated[str, typer.Option("--prese
         _write(o, "inverse_loss", res, front["rows"])
         loss_figure(front, o / "inverse_loss.png", f"{preset} on {device}: lowest loss within {number(budget):,.0f} t",
                     budget_tco2e=res["budget_tco2e"], answer=res.get("answer_free") or res["answer"])
+        picks = [("answer", res["answer"]), ("next width (over budget)", res["next"]),
+                 ("answer, free token count", res.get("answer_free"))]
+        _report(o, f"Lowest loss within {res['budget_tco2e']:,.4g} tCO2e: {preset} on {device}", [
+            *_md_table(["", "d_model", "params", "tokens", "loss", "devices", "days", "total tCO2e"],
+                       [[k, r["d_model"], r["params"], r["tokens"], r["loss"], r["devices"], r["duration_days"],
+                         r["total_tco2e"]] for k, r in picks if r]), "![front](inverse_loss.png)"])
     if as_json:
         emit_json(res)
         return

@@ -160,7 +160,10 @@ def _decision_rows(d: dict) -> list[list[str]]:
     rows = []
     if "uncertainty" in d:
         u = d["uncertainty"]
-        for q, label in (("total_tco2e", "total p5 / p50 / p95 (tCO2e)"), ("energy_kwh", "energy p5 / p50 / p95 (kWh)")):
+        for q, label in (("total_tco2e", "total p5 / p50 / p95 (tCO2e)"),
+                         ("operational_tco2e", "  operational p5 / p50 / p95 (tCO2e)"),
+                         ("embodied_tco2e", "  embodied p5 / p50 / p95 (tCO2e)"),
+                         ("energy_kwh", "energy p5 / p50 / p95 (kWh, facility)")):
             b = u["bands"][q]
             rows.append([label, f"{b['p5']:,.4g} / {b['p50']:,.4g} / {b['p95']:,.4g}"])
         rows.append(["inputs moving the total most (p5-p95 swing)",

@@ -10,7 +10,8 @@ import typer
 from .cli import app, integer, print_table
 from .errors import InputError
 
-OutOpt = Annotated[Optional[Path], typer.Option("--out", "-o", metavar="DIR", help="Output directory.")]
+OutOpt = Annotated[Optional[str], typer.Option(  # str: typer reads "" as "."
+    "--out", "-o", metavar="DIR", help="Output directory.")]
 JobsOpt = Annotated[Optional[str], typer.Option(
     "--jobs", "-j", metavar="N", help="Worker processes for the searches (default: the usable cores).")]
 ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar on stderr.")]
@@ -46,6 +47,13 @@ class _Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.stop()
+
+
+def _target(out: str | None, default: Path) -> Path:
+    """``--out`` (or the default), checked before any work (``_output.check_target``)."""
+    from ._output import check_target
+
+    return check_target(default if out is None else out, "out")
 
 
 def _run(scenarios, out: Path, jobs, progress: bool, figures: bool, title: str):
@@ -89,7 +97,7 @@ def paper(
     if only is not None and not names:
         raise InputError("only", "give at least one experiment name")
     scenarios = shipped_scenarios(names)
-    target = out or Path("paper-out")
+    target = _target(out, Path("paper-out"))
     res = _run(scenarios, target, jobs, progress, figures, "CarbonScaling v1 + v2 experiments")
     _summary(res, target)
 
@@ -106,6 +114,6 @@ def sweep(
     from .experiments.scenario import load_scenario
 
     sc = load_scenario(scenario)
-    target = out or Path(f"sweep-{sc.name}")
+    target = _target(out, Path(f"sweep-{sc.name}"))
     res = _run([sc], target, jobs, progress, figures, sc.title)
     _summary(res, target)

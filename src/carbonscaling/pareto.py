@@ -108,7 +108,18 @@ def deadline_front(model: Any = None, device: Any = "H100", *, deadlines: Iterab
             skipped.append({"devices": n, "reason": why})
             continue
         rows.append(_row(est, sweep="devices", deadline_days=None, objective="fastest"))
-    return {"rows": _mark(rows, DEADLINE_OBJECTIVES), "skipped": skipped, "objectives": list(DEADLINE_OBJECTIVES)}
+    rows = _mark(rows, DEADLINE_OBJECTIVES)
+    return {"rows": rows, "skipped": skipped, "objectives": list(DEADLINE_OBJECTIVES), "extremes": extremes(rows)}
+
+
+def extremes(rows: list[dict]) -> dict[str, dict]:
+    """The fastest, least-carbon and fewest-devices points (ties broken by the other objectives)."""
+    if not rows:
+        return {}
+    key = {"fastest": ("duration_days", "total_tco2e", "devices"),
+           "least_carbon": ("total_tco2e", "duration_days", "devices"),
+           "fewest_devices": ("devices", "total_tco2e", "duration_days")}
+    return {name: min(rows, key=lambda r: tuple(r[k] for k in ks)) for name, ks in key.items()}
 
 
 def preset_widths(preset: str, points: int = 9) -> list[int]:

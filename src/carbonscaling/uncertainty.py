@@ -68,10 +68,14 @@ def load_inputs(path: str | Path | None = None) -> dict[str, InputSpec]:
     if not isinstance(raw, Mapping) or not isinstance(raw.get("inputs"), Mapping):
         raise InputError("uncertainty_file", "must have a mapping 'inputs: {name: {...}}'")
     specs = {name: _check_spec(name, v) for name, v in raw["inputs"].items()}
-    unknown = set(specs) - set(RESPONSE_INPUTS)
-    if unknown:
-        raise InputError(f"uncertainty.{sorted(unknown)[0]}",
-                         f"unknown input; known: {', '.join(RESPONSE_INPUTS)}")
+    for name, spec in specs.items():
+        if name in RESPONSE_INPUTS:
+            continue
+        terms = spec.params.get("scales")
+        if spec.kind != "factor" or not isinstance(terms, list) or not terms:
+            raise InputError(f"uncertainty.{name}",
+                             f"unknown input; known: {', '.join(RESPONSE_INPUTS)}, or a factor with "
+                             "'scales: [energy terms]' (e.g. host, network, device_static)")
     return specs
 
 
@@ -205,7 +209,10 @@ def base_point(carbon: Any, *, specs: Mapping[str, InputSpec] | None = None) -> 
     if not split:
         static, dyn = float(carbon.device_energy_kwh), 0.0
     host = sum(float(b.get(f"embodied_{k}_tco2e", 0.0)) for k in ("cpu", "dram", "ssd"))
+    terms = {k[: -len("_energy_kwh")]: float(v) for k, v in b.items()
+             if k.endswith("_energy_kwh") and f"{k[: -len('_energy_kwh')]}_tco2e" in b}
     return {
+        "terms_kwh": terms,
         "static_kwh": float(static), "dyn_kwh": float(dyn),
         "other_kwh": float(carbon.it_energy_kwh) - float(static) - float(dyn),
         "dynamic_fraction": float(b["p_dynamic_w"]) / tdp if split else 0.0, "split": split,
@@ -224,13 +231,14 @@ def point_values(base: Mapping[str, float]) -> dict[str, float]:
     return {"grid_intensity": 1.0, "pue": base["pue"], "dynamic_fraction": base["dynamic_fraction"], "it_power": 1.0,
             "device_embodied_kg": base["device_embodied_kg"], "host_embodied": 1.0,
             "infrastructure_fraction": base["infrastructure_fraction"], "lifetime_years": base["lifetime_years"],
-            "goodput": base["goodput"], "step_time": 1.0}
+            "goodput": base["goodput"], "step_time": 1.0, **{k: 1.0 for k in base.get("scales", {})}}
 
 
 def response(base: Mapping[str, float], x: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """Energy (kWh, facility) and carbon (tCO2e) for input values ``x`` (arrays or scalars)."""
     p = point_values(base)
     g = {k: np.asarray(x.get(k, p[k]), dtype=float) for k in RESPONSE_INPUTS}
+    extra = _term_factors(base, {k: v for k, v in x.items() if k not in RESPONSE_INPUTS})
     lost = base["goodput"] / g["goodput"]            # wall clock per productive hour, vs the point
     t = g["step_time"] * lost
     f0 = base["dynamic_fraction"]
@@ -239,7 +247,7 @@ def response(base: Mapping[str, float], x: Mapping[str, Any]) -> dict[str, np.nd
         dyn = base["dyn_kwh"] * g["dynamic_fraction"] / f0
     else:
         static, dyn = base["static_kwh"], base["dyn_kwh"]
-    it_kwh = g["it_power"] * (static * t + dyn * lost + base["other_kwh"] * t)
+    it_kwh = g["it_power"] * (static * t + dyn * lost + base["other_kwh"] * t + extra * t)
     energy = it_kwh * g["pue"]
     operational = energy * base["ci"] * g["grid_intensity"] / 1e6
     if base["embodied_included"]:
@@ -252,6 +260,16 @@ def response(base: Mapping[str, float], x: Mapping[str, Any]) -> dict[str, np.nd
         embodied = np.zeros_like(operational)
     return {"energy_kwh": energy, "operational_tco2e": operational, "embodied_tco2e": embodied,
             "total_tco2e": operational + embodied}
+
+
+def _term_factors(base: Mapping[str, Any], x: Mapping[str, Any]) -> Any:
+    """Extra IT kWh from generic inputs (``scales: [terms]``): sum over terms of kWh x (factor - 1)."""
+    extra = 0.0
+    for name, value in x.items():
+        terms = base.get("scales", {}).get(name, [])
+        kwh = sum(base["terms_kwh"].get(term, 0.0) for term in terms)
+        extra = extra + kwh * (np.asarray(value, dtype=float) - 1.0)
+    return extra
 
 
 # ---- results ----------------------------------------------------------------------------
@@ -307,6 +325,10 @@ def propagate(carbon: Any, *, samples: int = DEFAULT_SAMPLES, seed: int = 0,
     n, s = _check_run(samples, seed)
     specs = dict(load_inputs() if inputs is None else inputs)
     base = base_point(carbon, specs=specs)
+    base["scales"] = {k: list(v.params["scales"]) for k, v in specs.items() if k not in RESPONSE_INPUTS}
+    for name, terms in base["scales"].items():
+        if not any(t in base["terms_kwh"] for t in terms):
+            specs.pop(name)  # this power model has none of the terms it scales
     if not base["embodied_included"]:
         specs = {k: v for k, v in specs.items()
                  if k not in ("device_embodied_kg", "host_embodied", "infrastructure_fraction", "lifetime_years")}

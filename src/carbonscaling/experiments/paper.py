@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .claims import ClaimResult, evaluate_claims
-from .runner import RunResult, default_jobs, make_pool, pool_map, run_scenarios
+from .runner import RunResult, default_jobs, pool_map, run_scenarios, worker_pool
 from .scenario import Scenario
 
 
@@ -168,16 +168,30 @@ def _draw(args) -> list[Path]:
 def run(scenarios: list[Scenario], out: str | Path, *, jobs: int | None = None,
         progress: Callable[[str, int, int], None] | None = None, figures: bool = True,
         title: str = "Experiments") -> PaperResult:
-    """Run ``scenarios`` and write every file into ``out`` (see the module docstring)."""
+    """Run ``scenarios`` and write every file into ``out`` (see the module docstring).
+
+    ``out`` is checked before any search; the files are written into a temporary directory
+    next to it and moved into ``out`` only when all are complete (``_output.staged_dir``),
+    so an error or Ctrl-C leaves nothing half-written.
+    """
+    from .._output import staged_dir
+
+    with staged_dir(out) as tmp:
+        res = _run_into(scenarios, tmp, jobs=jobs, progress=progress, figures=figures, title=title)
+    final = Path(out)
+    res.files = {k: [final / p.relative_to(tmp) for p in v] for k, v in res.files.items()}
+    return res
+
+
+def _run_into(scenarios: list[Scenario], out: Path, *, jobs: int | None, progress, figures: bool,
+              title: str) -> PaperResult:
     from .report import write_report
 
     t0 = time.perf_counter()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     jobs = default_jobs() if jobs is None else max(1, int(jobs))
     sweeps = [s for s in scenarios if s.plot != "validation"]
     timings: dict[str, float] = {}
-    with make_pool(jobs) as pool:
+    with worker_pool(jobs) as pool:
         val_future = pool.submit(run_validation) if len(sweeps) < len(scenarios) else None
         run_res = run_scenarios(sweeps, jobs=jobs, progress=progress, pool=pool)
         timings["searches_s"] = time.perf_counter() - t0

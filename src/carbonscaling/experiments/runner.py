@@ -22,8 +22,9 @@ from __future__ import annotations
 import math
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from ..chain import STEP_PARTS
 from ..serialize import layout_record
@@ -148,7 +149,12 @@ def solve(job: Job) -> dict[str, Any]:
 
 def _limit_memory(nbytes: int | None) -> None:
     """Worker initializer: cap the address space so a runaway search raises MemoryError
-    (reported as a skipped point) instead of taking the machine down."""
+    (reported as a skipped point) instead of taking the machine down. Workers ignore
+    SIGINT: Ctrl-C reaches the whole process group, and the parent alone decides to stop
+    (:func:`stop_pool`), so no worker prints a KeyboardInterrupt traceback."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if not nbytes:
         return
     try:
@@ -183,6 +189,31 @@ def make_pool(jobs: int):
                                initargs=(int(WORKER_MEMORY_GB * 2**30),))
     pool.submit(int).result()
     return pool
+
+
+def stop_pool(pool) -> None:
+    """Cancel every queued task and terminate the workers now (Ctrl-C, errors): without this
+    the executor's exit would wait for its whole queue."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())  # shutdown() forgets them
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:
+        if proc.is_alive():
+            proc.terminate()
+    for proc in procs:
+        proc.join(timeout=5)
+
+
+@contextmanager
+def worker_pool(jobs: int) -> Iterator:
+    """:func:`make_pool` as a context: a normal exit waits for the workers; an exception or
+    Ctrl-C stops them at once (:func:`stop_pool`)."""
+    pool = make_pool(jobs)
+    try:
+        yield pool
+    except BaseException:
+        stop_pool(pool)
+        raise
+    pool.shutdown(wait=True)
 
 
 def pool_map(pool, fn: Callable, items: list, tick: Callable[[], None] = lambda: None) -> list:
@@ -251,7 +282,7 @@ def run_scenarios(scenarios: list[Scenario], *, jobs: int | None = None,
     t0 = time.perf_counter()
     jobs = default_jobs() if jobs is None else max(1, int(jobs))
     if pool is None:
-        with make_pool(jobs) as own:
+        with worker_pool(jobs) as own:
             return run_scenarios(scenarios, jobs=jobs, progress=progress, pool=own)
     points, _ = plan(scenarios)
     lead = {sc.name: next((s.label for s in sc.series if s.kind != "ideal"), None) for sc in scenarios}

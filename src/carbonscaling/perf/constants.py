@@ -45,7 +45,7 @@ class PerfConstants:
     ssm_chunk: int
     ssm_backward_to_forward: float
     ssm_elementwise_bytes: float
-    fp8_weight_copy_bytes: float = 2.0
+    fp8_param_gather_formats: tuple = ("fp8", "fp8-delayed", "mxfp8")
 
     def replace(self, **changes) -> PerfConstants:
         """A copy with some constants changed (for sensitivity studies and calibration)."""
@@ -98,5 +98,5 @@ def default_constants() -> PerfConstants:
         ssm_chunk=int(v("ssm", "chunk")),
         ssm_backward_to_forward=v("ssm", "backward_to_forward"),
         ssm_elementwise_bytes=v("ssm", "elementwise_bytes"),
-        fp8_weight_copy_bytes=v("mixed_precision", "fp8_weight_copy_bytes"),
+        fp8_param_gather_formats=tuple(v("mixed_precision", "fp8_param_gather_formats")),
     )

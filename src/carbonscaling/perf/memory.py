@@ -4,7 +4,8 @@ Activations follow Korthikanti et al. 2022 ("Reducing Activation Recomputation i
 Transformer Models", Sec. 4 and Table 2), with every term sized by the architecture
 instead of ``34 s b h``. Per token of a microbatch (``s b / CP`` tokens per rank), in
 bytes, ``e`` the activation element size (2; 1 with QAT) and ``g`` the size of a saved
-GEMM input (``e``; 1 with FP8, which Transformer Engine saves as its FP8 cast):
+GEMM input (``e``; with a quantized format the bytes of its cast, which Transformer Engine
+saves instead, e.g. 1 for FP8):
 
 * replicated across TP unless sequence parallelism splits it: two norm inputs ``2 e h``,
   the two GEMM inputs after them (QKV and FC1 inputs) ``2 g h``, and the two dropout
@@ -34,9 +35,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..formats import number_format, recipe_value
 from ..hardware import System
 from ..scaling import ModelSpec
-from ..formats import number_format, recipe_value
 from .constants import PerfConstants
 from .layout import RL_ALL, RL_AUTO, LayoutGrid, TrainingOptions
 
@@ -118,7 +119,7 @@ def activation_bytes_per_layer(model: ModelSpec, g: LayoutGrid, o: TrainingOptio
     tokens = g.mb * s / g.cp
     e = o.activation_bytes
     fmt = number_format(o.gemm_precision)
-    gi = fmt.stored_bytes if fmt.quantized else e  # saved GEMM inputs in the recipe's format (scales included)
+    gi = fmt.stored_bytes if fmt.quantized and not fmt.cast_free else e  # Transformer Engine saves the quantized cast
     drop = model.dropout > 0
     replicated = 2 * e * h + 2 * gi * h + (2.0 * h if drop else 0.0)
     nh = model.n_heads / tp
@@ -165,6 +166,23 @@ def _mamba_activations(model: ModelSpec, g: LayoutGrid, e: float, gi: float):
     return (e * (in_w + conv + d_inner) + gi * d_inner) / tp
 
 
+def linear_weight_bytes(o: TrainingOptions, c: PerfConstants, columnwise_native: bool = False) -> float:
+    """Bytes per parameter of the layers' linear weights in the run's number format.
+
+    BF16 (or the papers' 8-bit QAT): the weight itself. Quantized formats keep a row- and
+    a column-wise quantized copy (formats.yaml ``recipe.fp8_weight_copies``); with
+    ``fp8_param_gather`` (Megatron-Bridge's FP8 and MXFP8 recipes) those copies are the
+    parameters, otherwise they come on top of the BF16 weight.
+    """
+    fmt = number_format(o.gemm_precision)
+    if not fmt.quantized or fmt.cast_free:
+        return o.activation_bytes
+    # One copy where the tensor cores read it column-wise too (Blackwell, per-tensor FP8).
+    n_copies = recipe_value("fp8_weight_copies") * fmt.copies(columnwise_native) / 2.0
+    copies = n_copies * fmt.stored_bytes
+    return copies if fmt.name in c.fp8_param_gather_formats else 2.0 + copies
+
+
 # ---- the whole device --------------------------------------------------------------------
 def _stage_params(model: ModelSpec, g: LayoutGrid, n, first, last):
     """(dense, expert) parameters on one device of a stage with ``n`` layers."""
@@ -191,16 +209,7 @@ def memory_per_device(model: ModelSpec, system: System, g: LayoutGrid, o: Traini
     m = g.micro.astype(float)
     grad_bytes = c.grad_reduce_bytes_fp16 if o.precision == "fp16" else c.grad_reduce_bytes_bf16
     w_bytes = o.activation_bytes
-    # FP8 recipes keep the parameters in FP8 plus the transposed copy Hopper's tensor cores
-    # need (Megatron-Bridge: fp8_param_gather=True), in place of the BF16 weights.
-    fmt = number_format(o.gemm_precision)
-    fp8_params = fmt.quantized and not fmt.cast_free
-    # Row- and column-wise quantized copies at the format's bytes (FP8: 1 + 1; MXFP8/NVFP4 add scales);
-    # recipes without FP8 parameter gather (blockwise, NVFP4) keep the BF16 weights as well.
-    copies = fmt.copies(system.device.fp8_columnwise_native) / 2.0  # of fp8_weight_copy_bytes' two copies
-    param_bytes = c.fp8_weight_copy_bytes * copies * fmt.stored_bytes if fp8_params else w_bytes
-    if fp8_params and fmt.name not in recipe_value("param_gather_formats"):
-        param_bytes = param_bytes + w_bytes
+    param_bytes = linear_weight_bytes(o, c, system.device.fp8_columnwise_native)
     (w_d, w_e), (g_d, g_e), (o_d, o_e) = shard_groups(g, system)
     sharded = g.zero >= 3
     layer_params = nonexpert_params_per_layer(model) / g.tp + expert_params_per_layer(model) / (g.etp * g.ep)

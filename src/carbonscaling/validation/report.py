@@ -137,6 +137,9 @@ def add_sections(report: ValidationReport, runs, consts=None) -> ValidationRepor
     report.extras["comparison"] = comparison(report)
     report.extras["carbon"] = carbon_section(report)
     report.extras["calibration"] = calibration_section(runs, consts)
+    from .throughput import step_time_section
+
+    report.extras["step_time"] = step_time_section(consts)
     return report
 
 
@@ -211,6 +214,10 @@ def to_markdown(report: ValidationReport) -> str:
     L += ["## Ours against the baselines (MAPE on the runs both predict)", ""]
     L += [f"- {line}" for line in comparison_lines(report)]
     L += [""] + carbon_markdown(report) + calibration_markdown(report)
+    if report.extras.get("step_time"):
+        from .throughput import markdown as step_time_markdown
+
+        L += [""] + step_time_markdown(report.extras["step_time"])
     return "\n".join(L) + "\n"
 
 
@@ -278,9 +285,16 @@ def calibration_markdown(report: ValidationReport) -> list[str]:
 
 
 def write_outputs(report: ValidationReport, out_dir: str | Path, *, figures: bool = True) -> list[Path]:
-    """Write report.json, runs.csv (long), metrics.csv, report.md and the figures into ``out_dir``."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    """Write report.json, runs.csv (long), metrics.csv, report.md and the figures into ``out_dir``
+    (all at once: see ``_output.staged_dir``)."""
+    from .._output import staged_dir
+
+    with staged_dir(out_dir) as tmp:
+        written = _write_into(report, tmp, figures=figures)
+    return [Path(out_dir) / p.relative_to(tmp) for p in written]
+
+
+def _write_into(report: ValidationReport, out: Path, *, figures: bool) -> list[Path]:
     written = [out / "report.json", out / "runs.csv", out / "metrics.csv", out / "report.md"]
     report.to_json(written[0])
     with written[1].open("w", encoding="utf-8", newline="") as fh:

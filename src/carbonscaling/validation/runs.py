@@ -232,14 +232,10 @@ def parse_runs(text: str, *, origin: str = "runs") -> list[PublishedRun]:
 
 def load_runs(path: str | Path | None = None) -> list[PublishedRun]:
     """Runs from ``path`` (a CSV with the columns of ``published_runs.csv``), or the shipped file."""
+    from .._data import read_user_text
+
     p = shipped_runs_path() if path is None else Path(path)
-    if not p.is_file():
-        raise InputError("runs_file", f"no such file: {str(p)!r}")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise InputError("runs_file", f"{p.name} is not UTF-8 text") from None
-    return parse_runs(text, origin=p.name)
+    return parse_runs(read_user_text(p, "runs_file"), origin=p.name)
 
 
 def resolve_runs(runs: str | Path | list[PublishedRun] | None) -> list[PublishedRun]:
