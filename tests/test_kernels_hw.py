@@ -143,3 +143,17 @@ def test_token_permutations_are_four_copies_each_way():
     f, b = moe.permute_time(4096, 8, 4096, 2, d, C)
     elems = 4096 * 8 * 4096 / 2
     assert f == b == pytest.approx(16 * elems / (d.hbm_gb_s * 1e9 * C.hbm_efficiency))
+
+
+def test_norm_fused_input_cast_is_free_only_with_scales_known_in_advance():
+    d = B200.device
+    args = (8192, 4096, 8192, 1, d, C)
+    for fmt, free in (("mxfp8", True), ("fp8-delayed", True), ("fp8", False)):
+        plain, _ = K.linear_fwd_bwd_time(*args, fmt, 1.0)
+        fused, _ = K.linear_fwd_bwd_time(*args, fmt, 1.0, norm_fused=True)
+        saved = K.quantize_time(8192 * 8192, fmt, d, C)
+        assert plain - fused == pytest.approx(saved if free else 0.0)
+    # Blackwell per-tensor FP8 needs no transposed copy: one cast of 2 + 2 + 1 bytes per element
+    assert K.quantize_time(1e9, "fp8", d, C) == pytest.approx(5e9 / (d.hbm_gb_s * 1e9 * C.hbm_efficiency))
+    assert K.quantize_time(1e9, "fp8", H100.device, C) == pytest.approx(
+        7e9 / (H100.device.hbm_gb_s * 1e9 * C.hbm_efficiency))

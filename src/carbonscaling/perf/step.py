@@ -95,8 +95,8 @@ def _attention(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOptio
         kv = 2.0 * np.maximum(model.n_kv_heads / tp, 1.0) * model.head_dim  # KV heads replicate past their count
         parts = [(h, nh * model.head_dim + kv), (nh * model.head_dim, h)]
     f = b = 0.0
-    for n_in, n_out in parts:
-        pf, pb = K.linear_fwd_bwd_time(tokens, n_out, n_in, 1, dev, c, prec, ib)
+    for n_in, n_out in parts:  # the projections reading d_model read the norm's output (LayerNormLinear)
+        pf, pb = K.linear_fwd_bwd_time(tokens, n_out, n_in, 1, dev, c, prec, ib, norm_fused=n_in == h)
         f, b = f + pf, b + pb
     heads_batch = g.mb * nh
     hd = (model.qk_head_dim + model.value_head_dim) / 2.0
@@ -119,8 +119,9 @@ def _ffn(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOptions, c:
     prec, ib = o.gemm_precision, o.gemm_input_bytes
     gate = 2.0 if model.ffn_gated else 1.0
 
-    def mlp(tok, width, shards, batch=1):
-        up_f, up_b = K.linear_fwd_bwd_time(tok, gate * width / shards, h, batch, dev, c, prec, ib)
+    def mlp(tok, width, shards, batch=1):  # dense and shared FFNs read the norm's output; routed experts do not
+        up_f, up_b = K.linear_fwd_bwd_time(tok, gate * width / shards, h, batch, dev, c, prec, ib,
+                                           norm_fused=np.asarray(batch) == 1)
         dn_f, dn_b = K.linear_fwd_bwd_time(tok, h, width / shards, batch, dev, c, prec, ib)
         return up_f + dn_f, up_b + dn_b
 
