@@ -225,7 +225,7 @@ def test_sweep_end_to_end(tmp_path, capsys):
     p = tmp_path / "tiny.yaml"
     p.write_text(yaml.safe_dump(TINY), encoding="utf-8")
     out = tmp_path / "out"
-    assert main(["sweep", str(p), "--out", str(out), "--jobs", "1", "--no-progress"]) == 0
+    assert main(["sweep", str(p), "--out", str(out), "--jobs", "1", "--no-progress", "--svg"]) == 0
     rows = list(csv.DictReader((out / "tiny" / "tiny.csv").open(encoding="utf-8")))
     assert len(rows) == 6 and {r["series"] for r in rows} == {"ideal", "H100", "no emb"}
     for r in rows:

@@ -230,3 +230,35 @@ def test_scenario_rejects_bad_values_with_the_path():
         with pytest.raises(InputError) as e:
             scenario_from_mapping({**base, "series": [series]})
         assert e.value.field == where
+
+
+# ---- serializers and --version ---------------------------------------------------------------
+def test_layout_serializer_is_the_json_layout(capsys):
+    from carbonscaling.perf.layout import Layout
+    from carbonscaling.serialize import layout_label, layout_record
+
+    lay = Layout(tp=8, pp=4, dp=2, ep=1, zero=1, microbatch=2, interleave=2, recompute="selective",
+                 global_batch_sequences=64)
+    rec = layout_record(lay)
+    assert rec == {**lay.model_dump(), "devices": 64, "microbatches": 16}
+    assert layout_label(lay) == "TP8 PP4 DP2 EP1 ZeRO-1 mb2 v2 rc=selective"
+    est = estimate(preset="cs-v1", d_model=3072, device="B100")
+    assert est.to_dict()["layout"] == layout_record(est.result.layout)
+
+
+def test_version(capsys):
+    import tomllib
+    from pathlib import Path
+
+    code, out, err = cli(capsys, "--version")
+    assert code == 0 and out == f"carbonscaling {cs.__version__}\n" and err == ""
+    meta = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
+    assert meta["version"] == cs.__version__
+
+
+def test_docs_options_table_is_generated_from_the_specs():
+    from carbonscaling.specs import DOC_BEGIN, DOC_END, _doc_file, options_table
+
+    text = _doc_file().read_text(encoding="utf-8")
+    assert text.split(DOC_BEGIN, 1)[1].split(DOC_END, 1)[0] == options_table(), \
+        "run: python -m carbonscaling.specs --write-docs"

@@ -46,7 +46,7 @@ app = typer.Typer(
 
 # Other modules that register commands on ``app`` (e.g. "carbonscaling.cli_estimate").
 COMMAND_MODULES: tuple[str, ...] = ("carbonscaling.cli_estimate", "carbonscaling.cli_paper", "carbonscaling.cli_validate",
-                                  "carbonscaling.cli_decide")
+                                   "carbonscaling.cli_decide", "carbonscaling.cli_serve")
 
 # API field name -> CLI option, so that error lines name what the user typed. Fields of
 # a run (carbonscaling.specs.RunSpec: --tp, --pue, ...) are looked up in the specs
@@ -177,6 +177,20 @@ def _cell(v: Any) -> str:
 
 
 # ---- commands ------------------------------------------------------------------------
+def _print_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        typer.echo(f"carbonscaling {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                                help="Print the version and exit.")] = False) -> None:
+    """Carbon-aware scaling laws for LLM training: operational and embodied carbon."""
+
+
 @app.command()
 def carbon(
     devices: DevicesOpt,

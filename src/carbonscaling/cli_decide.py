@@ -16,6 +16,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from .cli import OPTION_OF, CiOpt, JsonOpt, LifetimeOpt, Num, PueOpt, RegionOpt, app, emit_json, integer, number, print_table
+from ._output import staged_dir
 from .errors import InputError
 
 pareto_app = typer.Typer(help="Pareto fronts: deadline x carbon x devices, loss x carbon.", no_args_is_help=True)
@@ -48,7 +49,7 @@ SeedOpt = Annotated[Num, typer.Option("--seed", metavar="S", help="Random seed (
 def _kw(model=None, preset=None, d_model=None, device="H100", deadline_days=None, ci=None, region=None, pue=None,
         lifetime=None, embodied_mode="paper", precision="bf16") -> dict[str, Any]:
     kw: dict[str, Any] = dict(device=device, ci=ci, region=region, pue=number(pue), lifetime_years=number(lifetime),
-                              embodied_mode=embodied_mode, precision=precision)
+                              embodied_mode=embodied_mode, precision=precision, uncertainty=False)
     if model is not None:
         kw["model"] = Path(model) if model.endswith((".yaml", ".yml")) else model
     if preset is not None or d_model is not None:
@@ -59,12 +60,11 @@ def _kw(model=None, preset=None, d_model=None, device="H100", deadline_days=None
 
 
 def _out(out: Path | None) -> Path | None:
+    """``--out`` checked before any work (written later through ``_output.staged_dir``: all or nothing)."""
     if out is None:
         return None
-    if out.exists() and not out.is_dir():
-        raise InputError("out", f"{str(out)!r} exists and is not a directory")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+    from ._output import check_target
+    return check_target(out, "out")
 
 
 def _write(out: Path, name: str, obj: Any, rows: list[dict] | None = None) -> None:
@@ -111,6 +111,7 @@ def uncertainty(model: ModelOpt = None, preset: PresetOpt = None, d_model: DMode
                                        help="YAML of input distributions (shape of data/uncertainty.yaml).")] = None,
                 out: OutOpt = None, as_json: JsonOpt = False) -> None:
     """p5/p50/p95 of energy and carbon, and which input moves the total most (tornado with --out)."""
+    o = _out(out)
     from .chain import estimate
     from .uncertainty import DEFAULT_SAMPLES, load_inputs, propagate, tornado_figure
 
@@ -121,19 +122,20 @@ def uncertainty(model: ModelOpt = None, preset: PresetOpt = None, d_model: DMode
                     seed=integer(seed) if seed is not None else 0, inputs=specs)
     d = {"model": est.model.name, "device": est.system.device.name, "devices": est.result.layout.devices,
          "duration_days": est.result.duration_s / 86400, **unc.to_dict()}
-    if (o := _out(out)) is not None:
-        _write(o, "uncertainty", d, unc.sensitivity)
-        tornado_figure(unc, o / "tornado.png", f"{est.model.name} on {est.system.device.name}: total tCO2e")
-        _report(o, f"Uncertainty: {est.model.name} on {est.result.layout.devices:,} x {est.system.device.name}", [
-            f"{unc.samples} Monte-Carlo samples, seed {unc.seed}; inputs and sources: data/uncertainty.yaml "
-            "(docs/decisions.md).", "",
-            *_md_table(["quantity", "point", "p5", "p50", "p95"],
-                       [[q, unc.point[q], *(unc.bands[q][k] for k in ("p5", "p50", "p95"))] for q in unc.bands]),
-            "Sensitivity (one input at its 5th / 95th percentile, the others at the point):", "",
-            *_md_table(["input", "total at p5 (t)", "total at p95 (t)", "swing"],
-                       [[r["input"], r["total_at_low_tco2e"], r["total_at_high_tco2e"], f"{r['swing_fraction']:.1%}"]
-                        for r in unc.sensitivity]),
-            "![tornado](tornado.png)"])
+    if o is not None:
+        with staged_dir(o) as tmp:
+            _write(tmp, "uncertainty", d, unc.sensitivity)
+            tornado_figure(unc, tmp / "tornado.png", f"{est.model.name} on {est.system.device.name}: total tCO2e")
+            _report(tmp, f"Uncertainty: {est.model.name} on {est.result.layout.devices:,} x {est.system.device.name}", [
+                f"{unc.samples} Monte-Carlo samples, seed {unc.seed}; inputs and sources: data/uncertainty.yaml "
+                "(docs/decisions.md).", "",
+                *_md_table(["quantity", "point", "p5", "p50", "p95"],
+                           [[q, unc.point[q], *(unc.bands[q][k] for k in ("p5", "p50", "p95"))] for q in unc.bands]),
+                "Sensitivity (one input at its 5th / 95th percentile, the others at the point):", "",
+                *_md_table(["input", "total at p5 (t)", "total at p95 (t)", "swing"],
+                           [[r["input"], r["total_at_low_tco2e"], r["total_at_high_tco2e"], f"{r['swing_fraction']:.1%}"]
+                            for r in unc.sensitivity]),
+                "![tornado](tornado.png)"])
     if as_json:
         emit_json(d)
         return
@@ -160,19 +162,21 @@ def pareto_deadline(model: ModelOpt = None, preset: PresetOpt = None, d_model: D
                     points: Annotated[Num, typer.Option("--points", metavar="N", help="Points per sweep (default 10).")] = None,
                     out: OutOpt = None, as_json: JsonOpt = False) -> None:
     """Front over (duration, total carbon, devices) for one model: what a longer deadline saves."""
+    o = _out(out)
     from .pareto import deadline_figure, deadline_front
 
     kw = _kw(model, preset, d_model, device, None, ci, region, pue, lifetime, embodied_mode, precision)
     front = deadline_front(deadlines=_num_list(deadlines, "deadlines"), points=integer(points) or 10, **kw)
-    if (o := _out(out)) is not None:
-        _write(o, "pareto_deadline", front, front["rows"])
-        deadline_figure(front, o / "pareto_deadline.png", f"{model or preset} on {device}")
-        on = sorted((r for r in front["rows"] if r["on_front"]), key=lambda r: r["duration_days"])
-        _report(o, f"Pareto front: {model or preset} on {device}", [
-            "Points on the front over (duration, total carbon, devices); all points in pareto_deadline.csv.", "",
-            *_md_table(["sweep", "deadline (d)", "devices", "duration (d)", "total tCO2e"],
-                       [[r["sweep"], r["deadline_days"] or "", r["devices"], r["duration_days"], r["total_tco2e"]]
-                        for r in on]), "![front](pareto_deadline.png)"])
+    if o is not None:
+        with staged_dir(o) as tmp:
+            _write(tmp, "pareto_deadline", front, front["rows"])
+            deadline_figure(front, tmp / "pareto_deadline.png", f"{model or preset} on {device}")
+            on = sorted((r for r in front["rows"] if r["on_front"]), key=lambda r: r["duration_days"])
+            _report(tmp, f"Pareto front: {model or preset} on {device}", [
+                "Points on the front over (duration, total carbon, devices); all points in pareto_deadline.csv.", "",
+                *_md_table(["sweep", "deadline (d)", "devices", "duration (d)", "total tCO2e"],
+                           [[r["sweep"], r["deadline_days"] or "", r["devices"], r["duration_days"], r["total_tco2e"]]
+                            for r in on]), "![front](pareto_deadline.png)"])
     if as_json:
         emit_json(front)
         return
@@ -197,14 +201,16 @@ def pareto_loss(preset: Annotated[str, typer.Option("--preset", metavar="NAME")]
                 budget: Annotated[Num, typer.Option("--budget", metavar="TCO2E", help="Draw a budget line.")] = None,
                 out: OutOpt = None, as_json: JsonOpt = False) -> None:
     """Front over (scaling-law loss, total carbon) across the widths of a preset."""
+    o = _out(out)
     from .pareto import loss_figure, loss_front
 
     kw = _kw(None, None, None, device, deadline_days, ci, region, pue, lifetime, embodied_mode, precision)
     ds = _num_list(d_models, "d_models")
     front = loss_front(preset, d_models=[int(x) for x in ds] if ds else None, points=integer(points) or 9, **kw)
-    if (o := _out(out)) is not None:
-        _write(o, "pareto_loss", front, front["rows"])
-        loss_figure(front, o / "pareto_loss.png", f"{preset} on {device}", budget_tco2e=number(budget))
+    if o is not None:
+        with staged_dir(o) as tmp:
+            _write(tmp, "pareto_loss", front, front["rows"])
+            loss_figure(front, tmp / "pareto_loss.png", f"{preset} on {device}", budget_tco2e=number(budget))
     if as_json:
         emit_json(front)
         return
@@ -226,24 +232,26 @@ def inverse_loss(budget: BudgetOpt, preset: Annotated[str, typer.Option("--prese
                                    help="Keep the preset's D = 20 N, or search the token count too.")] = "preset",
                  out: OutOpt = None, as_json: JsonOpt = False) -> None:
     """Lowest scaling-law loss reachable within a carbon budget."""
+    o = _out(out)
     from .inverse import best_loss_within
     from .pareto import loss_figure, loss_front
 
     kw = _kw(None, None, None, device, deadline_days, ci, region, pue, lifetime, embodied_mode, precision)
     kw.pop("device")
     res = best_loss_within(number(budget), preset, device, tokens=tokens, **kw)
-    if (o := _out(out)) is not None:
-        front = loss_front(preset, device, **kw)
-        res["front"] = front
-        _write(o, "inverse_loss", res, front["rows"])
-        loss_figure(front, o / "inverse_loss.png", f"{preset} on {device}: lowest loss within {number(budget):,.0f} t",
-                    budget_tco2e=res["budget_tco2e"], answer=res.get("answer_free") or res["answer"])
-        picks = [("answer", res["answer"]), ("next width (over budget)", res["next"]),
-                 ("answer, free token count", res.get("answer_free"))]
-        _report(o, f"Lowest loss within {res['budget_tco2e']:,.4g} tCO2e: {preset} on {device}", [
-            *_md_table(["", "d_model", "params", "tokens", "loss", "devices", "days", "total tCO2e"],
-                       [[k, r["d_model"], r["params"], r["tokens"], r["loss"], r["devices"], r["duration_days"],
-                         r["total_tco2e"]] for k, r in picks if r]), "![front](inverse_loss.png)"])
+    if o is not None:
+        with staged_dir(o) as tmp:
+            front = loss_front(preset, device, **kw)
+            res["front"] = front
+            _write(tmp, "inverse_loss", res, front["rows"])
+            loss_figure(front, tmp / "inverse_loss.png", f"{preset} on {device}: lowest loss within {number(budget):,.0f} t",
+                        budget_tco2e=res["budget_tco2e"], answer=res.get("answer_free") or res["answer"])
+            picks = [("answer", res["answer"]), ("next width (over budget)", res["next"]),
+                     ("answer, free token count", res.get("answer_free"))]
+            _report(tmp, f"Lowest loss within {res['budget_tco2e']:,.4g} tCO2e: {preset} on {device}", [
+                *_md_table(["", "d_model", "params", "tokens", "loss", "devices", "days", "total tCO2e"],
+                           [[k, r["d_model"], r["params"], r["tokens"], r["loss"], r["devices"], r["duration_days"],
+                             r["total_tco2e"]] for k, r in picks if r]), "![front](inverse_loss.png)"])
     if as_json:
         emit_json(res)
         return

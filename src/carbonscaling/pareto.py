@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from .errors import InfeasibleError, InputError
+from .serialize import layout_label
 
 DEADLINE_OBJECTIVES = ("duration_days", "total_tco2e", "devices")
 LOSS_OBJECTIVES = ("loss", "total_tco2e")
@@ -44,6 +45,7 @@ def pareto_mask(points: Any) -> np.ndarray:
 
 def _run(estimate: Callable, **kw) -> tuple[Any | None, str | None]:
     """The estimate, or ``(None, reason)`` when the request is infeasible (bad input still raises)."""
+    kw = {"uncertainty": False, **kw}  # a front is a sweep: bands per point are not needed
     try:
         return estimate(**kw), None
     except InfeasibleError as err:
@@ -55,8 +57,7 @@ def _row(est, **extra) -> dict[str, Any]:
     return {**extra, "devices": int(lay.devices), "duration_days": r.duration_s / 86400.0, "mfu": r.mfu,
             "total_tco2e": c.total_tco2e, "operational_tco2e": c.operational_tco2e,
             "embodied_tco2e": c.embodied_tco2e, "energy_kwh": c.energy_kwh,
-            "layout": f"TP{lay.tp} PP{lay.pp} DP{lay.dp} EP{lay.ep} ZeRO-{lay.zero} mb{lay.microbatch} "
-                      f"v{lay.interleave} rc={lay.recompute}",
+            "layout": layout_label(lay),
             "loss": est.model.loss, "params": est.model.params_total, "tokens": est.model.train_tokens}
 
 

@@ -443,10 +443,52 @@ def cli_block_in_file() -> str:
     return text.split(BEGIN, 1)[1].split(END, 1)[0]
 
 
+# ---- the options table in docs/run-spec.md --------------------------------------------------
+DOC_BEGIN, DOC_END = "<!-- BEGIN options (python -m carbonscaling.specs --write-docs) -->\n", "<!-- END options -->\n"
+_SCENARIO_KEY = {"recipe": "options.", "pins": "pins.", "carbon": "carbon.", "hardware": "", "search": ""}
+
+
+def options_table() -> str:
+    """Markdown: every option of a run, its part, CLI option, scenario key, range and default."""
+    rows = ["| option (API) | part | CLI | scenario | allowed | default | meaning |",
+            "|---|---|---|---|---|---|---|"]
+    for name, (part, info) in flat_fields().items():
+        dflt = info.default
+        dflt = "-" if dflt is None else (f"{dflt:g}" if isinstance(dflt, float) else str(dflt).lower()
+                                        if isinstance(dflt, bool) else str(dflt))
+        allowed = "true \\| false" if info.annotation is bool else (range_text(info) or
+                                                                    metavar(info).replace("|", " \\| "))
+        scen = "models." + name if part is None else _SCENARIO_KEY[part] + name
+        if name == "model":
+            scen = "-"
+        desc = (info.description or "").replace("|", "\\|")
+        cli = cli_option(name, info) if info.annotation is not bool else f"{cli_option(name, info)}/--no-..."
+        rows.append(f"| `{name}` | {part or 'RunSpec'} | `{cli}` | `{scen}` | {allowed} | {dflt} | {desc} |")
+    return "\n".join(rows) + "\n"
+
+
+def _doc_file() -> Path:
+    return Path(__file__).resolve().parents[2] / "docs" / "run-spec.md"
+
+
+def write_docs() -> bool:
+    """Rewrite the options table of docs/run-spec.md; True if it changed."""
+    path = _doc_file()
+    text = path.read_text(encoding="utf-8")
+    head, rest = text.split(DOC_BEGIN, 1)
+    _old, tail = rest.split(DOC_END, 1)
+    new = head + DOC_BEGIN + options_table() + DOC_END + tail
+    if new != text:
+        path.write_text(new, encoding="utf-8")
+    return new != text
+
+
 if __name__ == "__main__":  # pragma: no cover
     import sys
 
     if "--write-cli" in sys.argv:
         print("cli_estimate.py updated" if write_cli() else "cli_estimate.py already up to date")
-    else:
+    if "--write-docs" in sys.argv:
+        print("docs/run-spec.md updated" if write_docs() else "docs/run-spec.md already up to date")
+    if len(sys.argv) == 1:
         sys.stdout.write(cli_block())

@@ -1,4 +1,4 @@
-"""Figures of the experiments (PNG + SVG), one per scenario, in the manner of the papers.
+"""Figures of the experiments (PNG; SVG on request), one per scenario, in the manner of the papers.
 
 * ``loss_vs_carbon``: loss against training carbon, log-log, one curve per series;
   the ideal curve dashed; power-law fits dotted; hollow markers where the deadline
@@ -52,6 +52,25 @@ def _footer(fig, rows: list[dict], deadline: float) -> None:
         fig.text(0.01, 0.005, "; ".join(notes), fontsize=7, color="#555555", ha="left", va="bottom", wrap=True)
 
 
+def _markers(ax, x, y, pts, marker, colour, ms=5.0, zorder=None) -> None:
+    """All of a series' markers in two artists: filled, and hollow where the deadline was extended."""
+    hollow = [p.get("status") == "extended" for p in pts]
+    for want, face in ((False, colour), (True, "white")):
+        xs = [a for a, h in zip(x, hollow) if h == want]
+        if xs:
+            ax.plot(xs, [b for b, h in zip(y, hollow) if h == want], marker, ls="none", ms=ms, color=colour,
+                    mfc=face, zorder=zorder)
+
+
+def _plain_x_log(ax) -> None:
+    """Decade ticks as plain text (1e+12), not mathtext: mathtext layout dominated figure time."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.xaxis.set_major_locator(LogLocator(base=10))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.0e}".replace("e+0", "e").replace("e+", "e")))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def _plain_log_axis(axis, subs=(1.0, 1.2, 1.5, 2, 3, 5, 7)) -> None:
     from matplotlib.ticker import FormatStrFormatter, LogLocator
 
@@ -74,13 +93,13 @@ def ratio_panel(ax, sc, rows: list[dict]) -> None:
         if not xy:
             continue
         ax.plot([a for a, _, _ in xy], [b for _, b, _ in xy], "-", color=c, lw=1.2, label=label)
-        for a, b, p in xy:
-            ax.plot(a, b, m, ms=4.5, color=c, mfc="white" if p.get("status") == "extended" else None)
+        _markers(ax, [a for a, _, _ in xy], [b for _, b, _ in xy], [p for _, _, p in xy], m, c, ms=4.5)
     ax.axhline(1.0, color="black", lw=0.8, ls="--")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    _plain_x_log(ax)
     _plain_log_axis(ax.yaxis, (1.0, 2.0, 5.0))
-    ax.set_xlabel("parameters N (preset's 2 d d$_{ff}$ L E)")
+    ax.set_xlabel("parameters N (preset's 2 d d_ff L E)")
     ax.set_ylabel(f"carbon / carbon of '{sc.compare_to}' (same model, same deadline)")
     ax.grid(True, which="both", alpha=0.25)
     ax.legend(fontsize=8)
@@ -104,9 +123,7 @@ def loss_vs_carbon(plt, sc, rows: list[dict], fits: dict[str, Any]):
         fit = fits.get(label)
         name = label + (f"  (alpha={fit.alpha:.3g}, R2={fit.r2:.2f})" if fit else "")
         ax.plot(x, y, ls="--" if ideal else "-", color="black" if ideal else c, lw=1.4, label=name, zorder=2)
-        for p, xi, yi in zip(pts, x, y):
-            hollow = p.get("status") == "extended"
-            ax.plot(xi, yi, m, ms=5, color="black" if ideal else c, mfc="white" if hollow else None, zorder=3)
+        _markers(ax, x, y, pts, m, "black" if ideal else c, ms=5, zorder=3)
         if fit:
             xs = [min(x), max(x)]
             ax.plot(xs, fit.predict(xs), ls=":", lw=1.0, color="black" if ideal else c, zorder=1)
@@ -117,8 +134,9 @@ def loss_vs_carbon(plt, sc, rows: list[dict], fits: dict[str, Any]):
                             fontsize=6.5, color="#444444")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    _plain_x_log(ax)
     _plain_log_axis(ax.yaxis)
-    ax.set_xlabel("training carbon, operational + embodied (tCO$_2$e)")
+    ax.set_xlabel("training carbon, operational + embodied (tCO₂e)")
     law = "fine-grained MoE law" if rows and rows[0]["preset"] == "cs-v2" else "Chinchilla law"
     ax.set_ylabel(f"loss ({law}, nats/token)")
     ax.grid(True, which="both", alpha=0.25)
@@ -134,11 +152,11 @@ def utilization_vs_params(plt, sc, rows: list[dict], fits):
         x = [p["params_law"] for p in pts]
         y = [100 * p["mfu"] for p in pts]
         ax.plot(x, y, "-", color=c, lw=1.4, label=label)
-        for p, xi, yi in zip(pts, x, y):
-            ax.plot(xi, yi, m, ms=5, color=c, mfc="white" if p.get("status") == "extended" else None)
+        _markers(ax, x, y, pts, m, c, ms=5)
     ax.set_xscale("log")
+    _plain_x_log(ax)
     ax.set_ylim(bottom=0)
-    ax.set_xlabel("parameters N (preset's 2 d d$_{ff}$ L E)")
+    ax.set_xlabel("parameters N (preset's 2 d d_ff L E)")
     ax.set_ylabel("utilization of the chosen layout, MFU (%)")
     ax.grid(True, which="both", alpha=0.25)
     ax.legend(fontsize=8)
@@ -156,8 +174,8 @@ def bars(plt, sc, rows: list[dict], fits):
     per_emb = np.array([p["per_device_embodied_tco2e"] * 1e3 for p in pts])
     op = np.array([p["operational_tco2e"] for p in pts])
     emb = np.array([p["embodied_tco2e"] for p in pts])
-    for ax, (a, b), unit, title in ((axes[0], (per_op, per_emb), "kgCO$_2$e per device", "(a) per device"),
-                                    (axes[1], (op, emb), "tCO$_2$e", "(b) total")):
+    for ax, (a, b), unit, title in ((axes[0], (per_op, per_emb), "kgCO₂e per device", "(a) per device"),
+                                    (axes[1], (op, emb), "tCO₂e", "(b) total")):
         ax.bar(x, a, color=OP_COLOUR, label="operational")
         ax.bar(x, b, bottom=a, color=EMB_COLOUR, label="embodied")
         ax.set_xticks(x, labels)
@@ -181,11 +199,20 @@ def bars(plt, sc, rows: list[dict], fits):
     return fig
 
 
+# Figure margins (fractions), fixed per plot type: tight_layout measured 5-6 CPU-s per paper run.
+MARGINS = {"single": dict(left=0.11, right=0.97, bottom=0.14, top=0.92),
+           "utilization_vs_params": dict(left=0.10, right=0.97, bottom=0.15, top=0.91),
+           "bars": dict(left=0.07, right=0.99, bottom=0.15, top=0.87, wspace=0.3),
+           "pair": dict(left=0.07, right=0.98, bottom=0.14, top=0.92, wspace=0.22)}
+
 PLOTS = {"loss_vs_carbon": loss_vs_carbon, "utilization_vs_params": utilization_vs_params, "bars": bars}
 
 
-def draw(sc, rows: list[dict], out_dir: Path, fits: dict | None = None) -> list[Path]:
-    """Draw a scenario's figure into ``out_dir`` as ``<name>.png`` and ``<name>.svg``."""
+def draw(sc, rows: list[dict], out_dir: Path, fits: dict | None = None, svg: bool = False) -> list[Path]:
+    """Draw a scenario's figure into ``out_dir`` as ``<name>.png`` (and ``<name>.svg`` if asked).
+
+    Fixed margins instead of ``tight_layout`` and one SVG only on request: those two and
+    mathtext tick labels were most of the figures' time (benchmarks/bench_speed.py)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -196,10 +223,11 @@ def draw(sc, rows: list[dict], out_dir: Path, fits: dict | None = None) -> list[
     fig.suptitle(title, fontsize=10)
     deadline = next((r["deadline_days"] for r in rows if "deadline_days" in r), 90)
     _footer(fig, [r for r in rows if r["kind"] != "ideal"], deadline)
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    fig.subplots_adjust(**MARGINS.get(sc.plot if not getattr(sc, "compare_to", None) else "pair", MARGINS["single"]))
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [out_dir / f"{sc.name}.png", out_dir / f"{sc.name}.svg"]
+    paths = [out_dir / f"{sc.name}.png"] + ([out_dir / f"{sc.name}.svg"] if svg else [])
     fig.savefig(paths[0], dpi=130)
-    fig.savefig(paths[1])
+    if svg:
+        fig.savefig(paths[1])
     plt.close(fig)
     return paths

@@ -7,7 +7,7 @@ and the figures; then the power-law fits, the claim checks and ``report.md`` /
 
     OUT/report.md, OUT/report.html, OUT/claims.csv, OUT/run.json
     OUT/<experiment>/<experiment>.csv   (one row per point; columns: docs/experiments.md)
-    OUT/<experiment>/<experiment>.png / .svg
+    OUT/<experiment>/<experiment>.png (+ .svg with svg=True)
 """
 
 from __future__ import annotations
@@ -156,43 +156,49 @@ def _cell(v: Any) -> Any:
 
 
 def _draw(args) -> list[Path]:
-    sc, rows, out_dir, fits = args
+    sc, rows, out_dir, fits, svg = args
     if sc.plot == "validation":
         return _validation_files(rows, out_dir) if rows is not None else []
     from .figures import draw
 
-    return draw(sc, rows, out_dir, fits)
+    return draw(sc, rows, out_dir, fits, svg=svg)
 
 
 # ---- the pipeline -------------------------------------------------------------------------
 def run(scenarios: list[Scenario], out: str | Path, *, jobs: int | None = None,
         progress: Callable[[str, int, int], None] | None = None, figures: bool = True,
-        title: str = "Experiments") -> PaperResult:
+        title: str = "Experiments", executor: Any = None, svg: bool = False) -> PaperResult:
     """Run ``scenarios`` and write every file into ``out`` (see the module docstring).
 
     ``out`` is checked before any search; the files are written into a temporary directory
     next to it and moved into ``out`` only when all are complete (``_output.staged_dir``),
-    so an error or Ctrl-C leaves nothing half-written.
+    so an error or Ctrl-C leaves nothing half-written. ``executor``: a process pool or a Dask
+    client to run the searches and figures on (:mod:`.executors`); default a local pool of
+    ``jobs`` processes. ``svg``: also write each figure as SVG.
     """
     from .._output import staged_dir
 
     with staged_dir(out) as tmp:
-        res = _run_into(scenarios, tmp, jobs=jobs, progress=progress, figures=figures, title=title)
+        res = _run_into(scenarios, tmp, jobs=jobs, progress=progress, figures=figures, title=title,
+                        executor=executor, svg=svg)
     final = Path(out)
     res.files = {k: [final / p.relative_to(tmp) for p in v] for k, v in res.files.items()}
     return res
 
 
 def _run_into(scenarios: list[Scenario], out: Path, *, jobs: int | None, progress, figures: bool,
-              title: str) -> PaperResult:
+              title: str, executor: Any = None, svg: bool = False) -> PaperResult:
+    import contextlib
+
+    from .executors import submit
     from .report import write_report
 
     t0 = time.perf_counter()
     jobs = default_jobs() if jobs is None else max(1, int(jobs))
     sweeps = [s for s in scenarios if s.plot != "validation"]
     timings: dict[str, float] = {}
-    with worker_pool(jobs) as pool:
-        val_future = pool.submit(run_validation) if len(sweeps) < len(scenarios) else None
+    with (contextlib.nullcontext(executor) if executor is not None else worker_pool(jobs)) as pool:
+        val_future = submit(pool, run_validation) if len(sweeps) < len(scenarios) else None
         run_res = run_scenarios(sweeps, jobs=jobs, progress=progress, pool=pool)
         timings["searches_s"] = time.perf_counter() - t0
         validation = val_future.result() if val_future is not None else None
@@ -207,7 +213,7 @@ def _run_into(scenarios: list[Scenario], out: Path, *, jobs: int | None, progres
             files[sc.name] = [d / f"{sc.name}.csv"]
         t1 = time.perf_counter()
         if figures:
-            tasks = [(sc, rows.get(sc.name, validation), out / sc.name, fits.get(sc.name)) for sc in scenarios]
+            tasks = [(sc, rows.get(sc.name, validation), out / sc.name, fits.get(sc.name), svg) for sc in scenarios]
             done = [0]
 
             def tick():

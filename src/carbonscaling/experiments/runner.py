@@ -87,6 +87,18 @@ def extended_deadline(deadline_days: float, best_days: float) -> float | None:
     return min(deadline_days * 2.0**k, MAX_DEADLINE_DAYS)
 
 
+def next_deadline(deadline_days: float, failed_days: float, best_days: float | None) -> float:
+    """The next deadline to try after a search failed at ``failed_days``: the smallest
+    ``deadline * 2^k`` above it that is not shorter than the fastest layout that failed search
+    found (a later failing search often finds a much slower fastest layout than the first one's
+    lower bound, so doubling blindly would run another, costly, failing search), capped at 100 years."""
+    k = math.floor(math.log2(failed_days / deadline_days) + 1e-9) + 1
+    nxt = deadline_days * 2.0**k
+    if best_days is not None and math.isfinite(best_days) and best_days > nxt:
+        nxt = deadline_days * 2.0**max(k, math.ceil(math.log2(best_days / deadline_days) - 1e-12))
+    return min(nxt, MAX_DEADLINE_DAYS)
+
+
 def job_search(job: Job):
     """``search(deadline_days=...)`` of one job: its model, system, recipe, pins and objective."""
     from functools import partial
@@ -127,11 +139,11 @@ def solve(job: Job) -> dict[str, Any]:
             out["searches"] += 1
             try:
                 res = search(deadline_days=new)
-            except InfeasibleError:  # rounding at the boundary: double once more
+            except InfeasibleError as again:
                 if new >= MAX_DEADLINE_DAYS:
                     out.update(status="infeasible", seconds=time.perf_counter() - t0)
                     return out
-                new = min(2 * new, MAX_DEADLINE_DAYS)
+                new = next_deadline(job.deadline_days, new, again.details.get("best_duration_days"))
         out.update(status="extended", deadline_days_used=new)
     lay, st = res.layout, res.step
     out.update({
@@ -217,13 +229,15 @@ def worker_pool(jobs: int) -> Iterator:
 
 
 def pool_map(pool, fn: Callable, items: list, tick: Callable[[], None] = lambda: None) -> list:
-    """``[fn(x) for x in items]`` on ``pool``, in input order; ``tick()`` after each."""
-    from concurrent.futures import as_completed
+    """``[fn(x) for x in items]`` on ``pool`` (a process pool or a Dask client), in input order;
+    ``tick()`` after each."""
+    from .executors import as_finished, submit
 
     results: list = [None] * len(items)
-    futures = {pool.submit(fn, x): i for i, x in enumerate(items)}
-    for fut in as_completed(futures):
-        results[futures[fut]] = fut.result()
+    futures = [submit(pool, fn, x) for x in items]
+    index = {id(f): i for i, f in enumerate(futures)}
+    for fut in as_finished(pool, futures):
+        results[index[id(fut)]] = fut.result()
         tick()
     return results
 

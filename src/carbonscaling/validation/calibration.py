@@ -57,6 +57,7 @@ def is_gpt_shaped(model) -> bool:
 
 def predicted_tflops(run: PublishedRun, consts: PerfConstants | None = None) -> dict:
     """Our pinned prediction of ``run``'s per-device TFLOP/s, with the FLOP count of eq. 3."""
+    from ..serialize import layout_record
     from .ours import recompute_flops_per_token
 
     model, system, res, _ = run_search(run, "pinned", consts)
@@ -72,9 +73,8 @@ def predicted_tflops(run: PublishedRun, consts: PerfConstants | None = None) -> 
         definition = "model + recompute FLOPs"
     tflops = flops / step / lay.devices / 1e12
     rep = run.tflops_per_device
-    return {"run_id": run.run_id, "devices": lay.devices, "tp": lay.tp, "pp": lay.pp, "dp": lay.dp,
-            "global_batch": lay.global_batch_sequences, "microbatch": lay.microbatch,
-            "interleave": lay.interleave, "step_time_s": step, "predicted_tflops": tflops,
+    return {"run_id": run.run_id, **layout_record(lay), "global_batch": lay.global_batch_sequences,
+            "step_time_s": step, "predicted_tflops": tflops,
             "reported_tflops": rep, "error": tflops / rep - 1.0 if rep else math.nan,
             "flop_definition": definition}
 
