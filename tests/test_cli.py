@@ -54,9 +54,12 @@ def test_bloom_json(capsys):
     b = d["breakdown"]
     assert d["total_tco2e"] == pytest.approx(d["operational_tco2e"] + d["embodied_tco2e"])
     assert b["n_devices"] == 384 and b["n_nodes"] == 48 and b["duration_h"] == pytest.approx(1082990 / 384)
+    assert b["power_model"] == "measured" and "scope" in d and b["expected_device_hours"] > 1082990
+    code, out, _ = cli(capsys, *args, "--power-model", "paper", "--allocation", "node", "--goodput", "1")
+    b = json.loads(out)["breakdown"]
     assert b["p_dynamic_w"] == pytest.approx(0.158 * 400)
-    # Device energy: 1,082,990 GPU-h x (336.8 W static + 63.2 W x 0.3 dynamic).
-    assert d["device_energy_kwh"] == pytest.approx(1082990 * (336.8 + 63.2 * 0.3) / 1000)
+    # Device energy (papers' model): 1,082,990 GPU-h x (336.8 W static + 63.2 W x 0.3 dynamic).
+    assert json.loads(out)["device_energy_kwh"] == pytest.approx(1082990 * (336.8 + 63.2 * 0.3) / 1000)
     assert d["embodied_mode"] == "paper" and d["device"]["name"] == "A100-80GB"
     if _has_catalog_model("bloom-176b"):
         assert d["model"]["name"] == "bloom-176b" and b["model"] == "bloom-176b"
@@ -69,7 +72,8 @@ def test_carbon_table(capsys):
 
 def test_region_and_options(capsys):
     args = with_opt(RUN, "--ci", None) + ["--region", "asia-south1", "--json", "--embodied-mode", "vendor",
-                                          "--power-split", "low_static", "--no-infrastructure", "--lifetime", "5"]
+                                          "--power-split", "low_static", "--no-infrastructure", "--lifetime", "5",
+                                          "--power-model", "paper"]
     code, out, _ = cli(capsys, *args)
     assert code == 0
     d = json.loads(out)

@@ -71,12 +71,33 @@ def test_flat_names_are_unique_and_route_to_their_part():
     assert RunSpec.from_kwargs(**s.flat()) == s
 
 
-def test_cli_block_is_generated_from_the_specs():
+@pytest.mark.parametrize("command", sorted(specs.cli_blocks()))
+def test_cli_block_is_generated_from_the_specs(command):
     """Adding a spec field without regenerating the CLI fails here (run the command below)."""
-    assert specs.cli_block_in_file() == specs.cli_block(), "run: python -m carbonscaling.specs --write-cli"
+    assert specs.cli_block_in_file(command) == specs.cli_block(command), \
+        "run: python -m carbonscaling.specs --write-cli"
 
 
-def test_every_field_is_a_cli_option():
+def test_carbon_command_takes_every_run_carbon_setting(capsys):
+    """`carbonscaling carbon` reads the same CarbonSettings: a setting changes its answer."""
+    base = ["carbon", "--device", "H100", "-n", "8", "-u", "0.5", "--duration-hours", "10", "--json"]
+    code, out, err = cli(capsys, *base)
+    ref = json.loads(out)
+    assert code == 0, err
+    for args in (["--pue", "1.5"], ["--region", "europe-north1"], ["--ci", "50"], ["--lifetime", "3"],
+                 ["--alpha", "0.5", "--power-model", "paper"], ["--power-split", "low_static", "--power-model", "paper"],
+                 ["--no-infrastructure"], ["--no-embodied"], ["--embodied-mode", "vendor", "--vendor-kg", "500"],
+                 ["--power-model", "nameplate"], ["--allocation", "node", "-n", "4"], ["--cooling", "liquid"],
+                 ["--goodput", "0.5"], ["--restart-minutes", "60", "-n", "4096"], ["--interruptions", "0.01"],
+                 ["--checkpoint-minutes", "5", "-n", "4096"], ["--evaluation-fraction", "0.1"]):
+        code, out, err = cli(capsys, *base, *args)
+        assert code == 0, (args, err)
+        assert json.loads(out)["total_tco2e"] != ref["total_tco2e"], args
+    code, out, err = cli(capsys, *base, "--pue", "7")
+    assert code == 2 and err.startswith("error: pue (--pue): must be a finite number in [1, 3]")
+
+
+def test_every_field_is_an_estimate_option():
     import typer.main
 
     from carbonscaling.cli import app
@@ -119,8 +140,9 @@ def test_carbon_ranges_agree_with_run_carbon():
     """The spec's ranges are run_carbon's: the bounds are accepted, just outside rejected."""
     from carbonscaling.carbon import run_carbon
 
-    base = dict(n_devices=8, duration_h=1.0, utilization=0.5)
-    for name in ("pue", "lifetime_years", "alpha"):
+    base = dict(n_devices=8, duration_h=1.0, utilization=0.5, power_model="paper")  # alpha: the papers' model
+    for name in ("pue", "lifetime_years", "alpha", "goodput", "restart_minutes", "checkpoint_minutes",
+                 "evaluation_fraction", "development_overhead", "interruptions_per_device_day"):
         lo, hi, lo_open, _ = specs.bounds(CarbonSettings.model_fields[name])
         run_carbon(None, "H100", **base, **{name: hi})
         with pytest.raises(InputError):
@@ -262,3 +284,27 @@ def test_docs_options_table_is_generated_from_the_specs():
     text = _doc_file().read_text(encoding="utf-8")
     assert text.split(DOC_BEGIN, 1)[1].split(DOC_END, 1)[0] == options_table(), \
         "run: python -m carbonscaling.specs --write-docs"
+
+
+# ---- property: every numeric option accepts its range and rejects the rest ------------------
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+NUMERIC_ALL = [n for n, (_p, i) in flat_fields().items() if specs.number_kind(i) and any(specs.bounds(i)[:2])]
+
+
+@settings(max_examples=300, deadline=None)
+@given(name=st.sampled_from(NUMERIC_ALL), x=st.floats(allow_nan=True, allow_infinity=True, width=64))
+def test_numeric_options_accept_their_range_and_reject_the_rest(name, x):
+    info = flat_fields()[name][1]
+    lo, hi, lo_open, hi_open = specs.bounds(info)
+    kind = specs.number_kind(info)
+    value = int(x) if kind == "int" and x == x and abs(x) < 1e18 and float(x).is_integer() else x
+    inside = (x == x and abs(x) != float("inf") and (lo is None or x > lo or (x == lo and not lo_open))
+              and (hi is None or x < hi or (x == hi and not hi_open)) and (kind == "float" or float(x).is_integer()))
+    if inside:
+        spec = RunSpec.from_kwargs(**{name: value})
+        assert spec.flat()[name] == value and RunSpec.from_kwargs(**spec.flat()) == spec
+    else:
+        with pytest.raises(InputError) as e:
+            RunSpec.from_kwargs(**{name: value})
+        assert e.value.field == name and specs.range_text(info) in e.value.message

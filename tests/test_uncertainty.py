@@ -36,7 +36,9 @@ def test_response_at_the_point_is_the_carbon_model():
 
 
 def test_slower_steps_add_static_time_but_not_dynamic_energy():
-    c = run()
+    from carbonscaling.carbon import PAPER_ACCOUNTING
+
+    c = run(**PAPER_ACCOUNTING)
     b = c.breakdown
     base = base_point(c)
     slow = response(base, {"step_time": 1.25})
@@ -95,7 +97,12 @@ def test_sensitivity_is_sorted_and_grid_leads_for_an_operational_run():
     swings = [s["swing_tco2e"] for s in u.sensitivity]
     assert swings == sorted(swings, reverse=True)
     assert u.top(1) == ["grid_intensity"]
-    assert {s["input"] for s in u.sensitivity} == set(RESPONSE_INPUTS) | {"network_power"}
+    # The default (measured) power model has no static/dynamic split: dynamic_fraction is not sampled.
+    assert {s["input"] for s in u.sensitivity} == (set(RESPONSE_INPUTS) | {"network_power"}) - {"dynamic_fraction"}
+    from carbonscaling.carbon import PAPER_ACCOUNTING
+
+    paper = propagate(run(**PAPER_ACCOUNTING), seed=0)
+    assert {s["input"] for s in paper.sensitivity} == set(RESPONSE_INPUTS) | {"network_power"}
 
 
 def test_quantiles_match_samples():

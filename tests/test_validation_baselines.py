@@ -56,7 +56,7 @@ def csv_text(rows: list[dict], columns: list[str]) -> str:
 
 # ---- runs -------------------------------------------------------------------------
 def test_shipped_runs_load_with_catalog_keys(shipped):
-    assert len(shipped) == 15
+    assert len(shipped) == 22
     models = load_yaml("models.yaml")["models"]
     from carbonscaling.hardware import device_names
 
@@ -75,6 +75,14 @@ def test_shipped_runs_load_with_catalog_keys(shipped):
     # BLOOM reports no token count; the documented assumption fills in.
     assert ids["bloom_176b"].tokens is None and ids["bloom_176b"].training_tokens == 366e9
     assert ids["llama3.1_405B"].training_flops == pytest.approx(6 * 405e9 * 15e12)
+    # Model cards (issue 10): device counts not published are assumptions, used but never scored.
+    cards = {"llama2_7b": 184320, "llama2_13b": 368640, "llama2_70b": 1720320, "llama3_8b": 1.3e6,
+             "llama3_70b": 6.4e6, "llama3.1_8b": 1.46e6, "llama3.1_70b": 7.0e6, "llama3.1_405B": 30.84e6}
+    for rid, hours in cards.items():
+        assert ids[rid].device_hours == hours and "MODEL_CARD" in ids[rid].source
+        assert ids[rid].devices is not None
+        if ids[rid].n_devices is None:
+            assert "ASSUMED" in ids[rid].assumptions and "n_devices" not in ids[rid].reported()
 
 
 @pytest.mark.skipif(not SHARED_RUNS.is_file(), reason="shared/data not beside the checkout")
@@ -136,7 +144,7 @@ def test_duplicate_run_and_unknown_device_raise():
 
 def test_runs_frame_has_one_row_per_run(shipped):
     df = runs.runs_frame(shipped)
-    assert len(df) == 15 and {"run_id", "model_key", "device_key", "training_flops"} <= set(df.columns)
+    assert len(df) == 22 and {"run_id", "model_key", "device_key", "training_flops"} <= set(df.columns)
 
 
 # ---- LLMC: hand-computed values ------------------------------------------------------
@@ -248,10 +256,16 @@ def test_fit_loglog_recovers_a_power_law():
 
 def test_reg_fit_set_is_a100_h100_with_device_hours(shipped):
     fit_ids = {r.run_id for r in shipped if regression.is_fit_run(r)}
-    assert fit_ids == {"llama3.1_405B", "bloom_176b"}
+    assert fit_ids == {"llama3.1_405B", "bloom_176b", "llama2_7b", "llama2_13b", "llama2_70b", "llama3_8b",
+                       "llama3_70b", "llama3.1_8b", "llama3.1_70b"}
+
+
+#: Model-card runs added by issue 10; the hand-computed regression checks below use the runs before them.
+CARD_RUNS = {"llama2_7b", "llama2_13b", "llama2_70b", "llama3_8b", "llama3_70b", "llama3.1_8b", "llama3.1_70b"}
 
 
 def test_reg_leave_one_out_never_uses_the_run_itself(shipped):
+    shipped = [r for r in shipped if r.run_id not in CARD_RUNS]
     bloom = by_id(shipped)["bloom_176b"]
     loo = regression.predict_run(bloom, shipped)["device_hours"]
     inc = regression.predict_run(bloom, shipped, leave_one_out=False)["device_hours"]
@@ -271,6 +285,8 @@ def test_reg_leave_one_out_never_uses_the_run_itself(shipped):
 
 
 def test_reg_predictor_skips_runs_without_tokens(shipped):
+    assert regression.reg_predictor(shipped)(by_id(shipped)["palm_540b"])["reg_fit_n"] == 9
+    shipped = [r for r in shipped if r.run_id not in CARD_RUNS]
     pred = regression.reg_predictor(shipped)
     assert pred(by_id(shipped)["megatron2021_1.7B"]) == {}
     assert pred(by_id(shipped)["palm_540b"])["reg_fit_n"] == 2
@@ -319,15 +335,15 @@ def test_evaluate_shape_and_fake_predictor(shipped):
     report = run_evaluate(marked, {"ours": fake_ours, "llmc": llmcarbon.llmc_predictor()})
     doc = json.loads(report.to_json())
     assert set(doc) == {"runs", "metrics", "metrics_split"}
-    assert len(doc["runs"]) == 15
+    assert len(doc["runs"]) == 22
     ours = doc["metrics"]["ours"]
     for q in ("device_hours", "mfu", "tflops_per_device", "duration_days", "energy_kwh",
               "operational_tco2e", "embodied_tco2e"):
         assert ours[q]["mape"] == pytest.approx(0.1) and ours[q]["median_ape"] == pytest.approx(0.1)
         assert set(ours[q]) == {"mape", "median_ape", "r2_log", "r2", "n"}
-    assert ours["device_hours"]["n"] == 5 and ours["mfu"]["n"] == 11
+    assert ours["device_hours"]["n"] == 12 and ours["mfu"]["n"] == 11
     assert doc["metrics_split"]["used_for_fitting"]["ours"]["device_hours"]["n"] == 1
-    assert doc["metrics_split"]["not_used_for_fitting"]["ours"]["device_hours"]["n"] == 4
+    assert doc["metrics_split"]["not_used_for_fitting"]["ours"]["device_hours"]["n"] == 11
     row = next(r for r in doc["runs"] if r["run_id"] == "bloom_176b")
     assert row["reported"]["device_hours"] == 1082990
     assert row["ape"]["ours"]["device_hours"] == pytest.approx(0.1)
@@ -363,6 +379,6 @@ def test_validate_runs_baselines_and_ours(shipped):
     table = {row["run_id"]: row for row in report.table("device_hours")}
     assert table["bloom_176b"]["llmc"] == pytest.approx(6 * 176e9 * 366e9 / (147.690415e12 * 3600), rel=1e-6)
     assert table["megatron2021_1.7B"]["reported"] is None
-    assert report.to_frame().shape[0] == 15
+    assert report.to_frame().shape[0] == 22
     with pytest.raises(InputError):
         report.table("speed")

@@ -1,168 +1,73 @@
-"""Stage 4: operational and embodied carbon of a training run (SPEC.md section 4).
+"""Stage 4: operational and embodied carbon of a training run (SPEC.md section 4, issue 10).
 
-Small pure functions of immutable specs; :func:`run_carbon` chains them into a frozen
-:class:`CarbonResult` and :func:`ideal_carbon` gives the papers' "ideal" curve. Units
-are in the names (W, kWh, gCO2e/kWh, tCO2e; kg where a name says ``_kg``). Constants
-come from cited data files: ``power.yaml`` (power split, PUE/CI/lifetime defaults),
-``cpa.csv`` (carbon per area / per GB), ``embodied.yaml`` (infrastructure share, vendor
-per-device figures), ``regions.csv`` (Google Cloud grid intensity by region and year).
-Formulas, defaults and the choices made where the papers are silent: docs/carbon.md.
+Small functions of immutable inputs; :func:`run_carbon` chains them into a frozen
+:class:`CarbonResult`, :func:`carbon_scorer` prices many layouts at once with the same
+formulas (the search's carbon objective), and :func:`ideal_carbon` gives the papers'
+"ideal" curve. Units are in the names (W, kWh, gCO2e/kWh, tCO2e; kg where a name says
+``_kg``). Constants come from cited data files: ``power.yaml`` (power models, allocation,
+lifetime policy, PUE/CI/lifetime defaults), ``goodput.yaml`` (interruptions, restarts,
+checkpoints), ``cpa.csv`` and ``embodied.yaml`` (embodied), ``regions.csv`` (grid).
+Formulas, defaults and choices: docs/carbon.md.
 
-    CO_dev   = N_dev DU PUE CI (P_static + alpha P_dyn U),  P_dyn = 0.158 TDP
-    CO_other = N_nodes DU PUE CI P_node_other + N_dev DU PUE CI P_network
-    CO_emb   = DU / lifetime x (N_dev device_kg + N_nodes host_kg) x (1 + infrastructure share)
+    expected wall clock = steady-state wall clock / goodput            (goodput.py)
+    E_term   = N x wall x (train share P_train + wait share P_wait + idle share P_idle)
+    CO_op    = sum(E_term) x PUE x CI
+    CO_emb   = amortisation x (N device_kg + nodes host_kg) x (1 + infrastructure share)
+
+Power models (power.py): ``measured`` (default; metered MLPerf node power, accelerators driven
+by their busy share), ``nameplate`` (TDP + system maximum: an upper bound) and ``paper``
+(static + alpha x dynamic x MFU, the CarbonScaling papers).
 """
 
 from __future__ import annotations
 
 import math
-import numbers
-import re
-from dataclasses import dataclass, fields
-from functools import lru_cache
+from dataclasses import asdict, dataclass, fields
 from typing import Any, Mapping
 
-from ._data import load_csv, load_yaml
-from .errors import InputError, UnknownNameError
+import numpy as np
+
+from . import power as pw
+from ._data import load_yaml
+from .checks import check_choice, check_number
+from .errors import InfeasibleError, InputError
 from .formats import canonical_precision
+from .goodput import MIN_GOODPUT, check_goodput, goodput_defaults, goodput_terms
+from .intensity import (  # noqa: F401 - re-exported: the carbon stage's public API
+    country_intensity,
+    grid_intensity,
+    region_intensity,
+    region_table,
+    region_years,
+    resolve_grid_intensity,
+)
 from .hardware import System, cpa_table, hbm_cpa, load_system, logic_cpa
 
 HOURS_PER_YEAR = 365 * 24  # unit conversion; LLMCarbon amortises over 365-day years too
 POWER_SPLITS = ("default", "low_static")
 EMBODIED_MODES = ("paper", "vendor")
-_COUNTRY = re.compile(r"^(?:country:\s*(?P<any>.+)|(?P<iso>[A-Z]{3}))$")
+POWER_MODELS = pw.POWER_MODELS
+COOLING_MODES = pw.COOLING_MODES
+ALLOCATIONS = ("share", "node")
+LIFETIME_POLICIES = ("refuse", "whole_run", "replace")
+#: The CarbonScaling papers' accounting; the `paper` scenarios select it.
+PAPER_ACCOUNTING: dict[str, Any] = {"power_model": "paper", "allocation": "node", "lifetime_policy": "replace",
+                                    "goodput": 1.0}
+_choice = check_choice
 
 
-# ---- validation ------------------------------------------------------------------
-def _fmt(x: float) -> str:
-    return f"{x:,.0f}" if float(x).is_integer() and abs(x) < 1e9 else f"{x:g}"
-
-
-def check_number(field: str, value: Any, lo: float, hi: float, *, lo_open: bool = False,
-                 integer: bool = False) -> float:
-    """``value`` as a float if it is a finite number in ``[lo, hi]`` (``(lo, hi]``), else InputError."""
-    kind = "an integer" if integer else "a finite number"
-    rng = f"{'(' if lo_open else '['}{_fmt(lo)}, {_fmt(hi)}]"
-    bad = isinstance(value, bool) or not isinstance(value, numbers.Real)
-    if not bad:
-        v = float(value)
-        bad = (not math.isfinite(v) or v < lo or v > hi or (lo_open and v == lo)
-               or (integer and not v.is_integer()))
-    if bad:
-        raise InputError(field, f"must be {kind} in {rng}, got {value!r}")
-    return v
-
-
-def _choice(field: str, value: Any, allowed: tuple[str, ...]) -> str:
-    if value not in allowed:
-        raise InputError(field, f"must be one of {', '.join(allowed)}, got {value!r}")
-    return value
-
-
-def defaults() -> dict[str, float]:
-    """Default PUE, CI (g/kWh), lifetime (years) and alpha, from ``power.yaml``."""
+def defaults() -> dict[str, Any]:
+    """Default PUE, CI (g/kWh), lifetime (years), alpha, power model, allocation, lifetime
+    policy and cooling, from ``power.yaml``."""
     p = load_yaml("power.yaml")
-    return {**{k: float(v) for k, v in p["defaults"].items()}, "alpha": float(p["alpha"])}
+    return {**{k: float(v) for k, v in p["defaults"].items()}, "alpha": float(p["alpha"]),
+            "power_model": "measured", "allocation": p["allocation_default"],
+            "lifetime_policy": p["lifetime_policy_default"], "cooling": p["cooling_default"]}
 
 
-# ---- grid intensity ----------------------------------------------------------------
-@lru_cache(maxsize=None)
-def _region_rows() -> dict[tuple[str, int], dict[str, Any]]:
-    out = {}
-    for r in load_csv("regions.csv"):
-        cfe = r["cfe_fraction"].strip()
-        out[(r["region"].strip().lower(), int(r["year"]))] = {
-            "region": r["region"].strip(), "location": r["location"], "year": int(r["year"]),
-            "cfe_fraction": float(cfe) if cfe else None, "ci_g_per_kwh": float(r["ci_g_per_kwh"]),
-            "source": r["source"]}
-    return out
-
-
-def region_years() -> list[int]:
-    return sorted({y for _, y in _region_rows()})
-
-
-def _year(year: int | None) -> int:
-    years = region_years()
-    if year is None:
-        return years[-1]
-    if isinstance(year, bool) or not isinstance(year, numbers.Integral) or int(year) not in years:
-        raise InputError("year", f"must be one of {', '.join(map(str, years))}, got {year!r}")
-    return int(year)
-
-
-def region_table(year: int | None = None) -> list[dict[str, Any]]:
-    """Rows of ``regions.csv`` for one year (default: the latest), sorted by region."""
-    y = _year(year)
-    return sorted((dict(r) for (_, ry), r in _region_rows().items() if ry == y), key=lambda r: r["region"])
-
-
-def region_intensity(region: str, year: int | None = None) -> dict[str, Any]:
-    """The ``regions.csv`` row of a Google Cloud region (case-insensitive) in ``year``."""
-    y = _year(year)
-    rows = _region_rows()
-    key = region.strip().lower()
-    if (key, y) in rows:
-        return dict(rows[(key, y)])
-    other = sorted(ry for rk, ry in rows if rk == key)
-    if other:
-        raise InputError("year", f"region {region!r} has no {y} figure; available years: "
-                                 f"{', '.join(map(str, other))}")
-    raise UnknownNameError("region", region, [r["region"] for r in region_table(y)])
-
-
-def country_intensity(country: str) -> tuple[float, str]:
-    """Country grid intensity from the optional ``codecarbon`` package (ISO3 code or name)."""
-    try:
-        from codecarbon.input import DataSource
-    except ImportError:
-        raise InputError("ci", f"country lookups ({country!r}) need the optional codecarbon package: "
-                               "pip install carbonscaling[countries]") from None
-    mix = DataSource().get_global_energy_mix_data()
-    key = country.strip().upper()
-    if key not in mix:
-        by_name = {str(v.get("country_name", "")).lower(): k for k, v in mix.items()}
-        key = by_name.get(country.strip().lower(), key)
-    if key not in mix:
-        raise UnknownNameError("country", country, mix)
-    rec = mix[key]
-    ci = check_number("ci", float(rec["carbon_intensity"]), 0, 2000)
-    return ci, f"codecarbon global energy mix: {rec.get('country_name', key)} ({key}) {rec.get('year', '')}".strip()
-
-
-def resolve_grid_intensity(ci: Any = None, year: int | None = None) -> tuple[float, str]:
-    """``(ci_g_per_kwh, source)`` from a number, a numeric string, a region or a country.
-
-    Numbers must be finite and in [0, 2000] g/kWh. Strings name a Google Cloud region
-    (``us-east5``; ``year`` picks the column, default the latest) or, through the optional
-    ``codecarbon`` package, a country: an upper-case ISO3 code (``FRA``) or ``country:NAME``.
-    ``None`` gives the default of ``power.yaml``.
-    """
-    explicit = ci is not None
-    if ci is None:
-        ci = defaults()["ci_g_per_kwh"]
-    if isinstance(ci, str):
-        try:
-            ci = float(ci)
-        except ValueError:
-            if m := _COUNTRY.match(ci.strip()):
-                return country_intensity(m.group("any") or m.group("iso"))
-            row = region_intensity(ci, year)
-            return row["ci_g_per_kwh"], f"{row['region']} ({row['location']}) {row['year']}: {row['source']}"
-    if year is not None and explicit:
-        raise InputError("year", "applies to a region name, not to a grid intensity given as a number")
-    return check_number("ci", ci, 0, 2000), "value"
-
-
-def grid_intensity(region_or_value: Any, year: int | None = None) -> float:
-    """Grid carbon intensity in gCO2e/kWh (see :func:`resolve_grid_intensity`)."""
-    return resolve_grid_intensity(region_or_value, year)[0]
-
-
-# ---- power and operational carbon ----------------------------------------------------
 def power_split(tdp_w: float, mode: str = "default") -> tuple[float, float]:
-    """``(p_static_w, p_dynamic_w)``: dynamic is 0.158 TDP (Fernandez et al. 2024), static the
-    rest; ``"low_static"`` swaps the shares (v1 Fig. 4)."""
+    """``(p_static_w, p_dynamic_w)`` of the ``paper`` model: dynamic is 0.158 TDP (Fernandez et
+    al. 2024), static the rest; ``"low_static"`` swaps the shares (v1 Fig. 4)."""
     frac = float(load_yaml("power.yaml")["dynamic_fraction_of_tdp"])
     if _choice("power_split", mode, POWER_SPLITS) == "low_static":
         frac = 1.0 - frac
@@ -175,79 +80,246 @@ def n_nodes(system: System, n_devices: int) -> int:
     return math.ceil(n_devices / system.devices_per_node)
 
 
-def operational_terms(system: System, n_devices: int, duration_h: float, *, utilization: float,
-                      pue: float, ci_g_per_kwh: float, alpha: float, split: str = "default") -> dict[str, float]:
-    """Energy (kWh, IT side before PUE) and carbon (tCO2e, with PUE) of each operational term."""
-    p_static, p_dyn = power_split(system.device.tdp_w, split)
-    nodes = n_nodes(system, n_devices)
-    kwh = {
-        "device_static": n_devices * duration_h * p_static / 1000.0,
-        "device_dynamic": n_devices * duration_h * alpha * p_dyn * utilization / 1000.0,
-        "node_other": nodes * duration_h * system.node_other_power_w / 1000.0,
-        "network": n_devices * duration_h * system.network_power_w_per_device / 1000.0,
-    }
-    out: dict[str, float] = {"p_static_w": p_static, "p_dynamic_w": p_dyn,
-                             "device_power_w": p_static + alpha * p_dyn * utilization, "n_nodes": nodes}
-    for k, v in kwh.items():
-        out[f"{k}_energy_kwh"] = v
-        out[f"{k}_tco2e"] = v * pue * ci_g_per_kwh / 1e6
-    return out
+def nodes_charged(n_devices, devices_per_node: int, allocation: str):
+    """Nodes a run is charged for: its share ``N / per_node`` or whole nodes ``ceil``."""
+    n = np.asarray(n_devices, dtype=float)
+    return n / devices_per_node if allocation == "share" else np.ceil(n / devices_per_node - 1e-9)
+
+
+# ---- settings ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class Accounting:
+    """Validated carbon-accounting settings (see :func:`resolve_accounting`)."""
+
+    pue: float
+    ci_g_per_kwh: float
+    ci_source: str
+    lifetime_years: float
+    alpha: float
+    power_split: str
+    power_model: str
+    allocation: str
+    lifetime_policy: str
+    cooling: str
+    embodied_mode: str
+    infrastructure: bool
+    include_embodied: bool
+    vendor_kg_per_device: float | None
+    goodput: float | None
+    interruptions_per_device_day: float
+    restart_minutes: float
+    checkpoint_minutes: float
+    evaluation_fraction: float
+    development_overhead: float
+
+
+def resolve_accounting(*, pue: float | None = None, ci: Any = None, year: int | None = None,
+                       lifetime_years: float | None = None, alpha: float | None = None,
+                       power_split: str = "default", power_model: str | None = None,
+                       allocation: str | None = None, lifetime_policy: str | None = None,
+                       cooling: str | None = None, embodied_mode: str = "paper", infrastructure: bool = True,
+                       include_embodied: bool = True, vendor_kg_per_device: float | None = None,
+                       goodput: float | None = None, interruptions_per_device_day: float | None = None,
+                       restart_minutes: float | None = None, checkpoint_minutes: float | None = None,
+                       evaluation_fraction: float | None = None,
+                       development_overhead: float | None = None) -> Accounting:
+    """Check every setting (one :class:`InputError` naming the field) and fill the defaults."""
+    d, g = defaults(), goodput_defaults()
+    ci_v, ci_src = resolve_grid_intensity(ci, year)
+    for name, flag in (("infrastructure", infrastructure), ("include_embodied", include_embodied)):
+        if not isinstance(flag, bool):
+            raise InputError(name, f"must be true or false, got {flag!r}")
+    if vendor_kg_per_device is not None:
+        check_number("vendor_kg_per_device", vendor_kg_per_device, 0, 1e5, lo_open=True)
+        if embodied_mode != "vendor":
+            raise InputError("vendor_kg_per_device", "applies only with embodied_mode 'vendor'")
+
+    model = d["power_model"] if power_model is None else power_model
+    for name, given in (("power_split", power_split != "default"), ("alpha", alpha is not None)):
+        if given and model != "paper":
+            raise InputError(name, f"applies only with power_model 'paper' (the papers' static/dynamic split), "
+                                   f"got power_model {model!r}")
+
+    def opt(name, value, default, lo, hi, **kw):
+        return check_number(name, default if value is None else value, lo, hi, **kw)
+
+    return Accounting(
+        pue=opt("pue", pue, d["pue"], 1, 3), ci_g_per_kwh=ci_v, ci_source=ci_src,
+        lifetime_years=opt("lifetime_years", lifetime_years, d["lifetime_years"], 0, 50, lo_open=True),
+        alpha=opt("alpha", alpha, d["alpha"], 0, 10),
+        power_split=_choice("power_split", power_split, POWER_SPLITS),
+        power_model=_choice("power_model", d["power_model"] if power_model is None else power_model, POWER_MODELS),
+        allocation=_choice("allocation", d["allocation"] if allocation is None else allocation, ALLOCATIONS),
+        lifetime_policy=_choice("lifetime_policy", d["lifetime_policy"] if lifetime_policy is None
+                                else lifetime_policy, LIFETIME_POLICIES),
+        cooling=_choice("cooling", d["cooling"] if cooling is None else cooling, COOLING_MODES),
+        embodied_mode=_choice("embodied_mode", embodied_mode, EMBODIED_MODES), infrastructure=infrastructure,
+        include_embodied=include_embodied,
+        vendor_kg_per_device=None if vendor_kg_per_device is None else float(vendor_kg_per_device),
+        goodput=None if goodput is None else check_number("goodput", goodput, 0, 1, lo_open=True),
+        interruptions_per_device_day=opt("interruptions_per_device_day", interruptions_per_device_day,
+                                         g["interruptions_per_device_day"], 0, 1),
+        restart_minutes=opt("restart_minutes", restart_minutes, g["restart_minutes"], 0, 10080),
+        checkpoint_minutes=opt("checkpoint_minutes", checkpoint_minutes, g["checkpoint_minutes"], 0, 1440),
+        evaluation_fraction=opt("evaluation_fraction", evaluation_fraction, g["evaluation_fraction"], 0, 0.9),
+        development_overhead=opt("development_overhead", development_overhead,
+                                 g["development_overhead_fraction"], 0, 100))
+
+
+# ---- power per device ---------------------------------------------------------------
+def power_terms_w(system: System, n_devices, util, acc: Accounting, state: str = "train") -> dict[str, Any]:
+    """Power per device (W) of each operational term in ``state`` (train | wait | idle).
+
+    ``util`` drives the accelerators: the busy share for ``measured`` (the step model's compute
+    share), MFU for ``paper``; ``nameplate`` ignores it. ``wait`` and ``idle`` (checkpoint
+    stalls, restarts) differ from ``train`` only in the ``measured`` model.
+    """
+    dev, per_node = system.device, system.devices_per_node
+    n = np.asarray(n_devices, dtype=float)
+    host_per_device = nodes_charged(n, per_node, acc.allocation) * per_node / n
+    if acc.power_model == "paper":
+        p_static, p_dyn = power_split(dev.tdp_w, acc.power_split)
+        return {"device_static": p_static + 0.0 * n, "device_dynamic": acc.alpha * p_dyn * np.asarray(util) + 0.0 * n,
+                "node_other": system.node_other_power_w / per_node * host_per_device,
+                "network": system.network_power_w_per_device + 0.0 * n}
+    if acc.power_model == "nameplate":
+        return {"device": dev.tdp_w + 0.0 * n, "node_other": system.node_other_power_w / per_node * host_per_device,
+                "network": system.network_power_w_per_device + 0.0 * n}
+    c = pw.measured_constants()
+    if state == "idle":
+        device = c["gpu_idle_fraction_of_tdp"] * dev.tdp_w + 0.0 * n
+    else:
+        device = pw.accelerator_power_w(dev.tdp_w, 0.0 if state == "wait" else util, c) + 0.0 * n
+    host = pw.host_power_w(system.node_other_power_w, c) / per_node * host_per_device
+    ac = (device + host) / c["psu_efficiency"]
+    air = pw.effective_cooling(dev.kind, acc.cooling) == "air"
+    cooling = ac * c["air_cooling_fraction_of_it"] if air else 0.0 * n
+    return {"device": device, "host": host, "power_conversion": ac - device - host, "cooling": cooling,
+            "network": pw.network_power_w_per_device(n, per_node, c)}
+
+
+def goodput_shares(n_devices, acc: Accounting) -> dict[str, Any]:
+    """Shares of expected wall clock: ``goodput``, ``train`` (goodput + rework + evaluation,
+    drawn at training power), ``wait`` (checkpoint stalls), ``idle`` (restarts)."""
+    if acc.goodput is not None:
+        zero = 0.0 * np.asarray(n_devices, dtype=float)
+        return {"goodput": acc.goodput + zero, "train": acc.goodput + zero, "wait": 1.0 - acc.goodput + zero,
+                "idle": zero, "restart": zero, "rework": zero, "checkpoint": zero, "evaluation": zero,
+                "mttf_h": zero + np.inf, "checkpoint_interval_h": zero + np.inf}
+    g = goodput_terms(n_devices, interruptions_per_device_day=acc.interruptions_per_device_day,
+                      restart_minutes=acc.restart_minutes, checkpoint_minutes=acc.checkpoint_minutes,
+                      evaluation_fraction=acc.evaluation_fraction)
+    return {**g, "train": g["goodput"] + g["rework"] + g["evaluation"], "wait": g["checkpoint"], "idle": g["restart"]}
+
+
+def amortisation(wall_h, acc: Accounting):
+    """Share of the hardware's embodied carbon a run of ``wall_h`` hours carries (lifetime policy)."""
+    frac = np.asarray(wall_h, dtype=float) / (acc.lifetime_years * HOURS_PER_YEAR)
+    return np.minimum(frac, 1.0) if acc.lifetime_policy == "whole_run" else frac
 
 
 # ---- embodied carbon ---------------------------------------------------------------
-def embodied_terms(system: System, n_devices: int, duration_h: float, *, lifetime_years: float,
-                   mode: str = "paper", infrastructure: bool = True,
-                   vendor_kg_per_device: float | None = None) -> dict[str, Any]:
-    """Embodied tCO2e of each item for a run of ``duration_h`` hours, with a low/high band.
-
-    The band spans the per-device figure's published spread (``embodied.yaml``: vendor range,
-    widened to include the central value) and the infrastructure share's range; host items
-    (CPU, DRAM, SSD) have point values.
-    """
+def embodied_kg(system: System, acc: Accounting) -> dict[str, Any]:
+    """Life-cycle kg of one device and of one node's host items (``embodied.yaml``, ``cpa.csv``)."""
     dev = system.device
-    emb = load_yaml("embodied.yaml")
-    vend = emb["vendor_anchored"]
-    v_lo, v_hi = (float(x) for x in vend["per_device_kg"]["range"])
-    logic, hbm = logic_cpa(dev), hbm_cpa(dev)
-    cpa = cpa_table()
-    die_kg = dev.die_area_mm2 / 100.0 * logic
-    hbm_kg = dev.hbm_gb * hbm
-    if _choice("embodied_mode", mode, EMBODIED_MODES) == "paper":
+    vend = load_yaml("embodied.yaml")["vendor_anchored"]
+    logic, hbm, cpa = logic_cpa(dev), hbm_cpa(dev), cpa_table()
+    die_kg, hbm_kg = dev.die_area_mm2 / 100.0 * logic, dev.hbm_gb * hbm
+    if acc.embodied_mode == "paper":
         device_kg = die_kg + hbm_kg
         source = (f"paper: die {dev.die_area_mm2:g} mm2 x {logic:g} kg/cm2 ({dev.process_node}) + "
                   f"{dev.hbm_gb:g} GB x {hbm:g} kg/GB ({dev.hbm_type}); cpa.csv (CarbonScaling v1 Tables 3-4)")
     else:
-        device_kg = float(vendor_kg_per_device or vend["per_device_kg"]["default"])
+        device_kg = float(acc.vendor_kg_per_device or vend["per_device_kg"]["default"])
         source = f"vendor: {device_kg:g} kg per device; {vend['source']}"
     host = {"cpu": system.cpus_per_node * system.cpu_die_area_mm2 / 100.0 * logic,
             "dram": system.dram_gb_per_node * cpa[("memory", "DRAM")],
             "ssd": system.ssd_gb_per_node * cpa[("memory", "SSD")]}
-    nodes = n_nodes(system, n_devices)
-    amort = duration_h / (lifetime_years * HOURS_PER_YEAR)
+    return {"device_kg": device_kg, "die_kg": die_kg, "hbm_kg": hbm_kg, "host_kg": host, "source": source,
+            "cpa_logic_kg_per_cm2": logic, "cpa_hbm_kg_per_gb": hbm, "cpa_dram_kg_per_gb": cpa[("memory", "DRAM")],
+            "cpa_ssd_kg_per_gb": cpa[("memory", "SSD")], "vendor_range_kg": vend["per_device_kg"]["range"]}
+
+
+def embodied_terms(system: System, n_devices: int, duration_h: float, *, lifetime_years: float,
+                   mode: str = "paper", infrastructure: bool = True, vendor_kg_per_device: float | None = None,
+                   allocation: str = "node", lifetime_policy: str = "replace") -> dict[str, Any]:
+    """Embodied tCO2e of each item for ``n_devices`` over ``duration_h`` wall-clock hours, with a
+    low/high band (the per-device figure's published spread and the infrastructure share's range;
+    host items are point values)."""
+    acc = resolve_accounting(lifetime_years=lifetime_years, embodied_mode=mode, infrastructure=infrastructure,
+                             vendor_kg_per_device=vendor_kg_per_device, allocation=allocation,
+                             lifetime_policy=lifetime_policy, ci=0)
+    return _embodied(system, n_devices, duration_h, acc)
+
+
+def _embodied(system: System, n: int, wall_h: float, acc: Accounting) -> dict[str, Any]:
+    kg = embodied_kg(system, acc)
+    infra = load_yaml("embodied.yaml")["infrastructure"]
+    f_mid = float(infra["fraction_of_manufacturing"]) if acc.infrastructure else 0.0
+    f_lo, f_hi = (float(x) for x in infra["fraction_range"]) if acc.infrastructure else (0.0, 0.0)
+    v_lo, v_hi = (float(x) for x in kg["vendor_range_kg"])
+    amort = float(amortisation(wall_h, acc))
     t = amort / 1000.0  # kg over the whole life -> tCO2e for this run
-    infra = emb["infrastructure"]
-    f_mid = float(infra["fraction_of_manufacturing"]) if infrastructure else 0.0
-    f_lo, f_hi = (float(x) for x in infra["fraction_range"]) if infrastructure else (0.0, 0.0)
-    host_t = {k: nodes * v * t for k, v in host.items()}
-    accel_t = n_devices * device_kg * t
+    nodes = float(nodes_charged(n, system.devices_per_node, acc.allocation))
+    host_t = {k: nodes * v * t for k, v in kg["host_kg"].items()}
+    accel_t = n * kg["device_kg"] * t
     manuf = accel_t + sum(host_t.values())
-    paper = mode == "paper"
+    paper = acc.embodied_mode == "paper"
     return {
-        "amortisation_fraction": amort, "cpa_logic_kg_per_cm2": logic, "cpa_hbm_kg_per_gb": hbm,
-        "cpa_dram_kg_per_gb": cpa[("memory", "DRAM")], "cpa_ssd_kg_per_gb": cpa[("memory", "SSD")],
-        "device_embodied_kg": device_kg, "host_embodied_kg_per_node": sum(host.values()),
-        "infrastructure_fraction": f_mid,
-        "embodied_accelerator_tco2e": accel_t,
-        "embodied_die_tco2e": n_devices * die_kg * t if paper else 0.0,
-        "embodied_hbm_tco2e": n_devices * hbm_kg * t if paper else 0.0,
+        "amortisation_fraction": amort, "nodes_charged": nodes,
+        **{k: kg[k] for k in ("cpa_logic_kg_per_cm2", "cpa_hbm_kg_per_gb", "cpa_dram_kg_per_gb", "cpa_ssd_kg_per_gb")},
+        "device_embodied_kg": kg["device_kg"], "host_embodied_kg_per_node": sum(kg["host_kg"].values()),
+        "infrastructure_fraction": f_mid, "embodied_accelerator_tco2e": accel_t,
+        "embodied_die_tco2e": n * kg["die_kg"] * t if paper else 0.0,
+        "embodied_hbm_tco2e": n * kg["hbm_kg"] * t if paper else 0.0,
         **{f"embodied_{k}_tco2e": v for k, v in host_t.items()},
-        "embodied_manufacturing_tco2e": manuf,
-        "embodied_infrastructure_tco2e": f_mid * manuf,
+        "embodied_manufacturing_tco2e": manuf, "embodied_infrastructure_tco2e": f_mid * manuf,
         "embodied_tco2e": (1.0 + f_mid) * manuf,
-        "embodied_low_tco2e": (n_devices * min(device_kg, v_lo) * t + sum(host_t.values())) * (1.0 + f_lo),
-        "embodied_high_tco2e": (n_devices * max(device_kg, v_hi) * t + sum(host_t.values())) * (1.0 + f_hi),
-        "embodied_source": source,
+        "embodied_low_tco2e": (n * min(kg["device_kg"], v_lo) * t + sum(host_t.values())) * (1.0 + f_lo),
+        "embodied_high_tco2e": (n * max(kg["device_kg"], v_hi) * t + sum(host_t.values())) * (1.0 + f_hi),
+        "embodied_source": kg["source"],
     }
+
+
+# ---- a run, and many layouts at once ------------------------------------------------------
+def operational_kwh(system: System, n_devices, steady_h, util, acc: Accounting) -> dict[str, Any]:
+    """Expected wall clock and kWh of each operational term (IT side, before PUE).
+
+    Works on arrays (one entry per layout) as well as scalars.
+    """
+    g = goodput_shares(n_devices, acc)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        wall = np.asarray(steady_h, dtype=float) / g["goodput"]
+    train, wait, idle = (power_terms_w(system, n_devices, util, acc, s) for s in ("train", "wait", "idle"))
+    n = np.asarray(n_devices, dtype=float)
+    kwh = {k: n * wall * (g["train"] * train[k] + g["wait"] * wait[k] + g["idle"] * idle[k]) / 1000.0
+           for k in train}
+    return {"wall_h": wall, "goodput": g, "power_w": train, "kwh": kwh}
+
+
+def carbon_scorer(system: System, acc: Accounting):
+    """``score(devices, steady_s, util) -> tCO2e`` per layout, with the formulas of
+    :func:`run_carbon` (allocation, goodput, lifetime, embodied); ``inf`` where the run would be
+    refused (goodput below the minimum, or longer than the hardware's life under ``refuse``)."""
+    kg = embodied_kg(system, acc)
+    infra = load_yaml("embodied.yaml")["infrastructure"]
+    f_mid = float(infra["fraction_of_manufacturing"]) if acc.infrastructure else 0.0
+    host_kg = sum(kg["host_kg"].values())
+
+    def score(devices, steady_s, util):
+        op = operational_kwh(system, devices, np.asarray(steady_s, dtype=float) / 3600.0, util, acc)
+        oper = sum(op["kwh"].values()) * acc.pue * acc.ci_g_per_kwh / 1e6
+        emb = 0.0
+        if acc.include_embodied:
+            nodes = nodes_charged(devices, system.devices_per_node, acc.allocation)
+            emb = (np.asarray(devices) * kg["device_kg"] + nodes * host_kg) * amortisation(op["wall_h"], acc) \
+                / 1000.0 * (1.0 + f_mid)
+        bad = ~(op["goodput"]["goodput"] >= MIN_GOODPUT)
+        if acc.lifetime_policy == "refuse":
+            bad |= op["wall_h"] > acc.lifetime_years * HOURS_PER_YEAR * (1 + 1e-12)
+        return np.where(bad, np.inf, oper + emb)
+
+    return score
 
 
 # ---- result ----------------------------------------------------------------------
@@ -268,7 +340,7 @@ class CarbonResult:
     """Carbon of one run. Energies in kWh: ``energy_kwh`` is facility energy (IT x PUE);
     ``device_energy_kwh`` / ``other_energy_kwh`` (node-other + network) and their sum
     ``it_energy_kwh`` are IT-side, before PUE. Carbon in tCO2e. ``breakdown`` holds every
-    intermediate and the inputs used (flat, JSON-safe)."""
+    intermediate and the inputs used (flat, JSON-safe); ``scope`` names the terms counted."""
 
     energy_kwh: float
     it_energy_kwh: float
@@ -283,6 +355,7 @@ class CarbonResult:
     embodied_source: str
     ci_source: str
     breakdown: Mapping[str, Any]
+    scope: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "breakdown", FrozenDict(self.breakdown))
@@ -321,69 +394,107 @@ def _duration(n_devices: float, duration_h: Any, device_hours: Any) -> float:
     return dh / n_devices
 
 
+_TERM_NAMES = {"device": "device", "device_static": "device (static)", "device_dynamic": "device (dynamic)",
+               "host": "host", "node_other": "node beyond devices (nameplate)", "power_conversion": "power supplies",
+               "cooling": "server fans", "network": "network switches"}
+
+
+def scope_text(acc: Accounting, kwh: Mapping[str, float], goodput: float) -> str:
+    """One line naming every term counted (and not counted) in a result."""
+    terms = [_TERM_NAMES[k] for k, v in kwh.items() if v > 0]
+    model = {"measured": "measured node power (busy share)", "nameplate": "nameplate maxima (upper bound)",
+             "paper": "papers' static + dynamic x MFU"}[acc.power_model]
+    emb = "no embodied" if not acc.include_embodied else (
+        f"embodied {acc.embodied_mode} (accelerators, host CPU/DRAM/SSD"
+        f"{', infrastructure' if acc.infrastructure else ''}; lifetime {acc.lifetime_years:g} y, {acc.lifetime_policy})")
+    gp = "steady state (goodput 1)" if goodput >= 1.0 else f"goodput {goodput:.3f} (interruptions, restarts, checkpoints)"
+    return (f"operational: {', '.join(terms) or 'none'}; {model}; allocation {acc.allocation}; PUE {acc.pue:g}; "
+            f"{gp}; {emb}")
+
+
 def run_carbon(model: Any, system: Any, *, n_devices: int, duration_h: float | None = None,
-               device_hours: float | None = None, utilization: float, pue: float | None = None,
-               ci: Any = None, year: int | None = None, lifetime_years: float | None = None,
-               alpha: float | None = None, power_split: str = "default", embodied_mode: str = "paper",
-               infrastructure: bool = True, include_embodied: bool = True,
-               vendor_kg_per_device: float | None = None) -> CarbonResult:
+               device_hours: float | None = None, utilization: float, **settings: Any) -> CarbonResult:
     """Operational + embodied carbon of a run on ``n_devices`` devices of ``system``.
 
     ``model`` is optional (a ModelSpec, catalog name or YAML path; only reported).
     ``system`` is anything :func:`hardware.load_system` accepts. Give exactly one of
-    ``duration_h`` (wall clock) and ``device_hours`` (= n_devices x duration_h). ``ci`` is
-    g/kWh or a region/country (see :func:`resolve_grid_intensity`). ``None`` for pue, ci,
-    lifetime_years and alpha takes ``power.yaml``'s defaults (1.1, 323.05 g/kWh = us-east5
-    2024, 6 years, 1.0). Bad input raises :class:`InputError` naming the field.
+    ``duration_h`` (steady-state wall clock) and ``device_hours`` (= n_devices x duration_h).
+    ``utilization`` drives the accelerators' power: their busy share under ``power_model``
+    ``measured`` (default), MFU under ``paper``. ``settings`` are those of
+    :func:`resolve_accounting` (pue, ci, year, lifetime_years, alpha, power_split,
+    power_model, allocation, lifetime_policy, cooling, embodied_mode, infrastructure,
+    include_embodied, vendor_kg_per_device, goodput, interruptions_per_device_day,
+    restart_minutes, checkpoint_minutes, evaluation_fraction, development_overhead).
+    Bad input raises :class:`InputError` naming the field; a run the lifetime policy
+    ``refuse`` or the goodput model rejects raises :class:`InfeasibleError`.
     """
-    d = defaults()
     n = int(check_number("n_devices", n_devices, 1, 1e12, integer=True))
-    dur = _duration(n, duration_h, device_hours)
+    steady = _duration(n, duration_h, device_hours)
     u = check_number("utilization", utilization, 0, 1, lo_open=True)
-    pue_v = check_number("pue", d["pue"] if pue is None else pue, 1, 3)
-    ci_v, ci_src = resolve_grid_intensity(ci, year)
-    life = check_number("lifetime_years", d["lifetime_years"] if lifetime_years is None else lifetime_years,
-                        0, 50, lo_open=True)
-    a = check_number("alpha", d["alpha"] if alpha is None else alpha, 0, 10)
-    _choice("power_split", power_split, POWER_SPLITS)
-    _choice("embodied_mode", embodied_mode, EMBODIED_MODES)
-    if vendor_kg_per_device is not None:
-        check_number("vendor_kg_per_device", vendor_kg_per_device, 0, 1e5, lo_open=True)
-        if embodied_mode != "vendor":
-            raise InputError("vendor_kg_per_device", "applies only with embodied_mode 'vendor'")
-    for name, flag in (("infrastructure", infrastructure), ("include_embodied", include_embodied)):
-        if not isinstance(flag, bool):
-            raise InputError(name, f"must be true or false, got {flag!r}")
+    unknown = sorted(set(settings) - set(resolve_accounting.__kwdefaults__))
+    if unknown:
+        raise InputError(unknown[0], "unknown carbon setting")
+    acc = resolve_accounting(**settings)
     sys_ = load_system(system)
     model_name = None
     if model is not None:
         from .scaling import resolve_model
         model_name = resolve_model(model).name
 
-    op = operational_terms(sys_, n, dur, utilization=u, pue=pue_v, ci_g_per_kwh=ci_v, alpha=a, split=power_split)
-    emb = embodied_terms(sys_, n, dur, lifetime_years=life, mode=embodied_mode, infrastructure=infrastructure,
-                         vendor_kg_per_device=vendor_kg_per_device)
-    if not include_embodied:
+    op = operational_kwh(sys_, n, steady, u, acc)
+    g = {k: float(v) for k, v in op["goodput"].items()}
+    check_goodput(g["goodput"], n, g["mttf_h"])
+    wall = float(op["wall_h"])
+    life_h = acc.lifetime_years * HOURS_PER_YEAR
+    if wall > life_h * (1 + 1e-12) and acc.lifetime_policy == "refuse":
+        raise InfeasibleError(
+            f"the run takes {wall / HOURS_PER_YEAR:.2f} years, longer than the hardware's {acc.lifetime_years:g}-year "
+            "lifetime: choose lifetime_policy 'whole_run' (charge the hardware once over the whole run) or "
+            "'replace' (charge replacements), or a shorter run", "lifetime",
+            {"duration_years": wall / HOURS_PER_YEAR, "lifetime_years": acc.lifetime_years})
+    kwh = {k: float(v) for k, v in op["kwh"].items()}
+    emb = _embodied(sys_, n, wall, acc)
+    if not acc.include_embodied:
         emb = {k: (0.0 if k.startswith("embodied_") and k.endswith("_tco2e") else v) for k, v in emb.items()}
         emb["embodied_source"] = "excluded (include_embodied=False)"
-    device_kwh = op["device_static_energy_kwh"] + op["device_dynamic_energy_kwh"]
-    other_kwh = op["node_other_energy_kwh"] + op["network_energy_kwh"]
-    operational = sum(op[f"{k}_tco2e"] for k in ("device_static", "device_dynamic", "node_other", "network"))
-    inputs = {"model": model_name, "device": sys_.device.name, "n_devices": n, "duration_h": dur,
-              "device_hours": n * dur, "utilization": u, "pue": pue_v, "ci_g_per_kwh": ci_v,
-              "lifetime_years": life, "alpha": a, "power_split": power_split, "infrastructure": infrastructure,
-              "include_embodied": include_embodied, "tdp_w": sys_.device.tdp_w,
-              "devices_per_node": sys_.devices_per_node, "node_other_power_w": sys_.node_other_power_w,
-              "network_power_w_per_device": sys_.network_power_w_per_device}
+    factor = acc.pue * acc.ci_g_per_kwh / 1e6
+    device_kwh = sum(v for k, v in kwh.items() if k.startswith("device"))
+    it_kwh = sum(kwh.values())
+    operational = it_kwh * factor
+    power = {k: float(v) for k, v in op["power_w"].items()}
+    slot_w = sum(v for k, v in power.items() if k != "network")
+    lifetime_note = ("" if wall <= life_h else
+                     f"run ({wall / HOURS_PER_YEAR:.2f} y) outlasts the {acc.lifetime_years:g}-year lifetime: " +
+                     ("hardware charged once, over the whole run" if acc.lifetime_policy == "whole_run"
+                      else f"charged {wall / life_h:.2f} hardware lifetimes (replacements)"))
+    total = operational + emb["embodied_tco2e"]
+    inputs = {"model": model_name, "device": sys_.device.name, "n_devices": n, "duration_h": steady,
+              "device_hours": n * steady, "steady_device_hours": n * steady, "expected_duration_h": wall,
+              "expected_device_hours": n * wall, "utilization": u, **{k: v for k, v in asdict(acc).items()},
+              "goodput": g["goodput"], "goodput_setting": acc.goodput,
+              "tdp_w": sys_.device.tdp_w, "devices_per_node": sys_.devices_per_node,
+              "node_other_power_w": sys_.node_other_power_w,
+              "network_power_w_per_device": power.get("network", sys_.network_power_w_per_device)}
+    derived = {"n_nodes": n_nodes(sys_, n), "w_per_device_slot": slot_w,
+               "node_kwh_per_device_hour": (slot_w + power.get("network", 0.0)) / 1000.0,
+               "facility_kwh_per_device_hour": (slot_w + power.get("network", 0.0)) / 1000.0 * acc.pue,
+               "device_power_w": sum(v for k, v in power.items() if k.startswith("device")),
+               **{f"goodput_{k}": (v if math.isfinite(v) else None) for k, v in g.items()}, "lifetime_note": lifetime_note,
+               "development_device_hours": acc.development_overhead * n * wall,
+               "development_tco2e": acc.development_overhead * total}
+    if acc.power_model == "paper":
+        derived["p_static_w"], derived["p_dynamic_w"] = power_split(sys_.device.tdp_w, acc.power_split)
+    for k, v in kwh.items():
+        derived[f"{k}_energy_kwh"], derived[f"{k}_tco2e"] = v, v * factor
     top = ("embodied_tco2e", "embodied_low_tco2e", "embodied_high_tco2e", "embodied_source")
-    breakdown = {**inputs, **op, **{k: v for k, v in emb.items() if k not in top}}
+    breakdown = {**inputs, **derived, **{k: v for k, v in emb.items() if k not in top}}
     return CarbonResult(
-        energy_kwh=(device_kwh + other_kwh) * pue_v, it_energy_kwh=device_kwh + other_kwh,
-        device_energy_kwh=device_kwh, other_energy_kwh=other_kwh, operational_tco2e=operational,
-        embodied_tco2e=emb["embodied_tco2e"], total_tco2e=operational + emb["embodied_tco2e"],
+        energy_kwh=it_kwh * acc.pue, it_energy_kwh=it_kwh, device_energy_kwh=device_kwh,
+        other_energy_kwh=it_kwh - device_kwh, operational_tco2e=operational,
+        embodied_tco2e=emb["embodied_tco2e"], total_tco2e=total,
         embodied_low_tco2e=emb["embodied_low_tco2e"], embodied_high_tco2e=emb["embodied_high_tco2e"],
-        embodied_mode=embodied_mode if include_embodied else "none", embodied_source=emb["embodied_source"],
-        ci_source=ci_src, breakdown=breakdown)
+        embodied_mode=acc.embodied_mode if acc.include_embodied else "none", embodied_source=emb["embodied_source"],
+        ci_source=acc.ci_source, breakdown=breakdown, scope=scope_text(acc, kwh, g["goodput"]))
 
 
 def ideal_carbon(train_flops: float, system: Any, *, deadline_days: float = 90, pue: float | None = None,
@@ -413,4 +524,5 @@ def ideal_carbon(train_flops: float, system: Any, *, deadline_days: float = 90, 
         energy_kwh=it_kwh * pue_v, it_energy_kwh=it_kwh, device_energy_kwh=it_kwh, other_energy_kwh=0.0,
         operational_tco2e=op, embodied_tco2e=0.0, total_tco2e=op, embodied_low_tco2e=0.0,
         embodied_high_tco2e=0.0, embodied_mode="none", embodied_source="none (ideal: no embodied carbon)",
-        ci_source=ci_src, breakdown=breakdown)
+        ci_source=ci_src, breakdown=breakdown,
+        scope=f"operational: device at TDP only (the papers' ideal); PUE {pue_v:g}; no host, network or embodied")

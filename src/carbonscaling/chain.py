@@ -12,9 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .carbon import CarbonResult, check_number, run_carbon
+import numpy as np
+
+from .carbon import CarbonResult, check_number, resolve_accounting, run_carbon
+from .carbon import carbon_scorer as _price_layouts
 from .errors import InputError
 from .hardware import System, describe, load_system, project
+from .power import busy_share
 from .scaling import ModelSpec, from_preset, resolve_model
 from .search import SearchResult, search
 from .serialize import layout_record
@@ -48,6 +52,7 @@ class Estimate:
         step["step_time_s"] = float(st.step_time_s)
         mem = {f"{k}_gb": float(getattr(st, f"mem_{k}_gb")) for k in MEMORY_PARTS}
         mem["capacity_gb"] = self.system.device.hbm_gb * 2**30 / 1e9  # HBM "GB" are GiB
+        cb = self.carbon.breakdown
         out = {
             "model": self.model.summary(),
             "hardware": describe(self.system),
@@ -56,13 +61,24 @@ class Estimate:
                             "duration_days": r.duration_s / 86400.0,
                             "device_hours": lay.devices * r.duration_s / 3600.0, "mfu": r.mfu,
                             "deadline_days": r.deadline_s / 86400.0, "meets_deadline": r.meets_deadline,
-                            "layouts_evaluated": r.layouts_evaluated, "objective": r.objective},
+                            "layouts_evaluated": r.layouts_evaluated, "objective": r.objective,
+                            "goodput": cb["goodput"], "expected_device_hours": cb["expected_device_hours"],
+                            "expected_duration_days": cb["expected_duration_h"] / 24.0,
+                            "busy_share": float(busy_share(st))},
             "energy_kwh": self.carbon.energy_kwh,
+            "energy": {"w_per_device_slot": cb["w_per_device_slot"],
+                       "node_kwh_per_device_hour": cb["node_kwh_per_device_hour"],
+                       "facility_kwh_per_device_hour": cb["facility_kwh_per_device_hour"],
+                       "power_model": cb["power_model"], "allocation": cb["allocation"],
+                       "lifetime_note": cb["lifetime_note"],
+                       "development_device_hours": cb["development_device_hours"],
+                       "development_tco2e": cb["development_tco2e"]},
             "carbon": {"operational_tco2e": self.carbon.operational_tco2e,
                        "embodied_tco2e": self.carbon.embodied_tco2e, "total_tco2e": self.carbon.total_tco2e,
                        "total_low_tco2e": self.carbon.total_low_tco2e,
                        "total_high_tco2e": self.carbon.total_high_tco2e,
-                       "embodied_mode": self.carbon.embodied_mode, "ci_source": self.carbon.ci_source},
+                       "embodied_mode": self.carbon.embodied_mode, "ci_source": self.carbon.ci_source,
+                       "scope": self.carbon.scope},
             "breakdown": {"step": step, "step_fraction": {k: v / step["step_time_s"] for k, v in step.items()
                                                            if k != "step_time_s"},
                           "memory_per_device": mem, "carbon": dict(self.carbon.breakdown)},
@@ -156,13 +172,13 @@ def run(spec: RunSpec) -> Estimate:
     """Search the layout of the run ``spec`` describes and account its carbon."""
     carbon_kw = spec.carbon.carbon_kwargs()
     model, system, res = search_run(spec, carbon_kw=carbon_kw)
-    carbon = carbon_of_run(res.layout.devices, res.duration_s, res.mfu, system, carbon_kw, model)
+    carbon = carbon_of_run(res.layout.devices, res.duration_s, res.mfu, system, carbon_kw, model, step=res.step)
     med = None
     if spec.carbon.median_carbon and res.median_layout is not None:
         med = carbon_of_run(res.median_layout.devices, res.median_duration_s, res.median_mfu, system, carbon_kw,
-                            model)
+                            model, step=step_of(model, system, res.median_layout, spec.recipe))
     hw, objective, pinned = spec.hardware, spec.search.objective, search_pins(spec.pins, model)
-    settings = {"deadline_days": spec.search.deadline_days, "years_ahead": hw.years_ahead,
+    settings = {"deadline_days": _lifetime_capped(spec.search.deadline_days, carbon_kw), "years_ahead": hw.years_ahead,
                 "cpa_growth": hw.cpa_growth, "objective": objective, "pinned": pinned,
                 "options": spec.recipe.model_dump(), **carbon_kw}
     unc = None
@@ -189,7 +205,8 @@ def search_run(spec: RunSpec, *, consts=None, carbon_kw: dict | None = None
                       **carbon_kw)
     objective = spec.search.objective
     score = carbon_scorer(system, carbon_kw, idle) if objective == "carbon" else None
-    res = search(model, system, deadline_days=spec.search.deadline_days, options=spec.recipe, pinned=pinned,
+    deadline = _lifetime_capped(spec.search.deadline_days, carbon_kw)
+    res = search(model, system, deadline_days=deadline, options=spec.recipe, pinned=pinned,
                  objective=objective, carbon_score=score, consts=consts)
     return model, system, res
 
@@ -213,24 +230,50 @@ def search_pins(pins: LayoutPins, model: ModelSpec) -> dict[str, Any]:
     return out
 
 
-def carbon_scorer(system: System, carbon_kw: dict, idle: CarbonResult | None = None):
-    """tCO2e of a layout from its device count, duration and MFU (carbon is linear in all three):
-    the ``carbon_score`` of ``search(objective="carbon")``."""
-    if idle is None:
-        idle = run_carbon(None, system, n_devices=system.devices_per_node, duration_h=1.0, utilization=1e-9,
-                          **carbon_kw)
-    busy = run_carbon(None, system, n_devices=system.devices_per_node, duration_h=1.0, utilization=1.0, **carbon_kw)
-    fixed = idle.total_tco2e / system.devices_per_node
-    dynamic = (busy.total_tco2e - idle.total_tco2e) / system.devices_per_node
 
-    def score(devices, duration_s, mfu):
-        return devices * duration_s / 3600.0 * (fixed + dynamic * mfu)
+
+def _lifetime_capped(deadline_days: float, carbon_kw: dict) -> float:
+    """Under the ``refuse`` lifetime policy no run may outlast the hardware: the search's deadline
+    is capped at the lifetime (a longer deadline would only buy a run the accounting refuses)."""
+    acc = resolve_accounting(**carbon_kw)
+    if acc.lifetime_policy != "refuse" or not isinstance(deadline_days, (int, float)):
+        return deadline_days
+    return min(deadline_days, acc.lifetime_years * 365.0)
+
+
+def carbon_scorer(system: System, carbon_kw: dict, idle: CarbonResult | None = None):
+    """The ``carbon_score`` of ``search(objective="carbon")``: tCO2e of layouts from their device
+    count, steady-state duration, MFU and step parts with the formulas of the final accounting
+    (:func:`carbon.carbon_scorer`: power model, allocation, goodput, lifetime policy, embodied), so
+    the carbon objective ranks layouts as they are charged. ``idle`` is accepted and unused."""
+    acc = resolve_accounting(**carbon_kw)
+    price = _price_layouts(system, acc)
+
+    def score(devices, duration_s, mfu, step=None):
+        return price(devices, duration_s, _power_utilization(acc.power_model, mfu, step))
 
     return score
 
 
+def _power_utilization(power_model: str, mfu, step):
+    """What drives accelerator power: MFU in the papers' model, else the step's busy share."""
+    if power_model == "paper" or step is None:
+        return np.clip(np.nan_to_num(mfu, nan=1e-12), 1e-12, 1.0)
+    return busy_share(step)
+
+
+def step_of(model: ModelSpec, system: System, layout, options) -> Any:
+    """The step model's parts for one layout (e.g. the median layout, whose parts the search drops)."""
+    from .perf.layout import LayoutGrid
+    from .perf.step import evaluate
+
+    return evaluate(model, system, LayoutGrid.from_layouts([layout]), options).take(0)
+
+
 def carbon_of_run(devices: int, duration_s: float, mfu: float, system: System, carbon_kw: dict,
-                  spec=None) -> CarbonResult:
-    """Carbon of a searched run; its MFU is the power model's utilization (clamped into (0, 1])."""
-    util = min(1.0, max(mfu, 1e-12)) if math.isfinite(mfu) else 1e-12
+                  spec=None, step=None) -> CarbonResult:
+    """Carbon of a searched run. Its power is driven by the step's busy share (``step``, the
+    search's StepResult) under the measured and nameplate models, by its MFU under ``paper``."""
+    model = carbon_kw.get("power_model") or "measured"
+    util = float(_power_utilization(model, mfu if math.isfinite(mfu) else 1e-12, step))
     return run_carbon(spec, system, n_devices=devices, duration_h=duration_s / 3600.0, utilization=util, **carbon_kw)

@@ -191,6 +191,10 @@ def _root(version: Annotated[bool, typer.Option("--version", callback=_print_ver
     """Carbon-aware scaling laws for LLM training: operational and embodied carbon."""
 
 
+CARBON_TERMS = ("device", "device_static", "device_dynamic", "host", "node_other", "power_conversion", "cooling",
+                "network")
+
+
 @app.command()
 def carbon(
     devices: DevicesOpt,
@@ -202,21 +206,32 @@ def carbon(
     duration_days: Annotated[Num, typer.Option("--duration-days", metavar="DAYS", help="Wall-clock days.")] = None,
     duration_hours: Annotated[Num, typer.Option("--duration-hours", metavar="H", help="Wall-clock hours.")] = None,
     device_hours: Annotated[Num, typer.Option("--device-hours", metavar="H", help="Devices x hours.")] = None,
-    pue: PueOpt = None,
-    ci: CiOpt = None,
-    region: RegionOpt = None,
-    year: YearOpt = None,
-    lifetime: LifetimeOpt = None,
-    alpha: Annotated[Num, typer.Option("--alpha", metavar="X", help="Dynamic-power scale in [0, 10] (default: data/power.yaml).")] = None,
-    power_split: Annotated[str, typer.Option("--power-split", metavar="default|low_static", help="Static/dynamic power split.")] = "default",
-    embodied_mode: Annotated[str, typer.Option("--embodied-mode", metavar="paper|vendor", help="Embodied carbon method.")] = "paper",
-    vendor_kg: Annotated[Num, typer.Option("--vendor-kg", metavar="KG", help="Per-device kgCO2e (vendor mode).")] = None,
-    infrastructure: Annotated[bool, typer.Option(
-        "--infrastructure/--no-infrastructure", help="Add v2's infrastructure share to embodied.")] = True,
-    embodied: Annotated[bool, typer.Option("--embodied/--no-embodied", help="Include embodied carbon.")] = True,
+    # BEGIN generated carbon options (python -m carbonscaling.specs --write-cli)
+    ci: Annotated[Optional[str], typer.Option('--ci', metavar='CI|REGION|ISO3', help='Grid intensity: g/kWh in [0, 2000], a region (us-east5) or, with codecarbon, an ISO3 country (FRA); default: data/power.yaml.')] = None,
+    region: Annotated[Optional[str], typer.Option('--region', metavar='REGION', help='Google Cloud region (see `regions`); like --ci.')] = None,
+    year: Annotated[Optional[str], typer.Option('--year', metavar='YYYY', help='Year of the region table (default: latest). A whole number in [1900, 2200].')] = None,
+    pue: Annotated[Optional[str], typer.Option('--pue', metavar='X', help='Power usage effectiveness (default: data/power.yaml). A finite number in [1, 3].')] = None,
+    lifetime_years: Annotated[Optional[str], typer.Option('--lifetime', metavar='YEARS', help='Hardware lifetime in years (default: data/power.yaml). A finite number in (0, 50].')] = None,
+    alpha: Annotated[Optional[str], typer.Option('--alpha', metavar='X', help='Dynamic-power scale (default: data/power.yaml). A finite number in [0, 10].')] = None,
+    power_split: Annotated[Optional[str], typer.Option('--power-split', metavar='default|low_static', help='Static/dynamic power split. Default default.')] = None,
+    embodied_mode: Annotated[Optional[str], typer.Option('--embodied-mode', metavar='paper|vendor', help='Embodied carbon method. Default paper.')] = None,
+    vendor_kg_per_device: Annotated[Optional[str], typer.Option('--vendor-kg', metavar='KG', help='Per-device kgCO2e (embodied mode vendor). A finite number in (0, 100000].')] = None,
+    infrastructure: Annotated[Optional[bool], typer.Option('--infrastructure/--no-infrastructure', help="Add v2's infrastructure share to embodied carbon.")] = None,
+    include_embodied: Annotated[Optional[bool], typer.Option('--embodied/--no-embodied', help='Include embodied carbon.')] = None,
+    power_model: Annotated[Optional[str], typer.Option('--power-model', metavar='measured|nameplate|paper', help='Node power: measured (metered MLPerf node power, devices driven by their busy share; default), nameplate (TDP + system maximum: upper bound) or paper (static + dynamic x MFU).')] = None,
+    allocation: Annotated[Optional[str], typer.Option('--allocation', metavar='share|node', help='A run on part of a node is charged its share (cloud slice; default) or whole nodes.')] = None,
+    lifetime_policy: Annotated[Optional[str], typer.Option('--lifetime-policy', metavar='refuse|whole_run|replace', help="A run longer than the hardware lifetime: refuse (default; the deadline is capped at the lifetime), whole_run (charged once) or replace (charged replacements, the papers' rule).")] = None,
+    cooling: Annotated[Optional[str], typer.Option('--cooling', metavar='auto|air|liquid', help='Server cooling: air adds fan power (default auto: GPU servers air, TPUs liquid).')] = None,
+    goodput: Annotated[Optional[str], typer.Option('--goodput', metavar='G', help='Fixed goodput in (0, 1]; 1 = steady state only (default: modelled from data/goodput.yaml). A finite number in (0, 1].')] = None,
+    interruptions_per_device_day: Annotated[Optional[str], typer.Option('--interruptions', metavar='R', help="Job interruptions per device-day (default: Llama 3's 5.27e-4, data/goodput.yaml). A finite number in [0, 1].")] = None,
+    restart_minutes: Annotated[Optional[str], typer.Option('--restart-minutes', metavar='MIN', help='Minutes lost per restart (default: data/goodput.yaml). A finite number in [0, 10080].')] = None,
+    checkpoint_minutes: Annotated[Optional[str], typer.Option('--checkpoint-minutes', metavar='MIN', help='Training stall per checkpoint save, minutes (default: data/goodput.yaml). A finite number in [0, 1440].')] = None,
+    evaluation_fraction: Annotated[Optional[str], typer.Option('--evaluation-fraction', metavar='F', help='Share of wall clock in evaluation (default 0). A finite number in [0, 0.9].')] = None,
+    development_overhead: Annotated[Optional[str], typer.Option('--development-overhead', metavar='X', help='Development compute before the final run, as a multiple of its device-hours; reported separately, never added (default 0). A finite number in [0, 100].')] = None,
+    # END generated carbon options
     as_json: JsonOpt = False,
 ) -> None:
-    """Operational + embodied carbon of a training run of known size and length."""
+    """Operational + embodied carbon of a training run of known size and steady-state length."""
     from .carbon import run_carbon
     from .hardware import describe
 
@@ -226,14 +241,14 @@ def carbon(
         from .carbon import check_number
 
         duration_hours = 24.0 * check_number("duration_days", number(duration_days), 0, 1e6 / 24, lo_open=True)
+    from .specs import CarbonSettings, build, cli_values
+
+    settings = build(CarbonSettings, {k: v for k, v in cli_values(locals(), "carbon").items() if v is not None})
     spec = resolve_model_opts(model, model_file)
     system = resolve_system_opts(device, device_file)
-    result = run_carbon(
-        spec, system, n_devices=number(devices), duration_h=number(duration_hours),
-        device_hours=number(device_hours), utilization=number(utilization), pue=number(pue),
-        ci=resolve_ci_opts(ci, region), year=integer(year), lifetime_years=number(lifetime), alpha=number(alpha),
-        power_split=power_split, embodied_mode=embodied_mode, infrastructure=infrastructure,
-        include_embodied=embodied, vendor_kg_per_device=number(vendor_kg))
+    result = run_carbon(spec, system, n_devices=number(devices), duration_h=number(duration_hours),
+                        device_hours=number(device_hours), utilization=number(utilization),
+                        **settings.carbon_kwargs())
     if as_json:
         emit_json({"model": spec.summary() if spec else None, "device": describe(system), **result.to_dict()})
         return
@@ -243,7 +258,10 @@ def carbon(
         ["  device energy (kWh, IT)", result.device_energy_kwh],
         ["  node-other + network energy (kWh, IT)", result.other_energy_kwh],
         ["operational (tCO2e)", result.operational_tco2e],
-        *[[f"  {k.replace('_', ' ')}", b[f"{k}_tco2e"]] for k in ("device_static", "device_dynamic", "node_other", "network")],
+        *[[f"  {k.replace('_', ' ')}", b[f"{k}_tco2e"]] for k in CARBON_TERMS if f"{k}_tco2e" in b],
+        ["W per device slot (node input)", b["w_per_device_slot"]],
+        ["kWh per device-hour (node, facility)", f"{b['node_kwh_per_device_hour']:.4g}, {b['facility_kwh_per_device_hour']:.4g}"],
+        ["device-hours (steady, expected)", f"{b['steady_device_hours']:,.6g}, {b['expected_device_hours']:,.6g}"],
         [f"embodied (tCO2e, {result.embodied_mode})", result.embodied_tco2e],
         *[[f"  {k}", b[f"embodied_{k}_tco2e"]] for k in ("accelerator", "die", "hbm", "cpu", "dram", "ssd", "infrastructure")],
         ["total (tCO2e)", result.total_tco2e],
@@ -252,6 +270,9 @@ def carbon(
     title = (f"{b['model'] or 'run'} on {b['n_devices']} x {b['device']}, {b['duration_h']:,.1f} h, "
              f"PUE {b['pue']:g}, CI {b['ci_g_per_kwh']:g} g/kWh")
     print_table(title, ["quantity", "value"], rows)
+    typer.echo(f"scope: {result.scope}")
+    if b.get("lifetime_note"):
+        typer.echo(f"lifetime: {b['lifetime_note']}")
     typer.echo(f"embodied source: {result.embodied_source}")
     typer.echo(f"grid intensity source: {result.ci_source}")
 

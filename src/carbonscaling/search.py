@@ -365,7 +365,7 @@ def search(model: ModelSpec, system: System, *, deadline_days: float = 90.0, opt
 
     With ``devices`` pinned, the deadline is not a constraint: the fastest layout at
     that count is returned and ``meets_deadline`` says whether it made it.
-    ``carbon_score(devices, duration_s, mfu)`` ranks layouts for ``objective="carbon"``.
+    ``carbon_score(devices, duration_s, mfu, step=StepResult)`` ranks layouts for ``objective="carbon"``.
     """
     _validate_request(deadline_days, objective, carbon_score, pipeline_split)
     o = options or TrainingOptions()
@@ -534,9 +534,13 @@ def _least_carbon(model, system, o, c, combos, batch, pins, n_star, deadline_s, 
     good = res.fits & (dur <= deadline_s)
     devs = grid.devices
     mfu = model_flops_utilization(model, system, devs, dur, o.gemm_precision)
-    score = np.where(good, carbon_score(devs, dur, mfu), np.inf)
+    score = np.where(good, carbon_score(devs, dur, mfu, step=res), np.inf)
     best = _result(model, system, o, grid, res, dur, np.flatnonzero(good), deadline_s, evaluated + len(grid),
                    "carbon", score)
     at = _at_devices(model, system, o, c, all_combos, batch, pins, n_star, deadline_s, 0, "carbon")
+    # The fastest layout is always a candidate: the carbon objective never returns more carbon than it.
+    if carbon_score(np.array([at.devices]), np.array([at.duration_s]), np.array([at.mfu]), step=at.step)[0] \
+            < float(np.min(score)):
+        best = replace(at, layouts_evaluated=best.layouts_evaluated)
     return replace(best, median_layout=at.median_layout, median_duration_s=at.median_duration_s,
                    median_mfu=at.median_mfu, layouts_evaluated=best.layouts_evaluated + at.layouts_evaluated)

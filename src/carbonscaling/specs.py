@@ -152,6 +152,36 @@ class CarbonSettings(SpecModel):
     infrastructure: bool = option(True, "Add v2's infrastructure share to embodied carbon.")
     include_embodied: bool = option(True, "Include embodied carbon.", cli="--embodied")
     median_carbon: bool = option(True, "Also account the median-latency layout.")
+    # Energy of a real run (issue 10; docs/carbon.md): power model, allocation, lifetime, goodput.
+    power_model: Optional[Literal["measured", "nameplate", "paper"]] = option(
+        None, "Node power: measured (metered MLPerf node power, devices driven by their busy share; default), "
+              "nameplate (TDP + system maximum: upper bound) or paper (static + dynamic x MFU).",
+        metavar="measured|nameplate|paper")
+    allocation: Optional[Literal["share", "node"]] = option(
+        None, "A run on part of a node is charged its share (cloud slice; default) or whole nodes.",
+        metavar="share|node")
+    lifetime_policy: Optional[Literal["refuse", "whole_run", "replace"]] = option(
+        None, "A run longer than the hardware lifetime: refuse (default; the deadline is capped at the lifetime), "
+              "whole_run (charged once) or replace (charged replacements, the papers' rule).",
+        metavar="refuse|whole_run|replace")
+    cooling: Optional[Literal["auto", "air", "liquid"]] = option(
+        None, "Server cooling: air adds fan power (default auto: GPU servers air, TPUs liquid).",
+        metavar="auto|air|liquid")
+    goodput: Optional[float] = option(
+        None, "Fixed goodput in (0, 1]; 1 = steady state only (default: modelled from data/goodput.yaml).",
+        metavar="G", gt=0, le=1)
+    interruptions_per_device_day: Optional[float] = option(
+        None, "Job interruptions per device-day (default: Llama 3's 5.27e-4, data/goodput.yaml).",
+        cli="--interruptions", metavar="R", ge=0, le=1)
+    restart_minutes: Optional[float] = option(None, "Minutes lost per restart (default: data/goodput.yaml).",
+                                              metavar="MIN", ge=0, le=10080)
+    checkpoint_minutes: Optional[float] = option(None, "Training stall per checkpoint save, minutes (default: "
+                                                       "data/goodput.yaml).", metavar="MIN", ge=0, le=1440)
+    evaluation_fraction: Optional[float] = option(None, "Share of wall clock in evaluation (default 0).",
+                                                  metavar="F", ge=0, le=0.9)
+    development_overhead: Optional[float] = option(
+        None, "Development compute before the final run, as a multiple of its device-hours; reported "
+              "separately, never added (default 0).", metavar="X", ge=0, le=100)
     # Decisions (carbonscaling.uncertainty / carbonscaling.footprint; docs/decisions.md).
     uncertainty: bool = option(True, "Monte-Carlo p5/p50/p95 bands and sensitivity ranking (off for fast sweeps).")
     uncertainty_samples: int = option(4096, "Monte-Carlo samples.", cli="--samples", metavar="N", ge=16, le=1_000_000)
@@ -323,17 +353,13 @@ def metavar(info: FieldInfo) -> str:
 
 
 # ---- validation --------------------------------------------------------------------------
-_NUMBER_ERRORS = ("greater_than", "greater_than_equal", "less_than", "less_than_equal", "finite_number",
-                  "int_from_float", "int_parsing", "float_parsing", "int_type", "float_type", "value_error")
-
-
 def spec_error(err: ValidationError) -> InputError:
     """A RunSpec validation error as one line naming the flat field (which names the CLI option)."""
     first = err.errors()[0]
     path = [str(p) for p in first.get("loc", ()) if not isinstance(p, int)]
     name = ALIASES.get(path[-1], path[-1]) if path else "run"
     fields = flat_fields()
-    if name in fields and number_kind(fields[name][1]) and first.get("type") in _NUMBER_ERRORS:
+    if name in fields and number_kind(fields[name][1]):  # every error of a number: its kind and range
         info = fields[name][1]
         rng = range_text(info)
         return InputError(name, f"must be {_kind_text(number_kind(info))}{' in ' + rng if rng else ''}, "
@@ -394,17 +420,25 @@ def _field_validators(cls: type[BaseModel]) -> dict[str, Any]:
     return out
 
 
-# ---- the CLI block -------------------------------------------------------------------------
+# ---- the CLI blocks ------------------------------------------------------------------------
 # Options the CLI spells by hand (two options for one field, short flags): model, device.
 CLI_BY_HAND: tuple[str, ...] = ("model", "device")
 
 
-def cli_block() -> str:
-    """The ``carbonscaling estimate`` parameters generated from the specs (see cli_estimate.py)."""
+def cli_blocks() -> dict[str, tuple[str, list[str]]]:
+    """``{command: (module file, fields)}`` of the CLI parameters generated from the specs:
+    ``estimate`` takes every option of a run, ``carbon`` the carbon settings run_carbon takes."""
+    carbon = [k for k in CarbonSettings.model_fields if k not in CarbonSettings.NOT_FOR_RUN_CARBON or k == "region"]
+    return {"estimate": ("cli_estimate.py", [n for n in flat_fields() if n not in CLI_BY_HAND]),
+            "carbon": ("cli.py", carbon)}
+
+
+def cli_block(command: str = "estimate") -> str:
+    """The typer parameters of ``command`` generated from the specs (text is read by
+    :func:`cli_values`; numbers are converted there so the spec words every error)."""
     lines = []
-    for name, (_part, info) in flat_fields().items():
-        if name in CLI_BY_HAND:
-            continue
+    for name in cli_blocks()[command][1]:
+        info = flat_fields()[name][1]
         opt = cli_option(name, info)
         extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
         names = [opt] + (["--" + extra["alias"]] if extra.get("alias") else [])
@@ -419,28 +453,46 @@ def cli_block() -> str:
     return "\n".join(lines) + "\n"
 
 
-def _cli_file() -> Path:
-    return Path(__file__).with_name("cli_estimate.py")
+def cli_values(params: dict[str, Any], command: str = "estimate") -> dict[str, Any]:
+    """The generated parameters of ``command`` from a command's ``locals()``, numbers converted
+    from text (text that is not a number is kept, for the spec to reject with its range)."""
+    from .cli import integer, number
+
+    out = {}
+    for name in cli_blocks()[command][1]:
+        value = params[name]
+        kind = number_kind(flat_fields()[name][1])
+        out[name] = (integer(value) if kind == "int" else number(value)) if kind and value is not None else value
+    return out
 
 
-BEGIN, END = "    # BEGIN generated by `python -m carbonscaling.specs --write-cli`\n", "    # END generated\n"
+def _markers(command: str) -> tuple[str, str]:
+    return (f"    # BEGIN generated {command} options (python -m carbonscaling.specs --write-cli)\n",
+            f"    # END generated {command} options\n")
+
+
+def _split(command: str) -> tuple[Path, str, str, str]:
+    path = Path(__file__).with_name(cli_blocks()[command][0])
+    text = path.read_text(encoding="utf-8")
+    begin, end = _markers(command)
+    head, rest = text.split(begin, 1)
+    block, tail = rest.split(end, 1)
+    return path, head + begin, block, end + tail
 
 
 def write_cli() -> bool:
-    """Rewrite the generated block of cli_estimate.py; True if it changed."""
-    path = _cli_file()
-    text = path.read_text(encoding="utf-8")
-    head, rest = text.split(BEGIN, 1)
-    _old, tail = rest.split(END, 1)
-    new = head + BEGIN + cli_block() + END + tail
-    if new != text:
-        path.write_text(new, encoding="utf-8")
-    return new != text
+    """Rewrite the generated blocks of the CLI modules; True if any changed."""
+    changed = False
+    for command in cli_blocks():
+        path, head, old, tail = _split(command)
+        if old != cli_block(command):
+            path.write_text(head + cli_block(command) + tail, encoding="utf-8")
+            changed = True
+    return changed
 
 
-def cli_block_in_file() -> str:
-    text = _cli_file().read_text(encoding="utf-8")
-    return text.split(BEGIN, 1)[1].split(END, 1)[0]
+def cli_block_in_file(command: str = "estimate") -> str:
+    return _split(command)[2]
 
 
 # ---- the options table in docs/run-spec.md --------------------------------------------------
@@ -487,7 +539,7 @@ if __name__ == "__main__":  # pragma: no cover
     import sys
 
     if "--write-cli" in sys.argv:
-        print("cli_estimate.py updated" if write_cli() else "cli_estimate.py already up to date")
+        print("CLI options updated" if write_cli() else "CLI options already up to date")
     if "--write-docs" in sys.argv:
         print("docs/run-spec.md updated" if write_docs() else "docs/run-spec.md already up to date")
     if len(sys.argv) == 1:

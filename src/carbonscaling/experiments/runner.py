@@ -111,8 +111,10 @@ def job_search(job: Job):
     system = system_spec(job.device, job.years_ahead)
     score = None
     if job.objective == "carbon":
+        from ..carbon import PAPER_ACCOUNTING  # scenarios account as the papers (experiments/accounting.py)
+
         score = carbon_scorer(system_spec(job.device, job.years_ahead, job.cpa_growth),
-                              CarbonSettings(**dict(job.carbon)).carbon_kwargs())
+                              {**PAPER_ACCOUNTING, **CarbonSettings(**dict(job.carbon)).carbon_kwargs()})
     return partial(search, model, system, options=Recipe(**dict(job.options)),
                    pinned=search_pins(LayoutPins(**dict(job.pins)), model), objective=job.objective,
                    carbon_score=score)

@@ -236,7 +236,7 @@ def check_claims(sc: Scenario, labels: list[str]) -> None:
 
 def check_names(sc: Scenario) -> None:
     """Resolve every name a scenario uses, so a typo fails before any search runs."""
-    from ..carbon import run_carbon
+    from ..carbon import PAPER_ACCOUNTING, run_carbon
     from ..hardware import load_system
     from ..scaling import from_preset
 
@@ -256,7 +256,7 @@ def check_names(sc: Scenario) -> None:
         kw = CarbonSettings(**r["carbon"]).carbon_kwargs()
         grid = "region" if "region" in r["carbon"] else "ci"
         _named(f"series[{i}].carbon", lambda: run_carbon(None, r["device"], n_devices=8, duration_h=1.0,
-                                                           utilization=0.5, **kw), sub=True, grid=grid)
+                                                           utilization=0.5, **{**PAPER_ACCOUNTING, **kw}), sub=True, grid=grid)
 
 
 def _check_pins(where: str, pins: dict[str, Any]) -> None:

@@ -14,9 +14,9 @@ are device-only):
 * ``embodied_tco2e``: our embodied model (paper mode, ``power.yaml`` lifetime, with the
   infrastructure share) for the device count and wall clock.
 
-Unscored extras show our full accounting (static + utilization-scaled dynamic device
-power, node and network power, the run's PUE else ``power.yaml``'s): ``energy_kwh_full``,
-``operational_tco2e_full``.
+Unscored extras show our full accounting (measured node power driven by the busy share:
+accelerators, host, power supplies, fans, switch ports; goodput; the run's PUE else
+``power.yaml``'s): ``energy_kwh_full``, ``operational_tco2e_full``.
 
 :func:`with_our_carbon` converts a baseline's device-hours the same way (v2 Fig. 3b does
 this for ``reg`` and LLMCarbon); the baseline's own figures are kept as ``<key>_own``.
@@ -39,22 +39,23 @@ def reports_carbon(run: PublishedRun) -> bool:
 
 
 def carbon_predictions(run: PublishedRun, system, n_devices: float, device_hours: float,
-                       mfu: float | None = None) -> dict[str, float]:
+                       mfu: float | None = None, busy: float | None = None) -> dict[str, float]:
     """Like-for-like energy/carbon for ``device_hours`` on ``n_devices`` (see module doc)."""
-    from ..carbon import run_carbon
+    from ..carbon import PAPER_ACCOUNTING, run_carbon
 
     n = max(1, math.ceil(n_devices - 1e-9))
     pue = run.pue if run.pue is not None else 1.0
     ci = run.carbon_intensity_g_per_kwh
     lfl = run_carbon(None, system, n_devices=n, device_hours=device_hours, utilization=1.0, pue=pue,
-                     ci=ci, alpha=1.0)
+                     ci=ci, alpha=1.0, **PAPER_ACCOUNTING)
     energy = lfl.device_energy_kwh * pue
     out = {"energy_kwh": energy, "embodied_tco2e": lfl.embodied_tco2e}
     if ci is not None:
         out["operational_tco2e"] = energy * ci / 1e6
-    if mfu is not None and math.isfinite(mfu) and mfu > 0:
-        full = run_carbon(None, system, n_devices=n, device_hours=device_hours, utilization=min(1.0, mfu),
-                          pue=run.pue, ci=ci)
+    if busy is not None and math.isfinite(busy) and busy > 0:
+        # Full scope: measured node power driven by the busy share, goodput, allocation share.
+        full = run_carbon(None, system, n_devices=n, device_hours=device_hours, utilization=min(1.0, busy),
+                          pue=run.pue, ci=ci, lifetime_policy="whole_run")
         out["energy_kwh_full"] = full.energy_kwh
         if ci is not None:
             out["operational_tco2e_full"] = full.operational_tco2e

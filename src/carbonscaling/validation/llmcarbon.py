@@ -220,10 +220,10 @@ def predict_run(run: PublishedRun, mode: Mode = "searched", *, pue_when_unreport
     """
     if mode not in ("searched", "pinned"):
         raise InputError("mode", f"must be 'searched' or 'pinned', got {mode!r}")
-    if mode == "pinned" and run.n_devices is None:
+    if mode == "pinned" and run.devices is None:
         raise InputError(f"runs[{run.run_id}].n_devices", "pinned mode needs a reported device count")
     res = estimate(run.params_total, run.training_tokens, run.device_key or run.accelerator,
-                   params_active=run.params_active, n_devices=run.n_devices if mode == "pinned" else None,
+                   params_active=run.params_active, n_devices=run.devices if mode == "pinned" else None,
                    pue=run.pue if run.pue is not None else pue_when_unreported,
                    ci_g_per_kwh=run.carbon_intensity_g_per_kwh)
     out = {
@@ -246,7 +246,7 @@ def llmc_predictor(mode: Mode = "searched", *, pue_when_unreported: float = 1.0)
         raise InputError("mode", f"must be 'searched' or 'pinned', got {mode!r}")
 
     def predict(run: PublishedRun) -> dict[str, float]:
-        m = "pinned" if mode == "pinned" and run.n_devices is not None else "searched"
+        m = "pinned" if mode == "pinned" and run.devices is not None else "searched"
         return predict_run(run, m, pue_when_unreported=pue_when_unreported)
 
     predict.__name__ = f"llmc_{mode}"

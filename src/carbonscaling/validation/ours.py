@@ -36,6 +36,8 @@ from typing import Any, Literal
 from ..errors import InputError
 from ..perf.constants import PerfConstants
 from ..perf.layout import RECOMPUTE_MODES, TrainingOptions
+from ..goodput import expected_goodput
+from ..power import busy_share
 from ..serialize import layout_label, layout_record
 from .accounting import carbon_predictions
 from .runs import OPTION_COLUMNS, PublishedRun
@@ -88,8 +90,8 @@ def deadline_days(run: PublishedRun) -> float | None:
     """The run's wall clock: reported ``duration_days``, else ``device_hours / n_devices / 24``."""
     if run.duration_days is not None:
         return run.duration_days
-    if run.device_hours is not None and run.n_devices:
-        return run.device_hours / run.n_devices / 24.0
+    if run.device_hours is not None and run.devices:
+        return run.device_hours / run.devices / 24.0
     return None
 
 
@@ -99,14 +101,14 @@ def run_pins(run: PublishedRun, mode: Mode, model) -> dict[str, Any]:
     if run.recompute is not None:
         pins["recompute"] = run.recompute
     if mode == "pinned":
-        if run.n_devices is None:
+        if run.devices is None:
             raise InputError(f"runs[{run.run_id}].n_devices", "pinned mode needs the reported device count")
-        pins.update(run.pins, devices=run.n_devices)
+        pins.update(run.pins, devices=run.devices)
     elif deadline_days(run) is None or run.training_tokens is None:
-        if run.n_devices is None:
+        if run.devices is None:
             raise InputError(f"runs[{run.run_id}].n_devices",
                              "searched mode needs a duration, device-hours or a device count")
-        pins["devices"] = run.n_devices
+        pins["devices"] = run.devices
     return pins
 
 
@@ -182,8 +184,11 @@ def predict_run(run: PublishedRun, mode: Mode = "pinned", consts: PerfConstants 
         hours = lay.devices * res.duration_s / 3600.0
         # With the reported wall clock as the deadline, the duration is not a prediction: unscored.
         out["search_duration_days" if "devices" not in pins else "duration_days"] = res.duration_s / 86400.0
-        out["device_hours"] = hours
-        out.update(carbon_predictions(run, system, lay.devices, hours, mfu))
+        out["device_hours"] = hours  # steady state; goodput-adjusted separately (unscored key)
+        out["busy"] = float(busy_share(res.step))
+        out["goodput"] = expected_goodput(lay.devices)
+        out["device_hours_goodput"] = hours / out["goodput"]
+        out.update(carbon_predictions(run, system, lay.devices, hours, mfu, busy=out["busy"]))
     return out
 
 

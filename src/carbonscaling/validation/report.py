@@ -137,8 +137,10 @@ def add_sections(report: ValidationReport, runs, consts=None) -> ValidationRepor
     report.extras["comparison"] = comparison(report)
     report.extras["carbon"] = carbon_section(report)
     report.extras["calibration"] = calibration_section(runs, consts)
+    from .energy import add_energy_sections
     from .throughput import step_time_section
 
+    add_energy_sections(report, runs)
     report.extras["step_time"] = step_time_section(consts)
     return report
 
@@ -213,7 +215,9 @@ def to_markdown(report: ValidationReport) -> str:
     L += _md_table(hdr, body) + [""]
     L += ["## Ours against the baselines (MAPE on the runs both predict)", ""]
     L += [f"- {line}" for line in comparison_lines(report)]
-    L += [""] + carbon_markdown(report) + calibration_markdown(report)
+    from .energy import energy_markdown
+
+    L += [""] + carbon_markdown(report) + energy_markdown(report) + calibration_markdown(report)
     if report.extras.get("step_time"):
         from .throughput import markdown as step_time_markdown
 
@@ -277,7 +281,7 @@ def calibration_markdown(report: ValidationReport) -> list[str]:
     if cal.get("throughput"):
         hdr = ["run", "devices", "TP", "PP", "DP", "batch", "mb", "v", "predicted TFLOP/s", "reported", "error"]
         body = [[t["run_id"], str(t["devices"]), str(t["tp"]), str(t["pp"]), str(t["dp"]), str(t["global_batch"]),
-                 str(t["microbatch"]), str(t["interleave"]), f"{t['predicted_tflops']:.1f}",
+                 str(t["microbatch"]), str(t.get("vp", t.get("interleave"))), f"{t['predicted_tflops']:.1f}",
                  _fmt(t["reported_tflops"]), _fmt(t["error"], "pct")] for t in cal["throughput"]]
         L += ["Per-GPU throughput of the fitting runs, layouts pinned, FLOPs counted as Narayanan et al. 2021 eq. 3:",
               ""] + _md_table(hdr, body) + [""]

@@ -37,7 +37,7 @@ REPORTED_QUANTITIES: tuple[str, ...] = (
 
 _TRUE = {"true", "yes", "1", "y", "t"}
 _FALSE = {"false", "no", "0", "n", "f"}
-_INT_FIELDS = {"seq_len", "n_devices", "tp", "pp", "dp", "ep", "cp", "zero_stage"}
+_INT_FIELDS = {"seq_len", "n_devices", "n_devices_assumed", "tp", "pp", "dp", "ep", "cp", "zero_stage"}
 #: Software options (``TrainingOptions`` fields) a run may state; empty = the estimator's default.
 OPTION_COLUMNS: tuple[str, ...] = (
     "flash_attention", "sequence_parallel", "overlap_grad_reduce", "overlap_tp_comm", "overlap_ep_comm")
@@ -73,6 +73,8 @@ class PublishedRun(BaseModel):
     global_batch_tokens: float | None = Field(default=None, gt=0, le=1e12)
     accelerator: str = Field(min_length=1)
     n_devices: int | None = Field(default=None, gt=0, le=10**8)
+    n_devices_assumed: int | None = Field(default=None, gt=0, le=10**8,
+                                          description="device count used when the source publishes none (not scored)")
     tp: int | None = Field(default=None, gt=0, le=10**6)
     pp: int | None = Field(default=None, gt=0, le=10**6)
     dp: int | None = Field(default=None, gt=0, le=10**8)
@@ -112,6 +114,11 @@ class PublishedRun(BaseModel):
         out = {pin: getattr(self, col) for col, pin in _PIN_COLUMNS.items() if getattr(self, col) is not None}
         out.update(parse_pins(self.layout_pins, f"runs[{self.run_id}].layout_pins"))
         return out
+
+    @property
+    def devices(self) -> int | None:
+        """The reported device count, else the documented assumption (``n_devices_assumed``)."""
+        return self.n_devices if self.n_devices is not None else self.n_devices_assumed
 
     @property
     def training_tokens(self) -> float | None:
