@@ -34,6 +34,7 @@ def test_kwargs_runspec_and_cli_json_agree(capsys):
                    pins=LayoutPins(zero=1), recipe=Recipe(precision="fp8"),
                    search=SearchSettings(deadline_days=60), carbon=CarbonSettings(pue=1.2, region="us-central1"))
     by_spec = run(spec).to_dict()
+    assert estimate(spec).to_dict() == by_spec
     code, out, err = cli(capsys, "estimate", "--preset", "cs-v1", "--d-model", "6144", "--device", "B100",
                          "--deadline-days", "60", "--pue", "1.2", "--region", "us-central1", "--precision", "fp8",
                          "--zero", "1", "--json")
@@ -130,6 +131,8 @@ def test_bad_api_input_is_one_typed_error():
     for kw in ({"tp": True}, {"pue": "1.2"}, {"interleave": 2.5}, {"recompute": "some"}, {"nope": 1}):
         with pytest.raises(InputError):
             RunSpec.from_kwargs(**kw)
+    with pytest.raises(InputError, match="RunSpec alone"):
+        estimate(RunSpec(preset="cs-v1", d_model=3072), tp=2)
     with pytest.raises(InputError, match="tpp"):
         estimate(preset="cs-v1", d_model=3072, tpp=2)
     with pytest.raises(InputError, match="ci"):

@@ -163,8 +163,13 @@ def estimate(model: Any = None, device: Any = None, **options: Any) -> Estimate:
     flat names (``tp=8, precision="fp8", pue=1.2, deadline_days=60, ...``; ``interleave``
     is accepted for ``vp``); ``None`` leaves an option at its default. Equivalent to
     ``run(RunSpec.from_kwargs(model=model, device=device, **options))`` and to
-    ``carbonscaling estimate`` (``Estimate.to_dict()`` is its ``--json``).
+    ``carbonscaling estimate`` (``Estimate.to_dict()`` is its ``--json``); ``estimate(spec)``
+    with a :class:`~carbonscaling.specs.RunSpec` is ``run(spec)``.
     """
+    if isinstance(model, RunSpec):
+        if device is not None or options:
+            raise InputError("model", "give a RunSpec alone, or keyword options without one")
+        return run(model)
     return run(RunSpec.from_kwargs(model=model, device=device, **options))
 
 

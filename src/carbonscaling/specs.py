@@ -334,8 +334,9 @@ def help_text(name: str, info: FieldInfo | None = None) -> str:
     rng = range_text(info)
     if rng:
         text += f" {_kind_text(number_kind(info) or 'float').capitalize()} in {rng}."
-    if info.default is not None and not isinstance(info.default, bool) and "default" not in text:
-        text += f" Default {info.default:g}." if isinstance(info.default, float) else f" Default {info.default}."
+    dflt = info.default
+    if dflt is not None and not isinstance(dflt, bool) and "default" not in text.lower():
+        text += f" Default: {_fmt(dflt) if isinstance(dflt, (int, float)) else dflt}."
     return text.strip()
 
 

@@ -65,6 +65,9 @@ class TrainingOptions(BaseModel):
     flexible_sharding: bool = Field(default=False, description="LinS/hpZ-style ZeRO-3 within the node.")
     qat: bool = Field(default=False, description="Quantization-aware training: 8-bit compute, memory and "
                                                  "communication.")
+    force_balanced_routing: bool = Field(default=False, description="MoE routing forced even over the experts "
+                                                                     "(Megatron-Bridge benchmarks); off: random top-k "
+                                                                     "loads the busiest rank more.")
     ep_convention: Literal["megatron", "cs-v1"] = Field(
         default="megatron", description="Layout convention: megatron (devices = TP x CP x PP x DP, EP inside "
                                         "DP x CP) or cs-v1 (the papers: EP multiplies the devices).")

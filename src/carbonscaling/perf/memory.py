@@ -54,6 +54,7 @@ class Memory:
     total: np.ndarray            # incl. fragmentation and reserved memory
     recompute_layers: np.ndarray  # recomputed layers per (virtual) stage under full recompute
     recomputed_first: np.ndarray  # layers recomputed on the first stage
+    weight_shards: tuple = ()     # (dense, expert) ranks the weights are sharded over
 
 
 # ---- parameters ----------------------------------------------------------------------------
@@ -133,9 +134,12 @@ def activation_bytes_per_layer(model: ModelSpec, g: LayoutGrid, o: TrainingOptio
     scores = np.where(g.rc >= 1, 0.0, scores)
     gate = 2.0 if model.ffn_gated else 1.0
     dense_ffn = model.d_ff * (gate * e + gi) / tp
-    routed = model.top_k * o.capacity_factor * (model.d_expert * (gate * e + gi) + g.etp * h * gi) / tp
+    # Each routed copy keeps its dispatched input, gathered over the ETP group (v1 counted
+    # only the expert FFN activations: kept under the cs-v1 convention).
+    dispatched = 0.0 if o.legacy else g.etp * h * gi
+    routed = model.top_k * o.capacity_factor * (model.d_expert * (gate * e + gi) + dispatched) / tp
     shared = model.n_shared_experts * model.shared_expert_width * (gate * e + gi) / tp
-    moe_ffn = routed + shared + 4.0 * model.n_experts / sp
+    moe_ffn = routed + shared + (0.0 if o.legacy else 4.0 * model.n_experts / sp)
     frac_moe = model.n_moe_layers / model.n_layers
     ffn = (1 - frac_moe) * dense_ffn + frac_moe * moe_ffn
     if model.is_hybrid:  # per block kind, averaged over the pattern (one norm and GEMM input per block)
@@ -223,10 +227,11 @@ def memory_per_device(model: ModelSpec, system: System, g: LayoutGrid, o: Traini
     # (layers, first?, last?, microbatches in flight, exists?) of the candidate peak stages
     stages = [
         (n_first, one, is_pp1, np.minimum(m, pp) * np.where(g.v > 1, 1.0 + (pp - 1) / (pp * v), 1.0), one),
-        (np.where(g.pp > 2, n_mid, n_last), ~one, g.pp == 2,
-         np.minimum(m, np.maximum(pp - 1, 1)) * np.where(g.v > 1, 1.0 + (pp - 2) / (pp * v), 1.0), ~is_pp1),
         (n_last, ~one, one, np.ones_like(pp), ~is_pp1),
     ]
+    if (g.pp > 2).any() and not o.legacy:  # a middle stage may hold more layers than the ends (uneven splits)
+        stages.insert(1, (n_mid, ~one, ~one, np.minimum(m, np.maximum(pp - 1, 1))
+                          * np.where(g.v > 1, 1.0 + (pp - 2) / (pp * v), 1.0), g.pp > 2))
     static = []
     for n, first, last, inflight, exists in stages:
         p_d, p_e = _stage_params(model, g, n, first, last)
@@ -256,7 +261,7 @@ def memory_per_device(model: ModelSpec, system: System, g: LayoutGrid, o: Traini
         params_dense=static[0][0], params_expert=static[0][1],
         optimizer_params=np.max(np.stack([np.where(s[8], s[0] / o_d + s[1] / o_e, 0.0) for s in static]), axis=0),
         weights=pick(0), grads=pick(1), optimizer=pick(2), activations=pick(3), total=totals.max(axis=0),
-        recompute_layers=np.where(g.rc == 2, rl, 0), recomputed_first=rows[0][5],
+        recompute_layers=np.where(g.rc == 2, rl, 0), recomputed_first=rows[0][5], weight_shards=(w_d, w_e),
     )
 
 

@@ -15,15 +15,16 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from ..formats import recipe_value
 from ..hardware import System
 from ..scaling import ModelSpec
 from . import kernels as K
-from .comm import all_to_all_time, p2p_time, ring_group
+from . import moe as moe_kernels
+from .comm import p2p_time, ring_group
 from .constants import PerfConstants, default_constants
 from .layout import LayoutGrid, TrainingOptions
-from ..formats import recipe_value
 from .moe import dispatch_time, permute_time
-from .memory import Memory, data_parallel_groups, local_shards, memory_per_device, shard_groups
+from .memory import Memory, data_parallel_groups, local_shards, memory_per_device
 from .pipeline import pipeline_time, stage_layers
 
 
@@ -132,10 +133,22 @@ def _ffn(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOptions, c:
     sp = np.where(o.sequence_parallel & (g.tp > 1), tp, 1.0)
     # Routed token copies each expert replica (an ETP group) receives, balanced routing.
     tok_e = tokens * k * cf * g.ep * g.etp / (E * tp)
-    r_f, r_b = K.linear_fwd_bwd_time(tokens / sp, E, h, 1, dev, c, "bf16", 2.0)  # the router is not quantized
-    e_f, e_b = mlp(tok_e, model.d_expert, g.etp.astype(float), E / g.ep)
-    p_f, p_b = permute_time(tokens, k, h, g.tp, dev, c, cf)
-    f, b = r_f + e_f + p_f, r_b + e_b + p_b
+    # The router stays BF16 in today's recipes (formats.yaml recipe.bf16_gemms); v1 ran it in the GEMM format.
+    r_prec, r_ib = (prec, ib) if o.legacy else ("bf16", 2.0)
+    r_f, r_b = K.linear_fwd_bwd_time(tokens / sp, E, h, 1, dev, c, r_prec, r_ib)
+    if o.legacy:  # v1: the experts as one batched GEMM, balanced
+        e_f, e_b = mlp(tok_e, model.d_expert, g.etp.astype(float), E / g.ep)
+    else:  # grouped GEMM padded to the format's alignment, waiting for the busiest rank (perf/moe.py)
+        imb = moe_kernels.routing_imbalance(tok_e, E / g.ep, g.ep, balanced=o.force_balanced_routing)
+        etp = g.etp.astype(float)
+        u_f, u_b = moe_kernels.grouped_linear_fwd_bwd_time(tok_e, gate * model.d_expert / etp, h, E / g.ep, dev, c,
+                                                           prec, ib, imbalance=imb)
+        d_f, d_b = moe_kernels.grouped_linear_fwd_bwd_time(tok_e, h, model.d_expert / etp, E / g.ep, dev, c, prec,
+                                                           ib, imbalance=imb)
+        e_f, e_b = u_f + d_f, u_b + d_b
+        p_f, p_b = permute_time(tokens, k, h, g.tp, dev, c, cf)  # the dispatcher's token copies
+        e_f, e_b = e_f + p_f, e_b + p_b
+    f, b = r_f + e_f, r_b + e_b
     if model.n_shared_experts:
         s_f, s_b = mlp(tokens, model.n_shared_experts * model.shared_expert_width, tp)
         f, b = f + s_f, b + s_b
@@ -293,8 +306,9 @@ def stage_times(model, system, g, o, c, lt: LayerTimes, split, recomputed):
     tp = g.tp.astype(float)
     tokens = g.mb * model.seq_len / g.cp
     emb = K.memory_bound_time(c.embedding_bytes_per_token_hidden * tokens * h, dev, c)
-    # The output layer stays BF16 under every FP8/FP4 recipe (formats.yaml: recipe.bf16_gemms).
-    lg_f, lg_b = K.linear_fwd_bwd_time(tokens, V / tp, h, 1, dev, c, "bf16", 2.0)
+    # The output layer stays BF16 in today's recipes (formats.yaml recipe.bf16_gemms); v1 ran it in the GEMM format.
+    h_prec, h_ib = (o.gemm_precision, o.gemm_input_bytes) if o.legacy else ("bf16", 2.0)
+    lg_f, lg_b = K.linear_fwd_bwd_time(tokens, V / tp, h, 1, dev, c, h_prec, h_ib)
     head = lg_f + lg_b + K.memory_bound_time(c.cross_entropy_passes * tokens * V / tp * c.logits_bytes, dev, c)
     mtp = model.mtp_layers * (lt.time0 + head)
     act_bytes = tokens * h * o.activation_bytes / tp
@@ -342,15 +356,21 @@ def data_parallel_time(model, system, g, o, c, mem: Memory):
 
     ar = coll("all_reduce", p_d * gb, p_e * gb)
     rs_ag = coll("reduce_scatter", p_d * gb, p_e * gb) + coll("all_gather", p_d * wb, p_e * wb)
-    (w_d, w_e), _, _ = shard_groups(g, system)
-    shard = pair(w_d, st_d, w_e, st_e)
-    z3_mb = 2.0 * coll("all_gather", p_d * wb, p_e * wb, shard) + coll("reduce_scatter", p_d * gb, p_e * gb, shard)
-    replicas = pair(n_d // np.maximum(w_d, 1), st_d * w_d, n_e // np.maximum(w_e, 1), st_e * w_e)
-    hsdp_step = coll("all_reduce", p_d / w_d * gb, p_e / w_e * gb, replicas)
-    loc_d, loc_e = (np.maximum(x, 1) for x in local_shards(g, system))
-    cross = pair(n_d / loc_d, st_d * loc_d, n_e / loc_e, st_e * loc_e)
-    z4_step = coll("reduce_scatter", p_d / loc_d * gb, p_e / loc_e * gb, cross) + coll(
-        "all_gather", p_d / loc_d * wb, p_e / loc_e * wb, cross)
+    w_d, w_e = mem.weight_shards
+    zero = 0.0 * p_d
+    z3_mb = hsdp_step = z4_step = zero
+    if (g.zero >= 3).any():  # only grids with sharded weights pay for placing those groups
+        shard = pair(w_d, st_d, w_e, st_e)
+        z3_mb = 2.0 * coll("all_gather", p_d * wb, p_e * wb, shard) + coll("reduce_scatter", p_d * gb, p_e * gb,
+                                                                           shard)
+    if ((g.zero == 3) & (g.fsdp > 0)).any():
+        replicas = pair(n_d // np.maximum(w_d, 1), st_d * w_d, n_e // np.maximum(w_e, 1), st_e * w_e)
+        hsdp_step = coll("all_reduce", p_d / w_d * gb, p_e / w_e * gb, replicas)
+    if (g.zero == 4).any():
+        loc_d, loc_e = (np.maximum(x, 1) for x in local_shards(g, system))
+        cross = pair(n_d / loc_d, st_d * loc_d, n_e / loc_e, st_e * loc_e)
+        z4_step = coll("reduce_scatter", p_d / loc_d * gb, p_e / loc_e * gb, cross) + coll(
+            "all_gather", p_d / loc_d * wb, p_e / loc_e * wb, cross)
     per_mb = np.where(g.zero >= 3, z3_mb, 0.0)  # prefetched under compute
     per_step = np.where(g.zero == 0, ar, np.where(g.zero <= 2, rs_ag, np.where(g.zero == 4, z4_step, hsdp_step)))
     return per_step, per_mb

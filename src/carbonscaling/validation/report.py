@@ -132,8 +132,9 @@ def calibration_section(runs, consts=None) -> dict:
     return out
 
 
-def add_sections(report: ValidationReport, runs, consts=None) -> ValidationReport:
-    """Fill ``report.extras`` with the comparison, carbon and calibration sections."""
+def add_sections(report: ValidationReport, runs, consts=None, step_time: bool = True) -> ValidationReport:
+    """Fill ``report.extras`` with the comparison, carbon and calibration sections, and (``step_time``)
+    the step-time validation on Megatron-Bridge measurements (:mod:`.throughput`)."""
     report.extras["comparison"] = comparison(report)
     report.extras["carbon"] = carbon_section(report)
     report.extras["calibration"] = calibration_section(runs, consts)
@@ -141,7 +142,8 @@ def add_sections(report: ValidationReport, runs, consts=None) -> ValidationRepor
     from .throughput import step_time_section
 
     add_energy_sections(report, runs)
-    report.extras["step_time"] = step_time_section(consts)
+    if step_time:
+        report.extras["step_time"] = step_time_section(consts)
     return report
 
 

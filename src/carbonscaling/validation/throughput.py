@@ -11,9 +11,10 @@ predicted with the search, whose only freedom is what the table does not state:
   FSDP column, activation recompute (none / full on the fewest layers that fit),
   expert tensor parallelism (ETP = TP or 1), and whether DeepSeek-V3's MTP module ran
   when the label does not say (the catalog's 1 is used);
-* fixed software options (not in the table): FlashAttention, sequence parallelism with
-  TP, overlapped gradient reduction, no TP/EP communication overlap, capacity factor 1
-  (the rows' routing is force-balanced and dropless).
+* fixed software options (not in the table, from the Megatron-Bridge performance
+  recipes): FlashAttention, sequence parallelism with TP, overlapped gradient reduction,
+  TP communication overlapped (userbuffers) when TP > 1, no EP communication overlap,
+  force-balanced dropless routing (the table's footnote), capacity factor 1.
 
 Rows that cannot be expressed are listed with the reason (a device or number format not
 in the catalog, a hybrid Mamba architecture, a layout that does not fit), never dropped.
@@ -35,7 +36,7 @@ SYSTEMS = {"DGX-H100": "H100-SXM", "DGX-B200": "B200", "DGX-GB200": "GB200", "DG
 PRECISIONS = {"BF16": "bf16", "FP8": "fp8", "FP8-CS": "fp8", "FP8-MX": "mxfp8", "MXFP8": "mxfp8",
               "NVFP4": "nvfp4", "FP8-blockwise": "fp8-blockwise"}
 #: Table model names -> catalog keys whose numbers are model_architectures.csv's.
-MODELS = {"LLAMA3_8B": "llama3.1-8b", "LLAMA3_70B": "llama3.1-70b", "LLAMA3.1_405B": "llama3.1-405b",
+MODELS = {"LLAMA3_8B": "llama3-8b", "LLAMA3_70B": "llama3-70b", "LLAMA3.1_405B": "llama3.1-405b",
           "DeepSeekV3": "deepseek-v3", "Kimi_K2": "kimi-k2", "Qwen3_30B_a3B": "qwen3-30b-a3b",
           "Qwen3_235B_a22B": "qwen3-235b-a22b", "GPT OSS 120B": "gpt-oss-120b",
           "Nemotron_3_Nano": "nemotron-3-nano"}
@@ -88,7 +89,10 @@ def describe_row(row: dict):
         raise Unexpressible(f"device {SYSTEMS[row['system']]} ({row['system']}) not in the catalog") from None
     prec = PRECISIONS.get(row["precision"], row["precision"])
     try:
-        options = TrainingOptions(precision=prec)
+        # The rows' MoE routing is force-balanced and dropless (source footnote); the performance
+        # recipes overlap TP communication with userbuffers whenever TP > 1
+        # (Megatron-Bridge scripts/performance: COMM_OVERLAP_CONFIG_MAP, CommOverlapConfig).
+        options = TrainingOptions(precision=prec, force_balanced_routing=True, overlap_tp_comm=int(row["tp"]) > 1)
     except ValueError:
         raise Unexpressible(f"number format {row['precision']} ({prec}) not supported") from None
     if prec not in ("bf16", "fp16") and system.device.peak_flops(prec) <= 0:
