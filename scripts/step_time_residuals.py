@@ -6,6 +6,10 @@ time is taken from throughput when the run reports it (``tflops_per_device``, el
 HFU-counted runs against our HFU), and from device-hours only when the run reports no
 throughput (device-hours of a real run also carry restarts, which ``goodput`` covers).
 
+Where the package has the step-time validation over measured Megatron-Bridge throughput
+(``carbonscaling.validation.throughput``, ``data/nemo_performance.csv``), every expressible
+row is added too: measured / predicted step time with the row's layout as run.
+
 Run from the repository root after changing the performance model::
 
     python scripts/step_time_residuals.py
@@ -30,9 +34,26 @@ def ratio(run, reported: dict, predicted: dict) -> tuple[str, float] | None:
         key = prediction_key(run, q)
         if q in reported and key in predicted:
             return q, predicted[key] / reported[q]  # throughput ratio inverted: time
-    if "device_hours" in reported and "device_hours" in predicted:
+    # Device-hours time a step only when the device count was published (model-card GPU-hours with
+    # an assumed count are a different quantity).
+    if "device_hours" in reported and "device_hours" in predicted and run.n_devices is not None:
         return "device_hours", reported["device_hours"] / predicted["device_hours"]
     return None
+
+
+def nemo_rows() -> list[dict]:
+    """Measured / predicted step time of the Megatron-Bridge rows, when that validation exists."""
+    try:
+        from carbonscaling.validation.throughput import step_time_section
+    except ImportError:
+        return []
+    out = []
+    for r in step_time_section()["rows"]:
+        out.append({"run_id": f"nemo:{r['model']}:{r['system']}:{r['precision']}:{r['gpus']}gpu:{r['container']}",
+                    "device": r["system"], "quantity": "step_time_s",
+                    "ratio_measured_over_predicted": f"{r['measured_step_s'] / r['predicted_step_s']:.4f}",
+                    "source": "carbonscaling.validation.throughput (layout as run); nemo_performance.csv"})
+    return out
 
 
 def main() -> int:
@@ -47,6 +68,7 @@ def main() -> int:
         rows.append({"run_id": row["run_id"], "device": row["device"], "quantity": got[0],
                      "ratio_measured_over_predicted": f"{got[1]:.4f}",
                      "source": "carbonscaling validate, ours (pinned layout); published_runs.csv"})
+    rows += nemo_rows()
     with OUT.open("w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()

@@ -98,9 +98,11 @@ def test_sensitivity_is_sorted_and_grid_leads_for_an_operational_run():
     assert swings == sorted(swings, reverse=True)
     assert u.top(1) == ["grid_intensity"]
     # The default (measured) power model has no static/dynamic split: dynamic_fraction is not sampled.
-    assert {s["input"] for s in u.sensitivity} == (set(RESPONSE_INPUTS) | {"network_power"}) - {"dynamic_fraction"}
+    generic = {"network_power", "host_power", "cooling_power"}  # factors on named energy terms
+    assert {s["input"] for s in u.sensitivity} == (set(RESPONSE_INPUTS) | generic) - {"dynamic_fraction"}
     from carbonscaling.carbon import PAPER_ACCOUNTING
 
+    # the paper power model has a split but no host/cooling terms
     paper = propagate(run(**PAPER_ACCOUNTING), seed=0)
     assert {s["input"] for s in paper.sensitivity} == set(RESPONSE_INPUTS) | {"network_power"}
 
@@ -186,3 +188,19 @@ def test_a_new_input_is_one_entry_scaling_named_energy_terms(tmp_path):
     f.write_text("inputs:\n  fans: {kind: value, distribution: uniform, low: 0.5, high: 2}\n")
     with pytest.raises(InputError, match="scales"):
         load_inputs(f)
+
+
+def test_measured_power_model_uses_its_own_residuals_and_goodput():
+    from carbonscaling.carbon import PAPER_ACCOUNTING
+    from carbonscaling.uncertainty import power_residuals
+    c = run()
+    u = propagate(c, seed=0)
+    g0 = c.breakdown["goodput_goodput"]
+    assert u.inputs["goodput"]["point"] == pytest.approx(g0) and g0 < 1
+    gp = next(r for r in u.sensitivity if r["input"] == "goodput")
+    assert 0.9 * g0 - 1e-9 <= gp["low_value"] <= g0 <= gp["high_value"] <= min(1.0, 1.1 * g0) + 1e-9
+    it = next(r for r in u.sensitivity if r["input"] == "it_power")
+    assert power_residuals().min() <= it["low_value"] <= it["high_value"] <= power_residuals().max()
+    paper = propagate(run(**PAPER_ACCOUNTING), seed=0)
+    it_p = next(r for r in paper.sensitivity if r["input"] == "it_power")
+    assert it_p["high_value"] > power_residuals().max()  # the triangular +-17 % prior for other power models

@@ -118,12 +118,20 @@ def step_time_residuals() -> np.ndarray:
     return np.array([float(r["ratio_measured_over_predicted"]) for r in load_csv("step_time_residuals.csv")])
 
 
+@lru_cache(maxsize=None)
+def power_residuals() -> np.ndarray:
+    """Measured / predicted node power per accelerator slot on the metered MLPerf rows (``power_residuals.csv``)."""
+    return np.array([float(r["ratio_measured_over_predicted"]) for r in load_csv("power_residuals.csv")])
+
+
 def _table(spec: InputSpec) -> np.ndarray:
     name = spec.params.get("table")
     if name == "region_year_ratios":
         return region_year_ratios(float(spec.params.get("min_ci_g_per_kwh", 50.0)))
     if name == "step_time_residuals":
         return step_time_residuals()
+    if name == "power_residuals":
+        return power_residuals()
     raise InputError(f"uncertainty.{spec.name}.table", f"unknown table {name!r}")
 
 
@@ -222,6 +230,7 @@ def base_point(carbon: Any, *, specs: Mapping[str, InputSpec] | None = None) -> 
         "infrastructure_fraction": float(b.get("infrastructure_fraction", 0.0)),
         "lifetime_years": float(b["lifetime_years"]), "goodput": goodput,
         "goodput_modelled": modelled_goodput is not None,
+        "power_model": str(b.get("power_model", "paper" if split else "measured")),
         "embodied_included": bool(b.get("include_embodied", True)) and float(carbon.embodied_tco2e) > 0,
     }
 
@@ -315,6 +324,27 @@ def sensitivity(base: Mapping[str, float], specs: Mapping[str, InputSpec]) -> li
     return sorted(rows, key=lambda r: -r["swing_tco2e"])
 
 
+def _for_model(spec: InputSpec, base: Mapping[str, Any]) -> InputSpec:
+    """The spec as it applies to this point estimate's power model and goodput.
+
+    ``other_power_models: {...}`` replaces the distribution when the breakdown's power model
+    is not ``measured`` (its residuals were measured for that model only); a goodput the
+    energy model computes becomes the mode, with ``modelled_spread`` either side (capped at 1).
+    """
+    p = dict(spec.params)
+    dist = spec.distribution
+    other = p.pop("other_power_models", None)
+    if other and base.get("power_model", "measured") != "measured":
+        dist = other.get("distribution", dist)
+        p.update({k: v for k, v in other.items() if k != "distribution"})
+        p.pop("table", None)
+    spread = p.pop("modelled_spread", None)
+    if spec.name == "goodput" and base["goodput_modelled"] and spread is not None:
+        g = base["goodput"]
+        p.update(low=max(1e-3, g * (1.0 - float(spread))), high=min(1.0, g * (1.0 + float(spread))), mode="point")
+    return InputSpec(spec.name, spec.kind, dist, p, spec.source, spec.verified)
+
+
 def propagate(carbon: Any, *, samples: int = DEFAULT_SAMPLES, seed: int = 0,
               inputs: Mapping[str, InputSpec] | None = None) -> Uncertainty:
     """p5/p50/p95 bands and the sensitivity ranking of a :class:`~carbonscaling.carbon.CarbonResult`.
@@ -334,10 +364,8 @@ def propagate(carbon: Any, *, samples: int = DEFAULT_SAMPLES, seed: int = 0,
                  if k not in ("device_embodied_kg", "host_embodied", "infrastructure_fraction", "lifetime_years")}
     if not base["split"]:
         specs.pop("dynamic_fraction", None)
-    if base["goodput_modelled"] and "goodput" in specs:  # spread around the model's own goodput
-        gs = specs["goodput"]
-        specs["goodput"] = InputSpec(gs.name, gs.kind, gs.distribution, {**gs.params, "mode": "point"}, gs.source,
-                                     gs.verified)
+    for name, spec in list(specs.items()):
+        specs[name] = _for_model(spec, base)
     rng = np.random.default_rng(s)
     pts = point_values(base)
     x = {name: draw(spec, pts[name], n, rng) for name, spec in specs.items()}
