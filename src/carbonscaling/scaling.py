@@ -14,6 +14,8 @@ counts, FLOPs, loss, critical batch) are properties, computed from the fields.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import math
 from pathlib import Path
 from typing import Any, Literal
@@ -68,6 +70,14 @@ class ModelSpec(BaseModel):
     mtp_layers: int = Field(default=0, ge=0, le=100, description="multi-token-prediction modules (each a layer + logits)")
     dropout: float = Field(default=0.1, ge=0.0, lt=1.0,
                            description="hidden/attention dropout; Megatron's default 0.1, 0 for most post-2022 LLMs")
+    # Hybrid Mamba-2 / attention / MoE stacks (Nemotron-H, Nemotron 3): one block per layer.
+    hybrid_pattern: str | None = Field(default=None, pattern=r"^[ME*-]+$",
+                                       description="Megatron hybrid_override_pattern, one symbol per layer: "
+                                                   "M Mamba-2 mixer, * attention, E MoE FFN, - dense MLP")
+    mamba_heads: int | None = Field(default=None, gt=0, le=10**6, description="Mamba-2 heads per mixer")
+    mamba_head_dim: int | None = Field(default=None, gt=0, le=10**6, description="Mamba-2 head dim (P)")
+    mamba_state: int | None = Field(default=None, gt=0, le=10**6, description="Mamba-2 state size (N)")
+    mamba_groups: int | None = Field(default=None, gt=0, le=10**6, description="Mamba-2 B/C groups (G)")
     name: str = "custom"
     # Set only by scaling-law presets: the preset's own N and C, kept verbatim.
     preset: str | None = None
@@ -116,6 +126,15 @@ class ModelSpec(BaseModel):
             raise ValueError("q_lora_rank / qk_rope_head_dim need kv_lora_rank (multi-head latent attention)")
         if self.is_moe and self.n_moe_layers == 0:
             raise ValueError("n_experts > 1 but moe_layer_every / first_dense_layers leave no MoE layer")
+        if self.hybrid_pattern is not None:
+            if len(self.hybrid_pattern) != self.n_layers:
+                raise ValueError(f"hybrid_pattern has {len(self.hybrid_pattern)} symbols, n_layers is {self.n_layers}")
+            if "E" in self.hybrid_pattern and not self.is_moe:
+                raise ValueError("hybrid_pattern has MoE layers (E) but n_experts is 1")
+            if "M" in self.hybrid_pattern and None in (self.mamba_heads, self.mamba_head_dim, self.mamba_state,
+                                                       self.mamba_groups):
+                raise ValueError("hybrid_pattern has Mamba layers (M): give mamba_heads, mamba_head_dim, "
+                                 "mamba_state and mamba_groups")
         return self
 
     # ---- layer structure -------------------------------------------------
@@ -127,11 +146,39 @@ class ModelSpec(BaseModel):
     def n_moe_layers(self) -> int:
         if not self.is_moe:
             return 0
+        if self.hybrid_pattern is not None:
+            return self.hybrid_pattern.count("E")
         return (self.n_layers - self.first_dense_layers) // self.moe_layer_every
 
     @property
     def n_dense_layers(self) -> int:
+        """Layers with a dense FFN (in a hybrid stack: the ``-`` blocks)."""
+        if self.hybrid_pattern is not None:
+            return self.hybrid_pattern.count("-")
         return self.n_layers - self.n_moe_layers
+
+    @property
+    def is_hybrid(self) -> bool:
+        return self.hybrid_pattern is not None
+
+    @property
+    def n_attention_layers(self) -> int:
+        """Layers with self-attention (every layer unless a hybrid pattern says otherwise)."""
+        return self.hybrid_pattern.count("*") if self.is_hybrid else self.n_layers
+
+    @property
+    def n_mamba_layers(self) -> int:
+        return self.hybrid_pattern.count("M") if self.is_hybrid else 0
+
+    @property
+    def mamba_params_per_layer(self) -> int:
+        """One Mamba-2 mixer (perf.ssm.mamba2_params)."""
+        if not self.n_mamba_layers:
+            return 0
+        from .perf.ssm import mamba2_params
+
+        return int(mamba2_params(self.d_model, self.mamba_heads, self.mamba_head_dim, self.mamba_state,
+                                 self.mamba_groups))
 
     @property
     def ffn_matrices(self) -> int:
@@ -207,7 +254,8 @@ class ModelSpec(BaseModel):
 
     def _params(self, routed_experts: int) -> float:
         moe = routed_experts * self.expert_params + self.shared_expert_params + self.router_params
-        return float(self.n_layers * self.attn_params_per_layer + self.n_dense_layers * self.dense_ffn_params
+        return float(self.n_attention_layers * self.attn_params_per_layer + self.n_dense_layers * self.dense_ffn_params
+                     + self.n_mamba_layers * self.mamba_params_per_layer
                      + self.n_moe_layers * moe + self._norm_params + self.embedding_params)
 
     @property
@@ -246,7 +294,17 @@ class ModelSpec(BaseModel):
     @property
     def attention_flops_per_token(self) -> float:
         """Score and value matmuls, forward + backward, full (non-causal) count as PaLM's MFU."""
-        return 6.0 * self.n_layers * self.seq_len * self.n_heads * (self.qk_head_dim + self.value_head_dim)
+        attn = 6.0 * self.n_attention_layers * self.seq_len * self.n_heads * (self.qk_head_dim + self.value_head_dim)
+        if not self.n_mamba_layers:
+            return attn
+        from .perf.ssm import ssd_flops_per_token
+
+        # Mamba-2's SSD core (Dao & Gu 2024), forward + backward = 3x forward, chunk of perf.yaml
+        from .perf.constants import default_constants
+
+        chunk = default_constants().ssm_chunk
+        return attn + 3.0 * self.n_mamba_layers * ssd_flops_per_token(self.mamba_heads, self.mamba_head_dim,
+                                                                      self.mamba_state, chunk)
 
     @property
     def model_flops_per_token(self) -> float:
@@ -347,13 +405,51 @@ def _round_half_up(x: float) -> int:
 
 
 def from_preset(preset: str, d_model: int, *, seq_len: int | None = None) -> ModelSpec:
-    """Build the scaling-law model of ``preset`` at width ``d_model`` (SPEC.md section 1)."""
+    """Build the scaling-law model of ``preset`` at width ``d_model`` (CarbonScaling v1/v2 section 3).
+
+    A width whose derived fields (tokens, batch...) leave their ranges is an error naming
+    ``d_model`` and the preset's largest valid width (:func:`max_preset_d_model`).
+    """
     rule = _preset_rules(preset)
     if isinstance(d_model, bool) or not isinstance(d_model, (int, float)) or not math.isfinite(d_model):
         raise InputError("d_model", f"must be a finite integer in [128, 10000000], got {d_model!r}")
     if d_model != int(d_model) or not 128 <= d_model <= 10_000_000:
         raise InputError("d_model", f"must be an integer in [128, 10000000], got {d_model!r}")
-    d = int(d_model)
+    try:
+        return _preset_model(preset, rule, int(d_model), seq_len)
+    except InputError as err:  # a derived field out of range: name the field the user gave
+        if err.field in ("d_model", "seq_len"):
+            raise
+        hi, hd = max_preset_d_model(preset), rule["head_dim"]
+        raise InputError("d_model", f"{int(d_model)} implies {err.field} out of range ({err.message}); preset "
+                                    f"{preset!r} allows multiples of {hd} up to {hi}") from None
+
+
+@lru_cache(maxsize=None)
+def max_preset_d_model(preset: str) -> int:
+    """The largest multiple of the preset's head dimension whose derived fields (tokens, batch...)
+    are all in range, found by bisection (they grow with the width). Other widths have one
+    head of ``d_model`` dimensions, which stops being valid past 1,000,000."""
+    rule = _preset_rules(preset)
+    hd = int(rule["head_dim"])
+
+    def ok(k: int) -> bool:
+        try:
+            _preset_model(preset, rule, k * hd, None)
+        except InputError:
+            return False
+        return True
+
+    lo, hi = 128 // hd, 10_000_000 // hd
+    if ok(hi):
+        return hi * hd
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if ok(mid) else (lo, mid)
+    return lo * hd
+
+
+def _preset_model(preset: str, rule: dict, d: int, seq_len: int | None) -> ModelSpec:
     d_ff = rule["d_ff_ratio"] * d
     n_layers = max(1, _round_half_up(rule["layers_coef"] * d ** rule["layers_exp"]))
     n_experts = max(1, _round_half_up(rule["expert_ref_count"] * d / rule["expert_ref_d_model"]))
@@ -437,7 +533,7 @@ def _coerce_number(v: Any) -> Any:
     """YAML reads ``1.5e12`` as a string; accept numeric strings, and floats that are integers."""
     if isinstance(v, bool):
         return str(v).lower()  # a boolean is not a number: let validation name the field
-    if isinstance(v, str):
+    if isinstance(v, str) and v.isascii():  # '١٢' is not read as 12 (see cli.number)
         try:
             v = float(v)
         except ValueError:
@@ -457,7 +553,41 @@ def model_from_file(path: str | Path) -> ModelSpec:
         if err.field.startswith("model_file"):
             raise
         raise InputError(f"model_file.{err.field}", err.message) from None
-    return spec if spec.name != "custom" else spec.model_copy(update={"name": p.stem})
+    spec = spec if spec.name != "custom" else spec.model_copy(update={"name": p.stem})
+    msg = gated_shape_warning(data, spec)
+    if msg:
+        import warnings
+
+        from .errors import CarbonScalingWarning
+
+        warnings.warn(f"model_file: {msg}", CarbonScalingWarning, stacklevel=2)
+    return spec
+
+
+EXAMPLE_MODEL_FILES = {"dense": "model.yaml", "moe": "model_moe.yaml"}
+
+
+def example_model_file(kind: str = "dense") -> str:
+    """The text of a shipped, commented example model file (``carbonscaling/examples/``)."""
+    from importlib import resources
+
+    if kind not in EXAMPLE_MODEL_FILES:
+        raise InputError("example", f"must be one of {', '.join(EXAMPLE_MODEL_FILES)}, got {kind!r}")
+    return (resources.files("carbonscaling") / "examples" / EXAMPLE_MODEL_FILES[kind]).read_text(encoding="utf-8")
+
+
+def gated_shape_warning(data: dict, spec: ModelSpec) -> str | None:
+    """A warning when a model looks gated (d_ff 2.5..3.75 x d_model: SwiGLU's 8/3 rounded up, as
+    in Llama's 2.7-3.5) but does not say ``ffn_gated``; it names both parameter counts."""
+    if not isinstance(data, dict) or "ffn_gated" in data or "d_ff" not in data:
+        return None
+    ratio = spec.d_ff / spec.d_model
+    if not 2.5 <= ratio <= 3.75:
+        return None
+    gated = spec.model_copy(update={"ffn_gated": True})
+    return (f"d_ff = {ratio:.2f} x d_model is a gated-FFN (SwiGLU) shape but ffn_gated is not given: read as a "
+            f"plain 2-matrix FFN, {spec.params_total:.3g} parameters; with ffn_gated: true it would be "
+            f"{gated.params_total:.3g}")
 
 
 def resolve_model(model: str | Path | dict | ModelSpec) -> ModelSpec:
