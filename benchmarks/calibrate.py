@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{'shipped':>9s} {'err':>7s} {'fitted':>9s} {'err':>7s}")
     for a, b in zip(fit.rows_current, fit.rows_fitted):
         print(f"{a['run_id']:22s} {a['devices']:5d} {a['tp']:3d} {a['pp']:3d} {a['dp']:4d} {a['microbatch']:3d} "
-              f"{a['interleave']:2d} {a['reported_tflops']:9.1f} {a['predicted_tflops']:9.1f} {a['error']:+7.1%} "
+              f"{a['vp']:2d} {a['reported_tflops']:9.1f} {a['predicted_tflops']:9.1f} {a['error']:+7.1%} "
               f"{b['predicted_tflops']:9.1f} {b['error']:+7.1%}")
     if abs(fit.fitted - fit.current) > 0.01:
         print(f"note: the refit differs from perf.yaml by {fit.fitted - fit.current:+.4f}; update "

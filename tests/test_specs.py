@@ -281,7 +281,7 @@ def test_layout_serializer_is_the_json_layout(capsys):
                  global_batch_sequences=64)
     rec = layout_record(lay)
     assert rec == {**lay.model_dump(), "devices": 64, "microbatches": 16}
-    assert layout_label(lay) == "TP8 PP4 DP2 EP1 ZeRO-1 mb2 v2 rc=selective"
+    assert layout_label(lay) == "TP8 CP1 PP4 VP2 DP2 EP1 ZeRO-1 mb2 rc=selective" == lay.describe()
     est = estimate(preset="cs-v1", d_model=3072, device="B100")
     assert est.to_dict()["layout"] == layout_record(est.result.layout)
 
