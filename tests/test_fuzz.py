@@ -144,8 +144,10 @@ def prop_pinned_searched_layout(model, device, deadline):
     d = est.to_dict()
     assert estimate(model, device, deadline_days=deadline).to_dict() == d
     lay = d["layout"]
-    pin = {k: lay[k] for k in ("devices", "tp", "pp", "dp", "ep", "zero", "microbatch", "recompute")}
-    pin.update(vp=lay["vp"], global_batch=lay["global_batch_sequences"])
+    from carbonscaling.specs import LayoutPins  # every pinnable part the layout has (None: all layers)
+
+    pin = {k: lay[k] for k in LayoutPins.model_fields if lay.get(k) is not None}
+    pin.update(global_batch=lay["global_batch_sequences"])
     again = estimate(model, device, deadline_days=deadline, **pin).to_dict()
     assert {k: again["layout"][k] for k in lay} == lay
     assert again["performance"]["step_time_s"] == pytest.approx(d["performance"]["step_time_s"], rel=1e-9)

@@ -58,7 +58,7 @@ def test_pinned_megatron_throughput_within_tolerance(shipped):
 def test_pinned_bloom_within_tolerance(shipped):
     bloom = shipped["bloom_176b"]
     pred = ours.predict_run(bloom, "pinned")
-    assert pred["layout"].startswith("TP4 PP12 DP8 EP1 ZeRO-1 mb2 v1 rc=full")
+    assert pred["layout"] == "TP4 CP1 PP12 VP1 DP8 EP1 ZeRO-1 mb2 rc=full"
     assert abs(rel(pred["hfu_tflops_per_device"], bloom.tflops_per_device)) <= BLOOM_TFLOPS_TOL
     assert abs(rel(pred["device_hours"], bloom.device_hours)) <= BLOOM_HOURS_TOL
     # Like-for-like energy: device-hours x 0.4 kW at PUE 1; operational at BLOOM's 57 g/kWh.
@@ -194,7 +194,7 @@ def test_cli_json_shape(capsys):
     assert bloom["predicted"]["ours"]["hfu_tflops_per_device"] == pytest.approx(149, rel=0.2)
     assert bloom["ape"]["ours"]["device_hours"] == pytest.approx(
         abs(bloom["predicted"]["ours"]["device_hours"] / 1082990 - 1))
-    assert "GPU-hours" in bloom["scope"] and bloom["info"]["ours"]["layout"].startswith("TP4 PP12")
+    assert "GPU-hours" in bloom["scope"] and bloom["info"]["ours"]["layout"].startswith("TP4 CP1 PP12")
     carbon = {e["run_id"]: e for e in doc["carbon"]}
     assert set(carbon["bloom_176b"]["methods"]) >= {"ours", "reg", "llmc"}
     assert carbon["bloom_176b"]["reported"]["total_tco2e"] == pytest.approx(24.69 + 11.2)
