@@ -9,8 +9,11 @@ baseline / current.
 
 * paper: `python -m carbonscaling paper --out TMP --no-progress` in a fresh process, wall;
 * estimate: in one process per tree, `carbonscaling.estimate(model=M, device=D)` once to warm,
-  then ``--repeat`` timed calls; the median, per catalog model;
-* start-up: `python -m carbonscaling --help` and `... devices` in fresh processes, wall.
+  then ``--repeat`` timed calls; the median wall and CPU (process time), per catalog model
+  (whatever estimate() does by default in each tree: after issue 13 that includes the
+  uncertainty bands);
+* start-up: `python -m carbonscaling --help` and `... devices` in fresh processes, wall and
+  CPU (user + system of the child: on a loaded machine the CPU seconds are the stable figure).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -40,12 +44,13 @@ for model, device in cases:
     except Exception as err:
         out[model] = None
         continue
-    ts = []
+    ts, cpu = [], []
     for _ in range(repeat):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         cs.estimate(model=model, device=device)
         ts.append(time.perf_counter() - t)
-    out[model] = statistics.median(ts)
+        cpu.append(time.process_time() - c)
+    out[model] = [statistics.median(ts), statistics.median(cpu)]
 print(json.dumps(out))
 """
 
@@ -56,19 +61,27 @@ def env_for(tree: Path) -> dict:
     return env
 
 
-def wall(cmd: list[str], tree: Path, cwd: Path | None = None) -> float:
+def wall(cmd: list[str], tree: Path, cwd: Path | None = None, cpu: list | None = None) -> float:
+    """Wall seconds of ``cmd``; its CPU seconds (user + system) appended to ``cpu``."""
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     subprocess.run(cmd, env=env_for(tree), cwd=cwd or tree, check=True, stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL)
-    return time.perf_counter() - t
+    dt = time.perf_counter() - t
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if cpu is not None:
+        cpu.append(r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime)
+    return dt
 
 
-def median_wall(cmd, trees, repeat) -> dict[str, float]:
+def median_wall(cmd, trees, repeat) -> tuple[dict[str, float], dict[str, float]]:
+    """Median wall and median CPU seconds per tree (A/B alternating)."""
     times: dict[str, list[float]] = {k: [] for k in trees}
+    cpus: dict[str, list[float]] = {k: [] for k in trees}
     for _ in range(repeat):
         for k, tree in trees.items():
-            times[k].append(wall(cmd, tree))
-    return {k: statistics.median(v) for k, v in times.items()}
+            times[k].append(wall(cmd, tree, cpu=cpus[k]))
+    return ({k: statistics.median(v) for k, v in times.items()}, {k: statistics.median(v) for k, v in cpus.items()})
 
 
 def estimates(trees, repeat) -> dict[str, dict]:
@@ -104,24 +117,30 @@ def main() -> None:
             lines = ["| measurement | before | after | before/after |", "|---|---|---|---|"]
             py = sys.executable
             for label, args in (("`carbonscaling --help`", ["--help"]), ("`carbonscaling devices`", ["devices"])):
-                m = median_wall([py, "-m", "carbonscaling", *args], trees, a.repeat)
+                m, c = median_wall([py, "-m", "carbonscaling", *args], trees, a.repeat)
                 lines.append(row(f"{label} wall (median of {a.repeat})", m["before"], m["after"]))
-                print(lines[-1], flush=True)
+                lines.append(row(f"{label} CPU user+sys (median of {a.repeat})", c["before"], c["after"]))
+                print("\n".join(lines[-2:]), flush=True)
             est = estimates(trees, a.repeat)
-            for model, _ in CASES:
+            for model, device in CASES:
                 b, c = est["before"].get(model), est["after"].get(model)
-                lines.append(row(f"warm `estimate` {model} (median of {a.repeat})", b, c))
-                print(lines[-1], flush=True)
+                for i, what in enumerate(("wall", "CPU")):
+                    lines.append(row(f"warm `estimate` {model} on {device}, {what} (median of {a.repeat})",
+                                     b[i] if b else None, c[i] if c else None))
+                print("\n".join(lines[-2:]), flush=True)
             if not a.skip_paper:
                 times: dict[str, list[float]] = {"before": [], "after": []}
+                cpus: dict[str, list[float]] = {"before": [], "after": []}
                 for i in range(a.paper_repeat):
                     for k, tree in trees.items():
                         out = Path(tmp) / f"paper-{k}-{i}"
                         times[k].append(wall([py, "-m", "carbonscaling", "paper", "--out", str(out), "--no-progress"],
-                                             tree, cwd=Path(tmp)))
+                                             tree, cwd=Path(tmp), cpu=cpus[k]))
                 lines.append(row(f"`carbonscaling paper` wall (median of {a.paper_repeat})",
                                  statistics.median(times["before"]), statistics.median(times["after"])))
-                print(lines[-1], flush=True)
+                lines.append(row(f"`carbonscaling paper` CPU, all processes (median of {a.paper_repeat})",
+                                 statistics.median(cpus["before"]), statistics.median(cpus["after"])))
+                print("\n".join(lines[-2:]), flush=True)
             print(f"load after: {os.getloadavg()[0]:.1f}")
             print("\n".join(lines))
         finally:

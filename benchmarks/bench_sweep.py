@@ -108,7 +108,7 @@ def interrupted_then_resumed(spec: dict, out: Path, jobs: int) -> dict:
     while child.poll() is None and len(list(out.glob("part-*"))) < target:
         time.sleep(0.02)
     os.killpg(child.pid, signal.SIGINT)
-    child.wait(60)
+    child.wait(120)
     before = len(list(out.glob("part-*")))
     t0 = time.perf_counter()
     res = run_grid(g, out, jobs=jobs)

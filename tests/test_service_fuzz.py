@@ -34,7 +34,7 @@ def test_no_server_errors(case):
 
 
 @fronts.parametrize()
-@settings(max_examples=max(3, EXAMPLES // 5), deadline=None, suppress_health_check=list(HealthCheck),
+@settings(max_examples=max(3, EXAMPLES // 8), deadline=None, suppress_health_check=list(HealthCheck),
           derandomize=True)
 def test_no_server_errors_fronts(case):
     case.call_and_validate(checks=CHECKS, timeout=300)

@@ -156,13 +156,24 @@ def test_carbon_ranges_agree_with_run_carbon():
             run_carbon(None, "H100", **base, **{name: lo - 1e-3 if not lo_open else lo})
 
 
-def test_pins_the_search_does_not_model_are_named():
+def test_every_pin_is_searched_or_named_as_not_modelled():
+    """Each LayoutPins field reaches the search under a name it knows, or the search's error names it."""
+    from carbonscaling.chain import search_pins
+    from carbonscaling.scaling import from_preset
     from carbonscaling.search import PINNABLE
 
-    missing = [k for k in LayoutPins.model_fields if k not in PINNABLE and k not in ("vp", "global_batch_tokens")]
-    for k in missing:
+    model = from_preset("cs-v1", 3072)
+    for k in LayoutPins.model_fields:
+        value = 1 if k != "recompute" else "full"
+        if k == "global_batch_tokens":
+            value = 4 * model.seq_len
+        pinned = search_pins(LayoutPins(**{k: value}), model)
+        (name,) = pinned
+        if name in PINNABLE:
+            assert name == k or (k, name) in (("vp", "interleave"), ("global_batch_tokens", "global_batch"))
+            continue
         with pytest.raises(InputError) as e:
-            estimate(preset="cs-v1", d_model=3072, **{k: 2})
+            estimate(preset="cs-v1", d_model=3072, **{k: value})
         assert e.value.field == k
 
 

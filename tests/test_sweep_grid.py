@@ -118,3 +118,34 @@ def test_scheduler_names_are_checked():
         with open_executor("nonsense", 1):
             pass
     assert err.value.field == "scheduler"
+
+
+def test_progress_lines_when_not_a_terminal(tmp_path, capsys):
+    import yaml
+
+    from carbonscaling.cli import main
+
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(yaml.safe_dump(CARBON_GRID), encoding="utf-8")
+    out = tmp_path / "out"
+    assert main(["sweep", str(grid), "--out", str(out), "--jobs", "1", "--format", "csv"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    lines = [x for x in err if x.startswith("chunks ")]
+    assert [x.split()[1] for x in lines] == [f"{i}/5" for i in range(1, 6)]
+    assert all(x.endswith("s elapsed") for x in lines)
+    # the same command again: every chunk is on disk, nothing runs
+    assert main(["sweep", str(grid), "--out", str(out), "--jobs", "1", "--format", "csv"]) == 0
+    assert "0 run, 5 already done" in capsys.readouterr().out
+
+
+def test_sweep_cli_bad_scheduler_is_one_line(tmp_path, capsys):
+    import yaml
+
+    from carbonscaling.cli import main
+
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(yaml.safe_dump(CARBON_GRID), encoding="utf-8")
+    assert main(["sweep", str(grid), "--out", str(tmp_path / "o"), "--scheduler", "nonsense"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: scheduler") and err.count("\n") == 1
+    assert not (tmp_path / "o").exists()

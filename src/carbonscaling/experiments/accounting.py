@@ -41,7 +41,7 @@ def _carbon_summary(cr) -> dict[str, Any]:
     for k in _EXTENSIVE[6:]:
         out[k] = float(b.get(k, 0.0))
     out.update(ci_g_per_kwh=b["ci_g_per_kwh"], pue=b["pue"], lifetime_years=b.get("lifetime_years"),
-               ci_source=cr.ci_source, embodied_source=cr.embodied_source)
+               ci_source=cr.ci_source, embodied_source=cr.embodied_source, scope=cr.scope)
     return out
 
 

@@ -32,19 +32,28 @@ def describe(executor: Any) -> str:
     return f"process pool, {getattr(executor, '_max_workers', '?')} workers"
 
 
+def check_scheduler(scheduler: str | None) -> str:
+    """``pool``, ``local`` or ``address`` for what the user typed; anything else is an InputError."""
+    if scheduler in (None, "", "pool"):
+        return "pool"
+    if isinstance(scheduler, str) and scheduler == "local":
+        return "local"
+    if isinstance(scheduler, str) and ("://" in scheduler or ":" in scheduler) and " " not in scheduler:
+        return "address"
+    raise InputError("scheduler", f"must be 'pool', 'local' or a Dask scheduler address (tcp://HOST:PORT), "
+                                  f"got {scheduler!r}")
+
+
 @contextlib.contextmanager
 def open_executor(scheduler: str | None = None, jobs: int | None = None) -> Iterator[Any]:
     """The executor named by ``scheduler`` (see the module docstring), closed on exit."""
-    from .runner import default_jobs, make_pool
+    from .runner import default_jobs, worker_pool
 
     jobs = default_jobs() if jobs is None else max(1, int(jobs))
-    if scheduler in (None, "", "pool"):
-        with make_pool(jobs) as pool:
+    if check_scheduler(scheduler) == "pool":
+        with worker_pool(jobs) as pool:  # Ctrl-C or an error stops the workers at once
             yield pool
         return
-    if not isinstance(scheduler, str) or not (scheduler == "local" or "://" in scheduler or ":" in scheduler):
-        raise InputError("scheduler", f"must be 'pool', 'local' or a Dask scheduler address "
-                                      f"(tcp://HOST:PORT), got {scheduler!r}")
     try:
         from distributed import Client, LocalCluster
     except ImportError:

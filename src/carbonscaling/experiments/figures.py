@@ -201,7 +201,7 @@ def bars(plt, sc, rows: list[dict], fits):
 
 # Figure margins (fractions), fixed per plot type: tight_layout measured 5-6 CPU-s per paper run.
 MARGINS = {"single": dict(left=0.11, right=0.97, bottom=0.14, top=0.92),
-           "utilization_vs_params": dict(left=0.10, right=0.97, bottom=0.15, top=0.91),
+           "utilization_vs_params": dict(left=0.10, right=0.97, bottom=0.19, top=0.91),
            "bars": dict(left=0.07, right=0.99, bottom=0.15, top=0.87, wspace=0.3),
            "pair": dict(left=0.07, right=0.98, bottom=0.14, top=0.92, wspace=0.22)}
 

@@ -323,7 +323,10 @@ def run_grid(spec: GridSpec | dict | str | Path, out: str | Path, *, scheduler: 
     ``fmt`` is ``parquet`` (default when pyarrow is installed) or ``csv``; ``progress(phase,
     done, total)`` is called after each chunk is written.
     """
-    from .executors import as_finished, describe, open_executor, submit
+    from .executors import as_finished, check_scheduler, describe, open_executor, submit
+
+    if executor is None:
+        check_scheduler(scheduler)  # before anything is written
 
     if not isinstance(spec, GridSpec):
         spec = load_grid(spec) if isinstance(spec, (str, Path)) else grid_from_mapping(spec)

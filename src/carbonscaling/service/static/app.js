@@ -174,7 +174,7 @@ function carbonChart(target, c, b) {
 
 // One-at-a-time sensitivity: a bar from the total at the input's low to its high value.
 function tornado(target, rows, total) {
-  const W = 360, rowH = 20, left = 110, H = rowH * rows.length + 24;
+  const W = 480, rowH = 20, left = 160, H = rowH * rows.length + 24;
   const lo = Math.min(total, ...rows.map((r) => Math.min(r.total_at_low_tco2e, r.total_at_high_tco2e)));
   const hi = Math.max(total, ...rows.map((r) => Math.max(r.total_at_low_tco2e, r.total_at_high_tco2e)));
   const x = (v) => left + ((v - lo) / ((hi - lo) || 1)) * (W - left - 10);
@@ -182,7 +182,9 @@ function tornado(target, rows, total) {
   rows.forEach((r, i) => {
     const a = x(Math.min(r.total_at_low_tco2e, r.total_at_high_tco2e)), b = x(Math.max(r.total_at_low_tco2e, r.total_at_high_tco2e));
     const y = 4 + i * rowH;
-    svg.appendChild(el("text", {x: left - 6, y: y + 12, "font-size": 11, "text-anchor": "end"}, r.input.replace(/_/g, " ")));
+    const name = r.input.replace(/_/g, " ");
+    svg.appendChild(el("text", {x: left - 6, y: y + 12, "font-size": 11, "text-anchor": "end"},
+      name.length > 26 ? `${name.slice(0, 25)}…` : name));
     const bar = el("rect", {x: a, y, width: Math.max(1, b - a), height: rowH - 6, fill: "#8172b3"});
     bar.appendChild(el("title", {}, `${r.input}: ${fmt(r.total_at_low_tco2e)} .. ${fmt(r.total_at_high_tco2e)} tCO2e`));
     svg.appendChild(bar);
