@@ -70,6 +70,10 @@ def test_flat_names_are_unique_and_route_to_their_part():
             s.hardware.years_ahead) == (4, 2, True, "carbon", 4, 2)
     assert s.explicit() == {"tp", "vp", "qat", "objective", "lifetime_years", "years_ahead"}
     assert RunSpec.from_kwargs(**s.flat()) == s
+    t = s.replace(tp=2, pue=1.3)
+    assert (t.pins.tp, t.carbon.pue, t.pins.vp) == (2, 1.3, 2) and t.explicit() == s.explicit() | {"pue"}
+    with pytest.raises(InputError):
+        s.replace(tp=0)
 
 
 @pytest.mark.parametrize("command", sorted(specs.cli_blocks()))

@@ -249,6 +249,12 @@ class RunSpec(SpecModel):
             out.update(dict(getattr(self, p)))
         return out
 
+    def replace(self, **options: Any) -> RunSpec:
+        """A validated copy with some flat options changed (``spec.replace(tp=4, pue=1.3)``);
+        unlike ``model_copy(update=...)`` it checks the new values and keeps track of defaults."""
+        given = {k: v for k, v in self.flat().items() if k in self.explicit()}
+        return RunSpec.from_kwargs(**{**given, **options})
+
     def explicit(self) -> set[str]:
         """Flat names of the options that were given (not left to their defaults)."""
         out = {k for k in self.model_fields_set if k in TOP_FIELDS}
