@@ -24,7 +24,8 @@ def test_json_has_the_promised_keys_and_equals_the_api(capsys):
     d = json.loads(out)
     for k in ("params_total", "params_active", "tokens", "train_flops", "loss"):
         assert k in d["model"]
-    for k in ("devices", "tp", "pp", "dp", "ep", "zero", "microbatch", "interleave", "recompute"):
+    for k in ("devices", "tp", "cp", "pp", "dp", "ep", "etp", "zero", "fsdp", "microbatch", "vp", "recompute",
+              "recompute_layers"):
         assert k in d["layout"]
     for k in ("step_time_s", "duration_days", "device_hours", "mfu"):
         assert k in d["performance"]

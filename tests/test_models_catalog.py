@@ -19,6 +19,11 @@ SPEC_KEYS = set(ModelSpec.model_fields) - {"name", "preset", "law_params", "law_
 # Relative tolerance of params_total / params_active against the reported figures.
 DEFAULT_TOL = 0.03
 DEFAULT_ACTIVE_TOL = 0.05
+ACTIVE_TOL = {
+    # The gpt-oss card's 5.1B active parameters count one of its two 201088 x 2880 embedding
+    # matrices (0.58B); params_active counts both (5.71B, 12 % over).
+    "gpt-oss-120b": 0.13,
+}
 WIDER_TOL = {
     # Llama 2 paper prints "7B"; the checkpoint holds 6.74B (LLaMA-1 Table 2: 6.7B for the
     # same shape). Our count is exact (6.738e9), so it sits 3.7 % under the rounded headline.
@@ -92,7 +97,7 @@ def test_params_active_matches_reported(key):
     reported = CATALOG[key]["reported_active_params"]
     assert spec.is_moe
     assert spec.params_active < spec.params_total
-    assert spec.params_active == pytest.approx(reported, rel=DEFAULT_ACTIVE_TOL), (
+    assert spec.params_active == pytest.approx(reported, rel=ACTIVE_TOL.get(key, DEFAULT_ACTIVE_TOL)), (
         f"{key}: params_active {spec.params_active:.4g} vs reported {reported:.4g}"
     )
 

@@ -15,6 +15,9 @@ from carbonscaling.scaling import ModelSpec, from_preset, named_model
 from carbonscaling.search import MAX_INTERLEAVE, MAX_TP, MICROBATCHES, ZERO_STAGES, durations, ideal_devices, search
 
 
+V1 = TrainingOptions(ep_convention="cs-v1")  # Algorithm 1's layout rules
+
+
 def reference_algorithm_1(model: ModelSpec, system, deadline_days: float, opts=None, n_max: int = 100_000,
                           zero_stages=ZERO_STAGES, split: str = "uneven"):
     """v1 Algorithm 1, literally: N from N_ideal upward; factorize N // EP into TP x DP x PP;
@@ -27,6 +30,7 @@ def reference_algorithm_1(model: ModelSpec, system, deadline_days: float, opts=N
     ep = model.n_experts if model.is_moe else 1
     batch = model.batch_sequences
     n = ideal_devices(model, system, deadline_s)
+    legacy_uneven = (1, 2, 4)
     while n <= n_max:
         if n % ep == 0:
             rows = []
@@ -42,7 +46,8 @@ def reference_algorithm_1(model: ModelSpec, system, deadline_days: float, opts=N
                         continue
                     dp = rest // (tp * pp)
                     for v in range(1, MAX_INTERLEAVE + 1):
-                        if v > 1 and (pp == 1 or (even and (L // pp) % v) or (not even and v not in (2, 4))):
+                        if v > 1 and (pp == 1 or (even and (L // pp) % v)
+                                      or (not even and (v not in legacy_uneven or v > L // pp))):
                             continue
                         for mb in MICROBATCHES:
                             per_rank = dp * ep * mb
@@ -50,11 +55,11 @@ def reference_algorithm_1(model: ModelSpec, system, deadline_days: float, opts=N
                                 continue
                             for z in zero_stages:
                                 for rc in (0, 1, 2):
-                                    rows.append((tp, pp, dp, ep, z, mb, v, rc, (batch // per_rank) * per_rank))
+                                    rows.append((tp, pp, dp * ep, ep, z, mb, v, rc, (batch // per_rank) * per_rank))
             if rows:
                 a = np.array(rows).T
                 grid = LayoutGrid(tp=a[0], pp=a[1], dp=a[2], ep=a[3], zero=a[4], mb=a[5], v=a[6], rc=a[7], batch=a[8])
-                res = evaluate(model, system, grid, opts or TrainingOptions())
+                res = evaluate(model, system, grid, opts or V1)
                 dur = np.where(res.fits, durations(model, res), np.inf)
                 best = float(dur.min())
                 if best <= deadline_s:
@@ -86,7 +91,7 @@ def test_production_matches_reference(model, device, days, split):
     system = load_system(device)
     ref = reference_algorithm_1(model, system, days, split=split)
     assert ref is not None, "reference found no answer; pick a case both finish"
-    got = search(model, system, deadline_days=days, pipeline_split=split)
+    got = search(model, system, deadline_days=days, pipeline_split=split, options=V1)
     assert got.devices == ref[0]
     assert got.duration_s == pytest.approx(ref[1], rel=1e-12)
     assert got.meets_deadline
@@ -106,7 +111,7 @@ def test_production_matches_reference_without_zero(model, device, days):
     system = load_system(device)
     ref = reference_algorithm_1(model, system, days, zero_stages=(0,))
     assert ref is not None
-    got = search(model, system, deadline_days=days, pinned={"zero": 0})
+    got = search(model, system, deadline_days=days, pinned={"zero": 0}, options=V1)
     assert got.layout.tp * got.layout.pp > 1
     assert got.devices == ref[0]
     assert got.duration_s == pytest.approx(ref[1], rel=1e-12)

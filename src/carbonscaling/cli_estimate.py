@@ -54,6 +54,8 @@ def estimate(
     dynamic_eviction: Annotated[Optional[bool], typer.Option('--dynamic-eviction/--no-dynamic-eviction', help='Coop-style allocator (less fragmentation).')] = None,
     flexible_sharding: Annotated[Optional[bool], typer.Option('--flexible-sharding/--no-flexible-sharding', help='LinS/hpZ-style ZeRO-3 within the node.')] = None,
     qat: Annotated[Optional[bool], typer.Option('--qat/--no-qat', help='Quantization-aware training: 8-bit compute, memory and communication.')] = None,
+    force_balanced_routing: Annotated[Optional[bool], typer.Option('--force-balanced-routing/--no-force-balanced-routing', help='MoE routing forced even over the experts (Megatron-Bridge benchmarks); off: random top-k loads the busiest rank more.')] = None,
+    ep_convention: Annotated[Optional[str], typer.Option('--ep-convention', metavar='megatron|cs-v1', help='Layout convention: megatron (devices = TP x CP x PP x DP, EP inside DP x CP) or cs-v1 (the papers: EP multiplies the devices). Default: megatron.')] = None,
     deadline_days: Annotated[Optional[str], typer.Option('--deadline-days', metavar='DAYS', help='Maximum training duration in days. A finite number in (0, 36500]. Default: 90.')] = None,
     objective: Annotated[Optional[str], typer.Option('--objective', metavar='fastest|carbon', help='Layout objective at the minimal device count. Default: fastest.')] = None,
     ci: Annotated[Optional[str], typer.Option('--ci', metavar='CI|REGION|ISO3', help='Grid intensity: g/kWh in [0, 2000], a region (us-east5) or, with codecarbon, an ISO3 country (FRA); default: data/power.yaml.')] = None,

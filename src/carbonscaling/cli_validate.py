@@ -47,6 +47,10 @@ def _pct(v) -> str:
     return "" if v is None else f"{v:+.1%}"
 
 
+def _ape(v) -> str:
+    return "" if v is None else f"{v:.1%}"
+
+
 def _f(v) -> str:
     return "" if v is None or v != v else f"{v:.3f}"
 
@@ -85,6 +89,26 @@ def _print_report(report) -> None:
             typer.echo(f"scope {r['run_id']}: {r['scope']}")
         for m, e in r["errors"].items():
             typer.echo(f"no prediction {r['run_id']} {m}: {e}")
+    _print_step_time(report.extras.get("step_time"))
+
+
+def _print_step_time(sec) -> None:
+    """Step time on Megatron-Bridge measurements: MAPE by system, precision and model."""
+    if not sec:
+        return
+    s = sec["summary"]
+    for key in ("system", "precision", "model"):
+        print_table(f"step time vs nemo_performance.csv by {key} (layout as run; full table in report.md)",
+                    [key, "n", "MAPE", "mean signed"],
+                    [[k, v["n"], _ape(v["mape"]), _pct(v["mean_signed"])] for k, v in sec["by"][key].items()])
+    typer.echo(f"step time: {s['expressible']} of {s['rows']} rows expressed; MAPE all {_ape(s['all']['mape'])}, "
+               f"dense H100 {_ape(s['dense_h100']['mape'])} (n={s['dense_h100']['n']}), "
+               f"MoE H100 {_ape(s['moe_h100']['mape'])} (n={s['moe_h100']['n']})")
+    reasons: dict[str, int] = {}
+    for r in sec["unexpressible"]:
+        reasons[r["reason"]] = reasons.get(r["reason"], 0) + 1
+    for why, n in sorted(reasons.items(), key=lambda kv: -kv[1]):
+        typer.echo(f"not expressed ({n} rows): {why}")
 
 
 def _print_energy(report) -> None:

@@ -57,7 +57,17 @@ class ModelSpec(BaseModel):
     first_dense_layers: int = Field(default=0, ge=0, le=10**6)
     ffn_gated: bool = Field(default=False, description="SwiGLU/GeGLU: three FFN matrices instead of two")
     tied_embeddings: bool = False
-    head_dim: int | None = Field(default=None, gt=0, le=10**6, description="default d_model / n_heads")
+    head_dim: int | None = Field(default=None, gt=0, le=10**6,
+                                 description="default d_model / n_heads; with MLA the no-RoPE query/key head dim")
+    d_shared_expert: int | None = Field(default=None, gt=0, le=10**9, description="width of one shared expert; default d_expert")
+    # Multi-head latent attention (DeepSeek-V2/V3, Kimi K2): on when kv_lora_rank is given.
+    q_lora_rank: int | None = Field(default=None, gt=0, le=10**7, description="MLA query compression; None: full-rank Q")
+    kv_lora_rank: int | None = Field(default=None, gt=0, le=10**7, description="MLA key/value latent width")
+    qk_rope_head_dim: int = Field(default=0, ge=0, le=10**6, description="MLA decoupled RoPE key/query dims per head")
+    v_head_dim: int | None = Field(default=None, gt=0, le=10**6, description="value head dim; default head_dim")
+    mtp_layers: int = Field(default=0, ge=0, le=100, description="multi-token-prediction modules (each a layer + logits)")
+    dropout: float = Field(default=0.1, ge=0.0, lt=1.0,
+                           description="hidden/attention dropout; Megatron's default 0.1, 0 for most post-2022 LLMs")
     name: str = "custom"
     # Set only by scaling-law presets: the preset's own N and C, kept verbatim.
     preset: str | None = None
@@ -80,6 +90,10 @@ class ModelSpec(BaseModel):
                 data["d_ff"] = rule["d_ff_ratio"] * d
         if data.get("n_kv_heads") is None and data.get("n_heads") is not None:
             data["n_kv_heads"] = data["n_heads"]
+        if "moe_d_ff" in data:  # Megatron-Core's name (moe_ffn_hidden_size) for one expert's width
+            moe = data.pop("moe_d_ff")
+            if data.get("d_expert") is None:
+                data["d_expert"] = moe
         if data.get("d_expert") is None and data.get("d_ff") is not None:
             data["d_expert"] = data["d_ff"]
         if data.get("head_dim") is None and isinstance(d, int) and isinstance(data.get("n_heads"), int):
@@ -98,6 +112,8 @@ class ModelSpec(BaseModel):
             raise ValueError(f"global_batch_tokens must be >= seq_len ({self.seq_len})")
         if self.head_dim * self.n_heads != self.d_model and "head_dim" not in self.model_fields_set:
             raise ValueError(f"n_heads ({self.n_heads}) must divide d_model ({self.d_model}), or give head_dim")
+        if (self.q_lora_rank or self.qk_rope_head_dim) and not self.is_mla:
+            raise ValueError("q_lora_rank / qk_rope_head_dim need kv_lora_rank (multi-head latent attention)")
         if self.is_moe and self.n_moe_layers == 0:
             raise ValueError("n_experts > 1 but moe_layer_every / first_dense_layers leave no MoE layer")
         return self
@@ -127,6 +143,23 @@ class ModelSpec(BaseModel):
         return self.n_heads * self.head_dim
 
     @property
+    def is_mla(self) -> bool:
+        return self.kv_lora_rank is not None
+
+    @property
+    def qk_head_dim(self) -> int:
+        """Query/key dims per head in the score matmul (MLA: no-RoPE + RoPE parts)."""
+        return self.head_dim + self.qk_rope_head_dim
+
+    @property
+    def value_head_dim(self) -> int:
+        return self.v_head_dim or self.head_dim
+
+    @property
+    def shared_expert_width(self) -> int:
+        return self.d_shared_expert or self.d_expert
+
+    @property
     def granularity(self) -> float:
         """Krajewski et al.'s G: dense FFN width over one expert's width."""
         return self.d_ff / self.d_expert if self.is_moe else 1.0
@@ -134,8 +167,17 @@ class ModelSpec(BaseModel):
     # ---- parameter counts --------------------------------------------------
     @property
     def attn_params_per_layer(self) -> int:
-        d, hd = self.d_model, self.head_dim
-        return d * hd * (self.n_heads + 2 * self.n_kv_heads) + self.n_heads * hd * d
+        d, hd, nh = self.d_model, self.head_dim, self.n_heads
+        if not self.is_mla:
+            return d * hd * (nh + 2 * self.n_kv_heads) + nh * hd * d
+        # MLA (DeepSeek-V2 Sec. 2.1.2; Megatron-Core MLASelfAttention): low-rank Q (or full-rank),
+        # joint K/V latent plus the shared RoPE key, up-projection to per-head K (no-RoPE) and V,
+        # latent RMSNorm gains, output projection.
+        q = (d * self.q_lora_rank + self.q_lora_rank * nh * self.qk_head_dim + self.q_lora_rank
+             if self.q_lora_rank else d * nh * self.qk_head_dim)
+        kv = (d * (self.kv_lora_rank + self.qk_rope_head_dim) + self.kv_lora_rank
+              + self.kv_lora_rank * nh * (hd + self.value_head_dim))
+        return q + kv + nh * self.value_head_dim * d
 
     @property
     def dense_ffn_params(self) -> int:
@@ -158,8 +200,13 @@ class ModelSpec(BaseModel):
     def _norm_params(self) -> int:
         return 2 * self.d_model * self.n_layers + self.d_model
 
+    @property
+    def shared_expert_params(self) -> int:
+        """Parameters of the shared experts of one MoE layer."""
+        return self.n_shared_experts * self.ffn_matrices * self.d_model * self.shared_expert_width
+
     def _params(self, routed_experts: int) -> float:
-        moe = (routed_experts + self.n_shared_experts) * self.expert_params + self.router_params
+        moe = routed_experts * self.expert_params + self.shared_expert_params + self.router_params
         return float(self.n_layers * self.attn_params_per_layer + self.n_dense_layers * self.dense_ffn_params
                      + self.n_moe_layers * moe + self._norm_params + self.embedding_params)
 
@@ -199,7 +246,7 @@ class ModelSpec(BaseModel):
     @property
     def attention_flops_per_token(self) -> float:
         """Score and value matmuls, forward + backward, full (non-causal) count as PaLM's MFU."""
-        return 12.0 * self.n_layers * self.seq_len * self.d_attn
+        return 6.0 * self.n_layers * self.seq_len * self.n_heads * (self.qk_head_dim + self.value_head_dim)
 
     @property
     def model_flops_per_token(self) -> float:

@@ -8,13 +8,18 @@ factorize, walks windows of ``N`` upward from Algorithm 1's ``N_ideal``, and
 evaluates every layout of a window at once with the vectorized step model. The
 plain Algorithm 1 (increment ``N`` by one) lives in the tests and must agree.
 
-Layout rules (shared with the reference): ``EP = E`` for MoE models (v1), TP
-divides the head count (so ``4 d^2 % TP == 0``) and is at most ``max_tp``, PP
-divides the layer count, interleaving ``v`` divides the layers per stage,
-microbatches of 1-8 sequences. The global batch is capped at the model's
-critical batch: each data-parallel rank runs ``floor(B / (dp ep mb))``
-whole microbatches (Epoch AI's distributed-training model caps it the same way),
-so scale-out eventually stops paying.
+Layout rules. Megatron-Core (default): ``devices = TP x CP x PP x DP``; EP divides the
+experts and ``ETP x EP`` divides ``TP x CP x DP`` (ETP = TP or 1); TP divides the head
+count and stays within the scale-up domain; CP is a power of two with ``2 CP | seq_len``
+and >= 1024 tokens per rank; PP any depth Megatron can split the layers over (even,
+embedding/loss-accounted or uneven first/last stages, ``perf.pipeline``) with VP up to 8;
+ZeRO-2/3; recompute none, or full on the fewest layers per stage that fit. CarbonScaling
+v1 (``ep_convention='cs-v1'``, the reference of the tests): ``EP = E`` multiplies the
+devices, PP divides the layers (or v1's uneven rule), CP = 1, all-or-nothing recompute,
+ZeRO 0-3. Microbatches of 1-8 sequences. The global batch is capped at the model's
+critical batch: each data-parallel rank runs ``floor(B / (DP mb))`` whole microbatches
+(Epoch AI's distributed-training model caps it the same way), so scale-out eventually
+stops paying.
 """
 
 from __future__ import annotations
@@ -30,16 +35,22 @@ import numpy as np
 from .errors import InfeasibleError, InputError
 from .hardware import System
 from .perf.constants import PerfConstants, default_constants
-from .perf.layout import RECOMPUTE_MODES, Layout, LayoutGrid, TrainingOptions
+from .perf.layout import RECOMPUTE_MODES, RL_ALL, RL_AUTO, Layout, LayoutGrid, TrainingOptions
+from .perf.pipeline import MAX_INTERLEAVE, interleave_options, stage_split
 from .perf.step import StepResult, evaluate
 from .scaling import ModelSpec
 
 MICROBATCHES = (1, 2, 4, 8)
-MAX_INTERLEAVE = 8
-UNEVEN_INTERLEAVES = (1, 2, 4)  # tried when a pinned PP does not divide the layers (Llama 3 ran 126 on 16)
 ZERO_STAGES = (0, 1, 2, 3)
+# Megatron convention: ZeRO-0/1 move as many or more bytes than ZeRO-2 (all-reduce 2 x 4 B vs
+# reduce-scatter 4 B + all-gather 2 B per parameter) and keep more memory, so the search
+# skips them (they can be pinned).
+ZERO_STAGES_MEGATRON = (2, 3)
 MAX_TP = 64
-PINNABLE = ("devices", "tp", "pp", "dp", "ep", "zero", "microbatch", "interleave", "recompute", "global_batch")
+MIN_CP_TOKENS = 1024  # the search tries CP only while each rank keeps >= this many tokens of a sequence
+MAX_CP = 16
+PINNABLE = ("devices", "tp", "pp", "dp", "cp", "ep", "etp", "zero", "fsdp", "microbatch", "vp", "interleave",
+            "recompute", "recompute_layers", "global_batch")
 
 
 @dataclass(frozen=True)
@@ -67,13 +78,25 @@ class SearchResult:
         return self.duration_s <= self.deadline_s * (1 + 1e-12)
 
 
-# ---- candidate layouts -----------------------------------------------------------
+# ---- pinned parts ----------------------------------------------------------------------
 def _divisors(n: int) -> list[int]:
     small = [d for d in range(1, int(math.isqrt(n)) + 1) if n % d == 0]
     return sorted(set(small + [n // d for d in small]))
 
 
-def _check_pinned(pinned: dict, model: ModelSpec) -> dict:
+def _whole(key, val, lo, hi) -> int:
+    if isinstance(val, bool) or not isinstance(val, (int, np.integer)) and not (
+            isinstance(val, float) and math.isfinite(val) and val.is_integer()):
+        raise InputError(key, f"must be a whole number, got {val!r}")
+    val = int(val)
+    if not lo <= val <= hi:
+        raise InputError(key, f"must be in [{lo}, {hi}], got {val}")
+    return val
+
+
+def _check_pinned(pinned: dict, model: ModelSpec, o: TrainingOptions | None = None) -> dict:
+    """Pinned layout parts, validated against the model and Megatron-Core's rules."""
+    o = o or TrainingOptions()
     out = {}
     for key, val in pinned.items():
         if val is None:
@@ -85,28 +108,48 @@ def _check_pinned(pinned: dict, model: ModelSpec) -> dict:
                 raise InputError("recompute", f"must be one of {', '.join(RECOMPUTE_MODES)}, got {val!r}")
             out[key] = val
             continue
-        if isinstance(val, bool) or not isinstance(val, (int, np.integer)) and not (
-                isinstance(val, float) and math.isfinite(val) and val.is_integer()):
-            raise InputError(key, f"must be a whole number, got {val!r}")
-        val = int(val)
-        lo, hi = (0, 4) if key == "zero" else (1, 10**9)
-        if not lo <= val <= hi:
-            raise InputError(key, f"must be in [{lo}, {hi}], got {val}")
-        out[key] = val
-    if "tp" in out and model.n_heads % out["tp"]:
-        raise InputError("tp", f"must divide n_heads ({model.n_heads}), got {out['tp']}")
-    if "pp" in out and out["pp"] > model.n_layers:
-        raise InputError("pp", f"must be <= n_layers ({model.n_layers}), got {out['pp']}")
-    if "ep" in out and (out["ep"] > model.n_experts or model.n_experts % out["ep"]):
-        raise InputError("ep", f"must divide n_experts ({model.n_experts}), got {out['ep']}")
-    if "interleave" in out and out["interleave"] > 1:
-        pp = out.get("pp")
-        if pp == 1:
-            raise InputError("interleave", "needs pp > 1")
-        if out["interleave"] > model.n_layers // (pp or 2):
-            raise InputError("interleave", f"must be <= layers per stage ({model.n_layers // (pp or 2)}), "
-                                           f"got {out['interleave']}")
+        lo = 0 if key in ("zero", "fsdp", "recompute_layers") else 1
+        hi = 4 if key == "zero" else 10**9
+        key = "vp" if key == "interleave" else key
+        out[key] = _whole(key, val, lo, hi)
+    _check_model_rules(out, model, o)
     return out
+
+
+def _check_model_rules(p: dict, model: ModelSpec, o: TrainingOptions) -> None:
+    if "tp" in p and model.n_heads % p["tp"]:
+        raise InputError("tp", f"must divide n_heads ({model.n_heads}), got {p['tp']}")
+    if "pp" in p and p["pp"] > model.n_layers:
+        raise InputError("pp", f"must be <= n_layers ({model.n_layers}), got {p['pp']}")
+    if "ep" in p and (p["ep"] > model.n_experts or model.n_experts % p["ep"]):
+        raise InputError("ep", f"must divide n_experts ({model.n_experts}), got {p['ep']}")
+    if p.get("cp", 1) > 1:
+        if o.legacy:
+            raise InputError("cp", "context parallelism needs ep_convention='megatron'")
+        if model.seq_len % (2 * p["cp"]):
+            raise InputError("cp", f"2 x cp must divide seq_len ({model.seq_len}) for causal load balancing, "
+                                   f"got cp={p['cp']}")
+    if "etp" in p and o.legacy and p["etp"] != p.get("tp", p["etp"]):
+        raise InputError("etp", "expert tensor parallelism other than TP needs ep_convention='megatron'")
+    if p.get("recompute_layers") and p.setdefault("recompute", "full") != "full":
+        raise InputError("recompute_layers", f"needs recompute='full', got recompute={p['recompute']!r}")
+    if p.get("fsdp"):
+        if p.setdefault("zero", 3) != 3:
+            raise InputError("fsdp", f"FSDP shards like ZeRO-3; got zero={p['zero']}")
+        if "dp" in p and p["dp"] % p["fsdp"]:
+            raise InputError("fsdp", f"must divide dp ({p['dp']}), got {p['fsdp']}")
+    if p.get("vp", 1) > 1:
+        pp = p.get("pp")
+        if pp == 1:
+            raise InputError("vp", "interleaving needs pp > 1")
+        if pp is None:
+            if p["vp"] > model.n_layers // 2:
+                raise InputError("vp", f"must be <= n_layers / 2 ({model.n_layers // 2}), got {p['vp']}")
+        elif o.legacy and p["vp"] > model.n_layers // pp:
+            raise InputError("vp", f"must be <= layers per stage ({model.n_layers // pp}), got {p['vp']}")
+        elif not o.legacy and stage_split(model.n_layers, pp, p["vp"]) is None:
+            raise InputError("vp", f"Megatron cannot split {model.n_layers} layers over pp {pp} x vp {p['vp']} "
+                                   "(even, embedding/loss-accounted, or uneven first/last stages)")
 
 
 PIPELINE_SPLITS = ("uneven", "even")
@@ -126,60 +169,114 @@ def pipeline_options(n_layers: int, split: str = "uneven") -> list[int]:
     return sorted(set(even) | {-(-n_layers // q) for q in range(1, n_layers + 1)})
 
 
-def interleave_options(n_layers: int, pp: int) -> list[int]:
-    """Virtual stages per device: divisors (up to 8) of the layers per stage; a few for uneven stages."""
-    if pp == 1:
-        return [1]
-    per, rem = divmod(n_layers, pp)
-    if rem:
-        return list(UNEVEN_INTERLEAVES)
-    return [v for v in range(1, MAX_INTERLEAVE + 1) if per % v == 0]
+def cp_options(model: ModelSpec) -> list[int]:
+    """Context-parallel sizes the search tries: powers of two with ``2 CP | seq_len`` and at least
+    :data:`MIN_CP_TOKENS` tokens of a sequence per rank."""
+    out, cp = [1], 2
+    while cp <= MAX_CP and model.seq_len % (2 * cp) == 0 and model.seq_len // cp >= MIN_CP_TOKENS:
+        out.append(cp)
+        cp *= 2
+    return out
+
+
+def _tp_options(model: ModelSpec, system: System | None, legacy: bool) -> list[int]:
+    cap = MAX_TP if legacy or system is None else min(MAX_TP, max(8, system.scale_up_domain))
+    return [d for d in _divisors(model.n_heads) if d <= cap]
+
+
+def _expert_options(model: ModelSpec, pinned: dict, tp: int, legacy: bool) -> list[tuple[int, int]]:
+    """(EP, ETP) pairs. v1 fixes EP = E. Megatron: EP divides E and is at least min(E, 8) (a
+    smaller EP replicates experts inside a node: more memory for all-to-alls that stay on
+    NVLink anyway); ETP = TP, or also 1 when EP is pinned (Megatron-Bridge MoE recipes run
+    ETP 1 when EP x TP would exceed DP x CP x TP)."""
+    if not model.is_moe:
+        return [(pinned.get("ep", 1), pinned.get("etp", tp))]
+    E = model.n_experts
+    eps = [pinned["ep"]] if "ep" in pinned else ([E] if legacy else [d for d in _divisors(E) if d >= min(E, 8)])
+    if "etp" in pinned:
+        etps = [pinned["etp"]]
+    else:
+        etps = [tp, 1] if ("ep" in pinned and tp > 1 and not legacy) else [tp]
+    return [(e, t) for e in eps for t in etps]
+
+
+def _recompute_options(pinned: dict, o: TrainingOptions) -> list[tuple[int, int]]:
+    """(rc, recompute layers): none and full (v1: all layers; Megatron: the fewest that fit)."""
+    if "recompute" in pinned:
+        rc = RECOMPUTE_MODES.index(pinned["recompute"])
+        rl = pinned.get("recompute_layers", RL_ALL)
+        return [(0, RL_ALL)] if rc == 2 and rl == 0 else [(rc, rl if rc == 2 else RL_ALL)]
+    full = (2, RL_ALL if o.legacy else RL_AUTO)
+    # With FlashAttention, selective recompute is what the kernel already does: same time and memory as none.
+    return [(0, RL_ALL), full] if o.flash_attention else [(0, RL_ALL), (1, RL_ALL), full]
+
+
+COMBO_FIELDS = ("ep", "etp", "tp", "cp", "pp", "v", "mb", "zero", "fsdp", "rc", "rl")
 
 
 def inner_combos(model: ModelSpec, pinned: dict, options: TrainingOptions | None = None,
-                 pipeline_split: str = "uneven") -> dict[str, np.ndarray]:
-    """Every (ep, tp, pp, v, mb, zero, rc) the rules allow, as arrays (dp comes later).
+                 pipeline_split: str = "uneven", system: System | None = None) -> dict[str, np.ndarray]:
+    """Every layout part but DP that the rules allow, as arrays.
 
-    ZeRO stage 4 (hierarchical ZeRO-3) is offered only with flexible sharding.
+    ZeRO stage 4 (hierarchical ZeRO-3) is offered only with flexible sharding; FSDP only pinned.
     """
     o = options or TrainingOptions()
-    ep = [pinned["ep"]] if "ep" in pinned else [model.n_experts if model.is_moe else 1]
-    tps = [pinned["tp"]] if "tp" in pinned else [d for d in _divisors(model.n_heads) if d <= MAX_TP]
+    legacy = o.legacy
+    tps = [pinned["tp"]] if "tp" in pinned else _tp_options(model, system, legacy)
+    cps = [pinned["cp"]] if "cp" in pinned else ([1] if legacy else cp_options(model))
     pps = [pinned["pp"]] if "pp" in pinned else pipeline_options(model.n_layers, pipeline_split)
     mbs = [pinned["microbatch"]] if "microbatch" in pinned else list(MICROBATCHES)
-    zs = [pinned["zero"]] if "zero" in pinned else list(ZERO_STAGES) + ([4] if o.flexible_sharding else [])
-    # With FlashAttention, selective recompute is what the kernel already does: same time and memory as none.
-    rcs = ([RECOMPUTE_MODES.index(pinned["recompute"])] if "recompute" in pinned
-           else [0, 2] if o.flash_attention else [0, 1, 2])
+    zs = [pinned["zero"]] if "zero" in pinned else (list(ZERO_STAGES if legacy else ZERO_STAGES_MEGATRON)
+                                                    + ([4] if o.flexible_sharding else []))
+    fs = [pinned.get("fsdp", 0)]
+    rcs = _recompute_options(pinned, o)
     rows = []
-    for e, t, p in itertools.product(ep, tps, pps):
-        vs = [pinned["interleave"]] if "interleave" in pinned else interleave_options(model.n_layers, p)
+    for t, c, p in itertools.product(tps, cps, pps):
+        vs = [pinned["vp"]] if "vp" in pinned else interleave_options(model.n_layers, p, legacy)
         vs = [v for v in vs if v == 1 or p > 1]
-        for v in vs:
-            for mb, z, rc in itertools.product(mbs, zs, rcs):
-                rows.append((e, t, p, v, mb, z, rc))
-    arr = np.array(rows, dtype=np.int64).reshape(-1, 7)
-    return dict(zip(("ep", "tp", "pp", "v", "mb", "zero", "rc"), arr.T))
+        for (e, et), v in itertools.product(_expert_options(model, pinned, t, legacy), vs):
+            for mb, z, f, (rc, rl) in itertools.product(mbs, zs, fs, rcs):
+                rows.append((e, et, t, c, p, v, mb, z, f, rc, rl))
+    arr = np.array(rows, dtype=np.int64).reshape(-1, len(COMBO_FIELDS))
+    return dict(zip(COMBO_FIELDS, arr.T))
+
+
+def dp_step(combos: dict[str, np.ndarray]) -> np.ndarray:
+    """DP must be a multiple of this: ETP x EP divides TP x CP x DP (and FSDP divides DP)."""
+    ex = combos["etp"] * combos["ep"]
+    step = ex // np.gcd(ex, combos["tp"] * combos["cp"])
+    f = np.maximum(combos["fsdp"], 1)
+    return step * f // np.gcd(step, f)
+
+
+def dp_limit(combos: dict[str, np.ndarray], batch: int, pinned: dict) -> np.ndarray:
+    """Largest DP (a multiple of :func:`dp_step`) with a whole microbatch per rank; 0 if none."""
+    step = dp_step(combos)
+    if "dp" in pinned:
+        d = pinned["dp"]
+        return np.where((d % step == 0) & (d * combos["mb"] <= batch), d, 0)
+    return (batch // combos["mb"]) // step * step
 
 
 def grid_for_devices(combos: dict[str, np.ndarray], n_lo: int, n_hi: int, batch: int, pinned: dict,
                      with_index: bool = False):
-    """All layouts with ``n_lo <= devices < n_hi`` (every dp that lands in the window)."""
-    base = combos["ep"] * combos["tp"] * combos["pp"]
-    dp_max = batch // (combos["ep"] * combos["mb"])  # at least one microbatch per rank
+    """All layouts with ``n_lo <= devices < n_hi`` (every valid DP that lands in the window)."""
+    base = combos["tp"] * combos["cp"] * combos["pp"]
+    step = dp_step(combos)
+    dp_max = dp_limit(combos, batch, pinned)
     if "dp" in pinned:
         dp_lo = np.full_like(base, pinned["dp"])
-        dp_hi = np.where((dp_lo * base >= n_lo) & (dp_lo * base < n_hi), dp_lo, 0)
+        dp_hi = np.where((dp_lo * base >= n_lo) & (dp_lo * base < n_hi), dp_max, 0)
     else:
-        dp_lo = np.maximum(1, -(-n_lo // base))
-        dp_hi = np.minimum(dp_max, -(-n_hi // base) - 1)
-    if "global_batch" not in pinned:
+        dp_lo = -(-np.maximum(1, -(-n_lo // base)) // step) * step
+        dp_hi = np.minimum(dp_max, (-(-n_hi // base) - 1) // step * step)
+    if "global_batch" in pinned and "dp" not in pinned:
         dp_hi = np.minimum(dp_hi, dp_max)
-    counts = np.maximum(dp_hi - dp_lo + 1, 0)
+    counts = np.maximum((dp_hi - dp_lo) // step + 1, 0) * (dp_hi >= dp_lo) * (dp_hi > 0)
     total = int(counts.sum())
     idx = np.repeat(np.arange(len(base)), counts)
     offsets = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
-    dp = dp_lo[idx] + offsets
+    dp = dp_lo[idx] + offsets * step[idx]
     pick = {k: v[idx] for k, v in combos.items()}
     grid = _combo_grid(pick, dp, batch, pinned)
     return (grid, idx) if with_index else grid
@@ -205,39 +302,59 @@ def model_flops_utilization(model: ModelSpec, system: System, devices, duration_
 def _combo_grid(combos: dict[str, np.ndarray], dp: np.ndarray, batch: int, pinned: dict) -> LayoutGrid:
     """Layouts from inner combinations and DPs; the global batch is the pinned one, or the
     critical batch rounded down to whole microbatches per data-parallel rank."""
-    per_rank = dp * combos["ep"] * combos["mb"]
+    per_rank = dp * combos["mb"]
     gb = np.full_like(dp, batch) if "global_batch" in pinned else (batch // per_rank) * per_rank
-    return LayoutGrid(tp=combos["tp"], pp=combos["pp"], dp=dp, ep=combos["ep"], zero=combos["zero"],
-                      mb=combos["mb"], v=combos["v"], rc=combos["rc"], batch=gb)
+    return LayoutGrid(tp=combos["tp"], pp=combos["pp"], dp=dp, cp=combos["cp"], ep=combos["ep"], etp=combos["etp"],
+                      zero=combos["zero"], fsdp=combos["fsdp"], mb=combos["mb"], v=combos["v"], rc=combos["rc"],
+                      rl=combos["rl"], batch=gb)
 
 
 def _prune(model, system, o, c, combos, batch, pins, deadline_s):
     """Drop inner combinations that cannot work at any DP, and bound the rest.
 
     Memory only falls as DP grows (ZeRO shards shrink, fewer microbatches are in flight),
-    so a combination that does not fit at its largest DP never fits. Stage times do not
-    depend on DP except through pipeline sends, which are cheapest at DP = 1; a step takes
-    at least ``m t_max + (S - t_max) / v`` and there are at least ``tokens / B`` steps, so
-    ``tokens / B x (t_max + (S - t_max) / v)`` bounds every DP's duration from below.
-    Returns the kept combinations, their ``(t_max, S)`` and the smallest bound of all.
+    so a combination that does not fit at its largest DP never fits, and the fewest
+    recomputed layers it needs are fewest there. Stage times do not depend on DP except
+    through pipeline sends, which are cheapest at the smallest DP; a step takes at least
+    ``m t_max + (S - t_max) / v`` and there are at least ``tokens / B`` steps, so
+    ``tokens / B x (t_max + (S - t_max) / v)``, with stage times at the smallest DP and the
+    recompute of the largest, bounds every DP's duration from below.
+    Returns the kept combinations, their ``(t_max, S)``, the smallest bound of all and
+    whether anything fits.
     """
-    dp_max = batch // (combos["ep"] * combos["mb"])
-    if "dp" in pins:
-        dp_max = np.where(dp_max >= pins["dp"], pins["dp"], 0)
+    dp_max = dp_limit(combos, batch, pins)
     valid = dp_max >= 1
     combos = {k: v[valid] for k, v in combos.items()}
     dp_max = dp_max[valid]
     if len(dp_max) == 0:
         return combos, None, None, math.inf, False
-    fits = evaluate(model, system, _combo_grid(combos, dp_max, batch, pins), o, c).fits
-    dp_lo = np.full_like(dp_max, pins.get("dp", 1))
-    probe = evaluate(model, system, _combo_grid(combos, dp_lo, batch, pins), o, c)
+    at_max = evaluate(model, system, _combo_grid(combos, dp_max, batch, pins), o, c)
+    fits = at_max.fits
+    dp_lo = np.full_like(dp_max, pins["dp"]) if "dp" in pins else dp_step(combos)
+    fewest = {**combos, "rl": np.where(combos["rl"] == RL_AUTO, at_max.recompute_layers, combos["rl"])}
+    probe = evaluate(model, system, _combo_grid(fewest, dp_lo, batch, pins), o, c)
     t_max, t_sum = probe.stage_max_s, probe.stage_sum_s
     min_steps = model.train_tokens / (batch * model.seq_len)
     bound = min_steps * (t_max + (t_sum - t_max) / combos["v"])
     best_bound = float(bound[fits].min()) if fits.any() else math.inf
     keep = fits if "devices" in pins else fits & (bound <= deadline_s)
     return ({k: v[keep] for k, v in combos.items()}, t_max[keep], t_sum[keep], best_bound, bool(fits.any()))
+
+
+def _validate_request(deadline_days, objective, carbon_score, pipeline_split) -> None:
+    if not (isinstance(deadline_days, numbers.Real) and not isinstance(deadline_days, bool)
+            and math.isfinite(deadline_days) and 0 < deadline_days <= 36500):
+        raise InputError("deadline_days", f"must be in (0, 36500], got {deadline_days!r}")
+    if objective not in ("fastest", "carbon"):
+        raise InputError("objective", f"must be 'fastest' or 'carbon', got {objective!r}")
+    if objective == "carbon" and carbon_score is None:
+        raise InputError("objective", "'carbon' needs a carbon_score (estimate() provides one)")
+    if pipeline_split not in PIPELINE_SPLITS:
+        raise InputError("pipeline_split", f"must be one of {', '.join(PIPELINE_SPLITS)}, got {pipeline_split!r}")
+
+
+def _device_rule(o: TrainingOptions) -> str:
+    return "TP x PP x DP (DP includes EP: v1's DP x EP)" if o.legacy else "TP x CP x PP x DP (EP inside DP x CP)"
 
 
 def search(model: ModelSpec, system: System, *, deadline_days: float = 90.0, options: TrainingOptions | None = None,
@@ -250,44 +367,60 @@ def search(model: ModelSpec, system: System, *, deadline_days: float = 90.0, opt
     that count is returned and ``meets_deadline`` says whether it made it.
     ``carbon_score(devices, duration_s, mfu, step=StepResult)`` ranks layouts for ``objective="carbon"``.
     """
-    if not (isinstance(deadline_days, numbers.Real) and not isinstance(deadline_days, bool)
-            and math.isfinite(deadline_days) and 0 < deadline_days <= 36500):
-        raise InputError("deadline_days", f"must be in (0, 36500], got {deadline_days!r}")
-    if objective not in ("fastest", "carbon"):
-        raise InputError("objective", f"must be 'fastest' or 'carbon', got {objective!r}")
-    if objective == "carbon" and carbon_score is None:
-        raise InputError("objective", "'carbon' needs a carbon_score (estimate() provides one)")
-    if pipeline_split not in PIPELINE_SPLITS:
-        raise InputError("pipeline_split", f"must be one of {', '.join(PIPELINE_SPLITS)}, got {pipeline_split!r}")
+    _validate_request(deadline_days, objective, carbon_score, pipeline_split)
     o = options or TrainingOptions()
     c = consts or default_constants()
-    pins = _check_pinned(pinned or {}, model)
+    pins = _check_pinned(pinned or {}, model, o)
     batch = pins.get("global_batch", model.batch_sequences)
     deadline_s = float(deadline_days) * 86400.0
     if pins.get("zero") == 4 and not o.flexible_sharding:
         raise InputError("zero", "stage 4 (hierarchical ZeRO-3) needs flexible sharding")
-    per_rank = pins.get("dp", 1) * pins.get("ep", 1) * pins.get("microbatch", 1)
+    per_rank = pins.get("dp", 1) * pins.get("microbatch", 1)
     if per_rank > batch:
         raise InputError("global_batch" if "global_batch" in pins else "dp",
-                         f"dp x ep x microbatch ({per_rank}) exceeds the global batch of {batch} sequences")
-    all_combos = inner_combos(model, pins, o, pipeline_split)
+                         f"dp x microbatch ({per_rank}) exceeds the global batch of {batch} sequences")
+    all_combos = inner_combos(model, pins, o, pipeline_split, system)
     combos, t_max, t_sum, best_bound, any_fit = _prune(model, system, o, c, all_combos, batch, pins, deadline_s)
     if not any_fit:
         where = f" at {pins['devices']} devices" if "devices" in pins else ""
         raise InfeasibleError(
             f"{model.name} does not fit in {system.device.hbm_gb:g} GB per device under any allowed layout{where} "
-            f"(up to TP={MAX_TP}, PP={model.n_layers}, ZeRO-3, full recompute)", "memory")
+            f"(up to TP={max(_tp_options(model, system, o.legacy))}, PP={model.n_layers}, ZeRO-3, full recompute)",
+            "memory")
     if len(combos["tp"]) == 0:
         raise _deadline_error(deadline_days, batch, best_bound / 86400, None, bound_only=True)
+    walk = _walk_windows(model, system, o, c, combos, t_max, t_sum, batch, pins, deadline_s)
+    if walk.found is not None:
+        grid, res, dur, ok, n_star = walk.found
+        if "devices" in pins:  # nothing was pruned: this grid is every layout at that count
+            return _result(model, system, o, grid, res, dur, np.flatnonzero(ok), deadline_s, walk.evaluated, objective)
+        if objective == "carbon":
+            return _least_carbon(model, system, o, c, combos, batch, pins, n_star, deadline_s, carbon_score,
+                                 walk.evaluated, all_combos)
+        return _at_devices(model, system, o, c, all_combos, batch, pins, n_star, deadline_s, walk.evaluated,
+                           objective)
+    raise _explain_no_layout(model, system, o, pins, batch, deadline_days, deadline_s, walk, best_bound)
 
-    base = combos["ep"] * combos["tp"] * combos["pp"]
+
+@dataclass
+class _Walk:
+    found: tuple | None = None
+    evaluated: int = 0
+    best_seen: tuple = (math.inf, 0)
+    any_layout: bool = False
+    n_stop: int = 0
+
+
+def _walk_windows(model, system, o, c, combos, t_max, t_sum, batch, pins, deadline_s) -> _Walk:
+    """Windows of device counts upward from ``N_ideal``: the first one with a layout that fits
+    and meets the deadline (any that fits, with ``devices`` pinned)."""
+    base = combos["tp"] * combos["cp"] * combos["pp"]
     if "devices" in pins:
         n_lo, n_stop = pins["devices"], pins["devices"] + 1
     else:
         n_lo = ideal_devices(model, system, deadline_s, o)
-        dp_cap = pins["dp"] if "dp" in pins else np.maximum(1, batch // (combos["ep"] * combos["mb"]))
-        n_stop = int((base * dp_cap).max()) + 1
-    evaluated, best_seen, any_layout = 0, (math.inf, 0), False
+        n_stop = int((base * np.maximum(dp_limit(combos, batch, pins), 1)).max()) + 1
+    walk = _Walk(n_stop=n_stop)
     min_steps = model.train_tokens / model.seq_len
     while n_lo < n_stop:
         n_hi = min(n_stop, max(int(n_lo * 1.5), n_lo + 64))
@@ -295,49 +428,50 @@ def search(model: ModelSpec, system: System, *, deadline_days: float = 90.0, opt
         n_lo = n_hi
         if len(grid) == 0:
             continue
-        any_layout = True
-        m = grid.micro
+        walk.any_layout = True
         tm, ts = t_max[which], t_sum[which]
-        bound = min_steps / grid.batch * (m * tm + (ts - tm) / grid.v)
+        bound = min_steps / grid.batch * (grid.micro * tm + (ts - tm) / grid.v)
         if "devices" not in pins:
             grid = grid.take(bound <= deadline_s)
             if len(grid) == 0:
                 continue
         res = _evaluate_chunked(model, system, grid, o, c)
-        evaluated += len(grid)
+        walk.evaluated += len(grid)
         dur = durations(model, res)
         ok = res.fits
         if ok.any():
             i = int(np.argmin(np.where(ok, dur, np.inf)))
-            if dur[i] < best_seen[0]:
-                best_seen = (float(dur[i]), int(grid.devices[i]))
+            if dur[i] < walk.best_seen[0]:
+                walk.best_seen = (float(dur[i]), int(grid.devices[i]))
         good = ok if "devices" in pins else ok & (dur <= deadline_s)
-        if not good.any():
-            continue
-        n_star = int(grid.devices[good].min())
-        if "devices" in pins:  # nothing was pruned: this grid is every layout at that count
-            return _result(model, system, o, grid, res, dur, np.flatnonzero(ok), deadline_s, evaluated, objective)
-        if objective == "carbon":
-            return _least_carbon(model, system, o, c, combos, batch, pins, n_star, deadline_s, carbon_score,
-                                 evaluated, all_combos)
-        return _at_devices(model, system, o, c, all_combos, batch, pins, n_star, deadline_s, evaluated, objective)
-    if "devices" in pins and not any_layout:
-        fixed = ", ".join(f"{k}={pins[k]}" for k in ("tp", "pp", "dp", "ep", "microbatch") if k in pins)
-        raise InfeasibleError(
-            f"no allowed layout has exactly {pins['devices']} devices (devices = TP x PP x DP x EP"
+        if good.any():
+            walk.found = (grid, res, dur, ok, int(grid.devices[good].min()))
+            return walk
+    return walk
+
+
+def _explain_no_layout(model, system, o, pins, batch, deadline_days, deadline_s, walk: _Walk,
+                       best_bound) -> InfeasibleError:
+    """The binding constraint when the walk found nothing."""
+    if "devices" in pins and not walk.any_layout:
+        fixed = ", ".join(f"{k}={pins[k]}" for k in ("tp", "cp", "pp", "dp", "ep", "etp", "fsdp", "microbatch")
+                          if k in pins)
+        return InfeasibleError(
+            f"no allowed layout has exactly {pins['devices']} devices (devices = {_device_rule(o)}"
             f"{'; pinned ' + fixed if fixed else ''}; at most {batch} sequences per step)", "layout")
     if "devices" in pins:
-        raise InfeasibleError(f"no allowed layout fits in memory at {pins['devices']} devices", "memory")
-    if not any_layout and best_seen[1] == 0:
+        return InfeasibleError(f"no allowed layout fits in memory at {pins['devices']} devices", "memory")
+    if not walk.any_layout and walk.best_seen[1] == 0:
         ideal = ideal_devices(model, system, deadline_s, o)
-        if ideal >= n_stop:
-            raise InfeasibleError(
+        if ideal >= walk.n_stop:
+            return InfeasibleError(
                 f"no device count meets the {deadline_days:g}-day deadline: even at peak throughput it needs "
-                f"{ideal:,} devices, more than the largest allowed layout ({n_stop - 1:,} devices; the critical "
+                f"{ideal:,} devices, more than the largest allowed layout ({walk.n_stop - 1:,} devices; the critical "
                 f"batch of {batch} sequences caps data parallelism)", "deadline",
-                {"ideal_devices": ideal, "max_devices": n_stop - 1, "best_duration_days": best_bound / 86400})
-    best_days = best_seen[0] / 86400 if best_seen[1] else None
-    raise _deadline_error(deadline_days, batch, best_bound / 86400, best_seen[1] and (best_days, best_seen[1]))
+                {"ideal_devices": ideal, "max_devices": walk.n_stop - 1, "best_duration_days": best_bound / 86400})
+    best_days = walk.best_seen[0] / 86400 if walk.best_seen[1] else None
+    return _deadline_error(deadline_days, batch, best_bound / 86400,
+                           walk.best_seen[1] and (best_days, walk.best_seen[1]))
 
 
 CHUNK = 250_000  # layouts per evaluate call: bounds peak memory (~1 GB) on huge windows
@@ -383,9 +517,9 @@ def _result(model, system, o, grid, res, dur, at, deadline_s, evaluated, objecti
     devs = grid.devices
     return SearchResult(
         model=model, system=system, options=o,
-        layout=grid.layout(i), step=res.take(i), duration_s=float(dur[i]),
+        layout=grid.layout(i, res.recompute_layers[i]), step=res.take(i), duration_s=float(dur[i]),
         mfu=float(model_flops_utilization(model, system, devs[i], dur[i], o.gemm_precision)), deadline_s=deadline_s,
-        median_layout=grid.layout(j), median_duration_s=float(dur[j]),
+        median_layout=grid.layout(j, res.recompute_layers[j]), median_duration_s=float(dur[j]),
         median_mfu=float(model_flops_utilization(model, system, devs[j], dur[j], o.gemm_precision)),
         layouts_evaluated=evaluated, objective=objective,
     )

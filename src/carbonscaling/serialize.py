@@ -23,9 +23,17 @@ def layout_record(layout) -> dict[str, Any]:
 
 
 def layout_label(layout) -> str:
-    """A one-line description: ``TP8 PP4 DP16 EP1 ZeRO-1 mb1 v2 rc=selective``."""
+    """A one-line description: ``TP8 PP4 DP16 EP1 ZeRO-1 mb1 v2 rc=selective``.
+
+    Parts at their default are left out (CP 1, ETP = TP, FSDP off, all layers recomputed).
+    """
+    rec = layout.model_dump(exclude={"global_batch_sequences"})
+    skip = {"cp": rec.get("cp") == 1, "etp": rec.get("etp") == rec.get("tp"), "fsdp": not rec.get("fsdp"),
+            "zero": bool(rec.get("fsdp")), "recompute_layers": rec.get("recompute_layers") is None}
     parts = []
-    for key, value in layout.model_dump(exclude={"global_batch_sequences"}).items():
+    for key, value in rec.items():
+        if skip.get(key):
+            continue
         fmt = _LABEL.get(key)
         parts.append(fmt.format(value) if fmt else f"{key}={value}")
     return " ".join(parts)

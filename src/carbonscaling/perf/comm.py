@@ -73,7 +73,26 @@ def _carved(system: System) -> bool:
 
 
 def ring_group(n, stride, system: System, c: PerfConstants) -> RingGroup:
-    """Where a group of ``n`` ranks ``stride`` apart sits, as a cost per byte and a latency."""
+    """Where a group of ``n`` ranks ``stride`` apart sits, as a cost per byte and a latency.
+
+    A search grid repeats few distinct ``(n, stride)`` pairs over many layouts: each
+    distinct pair is placed once and the result indexed back.
+    """
+    n = np.asarray(n)
+    stride = np.asarray(stride)
+    if (n.ndim == 1 and n.size > 64 and np.issubdtype(n.dtype, np.integer)
+            and np.issubdtype(stride.dtype, np.integer)):
+        n_i = n.astype(np.int64)
+        key = n_i * (1 << 31) + np.broadcast_to(stride, n.shape).astype(np.int64)
+        uniq, inv = np.unique(key, return_inverse=True)
+        if len(uniq) < n.size // 4:
+            g = _ring_group(uniq >> 31, uniq & ((1 << 31) - 1), system, c)
+            inv = inv.reshape(-1)
+            return RingGroup(per_byte_s=g.per_byte_s[inv], latency_s=g.latency_s[inv], active=g.active[inv])
+    return _ring_group(n, stride, system, c)
+
+
+def _ring_group(n, stride, system: System, c: PerfConstants) -> RingGroup:
     k = members_per_domain(n, stride, system.scale_up_domain, _carved(system))
     n = np.asarray(n, dtype=float)
     nodes = np.ceil(n / k)

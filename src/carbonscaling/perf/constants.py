@@ -44,6 +44,7 @@ class PerfConstants:
     ssm_chunk: int
     ssm_backward_to_forward: float
     ssm_elementwise_bytes: float
+    fp8_param_gather_formats: tuple = ("fp8", "fp8-delayed", "mxfp8")
 
     def replace(self, **changes) -> PerfConstants:
         """A copy with some constants changed (for sensitivity studies and calibration)."""
@@ -95,4 +96,5 @@ def default_constants() -> PerfConstants:
         ssm_chunk=int(v("ssm", "chunk")),
         ssm_backward_to_forward=v("ssm", "backward_to_forward"),
         ssm_elementwise_bytes=v("ssm", "elementwise_bytes"),
+        fp8_param_gather_formats=tuple(v("mixed_precision", "fp8_param_gather_formats")),
     )

@@ -1,15 +1,32 @@
 """Memory per device: weights, gradients, optimizer state, activations, fragmentation.
 
-Activations follow Korthikanti et al. 2022 ("Reducing Activation Recomputation in
-Large Transformer Models", Table 2), generalised to any FFN width and gating:
-per layer and microbatch ``s b h (R / sp + (S_attn + S_mlp + 5 a s / h) / t)`` bytes,
-where ``R = 10`` is the part tensor parallelism replicates unless sequence
-parallelism splits it (LayerNorm inputs 4, dropout masks 2, block inputs 4),
-``S_attn = 8`` (Q, K, V, projection input), ``S_mlp = 4 d_ff / h`` (``6`` for gated
-FFNs) and ``5 a s / h`` the score/softmax/dropout tensors, gone with selective
-recompute or FlashAttention. Full recompute keeps only each layer's input.
-Under 1F1B the first stage holds ``min(m, p)`` microbatches in flight, times
-``1 + (p - 1) / (p v)`` with interleaving.
+Activations follow Korthikanti et al. 2022 ("Reducing Activation Recomputation in Large
+Transformer Models", Sec. 4 and Table 2), with every term sized by the architecture
+instead of ``34 s b h``. Per token of a microbatch (``s b / CP`` tokens per rank), in
+bytes, ``e`` the activation element size (2; 1 with QAT) and ``g`` the size of a saved
+GEMM input (``e``; with a quantized format the bytes of its cast, which Transformer Engine
+saves instead, e.g. 1 for FP8):
+
+* replicated across TP unless sequence parallelism splits it: two norm inputs ``2 e h``,
+  the two GEMM inputs after them (QKV and FC1 inputs) ``2 g h``, and the two dropout
+  masks ``2 h`` only when dropout is on (modern LLMs train without);
+* attention, split over TP: Q ``e n_h d_qk``, K and V ``e n_kv (d_qk + d_v)`` sized by
+  the KV heads a rank holds (GQA; KV heads are replicated when TP exceeds their count)
+  -- MLA decompresses per-head K/V for the kernel, so its K/V are ``n_h`` heads wide and
+  its query/KV latents add ``(q_lora + kv_lora)(e + g) + e d_rope`` (replicated like the
+  norms) -- and the attention output, the projection's input, ``g n_h d_v``;
+* without FlashAttention the score tensors ``n_h s (e + [1 + e with dropout])`` (softmax
+  output, dropout mask and output), gone with selective recompute;
+* dense FFN: FC1 output ``e (1 + gated) d_ff`` and the activation (FC2 input) ``g d_ff``;
+  MoE layers: each of ``top_k x capacity`` routed copies keeps its dispatched input ``g h``
+  (gathered over ETP) and its expert FFN activations, shared experts as a dense FFN, and
+  the fp32 router logits ``4 E``.
+
+For MHA, BF16, dropout 0.1 and no FlashAttention this is Korthikanti's
+``s b h (34 + 5 a s / h)``. Full recompute keeps only each layer's input (``e h``, split by
+sequence parallelism) for the recomputed layers and needs one rebuilt layer at a time.
+Under 1F1B the first stage holds ``min(m, p)`` microbatches in flight (stage ``k`` holds
+``min(m, p - k)``), times ``1 + (p - 1) / (p v)`` with interleaving (Narayanan et al. 2021).
 """
 
 from __future__ import annotations
@@ -18,122 +35,222 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..formats import number_format, recipe_value
 from ..hardware import System
 from ..scaling import ModelSpec
 from .constants import PerfConstants
-from .layout import LayoutGrid, TrainingOptions
+from .layout import RL_ALL, RL_AUTO, LayoutGrid, TrainingOptions
 
 
 @dataclass(frozen=True)
 class Memory:
-    params_dense: np.ndarray     # non-expert parameters on the heaviest stage's device
+    params_dense: np.ndarray     # non-expert parameters on the first stage's device
     params_expert: np.ndarray    # expert parameters on that device
     optimizer_params: np.ndarray  # parameters whose optimizer step this device runs
-    weights: np.ndarray          # bytes
+    weights: np.ndarray          # bytes (incl. ZeRO-3 gather buffers and FP8 weight copies)
     grads: np.ndarray
     optimizer: np.ndarray
     activations: np.ndarray
     total: np.ndarray            # incl. fragmentation and reserved memory
+    recompute_layers: np.ndarray  # recomputed layers per (virtual) stage under full recompute
+    recomputed_first: np.ndarray  # layers recomputed on the first stage
+    weight_shards: tuple = ()     # (dense, expert) ranks the weights are sharded over
 
 
-def _nonexpert_params_per_layer(model: ModelSpec) -> float:
+# ---- parameters ----------------------------------------------------------------------------
+def nonexpert_params_per_layer(model: ModelSpec) -> float:
+    """Attention, norms, the dense FFN (or the shared experts and router), averaged over layers."""
     frac_moe = model.n_moe_layers / model.n_layers
-    moe_dense = model.n_shared_experts * model.expert_params + model.router_params
+    moe_dense = model.shared_expert_params + model.router_params
     return model.attn_params_per_layer + (1 - frac_moe) * model.dense_ffn_params + frac_moe * moe_dense + 2 * model.d_model
 
 
-def _expert_params_per_layer(model: ModelSpec) -> float:
+def expert_params_per_layer(model: ModelSpec) -> float:
     return model.n_moe_layers / model.n_layers * model.n_experts * model.expert_params
 
 
-def activation_bytes_per_layer(model: ModelSpec, g: LayoutGrid, o: TrainingOptions):
-    """Bytes one layer keeps for one microbatch until its backward pass (per device)."""
-    s, h = model.seq_len, model.d_model
-    tp = g.tp.astype(float)
-    sp_div = np.where(o.sequence_parallel & (g.tp > 1), tp, 1.0)
-    sbh = s * g.mb * h
-    per_ffn = 6.0 if model.ffn_gated else 4.0
-    frac_moe = model.n_moe_layers / model.n_layers
-    moe_width = (model.top_k * o.capacity_factor + model.n_shared_experts) * model.d_expert
-    ffn_width = (1 - frac_moe) * model.d_ff + frac_moe * moe_width
-    scores = 0.0 if o.flash_attention else 5.0 * model.n_heads * s / h
-    scores = np.where(g.rc >= 1, 0.0, scores)
-    scale = o.activation_bytes / 2.0  # Korthikanti counts 2-byte activations
-    full_layer = sbh * scale * (10.0 / sp_div + (8.0 + per_ffn * ffn_width / h + scores) / tp)
-    return np.where(g.rc == 2, 2.0 * sbh * scale / sp_div, full_layer), full_layer
+def mtp_params(model: ModelSpec) -> float:
+    """One MTP module: a layer, the 2h -> h projection and two norms (embedding/head shared)."""
+    return model.mtp_layers * (nonexpert_params_per_layer(model) + expert_params_per_layer(model)
+                               + 2 * model.d_model ** 2 + 2 * model.d_model)
+
+
+def data_parallel_groups(g: LayoutGrid):
+    """Sizes of the dense (DP x CP) and expert (TP CP DP / (ETP EP)) data-parallel groups."""
+    return g.dp * g.cp, (g.tp * g.cp * g.dp) // (g.etp * g.ep)
 
 
 def local_shards(g: LayoutGrid, system: System):
     """Data-parallel ranks of the dense and the expert groups inside one scale-up domain."""
-    dense = np.minimum(g.dp * g.ep, np.maximum(1, system.scale_up_domain // g.tp))
-    expert = np.minimum(g.dp, np.maximum(1, system.scale_up_domain // (g.tp * g.ep)))
+    n_d, n_e = data_parallel_groups(g)
+    dense = np.minimum(n_d, np.maximum(1, system.scale_up_domain // (g.tp * g.cp)))
+    expert = np.minimum(n_e, np.maximum(1, system.scale_up_domain // (g.etp * g.ep)))
+    return dense, expert
+
+
+def shard_groups(g: LayoutGrid, system: System):
+    """Ranks the (weights, grads, optimizer) of (dense, expert) parameters are sharded over."""
+    n_d, n_e = data_parallel_groups(g)
+    loc_d, loc_e = local_shards(g, system)
+    fsdp = g.fsdp > 0
+    # FSDP / hybrid sharding: the group of `fsdp` DP ranks (times CP); experts likewise.
+    fs_d = np.where(fsdp, g.fsdp * g.cp, n_d)
+    fs_e = np.where(fsdp, np.maximum(1, (n_e * g.fsdp) // g.dp), n_e)
+    z = g.zero
+    w = (np.where(z == 4, loc_d, np.where(z == 3, fs_d, 1)), np.where(z == 4, loc_e, np.where(z == 3, fs_e, 1)))
+    gr = (np.where(z == 4, loc_d, np.where(z >= 2, fs_d, 1)), np.where(z == 4, loc_e, np.where(z >= 2, fs_e, 1)))
+    op = (np.where(z >= 1, fs_d, 1), np.where(z >= 1, fs_e, 1))
+    return w, gr, op
+
+
+# ---- activations ---------------------------------------------------------------------------
+def activation_bytes_per_layer(model: ModelSpec, g: LayoutGrid, o: TrainingOptions):
+    """Bytes one layer keeps for one microbatch until its backward pass, per device.
+
+    Returns ``(kept, full, layer_input)``: what the layout's recompute mode keeps, what a
+    layer keeps without recompute, and what a fully recomputed layer keeps.
+    """
+    s, h = model.seq_len, model.d_model
+    tp = g.tp.astype(float)
+    sp = np.where(o.sequence_parallel & (g.tp > 1), tp, 1.0)
+    tokens = g.mb * s / g.cp
+    e = o.activation_bytes
+    fmt = number_format(o.gemm_precision)
+    gi = fmt.stored_bytes if fmt.quantized and not fmt.cast_free else e  # Transformer Engine saves the quantized cast
+    drop = model.dropout > 0
+    replicated = 2 * e * h + 2 * gi * h + (2.0 * h if drop else 0.0)
+    nh = model.n_heads / tp
+    kv_heads = nh if model.is_mla else np.maximum(model.n_kv_heads / tp, 1.0)
+    attn = e * (nh * model.qk_head_dim + kv_heads * (model.qk_head_dim + model.value_head_dim)) \
+        + gi * nh * model.value_head_dim
+    if model.is_mla:
+        replicated = replicated + ((model.q_lora_rank or 0) + model.kv_lora_rank) * (e + gi) \
+            + e * model.qk_rope_head_dim
+    scores = 0.0 if o.flash_attention else model.n_heads * s / g.cp * (e + ((1.0 + e) if drop else 0.0)) / tp
+    scores = np.where(g.rc >= 1, 0.0, scores)
+    gate = 2.0 if model.ffn_gated else 1.0
+    dense_ffn = model.d_ff * (gate * e + gi) / tp
+    # Each routed copy keeps its dispatched input, gathered over the ETP group (v1 counted
+    # only the expert FFN activations: kept under the cs-v1 convention).
+    dispatched = 0.0 if o.legacy else g.etp * h * gi
+    routed = model.top_k * o.capacity_factor * (model.d_expert * (gate * e + gi) + dispatched) / tp
+    shared = model.n_shared_experts * model.shared_expert_width * (gate * e + gi) / tp
+    moe_ffn = routed + shared + (0.0 if o.legacy else 4.0 * model.n_experts / sp)
+    frac_moe = model.n_moe_layers / model.n_layers
+    ffn = (1 - frac_moe) * dense_ffn + frac_moe * moe_ffn
+    full = tokens * (replicated / sp + attn + scores + ffn)
+    layer_input = tokens * e * h / sp
+    kept = np.where(g.rc == 2, layer_input, full)
+    return kept, full, layer_input
+
+
+def linear_weight_bytes(o: TrainingOptions, c: PerfConstants) -> float:
+    """Bytes per parameter of the layers' linear weights in the run's number format.
+
+    BF16 (or the papers' 8-bit QAT): the weight itself. Quantized formats keep a row- and
+    a column-wise quantized copy (formats.yaml ``recipe.fp8_weight_copies``); with
+    ``fp8_param_gather`` (Megatron-Bridge's FP8 and MXFP8 recipes) those copies are the
+    parameters, otherwise they come on top of the BF16 weight.
+    """
+    fmt = number_format(o.gemm_precision)
+    if not fmt.quantized or fmt.cast_free:
+        return o.activation_bytes
+    copies = recipe_value("fp8_weight_copies") * fmt.stored_bytes
+    return copies if fmt.name in c.fp8_param_gather_formats else 2.0 + copies
+
+
+# ---- the whole device --------------------------------------------------------------------
+def _stage_params(model: ModelSpec, g: LayoutGrid, n, first, last):
+    """(dense, expert) parameters on one device of a stage with ``n`` layers."""
+    tp = g.tp.astype(float)
+    emb = model.vocab * model.d_model / tp
+    head = np.where(last, emb, 0.0)  # the output layer (tied embeddings keep a copy on the last stage too)
+    head = np.where(first & last & model.tied_embeddings, 0.0, head)
+    dense = n * nonexpert_params_per_layer(model) / tp + np.where(first, emb, 0.0) + head
+    dense = dense + np.where(last, mtp_params(model) / tp, 0.0)
+    expert = n * expert_params_per_layer(model) / (g.etp * g.ep)
     return dense, expert
 
 
 def memory_per_device(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOptions,
-                      c: PerfConstants, n_first, n_last) -> Memory:
-    """Peak memory of the first (or, if larger, the last) pipeline stage's devices."""
-    tp = g.tp.astype(float)
-    ep = g.ep.astype(float)
-    dp = g.dp.astype(float)
-    v = g.v.astype(float)
-    pp = g.pp.astype(float)
-    m = g.micro.astype(float)
-    emb = model.vocab * model.d_model / tp
-    untied_extra = 0.0 if model.tied_embeddings else emb
-    # First stage: its layers + input embedding (+ output layer when it is also the last).
-    dense_first = n_first * _nonexpert_params_per_layer(model) / tp + emb + np.where(g.pp == 1, untied_extra, 0.0)
-    dense_last = n_last * _nonexpert_params_per_layer(model) / tp + emb
-    expert_first = n_first * _expert_params_per_layer(model) / (tp * ep)
-    expert_last = n_last * _expert_params_per_layer(model) / (tp * ep)
+                      c: PerfConstants, n_first, n_last, n_mid=None) -> Memory:
+    """Peak memory over the first, second and last pipeline stage's devices.
 
+    Grid rows with ``rl == RL_AUTO`` get the fewest recomputed layers per (virtual) stage
+    that fit (``Memory.recompute_layers``); memory falls linearly with that number.
+    """
+    n_mid = n_last if n_mid is None else n_mid
+    pp = g.pp.astype(float)
+    v = g.v.astype(float)
+    m = g.micro.astype(float)
     grad_bytes = c.grad_reduce_bytes_fp16 if o.precision == "fp16" else c.grad_reduce_bytes_bf16
     w_bytes = o.activation_bytes
-    full_d, full_e = dp * ep, dp
-    local_d, local_e = local_shards(g, system)
-    sharded = g.zero >= 3  # ZeRO-3 (4: hierarchical, shards only inside the scale-up domain)
-    w_d = np.where(g.zero == 4, local_d, np.where(sharded, full_d, 1))
-    w_e = np.where(g.zero == 4, local_e, np.where(sharded, full_e, 1))
-    g_d = np.where(g.zero == 4, local_d, np.where(g.zero >= 2, full_d, 1))
-    g_e = np.where(g.zero == 4, local_e, np.where(g.zero >= 2, full_e, 1))
-    o_d = np.where(g.zero >= 1, full_d, 1)
-    o_e = np.where(g.zero >= 1, full_e, 1)
-    # ZeRO-3 holds the gathered weights of the current and the prefetched layer, and one
-    # layer's unsharded gradients before they are reduce-scattered.
-    layer_params = (_nonexpert_params_per_layer(model) + _expert_params_per_layer(model) / ep) / tp
+    param_bytes = linear_weight_bytes(o, c)
+    (w_d, w_e), (g_d, g_e), (o_d, o_e) = shard_groups(g, system)
+    sharded = g.zero >= 3
+    layer_params = nonexpert_params_per_layer(model) / g.tp + expert_params_per_layer(model) / (g.etp * g.ep)
     gather_buffers = np.where(sharded & (w_d > 1), (2.0 * w_bytes + grad_bytes) * layer_params, 0.0)
-
-    def states(p_d, p_e):
-        weights = w_bytes * (p_d / w_d + p_e / w_e) + gather_buffers
-        grads = grad_bytes * (p_d / g_d + p_e / g_e)
-        return weights, grads, p_d / o_d + p_e / o_e
-
-    w1, g1, op1 = states(dense_first, expert_first)
-    w2, g2, op2 = states(dense_last, expert_last)
-
-    per_layer, full_layer = activation_bytes_per_layer(model, g, o)
-    inflight = np.minimum(m, pp) * np.where(g.v > 1, 1.0 + (pp - 1) / (pp * v), 1.0)
-    recompute_buffer = np.where(g.rc == 2, full_layer, 0.0)  # one layer rebuilt at a time
-    logits = g.mb * model.seq_len * model.vocab / tp * c.logits_bytes
-    act1 = n_first * per_layer * inflight + recompute_buffer + np.where(g.pp == 1, logits, 0.0)
-    act2 = n_last * per_layer + recompute_buffer + logits
-
+    kept, full, inp = activation_bytes_per_layer(model, g, o)
+    logits = g.mb * model.seq_len / g.cp * model.vocab / g.tp * c.logits_bytes * (1 + model.mtp_layers)
     frag = c.fragmentation_factor_dynamic_eviction if o.dynamic_eviction else c.fragmentation_factor
     opt_b = c.optimizer_state_bytes_per_param
-    total1 = (w1 + g1 + opt_b * op1 + act1) * frag + c.reserved_gb * 1e9
-    total2 = np.where(g.pp > 1, (w2 + g2 + opt_b * op2 + act2) * frag + c.reserved_gb * 1e9, 0.0)
-    first_is_peak = total1 >= total2
+    is_pp1 = g.pp == 1
+    one = np.ones_like(pp, dtype=bool)
+    # (layers, first?, last?, microbatches in flight, exists?) of the candidate peak stages
+    stages = [
+        (n_first, one, is_pp1, np.minimum(m, pp) * np.where(g.v > 1, 1.0 + (pp - 1) / (pp * v), 1.0), one),
+        (n_last, ~one, one, np.ones_like(pp), ~is_pp1),
+    ]
+    if (g.pp > 2).any() and not o.legacy:  # a middle stage may hold more layers than the ends (uneven splits)
+        stages.insert(1, (n_mid, ~one, ~one, np.minimum(m, np.maximum(pp - 1, 1))
+                          * np.where(g.v > 1, 1.0 + (pp - 2) / (pp * v), 1.0), g.pp > 2))
+    static = []
+    for n, first, last, inflight, exists in stages:
+        p_d, p_e = _stage_params(model, g, n, first, last)
+        # Embeddings and the output layer stay in BF16; the layers' linear weights follow the format.
+        emb = p_d - n * nonexpert_params_per_layer(model) / g.tp
+        weights = param_bytes * (p_d - emb) / w_d + w_bytes * emb / w_d + param_bytes * p_e / w_e + gather_buffers
+        grads = grad_bytes * (p_d / g_d + p_e / g_e)
+        opt = opt_b * (p_d / o_d + p_e / o_e)
+        fixed = weights + grads + opt + np.where(last, logits, 0.0)
+        static.append((p_d, p_e, weights, grads, opt, fixed, n, inflight, exists))
 
-    def pick(a, b):
-        return np.where(first_is_peak, a, b)
+    rl = _resolve_recompute_layers(g, static, full, inp, frag, c, system)
+    rows = []
+    for (p_d, p_e, weights, grads, opt, fixed, n, inflight, exists), stage in zip(static, stages):
+        r = np.where(g.rc == 2, np.minimum(n, v * rl), 0.0)
+        act = inflight * ((n - r) * np.where(g.rc == 2, full, kept) + r * inp) + np.where(r > 0, full, 0.0)
+        act = act + np.where(stage[2], logits, 0.0)
+        total = np.where(exists, (weights + grads + opt + act) * frag + c.reserved_gb * 1e9, 0.0)
+        rows.append((weights, grads, opt, act, total, r))
+    totals = np.stack([r[4] for r in rows])
+    peak = np.argmax(totals, axis=0)
+
+    def pick(k):
+        return np.choose(peak, [r[k] for r in rows])
 
     return Memory(
-        params_dense=dense_first,
-        params_expert=expert_first,
-        optimizer_params=np.maximum(op1, op2),
-        weights=pick(w1, w2),
-        grads=pick(g1, g2),
-        optimizer=pick(opt_b * op1, opt_b * op2),
-        activations=pick(act1, act2),
-        total=np.maximum(total1, total2),
+        params_dense=static[0][0], params_expert=static[0][1],
+        optimizer_params=np.max(np.stack([np.where(s[8], s[0] / o_d + s[1] / o_e, 0.0) for s in static]), axis=0),
+        weights=pick(0), grads=pick(1), optimizer=pick(2), activations=pick(3), total=totals.max(axis=0),
+        recompute_layers=np.where(g.rc == 2, rl, 0), recomputed_first=rows[0][5], weight_shards=(w_d, w_e),
     )
+
+
+def _resolve_recompute_layers(g, static, full, inp, frag, c, system):
+    """Per-chunk recomputed layers: the grid's, or for ``RL_AUTO`` the fewest that fit in HBM."""
+    auto = (g.rc == 2) & (g.rl == RL_AUTO)
+    rl = np.where(g.rl == RL_AUTO, RL_ALL, g.rl).astype(float)
+    if not auto.any():
+        return rl
+    cap = (system.device.hbm_gb * 2**30 - c.reserved_gb * 1e9) / frag
+    v = g.v.astype(float)
+    need = np.ones_like(v)
+    for p_d, p_e, weights, grads, opt, fixed, n, inflight, exists in static:
+        # fixed + full + inflight (n full - r (full - inp)) <= cap, r = v rl
+        excess = np.where(exists, fixed + full + inflight * n * full - cap, 0.0)
+        per = inflight * np.maximum(full - inp, 1e-9) * v
+        need = np.maximum(need, np.ceil(np.maximum(excess, 0.0) / per))
+    most = np.ceil(np.max(np.stack([s[6] for s in static]), axis=0) / v)
+    need = np.where(need >= most, RL_ALL, need)
+    return np.where(auto, need, rl)

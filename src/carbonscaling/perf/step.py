@@ -1,10 +1,12 @@
 """The step-time model: one training step of a layout, assembled from kernel and link times.
 
-:func:`evaluate` takes a model, a system, a :class:`LayoutGrid` and options, and
-returns a :class:`StepResult` whose fields are arrays (one entry per layout):
-the step time and its exposed parts (compute, TP/PP/DP/EP communication, bubble,
-optimizer, overlap slowdown) and per-device memory. Every formula is in the
-small helpers below; docs/performance.md walks through them.
+:func:`evaluate` takes a model, a system, a :class:`LayoutGrid` and options, and returns
+a :class:`StepResult` whose fields are arrays (one entry per layout): the step time and
+its exposed parts (compute, TP/CP/PP/DP/EP communication, bubble, optimizer, overlap
+slowdown) and per-device memory. It wires four models, each a small function below:
+the layer (:func:`layer_times`), the pipeline stages and schedule (:func:`stage_times`,
+:func:`.pipeline.pipeline_time`), the data-parallel / ZeRO / FSDP collectives
+(:func:`data_parallel_time`) and the optimizer step. docs/performance.md walks through them.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ import numpy as np
 from ..hardware import System
 from ..scaling import ModelSpec
 from . import kernels as K
+from . import moe as moe_kernels
 from .comm import all_to_all_time, p2p_time, ring_group
 from .constants import PerfConstants, default_constants
 from .layout import LayoutGrid, TrainingOptions
-from .memory import local_shards, memory_per_device
+from .memory import Memory, data_parallel_groups, local_shards, memory_per_device
+from .pipeline import pipeline_time, stage_layers
 
 
 @dataclass(frozen=True)
@@ -43,104 +47,279 @@ class StepResult:
     mem_activations_gb: np.ndarray
     mem_total_gb: np.ndarray
     fits: np.ndarray
+    cp_comm_s: np.ndarray = None   # exposed context-parallel K/V ring exchange
+    recompute_layers: np.ndarray = None  # recomputed layers per (virtual) stage under full recompute
 
     def take(self, idx) -> StepResult:
         return StepResult(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
 
 
-def _layer_times(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOptions, c: PerfConstants, moe: bool):
-    """Per-microbatch (forward, backward, recompute-extra, tp_comm, ep_comm) of one layer on one device."""
-    dev = system.device
-    s, h, hd = model.seq_len, model.d_model, model.head_dim
-    tp = g.tp.astype(float)
-    tokens = g.mb * s
-    prec, ib = o.gemm_precision, o.gemm_input_bytes
-    sp_div = np.where(o.sequence_parallel & (g.tp > 1), tp, 1.0)
+@dataclass(frozen=True)
+class LayerTimes:
+    """One layer, one microbatch, one device: without full recompute (``*0``) and the extra
+    a fully recomputed layer costs (``extra``), with exposed and overlapped communication."""
 
-    # Attention projections. KV heads are replicated when TP exceeds their count (GQA).
-    q_out = model.n_heads * hd / tp
-    kv_out = 2.0 * np.maximum(model.n_kv_heads / tp, 1.0) * hd
-    qkv_f, qkv_b = K.linear_fwd_bwd_time(tokens, q_out + kv_out, h, 1, dev, c, prec, ib)
-    o_f, o_b = K.linear_fwd_bwd_time(tokens, h, model.n_heads * hd / tp, 1, dev, c, prec, ib)
-    heads_batch = g.mb * model.n_heads / tp
+    time0: np.ndarray        # forward + backward + exposed TP/EP/CP communication
+    extra: np.ndarray        # added when the layer is recomputed (forward again + its collectives)
+    bwd0: np.ndarray         # backward compute (the window gradient reduction hides under)
+    bwd_extra: np.ndarray
+    compute0: np.ndarray     # compute only (for the breakdown)
+    compute_extra: np.ndarray
+    tp0: np.ndarray          # exposed TP, EP and CP communication without recompute
+    ep0: np.ndarray
+    cp0: np.ndarray
+    tp_extra: np.ndarray     # ... and what a recomputed layer adds to each
+    ep_extra: np.ndarray
+    cp_extra: np.ndarray
+    overlapped0: np.ndarray  # communication hidden under compute (slows it down a little)
+    overlapped_extra: np.ndarray
+
+
+def _attention(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOptions, c: PerfConstants):
+    """Projections and attention core: (fwd, bwd, selective-recompute extra) per microbatch."""
+    dev = system.device
+    s, h = model.seq_len, model.d_model
+    tp = g.tp.astype(float)
+    tokens = g.mb * s / g.cp
+    prec, ib = o.gemm_precision, o.gemm_input_bytes
+    nh = model.n_heads / tp
+    if model.is_mla:
+        # Megatron-Core MLA: the down projections are replicated over TP, the up projections split.
+        lat = model.kv_lora_rank + model.qk_rope_head_dim
+        parts = [(h, lat), (model.kv_lora_rank, nh * (model.head_dim + model.value_head_dim)),
+                 (nh * model.value_head_dim, h)]
+        parts += ([(h, model.q_lora_rank), (model.q_lora_rank, nh * model.qk_head_dim)] if model.q_lora_rank
+                  else [(h, nh * model.qk_head_dim)])
+    else:
+        kv = 2.0 * np.maximum(model.n_kv_heads / tp, 1.0) * model.head_dim  # KV heads replicate past their count
+        parts = [(h, nh * model.head_dim + kv), (nh * model.head_dim, h)]
+    f = b = 0.0
+    for n_in, n_out in parts:
+        pf, pb = K.linear_fwd_bwd_time(tokens, n_out, n_in, 1, dev, c, prec, ib)
+        f, b = f + pf, b + pb
+    heads_batch = g.mb * nh
+    hd = (model.qk_head_dim + model.value_head_dim) / 2.0
     if o.flash_attention:
         at_f, at_b = K.flash_attention_time(heads_batch, s, hd, dev, c)
-        at_selective = 0.0 * at_f  # FlashAttention recomputes scores inside its backward already
+        selective = 0.0 * at_f  # FlashAttention recomputes scores inside its backward already
     else:
         at_f, at_b = K.unfused_attention_time(heads_batch, s, hd, dev, c)
-        at_selective = at_f
+        selective = at_f
+    # Context parallelism: causal load balancing (2 CP chunks per rank, paired) splits the work evenly.
+    return f, b, at_f / g.cp, at_b / g.cp, selective / g.cp
+
+
+def _ffn(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOptions, c: PerfConstants, moe: bool):
+    """FFN (dense, or router + local experts + shared experts): (fwd, bwd, width per token)."""
+    dev = system.device
+    h = model.d_model
+    tp = g.tp.astype(float)
+    tokens = g.mb * model.seq_len / g.cp
+    prec, ib = o.gemm_precision, o.gemm_input_bytes
     gate = 2.0 if model.ffn_gated else 1.0
-    ffn_bytes = c.elementwise_fwd_bytes_ffn_gated if model.ffn_gated else c.elementwise_fwd_bytes_ffn
+
+    def mlp(tok, width, shards, batch=1):
+        up_f, up_b = K.linear_fwd_bwd_time(tok, gate * width / shards, h, batch, dev, c, prec, ib)
+        dn_f, dn_b = K.linear_fwd_bwd_time(tok, h, width / shards, batch, dev, c, prec, ib)
+        return up_f + dn_f, up_b + dn_b
 
     if not moe:
-        up_f, up_b = K.linear_fwd_bwd_time(tokens, gate * model.d_ff / tp, h, 1, dev, c, prec, ib)
-        dn_f, dn_b = K.linear_fwd_bwd_time(tokens, h, model.d_ff / tp, 1, dev, c, prec, ib)
-        ffn_f, ffn_b = up_f + dn_f, up_b + dn_b
-        ffn_width = model.d_ff
-        ep_comm = 0.0 * tp
-    else:
-        k, cf, de = model.top_k, o.capacity_factor, model.d_expert
-        ep = g.ep.astype(float)
-        local_experts = model.n_experts / ep
-        tok_e = tokens * k * cf * ep / model.n_experts  # tokens each local expert receives
-        r_f, r_b = K.linear_fwd_bwd_time(tokens / sp_div, model.n_experts, h, 1, dev, c, prec, ib)
-        up_f, up_b = K.linear_fwd_bwd_time(tok_e, gate * de / tp, h, local_experts, dev, c, prec, ib)
-        dn_f, dn_b = K.linear_fwd_bwd_time(tok_e, h, de / tp, local_experts, dev, c, prec, ib)
-        ffn_f, ffn_b = r_f + up_f + dn_f, r_b + up_b + dn_b
-        if model.n_shared_experts:
-            ws = model.n_shared_experts * de
-            su_f, su_b = K.linear_fwd_bwd_time(tokens, gate * ws / tp, h, 1, dev, c, prec, ib)
-            sd_f, sd_b = K.linear_fwd_bwd_time(tokens, h, ws / tp, 1, dev, c, prec, ib)
-            ffn_f, ffn_b = ffn_f + su_f + sd_f, ffn_b + su_b + sd_b
-        ffn_width = (k * cf + model.n_shared_experts) * de
-        payload = tokens * k * cf * h * o.activation_bytes / tp
-        n_a2a = 4.0 + 2.0 * (g.rc == 2)
-        ep_comm = n_a2a * all_to_all_time(payload, g.ep, g.tp, system, c)
-
-    elem_f = K.memory_bound_time(tokens * (c.elementwise_fwd_bytes_hidden * h / sp_div + ffn_bytes * ffn_width / tp), dev, c)
-    elem_b = c.elementwise_bwd_to_fwd * elem_f
-    fwd = qkv_f + o_f + at_f + ffn_f + elem_f
-    bwd = qkv_b + o_b + at_b + ffn_b + elem_b
-    recompute = np.where(g.rc == 2, fwd, np.where(g.rc == 1, at_selective, 0.0))
-
-    # Per layer 2 forward + 2 backward all-reduce equivalents (+2 when recomputed): half after
-    # attention, half after the FFN. In an MoE layer the FFN half gathers/scatters the routed
-    # copies of each token (top-k x capacity factor), as Megatron's token dispatcher does with TP.
-    n_half = 2.0 + 1.0 * (g.rc == 2)
-    tp_group = ring_group(g.tp, 1, system, c)
-    ffn_copies = model.top_k * o.capacity_factor if moe else 1.0
-    tp_comm = n_half * (tp_group.time("all_reduce", tokens * h * o.activation_bytes)
-                        + tp_group.time("all_reduce", tokens * h * o.activation_bytes * ffn_copies))
-    return fwd, bwd, recompute, tp_comm, ep_comm
+        f, b = mlp(tokens, model.d_ff, tp)
+        return f, b, model.d_ff / tp
+    k, cf, E = model.top_k, o.capacity_factor, model.n_experts
+    sp = np.where(o.sequence_parallel & (g.tp > 1), tp, 1.0)
+    # Routed token copies each expert replica (an ETP group) receives, balanced routing.
+    tok_e = tokens * k * cf * g.ep * g.etp / (E * tp)
+    # The router stays BF16 in today's recipes (formats.yaml recipe.bf16_gemms); v1 ran it in the GEMM format.
+    r_prec, r_ib = (prec, ib) if o.legacy else ("bf16", 2.0)
+    r_f, r_b = K.linear_fwd_bwd_time(tokens / sp, E, h, 1, dev, c, r_prec, r_ib)
+    if o.legacy:  # v1: the experts as one batched GEMM, balanced
+        e_f, e_b = mlp(tok_e, model.d_expert, g.etp.astype(float), E / g.ep)
+    else:  # grouped GEMM padded to the format's alignment, waiting for the busiest rank (perf/moe.py)
+        imb = moe_kernels.routing_imbalance(tok_e, E / g.ep, g.ep, balanced=o.force_balanced_routing)
+        etp = g.etp.astype(float)
+        u_f, u_b = moe_kernels.grouped_linear_fwd_bwd_time(tok_e, gate * model.d_expert / etp, h, E / g.ep, dev, c,
+                                                           prec, ib, imbalance=imb)
+        d_f, d_b = moe_kernels.grouped_linear_fwd_bwd_time(tok_e, h, model.d_expert / etp, E / g.ep, dev, c, prec,
+                                                           ib, imbalance=imb)
+        e_f, e_b = u_f + d_f, u_b + d_b
+    f, b = r_f + e_f, r_b + e_b
+    if model.n_shared_experts:
+        s_f, s_b = mlp(tokens, model.n_shared_experts * model.shared_expert_width, tp)
+        f, b = f + s_f, b + s_b
+    return f, b, (k * cf * model.d_expert + model.n_shared_experts * model.shared_expert_width) / tp
 
 
-def _per_layer(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOptions, c: PerfConstants):
-    """Per-layer times, averaged over dense and MoE layers.
+def _collectives(model, system, g, o, c, moe: bool):
+    """Per layer and microbatch, without recompute: TP all-reduce pairs, EP all-to-alls, CP sends.
 
-    They depend only on (TP, microbatch, EP, recompute), which a search grid repeats
-    thousands of times: compute each distinct combination once and index back.
+    TP: 2 forward + 2 backward all-reduce equivalents, half after attention, half after the
+    FFN (in MoE layers the expert half runs in the ETP group on the routed copies, as
+    Megatron's token dispatcher does). EP: dispatch and combine, forward and backward.
+    CP: the K/V ring, ``CP - 1`` sends of a K/V block forward and K/V plus their gradients backward.
     """
-    codes = [np.unique(col, return_inverse=True)[1] for col in (g.tp, g.mb, g.ep, g.rc)]
-    key = np.ravel_multi_index(codes, [int(cd.max()) + 1 for cd in codes])
+    s, h = model.seq_len, model.d_model
+    tokens = g.mb * s / g.cp
+    act = tokens * h * o.activation_bytes
+    tp_attn = ring_group(g.tp, 1, system, c).time("all_reduce", act)
+    if moe:
+        copies = model.top_k * o.capacity_factor
+        tp_ffn = ring_group(g.etp, 1, system, c).time("all_reduce", act * copies * g.etp / g.tp)
+        payload = tokens * copies * h * o.activation_bytes / g.tp
+        a2a = all_to_all_time(payload, g.ep, g.etp, system, c)
+    else:
+        tp_ffn, a2a = tp_attn, 0.0 * tokens
+    kv_heads = model.n_heads / g.tp if model.is_mla else np.maximum(model.n_kv_heads / g.tp, 1.0)
+    kv_bytes = tokens * kv_heads * (model.qk_head_dim + model.value_head_dim) * o.activation_bytes
+    send = np.where(g.cp > 1, p2p_time(kv_bytes, g.tp, g.cp, system, c), 0.0)
+    return tp_attn + tp_ffn, a2a, send
+
+
+def layer_times(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOptions, c: PerfConstants,
+                moe: bool) -> LayerTimes:
+    """One layer on one device: compute, and communication exposed after overlap."""
+    q_f, q_b, at_f, at_b, sel = _attention(model, system, g, o, c)
+    ff_f, ff_b, ffn_width = _ffn(model, system, g, o, c, moe)
+    dev = system.device
+    tokens = g.mb * model.seq_len / g.cp
+    sp = np.where(o.sequence_parallel & (g.tp > 1), g.tp.astype(float), 1.0)
+    ffn_bytes = c.elementwise_fwd_bytes_ffn_gated if model.ffn_gated else c.elementwise_fwd_bytes_ffn
+    elem_f = K.memory_bound_time(tokens * (c.elementwise_fwd_bytes_hidden * model.d_model / sp
+                                           + ffn_bytes * ffn_width), dev, c)
+    fwd = q_f + at_f + ff_f + elem_f
+    bwd = q_b + at_b + ff_b + c.elementwise_bwd_to_fwd * elem_f
+    sel = np.where(g.rc == 1, sel, 0.0)
+    tp_pair, a2a, send = _collectives(model, system, g, o, c, moe)
+    # CP ring: each of the CP - 1 sends overlaps one block of attention (Megatron/TE p2p CP).
+    steps = g.cp - 1.0
+    cp_f = steps * np.maximum(0.0, send - at_f / np.maximum(steps, 1.0) * (steps > 0))
+    cp_b = steps * np.maximum(0.0, 2.0 * send - at_b / np.maximum(steps, 1.0) * (steps > 0))
+    cp_hidden_f, cp_hidden_b = steps * send - cp_f, 2.0 * steps * send - cp_b
+
+    def exposed(compute, tpc, epc):
+        # Overlapped collectives hide under the layer's own compute (Megatron TP overlap,
+        # DualPipe-style EP overlap); whatever exceeds it stays exposed.
+        tp_x = np.maximum(0.0, tpc - compute) if o.overlap_tp_comm else tpc
+        ep_win = np.maximum(0.0, compute - (tpc - tp_x))
+        ep_x = np.maximum(0.0, epc - ep_win) if o.overlap_ep_comm else epc
+        return tp_x, ep_x, (tpc - tp_x) + (epc - ep_x)
+
+    c0 = fwd + bwd + sel
+    tp0, ep0, ov0 = exposed(c0, 2.0 * tp_pair, 4.0 * a2a)
+    c1 = c0 + fwd
+    tp1, ep1, ov1 = exposed(c1, 3.0 * tp_pair, 6.0 * a2a)
+    cp0 = cp_f + cp_b
+    time0 = c0 + tp0 + ep0 + cp0
+    time1 = c1 + tp1 + ep1 + cp0 + cp_f
+    return LayerTimes(time0=time0, extra=time1 - time0, bwd0=bwd, bwd_extra=fwd, compute0=c0,
+                      compute_extra=fwd, tp0=tp0, ep0=ep0, cp0=cp0, tp_extra=tp1 - tp0, ep_extra=ep1 - ep0,
+                      cp_extra=cp_f,
+                      overlapped0=ov0 + cp_hidden_f + cp_hidden_b, overlapped_extra=ov1 - ov0 + cp_hidden_f)
+
+
+def per_layer(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOptions, c: PerfConstants) -> LayerTimes:
+    """:func:`layer_times` averaged over dense and MoE layers, for every layout of ``g``.
+
+    Layer times depend only on (TP, CP, EP, ETP, microbatch, selective recompute), which a
+    search grid repeats thousands of times: each distinct combination is computed once.
+    """
+    cols = (g.tp, g.cp, g.ep, g.etp, g.mb, (g.rc == 1).astype(np.int64))
+    codes = [np.unique(col, return_inverse=True)[1].reshape(-1) for col in cols]
+    key = np.ravel_multi_index(codes, [int(cd.max()) + 1 for cd in codes]) if len(g) else np.zeros(0, np.int64)
     uniq, first, inverse = np.unique(key, return_index=True, return_inverse=True)
     sub = g.take(first)
     frac_moe = model.n_moe_layers / model.n_layers
-    parts = [_layer_times(model, system, sub, o, c, moe=False)]
+    parts = [(1.0 - frac_moe, layer_times(model, system, sub, o, c, moe=False))]
     if frac_moe > 0:
-        parts.append(_layer_times(model, system, sub, o, c, moe=True))
-    weights = [1.0 - frac_moe, frac_moe]
-    avg = [sum(w * np.broadcast_to(p[i], uniq.shape) for w, p in zip(weights, parts)) for i in range(5)]
-    return tuple(a[inverse] for a in avg)
+        parts.append((frac_moe, layer_times(model, system, sub, o, c, moe=True)))
+    out = {}
+    for f in fields(LayerTimes):
+        avg = sum(w * np.broadcast_to(getattr(p, f.name), uniq.shape) for w, p in parts)
+        out[f.name] = avg[inverse.reshape(-1)]
+    return LayerTimes(**out)
 
 
-def _stage_layers(n_layers: int, pp: np.ndarray):
-    """Layers on the first, last and heaviest middle stage (extra layers go to middle stages first)."""
-    lo, r = n_layers // pp, n_layers % pp
-    mids = np.maximum(pp - 2, 0)
-    first = lo + (r - np.minimum(r, mids) >= 1)
-    mid = lo + ((r > 0) & (mids > 0))
-    first = np.where(pp == 1, n_layers, first)
-    return first, lo, np.where(mids > 0, mid, 0)
+def stage_times(model, system, g, o, c, lt: LayerTimes, split, recomputed):
+    """Per-microbatch (first, middle, last) stage times, their max and sum, and the pieces.
+
+    The first stage also runs the embedding, the last the output layer, cross-entropy and
+    any MTP modules; each stage sends activations to its neighbour forward and backward,
+    per microbatch and virtual stage (``T h / TP`` bytes per rank, Megatron's
+    scatter/gather), over NVLink only if the whole pipeline fits in one scale-up domain.
+    """
+    dev = system.device
+    h, V = model.d_model, model.vocab
+    tp = g.tp.astype(float)
+    tokens = g.mb * model.seq_len / g.cp
+    emb = K.memory_bound_time(c.embedding_bytes_per_token_hidden * tokens * h, dev, c)
+    # The output layer stays BF16 in today's recipes (formats.yaml recipe.bf16_gemms); v1 ran it in the GEMM format.
+    h_prec, h_ib = (o.gemm_precision, o.gemm_input_bytes) if o.legacy else ("bf16", 2.0)
+    lg_f, lg_b = K.linear_fwd_bwd_time(tokens, V / tp, h, 1, dev, c, h_prec, h_ib)
+    head = lg_f + lg_b + K.memory_bound_time(c.cross_entropy_passes * tokens * V / tp * c.logits_bytes, dev, c)
+    mtp = model.mtp_layers * (lt.time0 + head)
+    act_bytes = tokens * h * o.activation_bytes / tp
+    p2p = np.where(g.pp > 1, 2.0 * g.v * p2p_time(act_bytes, g.tp * g.cp * g.dp, g.pp, system, c), 0.0)
+    n_first, n_mid, n_last = split
+    r_first, r_mid, r_last = recomputed
+
+    def stage(n, r):
+        return n * lt.time0 + r * lt.extra
+
+    t_first = stage(n_first, r_first) + emb + p2p + np.where(g.pp == 1, head + mtp, 0.0)
+    t_last = np.where(g.pp > 1, stage(n_last, r_last) + head + mtp + p2p, 0.0)
+    t_mid = np.where(n_mid > 0, stage(n_mid, r_mid) + p2p, 0.0)
+    t_max = np.maximum(np.maximum(t_first, t_last), t_mid)
+    n_middle = np.maximum(g.pp - 2, 0)
+    r_total = r_first + np.where(g.pp > 1, r_last, 0) + n_middle * r_mid
+    t_sum = model.n_layers * lt.time0 + r_total * lt.extra + emb + head + mtp + g.pp * p2p
+    return t_first, t_max, t_sum, p2p, emb + head + mtp, r_total
+
+
+def data_parallel_time(model, system, g, o, c, mem: Memory):
+    """Data-parallel / ZeRO / FSDP communication of the first stage: (per step, per microbatch).
+
+    Dense gradients reduce over ``DP x CP`` ranks, expert gradients over the expert
+    data-parallel group. ZeRO-0 all-reduce; ZeRO-1/2 reduce-scatter + all-gather of the
+    updated weights; ZeRO-3 / FSDP two all-gathers (forward, backward) and a
+    reduce-scatter per microbatch, and with hybrid sharding an all-reduce of the gradient
+    shard across the replicas once per step; hierarchical ZeRO-3 (flexible sharding,
+    LinS / ZeRO++ hpZ) keeps the per-microbatch collectives inside the scale-up domain and
+    reduce-scatters/gathers across domains once per step.
+    """
+    p_d, p_e = mem.params_dense, mem.params_expert
+    gb = c.grad_reduce_bytes_fp16 if o.precision == "fp16" else c.grad_reduce_bytes_bf16
+    wb = o.activation_bytes
+    n_d, n_e = data_parallel_groups(g)
+    st_d, st_e = g.tp, g.etp * g.ep
+
+    def pair(nd, sd, ne, se):
+        return ring_group(nd, sd, system, c), ring_group(ne, se, system, c)
+
+    full = pair(n_d, st_d, n_e, st_e)
+
+    def coll(kind, bytes_d, bytes_e, groups=full):
+        return groups[0].time(kind, bytes_d) + groups[1].time(kind, bytes_e)
+
+    ar = coll("all_reduce", p_d * gb, p_e * gb)
+    rs_ag = coll("reduce_scatter", p_d * gb, p_e * gb) + coll("all_gather", p_d * wb, p_e * wb)
+    w_d, w_e = mem.weight_shards
+    zero = 0.0 * p_d
+    z3_mb = hsdp_step = z4_step = zero
+    if (g.zero >= 3).any():  # only grids with sharded weights pay for placing those groups
+        shard = pair(w_d, st_d, w_e, st_e)
+        z3_mb = 2.0 * coll("all_gather", p_d * wb, p_e * wb, shard) + coll("reduce_scatter", p_d * gb, p_e * gb,
+                                                                           shard)
+    if ((g.zero == 3) & (g.fsdp > 0)).any():
+        replicas = pair(n_d // np.maximum(w_d, 1), st_d * w_d, n_e // np.maximum(w_e, 1), st_e * w_e)
+        hsdp_step = coll("all_reduce", p_d / w_d * gb, p_e / w_e * gb, replicas)
+    if (g.zero == 4).any():
+        loc_d, loc_e = (np.maximum(x, 1) for x in local_shards(g, system))
+        cross = pair(n_d / loc_d, st_d * loc_d, n_e / loc_e, st_e * loc_e)
+        z4_step = coll("reduce_scatter", p_d / loc_d * gb, p_e / loc_e * gb, cross) + coll(
+            "all_gather", p_d / loc_d * wb, p_e / loc_e * wb, cross)
+    per_mb = np.where(g.zero >= 3, z3_mb, 0.0)  # prefetched under compute
+    per_step = np.where(g.zero == 0, ar, np.where(g.zero <= 2, rs_ag, np.where(g.zero == 4, z4_step, hsdp_step)))
+    return per_step, per_mb
 
 
 def evaluate(model: ModelSpec, system: System, g: LayoutGrid, opts: TrainingOptions | None = None,
@@ -148,95 +327,42 @@ def evaluate(model: ModelSpec, system: System, g: LayoutGrid, opts: TrainingOpti
     """Step time, its breakdown and memory per device for every layout in ``g``."""
     o = opts or TrainingOptions()
     c = consts or default_constants()
-    dev = system.device
-    s, h, V = model.seq_len, model.d_model, model.vocab
-    tp = g.tp.astype(float)
     m = g.micro.astype(float)
-    tokens = g.mb * s
-
-    fwd, bwd, rec, tpc, epc = _per_layer(model, system, g, o, c)
-    # Overlapped collectives hide under the layer's own compute (Megatron TP overlap, DeepSeek's
-    # DualPipe for the expert all-to-all); whatever exceeds it stays exposed.
-    window = fwd + bwd + rec
-    tp_exposed = np.maximum(0.0, tpc - window) if o.overlap_tp_comm else tpc
-    ep_window = np.maximum(0.0, window - (tpc - tp_exposed))
-    ep_exposed = np.maximum(0.0, epc - ep_window) if o.overlap_ep_comm else epc
-    layer_time = fwd + bwd + rec + tp_exposed + ep_exposed
-
-    # End stages: embedding lookup on the first, logits + cross-entropy on the last.
-    emb = K.memory_bound_time(c.embedding_bytes_per_token_hidden * tokens * h, dev, c)
-    lg_f, lg_b = K.linear_fwd_bwd_time(tokens, V / tp, h, 1, dev, c, o.gemm_precision, o.gemm_input_bytes)
-    head = lg_f + lg_b + K.memory_bound_time(c.cross_entropy_passes * tokens * V / tp * c.logits_bytes, dev, c)
-
-    act_bytes_pp = tokens * h * o.activation_bytes / tp  # scatter/gather: each TP rank sends its slice
-    stride_pp = g.tp * g.ep * g.dp
-    p2p = np.where(g.pp > 1, 2.0 * g.v * p2p_time(act_bytes_pp, stride_pp, g.pp, system, c), 0.0)
-
-    n_first, n_last, n_mid = _stage_layers(model.n_layers, g.pp)
-    t_first = n_first * layer_time + emb + p2p + np.where(g.pp == 1, head, 0.0)
-    t_last = np.where(g.pp > 1, n_last * layer_time + head + p2p, 0.0)
-    t_mid = n_mid * layer_time + p2p
-    t_max = np.maximum(np.maximum(t_first, t_last), np.where(n_mid > 0, t_mid, 0.0))
-    t_sum = model.n_layers * layer_time + emb + head + g.pp * p2p
-    # Interleaved 1F1B: (m + (p - 1)/v) stage-times for m >= p. With fewer microbatches than
-    # stages, one microbatch's trip through all p*v chunks (plus the others' offsets) binds.
-    pipeline = np.maximum(m * t_max + (t_sum - t_max) / g.v, t_sum + (m - 1) * t_max / g.v)
+    lt = per_layer(model, system, g, o, c)
+    n_first, n_mid, n_last = stage_layers(model.n_layers, g.pp, g.v, legacy=o.legacy)
+    mem = memory_per_device(model, system, g, o, c, n_first, n_last, n_mid)
+    rl = mem.recompute_layers
+    v = g.v
+    recomputed = tuple(np.where(g.rc == 2, np.minimum(n, v * rl), 0) for n in (n_first, n_mid, n_last))
+    t_first, t_max, t_sum, p2p, ends, r_total = stage_times(model, system, g, o, c, lt, (n_first, n_mid, n_last),
+                                                           recomputed)
+    pipeline = pipeline_time(m, t_max, t_sum, g.v)
     bubble = pipeline - m * t_sum / g.pp  # time beyond perfectly balanced, always-busy stages
 
-    # Data-parallel / ZeRO communication of the heaviest (first) stage.
-    mem = memory_per_device(model, system, g, o, c, n_first, n_last)
-    p_dense, p_exp = mem.params_dense, mem.params_expert
-    gb = c.grad_reduce_bytes_fp16 if o.precision == "fp16" else c.grad_reduce_bytes_bf16
-    wb = o.activation_bytes
-    n_d, st_d = g.dp * g.ep, g.tp
-    n_e, st_e = g.dp, g.tp * g.ep
-
-    groups = (ring_group(n_d, st_d, system, c), ring_group(n_e, st_e, system, c))
-
-    def coll(kind, nbytes_d, nbytes_e, pair=groups):
-        return pair[0].time(kind, nbytes_d) + pair[1].time(kind, nbytes_e)
-
-    ar = coll("all_reduce", p_dense * gb, p_exp * gb)
-    rs_ag = coll("reduce_scatter", p_dense * gb, p_exp * gb) + coll("all_gather", p_dense * wb, p_exp * wb)
-    # ZeRO-3: gather the weights for forward and backward and reduce-scatter gradients, every microbatch.
-    z3_mb = 2.0 * coll("all_gather", p_dense * wb, p_exp * wb) + coll("reduce_scatter", p_dense * gb, p_exp * gb)
-    # Hierarchical ZeRO-3 (flexible sharding, LinS / ZeRO++ hpZ): the per-microbatch collectives
-    # stay inside the scale-up domain; once per step the local gradient shard is reduce-scattered
-    # across domains and the updated weights gathered back.
-    loc_d, loc_e = local_shards(g, system)
-    local = (ring_group(loc_d, st_d, system, c), ring_group(loc_e, st_e, system, c))
-    cross = (ring_group(n_d / loc_d, st_d * loc_d, system, c), ring_group(n_e / loc_e, st_e * loc_e, system, c))
-    z4_mb = 2.0 * coll("all_gather", p_dense * wb, p_exp * wb, local) + coll(
-        "reduce_scatter", p_dense * gb, p_exp * gb, local)
-    z4_step = coll("reduce_scatter", p_dense / loc_d * gb, p_exp / loc_e * gb, cross) + coll(
-        "all_gather", p_dense / loc_d * wb, p_exp / loc_e * wb, cross)
-
-    per_mb = np.where(g.zero == 3, z3_mb, np.where(g.zero == 4, z4_mb, 0.0))  # prefetched under compute
-    per_step = np.where(g.zero == 0, ar, np.where(g.zero <= 2, rs_ag, np.where(g.zero == 4, z4_step, 0.0)))
-    stage_bwd = n_first * (bwd + rec)
+    per_step, per_mb = data_parallel_time(model, system, g, o, c, mem)
+    stage_bwd = n_first * lt.bwd0 + recomputed[0] * lt.bwd_extra
     if o.overlap_grad_reduce:  # hidden under the last microbatch's backward, but for the last bucket
-        last_bucket = per_step * np.minimum(1.0, c.grad_bucket_params / np.maximum(p_dense + p_exp, 1.0))
+        last_bucket = per_step * np.minimum(1.0, c.grad_bucket_params / np.maximum(mem.params_dense + mem.params_expert, 1.0))
         step_exposed = np.maximum(last_bucket, per_step - stage_bwd)
     else:
         step_exposed = per_step
     mb_exposed = m * np.maximum(0.0, per_mb - t_first)
     dp_exposed = step_exposed + mb_exposed
     overlapped = (per_step - step_exposed) + m * np.minimum(per_mb, t_first)
-    overlapped = overlapped + m * n_first * ((tpc - tp_exposed) + (epc - ep_exposed))
+    overlapped = overlapped + m * (n_first * lt.overlapped0 + recomputed[0] * lt.overlapped_extra)
     slowdown = c.overlap_compute_slowdown * overlapped
 
-    opt_params = mem.optimizer_params
-    optimizer = K.memory_bound_time(c.adam_bytes_per_param_step * opt_params, dev, c)
-
+    optimizer = K.memory_bound_time(c.adam_bytes_per_param_step * mem.optimizer_params, system.device, c)
     step = pipeline + dp_exposed + optimizer + slowdown
     share = m / g.pp  # the balanced part of the pipeline, m * t_sum / pp, split by cause
+    n_layers = model.n_layers
     return StepResult(
         step_time_s=step,
-        compute_s=share * (model.n_layers * window + emb + head),
+        compute_s=share * (n_layers * lt.compute0 + r_total * lt.compute_extra + ends),
         bubble_s=bubble,
-        tp_comm_s=share * model.n_layers * tp_exposed + 0.0 * step,
+        tp_comm_s=share * (n_layers * lt.tp0 + r_total * lt.tp_extra),
         pp_comm_s=m * p2p,
-        ep_comm_s=share * model.n_layers * ep_exposed + 0.0 * step,
+        ep_comm_s=share * (n_layers * lt.ep0 + r_total * lt.ep_extra),
         dp_comm_s=dp_exposed,
         optimizer_s=optimizer,
         overlap_slowdown_s=slowdown,
@@ -249,5 +375,7 @@ def evaluate(model: ModelSpec, system: System, g: LayoutGrid, opts: TrainingOpti
         mem_optimizer_gb=mem.optimizer / 1e9,
         mem_activations_gb=mem.activations / 1e9,
         mem_total_gb=mem.total / 1e9,
-        fits=mem.total <= dev.hbm_gb * 2**30,  # vendors' HBM "GB" are GiB (an H100 80GB exposes 81,559 MiB)
+        fits=(mem.total <= system.device.hbm_gb * 2**30) & (n_first >= 0),  # vendors' HBM "GB" are GiB
+        cp_comm_s=share * (n_layers * lt.cp0 + r_total * lt.cp_extra),
+        recompute_layers=rl,
     )

@@ -172,4 +172,8 @@ def write_figures(report: ValidationReport, out_dir: str | Path) -> list[Path]:
     paths: list[Path] = []
     for fn in (fig_device_hours, fig_scatter, fig_carbon, fig_throughput):
         paths += fn(plt, report, out)
+    if report.extras.get("step_time", {}).get("rows"):
+        from .throughput import figure
+
+        paths += figure(plt, report.extras["step_time"], out)
     return paths

@@ -206,7 +206,8 @@ def our_predictors(consts=None) -> dict[str, Predictor]:
 
 
 def validate(runs: list[PublishedRun] | str | Path | None = None, *, ours: Predictor | None = None,
-             extra: Mapping[str, Predictor] | None = None, consts=None, sections: bool = True) -> ValidationReport:
+             extra: Mapping[str, Predictor] | None = None, consts=None, sections: bool = True,
+             step_time: bool = True) -> ValidationReport:
     """Validate ours and the baselines on ``runs`` (default: the shipped file; or any CSV path).
 
     ``ours`` replaces both of our default predictors with one; ``consts`` (a
@@ -222,5 +223,5 @@ def validate(runs: list[PublishedRun] | str | Path | None = None, *, ours: Predi
     if sections:
         from .report import add_sections
 
-        add_sections(report, runs, consts)
+        add_sections(report, runs, consts, step_time=step_time)
     return report

@@ -132,14 +132,18 @@ def calibration_section(runs, consts=None) -> dict:
     return out
 
 
-def add_sections(report: ValidationReport, runs, consts=None) -> ValidationReport:
-    """Fill ``report.extras`` with the comparison, carbon and calibration sections."""
+def add_sections(report: ValidationReport, runs, consts=None, step_time: bool = True) -> ValidationReport:
+    """Fill ``report.extras`` with the comparison, carbon and calibration sections, and (``step_time``)
+    the step-time validation on Megatron-Bridge measurements (:mod:`.throughput`)."""
     report.extras["comparison"] = comparison(report)
     report.extras["carbon"] = carbon_section(report)
     report.extras["calibration"] = calibration_section(runs, consts)
     from .energy import add_energy_sections
+    from .throughput import step_time_section
 
     add_energy_sections(report, runs)
+    if step_time:
+        report.extras["step_time"] = step_time_section(consts)
     return report
 
 
@@ -216,6 +220,10 @@ def to_markdown(report: ValidationReport) -> str:
     from .energy import energy_markdown
 
     L += [""] + carbon_markdown(report) + energy_markdown(report) + calibration_markdown(report)
+    if report.extras.get("step_time"):
+        from .throughput import markdown as step_time_markdown
+
+        L += [""] + step_time_markdown(report.extras["step_time"])
     return "\n".join(L) + "\n"
 
 
@@ -275,7 +283,7 @@ def calibration_markdown(report: ValidationReport) -> list[str]:
     if cal.get("throughput"):
         hdr = ["run", "devices", "TP", "PP", "DP", "batch", "mb", "v", "predicted TFLOP/s", "reported", "error"]
         body = [[t["run_id"], str(t["devices"]), str(t["tp"]), str(t["pp"]), str(t["dp"]), str(t["global_batch"]),
-                 str(t["microbatch"]), str(t["interleave"]), f"{t['predicted_tflops']:.1f}",
+                 str(t["microbatch"]), str(t.get("vp", t.get("interleave"))), f"{t['predicted_tflops']:.1f}",
                  _fmt(t["reported_tflops"]), _fmt(t["error"], "pct")] for t in cal["throughput"]]
         L += ["Per-GPU throughput of the fitting runs, layouts pinned, FLOPs counted as Narayanan et al. 2021 eq. 3:",
               ""] + _md_table(hdr, body) + [""]

@@ -45,10 +45,11 @@ _BOOL_FIELDS = {"used_for_fitting", *OPTION_COLUMNS}
 #: Keys allowed in the ``layout_pins`` column, with their ranges.
 PIN_KEYS: dict[str, tuple[int, int]] = {
     "tp": (1, 10**6), "pp": (1, 10**6), "dp": (1, 10**8), "ep": (1, 10**6), "zero": (0, 3),
-    "microbatch": (1, 10**6), "interleave": (1, 10**3),
+    "microbatch": (1, 10**6), "interleave": (1, 10**3), "vp": (1, 10**3), "cp": (1, 10**6), "etp": (1, 10**6),
+    "fsdp": (0, 10**8), "recompute_layers": (0, 10**6),
 }
 #: Shared layout columns and the pin each one sets.
-_PIN_COLUMNS = {"tp": "tp", "pp": "pp", "dp": "dp", "ep": "ep", "zero_stage": "zero"}
+_PIN_COLUMNS = {"tp": "tp", "pp": "pp", "dp": "dp", "ep": "ep", "cp": "cp", "zero_stage": "zero"}
 _FLOAT_FIELDS = {
     "params_total", "params_active", "tokens", "tokens_assumed", "global_batch_tokens", "mfu",
     "tflops_per_device", "duration_days", "device_hours", "energy_kwh", "pue",

@@ -1,0 +1,131 @@
+"""Pipeline parallelism: how layers are split over (virtual) stages, and the 1F1B schedule.
+
+Megatron-Core splits ``L`` layers over ``PP`` stages of ``VP`` model chunks each in one
+of these ways (``megatron.core.transformer.transformer_block.get_num_layers_to_build``):
+
+* even: ``L`` divisible by ``PP x VP``;
+* ``account_for_embedding_in_pipeline_split`` / ``account_for_loss_in_pipeline_split``:
+  the embedding and the loss each count as one layer, so ``L + 2`` (or ``L + 1``) is
+  divided evenly and the first (last) chunk holds one layer fewer -- Llama 3.1 405B's
+  126 layers on ``PP 8 x VP 8`` run this way (``126 + 2 = 64 x 2``);
+* ``num_layers_in_first_pipeline_stage`` / ``..._last_...``: the first and last stage
+  hold their own counts, the middle stages share the rest evenly; with VP every stage's
+  count is a multiple of VP;
+* ``pipeline_model_parallel_layout`` (Megatron-Core >= 0.13; DeepSeek-V3's 61 layers on
+  ``PP 4 x VP 4`` in Megatron-Bridge): any layers per chunk, so the search's balanced
+  split (embedding and loss counted as a layer each) exists whenever ``PP x VP <= L + 2``.
+
+:func:`stage_split` returns the first/middle/last stage's layer counts of the best of
+these (the heaviest stage as light as possible, the last stage, which computes the
+logits, no heavier than the first), or ``None`` when Megatron cannot express
+``(L, PP, VP)``. The search offers only splits that exist, so every layout it returns is
+accepted when pinned. CarbonScaling v1's rule (:func:`legacy_stage_split`) is kept for
+the paper scenarios.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+MAX_INTERLEAVE = 8
+LEGACY_UNEVEN_INTERLEAVES = (1, 2, 4)  # v1 rule when PP does not divide the layers
+
+
+@lru_cache(maxsize=65536)
+def stage_split(n_layers: int, pp: int, vp: int = 1, custom: bool = True) -> tuple[int, int, int] | None:
+    """Layers on the (first, middle, last) pipeline stage as Megatron-Core can split them.
+
+    ``middle`` is 0 when ``pp <= 2``; ``pp == 1`` returns ``(L, 0, 0)``. ``None`` if no
+    Megatron split exists (e.g. more chunks than layers).
+    """
+    L, p, v = n_layers, pp, vp
+    if p < 1 or v < 1 or p * v > L + 2 or (p == 1 and v > 1):
+        return None
+    if p == 1:
+        return (L, 0, 0)
+    chunks = p * v
+    cands = []
+    if L % chunks == 0:
+        n = L // p
+        cands.append((n, n if p > 2 else 0, n))
+    if (L + 2) % chunks == 0 and (L + 2) // chunks >= 1:
+        n = (L + 2) // p
+        cands.append((n - 1, n if p > 2 else 0, n - 1))
+    if (L + 1) % chunks == 0:
+        n = (L + 1) // p
+        cands.append((n, n if p > 2 else 0, n - 1))
+    # Uneven first/last stage (every stage a multiple of VP, at least one layer per chunk).
+    mids = range(v, L // max(p - 2, 1) + 1, v) if p > 2 else [0]
+    for m in mids:
+        rest = L - (p - 2) * m
+        if rest < 2 * v:
+            break
+        if rest % v:
+            continue
+        last = (rest // v) // 2 * v
+        cands.append((rest - last, m, last))
+    if custom:
+        # pipeline_model_parallel_layout: any layers per chunk; embedding and loss count as one
+        # layer each; spare layers go to middle stages first.
+        units, rem = divmod(L + 2, p)
+        extra_ends = max(0, rem - max(p - 2, 0))
+        mid = units + (1 if rem > extra_ends else 0)
+        first, last = units + (extra_ends >= 1) - 1, units + (extra_ends >= 2) - 1
+        if min(first, last) >= 0 and (p <= 2 or mid >= 1):
+            cands.append((first, mid if p > 2 else 0, last))
+    cands = [c for c in cands if min(c[0], c[2]) >= 0 and c[0] + c[2] > 0]
+    if not cands:
+        return None
+    # Heaviest stage first (the last one also computes the logits: half a layer as a tie-break).
+    return min(cands, key=lambda c: (max(c[0], c[1], c[2] + 0.5), c[2]))
+
+
+def legacy_stage_split(n_layers: int, pp: int) -> tuple[int, int, int]:
+    """CarbonScaling v1: extra layers go to middle stages first (no interleave constraint)."""
+    lo, r = divmod(n_layers, pp)
+    if pp == 1:
+        return (n_layers, 0, 0)
+    mids = max(pp - 2, 0)
+    first = lo + (r - min(r, mids) >= 1)
+    mid = lo + (r > 0 and mids > 0)
+    return (first, mid if mids > 0 else 0, lo)
+
+
+def stage_layers(n_layers: int, pp: np.ndarray, v: np.ndarray, legacy: bool = False):
+    """Arrays of (first, middle, last) stage layer counts; -1 where the split does not exist."""
+    pp = np.asarray(pp, dtype=np.int64)
+    v = np.asarray(v, dtype=np.int64)
+    key = pp * (MAX_INTERLEAVE * 1024) + v
+    uniq, inv = np.unique(key, return_inverse=True)
+    out = np.empty((len(uniq), 3), dtype=np.int64)
+    for i, k in enumerate(uniq):
+        p, vv = divmod(int(k), MAX_INTERLEAVE * 1024)
+        s = legacy_stage_split(n_layers, p) if legacy else stage_split(n_layers, p, vv)
+        out[i] = s if s is not None else (-1, -1, -1)
+    res = out[inv.reshape(-1)] if len(uniq) else np.zeros((0, 3), dtype=np.int64)
+    return res[:, 0].reshape(pp.shape), res[:, 1].reshape(pp.shape), res[:, 2].reshape(pp.shape)
+
+
+def interleave_options(n_layers: int, pp: int, legacy: bool = False) -> list[int]:
+    """Virtual stages per device the search tries at this depth."""
+    if pp == 1:
+        return [1]
+    if legacy:
+        per, rem = divmod(n_layers, pp)
+        if rem:  # v1 rule, bounded by the layers a stage holds (a chunk needs a layer)
+            return [v for v in LEGACY_UNEVEN_INTERLEAVES if v <= per]
+        return [v for v in range(1, MAX_INTERLEAVE + 1) if per % v == 0]
+    # Virtual stages the classic splits allow (a custom layout is accepted when pinned).
+    return [v for v in range(1, MAX_INTERLEAVE + 1) if stage_split(n_layers, pp, v, custom=False) is not None]
+
+
+def pipeline_time(m, t_max, t_sum, v):
+    """Interleaved 1F1B: ``(m + (p - 1)/v)`` stage-times for ``m >= p`` microbatches.
+
+    ``m t_max + (S - t_max) / v``; with fewer microbatches than stages one microbatch's
+    trip through all ``p v`` chunks (plus the others' offsets) binds: ``S + (m - 1) t_max / v``.
+    (Narayanan et al. 2021, Sec. 2.2.2.)
+    """
+    return np.maximum(m * t_max + (t_sum - t_max) / v, t_sum + (m - 1) * t_max / v)

@@ -1,0 +1,225 @@
+"""Step-time validation on measured Megatron-Bridge throughput (``data/nemo_performance.csv``).
+
+Every pre-training row whose architecture is known (``data/nemo_model_architectures.csv``,
+both copied from ``shared/data`` with their sources) is described as it was run and
+predicted with the search, whose only freedom is what the table does not state:
+
+* pinned from the row: devices, TP, PP, CP, VP, EP, microbatch, global batch, sequence
+  length, precision, FSDP group (``fsdp > 0``); ``fsdp = 0`` (DDP) is read as Megatron's
+  distributed optimizer (ZeRO-1), the Megatron-Bridge recipes' default -- an assumption;
+* left to the search (the report lists them per row): ZeRO stage where the table has no
+  FSDP column, activation recompute (none / full on the fewest layers that fit),
+  expert tensor parallelism (ETP = TP or 1), and whether DeepSeek-V3's MTP module ran
+  when the label does not say (the catalog's 1 is used);
+* fixed software options (not in the table, from the Megatron-Bridge performance
+  recipes): FlashAttention, sequence parallelism with TP, overlapped gradient reduction,
+  TP communication overlapped (userbuffers) when TP > 1, no EP communication overlap,
+  force-balanced dropless routing (the table's footnote), capacity factor 1.
+
+Rows that cannot be expressed are listed with the reason (a device or number format not
+in the catalog, a hybrid Mamba architecture, a layout that does not fit), never dropped.
+Measured step times are the table's ``gbs x seq_len / (tokens/s/GPU x GPUs)``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import Any
+
+from .._data import load_csv
+
+#: Megatron-Bridge system names -> catalog devices (DGX/HGX nodes of 8; GB*: NVL72 racks).
+SYSTEMS = {"DGX-H100": "H100-SXM", "DGX-B200": "B200", "DGX-GB200": "GB200", "DGX-B300": "B300",
+           "DGX-GB300": "GB300"}
+#: Table precision labels -> TrainingOptions.precision (FP8 on H100 is per-tensor current scaling).
+PRECISIONS = {"BF16": "bf16", "FP8": "fp8", "FP8-CS": "fp8", "FP8-MX": "mxfp8", "MXFP8": "mxfp8",
+              "NVFP4": "nvfp4", "FP8-blockwise": "fp8-blockwise"}
+#: Table model names -> catalog keys whose numbers are model_architectures.csv's.
+MODELS = {"LLAMA3_8B": "llama3-8b", "LLAMA3_70B": "llama3-70b", "LLAMA3.1_405B": "llama3.1-405b",
+          "DeepSeekV3": "deepseek-v3", "Kimi_K2": "kimi-k2", "Qwen3_30B_a3B": "qwen3-30b-a3b",
+          "Qwen3_235B_a22B": "qwen3-235b-a22b", "GPT OSS 120B": "gpt-oss-120b"}
+HYBRID = {"Nemotron_3_Nano", "Nemotron_3_5_Lightning"}
+
+
+class Unexpressible(Exception):
+    """A row the package cannot describe (the message says why)."""
+
+
+def _num(v: str) -> float | None:
+    return float(v) if v not in ("", None) else None
+
+
+def known_architecture(name: str) -> bool:
+    """A complete row of model_architectures.csv (dense, MoE, MLA or hybrid)."""
+    arch = {r["model"]: r for r in load_csv("nemo_model_architectures.csv")}.get(name)
+    return bool(arch and arch["d_model"] and arch["n_layers"] and arch["n_heads"] and arch["vocab"])
+
+
+def pretrain_rows() -> list[dict]:
+    """Pre-training rows with a measured step time and a known architecture (the validation set)."""
+    return [r for r in load_csv("nemo_performance.csv")
+            if r["task"] == "pretrain" and r["step_time_s"] and known_architecture(r["model"])]
+
+
+def describe_row(row: dict):
+    """``(model, system, options, pins, assumptions)`` of one row as it was run."""
+    from ..errors import CarbonScalingError
+    from ..hardware import load_system
+    from ..perf.layout import TrainingOptions
+    from ..scaling import named_model
+
+    if row["model"] in HYBRID:
+        raise Unexpressible("hybrid Mamba-2/attention layers: no Mamba layer cost in the step model yet")
+    model = named_model(MODELS[row["model"]])
+    seq, gbs = int(row["seq_len"]), int(row["gbs"])
+    update: dict[str, Any] = {"seq_len": seq, "global_batch_tokens": float(gbs * seq)}
+    assumed = []
+    if model.mtp_layers:
+        label = row["notes"]
+        if "w/o MTP" in label:
+            update["mtp_layers"] = 0
+        elif "w/ MTP" not in label:
+            assumed.append(f"MTP layers {model.mtp_layers} (label silent)")
+    model = model.model_copy(update=update)
+    try:
+        system = load_system(SYSTEMS[row["system"]])
+    except CarbonScalingError:
+        raise Unexpressible(f"device {SYSTEMS[row['system']]} ({row['system']}) not in the catalog") from None
+    prec = PRECISIONS.get(row["precision"], row["precision"])
+    try:
+        # The rows' MoE routing is force-balanced and dropless (source footnote); the performance
+        # recipes overlap TP communication with userbuffers whenever TP > 1
+        # (Megatron-Bridge scripts/performance: COMM_OVERLAP_CONFIG_MAP, CommOverlapConfig).
+        options = TrainingOptions(precision=prec, force_balanced_routing=True, overlap_tp_comm=int(row["tp"]) > 1)
+    except ValueError:
+        raise Unexpressible(f"number format {row['precision']} ({prec}) not supported") from None
+    if prec not in ("bf16", "fp16") and system.device.peak_flops(prec) <= 0:
+        raise Unexpressible(f"no {prec} peak for {system.device.name}")
+    pins: dict[str, Any] = {"devices": int(row["gpus"]), "tp": int(row["tp"]), "pp": int(row["pp"]),
+                            "cp": int(_num(row["cp"]) or 1), "vp": int(_num(row["vp"]) or 1),
+                            "ep": int(_num(row["ep"]) or 1), "microbatch": int(row["mbs"]), "global_batch": gbs}
+    fsdp = _num(row["fsdp"])
+    if fsdp:
+        pins["fsdp"] = int(fsdp)
+    elif fsdp == 0:
+        pins["zero"] = 1
+        assumed.append("DDP = distributed optimizer (ZeRO-1)")
+    else:
+        assumed.append("ZeRO stage")
+    if model.is_moe and pins["tp"] > 1:
+        assumed.append("ETP")
+    assumed.append("recompute")
+    return model, system, options, pins, assumed
+
+
+def predict_row(row: dict, consts=None) -> dict:
+    """Predicted step time of one row (or ``Unexpressible``)."""
+    from ..errors import InfeasibleError, InputError
+    from ..search import search
+
+    model, system, options, pins, assumed = describe_row(row)
+    try:
+        res = search(model, system, deadline_days=36500, options=options, pinned=pins, consts=consts)
+    except (InfeasibleError, InputError) as err:
+        raise Unexpressible(f"{type(err).__name__}: {err}") from None
+    measured = float(row["step_time_s"])
+    pred = float(res.step.step_time_s)
+    return {"model": row["model"], "system": row["system"], "container": row["container"],
+            "precision": row["precision"], "gpus": int(row["gpus"]), "gbs": int(row["gbs"]),
+            "seq_len": int(row["seq_len"]), "dense": not model.is_moe, "layout": res.layout.describe(),
+            "measured_step_s": measured, "predicted_step_s": pred, "error": pred / measured - 1.0,
+            "left_to_search": ", ".join(assumed),
+            "mem_gb": float(res.step.mem_total_gb), "hbm_gb": system.device.hbm_gb}
+
+
+def _mape(rows: list[dict]) -> dict:
+    errs = [abs(r["error"]) for r in rows]
+    return {"n": len(errs), "mape": sum(errs) / len(errs) if errs else None,
+            "mean_signed": sum(r["error"] for r in rows) / len(rows) if rows else None}
+
+
+def step_time_section(consts=None) -> dict:
+    """The step-time validation: per-row errors, MAPE groupings and the unexpressible rows."""
+    rows, failed = [], []
+    for row in pretrain_rows():
+        try:
+            rows.append(predict_row(row, consts))
+        except Unexpressible as why:
+            failed.append({"model": row["model"], "system": row["system"], "container": row["container"],
+                           "precision": row["precision"], "gpus": int(row["gpus"]), "reason": str(why)})
+    groups: dict[str, dict] = {}
+    for key in ("system", "precision", "model"):
+        by = defaultdict(list)
+        for r in rows:
+            by[r[key]].append(r)
+        groups[key] = {k: _mape(v) for k, v in sorted(by.items())}
+    h100 = [r for r in rows if r["system"] == "DGX-H100"]
+    total = len(rows) + len(failed)
+    return {
+        "rows": rows, "unexpressible": failed, "by": groups,
+        "summary": {"rows": total, "expressible": len(rows),
+                    "expressible_share": len(rows) / total if total else math.nan,
+                    "all": _mape(rows), "dense_h100": _mape([r for r in h100 if r["dense"]]),
+                    "moe_h100": _mape([r for r in h100 if not r["dense"]])},
+    }
+
+
+def markdown(section: dict) -> list[str]:
+    """The section as Markdown lines (report.md)."""
+    s = section["summary"]
+
+    def pct(v):
+        return "-" if v is None else f"{100 * v:+.1f} %" if v < 0 else f"{100 * v:.1f} %"
+
+    L = ["## Step time on Megatron-Bridge measurements (nemo_performance.csv)", "",
+         f"{s['expressible']} of {s['rows']} pre-training rows with a known architecture are expressed "
+         f"({100 * s['expressible_share']:.0f} %). Step-time MAPE: all {pct(s['all']['mape'])} "
+         f"(n={s['all']['n']}); dense H100 {pct(s['dense_h100']['mape'])} (n={s['dense_h100']['n']}); "
+         f"MoE H100 {pct(s['moe_h100']['mape'])} (n={s['moe_h100']['n']}).", "",
+         "Pinned from each row: devices, TP, PP, CP, VP, EP, microbatch, global batch, sequence length, "
+         "precision, FSDP group. Left to the search (column `left to search`): what the table does not state.", ""]
+    for key, title in (("system", "system"), ("precision", "precision"), ("model", "model")):
+        L += [f"| {title} | n | MAPE | mean signed error |", "|---|---|---|---|"]
+        L += [f"| {k} | {v['n']} | {pct(v['mape'])} | {pct(v['mean_signed'])} |"
+              for k, v in section["by"][key].items()]
+        L += [""]
+    L += ["| model | system | container | precision | GPUs | layout | measured s | predicted s | error | "
+          "left to search |", "|---|---|---|---|---|---|---|---|---|---|"]
+    L += [f"| {r['model']} | {r['system']} | {r['container']} | {r['precision']} | {r['gpus']} | {r['layout']} | "
+          f"{r['measured_step_s']:.3g} | {r['predicted_step_s']:.3g} | {pct(r['error'])} | {r['left_to_search']} |"
+          for r in section["rows"]]
+    L += ["", "Rows not expressed:", ""]
+    L += [f"- {r['model']} {r['system']} {r['container']} {r['precision']} {r['gpus']} GPUs: {r['reason']}"
+          for r in section["unexpressible"]]
+    return L + [""]
+
+
+def figure(plt, section: dict, out) -> list:
+    """Predicted vs measured step time (log-log), one colour per system."""
+    from pathlib import Path
+
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    by = defaultdict(list)
+    for r in section["rows"]:
+        by[r["system"]].append(r)
+    lo, hi = math.inf, 0.0
+    for sysname, rows in sorted(by.items()):
+        x = [r["measured_step_s"] for r in rows]
+        y = [r["predicted_step_s"] for r in rows]
+        ax.scatter(x, y, s=14, label=f"{sysname} (n={len(rows)})")
+        lo, hi = min(lo, *x, *y), max(hi, *x, *y)
+    if hi > 0:
+        ax.plot([lo, hi], [lo, hi], color="grey", lw=0.8)
+        ax.plot([lo, hi], [1.1 * lo, 1.1 * hi], color="grey", lw=0.5, ls=":")
+        ax.plot([lo, hi], [lo / 1.1, hi / 1.1], color="grey", lw=0.5, ls=":")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("measured step time (s)")
+    ax.set_ylabel("predicted step time (s)")
+    ax.set_title("Megatron-Bridge step times: predicted vs measured (dotted: +-10 %)", fontsize=9)
+    ax.legend(fontsize=7)
+    path = Path(out) / "step_time_nemo.png"
+    fig.savefig(path, dpi=150, bbox_inches="tight")
+    plt.close(fig)
+    return [path]
