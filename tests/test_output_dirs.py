@@ -142,3 +142,19 @@ def test_stop_pool_cancels_queued_work_at_once():
     assert time.perf_counter() - t0 < 10
     assert all(f.cancelled() or f.done() for f in futs[2:])
     assert not any(p.is_alive() for p in procs)
+
+
+@pytest.mark.skipif(signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL, reason="SIGTERM handled by the runner")
+def test_sigterm_cleans_up_like_ctrl_c(tmp_path, scenario, capsys, monkeypatch):
+    import carbonscaling.experiments.paper as paper
+
+    def terminated(*a, **k):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+        raise AssertionError("SIGTERM did not interrupt")
+
+    monkeypatch.setattr(paper, "_run_into", terminated)
+    assert main(["sweep", str(scenario), "--out", str(tmp_path / "o"), "--no-progress"]) == 130
+    assert capsys.readouterr().err == "error: aborted\n"
+    assert _listing(tmp_path) == ["tiny.yaml"]
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL

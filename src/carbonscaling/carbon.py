@@ -48,6 +48,7 @@ from .carbon_settings import (  # noqa: F401 - re-exported: the carbon stage's p
     COOLING_MODES,
     EMBODIED_MODES,
     HOURS_PER_YEAR,
+    MIN_LIFETIME_YEARS,
     LIFETIME_POLICIES,
     PAPER_ACCOUNTING,
     POWER_MODELS,

@@ -17,6 +17,7 @@ from .errors import InputError
 from .goodput import goodput_defaults
 from .intensity import resolve_grid_intensity
 
+MIN_LIFETIME_YEARS = 0.01  # 3.7 days: shorter lifetimes only overflow the amortization (1e-320 -> inf)
 HOURS_PER_YEAR = 365 * 24  # unit conversion; LLMCarbon amortises over 365-day years too
 POWER_SPLITS = ("default", "low_static")
 EMBODIED_MODES = ("paper", "vendor")
@@ -104,7 +105,7 @@ def resolve_accounting(*, pue: float | None = None, ci: Any = None, year: int | 
 
     return Accounting(
         pue=opt("pue", pue, d["pue"], 1, 3), ci_g_per_kwh=ci_v, ci_source=ci_src,
-        lifetime_years=opt("lifetime_years", lifetime_years, d["lifetime_years"], 0, 50, lo_open=True),
+        lifetime_years=opt("lifetime_years", lifetime_years, d["lifetime_years"], MIN_LIFETIME_YEARS, 50),
         alpha=opt("alpha", alpha, d["alpha"], 0, 10),
         power_split=_choice("power_split", power_split, POWER_SPLITS),
         power_model=_choice("power_model", d["power_model"] if power_model is None else power_model, POWER_MODELS),

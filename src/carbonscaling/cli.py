@@ -56,7 +56,7 @@ OPTION_OF = {
     "device_hours": "--device-hours", "utilization": "--utilization", "country": "--ci",
     "device": "--device", "model": "--model", "duration_days": "--duration-days", "model_file": "--model-file",
     "device_file": "--device-file", "cpa_growth_per_year": "--cpa-growth",
-    "out": "--out", "jobs": "--jobs", "only": "--only", "runs_file": "--runs",
+    "out": "--out", "jobs": "--jobs", "only": "--only", "runs_file": "--runs", "example": "--example",
 }
 
 # ---- shared options --------------------------------------------------------------------
@@ -74,14 +74,22 @@ CiOpt = Annotated[Optional[str], typer.Option(
     "--ci", metavar="CI|REGION|ISO3", help="Grid intensity: g/kWh in [0, 2000], a region (us-east5) or, with codecarbon, an ISO3 country (FRA); default: data/power.yaml.")]
 RegionOpt = Annotated[Optional[str], typer.Option("--region", metavar="REGION", help="Google Cloud region (see `regions`); like --ci.")]
 YearOpt = Annotated[Num, typer.Option("--year", metavar="YYYY", help="Year of the region table (default: latest).")]
-LifetimeOpt = Annotated[Num, typer.Option("--lifetime", metavar="YEARS", help="Hardware lifetime in years, (0, 50] (default: data/power.yaml).")]
+LifetimeOpt = Annotated[Num, typer.Option("--lifetime", metavar="YEARS", help="Hardware lifetime in years, [0.01, 50] (default: data/power.yaml).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
 def number(text: str | None) -> float | str | None:
-    """Option text as a float; text that is not a number is returned as is, for the API to reject."""
+    """Option text as a float; text that is not a number is returned as is, for the API to reject.
+
+    Numbers are ASCII: ``12``, ``1.5e3``, ``1_000`` (underscores between digits, as in Python
+    and YAML); non-ASCII digits (``'١٢'``) are rejected rather than silently read.
+    """
     if text is None:
         return None
+    if not isinstance(text, str):  # already a number (e.g. --duration-days converted to hours)
+        return text
+    if not text.isascii():  # Python's float() reads '١٢' (Arabic-Indic) as 12: we do not
+        return text
     try:
         return float(text)
     except ValueError:
@@ -211,7 +219,7 @@ def carbon(
     region: Annotated[Optional[str], typer.Option('--region', metavar='REGION', help='Google Cloud region (see `regions`); like --ci.')] = None,
     year: Annotated[Optional[str], typer.Option('--year', metavar='YYYY', help='Year of the region table (default: latest). A whole number in [1900, 2200].')] = None,
     pue: Annotated[Optional[str], typer.Option('--pue', metavar='X', help='Power usage effectiveness (default: data/power.yaml). A finite number in [1, 3].')] = None,
-    lifetime_years: Annotated[Optional[str], typer.Option('--lifetime', metavar='YEARS', help='Hardware lifetime in years (default: data/power.yaml). A finite number in (0, 50].')] = None,
+    lifetime_years: Annotated[Optional[str], typer.Option('--lifetime', metavar='YEARS', help='Hardware lifetime in years (default: data/power.yaml). A finite number in [0.01, 50].')] = None,
     alpha: Annotated[Optional[str], typer.Option('--alpha', metavar='X', help='Dynamic-power scale (default: data/power.yaml). A finite number in [0, 10].')] = None,
     power_split: Annotated[Optional[str], typer.Option('--power-split', metavar='default|low_static', help='Static/dynamic power split. Default: default.')] = None,
     embodied_mode: Annotated[Optional[str], typer.Option('--embodied-mode', metavar='paper|vendor', help='Embodied carbon method. Default: paper.')] = None,
@@ -278,9 +286,17 @@ def carbon(
 
 
 @app.command()
-def models(as_json: JsonOpt = False) -> None:
+def models(
+    as_json: JsonOpt = False,
+    example: Annotated[Optional[str], typer.Option(
+        "--example", metavar="dense|moe", help="Print a documented example model file (for --model-file).")] = None,
+) -> None:
     """List the named model catalog."""
-    from .scaling import catalog_entry, model_names, named_model
+    from .scaling import catalog_entry, example_model_file, model_names, named_model
+
+    if example is not None:
+        sys.stdout.write(example_model_file(example))
+        return
 
     recs = []
     for name in _with_catalog(model_names):
@@ -357,24 +373,55 @@ def error_message(err: CarbonScalingError) -> str:
     return str(err)
 
 
+def _warnings_as_lines():
+    """The package's warnings as one line ``warning: ...`` on stderr (not Python's two-line form)."""
+    import contextlib
+    import warnings
+
+    from .errors import CarbonScalingWarning
+
+    @contextlib.contextmanager
+    def scope():
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", CarbonScalingWarning)
+            plain = warnings.showwarning
+
+            def show(message, category, filename, lineno, file=None, line=None):
+                if issubclass(category, CarbonScalingWarning):
+                    sys.stderr.write(f"warning: {_one_line(str(message))}\n")
+                else:
+                    plain(message, category, filename, lineno, file, line)
+
+            warnings.showwarning = show
+            yield
+
+    return scope()
+
+
 def _watch_sigint() -> tuple[Any, Any]:
-    """Record Ctrl-C (still raising KeyboardInterrupt): ``(pressed, restore)`` functions."""
+    """Record Ctrl-C and SIGTERM, raising KeyboardInterrupt for both, so that output directories
+    are cleaned up and worker pools stopped either way: ``(pressed, restore)`` functions."""
     import signal
 
     seen: list[int] = []
-    prev = signal.getsignal(signal.SIGINT)
-    if prev is not signal.default_int_handler:  # ignored, or someone else's handler: leave it
-        return (lambda: False), (lambda: None)
+    installed: dict[int, Any] = {}
 
-    def on_sigint(signum, frame):
+    def on_signal(signum, frame):
         seen.append(signum)
         raise KeyboardInterrupt
 
-    try:
-        signal.signal(signal.SIGINT, on_sigint)
-    except ValueError:  # not the main thread
-        return (lambda: False), (lambda: None)
-    return (lambda: bool(seen)), (lambda: signal.signal(signal.SIGINT, prev))
+    for sig, default in ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL)):
+        try:
+            if signal.getsignal(sig) is default:  # leave ignored signals and others' handlers alone
+                installed[sig] = signal.signal(sig, on_signal)
+        except (ValueError, OSError):  # not the main thread
+            break
+
+    def restore() -> None:
+        for sig, prev in installed.items():
+            signal.signal(sig, prev)
+
+    return (lambda: bool(seen)), restore
 
 
 def _app_for(args: list[str]) -> typer.Typer:
@@ -399,7 +446,8 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
     interrupted, restore = _watch_sigint()
     try:
-        rv = _app_for(args)(args=args, prog_name="carbonscaling", standalone_mode=False)
+        with _warnings_as_lines():
+            rv = _app_for(args)(args=args, prog_name="carbonscaling", standalone_mode=False)
         if interrupted():  # typer turns Ctrl-C into a silent exit status 130
             return _fail("aborted", 130)
     except CarbonScalingError as err:

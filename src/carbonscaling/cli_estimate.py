@@ -62,7 +62,7 @@ def estimate(
     region: Annotated[Optional[str], typer.Option('--region', metavar='REGION', help='Google Cloud region (see `regions`); like --ci.')] = None,
     year: Annotated[Optional[str], typer.Option('--year', metavar='YYYY', help='Year of the region table (default: latest). A whole number in [1900, 2200].')] = None,
     pue: Annotated[Optional[str], typer.Option('--pue', metavar='X', help='Power usage effectiveness (default: data/power.yaml). A finite number in [1, 3].')] = None,
-    lifetime_years: Annotated[Optional[str], typer.Option('--lifetime', metavar='YEARS', help='Hardware lifetime in years (default: data/power.yaml). A finite number in (0, 50].')] = None,
+    lifetime_years: Annotated[Optional[str], typer.Option('--lifetime', metavar='YEARS', help='Hardware lifetime in years (default: data/power.yaml). A finite number in [0.01, 50].')] = None,
     alpha: Annotated[Optional[str], typer.Option('--alpha', metavar='X', help='Dynamic-power scale (default: data/power.yaml). A finite number in [0, 10].')] = None,
     power_split: Annotated[Optional[str], typer.Option('--power-split', metavar='default|low_static', help='Static/dynamic power split. Default: default.')] = None,
     embodied_mode: Annotated[Optional[str], typer.Option('--embodied-mode', metavar='paper|vendor', help='Embodied carbon method. Default: paper.')] = None,

@@ -17,6 +17,10 @@ class CarbonScalingError(Exception):
     exit_code = 2
 
 
+class CarbonScalingWarning(UserWarning):
+    """Input that is valid but probably not what was meant (the CLI prints ``warning: ...``)."""
+
+
 class InputError(CarbonScalingError, ValueError):
     """A field has a value outside its allowed range, or is missing/malformed."""
 
@@ -31,6 +35,11 @@ class UnknownNameError(InputError, KeyError):
 
     def __init__(self, field: str, name: str, choices: Iterable[str]):
         choices = sorted(choices)
+        if not str(name).strip():  # '' must not fall back to a default or a "did you mean"
+            self.name, self.choices = name, choices
+            listing = f"{', '.join(choices[:12])}{' ...' if len(choices) > 12 else ''}"
+            InputError.__init__(self, field, f"{field} name is empty; known: {listing}")
+            return
         close = difflib.get_close_matches(name, choices, n=3, cutoff=0.5)
         if not close:
             low = name.lower()

@@ -96,6 +96,8 @@ def resolve_grid_intensity(ci: Any = None, year: int | None = None) -> tuple[flo
         ci = _default_ci()
     if isinstance(ci, str):
         try:
+            if not ci.isascii():  # float() would read '５７' as 57: numbers are ASCII
+                raise ValueError(ci)
             ci = float(ci)
         except ValueError:
             if m := _COUNTRY.match(ci.strip()):

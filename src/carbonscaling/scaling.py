@@ -14,6 +14,8 @@ counts, FLOPs, loss, critical batch) are properties, computed from the fields.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import math
 from pathlib import Path
 from typing import Any, Literal
@@ -347,13 +349,51 @@ def _round_half_up(x: float) -> int:
 
 
 def from_preset(preset: str, d_model: int, *, seq_len: int | None = None) -> ModelSpec:
-    """Build the scaling-law model of ``preset`` at width ``d_model`` (SPEC.md section 1)."""
+    """Build the scaling-law model of ``preset`` at width ``d_model`` (CarbonScaling v1/v2 section 3).
+
+    A width whose derived fields (tokens, batch...) leave their ranges is an error naming
+    ``d_model`` and the preset's largest valid width (:func:`max_preset_d_model`).
+    """
     rule = _preset_rules(preset)
     if isinstance(d_model, bool) or not isinstance(d_model, (int, float)) or not math.isfinite(d_model):
         raise InputError("d_model", f"must be a finite integer in [128, 10000000], got {d_model!r}")
     if d_model != int(d_model) or not 128 <= d_model <= 10_000_000:
         raise InputError("d_model", f"must be an integer in [128, 10000000], got {d_model!r}")
-    d = int(d_model)
+    try:
+        return _preset_model(preset, rule, int(d_model), seq_len)
+    except InputError as err:  # a derived field out of range: name the field the user gave
+        if err.field in ("d_model", "seq_len"):
+            raise
+        hi, hd = max_preset_d_model(preset), rule["head_dim"]
+        raise InputError("d_model", f"{int(d_model)} implies {err.field} out of range ({err.message}); preset "
+                                    f"{preset!r} allows multiples of {hd} up to {hi}") from None
+
+
+@lru_cache(maxsize=None)
+def max_preset_d_model(preset: str) -> int:
+    """The largest multiple of the preset's head dimension whose derived fields (tokens, batch...)
+    are all in range, found by bisection (they grow with the width). Other widths have one
+    head of ``d_model`` dimensions, which stops being valid past 1,000,000."""
+    rule = _preset_rules(preset)
+    hd = int(rule["head_dim"])
+
+    def ok(k: int) -> bool:
+        try:
+            _preset_model(preset, rule, k * hd, None)
+        except InputError:
+            return False
+        return True
+
+    lo, hi = 128 // hd, 10_000_000 // hd
+    if ok(hi):
+        return hi * hd
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if ok(mid) else (lo, mid)
+    return lo * hd
+
+
+def _preset_model(preset: str, rule: dict, d: int, seq_len: int | None) -> ModelSpec:
     d_ff = rule["d_ff_ratio"] * d
     n_layers = max(1, _round_half_up(rule["layers_coef"] * d ** rule["layers_exp"]))
     n_experts = max(1, _round_half_up(rule["expert_ref_count"] * d / rule["expert_ref_d_model"]))
@@ -437,7 +477,7 @@ def _coerce_number(v: Any) -> Any:
     """YAML reads ``1.5e12`` as a string; accept numeric strings, and floats that are integers."""
     if isinstance(v, bool):
         return str(v).lower()  # a boolean is not a number: let validation name the field
-    if isinstance(v, str):
+    if isinstance(v, str) and v.isascii():  # '١٢' is not read as 12 (see cli.number)
         try:
             v = float(v)
         except ValueError:
@@ -457,7 +497,41 @@ def model_from_file(path: str | Path) -> ModelSpec:
         if err.field.startswith("model_file"):
             raise
         raise InputError(f"model_file.{err.field}", err.message) from None
-    return spec if spec.name != "custom" else spec.model_copy(update={"name": p.stem})
+    spec = spec if spec.name != "custom" else spec.model_copy(update={"name": p.stem})
+    msg = gated_shape_warning(data, spec)
+    if msg:
+        import warnings
+
+        from .errors import CarbonScalingWarning
+
+        warnings.warn(f"model_file: {msg}", CarbonScalingWarning, stacklevel=2)
+    return spec
+
+
+EXAMPLE_MODEL_FILES = {"dense": "model.yaml", "moe": "model_moe.yaml"}
+
+
+def example_model_file(kind: str = "dense") -> str:
+    """The text of a shipped, commented example model file (``carbonscaling/examples/``)."""
+    from importlib import resources
+
+    if kind not in EXAMPLE_MODEL_FILES:
+        raise InputError("example", f"must be one of {', '.join(EXAMPLE_MODEL_FILES)}, got {kind!r}")
+    return (resources.files("carbonscaling") / "examples" / EXAMPLE_MODEL_FILES[kind]).read_text(encoding="utf-8")
+
+
+def gated_shape_warning(data: dict, spec: ModelSpec) -> str | None:
+    """A warning when a model looks gated (d_ff 2.5..3.75 x d_model: SwiGLU's 8/3 rounded up, as
+    in Llama's 2.7-3.5) but does not say ``ffn_gated``; it names both parameter counts."""
+    if not isinstance(data, dict) or "ffn_gated" in data or "d_ff" not in data:
+        return None
+    ratio = spec.d_ff / spec.d_model
+    if not 2.5 <= ratio <= 3.75:
+        return None
+    gated = spec.model_copy(update={"ffn_gated": True})
+    return (f"d_ff = {ratio:.2f} x d_model is a gated-FFN (SwiGLU) shape but ffn_gated is not given: read as a "
+            f"plain 2-matrix FFN, {spec.params_total:.3g} parameters; with ffn_gated: true it would be "
+            f"{gated.params_total:.3g}")
 
 
 def resolve_model(model: str | Path | dict | ModelSpec) -> ModelSpec:

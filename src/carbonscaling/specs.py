@@ -141,7 +141,7 @@ class CarbonSettings(SpecModel):
     pue: Optional[float] = option(None, "Power usage effectiveness (default: data/power.yaml).", metavar="X",
                                   ge=1, le=3)
     lifetime_years: Optional[float] = option(None, "Hardware lifetime in years (default: data/power.yaml).",
-                                             cli="--lifetime", metavar="YEARS", gt=0, le=50)
+                                             cli="--lifetime", metavar="YEARS", ge=0.01, le=50)
     alpha: Optional[float] = option(None, "Dynamic-power scale (default: data/power.yaml).", metavar="X",
                                     ge=0, le=10)
     power_split: Literal["default", "low_static"] = option("default", "Static/dynamic power split.",

@@ -207,6 +207,7 @@ def scenario_from_mapping(data: Any, origin: str = "scenario") -> Scenario:
 def check_structure(sc: Scenario) -> None:
     """Cross-field rules: models and series present, unique labels, compare_to names a series."""
     if sc.plot == "validation":
+        check_claims(sc, [])
         return
     if sc.models is None:
         raise InputError("models", "required field is missing (preset and d_model or params)")
@@ -222,14 +223,14 @@ def check_structure(sc: Scenario) -> None:
 
 
 def check_claims(sc: Scenario, labels: list[str]) -> None:
-    """Known check names; series named without an ``experiment:`` prefix exist here."""
-    from .claims import CHECKS, labels_of
+    """Every claim's check and arguments (:mod:`.claim_args`), and that series named without an
+    ``experiment:`` prefix exist here; all before any search runs."""
+    from .claim_args import validate_args
+    from .claims import labels_of
 
-    known = set(CHECKS) | {"validation_baselines", "validation_carbon"}
     for i, c in enumerate(sc.claims):
-        if c.check not in known:
-            raise InputError(f"claims[{i}].check", f"unknown check {c.check!r} (known: {', '.join(sorted(known))})")
-        for ref in labels_of(c.args):
+        args = validate_args(c.check, c.args, f"claims[{i}].args")
+        for ref in labels_of(args):
             if ":" not in ref and ref not in labels:
                 raise InputError(f"claims[{i}].args", f"no series {ref!r} (series: {', '.join(labels)})")
 
