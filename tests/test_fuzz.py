@@ -144,8 +144,8 @@ def prop_pinned_searched_layout(model, device, deadline):
     d = est.to_dict()
     assert estimate(model, device, deadline_days=deadline).to_dict() == d
     lay = d["layout"]
-    pin = {k: lay[k] for k in ("devices", "tp", "pp", "dp", "cp", "ep", "etp", "vp", "zero", "fsdp", "microbatch",
-                               "recompute", "recompute_layers") if lay.get(k) is not None}
+    pin = {k: lay[k] for k in ("devices", "tp", "pp", "dp", "cp", "ep", "etp", "zero", "fsdp", "microbatch", "vp",
+                               "recompute", "recompute_layers")}
     pin.update(global_batch=lay["global_batch_sequences"])
     again = estimate(model, device, deadline_days=deadline, **pin).to_dict()
     assert {k: again["layout"][k] for k in lay} == lay
