@@ -144,8 +144,10 @@ def prop_pinned_searched_layout(model, device, deadline):
     d = est.to_dict()
     assert estimate(model, device, deadline_days=deadline).to_dict() == d
     lay = d["layout"]
-    pin = {k: lay[k] for k in ("devices", "tp", "pp", "dp", "ep", "zero", "microbatch", "recompute")}
-    pin.update(vp=lay["interleave"], global_batch=lay["global_batch_sequences"])
+    from carbonscaling.search import PINNABLE
+
+    pin = {k: lay[k] for k in PINNABLE if k in lay and lay[k] is not None}  # every part the search chose
+    pin["global_batch"] = lay["global_batch_sequences"]
     again = estimate(model, device, deadline_days=deadline, **pin).to_dict()
     assert {k: again["layout"][k] for k in lay} == lay
     assert again["performance"]["step_time_s"] == pytest.approx(d["performance"]["step_time_s"], rel=1e-9)
