@@ -119,3 +119,41 @@ def test_mamba_layer_time_splits_over_tp_and_adds_its_parts():
     core_f, core_b = ssm.ssd_core_time(8192, 64, 64, 128, 128, d, C)
     assert core_b == pytest.approx(C.ssm_backward_to_forward * core_f)
     assert core_f < 0.5 * f1  # projections dominate at these sizes
+
+
+# ---- MoE dispatch (flex / DeepEP-HybridEP) and permutations ----------------------------------
+def test_flex_dispatch_sends_one_copy_per_remote_node():
+    payload = 4096 * 8 * 7168 * 2.0
+    # EP 32 over 4 DGX nodes: D = 4 domains, a token's 8 experts hit 3 x (1 - (3/4)^8) other nodes
+    remote = 3 * (1 - 0.75 ** 8)
+    assert moe.remote_domains_per_token(8, 32, 8) == pytest.approx(remote)
+    t = moe.dispatch_time(payload, 8, 32, 1, H100, C)
+    assert t == pytest.approx(payload * remote / 8 / scale_out_bandwidth(H100, C) + C.scale_out_latency_s * 5)
+    plain = moe.dispatch_time(payload, 8, 32, 1, H100, C, dedup=False)
+    assert plain == pytest.approx(all_to_all_time(payload, 32, 1, H100, C))
+    lat = C.scale_out_latency_s * 5
+    assert (plain - lat) / (t - lat) == pytest.approx((24 / 32) / (remote / 8))  # ~2.2x less network traffic
+    # inside one NVL72 rack nothing crosses the network: both dispatchers cost the same
+    assert moe.dispatch_time(payload, 8, 64, 1, GB200, C) == pytest.approx(
+        moe.dispatch_time(payload, 8, 64, 1, GB200, C, dedup=False))
+
+
+def test_token_permutations_are_four_copies_each_way():
+    d = B200.device
+    f, b = moe.permute_time(4096, 8, 4096, 2, d, C)
+    elems = 4096 * 8 * 4096 / 2
+    assert f == b == pytest.approx(16 * elems / (d.hbm_gb_s * 1e9 * C.hbm_efficiency))
+
+
+def test_norm_fused_input_cast_is_free_only_with_scales_known_in_advance():
+    d = B200.device
+    args = (8192, 4096, 8192, 1, d, C)
+    for fmt, free in (("mxfp8", True), ("fp8-delayed", True), ("fp8", False)):
+        plain, _ = K.linear_fwd_bwd_time(*args, fmt, 1.0)
+        fused, _ = K.linear_fwd_bwd_time(*args, fmt, 1.0, norm_fused=True)
+        saved = K.quantize_time(8192 * 8192, fmt, d, C)
+        assert plain - fused == pytest.approx(saved if free else 0.0)
+    # Blackwell per-tensor FP8 needs no transposed copy: one cast of 2 + 2 + 1 bytes per element
+    assert K.quantize_time(1e9, "fp8", d, C) == pytest.approx(5e9 / (d.hbm_gb_s * 1e9 * C.hbm_efficiency))
+    assert K.quantize_time(1e9, "fp8", H100.device, C) == pytest.approx(
+        7e9 / (H100.device.hbm_gb_s * 1e9 * C.hbm_efficiency))

@@ -17,6 +17,8 @@ import yaml
 DATA = Path(__file__).resolve().parents[1] / "src" / "carbonscaling" / "data"
 MAMF = ("stas00/ml-engineering compute/accelerator/README.md, 'Maximum Achievable Matmul FLOPS comparison "
         "table' (BF16 and FP8 mamf-finder means); fraction = MAMF / this catalog's peak")
+TE_LAYOUT = ("Transformer Engine docs, 'Performance considerations: handling transposes': Hopper needs FP8 "
+             "column-wise tensors physically transposed; Blackwell supports column-wise access natively")
 CSV_FLAG_FIELD = {
     "bf16": "peak_tflops", "fp8": "peak_tflops_fp8", "fp4": "peak_tflops_fp4", "hbm_gb": "hbm_gb",
     "hbm_bw": "hbm_gb_s", "hbm_type": "hbm_type", "scale_up": "scale_up_gb_s", "tdp": "tdp_w",
@@ -272,6 +274,9 @@ def main():
         n_dies = num(r["n_dies"])
         if n_dies is not None:
             dev["n_dies"] = n_dies
+        if d["formats"] is BLACKWELL:
+            dev["fp8_columnwise_native"] = True
+            d["notes"].setdefault("fp8_columnwise_native", TE_LAYOUT)
         dev["compute_units"] = d["compute_units"]
         dev["sram_mb"] = d["sram_mb"]
         bf, f8 = d["mamf"]
@@ -298,6 +303,8 @@ def main():
         dev["system"] = sys_
         for f in REQUIRED_FLAGS:
             flags.setdefault(f, "assumed")
+        if dev.get("fp8_columnwise_native"):
+            flags["fp8_columnwise_native"] = "datasheet"
         missing = [k for k, v in flags.items() if v == "assumed" and k not in d["notes"]]
         if missing:
             raise SystemExit(f"{name}: assumed without a reason: {missing}")

@@ -51,6 +51,7 @@ def estimate(
     overlap_tp_comm: Annotated[Optional[bool], typer.Option('--overlap-tp-comm/--no-overlap-tp-comm', help='Hide TP collectives under compute.')] = None,
     overlap_ep_comm: Annotated[Optional[bool], typer.Option('--overlap-ep-comm/--no-overlap-ep-comm', help='Hide the expert all-to-all under compute (DeepSeek DualPipe).')] = None,
     capacity_factor: Annotated[Optional[str], typer.Option('--capacity-factor', metavar='X', help='MoE expert capacity factor. A finite number in [1, 4]. Default: 1.')] = None,
+    moe_dispatcher: Annotated[Optional[str], typer.Option('--moe-dispatcher', metavar='flex|alltoall', help="MoE token dispatcher: flex (DeepEP/HybridEP: one network copy per destination node, as Megatron-Bridge's MoE recipes run) or alltoall (one per expert). Default: flex.")] = None,
     dynamic_eviction: Annotated[Optional[bool], typer.Option('--dynamic-eviction/--no-dynamic-eviction', help='Coop-style allocator (less fragmentation).')] = None,
     flexible_sharding: Annotated[Optional[bool], typer.Option('--flexible-sharding/--no-flexible-sharding', help='LinS/hpZ-style ZeRO-3 within the node.')] = None,
     qat: Annotated[Optional[bool], typer.Option('--qat/--no-qat', help='Quantization-aware training: 8-bit compute, memory and communication.')] = None,

@@ -45,17 +45,29 @@ class NumberFormat:
         """Bytes per element of one quantized copy, scales included."""
         return self.element_bytes + (self.scale_bytes / self.block if self.block else 0.0)
 
-    def quantize_bytes(self, read_bytes: float = 2.0) -> float:
+    def copies(self, columnwise_native: bool = False) -> int:
+        """Quantized copies a tensor needs for its forward and backward GEMMs (row- and column-wise).
+
+        One when the tensor cores read the row-wise copy column-wise (Blackwell, per-tensor
+        scales); two otherwise (Hopper needs a transposed FP8 copy; block scales are directional).
+        """
+        return 1 if (columnwise_native and not self.columnwise_requantize) else 2
+
+    def quantize_bytes(self, read_bytes: float = 2.0, columnwise_native: bool = False) -> float:
         """HBM bytes per element to turn a BF16 tensor into the copies its GEMMs need.
 
         A cast reads the BF16 tensor and writes one quantized copy; current scaling reads
         it once more for the amax first. Per-tensor FP8 gets the transposed copy for the
         backward by transposing the FP8 data (read and write one byte); block-scaled
-        formats quantize the BF16 tensor a second time along the other axis.
+        formats quantize the BF16 tensor a second time along the other axis. Tensor cores
+        that read FP8 operands column-wise (``columnwise_native``: Blackwell) need no second
+        copy of a per-tensor-scaled tensor.
         """
         if not self.quantized or self.cast_free:
             return 0.0
         first = (1.0 + self.amax_passes) * read_bytes + self.stored_bytes
+        if self.copies(columnwise_native) == 1:
+            return first
         if self.columnwise_requantize:
             second = read_bytes + self.stored_bytes
         else:

@@ -55,6 +55,8 @@ class Device(BaseModel):
         default=None, gt=0, le=1, description="the same for 8- and 4-bit GEMMs; default gemm_efficiency_max"
     )
     n_dies: int | None = Field(default=None, gt=0, le=1000)
+    fp8_columnwise_native: bool = Field(default=False, description="tensor cores read FP8 operands column-wise "
+                                                                   "(Blackwell): no transposed FP8 copy")
     cpa_logic_kg_per_cm2: float | None = Field(default=None, gt=0, le=1e3, description="default from cpa.csv")
     cpa_hbm_kg_per_gb: float | None = Field(default=None, gt=0, le=1e3, description="default from cpa.csv")
     source: str = ""

@@ -70,6 +70,14 @@ class ModelSpec(BaseModel):
     mtp_layers: int = Field(default=0, ge=0, le=100, description="multi-token-prediction modules (each a layer + logits)")
     dropout: float = Field(default=0.1, ge=0.0, lt=1.0,
                            description="hidden/attention dropout; Megatron's default 0.1, 0 for most post-2022 LLMs")
+    # Hybrid Mamba-2 / attention / MoE stacks (Nemotron-H, Nemotron 3): one block per layer.
+    hybrid_pattern: str | None = Field(default=None, pattern=r"^[ME*-]+$",
+                                       description="Megatron hybrid_override_pattern, one symbol per layer: "
+                                                   "M Mamba-2 mixer, * attention, E MoE FFN, - dense MLP")
+    mamba_heads: int | None = Field(default=None, gt=0, le=10**6, description="Mamba-2 heads per mixer")
+    mamba_head_dim: int | None = Field(default=None, gt=0, le=10**6, description="Mamba-2 head dim (P)")
+    mamba_state: int | None = Field(default=None, gt=0, le=10**6, description="Mamba-2 state size (N)")
+    mamba_groups: int | None = Field(default=None, gt=0, le=10**6, description="Mamba-2 B/C groups (G)")
     name: str = "custom"
     # Set only by scaling-law presets: the preset's own N and C, kept verbatim.
     preset: str | None = None
@@ -118,6 +126,15 @@ class ModelSpec(BaseModel):
             raise ValueError("q_lora_rank / qk_rope_head_dim need kv_lora_rank (multi-head latent attention)")
         if self.is_moe and self.n_moe_layers == 0:
             raise ValueError("n_experts > 1 but moe_layer_every / first_dense_layers leave no MoE layer")
+        if self.hybrid_pattern is not None:
+            if len(self.hybrid_pattern) != self.n_layers:
+                raise ValueError(f"hybrid_pattern has {len(self.hybrid_pattern)} symbols, n_layers is {self.n_layers}")
+            if "E" in self.hybrid_pattern and not self.is_moe:
+                raise ValueError("hybrid_pattern has MoE layers (E) but n_experts is 1")
+            if "M" in self.hybrid_pattern and None in (self.mamba_heads, self.mamba_head_dim, self.mamba_state,
+                                                       self.mamba_groups):
+                raise ValueError("hybrid_pattern has Mamba layers (M): give mamba_heads, mamba_head_dim, "
+                                 "mamba_state and mamba_groups")
         return self
 
     # ---- layer structure -------------------------------------------------
@@ -129,11 +146,39 @@ class ModelSpec(BaseModel):
     def n_moe_layers(self) -> int:
         if not self.is_moe:
             return 0
+        if self.hybrid_pattern is not None:
+            return self.hybrid_pattern.count("E")
         return (self.n_layers - self.first_dense_layers) // self.moe_layer_every
 
     @property
     def n_dense_layers(self) -> int:
+        """Layers with a dense FFN (in a hybrid stack: the ``-`` blocks)."""
+        if self.hybrid_pattern is not None:
+            return self.hybrid_pattern.count("-")
         return self.n_layers - self.n_moe_layers
+
+    @property
+    def is_hybrid(self) -> bool:
+        return self.hybrid_pattern is not None
+
+    @property
+    def n_attention_layers(self) -> int:
+        """Layers with self-attention (every layer unless a hybrid pattern says otherwise)."""
+        return self.hybrid_pattern.count("*") if self.is_hybrid else self.n_layers
+
+    @property
+    def n_mamba_layers(self) -> int:
+        return self.hybrid_pattern.count("M") if self.is_hybrid else 0
+
+    @property
+    def mamba_params_per_layer(self) -> int:
+        """One Mamba-2 mixer (perf.ssm.mamba2_params)."""
+        if not self.n_mamba_layers:
+            return 0
+        from .perf.ssm import mamba2_params
+
+        return int(mamba2_params(self.d_model, self.mamba_heads, self.mamba_head_dim, self.mamba_state,
+                                 self.mamba_groups))
 
     @property
     def ffn_matrices(self) -> int:
@@ -209,7 +254,8 @@ class ModelSpec(BaseModel):
 
     def _params(self, routed_experts: int) -> float:
         moe = routed_experts * self.expert_params + self.shared_expert_params + self.router_params
-        return float(self.n_layers * self.attn_params_per_layer + self.n_dense_layers * self.dense_ffn_params
+        return float(self.n_attention_layers * self.attn_params_per_layer + self.n_dense_layers * self.dense_ffn_params
+                     + self.n_mamba_layers * self.mamba_params_per_layer
                      + self.n_moe_layers * moe + self._norm_params + self.embedding_params)
 
     @property
@@ -248,7 +294,17 @@ class ModelSpec(BaseModel):
     @property
     def attention_flops_per_token(self) -> float:
         """Score and value matmuls, forward + backward, full (non-causal) count as PaLM's MFU."""
-        return 6.0 * self.n_layers * self.seq_len * self.n_heads * (self.qk_head_dim + self.value_head_dim)
+        attn = 6.0 * self.n_attention_layers * self.seq_len * self.n_heads * (self.qk_head_dim + self.value_head_dim)
+        if not self.n_mamba_layers:
+            return attn
+        from .perf.ssm import ssd_flops_per_token
+
+        # Mamba-2's SSD core (Dao & Gu 2024), forward + backward = 3x forward, chunk of perf.yaml
+        from .perf.constants import default_constants
+
+        chunk = default_constants().ssm_chunk
+        return attn + 3.0 * self.n_mamba_layers * ssd_flops_per_token(self.mamba_heads, self.mamba_head_dim,
+                                                                      self.mamba_state, chunk)
 
     @property
     def model_flops_per_token(self) -> float:

@@ -51,7 +51,7 @@ def gemm_time(m, n, k, batch, device: Device, c: PerfConstants, precision: str =
 
 
 def linear_fwd_bwd_time(tokens, n_out, n_in, batch, device: Device, c: PerfConstants, precision: str, in_bytes: float,
-                        weight_cast_share=0.0):
+                        weight_cast_share=0.0, norm_fused=False):
     """Forward, and backward (data gradient + weight gradient) of ``y = x W`` for ``tokens`` rows.
 
     Returns ``(t_forward, t_backward)``; the two backward GEMMs have transposed shapes.
@@ -63,8 +63,10 @@ def linear_fwd_bwd_time(tokens, n_out, n_in, batch, device: Device, c: PerfConst
     fwd = gemm_time(tokens, n_out, n_in, batch, device, c, precision, in_bytes)
     dgrad = gemm_time(tokens, n_in, n_out, batch, device, c, precision, in_bytes)
     wgrad = gemm_time(n_in, n_out, tokens, batch, device, c, precision, in_bytes)
-    if number_format(precision).quantized:
-        fwd = fwd + quantize_time(batch * (tokens * n_in + weight_cast_share * n_in * n_out), precision, device, c)
+    fmt = number_format(precision)
+    if fmt.quantized:
+        cast_in = np.where(np.asarray(norm_fused) & (fmt.amax_passes == 0), 0.0, tokens * n_in)
+        fwd = fwd + quantize_time(batch * (cast_in + weight_cast_share * n_in * n_out), precision, device, c)
         dgrad = dgrad + quantize_time(batch * tokens * n_out, precision, device, c)
     return fwd, dgrad + wgrad
 
@@ -79,7 +81,8 @@ def quantize_time(elements, precision: str, device: Device, c: PerfConstants):
     cast into LayerNorm and the activation function for two of a layer's four GEMMs, so
     this is an upper bound of the cast cost (docs/performance.md).
     """
-    return memory_bound_time(number_format(precision).quantize_bytes() * elements, device, c)
+    fmt = number_format(precision)
+    return memory_bound_time(fmt.quantize_bytes(columnwise_native=device.fp8_columnwise_native) * elements, device, c)
 
 
 def memory_bound_time(n_bytes, device: Device, c: PerfConstants):

@@ -57,6 +57,9 @@ class TrainingOptions(BaseModel):
     overlap_ep_comm: bool = Field(default=False, description="Hide the expert all-to-all under compute "
                                                              "(DeepSeek DualPipe).")
     capacity_factor: float = Field(default=1.0, ge=1.0, le=4.0, description="MoE expert capacity factor.")
+    moe_dispatcher: Literal["flex", "alltoall"] = Field(
+        default="flex", description="MoE token dispatcher: flex (DeepEP/HybridEP: one network copy per destination "
+                                    "node, as Megatron-Bridge's MoE recipes run) or alltoall (one per expert).")
     # v1 Fig. 9 / v2 Fig. 6b knobs (see docs/performance.md).
     dynamic_eviction: bool = Field(default=False, description="Coop-style allocator (less fragmentation).")
     flexible_sharding: bool = Field(default=False, description="LinS/hpZ-style ZeRO-3 within the node.")

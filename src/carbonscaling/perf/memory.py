@@ -62,6 +62,10 @@ def nonexpert_params_per_layer(model: ModelSpec) -> float:
     """Attention, norms, the dense FFN (or the shared experts and router), averaged over layers."""
     frac_moe = model.n_moe_layers / model.n_layers
     moe_dense = model.shared_expert_params + model.router_params
+    if model.is_hybrid:  # one block per layer (Mamba, attention, MoE or MLP), one norm each
+        return (model.n_attention_layers * model.attn_params_per_layer + model.n_mamba_layers
+                * model.mamba_params_per_layer + model.n_dense_layers * model.dense_ffn_params
+                + model.n_moe_layers * moe_dense) / model.n_layers + model.d_model
     return model.attn_params_per_layer + (1 - frac_moe) * model.dense_ffn_params + frac_moe * moe_dense + 2 * model.d_model
 
 
@@ -138,13 +142,35 @@ def activation_bytes_per_layer(model: ModelSpec, g: LayoutGrid, o: TrainingOptio
     moe_ffn = routed + shared + (0.0 if o.legacy else 4.0 * model.n_experts / sp)
     frac_moe = model.n_moe_layers / model.n_layers
     ffn = (1 - frac_moe) * dense_ffn + frac_moe * moe_ffn
+    if model.is_hybrid:  # per block kind, averaged over the pattern (one norm and GEMM input per block)
+        L = model.n_layers
+        ffn = (model.n_dense_layers * dense_ffn + model.n_moe_layers * moe_ffn) / L
+        attn = attn * model.n_attention_layers / L + model.n_mamba_layers / L * _mamba_activations(model, g, e, gi)
+        scores = scores * model.n_attention_layers / L
+        replicated = replicated / 2.0
     full = tokens * (replicated / sp + attn + scores + ffn)
     layer_input = tokens * e * h / sp
     kept = np.where(g.rc == 2, layer_input, full)
     return kept, full, layer_input
 
 
-def linear_weight_bytes(o: TrainingOptions, c: PerfConstants) -> float:
+def _mamba_activations(model: ModelSpec, g: LayoutGrid, e: float, gi: float):
+    """Bytes per token a Mamba-2 mixer keeps for its backward on one TP rank.
+
+    The in-projection output (z, x, B, C, dt), the convolution output over x, B, C, the SSD
+    output y and the gated-norm output (the out-projection's input, in the GEMM format),
+    split over TP like the heads.
+    """
+    from .ssm import mamba2_in_proj_width
+
+    tp = g.tp.astype(float)
+    d_inner = model.mamba_heads * model.mamba_head_dim
+    in_w = mamba2_in_proj_width(model.mamba_heads, model.mamba_head_dim, model.mamba_state, model.mamba_groups)
+    conv = d_inner + 2 * model.mamba_groups * model.mamba_state
+    return (e * (in_w + conv + d_inner) + gi * d_inner) / tp
+
+
+def linear_weight_bytes(o: TrainingOptions, c: PerfConstants, columnwise_native: bool = False) -> float:
     """Bytes per parameter of the layers' linear weights in the run's number format.
 
     BF16 (or the papers' 8-bit QAT): the weight itself. Quantized formats keep a row- and
@@ -155,7 +181,9 @@ def linear_weight_bytes(o: TrainingOptions, c: PerfConstants) -> float:
     fmt = number_format(o.gemm_precision)
     if not fmt.quantized or fmt.cast_free:
         return o.activation_bytes
-    copies = recipe_value("fp8_weight_copies") * fmt.stored_bytes
+    # One copy where the tensor cores read it column-wise too (Blackwell, per-tensor FP8).
+    n_copies = recipe_value("fp8_weight_copies") * fmt.copies(columnwise_native) / 2.0
+    copies = n_copies * fmt.stored_bytes
     return copies if fmt.name in c.fp8_param_gather_formats else 2.0 + copies
 
 
@@ -185,7 +213,7 @@ def memory_per_device(model: ModelSpec, system: System, g: LayoutGrid, o: Traini
     m = g.micro.astype(float)
     grad_bytes = c.grad_reduce_bytes_fp16 if o.precision == "fp16" else c.grad_reduce_bytes_bf16
     w_bytes = o.activation_bytes
-    param_bytes = linear_weight_bytes(o, c)
+    param_bytes = linear_weight_bytes(o, c, system.device.fp8_columnwise_native)
     (w_d, w_e), (g_d, g_e), (o_d, o_e) = shard_groups(g, system)
     sharded = g.zero >= 3
     layer_params = nonexpert_params_per_layer(model) / g.tp + expert_params_per_layer(model) / (g.etp * g.ep)

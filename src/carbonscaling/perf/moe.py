@@ -13,8 +13,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..formats import number_format
-from ..hardware import Device
+from ..hardware import Device, System
 from . import kernels as K
+from .comm import _carved, members_per_domain, scale_out_bandwidth, scale_up_bandwidth
 from .constants import PerfConstants
 
 
@@ -76,3 +77,49 @@ def dispatch_combine_bytes(tokens, top_k, d_model, tp=1, capacity_factor=1.0, di
     """
     copies = np.asarray(tokens, dtype=float) * top_k * capacity_factor * d_model / np.asarray(tp, dtype=float)
     return copies * dispatch_bytes, copies * combine_bytes
+
+
+def permute_time(tokens, top_k, d_model, tp, device: Device, c: PerfConstants, capacity_factor=1.0):
+    """``(t_forward, t_backward)`` of the token permutations around the expert all-to-all.
+
+    Megatron-Core's all-to-all token dispatcher copies every routed token copy four times
+    in the forward (permute by expert before the dispatch, sort the received chunks by
+    local expert, unsort them, and the probability-weighted unpermute after the combine)
+    and again in the backward: ``moe_permute_bytes_fwd`` bytes (read + write, BF16) per
+    routed element each way. The ``tokens / TP`` sequence-parallel slice of each rank is routed.
+    """
+    elems = np.asarray(tokens, dtype=float) * top_k * capacity_factor * d_model / np.asarray(tp, dtype=float)
+    t = K.memory_bound_time(c.moe_permute_bytes_fwd * elems, device, c)
+    return t, t
+
+
+def remote_domains_per_token(top_k, ep, members_in_domain):
+    """Expected distinct *other* scale-up domains a token's ``k`` experts fall in.
+
+    The ``EP`` ranks span ``D = EP / members`` domains; with the experts of a token spread
+    uniformly over them, each other domain is hit with probability ``1 - (1 - 1/D)^k``.
+    """
+    d = np.maximum(np.asarray(ep, dtype=float) / np.asarray(members_in_domain, dtype=float), 1.0)
+    return (d - 1.0) * (1.0 - (1.0 - 1.0 / d) ** top_k)
+
+
+def dispatch_time(payload_bytes, top_k, ep, stride, system: System, c: PerfConstants, dedup: bool = True):
+    """Seconds of one dispatch (or combine) all-to-all of ``payload_bytes`` routed copies per rank.
+
+    Plain all-to-all (Megatron's ``alltoall`` dispatcher, ``dedup=False``): the ``(n - k)/n``
+    of the copies bound for other domains leave over the rank's NIC (:func:`comm.all_to_all_time`).
+    Hierarchical (``flex`` dispatcher: DeepEP / HybridEP, what Megatron-Bridge's MoE recipes
+    run): a token crosses the network once per destination domain and is forwarded to its
+    experts over NVLink there, so the NIC carries ``remote_domains_per_token / k`` of the
+    copies; inside the domain every copy crosses NVLink once.
+    """
+    k_dom = members_per_domain(ep, stride, system.scale_up_domain, _carved(system))
+    n = np.asarray(ep, dtype=float)
+    if dedup:
+        remote = remote_domains_per_token(top_k, n, k_dom) / top_k
+    else:
+        remote = (n - k_dom) / n
+    t_out = payload_bytes * remote / scale_out_bandwidth(system, c)
+    t_in = payload_bytes * (k_dom - 1) / np.maximum(k_dom, 1) / scale_up_bandwidth(system, c)
+    lat = np.where(n > k_dom, c.scale_out_latency_s, c.nvlink_latency_s) * np.ceil(np.log2(np.maximum(n, 1)))
+    return np.where(n > 1, np.maximum(t_in, t_out) + lat, 0.0)

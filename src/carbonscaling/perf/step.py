@@ -15,13 +15,15 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from ..formats import recipe_value
 from ..hardware import System
 from ..scaling import ModelSpec
 from . import kernels as K
 from . import moe as moe_kernels
-from .comm import all_to_all_time, p2p_time, ring_group
+from .comm import p2p_time, ring_group
 from .constants import PerfConstants, default_constants
 from .layout import LayoutGrid, TrainingOptions
+from .moe import dispatch_time, permute_time
 from .memory import Memory, data_parallel_groups, local_shards, memory_per_device
 from .pipeline import pipeline_time, stage_layers
 
@@ -94,8 +96,8 @@ def _attention(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOptio
         kv = 2.0 * np.maximum(model.n_kv_heads / tp, 1.0) * model.head_dim  # KV heads replicate past their count
         parts = [(h, nh * model.head_dim + kv), (nh * model.head_dim, h)]
     f = b = 0.0
-    for n_in, n_out in parts:
-        pf, pb = K.linear_fwd_bwd_time(tokens, n_out, n_in, 1, dev, c, prec, ib)
+    for n_in, n_out in parts:  # the projections reading d_model read the norm's output (LayerNormLinear)
+        pf, pb = K.linear_fwd_bwd_time(tokens, n_out, n_in, 1, dev, c, prec, ib, norm_fused=n_in == h)
         f, b = f + pf, b + pb
     heads_batch = g.mb * nh
     hd = (model.qk_head_dim + model.value_head_dim) / 2.0
@@ -118,8 +120,9 @@ def _ffn(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOptions, c:
     prec, ib = o.gemm_precision, o.gemm_input_bytes
     gate = 2.0 if model.ffn_gated else 1.0
 
-    def mlp(tok, width, shards, batch=1):
-        up_f, up_b = K.linear_fwd_bwd_time(tok, gate * width / shards, h, batch, dev, c, prec, ib)
+    def mlp(tok, width, shards, batch=1):  # dense and shared FFNs read the norm's output; routed experts do not
+        up_f, up_b = K.linear_fwd_bwd_time(tok, gate * width / shards, h, batch, dev, c, prec, ib,
+                                           norm_fused=np.asarray(batch) == 1)
         dn_f, dn_b = K.linear_fwd_bwd_time(tok, h, width / shards, batch, dev, c, prec, ib)
         return up_f + dn_f, up_b + dn_b
 
@@ -143,6 +146,8 @@ def _ffn(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOptions, c:
         d_f, d_b = moe_kernels.grouped_linear_fwd_bwd_time(tok_e, h, model.d_expert / etp, E / g.ep, dev, c, prec,
                                                            ib, imbalance=imb)
         e_f, e_b = u_f + d_f, u_b + d_b
+        p_f, p_b = permute_time(tokens, k, h, g.tp, dev, c, cf)  # the dispatcher's token copies
+        e_f, e_b = e_f + p_f, e_b + p_b
     f, b = r_f + e_f, r_b + e_b
     if model.n_shared_experts:
         s_f, s_b = mlp(tokens, model.n_shared_experts * model.shared_expert_width, tp)
@@ -150,7 +155,7 @@ def _ffn(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOptions, c:
     return f, b, (k * cf * model.d_expert + model.n_shared_experts * model.shared_expert_width) / tp
 
 
-def _collectives(model, system, g, o, c, moe: bool):
+def _collectives(model, system, g, o, c, moe: bool, mixer: bool = True, ffn: bool = True):
     """Per layer and microbatch, without recompute: TP all-reduce pairs, EP all-to-alls, CP sends.
 
     TP: 2 forward + 2 backward all-reduce equivalents, half after attention, half after the
@@ -166,30 +171,63 @@ def _collectives(model, system, g, o, c, moe: bool):
         copies = model.top_k * o.capacity_factor
         tp_ffn = ring_group(g.etp, 1, system, c).time("all_reduce", act * copies * g.etp / g.tp)
         payload = tokens * copies * h * o.activation_bytes / g.tp
-        a2a = all_to_all_time(payload, g.ep, g.etp, system, c)
+        a2a = dispatch_time(payload, model.top_k, g.ep, g.etp, system, c,
+                            dedup=o.moe_dispatcher == "flex" and not o.legacy)
     else:
         tp_ffn, a2a = tp_attn, 0.0 * tokens
     kv_heads = model.n_heads / g.tp if model.is_mla else np.maximum(model.n_kv_heads / g.tp, 1.0)
     kv_bytes = tokens * kv_heads * (model.qk_head_dim + model.value_head_dim) * o.activation_bytes
     send = np.where(g.cp > 1, p2p_time(kv_bytes, g.tp, g.cp, system, c), 0.0)
+    if not (mixer and ffn):  # a hybrid stack's block has one sublayer (Mamba's out-projection reduces like attention's)
+        return tp_attn * mixer + tp_ffn * ffn, a2a * ffn, send * mixer
     return tp_attn + tp_ffn, a2a, send
 
 
+def _block_parts(model: ModelSpec, block: str | None, moe: bool):
+    """(mixer, ffn) of a layer: ``attention``/``mamba``/None and ``dense``/``moe``/None.
+
+    A transformer layer has both; a hybrid stack's block (Megatron ``hybrid_override_pattern``
+    symbol ``M``, ``*``, ``E`` or ``-``) has one.
+    """
+    if block is None:
+        return "attention", ("moe" if moe else "dense")
+    return {"M": ("mamba", None), "*": ("attention", None), "E": (None, "moe"), "-": (None, "dense")}[block]
+
+
+def _mamba(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOptions, c: PerfConstants):
+    """A Mamba-2 mixer (perf.ssm): (fwd, bwd) per microbatch, heads split over TP."""
+    from .ssm import mamba2_layer_times
+
+    tokens = g.mb * model.seq_len / g.cp
+    return mamba2_layer_times(tokens, model.d_model, model.mamba_heads, model.mamba_head_dim, model.mamba_state,
+                              model.mamba_groups, c.ssm_chunk, g.tp, system.device, c, o.gemm_precision,
+                              o.gemm_input_bytes)
+
+
 def layer_times(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOptions, c: PerfConstants,
-                moe: bool) -> LayerTimes:
-    """One layer on one device: compute, and communication exposed after overlap."""
-    q_f, q_b, at_f, at_b, sel = _attention(model, system, g, o, c)
-    ff_f, ff_b, ffn_width = _ffn(model, system, g, o, c, moe)
+                moe: bool, block: str | None = None) -> LayerTimes:
+    """One layer on one device: compute, and communication exposed after overlap.
+
+    ``block``: one block of a hybrid stack (``M``, ``*``, ``E``, ``-``) instead of a full
+    transformer layer; its norm and residual traffic is half a layer's.
+    """
+    mixer, ffn = _block_parts(model, block, moe)
+    zero = 0.0 * g.tp
+    q_f, q_b, at_f, at_b, sel = _attention(model, system, g, o, c) if mixer == "attention" else (zero,) * 5
+    if mixer == "mamba":
+        q_f, q_b = _mamba(model, system, g, o, c)
+    ff_f, ff_b, ffn_width = _ffn(model, system, g, o, c, ffn == "moe") if ffn else (zero, zero, 0.0)
     dev = system.device
     tokens = g.mb * model.seq_len / g.cp
     sp = np.where(o.sequence_parallel & (g.tp > 1), g.tp.astype(float), 1.0)
     ffn_bytes = c.elementwise_fwd_bytes_ffn_gated if model.ffn_gated else c.elementwise_fwd_bytes_ffn
-    elem_f = K.memory_bound_time(tokens * (c.elementwise_fwd_bytes_hidden * model.d_model / sp
+    hidden_share = 1.0 if (mixer and ffn) else 0.5
+    elem_f = K.memory_bound_time(tokens * (hidden_share * c.elementwise_fwd_bytes_hidden * model.d_model / sp
                                            + ffn_bytes * ffn_width), dev, c)
     fwd = q_f + at_f + ff_f + elem_f
     bwd = q_b + at_b + ff_b + c.elementwise_bwd_to_fwd * elem_f
     sel = np.where(g.rc == 1, sel, 0.0)
-    tp_pair, a2a, send = _collectives(model, system, g, o, c, moe)
+    tp_pair, a2a, send = _collectives(model, system, g, o, c, ffn == "moe", bool(mixer), bool(ffn))
     # CP ring: each of the CP - 1 sends overlaps one block of attention (Megatron/TE p2p CP).
     steps = g.cp - 1.0
     cp_f = steps * np.maximum(0.0, send - at_f / np.maximum(steps, 1.0) * (steps > 0))
@@ -218,6 +256,18 @@ def layer_times(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOpti
 
 
 def per_layer(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOptions, c: PerfConstants) -> LayerTimes:
+    """:func:`_per_layer`, with the share of layers a recipe keeps in BF16 (NVFP4: the first and
+    last blocks, ``formats.yaml: recipe.bf16_layers_nvfp4``) timed in BF16."""
+    share = recipe_value("bf16_layers_nvfp4") if o.gemm_precision == "nvfp4" else 0.0
+    lt = _per_layer(model, system, g, o, c)
+    if not share:
+        return lt
+    lb = _per_layer(model, system, g, o.model_copy(update={"precision": "bf16"}), c)
+    return LayerTimes(**{f.name: (1.0 - share) * getattr(lt, f.name) + share * getattr(lb, f.name)
+                         for f in fields(LayerTimes)})
+
+
+def _per_layer(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOptions, c: PerfConstants) -> LayerTimes:
     """:func:`layer_times` averaged over dense and MoE layers, for every layout of ``g``.
 
     Layer times depend only on (TP, CP, EP, ETP, microbatch, selective recompute), which a
@@ -229,9 +279,13 @@ def per_layer(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOption
     uniq, first, inverse = np.unique(key, return_index=True, return_inverse=True)
     sub = g.take(first)
     frac_moe = model.n_moe_layers / model.n_layers
-    parts = [(1.0 - frac_moe, layer_times(model, system, sub, o, c, moe=False))]
-    if frac_moe > 0:
-        parts.append((frac_moe, layer_times(model, system, sub, o, c, moe=True)))
+    if model.is_hybrid:  # one block per layer: average over the pattern's block kinds
+        parts = [(model.hybrid_pattern.count(b) / model.n_layers, layer_times(model, system, sub, o, c, b == "E", b))
+                 for b in "M*E-" if b in model.hybrid_pattern]
+    else:
+        parts = [(1.0 - frac_moe, layer_times(model, system, sub, o, c, moe=False))]
+        if frac_moe > 0:
+            parts.append((frac_moe, layer_times(model, system, sub, o, c, moe=True)))
     out = {}
     for f in fields(LayerTimes):
         avg = sum(w * np.broadcast_to(getattr(p, f.name), uniq.shape) for w, p in parts)
@@ -353,6 +407,9 @@ def evaluate(model: ModelSpec, system: System, g: LayoutGrid, opts: TrainingOpti
     slowdown = c.overlap_compute_slowdown * overlapped
 
     optimizer = K.memory_bound_time(c.adam_bytes_per_param_step * mem.optimizer_params, system.device, c)
+    # Quantized recipes cast the updated weights (and their transposed copies) once per step;
+    # Transformer Engine reuses them over the step's microbatches.
+    optimizer = optimizer + K.quantize_time(mem.params_dense + mem.params_expert, o.gemm_precision, system.device, c)
     step = pipeline + dp_exposed + optimizer + slowdown
     share = m / g.pp  # the balanced part of the pipeline, m * t_sum / pp, split by cause
     n_layers = model.n_layers

@@ -38,8 +38,10 @@ PRECISIONS = {"BF16": "bf16", "FP8": "fp8", "FP8-CS": "fp8", "FP8-MX": "mxfp8", 
 #: Table model names -> catalog keys whose numbers are model_architectures.csv's.
 MODELS = {"LLAMA3_8B": "llama3-8b", "LLAMA3_70B": "llama3-70b", "LLAMA3.1_405B": "llama3.1-405b",
           "DeepSeekV3": "deepseek-v3", "Kimi_K2": "kimi-k2", "Qwen3_30B_a3B": "qwen3-30b-a3b",
-          "Qwen3_235B_a22B": "qwen3-235b-a22b", "GPT OSS 120B": "gpt-oss-120b"}
-HYBRID = {"Nemotron_3_Nano", "Nemotron_3_5_Lightning"}
+          "Qwen3_235B_a22B": "qwen3-235b-a22b", "GPT OSS 120B": "gpt-oss-120b",
+          "Nemotron_3_Nano": "nemotron-3-nano"}
+#: Rows whose model is a catalog model with a change the architecture table states.
+MODEL_CHANGES = {"Nemotron_3_5_Lightning": ("nemotron-3-nano", {"mtp_layers": 2})}  # Nano + 2 MTP layers
 
 
 class Unexpressible(Exception):
@@ -69,9 +71,8 @@ def describe_row(row: dict):
     from ..perf.layout import TrainingOptions
     from ..scaling import named_model
 
-    if row["model"] in HYBRID:
-        raise Unexpressible("hybrid Mamba-2/attention layers: no Mamba layer cost in the step model yet")
-    model = named_model(MODELS[row["model"]])
+    key, change = MODEL_CHANGES.get(row["model"], (MODELS.get(row["model"]), {}))
+    model = named_model(key).model_copy(update=change)
     seq, gbs = int(row["seq_len"]), int(row["gbs"])
     update: dict[str, Any] = {"seq_len": seq, "global_batch_tokens": float(gbs * seq)}
     assumed = []
