@@ -321,6 +321,11 @@ ProfileOpt = Annotated[Optional[list[str]], typer.Option(
 BasisOpt = Annotated[str, typer.Option("--basis", metavar="lca|direct", help="Electricity Maps column.")]
 
 
+def _wall_days(est) -> float:
+    b = est.carbon.breakdown
+    return float(b.get("expected_duration_h") or b["duration_h"]) / 24.0
+
+
 def _profiles(profile: list[str] | None, regions: str | None, basis: str) -> dict:
     from .grid import read_profile_csv, region_profile
 
@@ -353,7 +358,7 @@ def grid_integrate(start: Annotated[list[str], typer.Option("--start", metavar="
         emit_json(res)
         return
     print_table(f"{est.model.name} on {est.result.layout.devices} x {est.system.device.name}: "
-                f"{est.carbon.breakdown['duration_h'] / 24:.1f} days", ["profile", "start", "end", "mean CI g/kWh",
+                f"{_wall_days(est):.1f} days on the calendar", ["profile", "start", "end", "mean CI g/kWh",
                                                                         "operational t", "total t"],
                 [[r["profile"], r["start"], r["end"], r["ci_g_per_kwh"], r["operational_tco2e"], r["total_tco2e"]]
                  for r in res])
@@ -377,7 +382,7 @@ def grid_suggest(first: Annotated[str, typer.Option("--from", metavar="YYYY-MM",
     if as_json:
         emit_json(res)
         return
-    print_table(f"start months ranked ({est.carbon.breakdown['duration_h'] / 24:.1f}-day run); saving vs worst "
+    print_table(f"start months ranked ({_wall_days(est):.1f}-day run); saving vs worst "
                 f"{res['saving_vs_worst_tco2e']:,.4g} t", ["profile", "start", "end", "mean CI", "operational t", "total t"],
                 [[r["profile"], r["start"], r["end"], r["ci_g_per_kwh"], r["operational_tco2e"], r["total_tco2e"]]
                  for r in res["rows"][: integer(top) or 12]])

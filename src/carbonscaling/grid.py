@@ -219,7 +219,8 @@ def on_grid(carbon: Any, profile: Profile, start: Any) -> dict[str, Any]:
     embodied carbon does not depend on the grid.
     """
     b = carbon.breakdown
-    win = window_intensity(profile, start, float(b["duration_h"]))
+    # the calendar window is the expected wall clock (with goodput losses) where the model has one
+    win = window_intensity(profile, start, float(b.get("expected_duration_h") or b["duration_h"]))
     ci0 = float(b["ci_g_per_kwh"])
     op = carbon.energy_kwh * win["ci_g_per_kwh"] / 1e6
     return {**win, "energy_kwh": carbon.energy_kwh, "operational_tco2e": op, "embodied_tco2e": carbon.embodied_tco2e,
