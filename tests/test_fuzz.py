@@ -144,8 +144,9 @@ def prop_pinned_searched_layout(model, device, deadline):
     d = est.to_dict()
     assert estimate(model, device, deadline_days=deadline).to_dict() == d
     lay = d["layout"]
-    pin = {k: lay[k] for k in ("devices", "tp", "pp", "dp", "ep", "zero", "microbatch", "recompute")}
-    pin.update(vp=lay["interleave"], global_batch=lay["global_batch_sequences"])
+    pin = {k: lay[k] for k in ("devices", "tp", "pp", "dp", "cp", "ep", "etp", "zero", "fsdp", "microbatch", "vp",
+                               "recompute", "recompute_layers")}
+    pin.update(global_batch=lay["global_batch_sequences"])
     again = estimate(model, device, deadline_days=deadline, **pin).to_dict()
     assert {k: again["layout"][k] for k in lay} == lay
     assert again["performance"]["step_time_s"] == pytest.approx(d["performance"]["step_time_s"], rel=1e-9)

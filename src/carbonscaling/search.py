@@ -338,7 +338,22 @@ def _prune(model, system, o, c, combos, batch, pins, deadline_s):
     bound = min_steps * (t_max + (t_sum - t_max) / combos["v"])
     best_bound = float(bound[fits].min()) if fits.any() else math.inf
     keep = fits if "devices" in pins else fits & (bound <= deadline_s)
+    keep &= ~_recompute_dominated(combos, probe.fits)
     return ({k: v[keep] for k, v in combos.items()}, t_max[keep], t_sum[keep], best_bound, bool(fits.any()))
+
+
+def _recompute_dominated(combos: dict[str, np.ndarray], fits_at_smallest_dp: np.ndarray) -> np.ndarray:
+    """Combinations with recompute chosen to fit (``RL_AUTO``) whose no-recompute twin already
+    fits at the smallest DP: the twin fits at every DP and is faster there, so they never win."""
+    auto = (combos["rc"] == 2) & (combos["rl"] == RL_AUTO)
+    if not auto.any():
+        return auto
+    cols = [combos[k] for k in COMBO_FIELDS if k not in ("rc", "rl")]
+    _, key = np.unique(np.stack(cols, axis=1), axis=0, return_inverse=True)
+    key = key.reshape(-1)
+    none_fits = np.zeros(int(key.max()) + 1, dtype=bool)
+    np.logical_or.at(none_fits, key[(combos["rc"] == 0) & fits_at_smallest_dp], True)
+    return auto & none_fits[key]
 
 
 def _validate_request(deadline_days, objective, carbon_score, pipeline_split) -> None:
