@@ -253,3 +253,15 @@ def test_bloom_published_scope_and_full_scope():
     assert rows[1]["operational_tco2e"] == pytest.approx(24.69, abs=0.01)  # TDP x GPU-h x 57 g
     assert rows[2]["operational_tco2e"] > rows[1]["operational_tco2e"]
     assert "host" in rows[2]["scope"] and "PUE" in rows[2]["scope"]
+
+
+def test_estimate_cli_says_deadline_capped_and_scope(capsys):
+    from carbonscaling.cli import main
+
+    try:
+        main(["estimate", "--model", "megatron-1.7b", "--deadline-days", "36500", "--no-uncertainty"])
+    except SystemExit as e:
+        assert e.code in (0, None)
+    out = capsys.readouterr().out
+    assert "capped at the hardware lifetime" in out and "scope: operational: device, host" in out
+    assert "steady state / expected (goodput)" in out and "kWh per device-hour" in out

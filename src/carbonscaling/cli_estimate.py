@@ -159,6 +159,10 @@ def _print_summary(d: dict) -> None:
                  ", ".join(f"{k} ({v})" for k, v in flags.items() if v in ("assumed", "unverified")) or "none"])
     print_table(title, ["quantity", "value"], rows)
     typer.echo(f"scope: {c['scope']}")
+    if perf["deadline_days"] < used["deadline_days"] * (1 - 1e-9):
+        typer.echo(f"note: the {used['deadline_days']:g}-day deadline is capped at the hardware lifetime "
+                   f"({perf['deadline_days']:g} days; lifetime policy 'refuse': a longer run is not charged, "
+                   "--lifetime-policy whole_run or replace allows it)")
     if d["energy"]["lifetime_note"]:
         typer.echo(f"lifetime: {d['energy']['lifetime_note']}")
     if d["energy"]["development_device_hours"]:

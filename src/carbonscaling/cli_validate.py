@@ -83,6 +83,7 @@ def _print_report(report) -> None:
         body += [[m, *[entry["methods"][m].get(q) for q in qs]] for m in methods if m in entry["methods"]]
         print_table(f"{entry['run_id']}: energy/carbon from each method's device-hours (our model, device power at "
                     "TDP, the run's PUE/CI)", ["method", *qs], body)
+    _print_energy(report)
     for r in report.runs:
         if r.get("scope") and "device_hours" in r["reported"]:
             typer.echo(f"scope {r['run_id']}: {r['scope']}")
@@ -108,3 +109,22 @@ def _print_step_time(sec) -> None:
         reasons[r["reason"]] = reasons.get(r["reason"], 0) + 1
     for why, n in sorted(reasons.items(), key=lambda kv: -kv[1]):
         typer.echo(f"not expressed ({n} rows): {why}")
+
+
+def _print_energy(report) -> None:
+    """Issue 10: steady-state vs goodput-adjusted device-hours, published vs full scope."""
+    g = report.extras.get("goodput")
+    if g and g["rows"]:
+        body = [[r["run_id"], r["reported"], r["steady"], _pct(r["steady_error"]), _f(r["goodput"]), r["adjusted"],
+                 _pct(r["adjusted_error"])] for r in g["rows"] if r["method"] == "ours"]
+        print_table("device-hours, ours pinned: steady state and / goodput (data/goodput.yaml, not fitted)",
+                    ["run", "reported", "steady", "err", "goodput", "with goodput", "err"], body)
+        for m, s in g["summary"].items():
+            typer.echo(f"{m}: device-hours MAPE steady {_f(s['mape_steady'])} -> with goodput "
+                       f"{_f(s['mape_goodput'])} (n={s['n']}); model cards {_f(s['mape_steady_model_cards'])} -> "
+                       f"{_f(s['mape_goodput_model_cards'])} (n={s['n_model_cards']})")
+    for entry in report.extras.get("scope", []):
+        body = [[r["scope"], r.get("energy_kwh"), r.get("operational_tco2e"), r.get("embodied_tco2e")]
+                for r in entry["rows"]]
+        print_table(f"{entry['run_id']} on its published device-hours: published scope vs full scope",
+                    ["scope", "energy_kwh", "operational_tco2e", "embodied_tco2e"], body)
