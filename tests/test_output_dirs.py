@@ -122,11 +122,19 @@ def test_ctrl_c_prints_aborted_and_leaves_nothing(tmp_path, scenario, capsys, mo
         raise AssertionError("SIGINT did not interrupt")
 
     monkeypatch.setattr(paper, "_run_into", interrupted)
+    # A process started in the background of a non-interactive shell inherits SIGINT ignored
+    # (CI may run us so); a user's terminal delivers it to Python's default handler.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     out = tmp_path / "o"
-    assert main(["sweep", str(scenario), "--out", str(out), "--no-progress"]) == 130
+    try:
+        code = main(["sweep", str(scenario), "--out", str(out), "--no-progress"])
+    finally:
+        restored = signal.getsignal(signal.SIGINT)
+        signal.signal(signal.SIGINT, previous)
+    assert code == 130
     assert capsys.readouterr().err == "error: aborted\n"
     assert _listing(tmp_path) == ["tiny.yaml"]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    assert restored is signal.default_int_handler  # restored
 
 
 def test_stop_pool_cancels_queued_work_at_once():

@@ -117,6 +117,8 @@ def parse_user_yaml(text: str, field: str, name: str = "the file") -> Any:
         finally:
             loader.dispose()
     except (yaml.YAMLError, RecursionError) as err:
+        if "nesting depth" in str(err):  # libyaml >= 0.2.5 stops deep flow collections itself
+            raise InputError(field, f"{name} nests mappings/lists more than {MAX_YAML_DEPTH} levels deep") from None
         line = getattr(getattr(err, "problem_mark", None), "line", None)
         where = f" at line {line + 1}" if line is not None else ""
         raise InputError(field, f"{name} is not valid YAML{where}") from None
