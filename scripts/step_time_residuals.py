@@ -6,13 +6,15 @@ time is taken from throughput when the run reports it (``tflops_per_device``, el
 HFU-counted runs against our HFU), and from device-hours only when the run reports no
 throughput (device-hours of a real run also carry restarts, which ``goodput`` covers).
 
-Where the package has the step-time validation over measured Megatron-Bridge throughput
-(``carbonscaling.validation.throughput``, ``data/nemo_performance.csv``), every expressible
-row is added too: measured / predicted step time with the row's layout as run.
+With ``--with-nemo`` (and the step-time validation over measured Megatron-Bridge throughput,
+``carbonscaling.validation.throughput``), every expressible row of ``data/nemo_performance.csv``
+is added too: measured / predicted step time with the row's layout as run. Not the default yet:
+those rows span B200/B300/GB200/GB300 and NVFP4/MXFP8 and would be pooled for every device
+(docs/decisions.md).
 
 Run from the repository root after changing the performance model::
 
-    python scripts/step_time_residuals.py
+    python scripts/step_time_residuals.py [--with-nemo]
 """
 
 from __future__ import annotations
@@ -68,7 +70,8 @@ def main() -> int:
         rows.append({"run_id": row["run_id"], "device": row["device"], "quantity": got[0],
                      "ratio_measured_over_predicted": f"{got[1]:.4f}",
                      "source": "carbonscaling validate, ours (pinned layout); published_runs.csv"})
-    rows += nemo_rows()
+    if "--with-nemo" in sys.argv[1:]:
+        rows += nemo_rows()
     with OUT.open("w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
