@@ -118,6 +118,11 @@ def check_against_api(drv, api: dict) -> None:
         assert drv.find_element(By.ID, f"layout-{k}").get_attribute("data-value") == str(lay[k])
     vp = lay.get("vp", lay.get("interleave"))
     assert drv.find_element(By.ID, "layout-vp").get_attribute("data-value") == str(vp)
+    # The carbon chart's stacked parts add up to the API's operational and embodied totals
+    # (a part keyed under another power model's name would silently draw nothing).
+    for bar, key in (("operational", "operational_tco2e"), ("embodied", "embodied_tco2e")):
+        label = drv.find_element(By.CSS_SELECTOR, f'#chart-carbon svg text[data-bar="{bar}"]')
+        assert float(label.get_attribute("data-value")) == pytest.approx(c[key], rel=1e-9), bar
     for chart in ("chart-step", "chart-carbon", "chart-memory"):
         assert drv.find_elements(By.CSS_SELECTOR, f"#{chart} svg rect"), chart
 

@@ -139,8 +139,13 @@ function stackedBar(target, parts, unit, capacity) {
 // Vertical bars for operational and embodied (stacked parts) and the total with its range whisker.
 function carbonChart(target, c, b) {
   const W = 360, H = 190, top = 12, bottom = 150, left = 40;
-  const opParts = [["device static", b.device_static_tco2e, "#4c72b0"], ["device dynamic", b.device_dynamic_tco2e, "#6d8fcf"],
-    ["node other", b.node_other_tco2e, "#9db4e0"], ["network", b.network_tco2e, "#c9d6f0"]];
+  // The measured power model (default) and the papers' formula name their operational parts differently.
+  const opParts = b.device_tco2e !== undefined
+    ? [["device", b.device_tco2e, "#4c72b0"], ["host", b.host_tco2e, "#6d8fcf"],
+       ["power conversion", b.power_conversion_tco2e, "#8aa6d8"], ["cooling", b.cooling_tco2e, "#9db4e0"],
+       ["network", b.network_tco2e, "#c9d6f0"]]
+    : [["device static", b.device_static_tco2e, "#4c72b0"], ["device dynamic", b.device_dynamic_tco2e, "#6d8fcf"],
+       ["node other", b.node_other_tco2e, "#9db4e0"], ["network", b.network_tco2e, "#c9d6f0"]];
   const embParts = [["accelerator", b.embodied_accelerator_tco2e, "#dd8452"], ["CPU", b.embodied_cpu_tco2e, "#e8a87c"],
     ["DRAM", b.embodied_dram_tco2e, "#f0c4a4"], ["SSD", b.embodied_ssd_tco2e, "#f7dcc8"],
     ["infrastructure", b.embodied_infrastructure_tco2e, "#b5651d"]];
@@ -162,7 +167,8 @@ function carbonChart(target, c, b) {
       base += val;
     }
     svg.appendChild(el("text", {x: x + w / 2, y: bottom + 14, "font-size": 11, "text-anchor": "middle"}, name));
-    svg.appendChild(el("text", {x: x + w / 2, y: bottom + 28, "font-size": 10, "text-anchor": "middle"}, fmt(base)));
+    svg.appendChild(el("text", {x: x + w / 2, y: bottom + 28, "font-size": 10, "text-anchor": "middle",
+                                "data-bar": name, "data-value": base}, fmt(base)));
     if (name === "total" && c.total_low_tco2e !== null) {
       const cx = x + w / 2;
       svg.appendChild(el("line", {x1: cx, x2: cx, y1: y(c.total_low_tco2e), y2: y(c.total_high_tco2e), stroke: "#000", "stroke-width": 1.5}));
