@@ -166,6 +166,20 @@ def test_user_csv_validates_and_records_infeasible_and_missing_architecture(tmp_
     assert rep.extras["calibration"]["used_for_fitting"] == []
 
 
+def test_layout_pins_column_uses_the_specs_names_and_ranges():
+    """The runs file's pins are LayoutPins: the same keys (vp and its alias) and the same ranges."""
+    from carbonscaling.specs import LayoutPins
+    from carbonscaling.validation.runs import parse_pins, pin_keys
+
+    assert {"tp", "pp", "dp", "cp", "ep", "etp", "vp", "interleave", "zero", "fsdp", "recompute_layers"} <= set(pin_keys())
+    assert parse_pins("tp=8 vp=2 fsdp=16") == {"tp": 8, "vp": 2, "fsdp": 16}
+    hi = LayoutPins.model_fields["zero"].metadata[-1].le
+    assert parse_pins(f"zero={hi}") == {"zero": hi}
+    with pytest.raises(InputError) as err:
+        parse_pins(f"zero={hi + 1}")
+    assert err.value.field == "layout_pins.zero" and f"[0, {hi}]" in err.value.message
+
+
 def test_bad_layout_pins_name_the_field(tmp_path):
     rows = user_rows()[:1]
     rows[0]["layout_pins"] = "tp=8 widgets=3"

@@ -42,12 +42,6 @@ _INT_FIELDS = {"seq_len", "n_devices", "n_devices_assumed", "tp", "pp", "dp", "e
 OPTION_COLUMNS: tuple[str, ...] = (
     "flash_attention", "sequence_parallel", "overlap_grad_reduce", "overlap_tp_comm", "overlap_ep_comm")
 _BOOL_FIELDS = {"used_for_fitting", *OPTION_COLUMNS}
-#: Keys allowed in the ``layout_pins`` column, with their ranges.
-PIN_KEYS: dict[str, tuple[int, int]] = {
-    "tp": (1, 10**6), "pp": (1, 10**6), "dp": (1, 10**8), "ep": (1, 10**6), "zero": (0, 3),
-    "microbatch": (1, 10**6), "interleave": (1, 10**3), "vp": (1, 10**3), "cp": (1, 10**6), "etp": (1, 10**6),
-    "fsdp": (0, 10**8), "recompute_layers": (0, 10**6),
-}
 #: Shared layout columns and the pin each one sets.
 _PIN_COLUMNS = {"tp": "tp", "pp": "pp", "dp": "dp", "ep": "ep", "cp": "cp", "zero_stage": "zero"}
 _FLOAT_FIELDS = {
@@ -137,18 +131,34 @@ class PublishedRun(BaseModel):
         return {q: float(v) for q, v in out.items() if v is not None}
 
 
+def pin_keys() -> tuple[str, ...]:
+    """Keys allowed in the ``layout_pins`` column: the whole-number fields of
+    :class:`~carbonscaling.specs.LayoutPins` (and its ``interleave`` alias), whose ranges apply."""
+    from ..specs import LayoutPins
+
+    keys = tuple(k for k, f in LayoutPins.model_fields.items() if f.annotation == (int | None))
+    return keys + ("interleave",)
+
+
 def parse_pins(text: str, where: str = "layout_pins") -> dict[str, int]:
-    """``"tp=8 pp=16 zero=2"`` -> ``{"tp": 8, "pp": 16, "zero": 2}`` (keys: :data:`PIN_KEYS`)."""
+    """``"tp=8 pp=16 zero=2"`` -> ``{"tp": 8, "pp": 16, "zero": 2}`` (keys: :func:`pin_keys`,
+    checked against :class:`~carbonscaling.specs.LayoutPins`' ranges)."""
+    from ..specs import LayoutPins, spec_error
+
+    keys = pin_keys()
     out: dict[str, int] = {}
     for item in (text or "").replace(",", " ").replace(";", " ").split():
         key, sep, val = item.partition("=")
-        if not sep or key not in PIN_KEYS:
-            raise InputError(where, f"items must be KEY=N with KEY in {', '.join(PIN_KEYS)}, got {item!r}")
-        lo, hi = PIN_KEYS[key]
-        if not val.isdigit() or not lo <= int(val) <= hi:
-            raise InputError(f"{where}.{key}", f"must be a whole number in [{lo}, {hi}], got {val!r}")
+        if not sep or key not in keys:
+            raise InputError(where, f"items must be KEY=N with KEY in {', '.join(keys)}, got {item!r}")
+        if not val.isdigit():
+            raise InputError(f"{where}.{key}", f"must be a whole number, got {val!r}")
         if key in out:
             raise InputError(f"{where}.{key}", "given twice")
+        try:
+            LayoutPins.model_validate({key: int(val)})
+        except ValidationError as err:
+            raise InputError(f"{where}.{key}", spec_error(err).message) from None
         out[key] = int(val)
     return out
 
