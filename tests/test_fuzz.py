@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 import carbonscaling as cs
 from carbonscaling.carbon import run_carbon
-from carbonscaling.errors import CarbonScalingError, InfeasibleError
+from carbonscaling.errors import CarbonScalingError, InfeasibleError, InputError
 from carbonscaling.hardware import device_names
 
 DEVICES = device_names()
@@ -192,7 +192,9 @@ def prop_junk(option, value, device):
         event("infeasible")
         return
     except CarbonScalingError as err:
-        assert getattr(err, "field", None) or str(err)
+        # one line, and bad input names the field it is about (str(err) alone is never empty)
+        assert "\n" not in str(err) and str(err).strip()
+        assert not isinstance(err, InputError) or err.field
         event("rejected")
         return
     event("answered")
