@@ -209,12 +209,17 @@ def stop_pool(pool) -> None:
     """Cancel every queued task and terminate the workers now (Ctrl-C, errors): without this
     the executor's exit would wait for its whole queue."""
     procs = list((getattr(pool, "_processes", None) or {}).values())  # shutdown() forgets them
+    manager = getattr(pool, "_executor_manager_thread", None)  # and its manager thread
     pool.shutdown(wait=False, cancel_futures=True)
     for proc in procs:
         if proc.is_alive():
             proc.terminate()
     for proc in procs:
         proc.join(timeout=5)
+    # The executor's manager thread marks the futures already handed to workers as failed once
+    # it sees them gone; wait for it so that no future is left looking "running".
+    if manager is not None:
+        manager.join(timeout=5)
 
 
 @contextmanager
