@@ -59,6 +59,9 @@ def test_permute_time_is_four_copies_of_every_routed_element_each_way():
     # it scales with the routed elements
     f2, _ = moe.permute_time(4096, 4, 1024, 4, H100.device, C)
     assert f2 > f
+    # padded to capacity: 1.5x the routed elements
+    f3, _ = moe.permute_time(4096, 2, 1024, 4, H100.device, C, capacity_factor=1.5)
+    assert f3 == pytest.approx(float(K.memory_bound_time(C.moe_permute_bytes_fwd * 1.5 * elems, H100.device, C)))
 
 
 # ---- routing imbalance -------------------------------------------------------------------
