@@ -143,3 +143,32 @@ def test_mla_projection_gemms_are_deepseek_v3s():
     got_f, got_b = _attention(m, H100, g, o, C)[:2]
     assert float(got_f[0]) == pytest.approx(float(f[0]), rel=1e-12)
     assert float(got_b[0]) == pytest.approx(float(b[0]), rel=1e-12)
+
+
+# ---- MoE FFN -------------------------------------------------------------------------------
+def test_moe_ffn_grouped_gemms_wait_for_the_busiest_rank():
+    import math
+
+    from carbonscaling.perf import moe
+    from carbonscaling.perf.step import _ffn
+
+    g = _grid(dp=8, ep=8)
+    o = TrainingOptions()
+    h, de, dev = 4096, MOE.d_expert, H100.device
+    tok = 4096.0
+    tok_e = tok * 2 * 8 / 16                        # 4096 routed copies per expert
+    imb = 1 + math.sqrt(2 * math.log(8) / (tok_e * 2))   # 2 local experts per EP rank, 8 ranks
+    gate = 2.0 if MOE.ffn_gated else 1.0
+    r = K.linear_fwd_bwd_time(np.array([tok]), 16, h, 1, dev, C, "bf16", 2.0)
+    up = moe.grouped_linear_fwd_bwd_time(np.array([tok_e]), gate * de, h, 2, dev, C, "bf16", 2.0, imbalance=imb)
+    dn = moe.grouped_linear_fwd_bwd_time(np.array([tok_e]), h, de, 2, dev, C, "bf16", 2.0, imbalance=imb)
+    pm = moe.permute_time(tok, 2, h, np.array([1]), dev, C)
+    f, b, width = _ffn(MOE, H100, g, o, C, moe=True)
+    assert float(f[0]) == pytest.approx(float(r[0][0] + up[0][0] + dn[0][0] + pm[0][0]), rel=1e-12)
+    assert float(b[0]) == pytest.approx(float(r[1][0] + up[1][0] + dn[1][0] + pm[1][0]), rel=1e-12)
+    assert float(np.asarray(width).reshape(-1)[0]) == pytest.approx(2 * de)
+    # forced-balanced routing (Megatron-Bridge's benchmark rows) removes exactly the imbalance
+    fb = _ffn(MOE, H100, g, TrainingOptions(force_balanced_routing=True), C, moe=True)[0]
+    up1 = moe.grouped_linear_fwd_bwd_time(np.array([tok_e]), gate * de, h, 2, dev, C, "bf16", 2.0)
+    dn1 = moe.grouped_linear_fwd_bwd_time(np.array([tok_e]), h, de, 2, dev, C, "bf16", 2.0)
+    assert float(fb[0]) == pytest.approx(float(r[0][0] + up1[0][0] + dn1[0][0] + pm[0][0]), rel=1e-12)
