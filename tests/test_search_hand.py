@@ -186,3 +186,32 @@ def test_unreachable_deadline_names_the_pipeline_bound_and_the_batch_cap():
             assert bound * 86400 * (1 - 1e-9) <= r.duration_s <= days * 86400
         except InfeasibleError as e2:
             assert e2.details["best_duration_days"] >= bound * (1 - 1e-9) and e2.details["best_duration_days"] > days
+
+
+def test_request_bounds():
+    for days in (0, -1, 36500.5, float("nan"), True):
+        with pytest.raises(InputError) as err:
+            search(DENSE, H100, deadline_days=days)
+        assert err.value.field == "deadline_days"
+    with pytest.raises(InputError) as err:
+        search(DENSE, H100, objective="cheapest")
+    assert err.value.field == "objective"
+    with pytest.raises(InputError) as err:
+        search(DENSE, H100, objective="carbon")
+    assert err.value.field == "objective"
+    with pytest.raises(InputError) as err:
+        search(DENSE, H100, pipeline_split="odd")
+    assert err.value.field == "pipeline_split"
+    with pytest.raises(InputError) as err:
+        search(DENSE, H100, pinned={"dp": 64, "microbatch": 16})
+    assert err.value.field == "dp" and "1024" in str(err.value) and "512" in str(err.value)
+
+
+@pytest.mark.parametrize("opts,rule", [(TrainingOptions(), "TP x CP x PP x DP (EP inside DP x CP)"),
+                                       (TrainingOptions(ep_convention="cs-v1"), "TP x PP x DP (DP includes EP: v1's DP x EP)")])
+def test_a_device_count_no_layout_has_names_the_rule(opts, rule):
+    with pytest.raises(InfeasibleError) as err:
+        search(DENSE, H100, options=opts, pinned={"devices": 7, "tp": 2})
+    assert err.value.constraint == "layout"
+    assert str(err.value) == (f"no allowed layout has exactly 7 devices (devices = {rule}; pinned tp=2; "
+                              "at most 512 sequences per step)")
