@@ -195,7 +195,7 @@ def test_request_bounds():
         assert err.value.field == "deadline_days"
     with pytest.raises(InputError) as err:
         search(DENSE, H100, objective="cheapest")
-    assert err.value.field == "objective"
+    assert err.value.field == "objective" and str(err.value).endswith("must be 'fastest' or 'carbon', got 'cheapest'")
     with pytest.raises(InputError) as err:
         search(DENSE, H100, objective="carbon")
     assert err.value.field == "objective"

@@ -172,3 +172,32 @@ def test_moe_ffn_grouped_gemms_wait_for_the_busiest_rank():
     up1 = moe.grouped_linear_fwd_bwd_time(np.array([tok_e]), gate * de, h, 2, dev, C, "bf16", 2.0)
     dn1 = moe.grouped_linear_fwd_bwd_time(np.array([tok_e]), h, de, 2, dev, C, "bf16", 2.0)
     assert float(fb[0]) == pytest.approx(float(r[0][0] + up1[0][0] + dn1[0][0] + pm[0][0]), rel=1e-12)
+
+
+# ---- pipeline stage times: embedding, output layer, MTP ------------------------------------
+def test_stage_times_charge_the_head_and_mtp_to_the_last_stage():
+    from carbonscaling.perf.step import stage_times
+
+    lt = SimpleNamespace(time0=np.array([1.0]), extra=np.array([0.5]))
+    m0 = DENSE
+    m2 = DENSE.model_copy(update={"mtp_layers": 2})
+    o = TrainingOptions()
+    tokens, h, V = 4096.0, 4096, 50000
+    dev = H100.device
+    emb = float(K.memory_bound_time(C.embedding_bytes_per_token_hidden * tokens * h, dev, C))
+    lf, lb = K.linear_fwd_bwd_time(np.array([tokens]), V / 2, h, 1, dev, C, "bf16", 2.0)
+    head = float(lf[0] + lb[0]) + float(K.memory_bound_time(C.cross_entropy_passes * tokens * V / 2 * C.logits_bytes,
+                                                            dev, C))
+    g = _grid(tp=2, pp=4)
+    split = (np.array([8]), np.array([8]), np.array([8]))
+    rec = (np.array([2]), np.array([0]), np.array([0]))
+    p2p = 2.0 * 1 * float(p2p_time(tokens * h * 2.0 / 2, 2, 4, H100, C))   # fwd + bwd, one chunk
+    for m, n_mtp in ((m0, 0), (m2, 2)):
+        t_first, t_max, t_sum, p2p_got, ends, r_total = stage_times(m, H100, g, o, C, lt, split, rec)
+        mtp = n_mtp * (1.0 + head)
+        assert float(p2p_got[0]) == pytest.approx(p2p, rel=1e-12)
+        assert float(t_first[0]) == pytest.approx(8 + 2 * 0.5 + emb + p2p, rel=1e-12)
+        assert float(ends[0]) == pytest.approx(emb + head + mtp, rel=1e-12)
+        assert float(t_sum[0]) == pytest.approx(32 * 1.0 + 2 * 0.5 + emb + head + mtp + 4 * p2p, rel=1e-12)
+        assert float(t_max[0]) == pytest.approx(max(8 + 1 + emb + p2p, 8 + head + mtp + p2p), rel=1e-12)
+        assert int(r_total[0]) == 2
