@@ -10,8 +10,8 @@ makes each mutant cheap:
    files, and each test's duration.
 2. ``run``: draws a seeded sample stratified by file (proportional allocation, largest
    remainder, at least ``--min-per-file`` each), applies each mutant in place, and runs only
-   the tests that execute the mutated line (fastest first, ``-x -n 0 -p no:randomly``, a time
-   limit of ``3 x`` their measured time + 30 s) under ``nice``; lines that run only at import
+   the tests that execute the mutated line (fastest first up to ``--budget`` seconds of their
+   measured time, ``-x -n 0 -p no:randomly``, a time limit of ``3 x`` that + 30 s) under ``nice``; lines that run only at import
    (module constants, signatures, defaults) get the tests of the file in ``FILE_TESTS``.
    A mutant is *killed* when the tests fail or time out, *survived* when they pass, and
    *survived (no test)* when no test executes its line. One mutant at a time; the file is
@@ -50,7 +50,7 @@ PKG = "src/carbonscaling"
 FILES = sorted(str(p.relative_to(ROOT)) for p in (ROOT / PKG / "perf").glob("*.py")
                if p.name != "__init__.py") + [f"{PKG}/carbon.py", f"{PKG}/search.py"]
 _PERF = ["tests/test_perf.py", "tests/test_kernels_hw.py", "tests/test_layout_megatron.py",
-         "tests/test_hybrid.py", "tests/test_perf_hand.py"]
+         "tests/test_hybrid.py", "tests/test_perf_hand.py", "tests/test_step_hand.py"]
 # Tests of each file for lines that only run at import (constants, signatures, defaults).
 FILE_TESTS = {f: _PERF for f in FILES}
 FILE_TESTS[f"{PKG}/perf/moe.py"] = _PERF + ["tests/test_moe_hand.py"]
@@ -134,8 +134,13 @@ def mutated_source(f: str, mid) -> str:
     return new
 
 
-def tests_for(f: str, line: int, cmap: dict) -> tuple[list[str], float]:
-    """Tests executing ``line`` of ``f`` (fastest first) and their measured seconds."""
+def tests_for(f: str, line: int, cmap: dict, budget_s: float = 60.0) -> tuple[list[str], float]:
+    """Tests executing ``line`` of ``f``, fastest first, up to ``budget_s`` of measured time.
+
+    A line on the hot path (the step model) is executed by hundreds of tests; the fastest
+    ones kill almost every mutant that any of them kills, and the budget bounds what a
+    survivor costs. Cutting can only turn a kill into a survival (the score is a lower bound).
+    """
     tests = cmap["lines"].get(f, {}).get(str(line))
     if tests is None:  # not an executable line by coverage's account (e.g. a continuation)
         return [], 0.0
@@ -143,7 +148,13 @@ def tests_for(f: str, line: int, cmap: dict) -> tuple[list[str], float]:
     if not tests:  # executed only at import: the file's tests
         return [t for t in FILE_TESTS.get(f, []) if (ROOT / t).exists()], 60.0
     tests = sorted(tests, key=lambda t: dur.get(t, 1.0))
-    return tests, sum(dur.get(t, 1.0) for t in tests)
+    kept, total = [], 0.0
+    for t in tests:
+        if kept and total + dur.get(t, 1.0) > budget_s:
+            break
+        kept.append(t)
+        total += dur.get(t, 1.0)
+    return kept, total
 
 
 def run_tests(tests: list[str], timeout_s: float) -> tuple[str, float]:
@@ -185,7 +196,7 @@ def cmd_run(a) -> None:
         original = path.read_text(encoding="utf-8")
         new = mutated_source(f, mid)
         line = new.splitlines()[mid.line_number] if mid.line_number < len(new.splitlines()) else ""
-        tests, base_s = tests_for(f, enclosing_line(f, mid.line_number, cmap), cmap)
+        tests, base_s = tests_for(f, enclosing_line(f, mid.line_number, cmap), cmap, a.budget)
         if not tests:
             outcome, secs = "survived (no test)", 0.0
         else:
@@ -265,6 +276,7 @@ def main() -> None:
     r.add_argument("--seed", type=int, default=15)
     r.add_argument("--min-per-file", type=int, default=3)
     r.add_argument("--timeout", type=float, default=300.0, help="cap on one mutant's test time (s)")
+    r.add_argument("--budget", type=float, default=60.0, help="measured seconds of tests per mutant (fastest first)")
     r.add_argument("--files", nargs="*", default=FILES)
     r.add_argument("--out", default="mutants.json")
     r.add_argument("--only", nargs="*", default=None, help="file:line:index of mutants to (re)run")

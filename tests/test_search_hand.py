@@ -215,3 +215,26 @@ def test_a_device_count_no_layout_has_names_the_rule(opts, rule):
     assert err.value.constraint == "layout"
     assert str(err.value) == (f"no allowed layout has exactly 7 devices (devices = {rule}; pinned tp=2; "
                               "at most 512 sequences per step)")
+
+
+def test_prune_keeps_only_combinations_that_fit_and_can_meet_the_deadline():
+    from carbonscaling.perf.constants import default_constants
+    from carbonscaling.search import _combo_grid, _prune
+    from carbonscaling.perf.step import evaluate
+
+    o, c = TrainingOptions(), default_constants()
+    m = from_preset("cs-v2", d_model=4096)
+    combos = inner_combos(m, {}, o, system=H100)
+    batch = m.batch_sequences
+    deadline_s = 20 * 86400.0
+    kept, t_max, t_sum, best_bound, any_fit = _prune(m, H100, o, c, combos, batch, {}, deadline_s)
+    assert any_fit and 0 < len(kept["tp"]) < len(combos["tp"])
+    dp_max = dp_limit(kept, batch, {})
+    at_max = evaluate(m, H100, _combo_grid(kept, dp_max, batch, {}), o, c)
+    assert at_max.fits.all()                                   # fits at its largest DP
+    min_steps = m.train_tokens / (batch * m.seq_len)
+    bound = min_steps * (t_max + (t_sum - t_max) / kept["v"])
+    assert np.all(bound <= deadline_s) and best_bound <= bound.min()
+    # the search's answer is among the kept combinations and no faster than their bound
+    r = search(m, H100, deadline_days=20)
+    assert r.duration_s >= best_bound * (1 - 1e-9)
