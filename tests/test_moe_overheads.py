@@ -83,3 +83,36 @@ def test_gpt_oss_attention_core_shrinks_by_the_windowed_share():
     assert float(ab_w[0]) == pytest.approx(keep * float(ab[0]))
     # model FLOPs (the MFU convention) still count full causal attention
     assert m.model_flops_per_token == pytest.approx(full.model_flops_per_token)
+
+
+def test_fused_grouped_mlp_has_no_per_expert_cost():
+    model = named_model("qwen3-30b-a3b")
+    g = _grid(ep=8)
+    c = C.replace(moe_expert_overhead_s=2e-4)
+    loop = step.layer_times(model, GB200, g, TrainingOptions(precision="mxfp8"), c, moe=True)
+    fused = step.layer_times(model, GB200, g, TrainingOptions(precision="mxfp8", moe_grouped_gemm="fused"), c,
+                             moe=True)
+    assert float(loop.compute0[0] - fused.compute0[0]) == pytest.approx(16 * 2e-4)
+
+
+def test_recipe_options_follow_the_release_and_the_recipes_layout():
+    from carbonscaling.validation.throughput import _fused_moe_recipe, describe_row, pretrain_rows
+
+    rows = pretrain_rows()
+
+    def pick(model, system, container):
+        return [r for r in rows if (r["model"], r["system"], r["container"], r["precision"])
+                == (model, system, container, "MXFP8")]
+
+    # DeepSeek-V3 on GB300: the MXFP8 recipe (mb 1, PP 2 x VP 8, EP 32) from 26.06 on; 26.04.01 ran mb 2
+    assert all(_fused_moe_recipe(r) for r in pick("DeepSeekV3", "DGX-GB300", "26.06"))
+    assert not any(_fused_moe_recipe(r) for r in pick("DeepSeekV3", "DGX-GB300", "26.04.01"))
+    # GB200: same layout in 26.04.01 and 26.06, only the later release has the recipe
+    assert all(_fused_moe_recipe(r) for r in pick("DeepSeekV3", "DGX-GB200", "26.06"))
+    assert not any(_fused_moe_recipe(r) for r in pick("DeepSeekV3", "DGX-GB200", "26.04.01"))
+    # Kimi K2's 26.06 row ran microbatch 2, the older recipe's
+    assert not any(_fused_moe_recipe(r) for r in pick("Kimi_K2", "DGX-GB300", "26.06"))
+    (row,) = pick("DeepSeekV3", "DGX-GB200", "26.08")
+    _, _, options, _, assumed = describe_row(row)
+    assert options.moe_grouped_gemm == "fused" and options.overlap_ep_comm
+    assert any("fused grouped MLP" in a for a in assumed)

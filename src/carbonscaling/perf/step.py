@@ -151,7 +151,8 @@ def _ffn(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOptions, c:
                                                            ib, imbalance=imb)
         e_f, e_b = u_f + d_f, u_b + d_b
         p_f, p_b = permute_time(tokens, k, h, g.tp, dev, c, cf)  # the dispatcher's token copies
-        x_f, x_b = moe_kernels.expert_overhead_time(E / g.ep, c)  # one GEMM launch per local expert
+        # Transformer Engine's grouped GEMM loops over the local experts; a fused grouped MLP does not.
+        x_f, x_b = moe_kernels.expert_overhead_time(E / g.ep * (o.moe_grouped_gemm == "loop"), c)
         e_f, e_b = e_f + p_f + x_f, e_b + p_b + x_b
     f, b = r_f + e_f, r_b + e_b
     if model.n_shared_experts:
