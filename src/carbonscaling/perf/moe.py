@@ -160,6 +160,18 @@ def expert_overhead_time(local_experts, c: PerfConstants):
     (one GEMM, wave-quantized over all experts at once) does not see. ``c.moe_expert_overhead_s``
     is the fitted cost per local expert per MoE layer and microbatch, forward + backward
     (data/perf.yaml ``moe.expert_overhead_s``); split 1/3 forward, 2/3 backward as the GEMMs are.
+
+    Parameters
+    ----------
+    local_experts : float or ndarray
+        Experts on this rank (``E / EP``); 0 when a fused grouped-MLP kernel runs them.
+    c : PerfConstants
+        The performance constants (``data/perf.yaml``).
+
+    Returns
+    -------
+    t_forward, t_backward : ndarray
+        Seconds per MoE layer and microbatch.
     """
     t = np.asarray(local_experts, dtype=float) * c.moe_expert_overhead_s
     return t / 3.0, 2.0 * t / 3.0
