@@ -42,13 +42,30 @@ class PerfConstants:
     grad_reduce_bytes_fp16: float
     moe_row_alignment: int
     moe_permute_bytes_fwd: float
+    moe_expert_overhead_s: float
     ssm_chunk: int
     ssm_backward_to_forward: float
     ssm_elementwise_bytes: float
     fp8_param_gather_formats: tuple = ("fp8", "fp8-delayed", "mxfp8")
 
     def replace(self, **changes) -> PerfConstants:
-        """A copy with some constants changed (for sensitivity studies and calibration)."""
+        """A copy with some constants changed (for sensitivity studies and calibration).
+
+        Parameters
+        ----------
+        **changes : float
+            New values by field name (units as in the field names and ``data/perf.yaml``).
+
+        Returns
+        -------
+        PerfConstants
+            The copy.
+
+        Raises
+        ------
+        KeyError
+            A name that is not a field.
+        """
         unknown = set(changes) - {f.name for f in fields(self)}
         if unknown:
             raise KeyError(f"unknown perf constants: {sorted(unknown)}")
@@ -57,6 +74,13 @@ class PerfConstants:
 
 @lru_cache(maxsize=1)
 def default_constants() -> PerfConstants:
+    """The constants of ``data/perf.yaml`` (each with its source and status there), read once.
+
+    Returns
+    -------
+    PerfConstants
+        The shipped constants (``gemm.in_situ_factor`` is the one fitted value; docs/performance.md).
+    """
     y = load_yaml("perf.yaml")
 
     def v(section: str, key: str) -> float:
@@ -95,6 +119,7 @@ def default_constants() -> PerfConstants:
         grad_reduce_bytes_fp16=v("mixed_precision", "grad_reduce_bytes_fp16"),
         moe_row_alignment=int(v("moe", "row_alignment")),
         moe_permute_bytes_fwd=v("moe", "permute_bytes_forward"),
+        moe_expert_overhead_s=v("moe", "expert_overhead_s"),
         ssm_chunk=int(v("ssm", "chunk")),
         ssm_backward_to_forward=v("ssm", "backward_to_forward"),
         ssm_elementwise_bytes=v("ssm", "elementwise_bytes"),
