@@ -26,7 +26,9 @@ def check_report(text: str) -> None:
     """Every upper-case token of the report body is defined, and its glossary lists exactly the terms used."""
     body, _, section = text.partition("## Glossary")
     assert section, "the report has no glossary"
-    assert glossary.undefined_tokens(body, catalog_names()) == set()
+    undefined = glossary.undefined_tokens(body, catalog_names())
+    assert not undefined, (f"the report uses {sorted(undefined)}: define them in carbonscaling.glossary.TERMS (or list "
+                           "a proper name in NAMES), then run python -m carbonscaling.glossary --write-docs")
     listed = [line.split(" | ")[0].lstrip("| ").strip() for line in section.splitlines()[5:] if line.startswith("| ")]
     assert listed == [t.term for t in glossary.terms_used(body)]
 
