@@ -428,7 +428,12 @@ class _Walk:
 
 def _walk_windows(model, system, o, c, combos, t_max, t_sum, batch, pins, deadline_s) -> _Walk:
     """Windows of device counts upward from ``N_ideal``: the first one with a layout that fits
-    and meets the deadline (any that fits, with ``devices`` pinned)."""
+    and meets the deadline (any that fits, with ``devices`` pinned).
+
+    Inside a window the layouts are evaluated in order of device count, in growing chunks,
+    and the walk stops at the first chunk with a good layout: every layout with fewer
+    devices has been evaluated by then, so that chunk's fewest devices is the window's.
+    """
     base = combos["tp"] * combos["cp"] * combos["pp"]
     if "devices" in pins:
         n_lo, n_stop = pins["devices"], pins["devices"] + 1
@@ -446,23 +451,54 @@ def _walk_windows(model, system, o, c, combos, t_max, t_sum, batch, pins, deadli
         walk.any_layout = True
         tm, ts = t_max[which], t_sum[which]
         bound = min_steps / grid.batch * (grid.micro * tm + (ts - tm) / grid.v)
-        if "devices" not in pins:
-            grid = grid.take(bound <= deadline_s)
-            if len(grid) == 0:
-                continue
-        res = _evaluate_chunked(model, system, grid, o, c)
-        walk.evaluated += len(grid)
-        dur = durations(model, res)
-        ok = res.fits
-        if ok.any():
-            i = int(np.argmin(np.where(ok, dur, np.inf)))
-            if dur[i] < walk.best_seen[0]:
+        if "devices" in pins:
+            res = _evaluate_chunked(model, system, grid, o, c)
+            walk.evaluated += len(grid)
+            dur, ok = durations(model, res), res.fits
+            if ok.any():
+                i = int(np.argmin(np.where(ok, dur, np.inf)))
                 walk.best_seen = (float(dur[i]), int(grid.devices[i]))
-        good = ok if "devices" in pins else ok & (dur <= deadline_s)
-        if good.any():
-            walk.found = (grid, res, dur, ok, int(grid.devices[good].min()))
+                walk.found = (grid, res, dur, ok, int(grid.devices[i]))
+                return walk
+            continue
+        grid = grid.take(np.flatnonzero(bound <= deadline_s))
+        if len(grid) and _walk_window(model, system, o, c, grid, deadline_s, walk):
             return walk
     return walk
+
+
+WALK_CHUNK = 2048  # first chunk of a window; each next one doubles (per-call overhead vs wasted work)
+
+
+def _walk_window(model, system, o, c, grid: LayoutGrid, deadline_s: float, walk: _Walk) -> bool:
+    """Evaluate one window's layouts by device count until one fits and meets the deadline.
+
+    Sets ``walk.found`` (only its device count is used) and returns True when one does; else
+    updates ``walk.best_seen`` with the window's fastest fitting layout (first in grid order
+    among equals, as one evaluation of the whole window would pick it).
+    """
+    devices = grid.devices
+    order = np.argsort(devices, kind="stable")
+    best = (math.inf, -1, 0)  # (duration, position in the window, devices)
+    start, size = 0, WALK_CHUNK
+    while start < len(order):
+        pos = order[start:start + size]
+        start, size = start + len(pos), 2 * size
+        res = _evaluate_chunked(model, system, grid.take(pos), o, c)
+        walk.evaluated += len(pos)
+        dur, ok = durations(model, res), res.fits
+        good = ok & (dur <= deadline_s)
+        if good.any():
+            walk.found = (None, None, None, None, int(devices[pos][good].min()))
+            return True
+        if ok.any():
+            d = np.where(ok, dur, np.inf)
+            j = int(np.lexsort((pos, d))[0])
+            if (d[j], pos[j]) < best[:2]:
+                best = (float(d[j]), int(pos[j]), int(devices[pos[j]]))
+    if best[0] < walk.best_seen[0]:
+        walk.best_seen = (best[0], best[2])
+    return False
 
 
 def _explain_no_layout(model, system, o, pins, batch, deadline_days, deadline_s, walk: _Walk,
