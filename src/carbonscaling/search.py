@@ -34,6 +34,7 @@ import numpy as np
 
 from .errors import InfeasibleError, InputError
 from .hardware import System
+from .perf.groups import group_rows
 from .perf.constants import PerfConstants, default_constants
 from .perf.layout import RECOMPUTE_MODES, RL_ALL, RL_AUTO, Layout, LayoutGrid, TrainingOptions
 from .perf.pipeline import MAX_INTERLEAVE, interleave_options, stage_split
@@ -348,9 +349,7 @@ def _recompute_dominated(combos: dict[str, np.ndarray], fits_at_smallest_dp: np.
     auto = (combos["rc"] == 2) & (combos["rl"] == RL_AUTO)
     if not auto.any():
         return auto
-    cols = [combos[k] for k in COMBO_FIELDS if k not in ("rc", "rl")]
-    _, key = np.unique(np.stack(cols, axis=1), axis=0, return_inverse=True)
-    key = key.reshape(-1)
+    _, key = group_rows(*(combos[k] for k in COMBO_FIELDS if k not in ("rc", "rl")))
     none_fits = np.zeros(int(key.max()) + 1, dtype=bool)
     np.logical_or.at(none_fits, key[(combos["rc"] == 0) & fits_at_smallest_dp], True)
     return auto & none_fits[key]
