@@ -27,6 +27,8 @@ from __future__ import annotations
 import itertools
 import math
 import numbers
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 from typing import Callable
 
@@ -310,7 +312,67 @@ def _combo_grid(combos: dict[str, np.ndarray], dp: np.ndarray, batch: int, pinne
                       rl=combos["rl"], batch=gb)
 
 
-def _prune(model, system, o, c, combos, batch, pins, deadline_s):
+@dataclass(frozen=True)
+class _Candidates:
+    """The deadline-independent part of pruning (see :func:`_prune`), cached across searches."""
+
+    all_combos: dict          # every inner combination the rules allow
+    combos: dict              # those with at least one valid DP
+    fits: np.ndarray          # ... that fit in memory at their largest DP
+    t_max: np.ndarray         # slowest stage and all stages, one microbatch, at the smallest DP
+    t_sum: np.ndarray
+    bound: np.ndarray         # lower bound of every DP's duration (s)
+    dominated: np.ndarray     # recompute-to-fit combinations whose no-recompute twin always wins
+
+
+CANDIDATE_CACHE_SIZE = 8  # (model, system, options, pins) entries; a 405B model's is ~5 MB
+_CANDIDATES: OrderedDict = OrderedDict()
+_CANDIDATES_LOCK = threading.Lock()
+
+
+def _candidates(model, system, o, c, pins, batch, pipeline_split) -> _Candidates:
+    """:class:`_Candidates` of a request; repeated requests (other deadlines, regions, carbon
+    settings, a pinned device count) reuse them. Arrays are read-only: they are shared."""
+    key = (model, system.model_dump_json(), o, c, tuple(sorted((k, v) for k, v in pins.items() if k != "devices")),
+           batch, pipeline_split)
+    with _CANDIDATES_LOCK:  # the service answers requests on threads
+        hit = _CANDIDATES.get(key)
+        if hit is not None:
+            _CANDIDATES.move_to_end(key)
+            return hit
+    all_combos = inner_combos(model, pins, o, pipeline_split, system)
+    cand = _candidate_bounds(model, system, o, c, all_combos, batch, pins)
+    for arr in (*cand.all_combos.values(), *cand.combos.values(), cand.fits, cand.t_max, cand.t_sum, cand.bound,
+                cand.dominated):
+        arr.flags.writeable = False
+    with _CANDIDATES_LOCK:
+        _CANDIDATES[key] = cand
+        while len(_CANDIDATES) > CANDIDATE_CACHE_SIZE:
+            _CANDIDATES.popitem(last=False)
+    return cand
+
+
+def _candidate_bounds(model, system, o, c, all_combos, batch, pins) -> _Candidates:
+    """Memory fit at the largest DP, stage times at the smallest, and the duration bound."""
+    dp_max = dp_limit(all_combos, batch, pins)
+    valid = dp_max >= 1
+    combos = {k: v[valid] for k, v in all_combos.items()}
+    dp_max = dp_max[valid]
+    if len(dp_max) == 0:
+        empty = np.zeros(0)
+        return _Candidates(all_combos, combos, empty.astype(bool), empty, empty, empty, empty.astype(bool))
+    at_max = evaluate(model, system, _combo_grid(combos, dp_max, batch, pins), o, c)
+    fits = at_max.fits
+    dp_lo = np.full_like(dp_max, pins["dp"]) if "dp" in pins else dp_step(combos)
+    fewest = {**combos, "rl": np.where(combos["rl"] == RL_AUTO, at_max.recompute_layers, combos["rl"])}
+    probe = evaluate(model, system, _combo_grid(fewest, dp_lo, batch, pins), o, c)
+    t_max, t_sum = probe.stage_max_s, probe.stage_sum_s
+    min_steps = model.train_tokens / (batch * model.seq_len)
+    bound = min_steps * (t_max + (t_sum - t_max) / combos["v"])
+    return _Candidates(all_combos, combos, fits, t_max, t_sum, bound, _recompute_dominated(combos, probe.fits))
+
+
+def _prune(cand: _Candidates, pins, deadline_s):
     """Drop inner combinations that cannot work at any DP, and bound the rest.
 
     Memory only falls as DP grows (ZeRO shards shrink, fewer microbatches are in flight),
@@ -323,24 +385,14 @@ def _prune(model, system, o, c, combos, batch, pins, deadline_s):
     Returns the kept combinations, their ``(t_max, S)``, the smallest bound of all and
     whether anything fits.
     """
-    dp_max = dp_limit(combos, batch, pins)
-    valid = dp_max >= 1
-    combos = {k: v[valid] for k, v in combos.items()}
-    dp_max = dp_max[valid]
-    if len(dp_max) == 0:
-        return combos, None, None, math.inf, False
-    at_max = evaluate(model, system, _combo_grid(combos, dp_max, batch, pins), o, c)
-    fits = at_max.fits
-    dp_lo = np.full_like(dp_max, pins["dp"]) if "dp" in pins else dp_step(combos)
-    fewest = {**combos, "rl": np.where(combos["rl"] == RL_AUTO, at_max.recompute_layers, combos["rl"])}
-    probe = evaluate(model, system, _combo_grid(fewest, dp_lo, batch, pins), o, c)
-    t_max, t_sum = probe.stage_max_s, probe.stage_sum_s
-    min_steps = model.train_tokens / (batch * model.seq_len)
-    bound = min_steps * (t_max + (t_sum - t_max) / combos["v"])
+    fits, bound = cand.fits, cand.bound
+    if len(fits) == 0:
+        return cand.combos, None, None, math.inf, False
     best_bound = float(bound[fits].min()) if fits.any() else math.inf
     keep = fits if "devices" in pins else fits & (bound <= deadline_s)
-    keep &= ~_recompute_dominated(combos, probe.fits)
-    return ({k: v[keep] for k, v in combos.items()}, t_max[keep], t_sum[keep], best_bound, bool(fits.any()))
+    keep = keep & ~cand.dominated
+    return ({k: v[keep] for k, v in cand.combos.items()}, cand.t_max[keep], cand.t_sum[keep], best_bound,
+            bool(fits.any()))
 
 
 def _recompute_dominated(combos: dict[str, np.ndarray], fits_at_smallest_dp: np.ndarray) -> np.ndarray:
@@ -393,8 +445,9 @@ def search(model: ModelSpec, system: System, *, deadline_days: float = 90.0, opt
     if per_rank > batch:
         raise InputError("global_batch" if "global_batch" in pins else "dp",
                          f"dp x microbatch ({per_rank}) exceeds the global batch of {batch} sequences")
-    all_combos = inner_combos(model, pins, o, pipeline_split, system)
-    combos, t_max, t_sum, best_bound, any_fit = _prune(model, system, o, c, all_combos, batch, pins, deadline_s)
+    cand = _candidates(model, system, o, c, pins, batch, pipeline_split)
+    all_combos = cand.all_combos
+    combos, t_max, t_sum, best_bound, any_fit = _prune(cand, pins, deadline_s)
     if not any_fit:
         where = f" at {pins['devices']} devices" if "devices" in pins else ""
         raise InfeasibleError(
