@@ -264,6 +264,15 @@ def dp_limit(combos: dict[str, np.ndarray], batch: int, pinned: dict) -> np.ndar
 def grid_for_devices(combos: dict[str, np.ndarray], n_lo: int, n_hi: int, batch: int, pinned: dict,
                      with_index: bool = False):
     """All layouts with ``n_lo <= devices < n_hi`` (every valid DP that lands in the window)."""
+    idx, dp, _ = _window_rows(combos, n_lo, n_hi, batch, pinned)
+    grid = _combo_grid({k: v[idx] for k, v in combos.items()}, dp, batch, pinned)
+    return (grid, idx) if with_index else grid
+
+
+def _window_rows(combos, n_lo, n_hi, batch, pinned, dp_floor=None):
+    """The layouts of a window as (combination index, DP) rows, in combination order, DP rising;
+    DPs below ``dp_floor`` (per combination) left out; and whether the window had any row
+    without that floor."""
     base = combos["tp"] * combos["cp"] * combos["pp"]
     step = dp_step(combos)
     dp_max = dp_limit(combos, batch, pinned)
@@ -276,13 +285,17 @@ def grid_for_devices(combos: dict[str, np.ndarray], n_lo: int, n_hi: int, batch:
     if "global_batch" in pinned and "dp" not in pinned:
         dp_hi = np.minimum(dp_hi, dp_max)
     counts = np.maximum((dp_hi - dp_lo) // step + 1, 0) * (dp_hi >= dp_lo) * (dp_hi > 0)
+    had_rows = bool(counts.any())
+    if dp_floor is not None and had_rows:
+        if "dp" in pinned:
+            dp_hi = np.where(dp_lo >= dp_floor, dp_hi, 0)
+        else:
+            dp_lo = np.maximum(dp_lo, -(-dp_floor // step) * step)
+        counts = np.maximum((dp_hi - dp_lo) // step + 1, 0) * (dp_hi >= dp_lo) * (dp_hi > 0)
     total = int(counts.sum())
     idx = np.repeat(np.arange(len(base)), counts)
     offsets = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
-    dp = dp_lo[idx] + offsets * step[idx]
-    pick = {k: v[idx] for k, v in combos.items()}
-    grid = _combo_grid(pick, dp, batch, pinned)
-    return (grid, idx) if with_index else grid
+    return idx, dp_lo[idx] + offsets * step[idx], had_rows
 
 
 def ideal_devices(model: ModelSpec, system: System, deadline_s: float, options: TrainingOptions | None = None) -> int:
@@ -488,55 +501,68 @@ def _walk_windows(model, system, o, c, combos, t_max, t_sum, batch, pins, deadli
     """
     base = combos["tp"] * combos["cp"] * combos["pp"]
     if "devices" in pins:
-        n_lo, n_stop = pins["devices"], pins["devices"] + 1
-    else:
-        n_lo = ideal_devices(model, system, deadline_s, o)
-        n_stop = int((base * np.maximum(dp_limit(combos, batch, pins), 1)).max()) + 1
+        return _walk_pinned(model, system, o, c, combos, batch, pins)
+    n_lo = ideal_devices(model, system, deadline_s, o)
+    n_stop = int((base * np.maximum(dp_limit(combos, batch, pins), 1)).max()) + 1
     walk = _Walk(n_stop=n_stop)
     min_steps = model.train_tokens / model.seq_len
+    mb, v = combos["mb"], combos["v"]
+    # The bound below is at least min_steps t_max / (DP mb): rows under this DP cannot meet the
+    # deadline and are never built (the margin keeps every row the bound keeps).
+    dp_floor = np.floor(min_steps * t_max / (mb * deadline_s) * (1 - 1e-9)).astype(np.int64)
     while n_lo < n_stop:
         n_hi = min(n_stop, max(int(n_lo * 1.5), n_lo + 64))
-        grid, which = grid_for_devices(combos, n_lo, n_hi, batch, pins, with_index=True)
+        idx, dp, had_rows = _window_rows(combos, n_lo, n_hi, batch, pins, dp_floor)
         n_lo = n_hi
-        if len(grid) == 0:
-            continue
-        walk.any_layout = True
-        tm, ts = t_max[which], t_sum[which]
-        bound = min_steps / grid.batch * (grid.micro * tm + (ts - tm) / grid.v)
-        if "devices" in pins:
-            res = _evaluate_chunked(model, system, grid, o, c)
-            walk.evaluated += len(grid)
-            dur, ok = durations(model, res), res.fits
-            if ok.any():
-                i = int(np.argmin(np.where(ok, dur, np.inf)))
-                walk.best_seen = (float(dur[i]), int(grid.devices[i]))
-                walk.found = (grid, res, dur, ok, int(grid.devices[i]))
-                return walk
-            continue
-        grid = grid.take(np.flatnonzero(bound <= deadline_s))
-        if len(grid) and _walk_window(model, system, o, c, grid, deadline_s, walk):
+        walk.any_layout |= had_rows
+        per_rank = dp * mb[idx]  # the duration bound of each row, sized as _combo_grid sizes it
+        gb = np.full_like(dp, batch) if "global_batch" in pins else (batch // per_rank) * per_rank
+        tm, ts = t_max[idx], t_sum[idx]
+        keep = np.flatnonzero(min_steps / gb * (-(-gb // per_rank) * tm + (ts - tm) / v[idx]) <= deadline_s)
+        if len(keep) and _walk_window(model, system, o, c, combos, idx[keep], dp[keep], batch, pins, deadline_s,
+                                      walk):
             return walk
+    return walk
+
+
+def _walk_pinned(model, system, o, c, combos, batch, pins) -> _Walk:
+    """Every layout at the pinned device count (the deadline is not a constraint then)."""
+    walk = _Walk(n_stop=pins["devices"] + 1)
+    grid, _ = grid_for_devices(combos, pins["devices"], pins["devices"] + 1, batch, pins, with_index=True)
+    if len(grid) == 0:
+        return walk
+    walk.any_layout = True
+    res = _evaluate_chunked(model, system, grid, o, c)
+    walk.evaluated += len(grid)
+    dur, ok = durations(model, res), res.fits
+    if ok.any():
+        i = int(np.argmin(np.where(ok, dur, np.inf)))
+        walk.best_seen = (float(dur[i]), int(grid.devices[i]))
+        walk.found = (grid, res, dur, ok, int(grid.devices[i]))
     return walk
 
 
 WALK_CHUNK = 2048  # first chunk of a window; each next one doubles (per-call overhead vs wasted work)
 
 
-def _walk_window(model, system, o, c, grid: LayoutGrid, deadline_s: float, walk: _Walk) -> bool:
-    """Evaluate one window's layouts by device count until one fits and meets the deadline.
+def _walk_window(model, system, o, c, combos, idx, dp, batch, pins, deadline_s: float, walk: _Walk) -> bool:
+    """Evaluate one window's layouts (combination ``idx``, ``dp`` rows) by device count until one
+    fits and meets the deadline.
 
     Sets ``walk.found`` (only its device count is used) and returns True when one does; else
-    updates ``walk.best_seen`` with the window's fastest fitting layout (first in grid order
+    updates ``walk.best_seen`` with the window's fastest fitting layout (first in window order
     among equals, as one evaluation of the whole window would pick it).
     """
-    devices = grid.devices
+    devices = (combos["tp"] * combos["cp"] * combos["pp"])[idx] * dp
     order = np.argsort(devices, kind="stable")
     best = (math.inf, -1, 0)  # (duration, position in the window, devices)
     start, size = 0, WALK_CHUNK
     while start < len(order):
         pos = order[start:start + size]
         start, size = start + len(pos), 2 * size
-        res = _evaluate_chunked(model, system, grid.take(pos), o, c)
+        rows = idx[pos]
+        grid = _combo_grid({k: v[rows] for k, v in combos.items()}, dp[pos], batch, pins)
+        res = _evaluate_chunked(model, system, grid, o, c)
         walk.evaluated += len(pos)
         dur, ok = durations(model, res), res.fits
         good = ok & (dur <= deadline_s)
