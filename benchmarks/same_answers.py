@@ -36,6 +36,14 @@ def cases():
                                           "ep_convention": "cs-v1"}
     yield "cs-v2 8192 H100", {"preset": "cs-v2", "d_model": 8192, "device": "H100"}
     yield "cs-v1 98304 infeasible", {"preset": "cs-v1", "d_model": 98304, "device": "B100"}
+    for m, d, days in (("llama3.1-405b", "V100", 5), ("mixtral-8x7b", "H100", 0.5), ("deepseek-v3", "A100-80GB", 3),
+                       ("llama3.1-70b", "H100", 2), ("gpt3-175b", "A100-80GB", 4), ("palm-540b", "V100", 30)):
+        yield f"{m}@{d} {days}d", {"model": m, "device": d, "deadline_days": days}
+    yield "405b 8 devices", {"model": "llama3.1-405b", "device": "H100", "devices": 8}
+    yield "70b 7 devices", {"model": "llama3.1-70b", "device": "H100", "devices": 7}
+    yield "70b 64 devices tp8", {"model": "llama3.1-70b", "device": "H100", "devices": 64, "tp": 8}
+    yield "8b gb pinned", {"model": "llama3.1-8b", "device": "H100", "global_batch": 512, "deadline_days": 10}
+    yield "70b fsdp", {"model": "llama3.1-70b", "device": "H100", "dp": 32, "fsdp": 8}
 
 
 def dump(path: str) -> None:
