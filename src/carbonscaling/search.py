@@ -269,10 +269,10 @@ def grid_for_devices(combos: dict[str, np.ndarray], n_lo: int, n_hi: int, batch:
     return (grid, idx) if with_index else grid
 
 
-def _window_rows(combos, n_lo, n_hi, batch, pinned, dp_floor=None):
+def _window_rows(combos, n_lo, n_hi, batch, pinned, dp_floor=None, only=None):
     """The layouts of a window as (combination index, DP) rows, in combination order, DP rising;
-    DPs below ``dp_floor`` (per combination) left out; and whether the window had any row
-    without that floor."""
+    DPs below ``dp_floor`` (per combination) and combinations outside ``only`` (a mask) left
+    out; and whether the window had any row without those."""
     base = combos["tp"] * combos["cp"] * combos["pp"]
     step = dp_step(combos)
     dp_max = dp_limit(combos, batch, pinned)
@@ -286,10 +286,12 @@ def _window_rows(combos, n_lo, n_hi, batch, pinned, dp_floor=None):
         dp_hi = np.minimum(dp_hi, dp_max)
     counts = np.maximum((dp_hi - dp_lo) // step + 1, 0) * (dp_hi >= dp_lo) * (dp_hi > 0)
     had_rows = bool(counts.any())
-    if dp_floor is not None and had_rows:
-        if "dp" in pinned:
+    if (dp_floor is not None or only is not None) and had_rows:
+        if only is not None:
+            dp_hi = np.where(only, dp_hi, 0)
+        if dp_floor is not None and "dp" in pinned:
             dp_hi = np.where(dp_lo >= dp_floor, dp_hi, 0)
-        else:
+        elif dp_floor is not None:
             dp_lo = np.maximum(dp_lo, -(-dp_floor // step) * step)
         counts = np.maximum((dp_hi - dp_lo) // step + 1, 0) * (dp_hi >= dp_lo) * (dp_hi > 0)
     total = int(counts.sum())
@@ -491,37 +493,87 @@ class _Walk:
     n_stop: int = 0
 
 
+NO_BEST = (math.inf, 0, 0, 0, 0)  # (duration, window, combination, DP, devices) of the fastest fitting layout
+MARGIN = 1 - 1e-9  # bounds are compared after this factor: rounding never drops a layout that matters
+
+
+def _windows(n_lo: int, n_stop: int):
+    """Windows ``[n_lo, n_hi)`` of device counts, each 1.5x (at least 64 more) the last."""
+    while n_lo < n_stop:
+        n_hi = min(n_stop, max(int(n_lo * 1.5), n_lo + 64))
+        yield n_lo, n_hi
+        n_lo = n_hi
+
+
+@dataclass(frozen=True)
+class _RowBounds:
+    """Lower bounds of a window's layouts, from their combination's stage times (see _prune).
+
+    ``loose``: ``tokens / B x (m t_max + (S - t_max) / v)``, the first branch of the
+    pipeline time; it defines which layouts the search considers (and whose fastest a failed
+    search reports). ``tight``: the whole pipeline time ``max(that, S + (m - 1) t_max / v)``;
+    no layout is faster, so layouts above the deadline or above the fastest found so far are
+    never evaluated.
+    """
+
+    combos: dict
+    t_max: np.ndarray
+    t_sum: np.ndarray
+    batch: int
+    pins: dict
+    min_steps: float
+    deadline_s: float
+
+    def rows(self, n_lo, n_hi, cap=math.inf):
+        """``(combination index, DP, tight bound, any layout in the window)`` of the rows whose
+        loose bound meets the deadline, leaving out combinations whose every row's tight bound
+        exceeds ``cap``."""
+        c, pins = self.combos, self.pins
+        mb = c["mb"]
+        # The loose bound is at least min_steps t_max / (DP mb): DPs under this floor are never built.
+        floor = np.floor(self.min_steps * self.t_max / (mb * self.deadline_s) * MARGIN).astype(np.int64)
+        # The tight bound is at least min_steps S / B (S + (m - 1) t_max / v >= S, and m DP mb <= B).
+        only = None if math.isinf(cap) else self.min_steps * self.t_sum / self.batch * MARGIN <= cap
+        idx, dp, had_rows = _window_rows(c, n_lo, n_hi, self.batch, pins, floor, only)
+        per_rank = dp * mb[idx]  # sized as _combo_grid sizes it
+        gb = np.full_like(dp, self.batch) if "global_batch" in pins else (self.batch // per_rank) * per_rank
+        m = -(-gb // per_rank)
+        tm, ts, v = self.t_max[idx], self.t_sum[idx], c["v"][idx]
+        loose = self.min_steps / gb * (m * tm + (ts - tm) / v)
+        keep = np.flatnonzero(loose <= self.deadline_s)
+        gb, m, tm, ts, v = gb[keep], m[keep], tm[keep], ts[keep], v[keep]
+        tight = self.min_steps / gb * np.maximum(m * tm + (ts - tm) / v, ts + (m - 1) * tm / v)
+        return idx[keep], dp[keep], tight * MARGIN, had_rows
+
+
 def _walk_windows(model, system, o, c, combos, t_max, t_sum, batch, pins, deadline_s) -> _Walk:
     """Windows of device counts upward from ``N_ideal``: the first one with a layout that fits
     and meets the deadline (any that fits, with ``devices`` pinned).
 
-    Inside a window the layouts are evaluated in order of device count, in growing chunks,
-    and the walk stops at the first chunk with a good layout: every layout with fewer
-    devices has been evaluated by then, so that chunk's fewest devices is the window's.
+    Inside a window the layouts that may meet the deadline are evaluated in order of device
+    count, in growing chunks, and the walk stops at the first chunk with a good layout: every
+    layout with fewer devices has been evaluated by then. When none is good, the fastest
+    fitting layout of all windows is found by branch and bound (:func:`_fastest_fitting`).
     """
-    base = combos["tp"] * combos["cp"] * combos["pp"]
     if "devices" in pins:
         return _walk_pinned(model, system, o, c, combos, batch, pins)
+    base = combos["tp"] * combos["cp"] * combos["pp"]
     n_lo = ideal_devices(model, system, deadline_s, o)
     n_stop = int((base * np.maximum(dp_limit(combos, batch, pins), 1)).max()) + 1
     walk = _Walk(n_stop=n_stop)
-    min_steps = model.train_tokens / model.seq_len
-    mb, v = combos["mb"], combos["v"]
-    # The bound below is at least min_steps t_max / (DP mb): rows under this DP cannot meet the
-    # deadline and are never built (the margin keeps every row the bound keeps).
-    dp_floor = np.floor(min_steps * t_max / (mb * deadline_s) * (1 - 1e-9)).astype(np.int64)
-    while n_lo < n_stop:
-        n_hi = min(n_stop, max(int(n_lo * 1.5), n_lo + 64))
-        idx, dp, had_rows = _window_rows(combos, n_lo, n_hi, batch, pins, dp_floor)
-        n_lo = n_hi
+    bounds = _RowBounds(combos, t_max, t_sum, batch, pins, model.train_tokens / model.seq_len, deadline_s)
+    best = NO_BEST
+    for w, (lo, hi) in enumerate(_windows(n_lo, n_stop)):
+        idx, dp, tight, had_rows = bounds.rows(lo, hi, deadline_s)
         walk.any_layout |= had_rows
-        per_rank = dp * mb[idx]  # the duration bound of each row, sized as _combo_grid sizes it
-        gb = np.full_like(dp, batch) if "global_batch" in pins else (batch // per_rank) * per_rank
-        tm, ts = t_max[idx], t_sum[idx]
-        keep = np.flatnonzero(min_steps / gb * (-(-gb // per_rank) * tm + (ts - tm) / v[idx]) <= deadline_s)
-        if len(keep) and _walk_window(model, system, o, c, combos, idx[keep], dp[keep], batch, pins, deadline_s,
-                                      walk):
-            return walk
+        may = np.flatnonzero(tight <= deadline_s)
+        if len(may):
+            best = _walk_window(model, system, o, c, combos, idx[may], dp[may], w, batch, pins, deadline_s, walk,
+                                best)
+            if walk.found is not None:
+                return walk
+    best = _fastest_fitting(model, system, o, c, bounds, n_lo, n_stop, best, walk)
+    walk.best_seen = (best[0], best[4])
     return walk
 
 
@@ -545,38 +597,80 @@ def _walk_pinned(model, system, o, c, combos, batch, pins) -> _Walk:
 WALK_CHUNK = 2048  # first chunk of a window; each next one doubles (per-call overhead vs wasted work)
 
 
-def _walk_window(model, system, o, c, combos, idx, dp, batch, pins, deadline_s: float, walk: _Walk) -> bool:
-    """Evaluate one window's layouts (combination ``idx``, ``dp`` rows) by device count until one
-    fits and meets the deadline.
+def _evaluate_rows(model, system, o, c, combos, idx, dp, batch, pins):
+    """Durations and memory fit of the layouts (combination ``idx``, ``dp``)."""
+    grid = _combo_grid({k: v[idx] for k, v in combos.items()}, dp, batch, pins)
+    res = _evaluate_chunked(model, system, grid, o, c)
+    return durations(model, res), res.fits
 
-    Sets ``walk.found`` (only its device count is used) and returns True when one does; else
-    updates ``walk.best_seen`` with the window's fastest fitting layout (first in window order
-    among equals, as one evaluation of the whole window would pick it).
+
+def _better(best: tuple, dur, ok, w, idx, dp, devices) -> tuple:
+    """``best`` or the fastest fitting row, whichever is first in (duration, window, combination,
+    DP) order: the order in which evaluating whole windows one after another would find them."""
+    cand = np.flatnonzero(ok)
+    if len(cand) == 0:
+        return best
+    w = np.broadcast_to(w, dur.shape)
+    j = cand[np.lexsort((dp[cand], idx[cand], w[cand], dur[cand]))[0]]
+    return min(best, (float(dur[j]), int(w[j]), int(idx[j]), int(dp[j]), int(devices[j])))
+
+
+def _walk_window(model, system, o, c, combos, idx, dp, w, batch, pins, deadline_s, walk: _Walk, best) -> tuple:
+    """Evaluate one window's layouts by device count until one fits and meets the deadline.
+
+    Sets ``walk.found`` (only its device count is used) when one does; returns ``best``
+    updated with the fastest fitting layout evaluated.
     """
     devices = (combos["tp"] * combos["cp"] * combos["pp"])[idx] * dp
     order = np.argsort(devices, kind="stable")
-    best = (math.inf, -1, 0)  # (duration, position in the window, devices)
     start, size = 0, WALK_CHUNK
     while start < len(order):
         pos = order[start:start + size]
         start, size = start + len(pos), 2 * size
-        rows = idx[pos]
-        grid = _combo_grid({k: v[rows] for k, v in combos.items()}, dp[pos], batch, pins)
-        res = _evaluate_chunked(model, system, grid, o, c)
+        dur, ok = _evaluate_rows(model, system, o, c, combos, idx[pos], dp[pos], batch, pins)
         walk.evaluated += len(pos)
-        dur, ok = durations(model, res), res.fits
         good = ok & (dur <= deadline_s)
         if good.any():
             walk.found = (None, None, None, None, int(devices[pos][good].min()))
-            return True
-        if ok.any():
-            d = np.where(ok, dur, np.inf)
-            j = int(np.lexsort((pos, d))[0])
-            if (d[j], pos[j]) < best[:2]:
-                best = (float(d[j]), int(pos[j]), int(devices[pos[j]]))
-    if best[0] < walk.best_seen[0]:
-        walk.best_seen = (best[0], best[2])
-    return False
+            return best
+        best = _better(best, dur, ok, w, idx[pos], dp[pos], devices[pos])
+    return best
+
+
+def _fastest_fitting(model, system, o, c, bounds: _RowBounds, n_lo, n_stop, best, walk: _Walk) -> tuple:
+    """The fastest fitting layout among all windows' (loose-bound) layouts, when none meets the
+    deadline: branch and bound over the tight bound, starting from the walk's ``best``.
+
+    Layouts with a tight bound up to ``lo`` have been evaluated; each pass evaluates, in
+    bound order, those up to ``cap`` until the next bound exceeds the best duration found.
+    """
+    combos, lo = bounds.combos, bounds.deadline_s
+    cap = best[0]
+    while True:
+        if not math.isfinite(cap):  # nothing fits yet: widen from the smallest remaining bound
+            rest = [t[t > lo].min() for _, _, t, _ in (bounds.rows(a, b) for a, b in _windows(n_lo, n_stop))
+                    if (t > lo).any()]  # (rare: only when no evaluated layout fits)
+            if not rest:
+                return best
+            cap = 2.0 * min(rest)
+        parts = []
+        for w, (a, b) in enumerate(_windows(n_lo, n_stop)):
+            idx, dp, tight, _ = bounds.rows(a, b, cap)
+            sel = np.flatnonzero((tight > lo) & (tight <= cap))
+            parts.append((np.full(len(sel), w), idx[sel], dp[sel], tight[sel]))
+        w, idx, dp, tight = (np.concatenate(x) for x in zip(*parts))
+        order = np.argsort(tight, kind="stable")
+        start, size = 0, WALK_CHUNK
+        while start < len(order) and tight[order[start]] <= best[0]:
+            pos = order[start:start + size]
+            start, size = start + len(pos), 2 * size
+            dur, ok = _evaluate_rows(model, system, o, c, combos, idx[pos], dp[pos], bounds.batch, bounds.pins)
+            walk.evaluated += len(pos)
+            devices = (combos["tp"] * combos["cp"] * combos["pp"])[idx[pos]] * dp[pos]
+            best = _better(best, dur, ok, w[pos], idx[pos], dp[pos], devices)
+        if best[0] <= cap:  # every layout that could be faster has been evaluated
+            return best
+        lo, cap = cap, best[0]  # all of them were evaluated: go on above cap
 
 
 def _explain_no_layout(model, system, o, pins, batch, deadline_days, deadline_s, walk: _Walk,
