@@ -637,22 +637,24 @@ def _walk_window(model, system, o, c, combos, idx, dp, w, batch, pins, deadline_
     return best
 
 
+GROW = 1.5  # each pass of the branch and bound, while nothing fits yet, looks this much further
+
+
 def _fastest_fitting(model, system, o, c, bounds: _RowBounds, n_lo, n_stop, best, walk: _Walk) -> tuple:
     """The fastest fitting layout among all windows' (loose-bound) layouts, when none meets the
     deadline: branch and bound over the tight bound, starting from the walk's ``best``.
 
     Layouts with a tight bound up to ``lo`` have been evaluated; each pass evaluates, in
-    bound order, those up to ``cap`` until the next bound exceeds the best duration found.
+    bound order, those up to ``cap`` until the next bound exceeds the best duration found,
+    and stops once the best is below ``cap``. While nothing fits, ``cap`` grows geometrically
+    up to a bound no layout exceeds.
     """
     combos, lo = bounds.combos, bounds.deadline_s
-    cap = best[0]
+    tm, ts, mb, B = bounds.t_max, bounds.t_sum, combos["mb"], bounds.batch
+    # No layout's pipeline time exceeds (m t_max + S) per step, m <= B + 1 microbatches of >= mb sequences.
+    ceiling = float(np.max(bounds.min_steps * np.maximum((tm + ts) / mb, ((B + 1) * tm + ts) / B)))
+    cap = best[0] if math.isfinite(best[0]) else lo * GROW
     while True:
-        if not math.isfinite(cap):  # nothing fits yet: widen from the smallest remaining bound
-            rest = [t[t > lo].min() for _, _, t, _ in (bounds.rows(a, b) for a, b in _windows(n_lo, n_stop))
-                    if (t > lo).any()]  # (rare: only when no evaluated layout fits)
-            if not rest:
-                return best
-            cap = 2.0 * min(rest)
         parts = []
         for w, (a, b) in enumerate(_windows(n_lo, n_stop)):
             idx, dp, tight, _ = bounds.rows(a, b, cap)
@@ -668,9 +670,9 @@ def _fastest_fitting(model, system, o, c, bounds: _RowBounds, n_lo, n_stop, best
             walk.evaluated += len(pos)
             devices = (combos["tp"] * combos["cp"] * combos["pp"])[idx[pos]] * dp[pos]
             best = _better(best, dur, ok, w[pos], idx[pos], dp[pos], devices)
-        if best[0] <= cap:  # every layout that could be faster has been evaluated
+        if best[0] <= cap or cap >= ceiling:  # every layout that could be faster has been evaluated
             return best
-        lo, cap = cap, best[0]  # all of them were evaluated: go on above cap
+        lo, cap = cap, (best[0] if math.isfinite(best[0]) else cap * GROW)
 
 
 def _explain_no_layout(model, system, o, pins, batch, deadline_days, deadline_s, walk: _Walk,
