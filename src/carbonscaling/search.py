@@ -562,6 +562,8 @@ def _walk_windows(model, system, o, c, combos, t_max, t_sum, batch, pins, deadli
     n_stop = int((base * np.maximum(dp_limit(combos, batch, pins), 1)).max()) + 1
     walk = _Walk(n_stop=n_stop)
     bounds = _RowBounds(combos, t_max, t_sum, batch, pins, model.train_tokens / model.seq_len, deadline_s)
+    if EXHAUSTIVE_WALK:
+        return _walk_exhaustive(model, system, o, c, bounds, n_lo, walk)
     best = NO_BEST
     for w, (lo, hi) in enumerate(_windows(n_lo, n_stop)):
         idx, dp, tight, had_rows = bounds.rows(lo, hi, deadline_s)
@@ -573,6 +575,30 @@ def _walk_windows(model, system, o, c, combos, t_max, t_sum, batch, pins, deadli
             if walk.found is not None:
                 return walk
     best = _fastest_fitting(model, system, o, c, bounds, n_lo, n_stop, best, walk)
+    walk.best_seen = (best[0], best[4])
+    return walk
+
+
+EXHAUSTIVE_WALK = False  # tests: evaluate every layout of every window (the reference the fast walk must equal)
+
+
+def _walk_exhaustive(model, system, o, c, bounds: _RowBounds, n_lo, walk: _Walk) -> _Walk:
+    """The walk without its shortcuts: every (loose-bound) layout of each window is evaluated;
+    the first window with a good layout gives its fewest devices, else the fastest fitting."""
+    combos, best = bounds.combos, NO_BEST
+    for w, (lo, hi) in enumerate(_windows(n_lo, walk.n_stop)):
+        idx, dp, _, had_rows = bounds.rows(lo, hi)
+        walk.any_layout |= had_rows
+        if len(idx) == 0:
+            continue
+        dur, ok = _evaluate_rows(model, system, o, c, combos, idx, dp, bounds.batch, bounds.pins)
+        walk.evaluated += len(idx)
+        devices = (combos["tp"] * combos["cp"] * combos["pp"])[idx] * dp
+        good = ok & (dur <= bounds.deadline_s)
+        if good.any():
+            walk.found = (None, None, None, None, int(devices[good].min()))
+            return walk
+        best = _better(best, dur, ok, w, idx, dp, devices)
     walk.best_seen = (best[0], best[4])
     return walk
 
