@@ -2,12 +2,14 @@
 
     python benchmarks/same_answers.py dump OUT.json      # answers of the tree on PYTHONPATH
     python benchmarks/same_answers.py compare A.json B.json [--rtol 1e-12]
+    python benchmarks/same_answers.py paper DIR_A DIR_B     # two `carbonscaling paper --out` folders
 
 ``dump`` runs `carbonscaling.estimate(...).to_dict()` for every catalog model on a few
 devices, plus pinned, carbon-objective, cs-v1 preset and infeasible requests (the error
 line and its constraint), and writes them as JSON. ``compare`` reports every value that
 differs by more than ``rtol`` (relative). ``layouts_evaluated`` is a count of work done,
-not an answer, and is ignored.
+not an answer, and is ignored. ``paper`` compares every CSV cell of two paper outputs (claims
+included) the same way, ignoring the timing columns (``search_s``, ``seconds``) too.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import json
 import math
 import sys
 
-IGNORED = {"layouts_evaluated"}
+IGNORED = {"layouts_evaluated", "search_s", "seconds"}
 
 
 def cases():
@@ -88,7 +90,32 @@ def compare(pa: str, pb: str, rtol: float) -> int:
     return 1 if bad else 0
 
 
+def _cell(v: str):
+    try:
+        return float(v)
+    except ValueError:
+        return v
+
+
+def compare_paper(da: str, db: str, rtol: float) -> int:
+    import csv
+    from pathlib import Path
+
+    def read(d):
+        return {str(p.relative_to(d)): [{k: _cell(v) for k, v in r.items()} for r in csv.DictReader(open(p))]
+                for p in sorted(Path(d).rglob("*.csv"))}
+
+    a, b = read(da), read(db)
+    bad = list(diffs(a, b, rtol))
+    print("\n".join(bad[:200]))
+    print(f"{len(a)} CSV files, {sum(map(len, a.values()))} rows, {len(bad)} differences (rtol {rtol:g})")
+    return 1 if bad else 0
+
+
 if __name__ == "__main__":
+    if sys.argv[1] == "paper":
+        rtol = float(sys.argv[sys.argv.index("--rtol") + 1]) if "--rtol" in sys.argv else 1e-12
+        sys.exit(compare_paper(sys.argv[2], sys.argv[3], rtol))
     if sys.argv[1] == "dump":
         dump(sys.argv[2])
     else:
