@@ -63,8 +63,28 @@ from .carbon_settings import (  # noqa: F401 - re-exported: the carbon stage's p
 
 
 def power_split(tdp_w: float, mode: str = "default") -> tuple[float, float]:
-    """``(p_static_w, p_dynamic_w)`` of the ``paper`` model: dynamic is 0.158 TDP (Fernandez et
-    al. 2024), static the rest; ``"low_static"`` swaps the shares (v1 Fig. 4)."""
+    """Static and dynamic device power of the ``paper`` power model.
+
+    Dynamic is 0.158 TDP (``power.yaml: dynamic_fraction_of_tdp``), static the rest;
+    ``"low_static"`` swaps the shares (v1 Fig. 4).
+
+    Parameters
+    ----------
+    tdp_w : float
+        The device's thermal design power (W).
+    mode : {'default', 'low_static'}, optional
+        Which share is static (default ``'default'``).
+
+    Returns
+    -------
+    p_static_w, p_dynamic_w : float
+        Watts.
+
+    References
+    ----------
+    Fernandez et al., "Hardware Scaling Trends and Diminishing Returns in Large-Scale
+    Distributed Training", 2024 (dynamic share); Jiang and Chen, CarbonScaling v1, Fig. 4.
+    """
     frac = float(load_yaml("power.yaml")["dynamic_fraction_of_tdp"])
     if _choice("power_split", mode, POWER_SPLITS) == "low_static":
         frac = 1.0 - frac
@@ -73,7 +93,20 @@ def power_split(tdp_w: float, mode: str = "default") -> tuple[float, float]:
 
 
 def n_nodes(system: System, n_devices: int) -> int:
-    """Whole nodes needed for ``n_devices`` accelerators."""
+    """Whole nodes needed for ``n_devices`` accelerators.
+
+    Parameters
+    ----------
+    system : System
+        ``devices_per_node``.
+    n_devices : int
+        Accelerators.
+
+    Returns
+    -------
+    int
+        ``ceil(n_devices / devices_per_node)``.
+    """
     return math.ceil(n_devices / system.devices_per_node)
 
 
@@ -84,6 +117,30 @@ def power_terms_w(system: System, n_devices, util, acc: Accounting, state: str =
     ``util`` drives the accelerators: the busy share for ``measured`` (the step model's compute
     share), MFU for ``paper``; ``nameplate`` ignores it. ``wait`` and ``idle`` (checkpoint
     stalls, restarts) differ from ``train`` only in the ``measured`` model.
+
+    Parameters
+    ----------
+    system : System
+        Device TDP (W), node power beyond the accelerators (W), devices per node, network.
+    n_devices : int or ndarray
+        Accelerators in the job (sets the host share charged under the allocation rule).
+    util : float or ndarray
+        Busy share (``measured``) or MFU (``paper``), 0..1.
+    acc : Accounting
+        Validated carbon settings (:func:`resolve_accounting`).
+    state : {'train', 'wait', 'idle'}, optional
+        Job state (default ``'train'``).
+
+    Returns
+    -------
+    dict of str to ndarray
+        Watts per device slot by term: ``device`` (or ``device_static`` / ``device_dynamic``
+        for ``paper``), ``host`` or ``node_other``, ``power_conversion``, ``cooling``, ``network``.
+
+    References
+    ----------
+    Node power fitted on the metered MLPerf Training power rows (``power.yaml``; docs/carbon.md);
+    the ``paper`` model is CarbonScaling v1's ``P_static + alpha P_dynamic MFU``.
     """
     dev, per_node = system.device, system.devices_per_node
     n = np.asarray(n_devices, dtype=float)
@@ -110,8 +167,27 @@ def power_terms_w(system: System, n_devices, util, acc: Accounting, state: str =
 
 
 def goodput_shares(n_devices, acc: Accounting) -> dict[str, Any]:
-    """Shares of expected wall clock: ``goodput``, ``train`` (goodput + rework + evaluation,
-    drawn at training power), ``wait`` (checkpoint stalls), ``idle`` (restarts)."""
+    """Shares of expected wall clock spent in each state.
+
+    Parameters
+    ----------
+    n_devices : int or ndarray
+        Accelerators (interruptions grow with them).
+    acc : Accounting
+        Validated carbon settings (:func:`resolve_accounting`).
+
+    Returns
+    -------
+    dict of str to ndarray
+        Fractions of expected wall clock: ``goodput``, ``train`` (goodput + rework +
+        evaluation, drawn at training power), ``wait`` (checkpoint stalls), ``idle``
+        (restarts), their parts, and ``mttf_h`` / ``checkpoint_interval_h`` (hours).
+
+    References
+    ----------
+    Llama Team, "The Llama 3 Herd of Models", arXiv 2407.21783, 2024, Sec. 3.3.4
+    (interruption rate; ``goodput.yaml``).
+    """
     if acc.goodput is not None:
         zero = 0.0 * np.asarray(n_devices, dtype=float)
         return {"goodput": acc.goodput + zero, "train": acc.goodput + zero, "wait": 1.0 - acc.goodput + zero,
@@ -125,7 +201,26 @@ def goodput_shares(n_devices, acc: Accounting) -> dict[str, Any]:
 
 # ---- embodied carbon ---------------------------------------------------------------
 def embodied_kg(system: System, acc: Accounting) -> dict[str, Any]:
-    """Life-cycle kg of one device and of one node's host items (``embodied.yaml``, ``cpa.csv``)."""
+    """Life-cycle kg of one device and of one node's host items (``embodied.yaml``, ``cpa.csv``).
+
+    Parameters
+    ----------
+    system : System
+        Device die area (mm2), HBM (GB) and process node; host CPUs, DRAM and SSD per node.
+    acc : Accounting
+        Validated carbon settings (:func:`resolve_accounting`).
+
+    Returns
+    -------
+    dict
+        ``device_kg``, ``die_kg``, ``hbm_kg`` (kgCO2e per device), ``host_kg`` (per node, by
+        item), the CPA factors used (kg/cm2, kg/GB), ``source`` and ``vendor_range_kg``.
+
+    References
+    ----------
+    Jiang and Chen, CarbonScaling v1, Tables 3-4 (carbon per area, CPA); NVIDIA HGX H100
+    Product Carbon Footprint, 2024 (``vendor`` mode).
+    """
     dev = system.device
     vend = load_yaml("embodied.yaml")["vendor_anchored"]
     logic, hbm, cpa = logic_cpa(dev), hbm_cpa(dev), cpa_table()
@@ -148,9 +243,38 @@ def embodied_kg(system: System, acc: Accounting) -> dict[str, Any]:
 def embodied_terms(system: System, n_devices: int, duration_h: float, *, lifetime_years: float,
                    mode: str = "paper", infrastructure: bool = True, vendor_kg_per_device: float | None = None,
                    allocation: str = "node", lifetime_policy: str = "replace") -> dict[str, Any]:
-    """Embodied tCO2e of each item for ``n_devices`` over ``duration_h`` wall-clock hours, with a
-    low/high band (the per-device figure's published spread and the infrastructure share's range;
-    host items are point values)."""
+    """Embodied tCO2e of each item for ``n_devices`` over ``duration_h`` wall-clock hours.
+
+    With a low/high band (the per-device figure's published spread and the infrastructure
+    share's range; host items are point values).
+
+    Parameters
+    ----------
+    system : System
+        The system (device and host items).
+    n_devices : int
+        Accelerators.
+    duration_h : float
+        Wall-clock hours charged.
+    lifetime_years : float
+        Hardware lifetime (years) the manufacturing carbon is amortised over.
+    mode : {'paper', 'vendor'}, optional
+        Die + HBM from CPA (default) or a vendor per-device figure.
+    infrastructure : bool, optional
+        Add the data-centre infrastructure share (default True).
+    vendor_kg_per_device : float, optional
+        kgCO2e per device under ``vendor`` (default: ``embodied.yaml``).
+    allocation : str, optional
+        How hosts are charged (``'node'``: whole nodes; default).
+    lifetime_policy : str, optional
+        A run longer than the lifetime: ``'replace'``, ``'whole_run'`` or ``'refuse'``.
+
+    Returns
+    -------
+    dict
+        tCO2e by item (``embodied_accelerator_tco2e``, ``embodied_cpu_tco2e``, ...,
+        ``embodied_tco2e`` and its low/high band), the amortisation fraction and the factors used.
+    """
     acc = resolve_accounting(lifetime_years=lifetime_years, embodied_mode=mode, infrastructure=infrastructure,
                              vendor_kg_per_device=vendor_kg_per_device, allocation=allocation,
                              lifetime_policy=lifetime_policy, ci=0)
@@ -191,6 +315,25 @@ def operational_kwh(system: System, n_devices, steady_h, util, acc: Accounting) 
     """Expected wall clock and kWh of each operational term (IT side, before PUE).
 
     Works on arrays (one entry per layout) as well as scalars.
+
+    Parameters
+    ----------
+    system : System
+        The system.
+    n_devices : int or ndarray
+        Accelerators.
+    steady_h : float or ndarray
+        Steady-state wall clock (hours), before goodput.
+    util : float or ndarray
+        Busy share or MFU (see :func:`power_terms_w`).
+    acc : Accounting
+        Validated carbon settings (:func:`resolve_accounting`).
+
+    Returns
+    -------
+    dict
+        ``wall_h`` (expected hours, steady / goodput), ``goodput`` (:func:`goodput_shares`),
+        ``power_w`` (training W per device by term) and ``kwh`` (kWh by term).
     """
     g = goodput_shares(n_devices, acc)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -203,9 +346,24 @@ def operational_kwh(system: System, n_devices, steady_h, util, acc: Accounting) 
 
 
 def carbon_scorer(system: System, acc: Accounting):
-    """``score(devices, steady_s, util) -> tCO2e`` per layout, with the formulas of
-    :func:`run_carbon` (allocation, goodput, lifetime, embodied); ``inf`` where the run would be
-    refused (goodput below the minimum, or longer than the hardware's life under ``refuse``)."""
+    """A function pricing many layouts at once with the formulas of :func:`run_carbon`.
+
+    Allocation, goodput, lifetime and embodied as in :func:`run_carbon`; ``inf`` where the
+    run would be refused (goodput below the minimum, or longer than the hardware's life
+    under ``refuse``).
+
+    Parameters
+    ----------
+    system : System
+        The system.
+    acc : Accounting
+        Validated carbon settings (:func:`resolve_accounting`).
+
+    Returns
+    -------
+    callable
+        ``score(devices, steady_s, util) -> ndarray`` of tCO2e (steady-state seconds in).
+    """
     kg = embodied_kg(system, acc)
     infra = load_yaml("embodied.yaml")["infrastructure"]
     f_mid = float(infra["fraction_of_manufacturing"]) if acc.infrastructure else 0.0
@@ -267,10 +425,12 @@ class CarbonResult:
 
     @property
     def total_low_tco2e(self) -> float:
+        """Operational plus the embodied low bound (tCO2e)."""
         return self.operational_tco2e + self.embodied_low_tco2e
 
     @property
     def total_high_tco2e(self) -> float:
+        """Operational plus the embodied high bound (tCO2e)."""
         return self.operational_tco2e + self.embodied_high_tco2e
 
     def _top(self) -> dict[str, Any]:
@@ -278,11 +438,23 @@ class CarbonResult:
         return {**top, "total_low_tco2e": self.total_low_tco2e, "total_high_tco2e": self.total_high_tco2e}
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-safe dict: the totals at top level and ``breakdown`` as a nested dict."""
+        """JSON-safe dict: the totals at top level and ``breakdown`` as a nested dict.
+
+        Returns
+        -------
+        dict
+            Energies in kWh, carbon in tCO2e, sources and scope.
+        """
         return {**self._top(), "breakdown": dict(self.breakdown)}
 
     def to_row(self) -> dict[str, Any]:
-        """One flat dict (totals then breakdown), e.g. for a pandas row."""
+        """One flat dict (totals then breakdown), e.g. for a pandas row.
+
+        Returns
+        -------
+        dict
+            Breakdown keys and the top-level totals in one level.
+        """
         return {**self.breakdown, **self._top()}
 
 
@@ -305,7 +477,22 @@ _TERM_NAMES = {"device": "device", "device_static": "device (static)", "device_d
 
 
 def scope_text(acc: Accounting, kwh: Mapping[str, float], goodput: float) -> str:
-    """One line naming every term counted (and not counted) in a result."""
+    """One line naming every term counted (and not counted) in a result.
+
+    Parameters
+    ----------
+    acc : Accounting
+        Validated carbon settings (:func:`resolve_accounting`).
+    kwh : mapping of str to float
+        kWh by operational term (terms with 0 are not named).
+    goodput : float
+        The goodput used (1 = steady state).
+
+    Returns
+    -------
+    str
+        For example ``operational: device, host, ...; measured node power (busy share); ...``.
+    """
     terms = [_TERM_NAMES[k] for k, v in kwh.items() if v > 0]
     model = {"measured": "measured node power (busy share)", "nameplate": "nameplate maxima (upper bound)",
              "paper": "papers' static + dynamic x MFU"}[acc.power_model]
@@ -321,17 +508,43 @@ def run_carbon(model: Any, system: Any, *, n_devices: int, duration_h: float | N
                device_hours: float | None = None, utilization: float, **settings: Any) -> CarbonResult:
     """Operational + embodied carbon of a run on ``n_devices`` devices of ``system``.
 
-    ``model`` is optional (a ModelSpec, catalog name or YAML path; only reported).
-    ``system`` is anything :func:`hardware.load_system` accepts. Give exactly one of
-    ``duration_h`` (steady-state wall clock) and ``device_hours`` (= n_devices x duration_h).
-    ``utilization`` drives the accelerators' power: their busy share under ``power_model``
-    ``measured`` (default), MFU under ``paper``. ``settings`` are those of
-    :func:`resolve_accounting` (pue, ci, year, lifetime_years, alpha, power_split,
-    power_model, allocation, lifetime_policy, cooling, embodied_mode, infrastructure,
-    include_embodied, vendor_kg_per_device, goodput, interruptions_per_device_day,
-    restart_minutes, checkpoint_minutes, evaluation_fraction, development_overhead).
-    Bad input raises :class:`InputError` naming the field; a run the lifetime policy
-    ``refuse`` or the goodput model rejects raises :class:`InfeasibleError`.
+    ``CO_op = sum(kWh by term) x PUE x CI``; ``CO_emb = amortisation x (N device_kg +
+    nodes host_kg) x (1 + infrastructure share)``; the wall clock is the steady-state one
+    over goodput. Bad input raises :class:`InputError` naming the field; a run the lifetime
+    policy ``refuse`` or the goodput model rejects raises :class:`InfeasibleError`.
+
+    Parameters
+    ----------
+    model : ModelSpec, str, path or None
+        Only reported (a ModelSpec, catalog name or YAML path).
+    system : System or str
+        Anything :func:`hardware.load_system` accepts.
+    n_devices : int
+        Accelerators, 1 .. 1e12.
+    duration_h : float, optional
+        Steady-state wall clock (hours). Give exactly one of this and ``device_hours``.
+    device_hours : float, optional
+        ``n_devices x duration_h`` (device-hours).
+    utilization : float
+        Drives the accelerators' power, in (0, 1]: their busy share under ``power_model``
+        ``measured`` (default), MFU under ``paper``.
+    **settings
+        Those of :func:`resolve_accounting`: pue, ci (gCO2e/kWh, region or country), year,
+        lifetime_years, alpha, power_split, power_model, allocation, lifetime_policy,
+        cooling, embodied_mode, infrastructure, include_embodied, vendor_kg_per_device,
+        goodput, interruptions_per_device_day, restart_minutes, checkpoint_minutes,
+        evaluation_fraction, development_overhead.
+
+    Returns
+    -------
+    CarbonResult
+        Energies (kWh), operational, embodied and total carbon (tCO2e) with the embodied
+        band, sources, the scope line and every intermediate in ``breakdown``.
+
+    References
+    ----------
+    Jiang and Chen, CarbonScaling v1 and v2 (operational and embodied formulas);
+    docs/carbon.md (power model, goodput, allocation, lifetime policy).
     """
     n = int(check_number("n_devices", n_devices, 1, 1e12, integer=True))
     steady = _duration(n, duration_h, device_hours)
@@ -406,9 +619,36 @@ def ideal_carbon(train_flops: float, system: Any, *, deadline_days: float = 90, 
                  ci: Any = None, year: int | None = None, precision: str = "bf16") -> CarbonResult:
     """The papers' "ideal" carbon (v1/v2 Fig. 4): every device at peak throughput and TDP.
 
-    Devices ``N = ceil(C / (T peak))`` for the deadline ``T`` (SPEC section 3 default: 90 days);
-    the run takes ``C / (N peak)`` seconds and draws ``C / peak x TDP`` of device energy,
-    times PUE. No node-other or network power, no embodied carbon.
+    Devices ``N = ceil(C / (T peak))`` for the deadline ``T``; the run takes
+    ``C / (N peak)`` seconds and draws ``C / peak x TDP`` of device energy, times PUE. No
+    node-other or network power, no embodied carbon.
+
+    Parameters
+    ----------
+    train_flops : float
+        Training FLOPs (C).
+    system : System or str
+        Anything :func:`hardware.load_system` accepts.
+    deadline_days : float, optional
+        Deadline T in days (default 90, the papers').
+    pue : float, optional
+        Power usage effectiveness, 1..3 (default: ``power.yaml``).
+    ci : float or str, optional
+        Grid intensity (gCO2e/kWh), region or country (default: ``power.yaml``).
+    year : int, optional
+        Year of the region's intensity.
+    precision : str, optional
+        Number format whose peak is used (default ``'bf16'``).
+
+    Returns
+    -------
+    CarbonResult
+        Operational carbon only (tCO2e); ``breakdown`` has ``n_devices``, ``duration_h``,
+        ``device_hours`` and the peak FLOP/s.
+
+    References
+    ----------
+    Jiang and Chen, CarbonScaling v1, Fig. 4 ("ideal" curve).
     """
     d = defaults()
     c = check_number("train_flops", train_flops, 0, 1e45, lo_open=True)

@@ -69,12 +69,18 @@ DeviceOpt = Annotated[Optional[str], typer.Option("--device", "-d", metavar="NAM
 DeviceFileOpt = Annotated[Optional[Path], typer.Option("--device-file", metavar="PATH", help="YAML file of device (+ system) fields.")]
 DevicesOpt = Annotated[str, typer.Option("--devices", "-n", metavar="N", help="Number of accelerators, 1..1e12.")]
 UtilizationOpt = Annotated[str, typer.Option("--utilization", "-u", metavar="U", help="Utilization U (MFU) in (0, 1].")]
-PueOpt = Annotated[Num, typer.Option("--pue", metavar="X", help="Power usage effectiveness in [1, 3] (default: data/power.yaml).")]
-CiOpt = Annotated[Optional[str], typer.Option(
-    "--ci", metavar="CI|REGION|ISO3", help="Grid intensity: g/kWh in [0, 2000], a region (us-east5) or, with codecarbon, an ISO3 country (FRA); default: data/power.yaml.")]
-RegionOpt = Annotated[Optional[str], typer.Option("--region", metavar="REGION", help="Google Cloud region (see `regions`); like --ci.")]
-YearOpt = Annotated[Num, typer.Option("--year", metavar="YYYY", help="Year of the region table (default: latest).")]
-LifetimeOpt = Annotated[Num, typer.Option("--lifetime", metavar="YEARS", help="Hardware lifetime in years, [0.01, 50] (default: data/power.yaml).")]
+# BEGIN generated shared option types (python -m carbonscaling.specs --write-cli)
+PresetOpt = Annotated[Optional[str], typer.Option('--preset', metavar='NAME', help='Scaling-law preset: cs-v1, cs-v1-aggressive-batch, cs-v2.')]
+DModelOpt = Annotated[Optional[str], typer.Option('--d-model', metavar='N', help='Model width for --preset. A whole number in [1, 1e9].')]
+DeadlineDaysOpt = Annotated[Optional[str], typer.Option('--deadline-days', metavar='DAYS', help='Maximum training duration in days. A finite number in (0, 36500]. Default: 90.')]
+CiOpt = Annotated[Optional[str], typer.Option('--ci', metavar='CI|REGION|ISO3', help='Grid intensity: g/kWh in [0, 2000], a region (us-east5) or, with codecarbon, an ISO3 country (FRA); default: data/power.yaml.')]
+RegionOpt = Annotated[Optional[str], typer.Option('--region', metavar='REGION', help='Google Cloud region (see `regions`); like --ci.')]
+YearOpt = Annotated[Optional[str], typer.Option('--year', metavar='YYYY', help='Year of the region table (default: latest). A whole number in [1900, 2200].')]
+PueOpt = Annotated[Optional[str], typer.Option('--pue', metavar='X', help='Power usage effectiveness (default: data/power.yaml). A finite number in [1, 3].')]
+LifetimeYearsOpt = Annotated[Optional[str], typer.Option('--lifetime', metavar='YEARS', help='Hardware lifetime in years (default: data/power.yaml). A finite number in [0.01, 50].')]
+EmbodiedModeOpt = Annotated[Optional[str], typer.Option('--embodied-mode', metavar='paper|vendor', help='Embodied carbon method. Default: paper.')]
+PrecisionOpt = Annotated[Optional[str], typer.Option('--precision', metavar='NAME', help='GEMM number format: bf16, fp16, fp8 (fp8-cs), fp8-delayed, fp8-blockwise, mxfp8 (fp8-mx), nvfp4, mxfp4; the device must run it. Default: bf16.')]
+# END generated shared option types
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 

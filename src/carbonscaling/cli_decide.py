@@ -15,7 +15,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from .cli import OPTION_OF, CiOpt, JsonOpt, LifetimeOpt, Num, PueOpt, RegionOpt, app, emit_json, integer, number, print_table
+from .cli import (OPTION_OF, CiOpt, DeadlineDaysOpt, DModelOpt, EmbodiedModeOpt, JsonOpt, LifetimeYearsOpt, Num,
+                  PrecisionOpt, PresetOpt, PueOpt, RegionOpt, YearOpt, app, emit_json, integer, number, print_table)
 from ._output import staged_dir
 from .errors import InputError
 
@@ -33,29 +34,28 @@ OPTION_OF.update({"budget_tco2e": "--budget", "samples": "--samples", "seed": "-
                   "out": "--out", "deadlines": "--deadlines", "d_models": "--d-models", "tokens": "--tokens",
                   "from": "--from", "to": "--to", "uncertainty_file": "--inputs-file"})
 
+# The run's options (--preset --d-model --deadline-days --ci --region --year --pue --lifetime
+# --embodied-mode --precision) are the option types generated from the specs into cli.py;
+# these are the decision commands' own.
 ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", metavar="NAME|PATH", help="Catalog model or YAML file.")]
-PresetOpt = Annotated[Optional[str], typer.Option("--preset", metavar="NAME", help="Scaling-law preset (cs-v1, cs-v2, ...).")]
-DModelOpt = Annotated[Num, typer.Option("--d-model", metavar="D", help="Width for --preset.")]
 DeviceOpt = Annotated[str, typer.Option("--device", "-d", metavar="NAME", help="Catalog device.")]
-DeadlineOpt = Annotated[Num, typer.Option("--deadline-days", metavar="DAYS", help="Deadline (default 90).")]
-EmbodiedOpt = Annotated[str, typer.Option("--embodied-mode", metavar="paper|vendor")]
-PrecisionOpt = Annotated[str, typer.Option("--precision", metavar="bf16|fp16|fp8")]
 OutOpt = Annotated[Optional[Path], typer.Option("--out", "-o", metavar="DIR", help="Write JSON, CSV and PNG here.")]
 BudgetOpt = Annotated[str, typer.Option("--budget", metavar="TCO2E", help="Carbon budget in tCO2e (total).")]
 SamplesOpt = Annotated[Num, typer.Option("--samples", metavar="N", help="Monte-Carlo samples (default 4096).")]
 SeedOpt = Annotated[Num, typer.Option("--seed", metavar="S", help="Random seed (default 0).")]
 
 
-def _kw(model=None, preset=None, d_model=None, device="H100", deadline_days=None, ci=None, region=None, pue=None,
-        lifetime=None, embodied_mode="paper", precision="bf16") -> dict[str, Any]:
-    kw: dict[str, Any] = dict(device=device, ci=ci, region=region, pue=number(pue), lifetime_years=number(lifetime),
-                              embodied_mode=embodied_mode, precision=precision, uncertainty=False)
-    if model is not None:
+def _kw(scope: dict[str, Any], skip: tuple[str, ...] = (), device: str | None = None) -> dict[str, Any]:
+    """``estimate`` keywords from a command's ``locals()``: its generated run options (numbers
+    converted as the spec reads them), ``--model`` (a name or a YAML path) and ``--device``."""
+    from .specs import cli_types, cli_values
+
+    names = [n for n in cli_types()["shared"][1] if n in scope and n not in skip and n != "year"]
+    kw: dict[str, Any] = {**cli_values(scope, names=names), "device": device or scope.get("device", "H100"),
+                          "uncertainty": False}
+    model = scope.get("model")
+    if model is not None and "model" not in skip:
         kw["model"] = Path(model) if model.endswith((".yaml", ".yml")) else model
-    if preset is not None or d_model is not None:
-        kw.update(preset=preset, d_model=integer(d_model))
-    if deadline_days is not None:
-        kw["deadline_days"] = number(deadline_days)
     return {k: v for k, v in kw.items() if v is not None}
 
 
@@ -104,8 +104,8 @@ def _fmt_t(x: float) -> str:
 # ---- uncertainty ---------------------------------------------------------------------------
 @app.command()
 def uncertainty(model: ModelOpt = None, preset: PresetOpt = None, d_model: DModelOpt = None, device: DeviceOpt = "H100",
-                deadline_days: DeadlineOpt = None, ci: CiOpt = None, region: RegionOpt = None, pue: PueOpt = None,
-                lifetime: LifetimeOpt = None, embodied_mode: EmbodiedOpt = "paper", precision: PrecisionOpt = "bf16",
+                deadline_days: DeadlineDaysOpt = None, ci: CiOpt = None, region: RegionOpt = None, pue: PueOpt = None,
+                lifetime_years: LifetimeYearsOpt = None, embodied_mode: EmbodiedModeOpt = None, precision: PrecisionOpt = None,
                 samples: SamplesOpt = None, seed: SeedOpt = None,
                 inputs_file: Annotated[Optional[Path], typer.Option("--inputs-file", metavar="PATH",
                                        help="YAML of input distributions (shape of data/uncertainty.yaml).")] = None,
@@ -116,8 +116,7 @@ def uncertainty(model: ModelOpt = None, preset: PresetOpt = None, d_model: DMode
     from .uncertainty import DEFAULT_SAMPLES, load_inputs, propagate, tornado_figure
 
     specs = load_inputs(inputs_file) if inputs_file is not None else None
-    est = estimate(**_kw(model, preset, d_model, device, deadline_days, ci, region, pue, lifetime, embodied_mode,
-                         precision))
+    est = estimate(**_kw(locals()))
     unc = propagate(est.carbon, samples=integer(samples) if samples is not None else DEFAULT_SAMPLES,
                     seed=integer(seed) if seed is not None else 0, inputs=specs)
     d = {"model": est.model.name, "device": est.system.device.name, "devices": est.result.layout.devices,
@@ -155,8 +154,8 @@ def _print_bands(model: str, device: str, unc) -> None:
 @pareto_app.command("deadline")
 def pareto_deadline(model: ModelOpt = None, preset: PresetOpt = None, d_model: DModelOpt = None,
                     device: DeviceOpt = "H100", ci: CiOpt = None, region: RegionOpt = None, pue: PueOpt = None,
-                    lifetime: LifetimeOpt = None, embodied_mode: EmbodiedOpt = "paper",
-                    precision: PrecisionOpt = "bf16",
+                    lifetime_years: LifetimeYearsOpt = None, embodied_mode: EmbodiedModeOpt = None,
+                    precision: PrecisionOpt = None,
                     deadlines: Annotated[Optional[str], typer.Option("--deadlines", metavar="D1,D2,...",
                                          help="Deadlines in days (default: 10 from 30 to 365).")] = None,
                     points: Annotated[Num, typer.Option("--points", metavar="N", help="Points per sweep (default 10).")] = None,
@@ -165,7 +164,7 @@ def pareto_deadline(model: ModelOpt = None, preset: PresetOpt = None, d_model: D
     o = _out(out)
     from .pareto import deadline_figure, deadline_front
 
-    kw = _kw(model, preset, d_model, device, None, ci, region, pue, lifetime, embodied_mode, precision)
+    kw = _kw(locals())
     front = deadline_front(deadlines=_num_list(deadlines, "deadlines"), points=integer(points) or 10, **kw)
     if o is not None:
         with staged_dir(o) as tmp:
@@ -193,9 +192,9 @@ def pareto_deadline(model: ModelOpt = None, preset: PresetOpt = None, d_model: D
 
 
 @pareto_app.command("loss")
-def pareto_loss(preset: Annotated[str, typer.Option("--preset", metavar="NAME")] = "cs-v2", device: DeviceOpt = "H100",
-                deadline_days: DeadlineOpt = None, ci: CiOpt = None, region: RegionOpt = None, pue: PueOpt = None,
-                lifetime: LifetimeOpt = None, embodied_mode: EmbodiedOpt = "paper", precision: PrecisionOpt = "bf16",
+def pareto_loss(preset: PresetOpt = "cs-v2", device: DeviceOpt = "H100",
+                deadline_days: DeadlineDaysOpt = None, ci: CiOpt = None, region: RegionOpt = None, pue: PueOpt = None,
+                lifetime_years: LifetimeYearsOpt = None, embodied_mode: EmbodiedModeOpt = None, precision: PrecisionOpt = None,
                 d_models: Annotated[Optional[str], typer.Option("--d-models", metavar="D1,D2,...")] = None,
                 points: Annotated[Num, typer.Option("--points", metavar="N", help="Widths (default 9).")] = None,
                 budget: Annotated[Num, typer.Option("--budget", metavar="TCO2E", help="Draw a budget line.")] = None,
@@ -204,7 +203,7 @@ def pareto_loss(preset: Annotated[str, typer.Option("--preset", metavar="NAME")]
     o = _out(out)
     from .pareto import loss_figure, loss_front
 
-    kw = _kw(None, None, None, device, deadline_days, ci, region, pue, lifetime, embodied_mode, precision)
+    kw = _kw(locals(), skip=("preset",))
     ds = _num_list(d_models, "d_models")
     front = loss_front(preset, d_models=[int(x) for x in ds] if ds else None, points=integer(points) or 9, **kw)
     if o is not None:
@@ -224,10 +223,10 @@ def pareto_loss(preset: Annotated[str, typer.Option("--preset", metavar="NAME")]
 
 # ---- inverse ---------------------------------------------------------------------------------
 @inverse_app.command("loss")
-def inverse_loss(budget: BudgetOpt, preset: Annotated[str, typer.Option("--preset", metavar="NAME")] = "cs-v2",
-                 device: DeviceOpt = "H100", deadline_days: DeadlineOpt = None, ci: CiOpt = None,
-                 region: RegionOpt = None, pue: PueOpt = None, lifetime: LifetimeOpt = None,
-                 embodied_mode: EmbodiedOpt = "paper", precision: PrecisionOpt = "bf16",
+def inverse_loss(budget: BudgetOpt, preset: PresetOpt = "cs-v2",
+                 device: DeviceOpt = "H100", deadline_days: DeadlineDaysOpt = None, ci: CiOpt = None,
+                 region: RegionOpt = None, pue: PueOpt = None, lifetime_years: LifetimeYearsOpt = None,
+                 embodied_mode: EmbodiedModeOpt = None, precision: PrecisionOpt = None,
                  tokens: Annotated[str, typer.Option("--tokens", metavar="preset|free",
                                    help="Keep the preset's D = 20 N, or search the token count too.")] = "preset",
                  out: OutOpt = None, as_json: JsonOpt = False) -> None:
@@ -236,7 +235,7 @@ def inverse_loss(budget: BudgetOpt, preset: Annotated[str, typer.Option("--prese
     from .inverse import best_loss_within
     from .pareto import loss_figure, loss_front
 
-    kw = _kw(None, None, None, device, deadline_days, ci, region, pue, lifetime, embodied_mode, precision)
+    kw = _kw(locals(), skip=("preset",))
     kw.pop("device")
     res = best_loss_within(number(budget), preset, device, tokens=tokens, **kw)
     if o is not None:
@@ -269,12 +268,12 @@ def inverse_loss(budget: BudgetOpt, preset: Annotated[str, typer.Option("--prese
 @inverse_app.command("deadline")
 def inverse_deadline(budget: BudgetOpt, model: ModelOpt = None, preset: PresetOpt = None, d_model: DModelOpt = None,
                      device: DeviceOpt = "H100", ci: CiOpt = None, region: RegionOpt = None, pue: PueOpt = None,
-                     lifetime: LifetimeOpt = None, embodied_mode: EmbodiedOpt = "paper",
-                     precision: PrecisionOpt = "bf16", as_json: JsonOpt = False) -> None:
+                     lifetime_years: LifetimeYearsOpt = None, embodied_mode: EmbodiedModeOpt = None,
+                     precision: PrecisionOpt = None, as_json: JsonOpt = False) -> None:
     """Shortest deadline whose least-carbon run stays within a carbon budget."""
     from .inverse import shortest_deadline_within
 
-    kw = _kw(model, preset, d_model, device, None, ci, region, pue, lifetime, embodied_mode, precision)
+    kw = _kw(locals())
     res = shortest_deadline_within(number(budget), **kw)
     if as_json:
         emit_json(res)
@@ -289,17 +288,17 @@ def inverse_deadline(budget: BudgetOpt, model: ModelOpt = None, preset: PresetOp
 
 @inverse_app.command("where")
 def inverse_where(model: ModelOpt = None, preset: PresetOpt = None, d_model: DModelOpt = None,
-                  deadline_days: DeadlineOpt = None, pue: PueOpt = None, lifetime: LifetimeOpt = None,
-                  embodied_mode: EmbodiedOpt = "paper", precision: PrecisionOpt = "bf16",
+                  deadline_days: DeadlineDaysOpt = None, pue: PueOpt = None, lifetime_years: LifetimeYearsOpt = None,
+                  embodied_mode: EmbodiedModeOpt = None, precision: PrecisionOpt = None,
                   devices: Annotated[Optional[str], typer.Option("--devices", metavar="A,B", help="Device types (default: all).")] = None,
                   regions: Annotated[Optional[str], typer.Option("--regions", metavar="R1,R2", help="Regions (default: all).")] = None,
-                  year: Annotated[Num, typer.Option("--year", metavar="YYYY")] = None,
+                  year: YearOpt = None,
                   top: Annotated[Num, typer.Option("--top", metavar="N", help="Rows to print (default 10).")] = None,
                   as_json: JsonOpt = False) -> None:
     """Device type and region that minimise total carbon for a model and deadline."""
     from .inverse import cleanest_choice
 
-    kw = _kw(model, preset, d_model, "H100", None, None, None, pue, lifetime, embodied_mode, precision)
+    kw = _kw(locals(), skip=("deadline_days",), device="H100")
     res = cleanest_choice(deadline_days=number(deadline_days) or 90.0,
                           devices=devices.split(",") if devices else None,
                           regions=regions.split(",") if regions else None, year=integer(year), **kw)
@@ -344,15 +343,15 @@ def _profiles(profile: list[str] | None, regions: str | None, basis: str) -> dic
 @grid_app.command("integrate")
 def grid_integrate(start: Annotated[list[str], typer.Option("--start", metavar="YYYY-MM[-DD]", help="Start; repeatable.")],
                    model: ModelOpt = None, preset: PresetOpt = None, d_model: DModelOpt = None,
-                   device: DeviceOpt = "H100", deadline_days: DeadlineOpt = None, pue: PueOpt = None,
-                   region: Annotated[Optional[str], typer.Option("--region", metavar="REGION")] = None,
+                   device: DeviceOpt = "H100", deadline_days: DeadlineDaysOpt = None, pue: PueOpt = None,
+                   region: RegionOpt = None,
                    profile: ProfileOpt = None, basis: BasisOpt = "lca", as_json: JsonOpt = False) -> None:
     """Operational carbon of a run integrated over its calendar window, for each start."""
     from .chain import estimate
     from .grid import on_grid
 
     profs = _profiles(profile, region, basis)
-    est = estimate(**_kw(model, preset, d_model, device, deadline_days, None, region, pue))
+    est = estimate(**_kw(locals()))
     res = [on_grid(est.carbon, p, s) for p in profs.values() for s in start]
     if as_json:
         emit_json(res)
@@ -368,7 +367,7 @@ def grid_integrate(start: Annotated[list[str], typer.Option("--start", metavar="
 def grid_suggest(first: Annotated[str, typer.Option("--from", metavar="YYYY-MM", help="Earliest start month.")],
                  last: Annotated[str, typer.Option("--to", metavar="YYYY-MM", help="Latest start month.")],
                  model: ModelOpt = None, preset: PresetOpt = None, d_model: DModelOpt = None,
-                 device: DeviceOpt = "H100", deadline_days: DeadlineOpt = None, pue: PueOpt = None,
+                 device: DeviceOpt = "H100", deadline_days: DeadlineDaysOpt = None, pue: PueOpt = None,
                  regions: Annotated[Optional[str], typer.Option("--regions", metavar="R1,R2")] = None,
                  profile: ProfileOpt = None, basis: BasisOpt = "lca",
                  top: Annotated[Num, typer.Option("--top", metavar="N")] = None, as_json: JsonOpt = False) -> None:
@@ -377,7 +376,7 @@ def grid_suggest(first: Annotated[str, typer.Option("--from", metavar="YYYY-MM",
     from .grid import month_starts, suggest_start
 
     profs = _profiles(profile, regions, basis)
-    est = estimate(**_kw(model, preset, d_model, device, deadline_days, None, None, pue))
+    est = estimate(**_kw(locals()))
     res = suggest_start(est.carbon, profs, month_starts(first, last))
     if as_json:
         emit_json(res)
@@ -391,8 +390,8 @@ def grid_suggest(first: Annotated[str, typer.Option("--from", metavar="YYYY-MM",
 # ---- footprint (accounting modes + water) -------------------------------------------------------
 @app.command()
 def footprint(model: ModelOpt = None, preset: PresetOpt = None, d_model: DModelOpt = None, device: DeviceOpt = "H100",
-              deadline_days: DeadlineOpt = None, ci: CiOpt = None, region: RegionOpt = None, pue: PueOpt = None,
-              lifetime: LifetimeOpt = None, embodied_mode: EmbodiedOpt = "paper",
+              deadline_days: DeadlineDaysOpt = None, ci: CiOpt = None, region: RegionOpt = None, pue: PueOpt = None,
+              lifetime_years: LifetimeYearsOpt = None, embodied_mode: EmbodiedModeOpt = None,
               contractual_ci: Annotated[Num, typer.Option("--contractual-ci", metavar="G", help="Market-based: contract intensity g/kWh.")] = None,
               renewable_share: Annotated[Optional[str], typer.Option("--renewable-share", metavar="F|cfe",
                                          help="Market-based: share covered by certificates (0-1), or 'cfe' (Google CFE of --region).")] = None,
@@ -404,7 +403,7 @@ def footprint(model: ModelOpt = None, preset: PresetOpt = None, d_model: DModelO
     from .chain import estimate
     from .footprint import scope2, water_footprint
 
-    est = estimate(**_kw(model, preset, d_model, device, deadline_days, ci, region, pue, lifetime, embodied_mode))
+    est = estimate(**_kw(locals()))
     share = renewable_share if renewable_share in (None, "cfe") else number(renewable_share)
     s2 = scope2(est.carbon, contractual_ci=number(contractual_ci), renewable_share=share,
                 residual_ci=number(residual_ci), region=region)

@@ -140,10 +140,12 @@ class ModelSpec(BaseModel):
     # ---- layer structure -------------------------------------------------
     @property
     def is_moe(self) -> bool:
+        """True when the model has more than one routed expert per MoE layer."""
         return self.n_experts > 1
 
     @property
     def n_moe_layers(self) -> int:
+        """Layers whose FFN is a mixture of experts (after ``first_dense_layers``, every ``moe_layer_every``; in a hybrid stack the ``E`` blocks)."""
         if not self.is_moe:
             return 0
         if self.hybrid_pattern is not None:
@@ -159,6 +161,7 @@ class ModelSpec(BaseModel):
 
     @property
     def is_hybrid(self) -> bool:
+        """True for a hybrid stack (``hybrid_pattern`` given: Mamba, attention, MoE and MLP blocks)."""
         return self.hybrid_pattern is not None
 
     @property
@@ -168,11 +171,12 @@ class ModelSpec(BaseModel):
 
     @property
     def n_mamba_layers(self) -> int:
+        """Mamba-2 blocks (``M`` in ``hybrid_pattern``; 0 otherwise)."""
         return self.hybrid_pattern.count("M") if self.is_hybrid else 0
 
     @property
     def mamba_params_per_layer(self) -> int:
-        """One Mamba-2 mixer (perf.ssm.mamba2_params)."""
+        """Parameters (count) of one Mamba-2 mixer (:func:`carbonscaling.perf.ssm.mamba2_params`); 0 without Mamba layers."""
         if not self.n_mamba_layers:
             return 0
         from .perf.ssm import mamba2_params
@@ -182,6 +186,7 @@ class ModelSpec(BaseModel):
 
     @property
     def ffn_matrices(self) -> int:
+        """Weight matrices per FFN: 3 gated (SwiGLU), 2 plain."""
         return 3 if self.ffn_gated else 2
 
     @property
@@ -191,6 +196,7 @@ class ModelSpec(BaseModel):
 
     @property
     def is_mla(self) -> bool:
+        """True for multi-head latent attention (``kv_lora_rank`` given; DeepSeek-V2/V3)."""
         return self.kv_lora_rank is not None
 
     @property
@@ -200,20 +206,23 @@ class ModelSpec(BaseModel):
 
     @property
     def value_head_dim(self) -> int:
+        """Value dimension per head (``v_head_dim``, else ``head_dim``)."""
         return self.v_head_dim or self.head_dim
 
     @property
     def shared_expert_width(self) -> int:
+        """FFN width of one shared expert (``d_shared_expert``, else ``d_expert``)."""
         return self.d_shared_expert or self.d_expert
 
     @property
     def granularity(self) -> float:
-        """Krajewski et al.'s G: dense FFN width over one expert's width."""
+        """Krajewski et al.'s G: dense FFN width over one expert's width (1 for dense models)."""
         return self.d_ff / self.d_expert if self.is_moe else 1.0
 
     # ---- parameter counts --------------------------------------------------
     @property
     def attn_params_per_layer(self) -> int:
+        """Attention parameters (count) of one layer: Q, K, V and output projections (GQA by ``n_kv_heads``; MLA per DeepSeek-V2 Sec. 2.1.2)."""
         d, hd, nh = self.d_model, self.head_dim, self.n_heads
         if not self.is_mla:
             return d * hd * (nh + 2 * self.n_kv_heads) + nh * hd * d
@@ -228,6 +237,7 @@ class ModelSpec(BaseModel):
 
     @property
     def dense_ffn_params(self) -> int:
+        """Parameters (count) of one dense FFN: ``ffn_matrices x d_model x d_ff``."""
         return self.ffn_matrices * self.d_model * self.d_ff
 
     @property
@@ -237,10 +247,12 @@ class ModelSpec(BaseModel):
 
     @property
     def router_params(self) -> int:
+        """Router parameters (count) of one MoE layer: ``d_model x n_experts`` (0 for dense models)."""
         return self.d_model * self.n_experts if self.is_moe else 0
 
     @property
     def embedding_params(self) -> int:
+        """Input embedding plus output layer parameters (count; one matrix when tied)."""
         return self.vocab * self.d_model * (1 if self.tied_embeddings else 2)
 
     @property
@@ -270,6 +282,7 @@ class ModelSpec(BaseModel):
 
     @property
     def params_active_nonembedding(self) -> float:
+        """Active parameters (count) without embeddings: the N of the fine-grained MoE law."""
         return self.params_active - self.embedding_params
 
     @property
@@ -280,6 +293,7 @@ class ModelSpec(BaseModel):
     # ---- budget ------------------------------------------------------------
     @property
     def train_tokens(self) -> float:
+        """Training tokens D (``tokens``, else the cs-v1 tokens-per-parameter rule)."""
         if self.tokens is not None:
             return self.tokens
         return _preset_rules("cs-v1")["tokens_per_param"] * self.params_total
@@ -318,6 +332,7 @@ class ModelSpec(BaseModel):
 
     @property
     def batch_tokens(self) -> float:
+        """Global batch in tokens (``global_batch_tokens``, else v1's critical batch, :func:`critical_batch_tokens`)."""
         if self.global_batch_tokens is not None:
             return float(self.global_batch_tokens)
         rule = _preset_rules("cs-v1")
@@ -325,21 +340,32 @@ class ModelSpec(BaseModel):
 
     @property
     def batch_sequences(self) -> int:
+        """Global batch in sequences (``batch_tokens / seq_len``, rounded, at least 1)."""
         return max(1, int(round(self.batch_tokens / self.seq_len)))
 
     @property
     def steps(self) -> float:
+        """Optimizer steps: ``train_tokens / (batch_sequences x seq_len)``."""
         return self.train_tokens / (self.batch_sequences * self.seq_len)
 
     @property
     def loss(self) -> float:
+        """Final loss (nats/token) by the model's law: Chinchilla (dense) or fine-grained MoE."""
         law = self.loss_law or ("fine_grained_moe" if self.is_moe else "chinchilla")
         if law == "chinchilla":
             return chinchilla_loss(self.params_law, self.train_tokens)
         return fine_grained_moe_loss(self.params_active_nonembedding, self.train_tokens, self.granularity)
 
     def summary(self) -> dict[str, Any]:
-        """Derived quantities as plain numbers (the ``model`` block of ``--json``)."""
+        """Derived quantities as plain numbers (the ``model`` block of ``--json``).
+
+        Returns
+        -------
+        dict
+            Shape fields, parameter counts (``params_total``, ``params_active``, ``params_law``),
+            ``tokens``, ``train_flops`` and ``model_flops`` (FLOPs), the global batch (tokens and
+            sequences) and ``loss`` (nats/token).
+        """
         return {
             "name": self.name,
             "preset": self.preset,
@@ -365,11 +391,51 @@ class ModelSpec(BaseModel):
 
 # ---- laws ------------------------------------------------------------------
 def chinchilla_loss(n_params: float, tokens: float) -> float:
+    """Chinchilla loss ``L(N, D) = E + A / N^alpha + B / D^beta``.
+
+    Parameters
+    ----------
+    n_params : float
+        Parameters N.
+    tokens : float
+        Training tokens D.
+
+    Returns
+    -------
+    float
+        Loss in nats/token (constants from ``scaling_laws.yaml``).
+
+    References
+    ----------
+    Hoffmann et al., "Training Compute-Optimal Large Language Models", arXiv 2203.15556,
+    2022 (approach 3 fit).
+    """
     c = load_yaml("scaling_laws.yaml")["chinchilla"]
     return c["e"] + c["a"] / n_params ** c["alpha"] + c["b"] / tokens ** c["beta"]
 
 
 def fine_grained_moe_loss(n_active_nonembedding: float, tokens: float, granularity: float = 1.0) -> float:
+    """Fine-grained MoE loss ``L(N, D, G) = c + (g / G^gamma + a) / N^alpha + b / D^beta``.
+
+    Parameters
+    ----------
+    n_active_nonembedding : float
+        Active non-embedding parameters N.
+    tokens : float
+        Training tokens D.
+    granularity : float, optional
+        G, dense FFN width over one expert's width (default 1).
+
+    Returns
+    -------
+    float
+        Loss in nats/token (constants from ``scaling_laws.yaml``).
+
+    References
+    ----------
+    Krajewski, Ludziejewski et al., "Scaling Laws for Fine-Grained Mixture of Experts",
+    arXiv 2402.07871, 2024.
+    """
     c = load_yaml("scaling_laws.yaml")["fine_grained_moe"]
     return (
         c["c"]
@@ -379,7 +445,28 @@ def fine_grained_moe_loss(n_active_nonembedding: float, tokens: float, granulari
 
 
 def critical_batch_tokens(train_flops: float, n_experts: int, rule: dict, seq_len: int) -> float:
-    """v1: ``B = sqrt(E) (C / 3e23)^(1/6) 2048^2`` tokens, rounded to whole sequences (>= 1)."""
+    """v1's critical batch: ``B = sqrt(E) (C / 3e23)^(1/6) 2048^2`` tokens, rounded to whole sequences.
+
+    Parameters
+    ----------
+    train_flops : float
+        Training FLOPs C.
+    n_experts : int
+        Routed experts E.
+    rule : dict
+        The preset's ``batch_ref_flops``, ``batch_exponent`` and ``batch_ref_tokens``.
+    seq_len : int
+        Tokens per sequence.
+
+    Returns
+    -------
+    float
+        Tokens (a whole number of sequences, at least one).
+
+    References
+    ----------
+    Jiang and Chen, CarbonScaling v1, Sec. "Neural Scaling Laws"; Bi et al., "DeepSeek LLM", 2024.
+    """
     raw = math.sqrt(n_experts) * (train_flops / rule["batch_ref_flops"]) ** rule["batch_exponent"]
     seqs = max(1, round(raw * rule["batch_ref_tokens"] / seq_len))
     return float(seqs * seq_len)
@@ -387,6 +474,13 @@ def critical_batch_tokens(train_flops: float, n_experts: int, rule: dict, seq_le
 
 # ---- presets ---------------------------------------------------------------
 def preset_names() -> list[str]:
+    """The scaling-law presets of ``scaling_laws.yaml``.
+
+    Returns
+    -------
+    list of str
+        Sorted names (``cs-v1``, ``cs-v1-aggressive-batch``, ``cs-v2``, ...).
+    """
     return sorted(load_yaml("scaling_laws.yaml")["presets"])
 
 
@@ -409,6 +503,30 @@ def from_preset(preset: str, d_model: int, *, seq_len: int | None = None) -> Mod
 
     A width whose derived fields (tokens, batch...) leave their ranges is an error naming
     ``d_model`` and the preset's largest valid width (:func:`max_preset_d_model`).
+
+    Parameters
+    ----------
+    preset : str
+        A name from :func:`preset_names`.
+    d_model : int
+        Hidden size, an integer in [128, 10,000,000].
+    seq_len : int, optional
+        Tokens per sequence (default: the preset's).
+
+    Returns
+    -------
+    ModelSpec
+        Layers, experts, tokens (``tokens_per_param x N``), FLOPs ``6 N D / E``, critical
+        batch and loss law of the preset at that width.
+
+    Raises
+    ------
+    InputError
+        ``d_model`` out of range, directly or through a derived field.
+
+    References
+    ----------
+    Jiang and Chen, CarbonScaling v1 (Fig. 2) and v2 (Sec. 4, 5.1).
     """
     rule = _preset_rules(preset)
     if isinstance(d_model, bool) or not isinstance(d_model, (int, float)) or not math.isfinite(d_model):
@@ -427,9 +545,22 @@ def from_preset(preset: str, d_model: int, *, seq_len: int | None = None) -> Mod
 
 @lru_cache(maxsize=None)
 def max_preset_d_model(preset: str) -> int:
-    """The largest multiple of the preset's head dimension whose derived fields (tokens, batch...)
-    are all in range, found by bisection (they grow with the width). Other widths have one
-    head of ``d_model`` dimensions, which stops being valid past 1,000,000."""
+    """The largest width of a preset whose derived fields are all in range.
+
+    The largest multiple of the preset's head dimension whose derived fields (tokens,
+    batch...) are all in range, found by bisection (they grow with the width). Other
+    widths have one head of ``d_model`` dimensions, which stops being valid past 1,000,000.
+
+    Parameters
+    ----------
+    preset : str
+        A name from :func:`preset_names`.
+
+    Returns
+    -------
+    int
+        ``d_model`` (a multiple of the preset's head dimension).
+    """
     rule = _preset_rules(preset)
     hd = int(rule["head_dim"])
 
@@ -488,11 +619,34 @@ def _catalog() -> dict[str, dict]:
 
 
 def model_names() -> list[str]:
+    """The named architectures of ``data/models.yaml``.
+
+    Returns
+    -------
+    list of str
+        Sorted catalog keys (aliases not included).
+    """
     return sorted(_catalog())
 
 
 def catalog_entry(name: str) -> dict:
-    """The raw catalog record (fields plus ``source``/``notes``) of a named model."""
+    """The raw catalog record (fields plus ``source``/``notes``) of a named model.
+
+    Parameters
+    ----------
+    name : str
+        Catalog key or alias, case-insensitive.
+
+    Returns
+    -------
+    dict
+        The ``models.yaml`` entry.
+
+    Raises
+    ------
+    UnknownNameError
+        No such model (the message lists the known names).
+    """
     cat = _catalog()
     key = name.strip().lower()
     if key in cat:
@@ -504,6 +658,18 @@ def catalog_entry(name: str) -> dict:
 
 
 def named_model(name: str) -> ModelSpec:
+    """The ``ModelSpec`` of a named architecture.
+
+    Parameters
+    ----------
+    name : str
+        Catalog key or alias (:func:`model_names`).
+
+    Returns
+    -------
+    ModelSpec
+        Validated spec (origin ``models.yaml[key]``).
+    """
     entry = catalog_entry(name)
     key = next(k for k, v in _catalog().items() if v is entry)
     fields = {k: v for k, v in entry.items() if k not in _CATALOG_META}
@@ -517,7 +683,20 @@ def _validation_to_input_error(err: ValidationError, origin: str) -> InputError:
 
 
 def model_from_mapping(data: dict, *, origin: str = "model") -> ModelSpec:
-    """Validate a mapping of ``ModelSpec`` fields; errors become :class:`InputError`."""
+    """Validate a mapping of ``ModelSpec`` fields; errors become :class:`InputError`.
+
+    Parameters
+    ----------
+    data : dict
+        ``ModelSpec`` field names to values (numeric strings are read as numbers).
+    origin : str, optional
+        Field name reported in errors about the whole mapping (default ``'model'``).
+
+    Returns
+    -------
+    ModelSpec
+        The validated spec.
+    """
     if not isinstance(data, dict):
         raise InputError(origin, f"must be a mapping of ModelSpec fields, got {type(data).__name__}")
     clean = {k: (_coerce_number(v) if k not in {"name", "preset", "loss_law"} else v) for k, v in data.items()}
@@ -544,6 +723,26 @@ def _coerce_number(v: Any) -> Any:
 
 
 def model_from_file(path: str | Path) -> ModelSpec:
+    """Read a user model file (YAML, optionally under a top-level ``model:`` key).
+
+    File size and YAML complexity are limited (:func:`carbonscaling._data.read_user_yaml`);
+    a gated-looking FFN without ``ffn_gated`` warns (:func:`gated_shape_warning`).
+
+    Parameters
+    ----------
+    path : str or Path
+        The YAML file.
+
+    Returns
+    -------
+    ModelSpec
+        Named after the file's stem unless it gives a ``name``.
+
+    Raises
+    ------
+    InputError
+        Naming ``model_file.FIELD``.
+    """
     p = Path(path)
     data = read_user_yaml(p, "model_file")
     data = data.get("model", data) if isinstance(data, dict) else data
@@ -568,7 +767,18 @@ EXAMPLE_MODEL_FILES = {"dense": "model.yaml", "moe": "model_moe.yaml"}
 
 
 def example_model_file(kind: str = "dense") -> str:
-    """The text of a shipped, commented example model file (``carbonscaling/examples/``)."""
+    """The text of a shipped, commented example model file (``carbonscaling/examples/``).
+
+    Parameters
+    ----------
+    kind : {'dense', 'moe'}, optional
+        Llama-3.1-8B-shaped dense model (default) or Mixtral-shaped MoE.
+
+    Returns
+    -------
+    str
+        YAML text.
+    """
     from importlib import resources
 
     if kind not in EXAMPLE_MODEL_FILES:
@@ -577,8 +787,22 @@ def example_model_file(kind: str = "dense") -> str:
 
 
 def gated_shape_warning(data: dict, spec: ModelSpec) -> str | None:
-    """A warning when a model looks gated (d_ff 2.5..3.75 x d_model: SwiGLU's 8/3 rounded up, as
-    in Llama's 2.7-3.5) but does not say ``ffn_gated``; it names both parameter counts."""
+    """A warning when a model looks gated but does not say ``ffn_gated``.
+
+    Gated means d_ff 2.5..3.75 x d_model: SwiGLU's 8/3 rounded up, as in Llama's 2.7-3.5.
+
+    Parameters
+    ----------
+    data : dict
+        The mapping as the user wrote it.
+    spec : ModelSpec
+        The spec it validated to.
+
+    Returns
+    -------
+    str or None
+        The message naming both parameter counts, or None.
+    """
     if not isinstance(data, dict) or "ffn_gated" in data or "d_ff" not in data:
         return None
     ratio = spec.d_ff / spec.d_model
@@ -591,7 +815,18 @@ def gated_shape_warning(data: dict, spec: ModelSpec) -> str | None:
 
 
 def resolve_model(model: str | Path | dict | ModelSpec) -> ModelSpec:
-    """A ``ModelSpec`` from a spec, a mapping, a YAML path, or a catalog name."""
+    """A ``ModelSpec`` from a spec, a mapping, a YAML path, or a catalog name.
+
+    Parameters
+    ----------
+    model : ModelSpec, dict, str or Path
+        A spec (returned as is), a mapping of fields, a ``.yaml``/``.yml`` path, or a name.
+
+    Returns
+    -------
+    ModelSpec
+        The spec.
+    """
     if isinstance(model, ModelSpec):
         return model
     if isinstance(model, dict):

@@ -440,13 +440,27 @@ def cli_blocks() -> dict[str, tuple[str, list[str]]]:
             "carbon": ("cli.py", carbon)}
 
 
-def cli_values(params: dict[str, Any], command: str = "estimate") -> dict[str, Any]:
-    """The generated parameters of ``command`` from a command's ``locals()``, numbers converted
-    from text (text that is not a number is kept, for the spec to reject with its range)."""
+def cli_types() -> dict[str, tuple[str, list[str]]]:
+    """``{group: (module file, fields)}`` of the option types generated from the specs
+    (``PueOpt = Annotated[...]``, named by :func:`cli_type_name`) for commands that take a
+    subset of a run's options: the decision commands (cli_decide.py) and ``regions``."""
+    return {"shared": ("cli.py", ["preset", "d_model", "deadline_days", "ci", "region", "year", "pue",
+                                  "lifetime_years", "embodied_mode", "precision"])}
+
+
+def cli_type_name(name: str) -> str:
+    """The option type of a flat field: ``lifetime_years`` -> ``LifetimeYearsOpt``."""
+    return "".join(part.capitalize() for part in name.split("_")) + "Opt"
+
+
+def cli_values(params: dict[str, Any], command: str = "estimate", names: list[str] | None = None) -> dict[str, Any]:
+    """The generated parameters of ``command`` (or the flat fields ``names``) from a command's
+    ``locals()``, numbers converted from text (text that is not a number is kept, for the
+    spec to reject with its range)."""
     from .cli import integer, number
 
     out = {}
-    for name in cli_blocks()[command][1]:
+    for name in cli_blocks()[command][1] if names is None else names:
         value = params[name]
         kind = number_kind(flat_fields()[name][1])
         out[name] = (integer(value) if kind == "int" else number(value)) if kind and value is not None else value

@@ -3,6 +3,8 @@
 * the typer parameters of ``carbonscaling estimate`` and ``carbonscaling carbon``, written
   between markers into cli_estimate.py and cli.py (written out, not built at run time, so
   that ``carbonscaling --help`` does not import pydantic);
+* the option types (``PueOpt``, ``CiOpt``, ...) of the commands that take a subset of the
+  options (the decision commands of cli_decide.py, ``regions``), written into cli.py;
 * the options table of docs/run-spec.md.
 
 ``python -m carbonscaling.specs --write-cli --write-docs`` rewrites both.
@@ -13,27 +15,33 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .specs import cli_blocks, cli_option, flat_fields, help_text, metavar, range_text
+from .specs import cli_blocks, cli_option, cli_type_name, cli_types, flat_fields, help_text, metavar, range_text
+
+
+def _option_type(name: str) -> str:
+    """``Annotated[Optional[...], typer.Option(...)]`` of one flat field: its option, alias,
+    metavar and help, all from the field's metadata."""
+    info = flat_fields()[name][1]
+    opt = cli_option(name, info)
+    extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+    names = [opt] + (["--" + extra["alias"]] if extra.get("alias") else [])
+    if info.annotation is bool:
+        flag = f"{opt}/--no-{opt[2:]}"
+        return f"Annotated[Optional[bool], typer.Option({flag!r}, help={help_text(name, info)!r})]"
+    names_src = ", ".join(repr(n) for n in names)
+    return (f"Annotated[Optional[str], typer.Option({names_src}, metavar={metavar(info)!r}, "
+            f"help={help_text(name, info)!r})]")
 
 
 def cli_block(command: str = "estimate") -> str:
     """The typer parameters of ``command`` generated from the specs (text is read by
     :func:`cli_values`; numbers are converted there so the spec words every error)."""
-    lines = []
-    for name in cli_blocks()[command][1]:
-        info = flat_fields()[name][1]
-        opt = cli_option(name, info)
-        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
-        names = [opt] + (["--" + extra["alias"]] if extra.get("alias") else [])
-        if info.annotation is bool:
-            flag = f"{opt}/--no-{opt[2:]}"
-            lines.append(f"    {name}: Annotated[Optional[bool], typer.Option({flag!r}, help={help_text(name, info)!r})]"
-                         " = None,")
-            continue
-        names_src = ", ".join(repr(n) for n in names)
-        lines.append(f"    {name}: Annotated[Optional[str], typer.Option({names_src}, metavar={metavar(info)!r}, "
-                     f"help={help_text(name, info)!r})] = None,")
-    return "\n".join(lines) + "\n"
+    return "".join(f"    {name}: {_option_type(name)} = None,\n" for name in cli_blocks()[command][1])
+
+
+def cli_types_block(group: str) -> str:
+    """Module-level option types (``PueOpt = Annotated[...]``) for commands that take a subset."""
+    return "".join(f"{cli_type_name(name)} = {_option_type(name)}\n" for name in cli_types()[group][1])
 
 
 def _markers(command: str) -> tuple[str, str]:
@@ -41,10 +49,15 @@ def _markers(command: str) -> tuple[str, str]:
             f"    # END generated {command} options\n")
 
 
-def _split(command: str) -> tuple[Path, str, str, str]:
-    path = Path(__file__).with_name(cli_blocks()[command][0])
+def _type_markers(group: str) -> tuple[str, str]:
+    return (f"# BEGIN generated {group} option types (python -m carbonscaling.specs --write-cli)\n",
+            f"# END generated {group} option types\n")
+
+
+def _split(command: str, types: bool = False) -> tuple[Path, str, str, str]:
+    path = Path(__file__).with_name((cli_types() if types else cli_blocks())[command][0])
     text = path.read_text(encoding="utf-8")
-    begin, end = _markers(command)
+    begin, end = (_type_markers if types else _markers)(command)
     head, rest = text.split(begin, 1)
     block, tail = rest.split(end, 1)
     return path, head + begin, block, end + tail
@@ -53,16 +66,18 @@ def _split(command: str) -> tuple[Path, str, str, str]:
 def write_cli() -> bool:
     """Rewrite the generated blocks of the CLI modules; True if any changed."""
     changed = False
-    for command in cli_blocks():
-        path, head, old, tail = _split(command)
-        if old != cli_block(command):
-            path.write_text(head + cli_block(command) + tail, encoding="utf-8")
+    targets = [(c, False, cli_block) for c in cli_blocks()] + [(g, True, cli_types_block) for g in cli_types()]
+    for name, types, make in targets:
+        path, head, old, tail = _split(name, types)
+        if old != make(name):
+            path.write_text(head + make(name) + tail, encoding="utf-8")
             changed = True
     return changed
 
 
-def cli_block_in_file(command: str = "estimate") -> str:
-    return _split(command)[2]
+def cli_block_in_file(command: str = "estimate", types: bool = False) -> str:
+    """The block between ``command``'s markers as the file has it (``types``: an option-types group)."""
+    return _split(command, types)[2]
 
 
 # ---- the options table in docs/run-spec.md --------------------------------------------------

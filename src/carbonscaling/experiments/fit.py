@@ -14,6 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import InputError
+from ..stats import loglog_fit
 
 
 @dataclass(frozen=True)
@@ -34,20 +35,15 @@ class PowerLawFit:
 
 
 def fit_power_law(carbon: Sequence[float], loss: Sequence[float]) -> PowerLawFit:
-    """Least-squares fit of ``loss = k * carbon^-alpha`` on ``log``s; needs two or more
-    finite positive pairs with distinct carbon values."""
+    """Least-squares fit of ``loss = k * carbon^-alpha`` on ``log``s (:func:`carbonscaling.stats.loglog_fit`);
+    needs two or more finite positive pairs with distinct carbon values."""
     x = np.asarray(carbon, dtype=float)
     y = np.asarray(loss, dtype=float)
     if x.shape != y.shape:
         raise InputError("carbon", f"carbon and loss differ in length ({x.size} vs {y.size})")
     ok = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
-    lx, ly = np.log(x[ok]), np.log(y[ok])
-    if lx.size < 2 or np.ptp(lx) == 0:
-        raise InputError("carbon", f"need at least two distinct positive points to fit, got {lx.size}")
-    slope, intercept = np.polyfit(lx, ly, 1)
-    pred = intercept + slope * lx
-    ss_res = float(np.sum((ly - pred) ** 2))
-    ss_tot = float(np.sum((ly - ly.mean()) ** 2))
-    r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else 1.0
-    return PowerLawFit(k=math.exp(intercept), alpha=-float(slope), r2=r2, n=int(lx.size),
-                       co_min=float(np.exp(lx.min())), co_max=float(np.exp(lx.max())))
+    if ok.sum() < 2 or np.ptp(x[ok]) == 0:
+        raise InputError("carbon", f"need at least two distinct positive points to fit, got {int(ok.sum())}")
+    line = loglog_fit(x[ok], y[ok])
+    return PowerLawFit(k=math.exp(line.intercept), alpha=-line.slope, r2=line.r2, n=line.n,
+                       co_min=float(x[ok].min()), co_max=float(x[ok].max()))

@@ -39,20 +39,18 @@ from typing import Any, Callable, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ..errors import InfeasibleError, InputError, from_validation
+from ..serialize import layout_columns
 
 MAX_POINTS = 10**8
 Scalar = Any
 
 ESTIMATE_COLUMNS = {
-    "status": "string", "reason": "string", "devices": "int64", "tp": "int64", "pp": "int64", "dp": "int64",
-    "cp": "int64", "ep": "int64", "etp": "int64", "vp": "int64", "zero": "int64", "fsdp": "int64",
-    "microbatch": "int64", "recompute": "string", "recompute_layers": "int64", "global_batch_sequences": "int64", "step_time_s": "float64", "duration_days": "float64", "mfu": "float64",
+    "status": "string", "reason": "string", **layout_columns(),  # the layout as serialize.layout_record spells it
+    "step_time_s": "float64", "duration_days": "float64", "mfu": "float64",
     "device_hours": "float64", "energy_kwh": "float64", "operational_tco2e": "float64",
     "embodied_tco2e": "float64", "total_tco2e": "float64", "total_low_tco2e": "float64",
     "total_high_tco2e": "float64", "ci_g_per_kwh": "float64", "layouts_evaluated": "int64", "seconds": "float64",
 }
-LAYOUT_COLUMNS = ("devices", "tp", "pp", "dp", "cp", "ep", "etp", "vp", "zero", "fsdp", "microbatch", "recompute",
-                  "recompute_layers", "global_batch_sequences")
 CARBON_COLUMNS = {
     "status": "string", "reason": "string", "energy_kwh": "float64", "operational_tco2e": "float64",
     "embodied_tco2e": "float64", "total_tco2e": "float64", "total_low_tco2e": "float64",
@@ -162,8 +160,7 @@ def _estimate_row(kw: dict) -> dict:
     est = estimate(median_carbon=False, **kw)
     d = est.to_dict()
     lay, perf, c = d["layout"], d["performance"], d["carbon"]
-    layout = {k: lay.get(k) for k in LAYOUT_COLUMNS}
-    layout["vp"] = lay.get("vp", lay.get("interleave"))  # Megatron-Core's name; older layouts say interleave
+    layout = {k: lay[k] for k in layout_columns()}
     return {"status": "ok", "reason": None, **layout,
             "step_time_s": perf["step_time_s"], "duration_days": perf["duration_days"], "mfu": perf["mfu"],
             "device_hours": perf["device_hours"], "energy_kwh": d["energy_kwh"],

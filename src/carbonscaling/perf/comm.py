@@ -26,13 +26,39 @@ ALGO_FACTOR = {"all_reduce": 2.0, "reduce_scatter": 1.0, "all_gather": 1.0}
 
 
 def scale_up_bandwidth(system: System, c: PerfConstants) -> float:
-    """Achievable bytes/s per device, one direction, inside the scale-up domain."""
+    """Achievable bytes/s per device, one direction, inside the scale-up domain.
+
+    Parameters
+    ----------
+    system : System
+        The system; its device's ``scale_up_gb_s`` (NVLink/ICI, both directions, GB/s) is used.
+    c : PerfConstants
+        ``nvlink_efficiency`` (GPUs) or ``ici_efficiency`` (TPUs), dimensionless.
+
+    Returns
+    -------
+    float
+        Bandwidth in bytes/s: half the bidirectional datasheet rate times the efficiency.
+    """
     eff = c.ici_efficiency if system.device.kind == "tpu" else c.nvlink_efficiency
     return system.device.scale_up_gb_s / 2.0 * 1e9 * eff
 
 
 def scale_out_bandwidth(system: System, c: PerfConstants) -> float:
-    """Achievable bytes/s per device over its NIC (InfiniBand/RoCE, or TPU data-center network)."""
+    """Achievable bytes/s per device over its NIC (InfiniBand/RoCE, or TPU data-center network).
+
+    Parameters
+    ----------
+    system : System
+        The system; ``scale_out_gb_s`` is its per-device NIC bandwidth (GB/s, one direction).
+    c : PerfConstants
+        ``scale_out_efficiency``, dimensionless.
+
+    Returns
+    -------
+    float
+        Bandwidth in bytes/s.
+    """
     return system.scale_out_gb_s * 1e9 * c.scale_out_efficiency
 
 
@@ -45,7 +71,20 @@ class RingGroup:
     active: np.ndarray  # more than one rank
 
     def time(self, kind: str, n_bytes):
-        """Seconds for one collective of ``n_bytes`` per rank."""
+        """Seconds for one collective of ``n_bytes`` per rank.
+
+        Parameters
+        ----------
+        kind : {'all_reduce', 'reduce_scatter', 'all_gather'}
+            The collective; sets the ring algorithm factor (2, 1, 1; ``ALGO_FACTOR``).
+        n_bytes : float or ndarray
+            Bytes per rank (the full buffer, before the ``(n-1)/n`` ring share).
+
+        Returns
+        -------
+        ndarray
+            Seconds: ``factor x n_bytes x per_byte_s + latency_s``; 0 for one-rank groups.
+        """
         return np.where(self.active, ALGO_FACTOR[kind] * n_bytes * self.per_byte_s + self.latency_s, 0.0)
 
 
@@ -58,6 +97,22 @@ def members_per_domain(n, stride, domain: int, carved: bool = False):
     large fabric (a TPU pod's torus, an NVL72 rack) from which the scheduler carves
     slices that fit the job's groups (PaLM ran 12-chip model-parallel groups on 3072 of
     a pod's 4096 chips), so groups are never split by it.
+
+    Parameters
+    ----------
+    n : int or ndarray
+        Ranks in the group.
+    stride : int or ndarray
+        Distance between consecutive members in global rank order (Megatron order, TP innermost).
+    domain : int
+        Devices per scale-up domain (NVLink island, TPU pod).
+    carved : bool, optional
+        The domain is a fabric the scheduler carves aligned slices from (default False).
+
+    Returns
+    -------
+    ndarray
+        Members per domain (float, at least 1, at most ``n``).
     """
     n = np.asarray(n, dtype=np.int64)
     stride = np.maximum(np.asarray(stride, dtype=np.int64), 1)
@@ -76,8 +131,31 @@ def _carved(system: System) -> bool:
 def ring_group(n, stride, system: System, c: PerfConstants) -> RingGroup:
     """Where a group of ``n`` ranks ``stride`` apart sits, as a cost per byte and a latency.
 
+    Hierarchical collectives as NCCL runs them: ``k`` members per scale-up domain
+    (:func:`members_per_domain`) exchange over NVLink/ICI and each carries ``1/k`` of the
+    data across the ``n / k`` domains over its NIC; latency counts ``2 ceil(log2 n)`` steps.
     A search grid repeats few distinct ``(n, stride)`` pairs over many layouts: each
     distinct pair is placed once and the result indexed back.
+
+    Parameters
+    ----------
+    n : int or ndarray
+        Ranks in the group.
+    stride : int or ndarray
+        Distance between consecutive members in global rank order.
+    system : System
+        Devices, scale-up domain and NIC bandwidth.
+    c : PerfConstants
+        Link efficiencies and per-step latencies (s).
+
+    Returns
+    -------
+    RingGroup
+        ``per_byte_s`` (s/byte at ring factor 1), ``latency_s`` (s) and ``active`` (n > 1).
+
+    References
+    ----------
+    NCCL ring and tree algorithms (NVIDIA, nccl ``src/graph/tuning.cc``).
     """
     n = np.asarray(n)
     stride = np.asarray(stride)
@@ -106,6 +184,24 @@ def all_to_all_time(n_bytes, n, stride, system: System, c: PerfConstants):
     """Seconds for an all-to-all where each rank sends ``n_bytes`` spread evenly over ``n`` ranks.
 
     Local destinations go over NVLink/ICI, remote ones over the NIC, concurrently.
+
+    Parameters
+    ----------
+    n_bytes : float or ndarray
+        Bytes each rank sends in total (its own share included).
+    n : int or ndarray
+        Ranks in the group.
+    stride : int or ndarray
+        Distance between consecutive members in global rank order.
+    system : System
+        Devices, scale-up domain and NIC bandwidth.
+    c : PerfConstants
+        Link efficiencies and latencies (s).
+
+    Returns
+    -------
+    ndarray
+        Seconds: the slower of the local and remote parts plus ``ceil(log2 n)`` latencies; 0 for one rank.
     """
     k = members_per_domain(n, stride, system.scale_up_domain, _carved(system))
     n = np.asarray(n, dtype=float)
@@ -120,6 +216,24 @@ def p2p_time(n_bytes, stride, stages, system: System, c: PerfConstants):
 
     It stays on NVLink/ICI only if the whole pipeline fits in one scale-up domain;
     otherwise some stage boundary crosses to another node and that hop binds.
+
+    Parameters
+    ----------
+    n_bytes : float or ndarray
+        Bytes sent (one microbatch's activations or gradients at the stage boundary).
+    stride : int or ndarray
+        Ranks between consecutive stages (``TP x CP`` in Megatron order).
+    stages : int or ndarray
+        Pipeline stages (PP).
+    system : System
+        Scale-up domain and link bandwidths.
+    c : PerfConstants
+        Link efficiencies and latencies (s).
+
+    Returns
+    -------
+    ndarray
+        Seconds: one latency plus ``n_bytes`` over the binding link's bandwidth.
     """
     local = stride * stages <= system.scale_up_domain
     bw = np.where(local, scale_up_bandwidth(system, c), scale_out_bandwidth(system, c))

@@ -48,7 +48,23 @@ class PerfConstants:
     fp8_param_gather_formats: tuple = ("fp8", "fp8-delayed", "mxfp8")
 
     def replace(self, **changes) -> PerfConstants:
-        """A copy with some constants changed (for sensitivity studies and calibration)."""
+        """A copy with some constants changed (for sensitivity studies and calibration).
+
+        Parameters
+        ----------
+        **changes : float
+            New values by field name (units as in the field names and ``data/perf.yaml``).
+
+        Returns
+        -------
+        PerfConstants
+            The copy.
+
+        Raises
+        ------
+        KeyError
+            A name that is not a field.
+        """
         unknown = set(changes) - {f.name for f in fields(self)}
         if unknown:
             raise KeyError(f"unknown perf constants: {sorted(unknown)}")
@@ -57,6 +73,13 @@ class PerfConstants:
 
 @lru_cache(maxsize=1)
 def default_constants() -> PerfConstants:
+    """The constants of ``data/perf.yaml`` (each with its source and status there), read once.
+
+    Returns
+    -------
+    PerfConstants
+        The shipped constants (``gemm.in_situ_factor`` is the one fitted value; docs/performance.md).
+    """
     y = load_yaml("perf.yaml")
 
     def v(section: str, key: str) -> float:

@@ -22,6 +22,28 @@ def gemm_efficiency(m, n, k, batch, device: Device, c: PerfConstants, precision:
     ``tile x tile`` blocks; partial blocks waste work), wave quantization (blocks are
     scheduled in waves over the compute units; the last wave is partly idle) and the
     K-loop prologue/epilogue (``K / (K + k0)``).
+
+    Parameters
+    ----------
+    m, n, k : float or ndarray
+        GEMM dimensions (rows of the output, columns of the output, inner dimension).
+    batch : float or ndarray
+        Independent GEMMs of that shape launched together.
+    device : Device
+        Peak rates per format (FLOP/s), HBM bandwidth (GB/s), SRAM (MB), compute units.
+    c : PerfConstants
+        The performance constants (``data/perf.yaml``).
+    precision : str, optional
+        Number format (``formats.yaml`` name, default ``'bf16'``).
+
+    Returns
+    -------
+    ndarray
+        Fraction of the format's peak FLOP/s, in (0, 1].
+
+    References
+    ----------
+    NVIDIA, "Matrix Multiplication Background User's Guide" (tile and wave quantization).
     """
     tile = c.gemm_tile
     tiles_m = np.ceil(m / tile)
@@ -41,6 +63,26 @@ def gemm_time(m, n, k, batch, device: Device, c: PerfConstants, precision: str =
     HBM traffic assumes operands are re-read once per SRAM-sized block: a block edge
     of ``sqrt(SRAM / (2 * bytes))`` (at least one tile) bounds reuse, so large SRAM
     (and its projected growth) lowers traffic.
+
+    Parameters
+    ----------
+    m, n, k : float or ndarray
+        GEMM dimensions; ``2 m n k batch`` FLOPs.
+    batch : float or ndarray
+        GEMMs of that shape.
+    device : Device
+        Peak rates per format (FLOP/s), HBM bandwidth (GB/s), SRAM (MB), compute units.
+    c : PerfConstants
+        The performance constants (``data/perf.yaml``).
+    precision : str, optional
+        Number format of the operands (default ``'bf16'``).
+    in_bytes : float, optional
+        Bytes per input element (default 2.0); the output is written in 2 bytes.
+
+    Returns
+    -------
+    ndarray
+        Seconds (roofline model: Williams, Waterman and Patterson, CACM 2009).
     """
     flops = 2.0 * m * n * k * batch
     t_compute = flops / (device.peak_flops(precision) * gemm_efficiency(m, n, k, batch, device, c, precision))
@@ -54,11 +96,37 @@ def linear_fwd_bwd_time(tokens, n_out, n_in, batch, device: Device, c: PerfConst
                         weight_cast_share=0.0, norm_fused=False):
     """Forward, and backward (data gradient + weight gradient) of ``y = x W`` for ``tokens`` rows.
 
-    Returns ``(t_forward, t_backward)``; the two backward GEMMs have transposed shapes.
-    In a quantized format each also pays its casts (:func:`quantize_time`): the input
-    activation in the forward, the output gradient in the backward, and
-    ``weight_cast_share`` of one weight cast (``1 / microbatches`` where the recipe caches
-    the quantized weights over a step's microbatches, as Transformer Engine does).
+    The two backward GEMMs have transposed shapes. In a quantized format each also pays
+    its casts (:func:`quantize_time`): the input activation in the forward, the output
+    gradient in the backward, and ``weight_cast_share`` of one weight cast
+    (``1 / microbatches`` where the recipe caches the quantized weights over a step's
+    microbatches, as Transformer Engine does).
+
+    Parameters
+    ----------
+    tokens : float or ndarray
+        Rows of ``x`` (tokens of a microbatch on this rank).
+    n_out, n_in : float or ndarray
+        Output and input features of ``W`` (already divided by TP where sharded).
+    batch : float or ndarray
+        Independent linears of that shape (experts, heads).
+    device : Device
+        Peak rates per format (FLOP/s), HBM bandwidth (GB/s), SRAM (MB), compute units.
+    c : PerfConstants
+        The performance constants (``data/perf.yaml``).
+    precision : str
+        Number format of the GEMMs.
+    in_bytes : float
+        Bytes per GEMM input element.
+    weight_cast_share : float or ndarray, optional
+        Share of one weight cast paid by this call (default 0).
+    norm_fused : bool or ndarray, optional
+        The input cast is fused into the preceding norm (no separate cast; default False).
+
+    Returns
+    -------
+    t_forward, t_backward : ndarray
+        Seconds of the forward and of the backward (dgrad + wgrad).
     """
     fwd = gemm_time(tokens, n_out, n_in, batch, device, c, precision, in_bytes)
     dgrad = gemm_time(tokens, n_in, n_out, batch, device, c, precision, in_bytes)
@@ -80,21 +148,77 @@ def quantize_time(elements, precision: str, device: Device, c: PerfConstants):
     scales). Casts are counted as separate kernels; Transformer Engine fuses the forward
     cast into LayerNorm and the activation function for two of a layer's four GEMMs, so
     this is an upper bound of the cast cost (docs/performance.md).
+
+    Parameters
+    ----------
+    elements : float or ndarray
+        Values cast.
+    precision : str
+        Target number format (``fp8``, ``mxfp8``, ``nvfp4``, ...).
+    device : Device
+        Peak rates per format (FLOP/s), HBM bandwidth (GB/s), SRAM (MB), compute units.
+    c : PerfConstants
+        The performance constants (``data/perf.yaml``).
+
+    Returns
+    -------
+    ndarray
+        Seconds (HBM-bound).
     """
     fmt = number_format(precision)
     return memory_bound_time(fmt.quantize_bytes(columnwise_native=device.fp8_columnwise_native) * elements, device, c)
 
 
 def memory_bound_time(n_bytes, device: Device, c: PerfConstants):
-    """Seconds to stream ``n_bytes`` through HBM at the achievable bandwidth."""
+    """Seconds to stream ``n_bytes`` through HBM at the achievable bandwidth.
+
+    Parameters
+    ----------
+    n_bytes : float or ndarray
+        Bytes read plus written.
+    device : Device
+        Peak rates per format (FLOP/s), HBM bandwidth (GB/s), SRAM (MB), compute units.
+    c : PerfConstants
+        The performance constants (``data/perf.yaml``).
+
+    Returns
+    -------
+    ndarray
+        Seconds: ``n_bytes / (hbm_gb_s x 1e9 x hbm_efficiency)``.
+    """
     return n_bytes / (device.hbm_gb_s * 1e9 * c.hbm_efficiency)
 
 
 def flash_attention_time(batch_heads, seq, head_dim, device: Device, c: PerfConstants, precision: str = "bf16"):
-    """Fused (FlashAttention-style) causal attention: ``(t_forward, t_backward)``.
+    """Fused (FlashAttention-style) causal attention.
 
     Causal masking skips half the score blocks. The backward pass recomputes the
     scores, so it does more matmul work than the forward (``flash_backward_to_forward``).
+
+    Parameters
+    ----------
+    batch_heads : float or ndarray
+        Sequences x attention heads on this rank.
+    seq : float or ndarray
+        Sequence length (tokens).
+    head_dim : float or ndarray
+        Dimension per head.
+    device : Device
+        Peak rates per format (FLOP/s), HBM bandwidth (GB/s), SRAM (MB), compute units.
+    c : PerfConstants
+        The performance constants (``data/perf.yaml``).
+    precision : str, optional
+        Number format of the attention matmuls (default ``'bf16'``).
+
+    Returns
+    -------
+    t_forward, t_backward : ndarray
+        Seconds.
+
+    References
+    ----------
+    Dao, "FlashAttention-2: Faster Attention with Better Parallelism and Work
+    Partitioning", 2023 (forward ``4 s^2 d`` FLOPs per head, halved by causal masking).
     """
     fwd_flops = 4.0 * batch_heads * seq * seq * head_dim / 2.0  # causal: half the score blocks
     rate = device.peak_flops(precision) * c.flash_fraction_of_peak * c.gemm_in_situ_factor
@@ -104,7 +228,31 @@ def flash_attention_time(batch_heads, seq, head_dim, device: Device, c: PerfCons
 def unfused_attention_time(batch_heads, seq, head_dim, device: Device, c: PerfConstants, precision: str = "bf16"):
     """Attention as two batched GEMMs plus softmax/mask/dropout passes over the score tensor.
 
-    Returns ``(t_forward, t_backward)``; selective recompute repeats the forward.
+    Selective recompute repeats the forward.
+
+    Parameters
+    ----------
+    batch_heads : float or ndarray
+        Sequences x attention heads on this rank.
+    seq : float or ndarray
+        Sequence length (tokens).
+    head_dim : float or ndarray
+        Dimension per head.
+    device : Device
+        Peak rates per format (FLOP/s), HBM bandwidth (GB/s), SRAM (MB), compute units.
+    c : PerfConstants
+        The performance constants (``data/perf.yaml``).
+    precision : str, optional
+        Number format of the two GEMMs (default ``'bf16'``).
+
+    Returns
+    -------
+    t_forward, t_backward : ndarray
+        Seconds.
+
+    References
+    ----------
+    Korthikanti et al., "Reducing Activation Recomputation in Large Transformer Models", 2022.
     """
     s_fwd, s_bwd = linear_fwd_bwd_time(seq, seq, head_dim, batch_heads, device, c, precision, 2.0)
     v_fwd, v_bwd = linear_fwd_bwd_time(seq, head_dim, seq, batch_heads, device, c, precision, 2.0)

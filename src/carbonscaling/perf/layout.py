@@ -165,6 +165,7 @@ class Layout(BaseModel):
 
     @property
     def devices(self) -> int:
+        """Devices the layout occupies: ``TP x CP x PP x DP`` (EP and ETP are carved out of them)."""
         return self.tp * self.cp * self.pp * self.dp
 
     @property
@@ -173,7 +174,14 @@ class Layout(BaseModel):
         return -(-self.global_batch_sequences // (self.dp * self.microbatch))
 
     def describe(self) -> str:
-        """Megatron-style one-line summary."""
+        """Megatron-style one-line summary.
+
+        Returns
+        -------
+        str
+            For example ``TP8 CP1 PP4 VP2 DP16 EP1 ZeRO-1 mb1 rc=selective`` (``ETPn`` only where
+            it differs from TP; ``FSDPn`` in place of the ZeRO stage when FSDP is on).
+        """
         parts = [f"TP{self.tp}", f"CP{self.cp}", f"PP{self.pp}", f"VP{self.vp}", f"DP{self.dp}", f"EP{self.ep}"]
         if self.etp != self.tp:
             parts.append(f"ETP{self.etp}")
@@ -218,22 +226,64 @@ class LayoutGrid:
 
     @property
     def devices(self) -> np.ndarray:
+        """Devices of each layout, ``tp x cp x pp x dp`` (int array)."""
         return self.tp * self.cp * self.pp * self.dp
 
     @property
     def micro(self) -> np.ndarray:
+        """Microbatches per pipeline per step of each layout, ``ceil(batch / (dp x mb))`` (int array)."""
         return -(-self.batch // (self.dp * self.mb))
 
     def __len__(self) -> int:
         return len(self.tp)
 
     def take(self, idx) -> LayoutGrid:
+        """The layouts at ``idx``.
+
+        Parameters
+        ----------
+        idx : int array, bool mask or slice
+            Numpy index into the grid.
+
+        Returns
+        -------
+        LayoutGrid
+            A grid of the selected layouts.
+        """
         return LayoutGrid(**{k: getattr(self, k)[idx] for k in _GRID_FIELDS})
 
     def replace(self, **arrays) -> LayoutGrid:
+        """A copy with some fields' arrays replaced.
+
+        Parameters
+        ----------
+        **arrays : ndarray
+            New arrays by grid field name (``tp``, ``pp``, ``dp``, ``cp``, ``ep``, ``etp``, ``zero``,
+            ``fsdp``, ``mb``, ``v``, ``rc``, ``rl``, ``batch``), each as long as the grid.
+
+        Returns
+        -------
+        LayoutGrid
+            The copy.
+        """
         return LayoutGrid(**{k: arrays.get(k, getattr(self, k)) for k in _GRID_FIELDS})
 
     def layout(self, i: int, recompute_layers: int | None = None) -> Layout:
+        """The ``i``-th layout as a validated :class:`Layout`.
+
+        Parameters
+        ----------
+        i : int
+            Index into the grid.
+        recompute_layers : int, optional
+            Layers per (virtual) stage recomputed under full recompute, in place of the grid's
+            ``rl`` (the search resolves :data:`RL_AUTO` this way).
+
+        Returns
+        -------
+        Layout
+            The layout (``recompute_layers`` None = every layer).
+        """
         rc = RECOMPUTE_MODES[int(self.rc[i])]
         rl = int(self.rl[i]) if recompute_layers is None else int(recompute_layers)
         return Layout(
@@ -246,6 +296,18 @@ class LayoutGrid:
 
     @classmethod
     def from_layouts(cls, layouts: list[Layout]) -> LayoutGrid:
+        """A grid holding the given layouts, in order.
+
+        Parameters
+        ----------
+        layouts : list of Layout
+            Layouts to evaluate together.
+
+        Returns
+        -------
+        LayoutGrid
+            One entry per layout (``zero`` holds the stage in effect, 3 under FSDP).
+        """
         def arr(f):
             return np.array([f(lay) for lay in layouts], dtype=np.int64)
 

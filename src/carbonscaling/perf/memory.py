@@ -59,7 +59,18 @@ class Memory:
 
 # ---- parameters ----------------------------------------------------------------------------
 def nonexpert_params_per_layer(model: ModelSpec) -> float:
-    """Attention, norms, the dense FFN (or the shared experts and router), averaged over layers."""
+    """Attention, norms, the dense FFN (or the shared experts and router), averaged over layers.
+
+    Parameters
+    ----------
+    model : ModelSpec
+        The architecture.
+
+    Returns
+    -------
+    float
+        Parameters per layer (count, not bytes), before TP sharding.
+    """
     frac_moe = model.n_moe_layers / model.n_layers
     moe_dense = model.shared_expert_params + model.router_params
     if model.is_hybrid:  # one block per layer (Mamba, attention, MoE or MLP), one norm each
@@ -70,22 +81,74 @@ def nonexpert_params_per_layer(model: ModelSpec) -> float:
 
 
 def expert_params_per_layer(model: ModelSpec) -> float:
+    """Routed-expert parameters per layer, averaged over all layers (dense layers count 0).
+
+    Parameters
+    ----------
+    model : ModelSpec
+        The architecture.
+
+    Returns
+    -------
+    float
+        Parameters per layer (count), before EP/ETP sharding.
+    """
     return model.n_moe_layers / model.n_layers * model.n_experts * model.expert_params
 
 
 def mtp_params(model: ModelSpec) -> float:
-    """One MTP module: a layer, the 2h -> h projection and two norms (embedding/head shared)."""
+    """One MTP module: a layer, the 2h -> h projection and two norms (embedding/head shared).
+
+    Parameters
+    ----------
+    model : ModelSpec
+        The architecture.
+
+    Returns
+    -------
+    float
+        Parameters (count) of the model's ``mtp_layers`` multi-token-prediction modules.
+
+    References
+    ----------
+    DeepSeek-AI, "DeepSeek-V3 Technical Report", 2024, Sec. 2.2 (multi-token prediction).
+    """
     return model.mtp_layers * (nonexpert_params_per_layer(model) + expert_params_per_layer(model)
                                + 2 * model.d_model ** 2 + 2 * model.d_model)
 
 
 def data_parallel_groups(g: LayoutGrid):
-    """Sizes of the dense (DP x CP) and expert (TP CP DP / (ETP EP)) data-parallel groups."""
+    """Sizes of the dense (DP x CP) and expert (TP CP DP / (ETP EP)) data-parallel groups.
+
+    Parameters
+    ----------
+    g : LayoutGrid
+        The layouts (arrays).
+
+    Returns
+    -------
+    dense, expert : ndarray
+        Ranks over which dense and expert gradients are reduced (Megatron-Core's
+        data-parallel and expert-data-parallel groups).
+    """
     return g.dp * g.cp, (g.tp * g.cp * g.dp) // (g.etp * g.ep)
 
 
 def local_shards(g: LayoutGrid, system: System):
-    """Data-parallel ranks of the dense and the expert groups inside one scale-up domain."""
+    """Data-parallel ranks of the dense and the expert groups inside one scale-up domain.
+
+    Parameters
+    ----------
+    g : LayoutGrid
+        The layouts (arrays).
+    system : System
+        ``scale_up_domain``: devices per NVLink/ICI domain.
+
+    Returns
+    -------
+    dense, expert : ndarray
+        Ranks per domain (the hierarchical ZeRO-3 sharding group, ``zero = 4``).
+    """
     n_d, n_e = data_parallel_groups(g)
     dense = np.minimum(n_d, np.maximum(1, system.scale_up_domain // (g.tp * g.cp)))
     expert = np.minimum(n_e, np.maximum(1, system.scale_up_domain // (g.etp * g.ep)))
@@ -93,7 +156,29 @@ def local_shards(g: LayoutGrid, system: System):
 
 
 def shard_groups(g: LayoutGrid, system: System):
-    """Ranks the (weights, grads, optimizer) of (dense, expert) parameters are sharded over."""
+    """Ranks the (weights, grads, optimizer) of (dense, expert) parameters are sharded over.
+
+    ZeRO-1 shards the optimizer state, ZeRO-2 also the gradients, ZeRO-3 and FSDP also the
+    weights (over the FSDP group for hybrid sharding); ``zero = 4`` shards weights and
+    gradients within the scale-up domain only (hpZ / flexible sharding).
+
+    Parameters
+    ----------
+    g : LayoutGrid
+        The layouts (arrays).
+    system : System
+        The scale-up domain size.
+
+    Returns
+    -------
+    weights, grads, optimizer : tuple of (ndarray, ndarray)
+        Each a ``(dense, expert)`` pair of sharding degrees (1 = replicated).
+
+    References
+    ----------
+    Rajbhandari et al., "ZeRO: Memory Optimizations Toward Training Trillion Parameter
+    Models", SC 2020; Wang et al., "ZeRO++", 2023 (hpZ).
+    """
     n_d, n_e = data_parallel_groups(g)
     loc_d, loc_e = local_shards(g, system)
     fsdp = g.fsdp > 0
@@ -111,8 +196,26 @@ def shard_groups(g: LayoutGrid, system: System):
 def activation_bytes_per_layer(model: ModelSpec, g: LayoutGrid, o: TrainingOptions):
     """Bytes one layer keeps for one microbatch until its backward pass, per device.
 
-    Returns ``(kept, full, layer_input)``: what the layout's recompute mode keeps, what a
-    layer keeps without recompute, and what a fully recomputed layer keeps.
+    Parameters
+    ----------
+    model : ModelSpec
+        The architecture.
+    g : LayoutGrid
+        The layouts (arrays).
+    o : TrainingOptions
+        Precision (saved GEMM-input size), FlashAttention, sequence parallelism, capacity
+        factor, layout convention.
+
+    Returns
+    -------
+    kept, full, layer_input : ndarray
+        Bytes: what the layout's recompute mode keeps, what a layer keeps without
+        recompute, and what a fully recomputed layer keeps (its input).
+
+    References
+    ----------
+    Korthikanti et al., "Reducing Activation Recomputation in Large Transformer Models",
+    2022, Sec. 4 and Table 2 (the module docstring gives each term).
     """
     s, h = model.seq_len, model.d_model
     tp = g.tp.astype(float)
@@ -177,6 +280,20 @@ def linear_weight_bytes(o: TrainingOptions, c: PerfConstants, columnwise_native:
     a column-wise quantized copy (formats.yaml ``recipe.fp8_weight_copies``); with
     ``fp8_param_gather`` (Megatron-Bridge's FP8 and MXFP8 recipes) those copies are the
     parameters, otherwise they come on top of the BF16 weight.
+
+    Parameters
+    ----------
+    o : TrainingOptions
+        The number format (``gemm_precision``) and activation element size.
+    c : PerfConstants
+        ``fp8_param_gather_formats``: formats whose quantized copies replace the BF16 weight.
+    columnwise_native : bool, optional
+        The tensor cores read a row-wise copy column-wise too (one copy fewer; default False).
+
+    Returns
+    -------
+    float
+        Bytes per parameter.
     """
     fmt = number_format(o.gemm_precision)
     if not fmt.quantized or fmt.cast_free:
@@ -206,6 +323,35 @@ def memory_per_device(model: ModelSpec, system: System, g: LayoutGrid, o: Traini
 
     Grid rows with ``rl == RL_AUTO`` get the fewest recomputed layers per (virtual) stage
     that fit (``Memory.recompute_layers``); memory falls linearly with that number.
+
+    Parameters
+    ----------
+    model : ModelSpec
+        The architecture.
+    system : System
+        The device (HBM capacity in GiB) and scale-up domain.
+    g : LayoutGrid
+        The layouts (arrays).
+    o : TrainingOptions
+        Precision, recompute-related and memory options (dynamic eviction).
+    c : PerfConstants
+        Bytes per optimizer state and gradient, fragmentation factor, reserved GB.
+    n_first, n_last : float or ndarray
+        Layers on the first and the last pipeline stage.
+    n_mid : float or ndarray, optional
+        Layers on the largest middle stage (default ``n_last``).
+
+    Returns
+    -------
+    Memory
+        Bytes per device at the peak stage (weights, grads, optimizer, activations, total
+        including fragmentation and reserved memory) and the recomputed layers.
+
+    References
+    ----------
+    Korthikanti et al. 2022 (activations); Narayanan et al., "Efficient Large-Scale
+    Language Model Training on GPU Clusters Using Megatron-LM", SC 2021 (microbatches in
+    flight under 1F1B and interleaving); Rajbhandari et al. 2020 (ZeRO).
     """
     n_mid = n_last if n_mid is None else n_mid
     pp = g.pp.astype(float)

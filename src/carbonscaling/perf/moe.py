@@ -27,6 +27,24 @@ def tokens_per_expert(tokens, top_k, n_experts, ep, etp=1, tp=1, capacity_factor
     ``TP`` ranks of the attention side share one token stream (sequence parallelism), so
     each expert receives ``tokens x k x EP x ETP / (E x TP)`` copies (``x`` capacity factor
     when tokens are padded to capacity).
+
+    Parameters
+    ----------
+    tokens : float or ndarray
+        Tokens of a microbatch per attention rank.
+    top_k : int
+        Experts per token.
+    n_experts : int
+        Routed experts per MoE layer (E).
+    ep, etp, tp : int or ndarray, optional
+        Expert-, expert-tensor- and tensor-parallel sizes (default 1 for ETP and TP).
+    capacity_factor : float, optional
+        Token capacity over the balanced share (default 1.0).
+
+    Returns
+    -------
+    ndarray
+        Token copies (rows) per expert replica.
     """
     return (np.asarray(tokens, dtype=float) * top_k * capacity_factor * np.asarray(ep) * np.asarray(etp)
             / (n_experts * np.asarray(tp, dtype=float)))
@@ -41,6 +59,27 @@ def routing_imbalance(mean_tokens_per_expert, local_experts, ep, balanced: bool 
     GEMM and the all-to-all wait for it. ``balanced``: routing forced even (Megatron-Bridge's
     benchmark rows), factor 1. Learned routers with auxiliary balancing are balanced only
     in expectation, so this is a lower bound on their imbalance.
+
+    Parameters
+    ----------
+    mean_tokens_per_expert : float or ndarray
+        Mean token copies per expert (:func:`tokens_per_expert`).
+    local_experts : float or ndarray
+        Experts per EP rank (``E / EP``).
+    ep : int or ndarray
+        Expert-parallel ranks.
+    balanced : bool, optional
+        Routing forced even (default False).
+
+    Returns
+    -------
+    ndarray
+        Dimensionless factor ``1 + sqrt(2 ln EP / mu)`` (1 when balanced or EP = 1).
+
+    References
+    ----------
+    Expected maximum of ``n`` Gaussians, ``mu + sigma sqrt(2 ln n)`` (e.g. Cramer,
+    "Mathematical Methods of Statistics", 1946), with the Poisson ``sigma = sqrt(mu)``.
     """
     mu = np.maximum(np.asarray(mean_tokens_per_expert, dtype=float) * np.asarray(local_experts), 1e-9)
     ep = np.asarray(ep, dtype=float)
@@ -49,17 +88,60 @@ def routing_imbalance(mean_tokens_per_expert, local_experts, ep, balanced: bool 
 
 
 def expert_alignment(precision: str, c: PerfConstants) -> int:
-    """Rows each expert's token block is padded to: the format's scaling block, at least ``c.moe_row_alignment``."""
+    """Rows each expert's token block is padded to: the format's scaling block, at least ``c.moe_row_alignment``.
+
+    Parameters
+    ----------
+    precision : str
+        Number format of the expert GEMMs.
+    c : PerfConstants
+        ``moe_row_alignment`` (rows).
+
+    Returns
+    -------
+    int
+        Rows (16 for FP8 GEMMs, 32 for the MX formats' blocks).
+    """
     return max(int(c.moe_row_alignment), number_format(precision).block)
 
 
 def grouped_linear_fwd_bwd_time(tok_expert, n_out, n_in, local_experts, device: Device, c: PerfConstants,
                                 precision: str, in_bytes: float, imbalance=1.0, weight_cast_share=0.0):
-    """``(t_forward, t_backward)`` of one grouped expert linear (``local_experts`` problems).
+    """Times of one grouped expert linear (``local_experts`` problems).
 
     Each problem has ``tok_expert x imbalance`` rows rounded up to the format's row
     alignment (FP8 GEMMs need 16-row multiples, MX formats their 32-element blocks;
     Megatron pads routed tokens to it), then the dense GEMM model applies per problem.
+
+    Parameters
+    ----------
+    tok_expert : float or ndarray
+        Mean token copies per expert (:func:`tokens_per_expert`).
+    n_out, n_in : float or ndarray
+        Output and input features of each expert's weight (after ETP sharding).
+    local_experts : float or ndarray
+        Problems in the grouped GEMM (experts per EP rank).
+    device : Device
+        Peak rates (FLOP/s), HBM bandwidth (GB/s).
+    c : PerfConstants
+        The performance constants (``data/perf.yaml``).
+    precision : str
+        Number format of the GEMMs.
+    in_bytes : float
+        Bytes per GEMM input element.
+    imbalance : float or ndarray, optional
+        Busiest-rank load factor (:func:`routing_imbalance`; default 1).
+    weight_cast_share : float or ndarray, optional
+        Share of one weight cast paid per call (default 0).
+
+    Returns
+    -------
+    t_forward, t_backward : ndarray
+        Seconds.
+
+    References
+    ----------
+    Megatron-Core ``TEGroupedMLP`` / ``GroupedMLP`` (NVIDIA Megatron-LM, ``megatron/core/transformer/moe/experts.py``).
     """
     align = expert_alignment(precision, c)
     rows = np.ceil(np.asarray(tok_expert, dtype=float) * imbalance / align) * align
@@ -74,19 +156,61 @@ def dispatch_combine_bytes(tokens, top_k, d_model, tp=1, capacity_factor=1.0, di
     Each of the rank's ``tokens / TP`` tokens (sequence-parallel slice) goes to ``k`` experts
     (``x`` capacity factor): ``k d`` elements out in the dispatch, back in the combine.
     The dispatch may travel in FP8 (DeepEP's FP8 dispatch); the combine is BF16.
+
+    Parameters
+    ----------
+    tokens : float or ndarray
+        Tokens of a microbatch per attention rank.
+    top_k : int
+        Experts per token.
+    d_model : int
+        Hidden size (elements per token copy).
+    tp : int or ndarray, optional
+        Tensor-parallel size (default 1).
+    capacity_factor : float, optional
+        Default 1.0.
+    dispatch_bytes, combine_bytes : float, optional
+        Bytes per element in each direction (default 2.0, BF16).
+
+    Returns
+    -------
+    dispatch, combine : ndarray
+        Bytes.
     """
     copies = np.asarray(tokens, dtype=float) * top_k * capacity_factor * d_model / np.asarray(tp, dtype=float)
     return copies * dispatch_bytes, copies * combine_bytes
 
 
 def permute_time(tokens, top_k, d_model, tp, device: Device, c: PerfConstants, capacity_factor=1.0):
-    """``(t_forward, t_backward)`` of the token permutations around the expert all-to-all.
+    """Times of the token permutations around the expert all-to-all.
 
     Megatron-Core's all-to-all token dispatcher copies every routed token copy four times
     in the forward (permute by expert before the dispatch, sort the received chunks by
     local expert, unsort them, and the probability-weighted unpermute after the combine)
     and again in the backward: ``moe_permute_bytes_fwd`` bytes (read + write, BF16) per
     routed element each way. The ``tokens / TP`` sequence-parallel slice of each rank is routed.
+
+    Parameters
+    ----------
+    tokens : float or ndarray
+        Tokens of a microbatch per attention rank.
+    top_k : int
+        Experts per token.
+    d_model : int
+        Hidden size.
+    tp : int or ndarray
+        Tensor-parallel size.
+    device : Device
+        Peak rates (FLOP/s), HBM bandwidth (GB/s).
+    c : PerfConstants
+        The performance constants (``data/perf.yaml``).
+    capacity_factor : float, optional
+        Default 1.0.
+
+    Returns
+    -------
+    t_forward, t_backward : ndarray
+        Seconds (HBM-bound; equal).
     """
     elems = np.asarray(tokens, dtype=float) * top_k * capacity_factor * d_model / np.asarray(tp, dtype=float)
     t = K.memory_bound_time(c.moe_permute_bytes_fwd * elems, device, c)
@@ -98,6 +222,20 @@ def remote_domains_per_token(top_k, ep, members_in_domain):
 
     The ``EP`` ranks span ``D = EP / members`` domains; with the experts of a token spread
     uniformly over them, each other domain is hit with probability ``1 - (1 - 1/D)^k``.
+
+    Parameters
+    ----------
+    top_k : int
+        Experts per token.
+    ep : int or ndarray
+        Expert-parallel ranks.
+    members_in_domain : float or ndarray
+        EP ranks per scale-up domain.
+
+    Returns
+    -------
+    ndarray
+        Expected domains (count, 0 .. D - 1).
     """
     d = np.maximum(np.asarray(ep, dtype=float) / np.asarray(members_in_domain, dtype=float), 1.0)
     return (d - 1.0) * (1.0 - (1.0 - 1.0 / d) ** top_k)
@@ -112,6 +250,33 @@ def dispatch_time(payload_bytes, top_k, ep, stride, system: System, c: PerfConst
     run): a token crosses the network once per destination domain and is forwarded to its
     experts over NVLink there, so the NIC carries ``remote_domains_per_token / k`` of the
     copies; inside the domain every copy crosses NVLink once.
+
+    Parameters
+    ----------
+    payload_bytes : float or ndarray
+        Bytes of routed copies a rank sends (:func:`dispatch_combine_bytes`).
+    top_k : int
+        Experts per token.
+    ep : int or ndarray
+        Expert-parallel ranks.
+    stride : int or ndarray
+        Distance between EP ranks in global rank order.
+    system : System
+        Scale-up domain and link bandwidths.
+    c : PerfConstants
+        Link efficiencies and latencies (s).
+    dedup : bool, optional
+        Hierarchical dispatch, one network copy per destination domain (default True).
+
+    Returns
+    -------
+    ndarray
+        Seconds; 0 for EP = 1.
+
+    References
+    ----------
+    DeepSeek-AI, DeepEP (github.com/deepseek-ai/DeepEP), node-limited dispatch; DeepSeek-V3
+    Technical Report 2024, Sec. 3.2.2.
     """
     k_dom = members_per_domain(ep, stride, system.scale_up_domain, _carved(system))
     n = np.asarray(ep, dtype=float)

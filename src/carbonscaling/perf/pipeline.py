@@ -39,8 +39,28 @@ LEGACY_UNEVEN_INTERLEAVES = (1, 2, 4)  # v1 rule when PP does not divide the lay
 def stage_split(n_layers: int, pp: int, vp: int = 1, custom: bool = True) -> tuple[int, int, int] | None:
     """Layers on the (first, middle, last) pipeline stage as Megatron-Core can split them.
 
-    ``middle`` is 0 when ``pp <= 2``; ``pp == 1`` returns ``(L, 0, 0)``. ``None`` if no
-    Megatron split exists (e.g. more chunks than layers).
+    ``middle`` is 0 when ``pp <= 2``; ``pp == 1`` returns ``(L, 0, 0)``.
+
+    Parameters
+    ----------
+    n_layers : int
+        Transformer layers (L).
+    pp : int
+        Pipeline stages.
+    vp : int, optional
+        Virtual stages (model chunks) per device (default 1).
+    custom : bool, optional
+        Allow ``pipeline_model_parallel_layout`` (any layers per chunk; default True).
+
+    Returns
+    -------
+    tuple of int or None
+        ``(first, middle, last)`` layer counts per device, or None if no Megatron split
+        exists (e.g. more chunks than layers).
+
+    References
+    ----------
+    Megatron-Core ``get_num_layers_to_build`` (``megatron/core/transformer/transformer_block.py``).
     """
     L, p, v = n_layers, pp, vp
     if p < 1 or v < 1 or p * v > L + 2 or (p == 1 and v > 1):
@@ -85,7 +105,24 @@ def stage_split(n_layers: int, pp: int, vp: int = 1, custom: bool = True) -> tup
 
 
 def legacy_stage_split(n_layers: int, pp: int) -> tuple[int, int, int]:
-    """CarbonScaling v1: extra layers go to middle stages first (no interleave constraint)."""
+    """CarbonScaling v1: extra layers go to middle stages first (no interleave constraint).
+
+    Parameters
+    ----------
+    n_layers : int
+        Layers (L).
+    pp : int
+        Pipeline stages.
+
+    Returns
+    -------
+    tuple of int
+        ``(first, middle, last)`` layer counts per device (``middle`` 0 when ``pp <= 2``).
+
+    References
+    ----------
+    Jiang and Chen, CarbonScaling v1, Sec. 4 (layout search).
+    """
     lo, r = divmod(n_layers, pp)
     if pp == 1:
         return (n_layers, 0, 0)
@@ -96,7 +133,22 @@ def legacy_stage_split(n_layers: int, pp: int) -> tuple[int, int, int]:
 
 
 def stage_layers(n_layers: int, pp: np.ndarray, v: np.ndarray, legacy: bool = False):
-    """Arrays of (first, middle, last) stage layer counts; -1 where the split does not exist."""
+    """Arrays of (first, middle, last) stage layer counts; -1 where the split does not exist.
+
+    Parameters
+    ----------
+    n_layers : int
+        Layers (L).
+    pp, v : ndarray
+        Pipeline stages and virtual stages per device of each layout.
+    legacy : bool, optional
+        CarbonScaling v1's rule (:func:`legacy_stage_split`) instead of Megatron-Core's (default False).
+
+    Returns
+    -------
+    first, middle, last : ndarray of int
+        Layer counts per device, shaped like ``pp``.
+    """
     pp = np.asarray(pp, dtype=np.int64)
     v = np.asarray(v, dtype=np.int64)
     pp, v = np.broadcast_arrays(pp, v)
@@ -110,7 +162,23 @@ def stage_layers(n_layers: int, pp: np.ndarray, v: np.ndarray, legacy: bool = Fa
 
 
 def interleave_options(n_layers: int, pp: int, legacy: bool = False) -> list[int]:
-    """Virtual stages per device the search tries at this depth."""
+    """Virtual stages per device the search tries at this depth.
+
+    Parameters
+    ----------
+    n_layers : int
+        Layers (L).
+    pp : int
+        Pipeline stages.
+    legacy : bool, optional
+        CarbonScaling v1's rules (default False).
+
+    Returns
+    -------
+    list of int
+        VP values (1 .. ``MAX_INTERLEAVE``) with a classic split (a custom layout is still
+        accepted when pinned).
+    """
     if pp == 1:
         return [1]
     if legacy:
@@ -127,6 +195,26 @@ def pipeline_time(m, t_max, t_sum, v):
 
     ``m t_max + (S - t_max) / v``; with fewer microbatches than stages one microbatch's
     trip through all ``p v`` chunks (plus the others' offsets) binds: ``S + (m - 1) t_max / v``.
-    (Narayanan et al. 2021, Sec. 2.2.2.)
+
+    Parameters
+    ----------
+    m : float or ndarray
+        Microbatches per pipeline per step.
+    t_max : float or ndarray
+        Seconds of the slowest stage for one microbatch (forward + backward).
+    t_sum : float or ndarray
+        Seconds of one microbatch through all stages (S).
+    v : float or ndarray
+        Virtual stages per device.
+
+    Returns
+    -------
+    ndarray
+        Seconds of the pipelined part of a step, bubble included.
+
+    References
+    ----------
+    Narayanan et al., "Efficient Large-Scale Language Model Training on GPU Clusters Using
+    Megatron-LM", SC 2021, Sec. 2.2.2.
     """
     return np.maximum(m * t_max + (t_sum - t_max) / v, t_sum + (m - 1) * t_max / v)

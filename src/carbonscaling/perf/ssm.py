@@ -29,18 +29,81 @@ from .constants import PerfConstants
 
 
 def ssd_flops_per_token(n_heads, head_dim, d_state, chunk):
-    """Forward FLOPs of the SSD core per token (all heads), Dao & Gu 2024 section 6."""
+    """Forward FLOPs of the SSD core per token (all heads), Dao & Gu 2024 section 6.
+
+    Parameters
+    ----------
+    n_heads : float or ndarray
+        SSM heads (H).
+    head_dim : int
+        Head dimension (P).
+    d_state : int
+        State size (N).
+    chunk : int
+        Chunk length (Q, tokens).
+
+    Returns
+    -------
+    float or ndarray
+        FLOPs per token: ``H (2 Q (N + P) + 4 N P)``.
+
+    References
+    ----------
+    Dao and Gu, "Transformers are SSMs", ICML 2024 (arXiv 2405.21060), Sec. 6.
+    """
     return n_heads * (2.0 * chunk * (d_state + head_dim) + 4.0 * d_state * head_dim)
 
 
 def mamba2_in_proj_width(n_heads, head_dim, d_state, n_groups):
-    """Outputs of the input projection: z and x (``d_inner`` each), B and C (``G N`` each), dt (``H``)."""
+    """Outputs of the input projection: z and x (``d_inner`` each), B and C (``G N`` each), dt (``H``).
+
+    Parameters
+    ----------
+    n_heads : float or ndarray
+        SSM heads (H).
+    head_dim : int
+        Head dimension (P).
+    d_state : int
+        State size (N).
+    n_groups : int
+        B/C groups (G).
+
+    Returns
+    -------
+    int or ndarray
+        Output features: ``2 H P + 2 G N + H``.
+    """
     d_inner = n_heads * head_dim
     return 2 * d_inner + 2 * n_groups * d_state + n_heads
 
 
 def mamba2_params(d_model, n_heads, head_dim, d_state, n_groups, conv_kernel=4):
-    """Parameters of one Mamba-2 mixer (projections, conv, A, D, dt bias, gated-norm weight)."""
+    """Parameters of one Mamba-2 mixer (projections, conv, A, D, dt bias, gated-norm weight).
+
+    Parameters
+    ----------
+    d_model : int
+        Hidden size.
+    n_heads : float or ndarray
+        SSM heads (H).
+    head_dim : int
+        Head dimension (P).
+    d_state : int
+        State size (N).
+    n_groups : int
+        B/C groups (G).
+    conv_kernel : int, optional
+        Width of the causal depthwise convolution (default 4).
+
+    Returns
+    -------
+    int or float
+        Parameters (count).
+
+    References
+    ----------
+    Megatron-Core ``MambaMixer`` (``megatron/core/ssm/mamba_mixer.py``); Dao and Gu 2024.
+    """
     d_inner = n_heads * head_dim
     conv_ch = d_inner + 2 * n_groups * d_state
     return (d_model * mamba2_in_proj_width(n_heads, head_dim, d_state, n_groups) + d_inner * d_model
@@ -48,18 +111,61 @@ def mamba2_params(d_model, n_heads, head_dim, d_state, n_groups, conv_kernel=4):
 
 
 def mamba2_flops_per_token(d_model, n_heads, head_dim, d_state, n_groups, chunk):
-    """Forward FLOPs per token of one Mamba-2 mixer: projections plus the SSD core."""
+    """Forward FLOPs per token of one Mamba-2 mixer: projections plus the SSD core.
+
+    Parameters
+    ----------
+    d_model : int
+        Hidden size.
+    n_heads : float or ndarray
+        SSM heads (H).
+    head_dim : int
+        Head dimension (P).
+    d_state : int
+        State size (N).
+    n_groups : int
+        B/C groups (G).
+    chunk : int
+        Chunk length (Q).
+
+    Returns
+    -------
+    float
+        FLOPs per token (forward only).
+    """
     proj = 2.0 * d_model * (mamba2_in_proj_width(n_heads, head_dim, d_state, n_groups) + n_heads * head_dim)
     return proj + ssd_flops_per_token(n_heads, head_dim, d_state, chunk)
 
 
 def ssd_core_time(tokens, n_heads, head_dim, d_state, chunk, device: Device, c: PerfConstants):
-    """``(t_forward, t_backward)`` of the SSD core for ``tokens`` tokens of ``n_heads`` local heads.
+    """Times of the SSD core for ``tokens`` tokens of ``n_heads`` local heads.
 
     Its matmuls are small and batched like FlashAttention's, so they run at the fused-attention
     fraction of the BF16 peak (the SSD kernels run in BF16 under every recipe); the backward
     does ``ssm_backward_to_forward`` times the forward work (gradients of C, B, X and the
     decays, with the chunk states recomputed).
+
+    Parameters
+    ----------
+    tokens : float or ndarray
+        Tokens on this device.
+    n_heads : float or ndarray
+        SSM heads (H).
+    head_dim : int
+        Head dimension (P).
+    d_state : int
+        State size (N).
+    chunk : int
+        Chunk length (Q).
+    device : Device
+        BF16 peak (FLOP/s).
+    c : PerfConstants
+        ``flash_fraction_of_peak``, ``gemm_in_situ_factor``, ``ssm_backward_to_forward``.
+
+    Returns
+    -------
+    t_forward, t_backward : ndarray
+        Seconds.
     """
     flops = tokens * ssd_flops_per_token(n_heads, head_dim, d_state, chunk)
     rate = device.peak_flops("bf16") * c.flash_fraction_of_peak * c.gemm_in_situ_factor
@@ -68,13 +174,51 @@ def ssd_core_time(tokens, n_heads, head_dim, d_state, chunk, device: Device, c: 
 
 def mamba2_layer_times(tokens, d_model, n_heads, head_dim, d_state, n_groups, chunk, tp, device: Device,
                        c: PerfConstants, precision: str = "bf16", in_bytes: float = 2.0, weight_cast_share=0.0):
-    """``(t_forward, t_backward)`` of one Mamba-2 mixer on one device for ``tokens`` tokens.
+    """Times of one Mamba-2 mixer on one device for ``tokens`` tokens.
 
     ``tp`` splits heads, ``d_inner`` and the B/C groups (Megatron-Core MambaMixer); the
     projections run in the recipe's GEMM format, the SSD core in BF16, and the
     convolution, gating and norm are HBM-bound passes (``ssm_elementwise_bytes`` per
     element of the local ``d_inner`` and B/C channels, backward ``elementwise_bwd_to_fwd``
     times that).
+
+    Parameters
+    ----------
+    tokens : float or ndarray
+        Tokens of a microbatch on this device.
+    d_model : int
+        Hidden size.
+    n_heads : float or ndarray
+        SSM heads (H).
+    head_dim : int
+        Head dimension (P).
+    d_state : int
+        State size (N).
+    n_groups : int
+        B/C groups (G).
+    chunk : int
+        Chunk length (Q).
+    tp : int or ndarray
+        Tensor-parallel size.
+    device : Device
+        Peak rates (FLOP/s), HBM bandwidth (GB/s).
+    c : PerfConstants
+        The performance constants.
+    precision : str, optional
+        GEMM format of the projections (default ``'bf16'``).
+    in_bytes : float, optional
+        Bytes per GEMM input element (default 2.0).
+    weight_cast_share : float or ndarray, optional
+        Share of one weight cast paid per call (default 0).
+
+    Returns
+    -------
+    t_forward, t_backward : ndarray
+        Seconds.
+
+    References
+    ----------
+    Dao and Gu, "Transformers are SSMs", ICML 2024, Sec. 6; Megatron-Core ``MambaMixer``.
     """
     tp = np.asarray(tp, dtype=float)
     heads = n_heads / tp

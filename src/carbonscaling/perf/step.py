@@ -54,6 +54,18 @@ class StepResult:
     recompute_layers: np.ndarray = None  # recomputed layers per (virtual) stage under full recompute
 
     def take(self, idx) -> StepResult:
+        """The results of the layouts at ``idx``.
+
+        Parameters
+        ----------
+        idx : int array, bool mask or slice
+            Numpy index (as for :meth:`LayoutGrid.take`).
+
+        Returns
+        -------
+        StepResult
+            Every field indexed.
+        """
         return StepResult(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
 
 
@@ -211,6 +223,34 @@ def layer_times(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOpti
 
     ``block``: one block of a hybrid stack (``M``, ``*``, ``E``, ``-``) instead of a full
     transformer layer; its norm and residual traffic is half a layer's.
+
+    Parameters
+    ----------
+    model : ModelSpec
+        The architecture.
+    system : System
+        Device, scale-up domain and network.
+    g : LayoutGrid
+        The layouts (arrays).
+    o : TrainingOptions
+        Precision, overlap, attention and recompute options.
+    c : PerfConstants
+        The performance constants (``data/perf.yaml``).
+    moe : bool
+        The layer's FFN is a mixture of experts.
+    block : str, optional
+        Hybrid block kind (Megatron-Core's ``hybrid_override_pattern`` characters).
+
+    Returns
+    -------
+    LayerTimes
+        Seconds per microbatch: forward + backward with exposed TP/EP/CP collectives, and
+        what a fully recomputed layer adds.
+
+    References
+    ----------
+    Narayanan et al., SC 2021 (TP collectives per layer); Korthikanti et al. 2022 (sequence
+    parallelism, selective recompute).
     """
     mixer, ffn = _block_parts(model, block, moe)
     zero = 0.0 * g.tp
@@ -257,8 +297,29 @@ def layer_times(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOpti
 
 
 def per_layer(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOptions, c: PerfConstants) -> LayerTimes:
-    """:func:`_per_layer`, with the share of layers a recipe keeps in BF16 (NVFP4: the first and
-    last blocks, ``formats.yaml: recipe.bf16_layers_nvfp4``) timed in BF16."""
+    """:func:`layer_times` averaged over dense and MoE (or hybrid) layers, for every layout of ``g``.
+
+    The share of layers a recipe keeps in BF16 (NVFP4: the first and last blocks,
+    ``formats.yaml: recipe.bf16_layers_nvfp4``) is timed in BF16.
+
+    Parameters
+    ----------
+    model : ModelSpec
+        The architecture.
+    system : System
+        Device, scale-up domain and network.
+    g : LayoutGrid
+        The layouts (arrays).
+    o : TrainingOptions
+        Precision, overlap, attention and recompute options.
+    c : PerfConstants
+        The performance constants (``data/perf.yaml``).
+
+    Returns
+    -------
+    LayerTimes
+        Seconds per layer and microbatch, one entry per layout.
+    """
     share = recipe_value("bf16_layers_nvfp4") if o.gemm_precision == "nvfp4" else 0.0
     lt = _per_layer(model, system, g, o, c)
     if not share:
@@ -298,6 +359,32 @@ def stage_times(model, system, g, o, c, lt: LayerTimes, split, recomputed):
     any MTP modules; each stage sends activations to its neighbour forward and backward,
     per microbatch and virtual stage (``T h / TP`` bytes per rank, Megatron's
     scatter/gather), over NVLink only if the whole pipeline fits in one scale-up domain.
+
+    Parameters
+    ----------
+    model : ModelSpec
+        The architecture.
+    system : System
+        Device, scale-up domain and network.
+    g : LayoutGrid
+        The layouts (arrays).
+    o : TrainingOptions
+        Precision, overlap, attention and recompute options.
+    c : PerfConstants
+        The performance constants (``data/perf.yaml``).
+    lt : LayerTimes
+        Per-layer times (:func:`per_layer`).
+    split : tuple of ndarray
+        Layers on the (first, middle, last) stage (:func:`.pipeline.stage_layers`).
+    recomputed : tuple of ndarray
+        Fully recomputed layers on those stages.
+
+    Returns
+    -------
+    t_first, t_max, t_sum, p2p, ends, r_total : ndarray
+        Seconds for one microbatch (forward + backward): the first stage, the slowest stage,
+        all stages in sequence, the stage-boundary sends per stage, the embedding + output
+        layer + MTP; and the recomputed layers summed over stages (count).
     """
     dev = system.device
     h, V = model.d_model, model.vocab
@@ -328,7 +415,7 @@ def stage_times(model, system, g, o, c, lt: LayerTimes, split, recomputed):
 
 
 def data_parallel_time(model, system, g, o, c, mem: Memory):
-    """Data-parallel / ZeRO / FSDP communication of the first stage: (per step, per microbatch).
+    """Data-parallel / ZeRO / FSDP communication of the first stage.
 
     Dense gradients reduce over ``DP x CP`` ranks, expert gradients over the expert
     data-parallel group. ZeRO-0 all-reduce; ZeRO-1/2 reduce-scatter + all-gather of the
@@ -337,6 +424,31 @@ def data_parallel_time(model, system, g, o, c, mem: Memory):
     shard across the replicas once per step; hierarchical ZeRO-3 (flexible sharding,
     LinS / ZeRO++ hpZ) keeps the per-microbatch collectives inside the scale-up domain and
     reduce-scatters/gathers across domains once per step.
+
+    Parameters
+    ----------
+    model : ModelSpec
+        The architecture.
+    system : System
+        Device, scale-up domain and network.
+    g : LayoutGrid
+        The layouts (arrays).
+    o : TrainingOptions
+        Precision, overlap, attention and recompute options.
+    c : PerfConstants
+        The performance constants (``data/perf.yaml``).
+    mem : Memory
+        Parameters on the first stage's device and the weight sharding groups.
+
+    Returns
+    -------
+    per_step, per_microbatch : ndarray
+        Seconds of collectives once per step and once per microbatch (before overlap).
+
+    References
+    ----------
+    Rajbhandari et al., "ZeRO", SC 2020; Zhao et al., "PyTorch FSDP", VLDB 2023; Wang et al.,
+    "ZeRO++", 2023.
     """
     p_d, p_e = mem.params_dense, mem.params_expert
     gb = c.grad_reduce_bytes_fp16 if o.precision == "fp16" else c.grad_reduce_bytes_bf16
@@ -376,7 +488,33 @@ def data_parallel_time(model, system, g, o, c, mem: Memory):
 
 def evaluate(model: ModelSpec, system: System, g: LayoutGrid, opts: TrainingOptions | None = None,
              consts: PerfConstants | None = None) -> StepResult:
-    """Step time, its breakdown and memory per device for every layout in ``g``."""
+    """Step time, its breakdown and memory per device for every layout in ``g``.
+
+    Parameters
+    ----------
+    model : ModelSpec
+        The architecture.
+    system : System
+        Device, scale-up domain and network.
+    g : LayoutGrid
+        The layouts to evaluate.
+    opts : TrainingOptions, optional
+        Training options (default: ``TrainingOptions()``).
+    consts : PerfConstants, optional
+        Performance constants (default: :func:`.constants.default_constants`).
+
+    Returns
+    -------
+    StepResult
+        Arrays, one entry per layout: ``step_time_s`` and its exposed parts in seconds
+        (compute, bubble, TP/CP/PP/EP/DP communication, optimizer, overlap slowdown), memory
+        per device in GB (1e9 bytes) and ``fits`` (total within the device's HBM, GiB).
+
+    References
+    ----------
+    Narayanan et al., "Efficient Large-Scale Language Model Training on GPU Clusters Using
+    Megatron-LM", SC 2021; docs/performance.md walks through each term.
+    """
     o = opts or TrainingOptions()
     c = consts or default_constants()
     m = g.micro.astype(float)

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..stats import r_squared
+
 
 def paired(reported: Sequence[float | None], predicted: Sequence[float | None]) -> tuple[np.ndarray, np.ndarray]:
     """The pairs where both values are finite numbers, as two float arrays."""
@@ -43,25 +45,16 @@ def median_ape(reported, predicted) -> float:
     return float(np.median(e)) if e.size else math.nan
 
 
-def _r2(y: np.ndarray, yhat: np.ndarray) -> float:
-    if y.size < 2:
-        return math.nan
-    ss_tot = float(((y - y.mean()) ** 2).sum())
-    if ss_tot == 0.0:
-        return math.nan
-    return 1.0 - float(((y - yhat) ** 2).sum()) / ss_tot
-
-
 def r2(reported, predicted) -> float:
     """Coefficient of determination ``1 - SS_res / SS_tot`` of predicted vs reported (linear)."""
-    return _r2(*paired(reported, predicted))
+    return r_squared(*paired(reported, predicted))
 
 
 def r2_log(reported, predicted) -> float:
     """R^2 of ``log(predicted)`` against ``log(reported)`` (positive pairs only)."""
     rep, pred = paired(reported, predicted)
     keep = (rep > 0) & (pred > 0)
-    return _r2(np.log(rep[keep]), np.log(pred[keep]))
+    return r_squared(np.log(rep[keep]), np.log(pred[keep]))
 
 
 def summarize(reported, predicted) -> dict[str, float | int]:

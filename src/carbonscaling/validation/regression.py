@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from ..errors import InfeasibleError, InputError
+from ..stats import loglog_fit
 from .runs import PublishedRun
 
 #: Catalog device keys whose runs the regression is fitted on (v2: "A100 and H100").
@@ -43,7 +44,8 @@ class LogLogFit:
 
 def fit_loglog(flops: Sequence[float], device_hours: Sequence[float], *, run_ids: Sequence[str] = (),
                min_points_for_slope: int = 2) -> LogLogFit:
-    """Ordinary least squares in log-log space (slope fixed at 1 below ``min_points_for_slope``)."""
+    """Ordinary least squares in log-log space (:func:`carbonscaling.stats.loglog_fit`; slope fixed
+    at 1 below ``min_points_for_slope`` points or when every FLOPs value is the same)."""
     if len(flops) != len(device_hours):
         raise InputError("device_hours", f"needs one value per FLOPs value ({len(flops)}), got {len(device_hours)}")
     if min_points_for_slope < 2:
@@ -55,15 +57,13 @@ def fit_loglog(flops: Sequence[float], device_hours: Sequence[float], *, run_ids
                 raise InputError(name, f"must be positive finite numbers, got {v!r}")
     if not pairs:
         raise InfeasibleError("reg: no run with device-hours and FLOPs to fit", constraint="reg_fit_points")
-    xs = [math.log(f) for f, _ in pairs]
-    ys = [math.log(h) for _, h in pairs]
-    n = len(xs)
-    mx, my = sum(xs) / n, sum(ys) / n
-    sxx = sum((x - mx) ** 2 for x in xs)
-    if n < min_points_for_slope or sxx == 0.0:
-        return LogLogFit(slope=1.0, intercept=my - mx, n=n, slope_fixed=True, run_ids=tuple(run_ids))
-    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx
-    return LogLogFit(slope=slope, intercept=my - slope * mx, n=n, slope_fixed=False, run_ids=tuple(run_ids))
+    n = len(pairs)
+    if n < min_points_for_slope or len({f for f, _ in pairs}) == 1:
+        # slope not identifiable: device-hours proportional to FLOPs (one constant throughput)
+        mean_log_h, mean_log_f = (sum(math.log(p[i]) for p in pairs) / n for i in (1, 0))
+        return LogLogFit(slope=1.0, intercept=mean_log_h - mean_log_f, n=n, slope_fixed=True, run_ids=tuple(run_ids))
+    line = loglog_fit([f for f, _ in pairs], [h for _, h in pairs])
+    return LogLogFit(slope=line.slope, intercept=line.intercept, n=n, slope_fixed=False, run_ids=tuple(run_ids))
 
 
 def is_fit_run(run: PublishedRun, fit_devices: Iterable[str] = FIT_DEVICES) -> bool:
