@@ -25,9 +25,22 @@ def _codes(col: np.ndarray) -> tuple[np.ndarray, int]:
 
 
 def group_rows(*cols) -> tuple[np.ndarray, np.ndarray]:
-    """``(first, inverse)``: the index of each distinct row's first occurrence, and for every
-    row the number of its distinct row (distinct rows ordered lexicographically by value, as
-    ``np.unique(..., axis=0)`` orders them). Columns are 1-D integer arrays of one length."""
+    """Distinct rows of integer columns: what ``np.unique(np.stack(cols, 1), axis=0,
+    return_index=True, return_inverse=True)`` gives, without its sort.
+
+    Parameters
+    ----------
+    *cols : numpy.ndarray
+        1-D integer arrays of one length (e.g. a layout grid's TP, CP, microbatch).
+
+    Returns
+    -------
+    first : numpy.ndarray
+        For each distinct row, the index of its first occurrence; distinct rows are ordered
+        lexicographically by value, as ``np.unique`` orders them.
+    inverse : numpy.ndarray
+        For every row, the number of its distinct row.
+    """
     cols = [np.asarray(c).reshape(-1) for c in cols]
     n = len(cols[0])
     if n == 0:
