@@ -76,7 +76,8 @@ def test_report_metrics_match_guard_and_split(report):
     # inputs in FP8, which the recompute vocabulary does not express yet (notes/physics.md).
     assert "device_hours" not in fit and held["device_hours"]["n"] == 10
     cal = report.extras["calibration"]
-    assert [c["name"] for c in cal["fitted_constants"]] == ["gemm.in_situ_factor"]
+    # the GEMM in-situ factor (Megatron-LM 2021 rows) and the MoE per-expert cost (Megatron-Bridge rows)
+    assert [c["name"] for c in cal["fitted_constants"]] == ["gemm.in_situ_factor", "moe.expert_overhead_s"]
     assert len(cal["used_for_fitting"]) == 10 and all(r.startswith("megatron2021_") for r in cal["used_for_fitting"])
 
 

@@ -52,6 +52,7 @@ def estimate(
     overlap_ep_comm: Annotated[Optional[bool], typer.Option('--overlap-ep-comm/--no-overlap-ep-comm', help='Hide the expert all-to-all under compute (DeepSeek DualPipe).')] = None,
     capacity_factor: Annotated[Optional[str], typer.Option('--capacity-factor', metavar='X', help='MoE expert capacity factor. A finite number in [1, 4]. Default: 1.')] = None,
     moe_dispatcher: Annotated[Optional[str], typer.Option('--moe-dispatcher', metavar='flex|alltoall', help="MoE token dispatcher: flex (DeepEP/HybridEP: one network copy per destination node, as Megatron-Bridge's MoE recipes run) or alltoall (one per expert). Default: flex.")] = None,
+    moe_grouped_gemm: Annotated[Optional[str], typer.Option('--moe-grouped-gemm', metavar='loop|fused', help="MoE expert GEMMs: loop (Transformer Engine's grouped GEMM, one cuBLAS GEMM per local expert) or fused (one fused grouped-MLP kernel, TE's CuTe-DSL kernel of recent MXFP8 recipes): no per-expert cost. Default: loop.")] = None,
     dynamic_eviction: Annotated[Optional[bool], typer.Option('--dynamic-eviction/--no-dynamic-eviction', help='Coop-style allocator (less fragmentation).')] = None,
     flexible_sharding: Annotated[Optional[bool], typer.Option('--flexible-sharding/--no-flexible-sharding', help='LinS/hpZ-style ZeRO-3 within the node.')] = None,
     qat: Annotated[Optional[bool], typer.Option('--qat/--no-qat', help='Quantization-aware training: 8-bit compute, memory and communication.')] = None,

@@ -70,6 +70,13 @@ class ModelSpec(BaseModel):
     mtp_layers: int = Field(default=0, ge=0, le=100, description="multi-token-prediction modules (each a layer + logits)")
     dropout: float = Field(default=0.1, ge=0.0, lt=1.0,
                            description="hidden/attention dropout; Megatron's default 0.1, 0 for most post-2022 LLMs")
+    # Sliding-window attention (gpt-oss, Gemma, Mistral): Megatron-Core window_size / window_attn_skip_freq.
+    window_size: int | None = Field(default=None, gt=0, le=10**9,
+                                    description="sliding-window attention: keys each query sees (Megatron "
+                                                "window_size[0]); None: full causal attention")
+    window_attn_skip_freq: int | None = Field(default=None, ge=1, le=10**6,
+                                              description="every N-th attention layer keeps full attention "
+                                                          "(Megatron window_attn_skip_freq); None: all windowed")
     # Hybrid Mamba-2 / attention / MoE stacks (Nemotron-H, Nemotron 3): one block per layer.
     hybrid_pattern: str | None = Field(default=None, pattern=r"^[ME*-]+$",
                                        description="Megatron hybrid_override_pattern, one symbol per layer: "
@@ -168,6 +175,16 @@ class ModelSpec(BaseModel):
     def n_attention_layers(self) -> int:
         """Layers with self-attention (every layer unless a hybrid pattern says otherwise)."""
         return self.hybrid_pattern.count("*") if self.is_hybrid else self.n_layers
+
+    @property
+    def windowed_layer_share(self) -> float:
+        """Share of attention layers with a sliding window: ``(N - 1) / N`` for Megatron's
+        ``window_attn_skip_freq = N`` (one full layer after ``N - 1`` windowed ones), all with no
+        skip frequency, none without a window."""
+        if self.window_size is None:
+            return 0.0
+        n = self.window_attn_skip_freq
+        return 1.0 if n is None else (n - 1) / n
 
     @property
     def n_mamba_layers(self) -> int:

@@ -42,6 +42,7 @@ class PerfConstants:
     grad_reduce_bytes_fp16: float
     moe_row_alignment: int
     moe_permute_bytes_fwd: float
+    moe_expert_overhead_s: float
     ssm_chunk: int
     ssm_backward_to_forward: float
     ssm_elementwise_bytes: float
@@ -118,6 +119,7 @@ def default_constants() -> PerfConstants:
         grad_reduce_bytes_fp16=v("mixed_precision", "grad_reduce_bytes_fp16"),
         moe_row_alignment=int(v("moe", "row_alignment")),
         moe_permute_bytes_fwd=v("moe", "permute_bytes_forward"),
+        moe_expert_overhead_s=v("moe", "expert_overhead_s"),
         ssm_chunk=int(v("ssm", "chunk")),
         ssm_backward_to_forward=v("ssm", "backward_to_forward"),
         ssm_elementwise_bytes=v("ssm", "elementwise_bytes"),

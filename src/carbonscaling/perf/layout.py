@@ -60,6 +60,10 @@ class TrainingOptions(BaseModel):
     moe_dispatcher: Literal["flex", "alltoall"] = Field(
         default="flex", description="MoE token dispatcher: flex (DeepEP/HybridEP: one network copy per destination "
                                     "node, as Megatron-Bridge's MoE recipes run) or alltoall (one per expert).")
+    moe_grouped_gemm: Literal["loop", "fused"] = Field(
+        default="loop", description="MoE expert GEMMs: loop (Transformer Engine's grouped GEMM, one cuBLAS GEMM per "
+                                    "local expert) or fused (one fused grouped-MLP kernel, TE's CuTe-DSL kernel of "
+                                    "recent MXFP8 recipes): no per-expert cost.")
     # v1 Fig. 9 / v2 Fig. 6b knobs (see docs/performance.md).
     dynamic_eviction: bool = Field(default=False, description="Coop-style allocator (less fragmentation).")
     flexible_sharding: bool = Field(default=False, description="LinS/hpZ-style ZeRO-3 within the node.")

@@ -149,6 +149,34 @@ def grouped_linear_fwd_bwd_time(tok_expert, n_out, n_in, local_experts, device: 
     return K.linear_fwd_bwd_time(rows, n_out, n_in, local_experts, device, c, precision, in_bytes, weight_cast_share)
 
 
+def expert_overhead_time(local_experts, c: PerfConstants):
+    """``(t_forward, t_backward)`` of the fixed per-expert cost of a grouped expert MLP.
+
+    Transformer Engine's grouped GEMM (``GroupedLinear``, ``te_general_grouped_gemm``) is a
+    loop of one cuBLAS GEMM per local expert on a few compute streams
+    (``nvte_multi_stream_cublas_gemm``), with per-expert casts in quantized formats: the
+    forward issues FC1 and FC2 per expert, the backward their data and weight gradients
+    (2 : 4 GEMMs). Each costs a launch and a short, partly idle tail that the dense model
+    (one GEMM, wave-quantized over all experts at once) does not see. ``c.moe_expert_overhead_s``
+    is the fitted cost per local expert per MoE layer and microbatch, forward + backward
+    (data/perf.yaml ``moe.expert_overhead_s``); split 1/3 forward, 2/3 backward as the GEMMs are.
+
+    Parameters
+    ----------
+    local_experts : float or ndarray
+        Experts on this rank (``E / EP``); 0 when a fused grouped-MLP kernel runs them.
+    c : PerfConstants
+        The performance constants (``data/perf.yaml``).
+
+    Returns
+    -------
+    t_forward, t_backward : ndarray
+        Seconds per MoE layer and microbatch.
+    """
+    t = np.asarray(local_experts, dtype=float) * c.moe_expert_overhead_s
+    return t / 3.0, 2.0 * t / 3.0
+
+
 def dispatch_combine_bytes(tokens, top_k, d_model, tp=1, capacity_factor=1.0, dispatch_bytes=2.0,
                            combine_bytes=2.0):
     """Bytes one rank sends in one forward dispatch and one combine of an MoE layer.

@@ -116,6 +116,10 @@ def _attention(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOptio
     hd = (model.qk_head_dim + model.value_head_dim) / 2.0
     if o.flash_attention:
         at_f, at_b = K.flash_attention_time(heads_batch, s, hd, dev, c)
+        if model.window_size is not None:  # windowed layers skip the score blocks outside the band
+            share = model.windowed_layer_share
+            keep = 1.0 - share * (1.0 - K.sliding_window_work_fraction(s, model.window_size))
+            at_f, at_b = at_f * keep, at_b * keep
         selective = 0.0 * at_f  # FlashAttention recomputes scores inside its backward already
     else:
         at_f, at_b = K.unfused_attention_time(heads_batch, s, hd, dev, c)
@@ -160,7 +164,9 @@ def _ffn(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOptions, c:
                                                            ib, imbalance=imb)
         e_f, e_b = u_f + d_f, u_b + d_b
         p_f, p_b = permute_time(tokens, k, h, g.tp, dev, c, cf)  # the dispatcher's token copies
-        e_f, e_b = e_f + p_f, e_b + p_b
+        # Transformer Engine's grouped GEMM loops over the local experts; a fused grouped MLP does not.
+        x_f, x_b = moe_kernels.expert_overhead_time(E / g.ep * (o.moe_grouped_gemm == "loop"), c)
+        e_f, e_b = e_f + p_f + x_f, e_b + p_b + x_b
     f, b = r_f + e_f, r_b + e_b
     if model.n_shared_experts:
         s_f, s_b = mlp(tokens, model.n_shared_experts * model.shared_expert_width, tp)

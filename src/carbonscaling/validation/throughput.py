@@ -40,6 +40,21 @@ MODELS = {"LLAMA3_8B": "llama3-8b", "LLAMA3_70B": "llama3-70b", "LLAMA3.1_405B":
           "DeepSeekV3": "deepseek-v3", "Kimi_K2": "kimi-k2", "Qwen3_30B_a3B": "qwen3-30b-a3b",
           "Qwen3_235B_a22B": "qwen3-235b-a22b", "GPT OSS 120B": "gpt-oss-120b",
           "Nemotron_3_Nano": "nemotron-3-nano"}
+#: Megatron-Bridge MXFP8 recipes that run the fused grouped MLP (``cutedsl_fused_grouped_mlp=True``,
+#: Transformer Engine's CuTe-DSL kernel) and overlap the expert all-to-all with compute
+#: (``moe_a2a_overlap=True``), with full-iteration CUDA graphs: (model, system) -> the recipe's layout
+#: (TP, PP, VP, EP, microbatch). scripts/performance/configs/{deepseek,gpt_oss,kimi}/
+#: *_workload_base_configs.py, ``*_FP8_MX_V1/V2``. A row takes these options only when it ran a
+#: release that has them (container 26.06 or later) *and* its layout is the recipe's: Kimi K2's
+#: 26.06 row (microbatch 2, not the MXFP8 recipe's 1) and DeepSeek-V3's B300 row (VP 1, not 2) ran
+#: the older recipe.
+FUSED_MOE_RECIPES = {
+    ("DeepSeekV3", "DGX-GB300"): (1, 2, 8, 32, 1), ("DeepSeekV3", "DGX-GB200"): (1, 4, 4, 64, 1),
+    ("DeepSeekV3", "DGX-B300"): (1, 8, 2, 8, 1), ("Kimi_K2", "DGX-GB300"): (1, 4, 4, 64, 1),
+    ("GPT OSS 120B", "DGX-GB300"): (1, 1, 1, 16, 4), ("GPT OSS 120B", "DGX-GB200"): (1, 1, 1, 64, 4),
+    ("GPT OSS 120B", "DGX-B300"): (1, 1, 1, 8, 4),
+}
+FUSED_MOE_FIRST_CONTAINER = (26, 6)
 #: Rows whose model is a catalog model with a change the architecture table states.
 MODEL_CHANGES = {"Nemotron_3_5_Lightning": ("nemotron-3-nano", {"mtp_layers": 2})}  # Nano + 2 MTP layers
 
@@ -62,6 +77,19 @@ def pretrain_rows() -> list[dict]:
     """Pre-training rows with a measured step time and a known architecture (the validation set)."""
     return [r for r in load_csv("nemo_performance.csv")
             if r["task"] == "pretrain" and r["step_time_s"] and known_architecture(r["model"])]
+
+
+def _container(row: dict) -> tuple[int, ...]:
+    return tuple(int(x) for x in row["container"].split("."))
+
+
+def _fused_moe_recipe(row: dict) -> bool:
+    """Whether a row ran a fused-grouped-MLP MXFP8 recipe (:data:`FUSED_MOE_RECIPES`)."""
+    layout = FUSED_MOE_RECIPES.get((row["model"], row["system"]))
+    if layout is None or row["precision"] != "MXFP8" or _container(row)[:2] < FUSED_MOE_FIRST_CONTAINER:
+        return False
+    as_run = tuple(int(_num(row[k]) or 1) for k in ("tp", "pp", "vp", "ep", "mbs"))
+    return as_run == layout
 
 
 def describe_row(row: dict):
@@ -92,7 +120,9 @@ def describe_row(row: dict):
         # The rows' MoE routing is force-balanced and dropless (source footnote); the performance
         # recipes overlap TP communication with userbuffers whenever TP > 1
         # (Megatron-Bridge scripts/performance: COMM_OVERLAP_CONFIG_MAP, CommOverlapConfig).
-        options = TrainingOptions(precision=prec, force_balanced_routing=True, overlap_tp_comm=int(row["tp"]) > 1)
+        fused = _fused_moe_recipe(row)
+        options = TrainingOptions(precision=prec, force_balanced_routing=True, overlap_tp_comm=int(row["tp"]) > 1,
+                                  moe_grouped_gemm="fused" if fused else "loop", overlap_ep_comm=fused)
     except ValueError:
         raise Unexpressible(f"number format {row['precision']} ({prec}) not supported") from None
     if prec not in ("bf16", "fp16") and system.device.peak_flops(prec) <= 0:
@@ -108,6 +138,8 @@ def describe_row(row: dict):
         assumed.append("DDP = distributed optimizer (ZeRO-1)")
     else:
         assumed.append("ZeRO stage")
+    if fused:
+        assumed.append("recipe: fused grouped MLP, EP all-to-all overlapped")
     if model.is_moe and pins["tp"] > 1:
         assumed.append("ETP")
     assumed.append("recompute")
@@ -224,3 +256,66 @@ def figure(plt, section: dict, out) -> list:
     fig.savefig(path, dpi=150, bbox_inches="tight")
     plt.close(fig)
     return [path]
+
+
+def _row_errors(rows: list[dict], consts) -> list[float]:
+    """Signed relative step-time errors of the expressible ``rows`` under ``consts``."""
+    errs = []
+    for row in rows:
+        try:
+            errs.append(predict_row(row, consts)["error"])
+        except Unexpressible:
+            continue
+    return errs
+
+
+def fit_constant(name: str, lo: float, hi: float, rows: list[dict] | None = None, tol: float = 0.02,
+                 consts=None) -> tuple[float, float]:
+    """Fit one perf constant by golden-section search on step-time MAPE: ``(value, MAPE)``.
+
+    ``rows``: the table rows fitted on (default: every validation row). MAPE is assumed
+    unimodal in the constant over ``[lo, hi]``; ``tol`` is the relative width the search
+    stops at. Used for the fitted constants of data/perf.yaml that name these rows as
+    their data (``benchmarks/calibrate_moe.py``, which also reports hold-out errors).
+    """
+    from ..perf.constants import default_constants
+
+    base = consts or default_constants()
+    rows = pretrain_rows() if rows is None else rows
+
+    def mape(x: float) -> float:
+        errs = _row_errors(rows, base.replace(**{name: x}))
+        return sum(abs(e) for e in errs) / len(errs)
+
+    g = (math.sqrt(5.0) - 1.0) / 2.0
+    a, b = lo, hi
+    x1, x2 = b - g * (b - a), a + g * (b - a)
+    f1, f2 = mape(x1), mape(x2)
+    while (b - a) > tol * max(abs(b), 1e-12):
+        if f1 <= f2:
+            b, x2, f2 = x2, x1, f1
+            x1 = b - g * (b - a)
+            f1 = mape(x1)
+        else:
+            a, x1, f1 = x1, x2, f2
+            x2 = a + g * (b - a)
+            f2 = mape(x2)
+    return (x1, f1) if f1 <= f2 else (x2, f2)
+
+
+def hold_out(name: str, lo: float, hi: float, key: str, consts=None) -> list[dict]:
+    """Leave-one-group-out check of a fitted constant: fit on every ``key`` group but one
+    (``key``: ``system`` or ``model`` column of the table), report MAPE on the held-out group."""
+    from ..perf.constants import default_constants
+
+    base = consts or default_constants()
+    rows = pretrain_rows()
+    out = []
+    for group in sorted({r[key] for r in rows}):
+        train = [r for r in rows if r[key] != group]
+        test = [r for r in rows if r[key] == group]
+        value, train_mape = fit_constant(name, lo, hi, train, consts=base)
+        errs = _row_errors(test, base.replace(**{name: value}))
+        out.append({"group": group, "n": len(errs), "value": value, "train_mape": train_mape,
+                    "held_out_mape": sum(abs(e) for e in errs) / len(errs) if errs else None})
+    return out
