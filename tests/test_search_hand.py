@@ -219,15 +219,16 @@ def test_a_device_count_no_layout_has_names_the_rule(opts, rule):
 
 def test_prune_keeps_only_combinations_that_fit_and_can_meet_the_deadline():
     from carbonscaling.perf.constants import default_constants
-    from carbonscaling.search import _combo_grid, _prune
     from carbonscaling.perf.step import evaluate
+    from carbonscaling.search import _candidates, _combo_grid, _prune
 
     o, c = TrainingOptions(), default_constants()
     m = from_preset("cs-v2", d_model=4096)
     combos = inner_combos(m, {}, o, system=H100)
     batch = m.batch_sequences
     deadline_s = 20 * 86400.0
-    kept, t_max, t_sum, best_bound, any_fit = _prune(m, H100, o, c, combos, batch, {}, deadline_s)
+    cand = _candidates(m, H100, o, c, {}, batch, "uneven")
+    kept, t_max, t_sum, best_bound, any_fit = _prune(cand, {}, deadline_s)
     assert any_fit and 0 < len(kept["tp"]) < len(combos["tp"])
     dp_max = dp_limit(kept, batch, {})
     at_max = evaluate(m, H100, _combo_grid(kept, dp_max, batch, {}), o, c)
