@@ -233,15 +233,18 @@ def inner_combos(model: ModelSpec, pinned: dict, options: TrainingOptions | None
                                                     + ([4] if o.flexible_sharding else []))
     fs = [pinned.get("fsdp", 0)]
     rcs = _recompute_options(pinned, o)
-    rows = []
-    for t, c, p in itertools.product(tps, cps, pps):
-        vs = [pinned["vp"]] if "vp" in pinned else interleave_options(model.n_layers, p, legacy)
-        vs = [v for v in vs if v == 1 or p > 1]
-        for (e, et), v in itertools.product(_expert_options(model, pinned, t, legacy), vs):
-            for mb, z, f, (rc, rl) in itertools.product(mbs, zs, fs, rcs):
-                rows.append((e, et, t, c, p, v, mb, z, f, rc, rl))
-    arr = np.array(rows, dtype=np.int64).reshape(-1, len(COMBO_FIELDS))
-    return dict(zip(COMBO_FIELDS, arr.T))
+    vps = {p: [v for v in ([pinned["vp"]] if "vp" in pinned else interleave_options(model.n_layers, p, legacy))
+               if v == 1 or p > 1] for p in pps}
+    experts = {t: _expert_options(model, pinned, t, legacy) for t in tps}
+    # (EP, ETP, TP, CP, PP, VP) in loop order, each followed by every (mb, ZeRO, FSDP, recompute)
+    outer = [(e, et, t, c, p, v) for t, c, p in itertools.product(tps, cps, pps)
+             for (e, et), v in itertools.product(experts[t], vps[p])]
+    inner = [(mb, z, f, rc, rl) for mb, z, f, (rc, rl) in itertools.product(mbs, zs, fs, rcs)]
+    outer_a = np.array(outer, dtype=np.int64).reshape(-1, 6)
+    inner_a = np.array(inner, dtype=np.int64).reshape(-1, 5)
+    cols = [np.repeat(outer_a[:, i], len(inner_a)) for i in range(6)]
+    cols += [np.tile(inner_a[:, i], len(outer_a)) for i in range(5)]
+    return dict(zip(COMBO_FIELDS, cols))
 
 
 def dp_step(combos: dict[str, np.ndarray]) -> np.ndarray:
@@ -269,13 +272,12 @@ def grid_for_devices(combos: dict[str, np.ndarray], n_lo: int, n_hi: int, batch:
     return (grid, idx) if with_index else grid
 
 
-def _window_rows(combos, n_lo, n_hi, batch, pinned, dp_floor=None, only=None):
+def _window_rows(combos, n_lo, n_hi, batch, pinned, dp_floor=None, only=None, per_combo=None):
     """The layouts of a window as (combination index, DP) rows, in combination order, DP rising;
     DPs below ``dp_floor`` (per combination) and combinations outside ``only`` (a mask) left
-    out; and whether the window had any row without those."""
-    base = combos["tp"] * combos["cp"] * combos["pp"]
-    step = dp_step(combos)
-    dp_max = dp_limit(combos, batch, pinned)
+    out; and whether the window had any row without those. ``per_combo``: the combinations'
+    ``(TP CP PP, DP step, DP limit)`` when the caller has them."""
+    base, step, dp_max = per_combo or _per_combo(combos, batch, pinned)
     if "dp" in pinned:
         dp_lo = np.full_like(base, pinned["dp"])
         dp_hi = np.where((dp_lo * base >= n_lo) & (dp_lo * base < n_hi), dp_max, 0)
@@ -298,6 +300,11 @@ def _window_rows(combos, n_lo, n_hi, batch, pinned, dp_floor=None, only=None):
     idx = np.repeat(np.arange(len(base)), counts)
     offsets = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
     return idx, dp_lo[idx] + offsets * step[idx], had_rows
+
+
+def _per_combo(combos, batch, pinned):
+    """``(TP CP PP, DP step, DP limit)`` of each combination."""
+    return combos["tp"] * combos["cp"] * combos["pp"], dp_step(combos), dp_limit(combos, batch, pinned)
 
 
 def ideal_devices(model: ModelSpec, system: System, deadline_s: float, options: TrainingOptions | None = None) -> int:
@@ -505,7 +512,6 @@ def _windows(n_lo: int, n_stop: int):
         n_lo = n_hi
 
 
-@dataclass(frozen=True)
 class _RowBounds:
     """Lower bounds of a window's layouts, from their combination's stage times (see _prune).
 
@@ -516,26 +522,24 @@ class _RowBounds:
     never evaluated.
     """
 
-    combos: dict
-    t_max: np.ndarray
-    t_sum: np.ndarray
-    batch: int
-    pins: dict
-    min_steps: float
-    deadline_s: float
+    def __init__(self, combos, t_max, t_sum, batch, pins, min_steps, deadline_s):
+        self.combos, self.t_max, self.t_sum, self.batch, self.pins = combos, t_max, t_sum, batch, pins
+        self.min_steps, self.deadline_s = min_steps, deadline_s
+        self.per_combo = _per_combo(combos, batch, pins)
+        mb = combos["mb"]
+        # The loose bound is at least min_steps t_max / (DP mb): DPs under this floor are never built.
+        self.floor = np.floor(min_steps * t_max / (mb * deadline_s) * MARGIN).astype(np.int64)
+        # The tight bound is at least min_steps S / B (S + (m - 1) t_max / v >= S, and m DP mb <= B).
+        self.least = min_steps * t_sum / batch * MARGIN
 
     def rows(self, n_lo, n_hi, cap=math.inf):
         """``(combination index, DP, tight bound, any layout in the window)`` of the rows whose
         loose bound meets the deadline, leaving out combinations whose every row's tight bound
         exceeds ``cap``."""
         c, pins = self.combos, self.pins
-        mb = c["mb"]
-        # The loose bound is at least min_steps t_max / (DP mb): DPs under this floor are never built.
-        floor = np.floor(self.min_steps * self.t_max / (mb * self.deadline_s) * MARGIN).astype(np.int64)
-        # The tight bound is at least min_steps S / B (S + (m - 1) t_max / v >= S, and m DP mb <= B).
-        only = None if math.isinf(cap) else self.min_steps * self.t_sum / self.batch * MARGIN <= cap
-        idx, dp, had_rows = _window_rows(c, n_lo, n_hi, self.batch, pins, floor, only)
-        per_rank = dp * mb[idx]  # sized as _combo_grid sizes it
+        only = None if math.isinf(cap) else self.least <= cap
+        idx, dp, had_rows = _window_rows(c, n_lo, n_hi, self.batch, pins, self.floor, only, self.per_combo)
+        per_rank = dp * c["mb"][idx]  # sized as _combo_grid sizes it
         gb = np.full_like(dp, self.batch) if "global_batch" in pins else (self.batch // per_rank) * per_rank
         m = -(-gb // per_rank)
         tm, ts, v = self.t_max[idx], self.t_sum[idx], c["v"][idx]
