@@ -40,7 +40,7 @@ from .perf.groups import group_rows
 from .perf.constants import PerfConstants, default_constants
 from .perf.layout import RECOMPUTE_MODES, RL_ALL, RL_AUTO, Layout, LayoutGrid, TrainingOptions
 from .perf.pipeline import MAX_INTERLEAVE, interleave_options, stage_split
-from .perf.step import StepResult, evaluate
+from .perf.step import StepResult, evaluate, memory_fit, stage_bounds
 from .scaling import ModelSpec
 
 MICROBATCHES = (1, 2, 4, 8)
@@ -383,15 +383,13 @@ def _candidate_bounds(model, system, o, c, all_combos, batch, pins) -> _Candidat
     if len(dp_max) == 0:
         empty = np.zeros(0)
         return _Candidates(all_combos, combos, empty.astype(bool), empty, empty, empty, empty.astype(bool))
-    at_max = evaluate(model, system, _combo_grid(combos, dp_max, batch, pins), o, c)
-    fits = at_max.fits
+    fits, fewest_rl = memory_fit(model, system, _combo_grid(combos, dp_max, batch, pins), o, c)
     dp_lo = np.full_like(dp_max, pins["dp"]) if "dp" in pins else dp_step(combos)
-    fewest = {**combos, "rl": np.where(combos["rl"] == RL_AUTO, at_max.recompute_layers, combos["rl"])}
-    probe = evaluate(model, system, _combo_grid(fewest, dp_lo, batch, pins), o, c)
-    t_max, t_sum = probe.stage_max_s, probe.stage_sum_s
+    fewest = {**combos, "rl": np.where(combos["rl"] == RL_AUTO, fewest_rl, combos["rl"])}
+    t_max, t_sum, fits_lo = stage_bounds(model, system, _combo_grid(fewest, dp_lo, batch, pins), o, c)
     min_steps = model.train_tokens / (batch * model.seq_len)
     bound = min_steps * (t_max + (t_sum - t_max) / combos["v"])
-    return _Candidates(all_combos, combos, fits, t_max, t_sum, bound, _recompute_dominated(combos, probe.fits))
+    return _Candidates(all_combos, combos, fits, t_max, t_sum, bound, _recompute_dominated(combos, fits_lo))
 
 
 def _prune(cand: _Candidates, pins, deadline_s):
