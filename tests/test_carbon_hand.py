@@ -190,10 +190,11 @@ def test_duration_bounds():
     with pytest.raises(InputError) as err:
         run_carbon(None, "H100", device_hours=8.01e9, **kw)
     assert err.value.field == "device_hours"
-    for extra in ({}, {"duration_h": 1.0, "device_hours": 8.0}):
+    for extra, got in (({}, "neither"), ({"duration_h": 1.0, "device_hours": 8.0}, "both")):
         with pytest.raises(InputError) as err:
             run_carbon(None, "H100", **kw, **extra)
         assert err.value.field == "duration_h"
+        assert str(err.value).endswith(f"give exactly one of duration_h and device_hours, got {got}")
     with pytest.raises(InputError) as err:
         run_carbon(None, "H100", duration_h=1.0, **{**kw, "utilization": 0})
     assert err.value.field == "utilization"
