@@ -201,3 +201,18 @@ def test_duration_bounds():
     with pytest.raises(InputError) as err:
         run_carbon(None, "H100", duration_h=1.0, bogus=1, **kw)
     assert err.value.field == "bogus"
+
+
+def test_scope_line_names_every_term_counted():
+    # the one line a reader gets to know what a figure includes (a fresh-seed mutation survivor)
+    r = run_carbon(None, "H100", n_devices=16, duration_h=100, utilization=0.5, **PAPER)
+    assert r.scope == ("operational: device (static), device (dynamic), node beyond devices (nameplate), "
+                       "network switches; papers' static + dynamic x MFU; allocation node; PUE 1.2; steady state "
+                       "(goodput 1); embodied paper (accelerators, host CPU/DRAM/SSD, infrastructure; lifetime 5 y, "
+                       "replace)")
+    r = run_carbon(None, "H100", n_devices=16, duration_h=100, utilization=0.5,
+                   **{**PAPER, "goodput": 0.9, "include_embodied": False})
+    assert r.scope.endswith("; goodput 0.900 (interruptions, restarts, checkpoints); no embodied")
+    r = run_carbon(None, "H100", n_devices=16, duration_h=100, utilization=0.5,
+                   **{**PAPER, "infrastructure": False, "embodied_mode": "vendor"})
+    assert r.scope.endswith("; embodied vendor (accelerators, host CPU/DRAM/SSD; lifetime 5 y, replace)")
