@@ -2,7 +2,7 @@
 (wrong case, a misspelt key, a unit on a number) get one line naming the field.
 
 Every ``carbonscaling ...`` line of a code block (and every inline ``carbonscaling
-SUBCOMMAND --option ...`` span) is parsed by the real CLI with ``--help`` appended: the
+SUBCOMMAND --option ...`` span, also in the example files' comments) is parsed by the real CLI with ``--help`` appended: the
 command must exist and every option it names must be one the command takes, so the docs
 cannot drift from the CLI. Parsing only, nothing runs (well under a second in all).
 """
@@ -18,7 +18,8 @@ import pytest
 from carbonscaling.cli import app, main
 
 ROOT = Path(__file__).resolve().parents[1]
-DOC_FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+DOC_FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")),
+             *sorted((ROOT / "src" / "carbonscaling" / "examples").glob("*.yaml"))]  # their comments say how to print them
 
 
 def _doc_lines(text: str) -> list[str]:
