@@ -13,8 +13,10 @@ predicted with the search, whose only freedom is what the table does not state:
   when the label does not say (the catalog's 1 is used);
 * fixed software options (not in the table, from the Megatron-Bridge performance
   recipes): FlashAttention, sequence parallelism with TP, overlapped gradient reduction,
-  TP communication overlapped (userbuffers) when TP > 1, no EP communication overlap,
-  force-balanced dropless routing (the table's footnote), capacity factor 1.
+  TP communication overlapped (userbuffers) when TP > 1, force-balanced dropless routing
+  (the table's footnote), capacity factor 1; MoE expert GEMMs as Transformer Engine's
+  per-expert loop and no EP communication overlap, except on the rows that ran an MXFP8
+  recipe with the fused grouped MLP and overlapped all-to-all (:data:`FUSED_MOE_RECIPES`).
 
 Rows that cannot be expressed are listed with the reason (a device or number format not
 in the catalog, a hybrid Mamba architecture, a layout that does not fit), never dropped.
