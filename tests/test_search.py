@@ -177,3 +177,44 @@ def test_utilization_falls_as_models_grow_on_a_fixed_device():
     # Widths whose expert count (8 d / 12288) fits the 8-GPU node evenly; E = 3, 5, 7 straddle nodes.
     mfus = [search(from_preset("cs-v1", d), system).mfu for d in (3072, 6144, 9216, 12288)]
     assert all(a > b for a, b in zip(mfus, mfus[1:])), mfus
+
+
+# The walk's shortcuts (device order with early stop, tight bounds, branch and bound of a
+# failed search, cached pruning) must give what evaluating every layout of every window gives.
+WALK_CASES = [
+    (_small(), "A100-80GB", 1.0, {}, V1),
+    (_small(), "A100-80GB", 0.005, {}, V1),  # fails: the fastest layout is reported
+    (_small(d_model=4096, n_layers=32, n_heads=32, tokens=4e10, global_batch_tokens=512 * 1024), "H100", 2.0, {},
+     TrainingOptions()),
+    (_small(d_model=4096, n_layers=32, n_heads=32, tokens=4e10, global_batch_tokens=512 * 1024), "H100", 0.02, {},
+     TrainingOptions()),
+    (_small(d_model=2048, n_layers=16, n_experts=8, top_k=2, tokens=3e10, global_batch_tokens=512 * 1024), "H100",
+     0.3, {}, TrainingOptions()),
+    (_small(d_model=2048, n_layers=16, n_experts=8, top_k=2, tokens=3e10, global_batch_tokens=512 * 1024), "H100",
+     0.005, {}, TrainingOptions()),
+    (_small(d_model=2048, n_layers=24, n_heads=16, tokens=3e10), "V100", 0.5, {"global_batch": 64}, V1),
+    (_small(d_model=2048, n_layers=24, n_heads=16, tokens=3e10), "V100", 0.1, {"global_batch": 64}, V1),
+    (_small(d_model=2048, n_layers=24, n_heads=16, tokens=3e10), "V100", 0.1, {"tp": 2, "zero": 1}, V1),
+]
+
+
+def _outcome(model, system, days, pins, opts):
+    try:
+        r = search(model, system, deadline_days=days, pinned=pins, options=opts)
+    except InfeasibleError as err:
+        return ("infeasible", str(err), err.constraint, err.details)
+    return ("ok", r.layout, r.duration_s, r.median_layout, r.median_duration_s)
+
+
+@pytest.mark.parametrize("model,device,days,pins,opts", WALK_CASES)
+def test_fast_walk_equals_exhaustive_walk(model, device, days, pins, opts, monkeypatch):
+    import carbonscaling.search as S
+
+    system = load_system(device)
+    fast = _outcome(model, system, days, pins, opts)
+    monkeypatch.setattr(S, "EXHAUSTIVE_WALK", True)
+    monkeypatch.setattr(S, "CANDIDATE_CACHE_SIZE", 0)
+    S._CANDIDATES.clear()
+    assert _outcome(model, system, days, pins, opts) == fast
+    if fast[0] == "infeasible" and days < 0.2:  # the failed cases report a layout the walk had to find
+        assert fast[2] == "deadline" and fast[3]["best_devices"] > 0

@@ -1,4 +1,4 @@
-"""Stage 4: operational and embodied carbon of a training run (SPEC.md section 4, issue 10).
+"""Stage 4: operational and embodied carbon of a training run (CarbonScaling v1/v2, extended).
 
 Small functions of immutable inputs; :func:`run_carbon` chains them into a frozen
 :class:`CarbonResult`, :func:`carbon_scorer` prices many layouts at once with the same

@@ -361,6 +361,22 @@ def regions(year: YearOpt = None, as_json: JsonOpt = False) -> None:
                 cols, [[r[c] for c in cols] for r in recs])
 
 
+@app.command()
+def glossary(term: Annotated[Optional[str], typer.Argument(metavar="[TERM]", help="One term (any case).")] = None,
+             as_json: JsonOpt = False) -> None:
+    """Abbreviations and terms of the reports (MFU, MAPE, TP, PUE, CPA, ...): docs/glossary.md."""
+    from .glossary import TERMS
+
+    terms = [t for t in TERMS if term is None or t.term.lower() == term.strip().lower()]
+    if not terms:
+        raise InputError("term", f"not in the glossary; known: {', '.join(t.term for t in TERMS)}")
+    if as_json:
+        emit_json({t.term: t.meaning for t in terms})
+        return
+    for t in terms:
+        typer.echo(f"{t.term}: {t.meaning}")
+
+
 # ---- entry point -----------------------------------------------------------------------
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())

@@ -32,9 +32,9 @@ LossLaw = Literal["chinchilla", "fine_grained_moe"]
 class ModelSpec(BaseModel):
     """Architecture and training budget of one LLM training run.
 
-    Fields named in SPEC.md section 1 come first; the rest refine real
-    architectures (gated FFNs, fine-grained experts, leading dense layers) and
-    default to the plain GPT layout.
+    The CarbonScaling papers' fields (width, depth, heads, FFN, experts, tokens) come
+    first; the rest refine real architectures (gated FFNs, fine-grained experts,
+    leading dense layers) and default to the plain GPT layout.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
@@ -152,7 +152,8 @@ class ModelSpec(BaseModel):
 
     @property
     def n_moe_layers(self) -> int:
-        """Layers whose FFN is a mixture of experts (after ``first_dense_layers``, every ``moe_layer_every``; in a hybrid stack the ``E`` blocks)."""
+        """Layers whose FFN is a mixture of experts (after ``first_dense_layers``, every
+        ``moe_layer_every``; in a hybrid stack the ``E`` blocks)."""
         if not self.is_moe:
             return 0
         if self.hybrid_pattern is not None:
@@ -193,7 +194,8 @@ class ModelSpec(BaseModel):
 
     @property
     def mamba_params_per_layer(self) -> int:
-        """Parameters (count) of one Mamba-2 mixer (:func:`carbonscaling.perf.ssm.mamba2_params`); 0 without Mamba layers."""
+        """Parameters (count) of one Mamba-2 mixer (:func:`carbonscaling.perf.ssm.mamba2_params`);
+        0 without Mamba layers."""
         if not self.n_mamba_layers:
             return 0
         from .perf.ssm import mamba2_params
@@ -239,7 +241,8 @@ class ModelSpec(BaseModel):
     # ---- parameter counts --------------------------------------------------
     @property
     def attn_params_per_layer(self) -> int:
-        """Attention parameters (count) of one layer: Q, K, V and output projections (GQA by ``n_kv_heads``; MLA per DeepSeek-V2 Sec. 2.1.2)."""
+        """Attention parameters (count) of one layer: Q, K, V and output projections (GQA by
+        ``n_kv_heads``; MLA per DeepSeek-V2 Sec. 2.1.2)."""
         d, hd, nh = self.d_model, self.head_dim, self.n_heads
         if not self.is_mla:
             return d * hd * (nh + 2 * self.n_kv_heads) + nh * hd * d

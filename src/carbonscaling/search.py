@@ -27,6 +27,8 @@ from __future__ import annotations
 import itertools
 import math
 import numbers
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 from typing import Callable
 
@@ -34,6 +36,7 @@ import numpy as np
 
 from .errors import InfeasibleError, InputError
 from .hardware import System
+from .perf.groups import group_rows
 from .perf.constants import PerfConstants, default_constants
 from .perf.layout import RECOMPUTE_MODES, RL_ALL, RL_AUTO, Layout, LayoutGrid, TrainingOptions
 from .perf.pipeline import MAX_INTERLEAVE, interleave_options, stage_split
@@ -261,6 +264,15 @@ def dp_limit(combos: dict[str, np.ndarray], batch: int, pinned: dict) -> np.ndar
 def grid_for_devices(combos: dict[str, np.ndarray], n_lo: int, n_hi: int, batch: int, pinned: dict,
                      with_index: bool = False):
     """All layouts with ``n_lo <= devices < n_hi`` (every valid DP that lands in the window)."""
+    idx, dp, _ = _window_rows(combos, n_lo, n_hi, batch, pinned)
+    grid = _combo_grid({k: v[idx] for k, v in combos.items()}, dp, batch, pinned)
+    return (grid, idx) if with_index else grid
+
+
+def _window_rows(combos, n_lo, n_hi, batch, pinned, dp_floor=None, only=None):
+    """The layouts of a window as (combination index, DP) rows, in combination order, DP rising;
+    DPs below ``dp_floor`` (per combination) and combinations outside ``only`` (a mask) left
+    out; and whether the window had any row without those."""
     base = combos["tp"] * combos["cp"] * combos["pp"]
     step = dp_step(combos)
     dp_max = dp_limit(combos, batch, pinned)
@@ -273,13 +285,19 @@ def grid_for_devices(combos: dict[str, np.ndarray], n_lo: int, n_hi: int, batch:
     if "global_batch" in pinned and "dp" not in pinned:
         dp_hi = np.minimum(dp_hi, dp_max)
     counts = np.maximum((dp_hi - dp_lo) // step + 1, 0) * (dp_hi >= dp_lo) * (dp_hi > 0)
+    had_rows = bool(counts.any())
+    if (dp_floor is not None or only is not None) and had_rows:
+        if only is not None:
+            dp_hi = np.where(only, dp_hi, 0)
+        if dp_floor is not None and "dp" in pinned:
+            dp_hi = np.where(dp_lo >= dp_floor, dp_hi, 0)
+        elif dp_floor is not None:
+            dp_lo = np.maximum(dp_lo, -(-dp_floor // step) * step)
+        counts = np.maximum((dp_hi - dp_lo) // step + 1, 0) * (dp_hi >= dp_lo) * (dp_hi > 0)
     total = int(counts.sum())
     idx = np.repeat(np.arange(len(base)), counts)
     offsets = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
-    dp = dp_lo[idx] + offsets * step[idx]
-    pick = {k: v[idx] for k, v in combos.items()}
-    grid = _combo_grid(pick, dp, batch, pinned)
-    return (grid, idx) if with_index else grid
+    return idx, dp_lo[idx] + offsets * step[idx], had_rows
 
 
 def ideal_devices(model: ModelSpec, system: System, deadline_s: float, options: TrainingOptions | None = None) -> int:
@@ -309,7 +327,67 @@ def _combo_grid(combos: dict[str, np.ndarray], dp: np.ndarray, batch: int, pinne
                       rl=combos["rl"], batch=gb)
 
 
-def _prune(model, system, o, c, combos, batch, pins, deadline_s):
+@dataclass(frozen=True)
+class _Candidates:
+    """The deadline-independent part of pruning (see :func:`_prune`), cached across searches."""
+
+    all_combos: dict          # every inner combination the rules allow
+    combos: dict              # those with at least one valid DP
+    fits: np.ndarray          # ... that fit in memory at their largest DP
+    t_max: np.ndarray         # slowest stage and all stages, one microbatch, at the smallest DP
+    t_sum: np.ndarray
+    bound: np.ndarray         # lower bound of every DP's duration (s)
+    dominated: np.ndarray     # recompute-to-fit combinations whose no-recompute twin always wins
+
+
+CANDIDATE_CACHE_SIZE = 8  # (model, system, options, pins) entries; a 405B model's is ~5 MB
+_CANDIDATES: OrderedDict = OrderedDict()
+_CANDIDATES_LOCK = threading.Lock()
+
+
+def _candidates(model, system, o, c, pins, batch, pipeline_split) -> _Candidates:
+    """:class:`_Candidates` of a request; repeated requests (other deadlines, regions, carbon
+    settings, a pinned device count) reuse them. Arrays are read-only: they are shared."""
+    key = (model, system.model_dump_json(), o, c, tuple(sorted((k, v) for k, v in pins.items() if k != "devices")),
+           batch, pipeline_split)
+    with _CANDIDATES_LOCK:  # the service answers requests on threads
+        hit = _CANDIDATES.get(key)
+        if hit is not None:
+            _CANDIDATES.move_to_end(key)
+            return hit
+    all_combos = inner_combos(model, pins, o, pipeline_split, system)
+    cand = _candidate_bounds(model, system, o, c, all_combos, batch, pins)
+    for arr in (*cand.all_combos.values(), *cand.combos.values(), cand.fits, cand.t_max, cand.t_sum, cand.bound,
+                cand.dominated):
+        arr.flags.writeable = False
+    with _CANDIDATES_LOCK:
+        _CANDIDATES[key] = cand
+        while len(_CANDIDATES) > CANDIDATE_CACHE_SIZE:
+            _CANDIDATES.popitem(last=False)
+    return cand
+
+
+def _candidate_bounds(model, system, o, c, all_combos, batch, pins) -> _Candidates:
+    """Memory fit at the largest DP, stage times at the smallest, and the duration bound."""
+    dp_max = dp_limit(all_combos, batch, pins)
+    valid = dp_max >= 1
+    combos = {k: v[valid] for k, v in all_combos.items()}
+    dp_max = dp_max[valid]
+    if len(dp_max) == 0:
+        empty = np.zeros(0)
+        return _Candidates(all_combos, combos, empty.astype(bool), empty, empty, empty, empty.astype(bool))
+    at_max = evaluate(model, system, _combo_grid(combos, dp_max, batch, pins), o, c)
+    fits = at_max.fits
+    dp_lo = np.full_like(dp_max, pins["dp"]) if "dp" in pins else dp_step(combos)
+    fewest = {**combos, "rl": np.where(combos["rl"] == RL_AUTO, at_max.recompute_layers, combos["rl"])}
+    probe = evaluate(model, system, _combo_grid(fewest, dp_lo, batch, pins), o, c)
+    t_max, t_sum = probe.stage_max_s, probe.stage_sum_s
+    min_steps = model.train_tokens / (batch * model.seq_len)
+    bound = min_steps * (t_max + (t_sum - t_max) / combos["v"])
+    return _Candidates(all_combos, combos, fits, t_max, t_sum, bound, _recompute_dominated(combos, probe.fits))
+
+
+def _prune(cand: _Candidates, pins, deadline_s):
     """Drop inner combinations that cannot work at any DP, and bound the rest.
 
     Memory only falls as DP grows (ZeRO shards shrink, fewer microbatches are in flight),
@@ -322,24 +400,14 @@ def _prune(model, system, o, c, combos, batch, pins, deadline_s):
     Returns the kept combinations, their ``(t_max, S)``, the smallest bound of all and
     whether anything fits.
     """
-    dp_max = dp_limit(combos, batch, pins)
-    valid = dp_max >= 1
-    combos = {k: v[valid] for k, v in combos.items()}
-    dp_max = dp_max[valid]
-    if len(dp_max) == 0:
-        return combos, None, None, math.inf, False
-    at_max = evaluate(model, system, _combo_grid(combos, dp_max, batch, pins), o, c)
-    fits = at_max.fits
-    dp_lo = np.full_like(dp_max, pins["dp"]) if "dp" in pins else dp_step(combos)
-    fewest = {**combos, "rl": np.where(combos["rl"] == RL_AUTO, at_max.recompute_layers, combos["rl"])}
-    probe = evaluate(model, system, _combo_grid(fewest, dp_lo, batch, pins), o, c)
-    t_max, t_sum = probe.stage_max_s, probe.stage_sum_s
-    min_steps = model.train_tokens / (batch * model.seq_len)
-    bound = min_steps * (t_max + (t_sum - t_max) / combos["v"])
+    fits, bound = cand.fits, cand.bound
+    if len(fits) == 0:
+        return cand.combos, None, None, math.inf, False
     best_bound = float(bound[fits].min()) if fits.any() else math.inf
     keep = fits if "devices" in pins else fits & (bound <= deadline_s)
-    keep &= ~_recompute_dominated(combos, probe.fits)
-    return ({k: v[keep] for k, v in combos.items()}, t_max[keep], t_sum[keep], best_bound, bool(fits.any()))
+    keep = keep & ~cand.dominated
+    return ({k: v[keep] for k, v in cand.combos.items()}, cand.t_max[keep], cand.t_sum[keep], best_bound,
+            bool(fits.any()))
 
 
 def _recompute_dominated(combos: dict[str, np.ndarray], fits_at_smallest_dp: np.ndarray) -> np.ndarray:
@@ -348,9 +416,7 @@ def _recompute_dominated(combos: dict[str, np.ndarray], fits_at_smallest_dp: np.
     auto = (combos["rc"] == 2) & (combos["rl"] == RL_AUTO)
     if not auto.any():
         return auto
-    cols = [combos[k] for k in COMBO_FIELDS if k not in ("rc", "rl")]
-    _, key = np.unique(np.stack(cols, axis=1), axis=0, return_inverse=True)
-    key = key.reshape(-1)
+    _, key = group_rows(*(combos[k] for k in COMBO_FIELDS if k not in ("rc", "rl")))
     none_fits = np.zeros(int(key.max()) + 1, dtype=bool)
     np.logical_or.at(none_fits, key[(combos["rc"] == 0) & fits_at_smallest_dp], True)
     return auto & none_fits[key]
@@ -394,8 +460,9 @@ def search(model: ModelSpec, system: System, *, deadline_days: float = 90.0, opt
     if per_rank > batch:
         raise InputError("global_batch" if "global_batch" in pins else "dp",
                          f"dp x microbatch ({per_rank}) exceeds the global batch of {batch} sequences")
-    all_combos = inner_combos(model, pins, o, pipeline_split, system)
-    combos, t_max, t_sum, best_bound, any_fit = _prune(model, system, o, c, all_combos, batch, pins, deadline_s)
+    cand = _candidates(model, system, o, c, pins, batch, pipeline_split)
+    all_combos = cand.all_combos
+    combos, t_max, t_sum, best_bound, any_fit = _prune(cand, pins, deadline_s)
     if not any_fit:
         where = f" at {pins['devices']} devices" if "devices" in pins else ""
         raise InfeasibleError(
@@ -426,43 +493,212 @@ class _Walk:
     n_stop: int = 0
 
 
-def _walk_windows(model, system, o, c, combos, t_max, t_sum, batch, pins, deadline_s) -> _Walk:
-    """Windows of device counts upward from ``N_ideal``: the first one with a layout that fits
-    and meets the deadline (any that fits, with ``devices`` pinned)."""
-    base = combos["tp"] * combos["cp"] * combos["pp"]
-    if "devices" in pins:
-        n_lo, n_stop = pins["devices"], pins["devices"] + 1
-    else:
-        n_lo = ideal_devices(model, system, deadline_s, o)
-        n_stop = int((base * np.maximum(dp_limit(combos, batch, pins), 1)).max()) + 1
-    walk = _Walk(n_stop=n_stop)
-    min_steps = model.train_tokens / model.seq_len
+NO_BEST = (math.inf, 0, 0, 0, 0)  # (duration, window, combination, DP, devices) of the fastest fitting layout
+MARGIN = 1 - 1e-9  # bounds are compared after this factor: rounding never drops a layout that matters
+
+
+def _windows(n_lo: int, n_stop: int):
+    """Windows ``[n_lo, n_hi)`` of device counts, each 1.5x (at least 64 more) the last."""
     while n_lo < n_stop:
         n_hi = min(n_stop, max(int(n_lo * 1.5), n_lo + 64))
-        grid, which = grid_for_devices(combos, n_lo, n_hi, batch, pins, with_index=True)
+        yield n_lo, n_hi
         n_lo = n_hi
-        if len(grid) == 0:
-            continue
-        walk.any_layout = True
-        tm, ts = t_max[which], t_sum[which]
-        bound = min_steps / grid.batch * (grid.micro * tm + (ts - tm) / grid.v)
-        if "devices" not in pins:
-            grid = grid.take(bound <= deadline_s)
-            if len(grid) == 0:
-                continue
-        res = _evaluate_chunked(model, system, grid, o, c)
-        walk.evaluated += len(grid)
-        dur = durations(model, res)
-        ok = res.fits
-        if ok.any():
-            i = int(np.argmin(np.where(ok, dur, np.inf)))
-            if dur[i] < walk.best_seen[0]:
-                walk.best_seen = (float(dur[i]), int(grid.devices[i]))
-        good = ok if "devices" in pins else ok & (dur <= deadline_s)
-        if good.any():
-            walk.found = (grid, res, dur, ok, int(grid.devices[good].min()))
-            return walk
+
+
+@dataclass(frozen=True)
+class _RowBounds:
+    """Lower bounds of a window's layouts, from their combination's stage times (see _prune).
+
+    ``loose``: ``tokens / B x (m t_max + (S - t_max) / v)``, the first branch of the
+    pipeline time; it defines which layouts the search considers (and whose fastest a failed
+    search reports). ``tight``: the whole pipeline time ``max(that, S + (m - 1) t_max / v)``;
+    no layout is faster, so layouts above the deadline or above the fastest found so far are
+    never evaluated.
+    """
+
+    combos: dict
+    t_max: np.ndarray
+    t_sum: np.ndarray
+    batch: int
+    pins: dict
+    min_steps: float
+    deadline_s: float
+
+    def rows(self, n_lo, n_hi, cap=math.inf):
+        """``(combination index, DP, tight bound, any layout in the window)`` of the rows whose
+        loose bound meets the deadline, leaving out combinations whose every row's tight bound
+        exceeds ``cap``."""
+        c, pins = self.combos, self.pins
+        mb = c["mb"]
+        # The loose bound is at least min_steps t_max / (DP mb): DPs under this floor are never built.
+        floor = np.floor(self.min_steps * self.t_max / (mb * self.deadline_s) * MARGIN).astype(np.int64)
+        # The tight bound is at least min_steps S / B (S + (m - 1) t_max / v >= S, and m DP mb <= B).
+        only = None if math.isinf(cap) else self.min_steps * self.t_sum / self.batch * MARGIN <= cap
+        idx, dp, had_rows = _window_rows(c, n_lo, n_hi, self.batch, pins, floor, only)
+        per_rank = dp * mb[idx]  # sized as _combo_grid sizes it
+        gb = np.full_like(dp, self.batch) if "global_batch" in pins else (self.batch // per_rank) * per_rank
+        m = -(-gb // per_rank)
+        tm, ts, v = self.t_max[idx], self.t_sum[idx], c["v"][idx]
+        loose = self.min_steps / gb * (m * tm + (ts - tm) / v)
+        keep = np.flatnonzero(loose <= self.deadline_s)
+        gb, m, tm, ts, v = gb[keep], m[keep], tm[keep], ts[keep], v[keep]
+        tight = self.min_steps / gb * np.maximum(m * tm + (ts - tm) / v, ts + (m - 1) * tm / v)
+        return idx[keep], dp[keep], tight * MARGIN, had_rows
+
+
+def _walk_windows(model, system, o, c, combos, t_max, t_sum, batch, pins, deadline_s) -> _Walk:
+    """Windows of device counts upward from ``N_ideal``: the first one with a layout that fits
+    and meets the deadline (any that fits, with ``devices`` pinned).
+
+    Inside a window the layouts that may meet the deadline are evaluated in order of device
+    count, in growing chunks, and the walk stops at the first chunk with a good layout: every
+    layout with fewer devices has been evaluated by then. When none is good, the fastest
+    fitting layout of all windows is found by branch and bound (:func:`_fastest_fitting`).
+    """
+    if "devices" in pins:
+        return _walk_pinned(model, system, o, c, combos, batch, pins)
+    base = combos["tp"] * combos["cp"] * combos["pp"]
+    n_lo = ideal_devices(model, system, deadline_s, o)
+    n_stop = int((base * np.maximum(dp_limit(combos, batch, pins), 1)).max()) + 1
+    walk = _Walk(n_stop=n_stop)
+    bounds = _RowBounds(combos, t_max, t_sum, batch, pins, model.train_tokens / model.seq_len, deadline_s)
+    if EXHAUSTIVE_WALK:
+        return _walk_exhaustive(model, system, o, c, bounds, n_lo, walk)
+    best = NO_BEST
+    for w, (lo, hi) in enumerate(_windows(n_lo, n_stop)):
+        idx, dp, tight, had_rows = bounds.rows(lo, hi, deadline_s)
+        walk.any_layout |= had_rows
+        may = np.flatnonzero(tight <= deadline_s)
+        if len(may):
+            best = _walk_window(model, system, o, c, combos, idx[may], dp[may], w, batch, pins, deadline_s, walk,
+                                best)
+            if walk.found is not None:
+                return walk
+    best = _fastest_fitting(model, system, o, c, bounds, n_lo, n_stop, best, walk)
+    walk.best_seen = (best[0], best[4])
     return walk
+
+
+EXHAUSTIVE_WALK = False  # tests: evaluate every layout of every window (the reference the fast walk must equal)
+
+
+def _walk_exhaustive(model, system, o, c, bounds: _RowBounds, n_lo, walk: _Walk) -> _Walk:
+    """The walk without its shortcuts: every (loose-bound) layout of each window is evaluated;
+    the first window with a good layout gives its fewest devices, else the fastest fitting."""
+    combos, best = bounds.combos, NO_BEST
+    for w, (lo, hi) in enumerate(_windows(n_lo, walk.n_stop)):
+        idx, dp, _, had_rows = bounds.rows(lo, hi)
+        walk.any_layout |= had_rows
+        if len(idx) == 0:
+            continue
+        dur, ok = _evaluate_rows(model, system, o, c, combos, idx, dp, bounds.batch, bounds.pins)
+        walk.evaluated += len(idx)
+        devices = (combos["tp"] * combos["cp"] * combos["pp"])[idx] * dp
+        good = ok & (dur <= bounds.deadline_s)
+        if good.any():
+            walk.found = (None, None, None, None, int(devices[good].min()))
+            return walk
+        best = _better(best, dur, ok, w, idx, dp, devices)
+    walk.best_seen = (best[0], best[4])
+    return walk
+
+
+def _walk_pinned(model, system, o, c, combos, batch, pins) -> _Walk:
+    """Every layout at the pinned device count (the deadline is not a constraint then)."""
+    walk = _Walk(n_stop=pins["devices"] + 1)
+    grid, _ = grid_for_devices(combos, pins["devices"], pins["devices"] + 1, batch, pins, with_index=True)
+    if len(grid) == 0:
+        return walk
+    walk.any_layout = True
+    res = _evaluate_chunked(model, system, grid, o, c)
+    walk.evaluated += len(grid)
+    dur, ok = durations(model, res), res.fits
+    if ok.any():
+        i = int(np.argmin(np.where(ok, dur, np.inf)))
+        walk.best_seen = (float(dur[i]), int(grid.devices[i]))
+        walk.found = (grid, res, dur, ok, int(grid.devices[i]))
+    return walk
+
+
+WALK_CHUNK = 2048  # first chunk of a window; each next one doubles (per-call overhead vs wasted work)
+
+
+def _evaluate_rows(model, system, o, c, combos, idx, dp, batch, pins):
+    """Durations and memory fit of the layouts (combination ``idx``, ``dp``)."""
+    grid = _combo_grid({k: v[idx] for k, v in combos.items()}, dp, batch, pins)
+    res = _evaluate_chunked(model, system, grid, o, c)
+    return durations(model, res), res.fits
+
+
+def _better(best: tuple, dur, ok, w, idx, dp, devices) -> tuple:
+    """``best`` or the fastest fitting row, whichever is first in (duration, window, combination,
+    DP) order: the order in which evaluating whole windows one after another would find them."""
+    cand = np.flatnonzero(ok)
+    if len(cand) == 0:
+        return best
+    w = np.broadcast_to(w, dur.shape)
+    j = cand[np.lexsort((dp[cand], idx[cand], w[cand], dur[cand]))[0]]
+    return min(best, (float(dur[j]), int(w[j]), int(idx[j]), int(dp[j]), int(devices[j])))
+
+
+def _walk_window(model, system, o, c, combos, idx, dp, w, batch, pins, deadline_s, walk: _Walk, best) -> tuple:
+    """Evaluate one window's layouts by device count until one fits and meets the deadline.
+
+    Sets ``walk.found`` (only its device count is used) when one does; returns ``best``
+    updated with the fastest fitting layout evaluated.
+    """
+    devices = (combos["tp"] * combos["cp"] * combos["pp"])[idx] * dp
+    order = np.argsort(devices, kind="stable")
+    start, size = 0, WALK_CHUNK
+    while start < len(order):
+        pos = order[start:start + size]
+        start, size = start + len(pos), 2 * size
+        dur, ok = _evaluate_rows(model, system, o, c, combos, idx[pos], dp[pos], batch, pins)
+        walk.evaluated += len(pos)
+        good = ok & (dur <= deadline_s)
+        if good.any():
+            walk.found = (None, None, None, None, int(devices[pos][good].min()))
+            return best
+        best = _better(best, dur, ok, w, idx[pos], dp[pos], devices[pos])
+    return best
+
+
+GROW = 1.5  # each pass of the branch and bound, while nothing fits yet, looks this much further
+
+
+def _fastest_fitting(model, system, o, c, bounds: _RowBounds, n_lo, n_stop, best, walk: _Walk) -> tuple:
+    """The fastest fitting layout among all windows' (loose-bound) layouts, when none meets the
+    deadline: branch and bound over the tight bound, starting from the walk's ``best``.
+
+    Layouts with a tight bound up to ``lo`` have been evaluated; each pass evaluates, in
+    bound order, those up to ``cap`` until the next bound exceeds the best duration found,
+    and stops once the best is below ``cap``. While nothing fits, ``cap`` grows geometrically
+    up to a bound no layout exceeds.
+    """
+    combos, lo = bounds.combos, bounds.deadline_s
+    tm, ts, mb, B = bounds.t_max, bounds.t_sum, combos["mb"], bounds.batch
+    # No layout's pipeline time exceeds (m t_max + S) per step, m <= B + 1 microbatches of >= mb sequences.
+    ceiling = float(np.max(bounds.min_steps * np.maximum((tm + ts) / mb, ((B + 1) * tm + ts) / B)))
+    cap = best[0] if math.isfinite(best[0]) else lo * GROW
+    while True:
+        parts = []
+        for w, (a, b) in enumerate(_windows(n_lo, n_stop)):
+            idx, dp, tight, _ = bounds.rows(a, b, cap)
+            sel = np.flatnonzero((tight > lo) & (tight <= cap))
+            parts.append((np.full(len(sel), w), idx[sel], dp[sel], tight[sel]))
+        w, idx, dp, tight = (np.concatenate(x) for x in zip(*parts))
+        order = np.argsort(tight, kind="stable")
+        start, size = 0, WALK_CHUNK
+        while start < len(order) and tight[order[start]] <= best[0]:
+            pos = order[start:start + size]
+            start, size = start + len(pos), 2 * size
+            dur, ok = _evaluate_rows(model, system, o, c, combos, idx[pos], dp[pos], bounds.batch, bounds.pins)
+            walk.evaluated += len(pos)
+            devices = (combos["tp"] * combos["cp"] * combos["pp"])[idx[pos]] * dp[pos]
+            best = _better(best, dur, ok, w[pos], idx[pos], dp[pos], devices)
+        if best[0] <= cap or cap >= ceiling:  # every layout that could be faster has been evaluated
+            return best
+        lo, cap = cap, (best[0] if math.isfinite(best[0]) else cap * GROW)
 
 
 def _explain_no_layout(model, system, o, pins, batch, deadline_days, deadline_s, walk: _Walk,

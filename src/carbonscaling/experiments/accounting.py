@@ -67,12 +67,13 @@ def point_row(p, res: dict | None) -> dict[str, Any]:
     s = p.settings
     carbon_kw = CarbonSettings(**s["carbon"]).carbon_kwargs()
     spec = model_spec(s["preset"], p.d_model)
+    m = spec.summary()  # the model's one plain-dict form (serialize.py); CSV names as before
     row: dict[str, Any] = {
         "experiment": p.scenario, "series": p.series, "kind": p.kind, "preset": s["preset"],
-        "d_model": p.d_model, "n_layers": spec.n_layers, "n_experts": spec.n_experts,
-        "params_law": spec.params_law, "params_total": spec.params_total, "params_active": spec.params_active,
-        "tokens": spec.train_tokens, "train_flops": spec.train_flops, "model_flops": spec.model_flops,
-        "batch_sequences": spec.batch_sequences, "seq_len": spec.seq_len, "loss": spec.loss, "device": s["device"],
+        **{k: m[k] for k in ("d_model", "n_layers", "n_experts", "params_law", "params_total", "params_active",
+                             "tokens", "train_flops", "model_flops")},
+        "batch_sequences": m["global_batch_sequences"], "seq_len": m["seq_len"], "loss": m["loss"],
+        "device": s["device"],
         "years_ahead": s["years_ahead"], "cpa_growth": s["cpa_growth"], "deadline_days": s["deadline_days"],
         "on_infeasible": s["on_infeasible"],
         **{f"opt.{k}": v for k, v in s["options"].items()},

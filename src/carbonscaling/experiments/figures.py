@@ -62,6 +62,12 @@ def _markers(ax, x, y, pts, marker, colour, ms=5.0, zorder=None) -> None:
                     mfc=face, zorder=zorder)
 
 
+def _weight(i: int) -> dict[str, float]:
+    """Line width, marker size and drawing order of the ``i``-th series: each later series is
+    thinner, smaller and on top, so a series under another still shows around it."""
+    return {"lw": max(0.8, 2.6 - 0.45 * i), "ms": max(3.0, 7.0 - 1.0 * i), "zorder": 2 + i}
+
+
 def _plain_x_log(ax) -> None:
     """Decade ticks as plain text (1e+12), not mathtext: mathtext layout dominated figure time."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
@@ -92,8 +98,11 @@ def ratio_panel(ax, sc, rows: list[dict]) -> None:
                                                      or p.get("deadline_days_used") == ref[p["d_model"]].get("deadline_days_used"))]
         if not xy:
             continue
-        ax.plot([a for a, _, _ in xy], [b for _, b, _ in xy], "-", color=c, lw=1.2, label=label)
-        _markers(ax, [a for a, _, _ in xy], [b for _, b, _ in xy], [p for _, _, p in xy], m, c, ms=4.5)
+        w = _weight(i)
+        ax.plot([a for a, _, _ in xy], [b for _, b, _ in xy], "-", color=c, lw=w["lw"], label=label,
+                zorder=w["zorder"])
+        _markers(ax, [a for a, _, _ in xy], [b for _, b, _ in xy], [p for _, _, p in xy], m, c, ms=w["ms"],
+                 zorder=w["zorder"] + 0.5)
     ax.axhline(1.0, color="black", lw=0.8, ls="--")
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -122,8 +131,10 @@ def loss_vs_carbon(plt, sc, rows: list[dict], fits: dict[str, Any]):
         y = [p["loss"] for p in pts]
         fit = fits.get(label)
         name = label + (f"  (alpha={fit.alpha:.3g}, R2={fit.r2:.2f})" if fit else "")
-        ax.plot(x, y, ls="--" if ideal else "-", color="black" if ideal else c, lw=1.4, label=name, zorder=2)
-        _markers(ax, x, y, pts, m, "black" if ideal else c, ms=5, zorder=3)
+        w = _weight(i)
+        ax.plot(x, y, ls="--" if ideal else "-", color="black" if ideal else c, lw=w["lw"], label=name,
+                zorder=w["zorder"])
+        _markers(ax, x, y, pts, m, "black" if ideal else c, ms=w["ms"], zorder=w["zorder"] + 0.5)
         if fit:
             xs = [min(x), max(x)]
             ax.plot(xs, fit.predict(xs), ls=":", lw=1.0, color="black" if ideal else c, zorder=1)
@@ -151,8 +162,9 @@ def utilization_vs_params(plt, sc, rows: list[dict], fits):
         c, m = COLOURS[i % len(COLOURS)], MARKERS[i % len(MARKERS)]
         x = [p["params_law"] for p in pts]
         y = [100 * p["mfu"] for p in pts]
-        ax.plot(x, y, "-", color=c, lw=1.4, label=label)
-        _markers(ax, x, y, pts, m, c, ms=5)
+        w = _weight(i)
+        ax.plot(x, y, "-", color=c, lw=w["lw"], label=label, zorder=w["zorder"])
+        _markers(ax, x, y, pts, m, c, ms=w["ms"], zorder=w["zorder"] + 0.5)
     ax.set_xscale("log")
     _plain_x_log(ax)
     ax.set_ylim(bottom=0)

@@ -211,6 +211,17 @@ def method_notes(scenarios) -> list[str]:
     ]
 
 
+def glossary(doc: Doc) -> None:
+    """End ``doc`` with the abbreviations and terms it uses (:mod:`carbonscaling.glossary`)."""
+    from ..glossary import terms_used
+
+    used = terms_used(doc.markdown())
+    if used:
+        doc.h(2, "Glossary", anchor="glossary")
+        doc.p("Abbreviations and terms used above (all of them: `carbonscaling glossary`, docs/glossary.md).")
+        doc.table(["term", "meaning"], [[t.term, t.meaning] for t in used])
+
+
 def write_report(res, out: Path, *, title: str = "Experiments") -> None:
     from .. import __version__
 
@@ -272,5 +283,6 @@ def write_report(res, out: Path, *, title: str = "Experiments") -> None:
                     + (f" Why: {c.note}" if c.note and c.verdict != "agrees" else "") for c in mine])
         if sc.sources:
             doc.p("Sources: " + "; ".join(sc.sources))
+    glossary(doc)
     (out / "report.md").write_text(doc.markdown(), encoding="utf-8")
     (out / "report.html").write_text(doc.html(title), encoding="utf-8")

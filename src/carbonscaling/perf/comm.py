@@ -20,6 +20,7 @@ import numpy as np
 
 from ..hardware import System
 from .constants import PerfConstants
+from .groups import group_rows
 
 ALGO_FACTOR = {"all_reduce": 2.0, "reduce_scatter": 1.0, "all_gather": 1.0}
 
@@ -160,12 +161,10 @@ def ring_group(n, stride, system: System, c: PerfConstants) -> RingGroup:
     stride = np.asarray(stride)
     if (n.ndim == 1 and n.size > 64 and np.issubdtype(n.dtype, np.integer)
             and np.issubdtype(stride.dtype, np.integer)):
-        n_i = n.astype(np.int64)
-        key = n_i * (1 << 31) + np.broadcast_to(stride, n.shape).astype(np.int64)
-        uniq, inv = np.unique(key, return_inverse=True)
-        if len(uniq) < n.size // 4:
-            g = _ring_group(uniq >> 31, uniq & ((1 << 31) - 1), system, c)
-            inv = inv.reshape(-1)
+        stride = np.broadcast_to(stride, n.shape)
+        first, inv = group_rows(n, stride)
+        if len(first) < n.size // 4:
+            g = _ring_group(n[first], stride[first], system, c)
             return RingGroup(per_byte_s=g.per_byte_s[inv], latency_s=g.latency_s[inv], active=g.active[inv])
     return _ring_group(n, stride, system, c)
 

@@ -29,6 +29,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from .groups import group_rows
+
 MAX_INTERLEAVE = 8
 LEGACY_UNEVEN_INTERLEAVES = (1, 2, 4)  # v1 rule when PP does not divide the layers
 
@@ -149,14 +151,13 @@ def stage_layers(n_layers: int, pp: np.ndarray, v: np.ndarray, legacy: bool = Fa
     """
     pp = np.asarray(pp, dtype=np.int64)
     v = np.asarray(v, dtype=np.int64)
-    key = pp * (MAX_INTERLEAVE * 1024) + v
-    uniq, inv = np.unique(key, return_inverse=True)
-    out = np.empty((len(uniq), 3), dtype=np.int64)
-    for i, k in enumerate(uniq):
-        p, vv = divmod(int(k), MAX_INTERLEAVE * 1024)
+    pp, v = np.broadcast_arrays(pp, v)
+    first, inv = group_rows(pp, v)
+    out = np.empty((len(first), 3), dtype=np.int64)
+    for i, (p, vv) in enumerate(zip(pp.reshape(-1)[first].tolist(), v.reshape(-1)[first].tolist())):
         s = legacy_stage_split(n_layers, p) if legacy else stage_split(n_layers, p, vv)
         out[i] = s if s is not None else (-1, -1, -1)
-    res = out[inv.reshape(-1)] if len(uniq) else np.zeros((0, 3), dtype=np.int64)
+    res = out[inv] if len(first) else np.zeros((0, 3), dtype=np.int64)
     return res[:, 0].reshape(pp.shape), res[:, 1].reshape(pp.shape), res[:, 2].reshape(pp.shape)
 
 

@@ -21,6 +21,7 @@ from ..scaling import ModelSpec
 from . import kernels as K
 from . import moe as moe_kernels
 from .comm import p2p_time, ring_group
+from .groups import group_rows
 from .constants import PerfConstants, default_constants
 from .layout import LayoutGrid, TrainingOptions
 from .moe import dispatch_time, permute_time
@@ -340,10 +341,7 @@ def _per_layer(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOptio
     Layer times depend only on (TP, CP, EP, ETP, microbatch, selective recompute), which a
     search grid repeats thousands of times: each distinct combination is computed once.
     """
-    cols = (g.tp, g.cp, g.ep, g.etp, g.mb, (g.rc == 1).astype(np.int64))
-    codes = [np.unique(col, return_inverse=True)[1].reshape(-1) for col in cols]
-    key = np.ravel_multi_index(codes, [int(cd.max()) + 1 for cd in codes]) if len(g) else np.zeros(0, np.int64)
-    uniq, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    first, inverse = group_rows(g.tp, g.cp, g.ep, g.etp, g.mb, (g.rc == 1).astype(np.int64))
     sub = g.take(first)
     frac_moe = model.n_moe_layers / model.n_layers
     if model.is_hybrid:  # one block per layer: average over the pattern's block kinds
@@ -355,8 +353,8 @@ def _per_layer(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOptio
             parts.append((frac_moe, layer_times(model, system, sub, o, c, moe=True)))
     out = {}
     for f in fields(LayerTimes):
-        avg = sum(w * np.broadcast_to(getattr(p, f.name), uniq.shape) for w, p in parts)
-        out[f.name] = avg[inverse.reshape(-1)]
+        avg = sum(w * np.broadcast_to(getattr(p, f.name), first.shape) for w, p in parts)
+        out[f.name] = avg[inverse]
     return LayerTimes(**out)
 
 

@@ -39,6 +39,98 @@ def _save(fig, out: Path, name: str) -> list[Path]:
     return paths
 
 
+def _tick_text(v: float, _pos=None) -> str:
+    """A log-axis tick as a plain number (0.5, 1, 2, 50) or, beyond 10^4, a short exponent (2e5)."""
+    if v <= 0:
+        return ""
+    if 1e-3 <= v < 1e4:
+        return f"{v:g}"
+    mant, exp = f"{v:.0e}".split("e")
+    return f"{mant}e{int(exp)}"
+
+
+def plain_log_ticks(ax) -> None:
+    """Readable log axes: ticks at 1-2-5 of each decade (only 1 past 3.5 decades), labelled as
+    plain numbers (:func:`_tick_text`), no minor labels (matplotlib's mathtext minor labels overlap)."""
+    import math
+
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    for axis, (lo, hi) in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
+        if axis.get_scale() != "log" or lo <= 0:
+            continue
+        subs = (1.0, 2.0, 5.0) if math.log10(hi / lo) <= 3.5 else (1.0,)
+        axis.set_major_locator(LogLocator(base=10, subs=subs))
+        axis.set_major_formatter(FuncFormatter(_tick_text))
+        axis.set_minor_formatter(NullFormatter())
+
+
+_DIRECTIONS = ((0, 1), (1, 1), (-1, 1), (1, 0), (-1, 0), (1, -1), (-1, -1), (0, -1))
+
+
+def label_points(ax, labels: list[tuple[float, float, str]], markers: list[tuple[float, float]],
+                 fontsize: float = 7.0) -> list:
+    """Annotate points with short labels that overlap neither each other nor the markers.
+
+    Greedy: each label (left to right) takes the first free spot among eight directions at
+    growing distance from its point, inside the axes; one moved away gets a thin leader line.
+    Call after the limits and scales are final.
+
+    Parameters
+    ----------
+    ax : matplotlib Axes
+        The axes (data limits set).
+    labels : list of (x, y, text)
+        Anchor in data coordinates and the label.
+    markers : list of (x, y)
+        Every plotted marker, kept free of labels.
+    fontsize : float, optional
+        Points (default 7).
+
+    Returns
+    -------
+    list of matplotlib Annotation
+        One per label, in the order given.
+    """
+    fig = ax.figure
+    to_pt = 72.0 / fig.dpi
+
+    def pt(x, y):
+        px, py = ax.transData.transform((x, y))
+        return px * to_pt, py * to_pt
+
+    x0, y0, x1, y1 = (v * to_pt for v in ax.bbox.extents)
+    taken = [(mx - 4, my - 4, mx + 4, my + 4) for mx, my in (pt(*m) for m in markers)]
+
+    def free(box):
+        return (box[0] >= x0 and box[2] <= x1 and box[1] >= y0 and box[3] <= y1
+                and not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in taken))
+
+    out = [None] * len(labels)
+    for i in sorted(range(len(labels)), key=lambda k: pt(*labels[k][:2])):
+        x, y, text = labels[i]
+        ax_, ay_ = pt(x, y)
+        w, h = 0.62 * fontsize * len(text) + 2.0, fontsize + 2.0
+        best = None
+        for dist in (5.0, 9.0, 14.0, 20.0, 28.0, 38.0):
+            for dx, dy in _DIRECTIONS:
+                cx, cy = ax_ + dx * (dist + w / 2), ay_ + dy * (dist + h / 2)
+                box = (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
+                if free(box):
+                    best = (dist, cx, cy, box)
+                    break
+            if best:
+                break
+        if best is None:  # nowhere free: straight up, on top of whatever is there
+            best = (5.0, ax_, ay_ + 5.0 + h / 2, (ax_ - w / 2, ay_ + 5.0, ax_ + w / 2, ay_ + 5.0 + h))
+        dist, cx, cy, box = best
+        taken.append(box)
+        arrow = dict(arrowstyle="-", lw=0.4, color="#777777", shrinkA=0, shrinkB=2) if dist > 9.0 else None
+        out[i] = ax.annotate(text, (x, y), xytext=(cx - ax_, cy - ay_), textcoords="offset points", ha="center",
+                             va="center", fontsize=fontsize, color="#222222", arrowprops=arrow, zorder=8)
+    return out
+
+
 def fig_device_hours(plt, report: ValidationReport, out: Path) -> list[Path]:
     import numpy as np
 
@@ -62,36 +154,69 @@ def fig_device_hours(plt, report: ValidationReport, out: Path) -> list[Path]:
     ax.grid(axis="y", which="both", alpha=0.3)
     top = max(r["reported"]["device_hours"] for r in rows)
     ax.set_ylim(top=top * 30)
+    plain_log_ticks(ax)
     paths = _save(fig, out, "fig1_device_hours")
     plt.close(fig)
     return paths
 
 
-def _scatter(ax, report: ValidationReport, quantity: str, log: bool) -> int:
-    import numpy as np
+# Marker size and drawing order per method: each later series is smaller and drawn on top,
+# so a point under another still shows as a ring in its own colour.
+SCATTER_SIZE = {"ours": 70, "ours_searched": 48, "reg": 34, "llmc": 24}
 
-    lo, hi, n = np.inf, 0.0, 0
+
+def run_numbers(report: ValidationReport) -> dict[str, int]:
+    """``{run_id: n}``, 1-based in the report's order: the numbered key of the scatter panels."""
+    return {r["run_id"]: i for i, r in enumerate(report.runs, 1)}
+
+
+def _scatter(ax, report: ValidationReport, quantity: str, log: bool) -> int:
+    lo, hi, n = float("inf"), 0.0, 0
+    clusters: dict[str, list[tuple[float, float]]] = {}
     for m in [m for m in FIG_METHODS if m in report.methods]:
-        pts = [(r["reported"][quantity], _value(r, m, quantity)) for r in report.runs if quantity in r["reported"]]
-        pts = [(a, b) for a, b in pts if b is not None]
+        pts = [(r["run_id"], r["reported"][quantity], _value(r, m, quantity)) for r in report.runs
+               if quantity in r["reported"]]
+        pts = [(rid, a, b) for rid, a, b in pts if b is not None]
         if not pts:
             continue
         label, colour, marker = _style(m)
-        a, b = zip(*pts)
-        ax.scatter(a, b, label=label, color=colour, marker=marker, s=36, alpha=0.85, edgecolor="black", linewidth=0.3)
+        _, a, b = zip(*pts)
+        ax.scatter(a, b, label=label, color=colour, marker=marker, s=SCATTER_SIZE.get(m, 30), alpha=0.9,
+                   edgecolor="black", linewidth=0.4, zorder=3 + FIG_METHODS.index(m))
+        for rid, x, y in pts:
+            clusters.setdefault(rid, []).append((x, y))
         lo, hi, n = min(lo, *a, *b), max(hi, *a, *b), n + len(pts)
     if n:
         pad = 1.6 if log else 0.05 * (hi - lo)
         span = (lo / pad, hi * pad) if log else (max(0.0, lo - pad), hi + pad)
-        ax.plot(span, span, color="black", lw=0.8, ls="--", label="identity")
+        ax.plot(span, span, color="black", lw=0.8, ls="--", label="identity", zorder=1)
         ax.set_xlim(span), ax.set_ylim(span)
     if log:
         ax.set_xscale("log"), ax.set_yscale("log")
+        plain_log_ticks(ax)
     ax.grid(alpha=0.3, which="both")
+    # one run = one vertical cluster (every method at the run's reported value): a thin line joins
+    # it and its number labels it (key beside the figure)
+    numbers = run_numbers(report)
+    for rid, pts in clusters.items():
+        ys = [y for _, y in pts]
+        ax.plot([pts[0][0]] * 2, [min(ys), max(ys)], color="#999999", lw=0.6, zorder=2)
+    label_points(ax, [(pts[0][0], max(y for _, y in pts), str(numbers[rid])) for rid, pts in clusters.items()],
+                 [xy for pts in clusters.values() for xy in pts])
     return n
 
 
 def fig_scatter(plt, report: ValidationReport, out: Path) -> list[Path]:
+    fig = scatter_figure(plt, report)
+    paths = _save(fig, out, "fig3a_predicted_vs_reported")
+    plt.close(fig)
+    return paths
+
+
+def scatter_figure(plt, report: ValidationReport):
+    """Predicted against reported device-hours (log-log) and utilization, each run numbered."""
+    from matplotlib.lines import Line2D
+
     fig, axes = plt.subplots(1, 2, figsize=(10.5, 4.6))
     n1 = _scatter(axes[0], report, "device_hours", log=True)
     axes[0].set_xlabel("reported device-hours"), axes[0].set_ylabel("predicted device-hours")
@@ -103,9 +228,13 @@ def fig_scatter(plt, report: ValidationReport, out: Path) -> list[Path]:
     for ax, n in zip(axes, (n1, n2)):
         if n:
             ax.legend(fontsize=8, loc="upper left")
-    paths = _save(fig, out, "fig3a_predicted_vs_reported")
-    plt.close(fig)
-    return paths
+    shown = {t.get_text() for ax in axes for t in ax.texts}
+    key = [f"{i}  {rid}" for rid, i in run_numbers(report).items() if str(i) in shown]
+    if key:
+        fig.legend([Line2D([], [], ls="none")] * len(key), key, loc="center left", bbox_to_anchor=(0.995, 0.5),
+                   fontsize=7.5, handlelength=0, handletextpad=0, title="runs (grey line: one run)",
+                   title_fontsize=7.5, frameon=False)
+    return fig
 
 
 def fig_carbon(plt, report: ValidationReport, out: Path) -> list[Path]:

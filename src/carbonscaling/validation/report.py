@@ -190,7 +190,8 @@ def metrics_rows(report: ValidationReport) -> list[dict]:
 
 
 def to_markdown(report: ValidationReport) -> str:
-    """The report as Markdown: per-run tables, metrics, comparison, carbon, calibration."""
+    """The report as Markdown: per-run tables, metrics, comparison, carbon, calibration, and a
+    glossary of the abbreviations it uses (:mod:`carbonscaling.glossary`)."""
     L = ["# carbonscaling validate", "",
          "Errors are signed, `predicted / reported - 1`; metrics are fractions. `fit` marks runs "
          "used to fit a constant of ours. Utilization of `hfu` runs is compared as HFU.", ""]
@@ -224,7 +225,10 @@ def to_markdown(report: ValidationReport) -> str:
         from .throughput import markdown as step_time_markdown
 
         L += [""] + step_time_markdown(report.extras["step_time"])
-    return "\n".join(L) + "\n"
+    from ..glossary import markdown_section
+
+    body = "\n".join(L) + "\n"
+    return body + "\n" + markdown_section(body)
 
 
 def comparison_lines(report: ValidationReport, quantities=None) -> list[str]:

@@ -246,10 +246,12 @@ def figure(plt, section: dict, out) -> list:
     for r in section["rows"]:
         by[r["system"]].append(r)
     lo, hi = math.inf, 0.0
-    for sysname, rows in sorted(by.items()):
+    for i, (sysname, rows) in enumerate(sorted(by.items())):
         x = [r["measured_step_s"] for r in rows]
         y = [r["predicted_step_s"] for r in rows]
-        ax.scatter(x, y, s=14, label=f"{sysname} (n={len(rows)})")
+        # one shape per system, smaller and on top for each later one: no system hides another
+        ax.scatter(x, y, s=30 - 4 * i, marker="osD^v<>"[i % 7], alpha=0.8, edgecolor="black", linewidth=0.3,
+                   zorder=3 + i, label=f"{sysname} (n={len(rows)})")
         lo, hi = min(lo, *x, *y), max(hi, *x, *y)
     if hi > 0:
         ax.plot([lo, hi], [lo, hi], color="grey", lw=0.8)
@@ -257,6 +259,9 @@ def figure(plt, section: dict, out) -> list:
         ax.plot([lo, hi], [lo / 1.1, hi / 1.1], color="grey", lw=0.5, ls=":")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    from .figures import plain_log_ticks
+
+    plain_log_ticks(ax)
     ax.set_xlabel("measured step time (s)")
     ax.set_ylabel("predicted step time (s)")
     ax.set_title("Megatron-Bridge step times: predicted vs measured (dotted: +-10 %)", fontsize=9)
