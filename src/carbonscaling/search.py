@@ -40,7 +40,7 @@ from .perf.groups import group_rows
 from .perf.constants import PerfConstants, default_constants
 from .perf.layout import RECOMPUTE_MODES, RL_ALL, RL_AUTO, Layout, LayoutGrid, TrainingOptions
 from .perf.pipeline import MAX_INTERLEAVE, interleave_options, stage_split
-from .perf.step import StepResult, evaluate
+from .perf.step import StepResult, evaluate, memory_fit, stage_bounds
 from .scaling import ModelSpec
 
 MICROBATCHES = (1, 2, 4, 8)
@@ -233,15 +233,18 @@ def inner_combos(model: ModelSpec, pinned: dict, options: TrainingOptions | None
                                                     + ([4] if o.flexible_sharding else []))
     fs = [pinned.get("fsdp", 0)]
     rcs = _recompute_options(pinned, o)
-    rows = []
-    for t, c, p in itertools.product(tps, cps, pps):
-        vs = [pinned["vp"]] if "vp" in pinned else interleave_options(model.n_layers, p, legacy)
-        vs = [v for v in vs if v == 1 or p > 1]
-        for (e, et), v in itertools.product(_expert_options(model, pinned, t, legacy), vs):
-            for mb, z, f, (rc, rl) in itertools.product(mbs, zs, fs, rcs):
-                rows.append((e, et, t, c, p, v, mb, z, f, rc, rl))
-    arr = np.array(rows, dtype=np.int64).reshape(-1, len(COMBO_FIELDS))
-    return dict(zip(COMBO_FIELDS, arr.T))
+    vps = {p: [v for v in ([pinned["vp"]] if "vp" in pinned else interleave_options(model.n_layers, p, legacy))
+               if v == 1 or p > 1] for p in pps}
+    experts = {t: _expert_options(model, pinned, t, legacy) for t in tps}
+    # (EP, ETP, TP, CP, PP, VP) in loop order, each followed by every (mb, ZeRO, FSDP, recompute)
+    outer = [(e, et, t, c, p, v) for t, c, p in itertools.product(tps, cps, pps)
+             for (e, et), v in itertools.product(experts[t], vps[p])]
+    inner = [(mb, z, f, rc, rl) for mb, z, f, (rc, rl) in itertools.product(mbs, zs, fs, rcs)]
+    outer_a = np.array(outer, dtype=np.int64).reshape(-1, 6)
+    inner_a = np.array(inner, dtype=np.int64).reshape(-1, 5)
+    cols = [np.repeat(outer_a[:, i], len(inner_a)) for i in range(6)]
+    cols += [np.tile(inner_a[:, i], len(outer_a)) for i in range(5)]
+    return dict(zip(COMBO_FIELDS, cols))
 
 
 def dp_step(combos: dict[str, np.ndarray]) -> np.ndarray:
@@ -252,9 +255,9 @@ def dp_step(combos: dict[str, np.ndarray]) -> np.ndarray:
     return step * f // np.gcd(step, f)
 
 
-def dp_limit(combos: dict[str, np.ndarray], batch: int, pinned: dict) -> np.ndarray:
-    """Largest DP (a multiple of :func:`dp_step`) with a whole microbatch per rank; 0 if none."""
-    step = dp_step(combos)
+def dp_limit(combos: dict[str, np.ndarray], batch: int, pinned: dict, step: np.ndarray | None = None) -> np.ndarray:
+    """Largest DP (a multiple of :func:`dp_step`, ``step`` if given) with a whole microbatch per rank; 0 if none."""
+    step = dp_step(combos) if step is None else step
     if "dp" in pinned:
         d = pinned["dp"]
         return np.where((d % step == 0) & (d * combos["mb"] <= batch), d, 0)
@@ -262,20 +265,19 @@ def dp_limit(combos: dict[str, np.ndarray], batch: int, pinned: dict) -> np.ndar
 
 
 def grid_for_devices(combos: dict[str, np.ndarray], n_lo: int, n_hi: int, batch: int, pinned: dict,
-                     with_index: bool = False):
+                     with_index: bool = False, per_combo: tuple | None = None):
     """All layouts with ``n_lo <= devices < n_hi`` (every valid DP that lands in the window)."""
-    idx, dp, _ = _window_rows(combos, n_lo, n_hi, batch, pinned)
+    idx, dp, _ = _window_rows(combos, n_lo, n_hi, batch, pinned, per_combo=per_combo)
     grid = _combo_grid({k: v[idx] for k, v in combos.items()}, dp, batch, pinned)
     return (grid, idx) if with_index else grid
 
 
-def _window_rows(combos, n_lo, n_hi, batch, pinned, dp_floor=None, only=None):
+def _window_rows(combos, n_lo, n_hi, batch, pinned, dp_floor=None, only=None, per_combo=None):
     """The layouts of a window as (combination index, DP) rows, in combination order, DP rising;
     DPs below ``dp_floor`` (per combination) and combinations outside ``only`` (a mask) left
-    out; and whether the window had any row without those."""
-    base = combos["tp"] * combos["cp"] * combos["pp"]
-    step = dp_step(combos)
-    dp_max = dp_limit(combos, batch, pinned)
+    out; and whether the window had any row without those. ``per_combo``: the combinations'
+    ``(TP CP PP, DP step, DP limit)`` when the caller has them."""
+    base, step, dp_max = per_combo or _per_combo(combos, batch, pinned)
     if "dp" in pinned:
         dp_lo = np.full_like(base, pinned["dp"])
         dp_hi = np.where((dp_lo * base >= n_lo) & (dp_lo * base < n_hi), dp_max, 0)
@@ -298,6 +300,12 @@ def _window_rows(combos, n_lo, n_hi, batch, pinned, dp_floor=None, only=None):
     idx = np.repeat(np.arange(len(base)), counts)
     offsets = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
     return idx, dp_lo[idx] + offsets * step[idx], had_rows
+
+
+def _per_combo(combos, batch, pinned):
+    """``(TP CP PP, DP step, DP limit)`` of each combination."""
+    step = dp_step(combos)
+    return combos["tp"] * combos["cp"] * combos["pp"], step, dp_limit(combos, batch, pinned, step)
 
 
 def ideal_devices(model: ModelSpec, system: System, deadline_s: float, options: TrainingOptions | None = None) -> int:
@@ -338,6 +346,8 @@ class _Candidates:
     t_sum: np.ndarray
     bound: np.ndarray         # lower bound of every DP's duration (s)
     dominated: np.ndarray     # recompute-to-fit combinations whose no-recompute twin always wins
+    sizes_all: tuple = ()     # (TP CP PP, DP step, DP limit) of all_combos
+    sizes: tuple = ()         # ... of combos
 
 
 CANDIDATE_CACHE_SIZE = 8  # (model, system, options, pins) entries; a 405B model's is ~5 MB
@@ -358,7 +368,7 @@ def _candidates(model, system, o, c, pins, batch, pipeline_split) -> _Candidates
     all_combos = inner_combos(model, pins, o, pipeline_split, system)
     cand = _candidate_bounds(model, system, o, c, all_combos, batch, pins)
     for arr in (*cand.all_combos.values(), *cand.combos.values(), cand.fits, cand.t_max, cand.t_sum, cand.bound,
-                cand.dominated):
+                cand.dominated, *cand.sizes_all, *cand.sizes):
         arr.flags.writeable = False
     with _CANDIDATES_LOCK:
         _CANDIDATES[key] = cand
@@ -369,22 +379,23 @@ def _candidates(model, system, o, c, pins, batch, pipeline_split) -> _Candidates
 
 def _candidate_bounds(model, system, o, c, all_combos, batch, pins) -> _Candidates:
     """Memory fit at the largest DP, stage times at the smallest, and the duration bound."""
-    dp_max = dp_limit(all_combos, batch, pins)
-    valid = dp_max >= 1
+    sizes_all = _per_combo(all_combos, batch, pins)
+    valid = sizes_all[2] >= 1
     combos = {k: v[valid] for k, v in all_combos.items()}
-    dp_max = dp_max[valid]
+    sizes = tuple(x[valid] for x in sizes_all)
+    dp_max = sizes[2]
     if len(dp_max) == 0:
         empty = np.zeros(0)
-        return _Candidates(all_combos, combos, empty.astype(bool), empty, empty, empty, empty.astype(bool))
-    at_max = evaluate(model, system, _combo_grid(combos, dp_max, batch, pins), o, c)
-    fits = at_max.fits
-    dp_lo = np.full_like(dp_max, pins["dp"]) if "dp" in pins else dp_step(combos)
-    fewest = {**combos, "rl": np.where(combos["rl"] == RL_AUTO, at_max.recompute_layers, combos["rl"])}
-    probe = evaluate(model, system, _combo_grid(fewest, dp_lo, batch, pins), o, c)
-    t_max, t_sum = probe.stage_max_s, probe.stage_sum_s
+        return _Candidates(all_combos, combos, empty.astype(bool), empty, empty, empty, empty.astype(bool), sizes_all,
+                           sizes)
+    fits, fewest_rl = memory_fit(model, system, _combo_grid(combos, dp_max, batch, pins), o, c)
+    dp_lo = np.full_like(dp_max, pins["dp"]) if "dp" in pins else sizes[1]
+    fewest = {**combos, "rl": np.where(combos["rl"] == RL_AUTO, fewest_rl, combos["rl"])}
+    t_max, t_sum, fits_lo = stage_bounds(model, system, _combo_grid(fewest, dp_lo, batch, pins), o, c)
     min_steps = model.train_tokens / (batch * model.seq_len)
     bound = min_steps * (t_max + (t_sum - t_max) / combos["v"])
-    return _Candidates(all_combos, combos, fits, t_max, t_sum, bound, _recompute_dominated(combos, probe.fits))
+    return _Candidates(all_combos, combos, fits, t_max, t_sum, bound, _recompute_dominated(combos, fits_lo),
+                       sizes_all, sizes)
 
 
 def _prune(cand: _Candidates, pins, deadline_s):
@@ -397,17 +408,17 @@ def _prune(cand: _Candidates, pins, deadline_s):
     ``m t_max + (S - t_max) / v`` and there are at least ``tokens / B`` steps, so
     ``tokens / B x (t_max + (S - t_max) / v)``, with stage times at the smallest DP and the
     recompute of the largest, bounds every DP's duration from below.
-    Returns the kept combinations, their ``(t_max, S)``, the smallest bound of all and
-    whether anything fits.
+    Returns the kept combinations, their ``(t_max, S)``, the smallest bound of all,
+    whether anything fits, and the kept combinations' sizes (:func:`_per_combo`).
     """
     fits, bound = cand.fits, cand.bound
     if len(fits) == 0:
-        return cand.combos, None, None, math.inf, False
+        return cand.combos, None, None, math.inf, False, cand.sizes
     best_bound = float(bound[fits].min()) if fits.any() else math.inf
     keep = fits if "devices" in pins else fits & (bound <= deadline_s)
     keep = keep & ~cand.dominated
     return ({k: v[keep] for k, v in cand.combos.items()}, cand.t_max[keep], cand.t_sum[keep], best_bound,
-            bool(fits.any()))
+            bool(fits.any()), tuple(x[keep] for x in cand.sizes))
 
 
 def _recompute_dominated(combos: dict[str, np.ndarray], fits_at_smallest_dp: np.ndarray) -> np.ndarray:
@@ -462,7 +473,7 @@ def search(model: ModelSpec, system: System, *, deadline_days: float = 90.0, opt
                          f"dp x microbatch ({per_rank}) exceeds the global batch of {batch} sequences")
     cand = _candidates(model, system, o, c, pins, batch, pipeline_split)
     all_combos = cand.all_combos
-    combos, t_max, t_sum, best_bound, any_fit = _prune(cand, pins, deadline_s)
+    combos, t_max, t_sum, best_bound, any_fit, sizes = _prune(cand, pins, deadline_s)
     if not any_fit:
         where = f" at {pins['devices']} devices" if "devices" in pins else ""
         raise InfeasibleError(
@@ -471,16 +482,16 @@ def search(model: ModelSpec, system: System, *, deadline_days: float = 90.0, opt
             "memory")
     if len(combos["tp"]) == 0:
         raise _deadline_error(deadline_days, batch, best_bound / 86400, None, bound_only=True)
-    walk = _walk_windows(model, system, o, c, combos, t_max, t_sum, batch, pins, deadline_s)
+    walk = _walk_windows(model, system, o, c, combos, t_max, t_sum, batch, pins, deadline_s, sizes)
     if walk.found is not None:
         grid, res, dur, ok, n_star = walk.found
         if "devices" in pins:  # nothing was pruned: this grid is every layout at that count
             return _result(model, system, o, grid, res, dur, np.flatnonzero(ok), deadline_s, walk.evaluated, objective)
         if objective == "carbon":
             return _least_carbon(model, system, o, c, combos, batch, pins, n_star, deadline_s, carbon_score,
-                                 walk.evaluated, all_combos)
+                                 walk.evaluated, all_combos, (sizes, cand.sizes_all))
         return _at_devices(model, system, o, c, all_combos, batch, pins, n_star, deadline_s, walk.evaluated,
-                           objective)
+                           objective, cand.sizes_all)
     raise _explain_no_layout(model, system, o, pins, batch, deadline_days, deadline_s, walk, best_bound)
 
 
@@ -505,7 +516,6 @@ def _windows(n_lo: int, n_stop: int):
         n_lo = n_hi
 
 
-@dataclass(frozen=True)
 class _RowBounds:
     """Lower bounds of a window's layouts, from their combination's stage times (see _prune).
 
@@ -516,26 +526,29 @@ class _RowBounds:
     never evaluated.
     """
 
-    combos: dict
-    t_max: np.ndarray
-    t_sum: np.ndarray
-    batch: int
-    pins: dict
-    min_steps: float
-    deadline_s: float
+    def __init__(self, combos, t_max, t_sum, batch, pins, min_steps, deadline_s, per_combo):
+        self.combos, self.t_max, self.t_sum, self.batch, self.pins = combos, t_max, t_sum, batch, pins
+        self.min_steps, self.deadline_s = min_steps, deadline_s
+        self.per_combo = per_combo
+        # The loose bound is at least min_steps t_max / (DP mb): DPs under this floor are never built.
+        self.floor = _dp_floor(min_steps * t_max / combos["mb"], deadline_s)
+        # The tight bound is at least min_steps S / B (S + (m - 1) t_max / v >= S, and m DP mb <= B) ...
+        self.least = min_steps * t_sum / batch * MARGIN
+        # ... and at least min_steps (t_max / (DP mb) + (S - t_max) / (v B)).
+        self.rest = min_steps * (t_sum - t_max) / (combos["v"] * batch)
 
     def rows(self, n_lo, n_hi, cap=math.inf):
         """``(combination index, DP, tight bound, any layout in the window)`` of the rows whose
         loose bound meets the deadline, leaving out combinations whose every row's tight bound
         exceeds ``cap``."""
         c, pins = self.combos, self.pins
-        mb = c["mb"]
-        # The loose bound is at least min_steps t_max / (DP mb): DPs under this floor are never built.
-        floor = np.floor(self.min_steps * self.t_max / (mb * self.deadline_s) * MARGIN).astype(np.int64)
-        # The tight bound is at least min_steps S / B (S + (m - 1) t_max / v >= S, and m DP mb <= B).
-        only = None if math.isinf(cap) else self.min_steps * self.t_sum / self.batch * MARGIN <= cap
-        idx, dp, had_rows = _window_rows(c, n_lo, n_hi, self.batch, pins, floor, only)
-        per_rank = dp * mb[idx]  # sized as _combo_grid sizes it
+        only, floor = None, self.floor
+        if math.isfinite(cap):
+            room = cap / MARGIN - self.rest
+            only = (self.least <= cap) & (room > 0)
+            floor = np.maximum(floor, _dp_floor(self.min_steps * self.t_max / c["mb"], np.where(only, room, 1.0)))
+        idx, dp, had_rows = _window_rows(c, n_lo, n_hi, self.batch, pins, floor, only, self.per_combo)
+        per_rank = dp * c["mb"][idx]  # sized as _combo_grid sizes it
         gb = np.full_like(dp, self.batch) if "global_batch" in pins else (self.batch // per_rank) * per_rank
         m = -(-gb // per_rank)
         tm, ts, v = self.t_max[idx], self.t_sum[idx], c["v"][idx]
@@ -546,7 +559,7 @@ class _RowBounds:
         return idx[keep], dp[keep], tight * MARGIN, had_rows
 
 
-def _walk_windows(model, system, o, c, combos, t_max, t_sum, batch, pins, deadline_s) -> _Walk:
+def _walk_windows(model, system, o, c, combos, t_max, t_sum, batch, pins, deadline_s, sizes=None) -> _Walk:
     """Windows of device counts upward from ``N_ideal``: the first one with a layout that fits
     and meets the deadline (any that fits, with ``devices`` pinned).
 
@@ -555,13 +568,13 @@ def _walk_windows(model, system, o, c, combos, t_max, t_sum, batch, pins, deadli
     layout with fewer devices has been evaluated by then. When none is good, the fastest
     fitting layout of all windows is found by branch and bound (:func:`_fastest_fitting`).
     """
+    sizes = sizes or _per_combo(combos, batch, pins)
     if "devices" in pins:
-        return _walk_pinned(model, system, o, c, combos, batch, pins)
-    base = combos["tp"] * combos["cp"] * combos["pp"]
+        return _walk_pinned(model, system, o, c, combos, batch, pins, sizes)
     n_lo = ideal_devices(model, system, deadline_s, o)
-    n_stop = int((base * np.maximum(dp_limit(combos, batch, pins), 1)).max()) + 1
+    n_stop = int((sizes[0] * np.maximum(sizes[2], 1)).max()) + 1
     walk = _Walk(n_stop=n_stop)
-    bounds = _RowBounds(combos, t_max, t_sum, batch, pins, model.train_tokens / model.seq_len, deadline_s)
+    bounds = _RowBounds(combos, t_max, t_sum, batch, pins, model.train_tokens / model.seq_len, deadline_s, sizes)
     if EXHAUSTIVE_WALK:
         return _walk_exhaustive(model, system, o, c, bounds, n_lo, walk)
     best = NO_BEST
@@ -577,6 +590,11 @@ def _walk_windows(model, system, o, c, combos, t_max, t_sum, batch, pins, deadli
     best = _fastest_fitting(model, system, o, c, bounds, n_lo, n_stop, best, walk)
     walk.best_seen = (best[0], best[4])
     return walk
+
+
+def _dp_floor(need, room) -> np.ndarray:
+    """Smallest DP with ``need / DP <= room``, less a margin for rounding (never above the true one)."""
+    return np.floor(np.minimum(need / room * MARGIN, 2.0**62)).astype(np.int64)
 
 
 EXHAUSTIVE_WALK = False  # tests: evaluate every layout of every window (the reference the fast walk must equal)
@@ -603,10 +621,10 @@ def _walk_exhaustive(model, system, o, c, bounds: _RowBounds, n_lo, walk: _Walk)
     return walk
 
 
-def _walk_pinned(model, system, o, c, combos, batch, pins) -> _Walk:
+def _walk_pinned(model, system, o, c, combos, batch, pins, sizes) -> _Walk:
     """Every layout at the pinned device count (the deadline is not a constraint then)."""
     walk = _Walk(n_stop=pins["devices"] + 1)
-    grid, _ = grid_for_devices(combos, pins["devices"], pins["devices"] + 1, batch, pins, with_index=True)
+    grid = grid_for_devices(combos, pins["devices"], pins["devices"] + 1, batch, pins, per_combo=sizes)
     if len(grid) == 0:
         return walk
     walk.any_layout = True
@@ -749,9 +767,10 @@ def _deadline_error(deadline_days, batch, bound_days, best, bound_only=False) ->
         "sequences caps data parallelism)", "deadline", details)
 
 
-def _at_devices(model, system, o, c, combos, batch, pins, n_star, deadline_s, evaluated, objective) -> SearchResult:
+def _at_devices(model, system, o, c, combos, batch, pins, n_star, deadline_s, evaluated, objective,
+                sizes=None) -> SearchResult:
     """Every layout at exactly ``n_star`` devices: the fastest that fits, and the median of those that fit."""
-    grid = grid_for_devices(combos, n_star, n_star + 1, batch, pins)
+    grid = grid_for_devices(combos, n_star, n_star + 1, batch, pins, per_combo=sizes)
     res = evaluate(model, system, grid, o, c)
     dur = durations(model, res)
     ok = np.flatnonzero(res.fits)
@@ -777,9 +796,9 @@ def _result(model, system, o, grid, res, dur, at, deadline_s, evaluated, objecti
 
 
 def _least_carbon(model, system, o, c, combos, batch, pins, n_star, deadline_s, carbon_score, evaluated,
-                  all_combos) -> SearchResult:
+                  all_combos, sizes=(None, None)) -> SearchResult:
     """Least-carbon layout meeting the deadline among device counts ``N* .. 2 N*``; median still at ``N*``."""
-    grid = grid_for_devices(combos, n_star, 2 * n_star + 1, batch, pins)
+    grid = grid_for_devices(combos, n_star, 2 * n_star + 1, batch, pins, per_combo=sizes[0])
     res = evaluate(model, system, grid, o, c)
     dur = durations(model, res)
     good = res.fits & (dur <= deadline_s)
@@ -788,7 +807,7 @@ def _least_carbon(model, system, o, c, combos, batch, pins, n_star, deadline_s, 
     score = np.where(good, carbon_score(devs, dur, mfu, step=res), np.inf)
     best = _result(model, system, o, grid, res, dur, np.flatnonzero(good), deadline_s, evaluated + len(grid),
                    "carbon", score)
-    at = _at_devices(model, system, o, c, all_combos, batch, pins, n_star, deadline_s, 0, "carbon")
+    at = _at_devices(model, system, o, c, all_combos, batch, pins, n_star, deadline_s, 0, "carbon", sizes[1])
     # The fastest layout is always a candidate: the carbon objective never returns more carbon than it.
     if carbon_score(np.array([at.devices]), np.array([at.duration_s]), np.array([at.mfu]), step=at.step)[0] \
             < float(np.min(score)):

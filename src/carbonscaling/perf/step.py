@@ -524,14 +524,9 @@ def evaluate(model: ModelSpec, system: System, g: LayoutGrid, opts: TrainingOpti
     o = opts or TrainingOptions()
     c = consts or default_constants()
     m = g.micro.astype(float)
-    lt = per_layer(model, system, g, o, c)
-    n_first, n_mid, n_last = stage_layers(model.n_layers, g.pp, g.v, legacy=o.legacy)
-    mem = memory_per_device(model, system, g, o, c, n_first, n_last, n_mid)
+    lt, (n_first, n_mid, n_last), mem, recomputed, times = _stages(model, system, g, o, c)
+    t_first, t_max, t_sum, p2p, ends, r_total = times
     rl = mem.recompute_layers
-    v = g.v
-    recomputed = tuple(np.where(g.rc == 2, np.minimum(n, v * rl), 0) for n in (n_first, n_mid, n_last))
-    t_first, t_max, t_sum, p2p, ends, r_total = stage_times(model, system, g, o, c, lt, (n_first, n_mid, n_last),
-                                                           recomputed)
     pipeline = pipeline_time(m, t_max, t_sum, g.v)
     bubble = pipeline - m * t_sum / g.pp  # time beyond perfectly balanced, always-busy stages
 
@@ -574,7 +569,84 @@ def evaluate(model: ModelSpec, system: System, g: LayoutGrid, opts: TrainingOpti
         mem_optimizer_gb=mem.optimizer / 1e9,
         mem_activations_gb=mem.activations / 1e9,
         mem_total_gb=mem.total / 1e9,
-        fits=(mem.total <= system.device.hbm_gb * 2**30) & (n_first >= 0),  # vendors' HBM "GB" are GiB
+        fits=_fits(system, mem, n_first),
         cp_comm_s=share * (n_layers * lt.cp0 + r_total * lt.cp_extra),
         recompute_layers=rl,
     )
+
+
+def _fits(system: System, mem: Memory, n_first) -> np.ndarray:
+    return (mem.total <= system.device.hbm_gb * 2**30) & (n_first >= 0)  # vendors' HBM "GB" are GiB
+
+
+def _stages(model, system, g, o, c, times: bool = True):
+    """What :func:`evaluate` builds the step from: layer times, stage layer counts, memory,
+    recomputed layers per stage and :func:`stage_times` (``times=False``: memory only)."""
+    n = stage_layers(model.n_layers, g.pp, g.v, legacy=o.legacy)
+    mem = memory_per_device(model, system, g, o, c, n[0], n[2], n[1])
+    if not times:
+        return None, n, mem, None, None
+    lt = per_layer(model, system, g, o, c)
+    rl = mem.recompute_layers
+    recomputed = tuple(np.where(g.rc == 2, np.minimum(k, g.v * rl), 0) for k in n)
+    return lt, n, mem, recomputed, stage_times(model, system, g, o, c, lt, n, recomputed)
+
+
+def memory_fit(model: ModelSpec, system: System, g: LayoutGrid, opts: TrainingOptions | None = None,
+               consts: PerfConstants | None = None):
+    """:func:`evaluate`'s ``fits`` and ``recompute_layers`` alone (the search's memory pruning).
+
+    Parameters
+    ----------
+    model : ModelSpec
+        The architecture.
+    system : System
+        Device, scale-up domain and network.
+    g : LayoutGrid
+        The layouts.
+    opts : TrainingOptions, optional
+        Training options (default: ``TrainingOptions()``).
+    consts : PerfConstants, optional
+        Performance constants (default: :func:`.constants.default_constants`).
+
+    Returns
+    -------
+    fits : numpy.ndarray
+        Whether each layout fits in the device's HBM.
+    recompute_layers : numpy.ndarray
+        Recomputed layers per (virtual) stage under full recompute.
+    """
+    o, c = opts or TrainingOptions(), consts or default_constants()
+    _, n, mem, _, _ = _stages(model, system, g, o, c, times=False)
+    return _fits(system, mem, n[0]), mem.recompute_layers
+
+
+def stage_bounds(model: ModelSpec, system: System, g: LayoutGrid, opts: TrainingOptions | None = None,
+                 consts: PerfConstants | None = None):
+    """:func:`evaluate`'s ``stage_max_s``, ``stage_sum_s`` and ``fits`` alone (the search's bounds).
+
+    Parameters
+    ----------
+    model : ModelSpec
+        The architecture.
+    system : System
+        Device, scale-up domain and network.
+    g : LayoutGrid
+        The layouts.
+    opts : TrainingOptions, optional
+        Training options (default: ``TrainingOptions()``).
+    consts : PerfConstants, optional
+        Performance constants (default: :func:`.constants.default_constants`).
+
+    Returns
+    -------
+    stage_max_s : numpy.ndarray
+        Slowest stage, one microbatch forward and backward (s).
+    stage_sum_s : numpy.ndarray
+        All stages, one microbatch forward and backward (s).
+    fits : numpy.ndarray
+        Whether each layout fits in the device's HBM.
+    """
+    o, c = opts or TrainingOptions(), consts or default_constants()
+    _, n, mem, _, times = _stages(model, system, g, o, c)
+    return times[1], times[2], _fits(system, mem, n[0])

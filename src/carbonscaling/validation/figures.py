@@ -217,7 +217,7 @@ def scatter_figure(plt, report: ValidationReport):
     """Predicted against reported device-hours (log-log) and utilization, each run numbered."""
     from matplotlib.lines import Line2D
 
-    fig, axes = plt.subplots(1, 2, figsize=(10.5, 4.6))
+    fig, axes = plt.subplots(1, 2, figsize=(11.0, 5.4))  # room for the run numbers
     n1 = _scatter(axes[0], report, "device_hours", log=True)
     axes[0].set_xlabel("reported device-hours"), axes[0].set_ylabel("predicted device-hours")
     axes[0].set_title("(a) device-hours (cf. v2 Fig. 3a)")
@@ -231,7 +231,7 @@ def scatter_figure(plt, report: ValidationReport):
     shown = {t.get_text() for ax in axes for t in ax.texts}
     key = [f"{i}  {rid}" for rid, i in run_numbers(report).items() if str(i) in shown]
     if key:
-        fig.legend([Line2D([], [], ls="none")] * len(key), key, loc="center left", bbox_to_anchor=(0.995, 0.5),
+        fig.legend([Line2D([], [], ls="none")] * len(key), key, loc="center left", bbox_to_anchor=(0.905, 0.5),
                    fontsize=7.5, handlelength=0, handletextpad=0, title="runs (grey line: one run)",
                    title_fontsize=7.5, frameon=False)
     return fig
