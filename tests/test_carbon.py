@@ -337,8 +337,30 @@ def test_monotone(kw, field, factor):
 
 
 @pytest.mark.parametrize("name", hardware.device_names())
-def test_project_zero_is_identity(name):
+def test_project_zero_is_identity_and_continuous(name):
+    # project(s, 0) returns s itself, so comparing carbon of both (the old test) could not
+    # fail; what can: the compounding formula at a vanishing horizon must meet that shortcut.
     s = hardware.load_system(name)
     assert hardware.project(s, 0) == s
-    assert run_carbon(None, hardware.project(s, 0), n_devices=8, duration_h=100, utilization=0.5).to_dict() == \
-        run_carbon(None, s, n_devices=8, duration_h=100, utilization=0.5).to_dict()
+    near = hardware.project(s, 1e-9)
+    kw = dict(n_devices=8, duration_h=100, utilization=0.5)
+    a, b = run_carbon(None, s, **kw), run_carbon(None, near, **kw)
+    for k in ("operational_tco2e", "embodied_tco2e", "total_tco2e", "energy_kwh"):
+        assert getattr(b, k) == pytest.approx(getattr(a, k), rel=1e-6), k
+    assert near.device.peak_tflops == pytest.approx(s.device.peak_tflops, rel=1e-8)
+
+
+def test_project_compounds_v1_table1_rates_by_hand():
+    # CarbonScaling v1 Table 1: throughput x1.3/yr, SRAM x1.4, power x1.03, die area x1.05,
+    # HBM bandwidth x1.25, capacity x1.24, NVLink x1.11 (scale-out follows NVLink)
+    s = hardware.load_system("H100")
+    d, p = s.device, hardware.project(s, 2, cpa_growth_per_year=0.10)
+    q = p.device
+    for field, rate in (("peak_tflops", 1.3), ("sram_mb", 1.4), ("tdp_w", 1.03), ("die_area_mm2", 1.05),
+                        ("hbm_gb_s", 1.25), ("hbm_gb", 1.24), ("scale_up_gb_s", 1.11)):
+        assert getattr(q, field) == pytest.approx(getattr(d, field) * rate ** 2, rel=1e-9), field
+    assert p.scale_out_gbit_s == pytest.approx(s.scale_out_gbit_s * 1.11 ** 2, rel=1e-9)
+    assert hardware.project(s, 2, scale_out_rate=1.5).scale_out_gbit_s == pytest.approx(s.scale_out_gbit_s * 2.25)
+    assert q.cpa_logic_kg_per_cm2 == pytest.approx(hardware.logic_cpa(d) * 1.21, rel=1e-9)
+    assert q.cpa_hbm_kg_per_gb == pytest.approx(hardware.hbm_cpa(d) * 1.21, rel=1e-9)
+    assert q.years_ahead == d.years_ahead + 2

@@ -143,3 +143,88 @@ def test_validation_scenarios_check_their_claims_too():
 def test_validated_args_keep_only_what_was_given():
     assert validate_args("helps_largest", {"series": "a", "reference": "b", "threshold_tco2e": "1e5"}, "w") == \
         {"series": "a", "reference": "b", "threshold_tco2e": 1e5}
+
+
+# ---- the checks not covered above, on synthetic rows -------------------------------------
+def test_between():
+    # log-position of "mid" between "lo" (0) and "hi" (1) at each width
+    r = rows({"lo": [10, 10, 10, 10], "hi": [1000, 1000, 1000, 1000], "mid": [100, 5000, 5000, 5]})
+    assert verdict("between", r, series="mid", lower="lo", upper="hi") == C.DISAGREES   # 1 of 4 inside
+    r = rows({"lo": [10, 10, 10], "hi": [1000, 1000, 1000], "mid": [100, 999, 1001]})
+    assert verdict("between", r, series="mid", lower="lo", upper="hi") == C.PARTLY      # 2 of 3
+    r = rows({"lo": [10, 10], "hi": [1000, 1000], "mid": [10, 1000]})                # the bounds count
+    assert verdict("between", r, series="mid", lower="lo", upper="hi") == C.AGREES
+    measured = C.CHECKS["between"](r, "x", dict(series="mid", lower="lo", upper="hi"))[0]
+    assert "0.00..1.00" in measured and "2/2" in measured
+    r = rows({"lo": [10], "hi": [1000], "mid": [100]})
+    next(x for x in r["x"] if x["series"] == "hi")["status"] = "infeasible"   # no common width
+    assert verdict("between", r, series="mid", lower="lo", upper="hi") == C.NOT_EVALUATED
+
+
+def test_ratio_bounds_and_tolerance():
+    r = rows({"ref": [100, 100, 100], "a": [150, 200, 260]})          # ratios 1.5, 2.0, 2.6
+    assert verdict("ratio", r, series="a", reference="ref", expect=[1.5, 2.6]) == C.AGREES
+    assert verdict("ratio", r, series="a", reference="ref", expect=[1.6, 2.5]) == C.DISAGREES   # 1 of 3
+    assert verdict("ratio", r, series="a", reference="ref", expect=[1.6, 2.5], tolerance=0.07) == C.AGREES
+    assert verdict("ratio", r, series="a", reference="ref", expect=[1.6, 2.5], tolerance=0.05) == C.PARTLY
+    assert verdict("ratio", r, series="a", reference="ref", expect=[1.9]) == C.PARTLY           # no upper bound
+    r["x"][0]["deadline_days_used"] = r["x"][1]["deadline_days_used"] = 180.0   # ref's first two widths
+    r["x"][2]["status"] = "infeasible"                                         # and its third
+    assert verdict("ratio", r, series="a", reference="ref", expect=[1.0]) == C.NOT_EVALUATED
+
+
+def test_reduction_agrees_within_tolerance_only():
+    r = rows({"ref": [100, 100], "a": [60, 62]})                       # 40 % and 38 % less
+    assert verdict("reduction", r, series="a", reference="ref", expect=0.40, tolerance=0.03) == C.AGREES
+    assert verdict("reduction", r, series="a", reference="ref", expect=0.60, tolerance=0.03) == C.DISAGREES
+
+
+def _report(metrics=None, carbon=None):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(metrics=metrics or {}, extras={"carbon": carbon or []})
+
+
+def _mape(x):
+    return {"device_hours": {"mape": x, "r2_log": 0.9, "n": 10}}
+
+
+def test_validation_baselines_check():
+    from carbonscaling.experiments.paper import check_validation
+
+    def v(**m):
+        return check_validation(_report(metrics={k: _mape(x) for k, x in m.items()}))(None, "v", {})
+
+    assert v(ours=0.2, reg=0.3, llmc=0.5)[2] == C.AGREES
+    assert v(ours=0.4, reg=0.3, llmc=0.5)[2] == C.PARTLY
+    assert v(ours=0.6, reg=0.3, llmc=0.5)[2] == C.DISAGREES
+    assert v(ours=0.2, llmc=0.5)[2] == C.AGREES                       # one baseline is enough
+    assert v(ours=0.2)[2] == C.NOT_EVALUATED                          # no baseline
+    assert v(reg=0.2, llmc=0.5)[2] == C.NOT_EVALUATED                 # no ours
+    measured = v(ours=0.2, reg=0.3, llmc=0.5)[0]
+    assert measured.startswith("device_hours: ") and "ours: MAPE 20 %" in measured and "llmc: MAPE 50 %" in measured
+    assert check_validation(None)(None, "v", {})[2] == C.NOT_EVALUATED
+    other = check_validation(_report(metrics={"ours": {"energy": {"mape": 0.1, "n": 3}},
+                                              "reg": {"energy": {"mape": 0.2, "n": 3}}}))
+    assert other(None, "v", {"quantity": "energy"})[2] == C.AGREES
+    assert other(None, "v", {})[2] == C.NOT_EVALUATED                 # device_hours absent
+
+
+def test_validation_carbon_check():
+    from carbonscaling.experiments.paper import check_validation_carbon
+
+    def entry(rid, **errs):
+        return {"run_id": rid, "reported": {"total_tco2e": 50.0},
+                "methods": {m: {"errors": {"total_tco2e": e}} for m, e in errs.items()}}
+
+    def v(*entries):
+        return check_validation_carbon(_report(carbon=list(entries)))(None, "v", {})
+
+    assert v(entry("bloom", ours=-0.1, reg=0.3, llmc=-0.5))[2] == C.AGREES       # |errors| compared
+    assert v(entry("bloom", ours=0.4, reg=-0.3, llmc=0.5))[2] == C.PARTLY
+    assert v(entry("bloom", ours=0.6, reg=0.3, llmc=-0.5))[2] == C.DISAGREES
+    assert v(entry("a", ours=0.1, reg=0.3), entry("b", ours=0.9, reg=0.3))[2] == C.PARTLY
+    assert v(entry("a", ours=0.9, reg=0.3), entry("b", ours=0.9, llmc=0.3))[2] == C.DISAGREES
+    assert v(entry("bloom", reg=0.3))[2] == C.NOT_EVALUATED                       # no "ours"
+    assert v()[2] == C.NOT_EVALUATED
+    assert "bloom: reported 50 tCO2e" in v(entry("bloom", ours=-0.1, reg=0.3))[0]

@@ -147,4 +147,11 @@ def test_public_api_names_stay_functions():
     import carbonscaling as cs
     import carbonscaling.chain  # noqa: F401  (importing submodules must not shadow the API)
     import carbonscaling.search  # noqa: F401
-    assert callable(cs.estimate) and callable(cs.estimate) and callable(cs.run_carbon)
+    # `callable(cs.estimate) and callable(cs.estimate)` held for any function (or class); what
+    # matters is that every exported name is its defining module's object, not a submodule
+    from importlib import import_module
+
+    for name, module in cs._EXPORTS.items():
+        assert getattr(cs, name) is getattr(import_module(module), name), name
+    assert cs.estimate is carbonscaling.chain.estimate and cs.run_carbon.__module__ == "carbonscaling.carbon"
+    assert not any(isinstance(getattr(cs, n), type(carbonscaling.search)) for n in cs.__all__)

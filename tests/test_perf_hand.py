@@ -1,0 +1,147 @@
+"""Pipeline splits and schedule, hybrid (Mamba-2) activation memory and weight bytes against
+hand calculations, plus the invariants every pipeline split must keep."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from carbonscaling.perf.constants import default_constants
+from carbonscaling.perf.layout import Layout, LayoutGrid, TrainingOptions
+from carbonscaling.perf.memory import _mamba_activations, activation_bytes_per_layer, linear_weight_bytes
+from carbonscaling.perf.pipeline import (interleave_options, legacy_stage_split, pipeline_time, stage_layers,
+                                         stage_split)
+from carbonscaling.scaling import named_model
+
+C = default_constants()
+NANO = named_model("nemotron-3-nano")   # 52 layers: 23 Mamba-2, 23 MoE, 6 attention
+
+
+# ---- CarbonScaling v1's split --------------------------------------------------------------
+@pytest.mark.parametrize("L,pp,want", [
+    (8, 4, (2, 2, 2)),      # even
+    (10, 4, (2, 3, 2)),     # 2 extra layers go to the 2 middle stages first
+    (11, 4, (3, 3, 2)),     # the third extra layer to the first stage
+    (5, 2, (3, 0, 2)),      # no middle stage: the extra layer goes first
+    (4, 2, (2, 0, 2)),
+    (7, 1, (7, 0, 0)),
+])
+def test_legacy_stage_split_by_hand(L, pp, want):
+    assert legacy_stage_split(L, pp) == want
+
+
+# ---- Megatron-Core's splits ----------------------------------------------------------------
+@pytest.mark.parametrize("L,pp,vp,custom,want", [
+    (62, 4, 3, True, (15, 16, 15)),     # only pipeline_model_parallel_layout: (62 + 2) / 4 = 16, ends hold 15
+    (62, 4, 3, False, None),            # ... which is the only way
+    (15, 10, 1, False, (4, 1, 3)),      # first/last-stage counts: 8 middle stages of 1, 7 at the ends
+    (15, 10, 1, True, (4, 1, 3)),       # the custom layout would leave first and last stage empty
+    (30, 2, 1, True, (15, 0, 15)),
+    (31, 2, 1, True, (16, 0, 15)),      # L + 1 even: the last stage (logits) holds one fewer
+    (32, 1, 1, True, (32, 0, 0)),
+    (32, 1, 2, True, None),             # VP needs PP > 1
+    (8, 4, 3, True, None),              # 12 chunks > 8 + 2
+])
+def test_stage_split_by_hand(L, pp, vp, custom, want):
+    assert stage_split(L, pp, vp, custom=custom) == want
+
+
+@settings(max_examples=200, deadline=None)
+@given(L=st.integers(1, 130), pp=st.integers(1, 32), vp=st.integers(1, 8), custom=st.booleans())
+def test_stage_split_invariants(L, pp, vp, custom):
+    s = stage_split(L, pp, vp, custom=custom)
+    if pp == 1:
+        assert s == ((L, 0, 0) if vp == 1 else None)
+        return
+    if pp * vp > L + 2:
+        assert s is None
+        return
+    if s is None:
+        return
+    first, mid, last = s
+    assert min(first, mid, last) >= 0 and first + last > 0
+    if pp == 2:
+        assert mid == 0 and first + last == L
+    elif custom:
+        # the custom layout's middle stages differ by at most one layer; `mid` is the heaviest
+        assert first + (pp - 2) * (mid - 1) + last < L <= first + (pp - 2) * mid + last
+    else:
+        assert first + (pp - 2) * mid + last == L   # every layer on one stage
+    if L % (pp * vp) == 0:
+        assert max(first, mid, last) <= L // pp     # an even split is never beaten by a heavier one
+
+
+def test_stage_layers_vectorised_matches_scalar():
+    pp = np.array([1, 2, 4, 8, 8, 4])
+    vp = np.array([1, 1, 2, 8, 3, 3])
+    f, m, la = stage_layers(126, pp, vp)
+    for i in range(len(pp)):
+        s = stage_split(126, int(pp[i]), int(vp[i]))
+        assert (f[i], m[i], la[i]) == (s if s is not None else (-1, -1, -1))
+    f, m, la = stage_layers(11, np.array([4]), np.array([1]), legacy=True)
+    assert (f[0], m[0], la[0]) == (3, 3, 2)
+
+
+def test_interleave_options():
+    assert interleave_options(32, 1) == [1]
+    assert interleave_options(126, 8) == [v for v in range(1, 9) if stage_split(126, 8, v, custom=False)]
+    assert 8 in interleave_options(126, 8)   # Llama 3.1 405B's PP 8 x VP 8
+    assert interleave_options(32, 4, legacy=True) == [1, 2, 4, 8]     # 8 layers per stage
+    assert interleave_options(34, 4, legacy=True) == [1, 2, 4]        # uneven: v1's (1, 2, 4)
+    assert interleave_options(6, 4, legacy=True) == [1]               # 1 layer per stage
+
+
+def test_pipeline_time_by_hand():
+    # 8 microbatches, 4 stages of 1 s, no interleave: (m + p - 1) stage times
+    assert pipeline_time(8, 1.0, 4.0, 1) == pytest.approx(11.0)
+    # interleave 2: the bubble halves: 8 + 3/2
+    assert pipeline_time(8, 1.0, 4.0, 2) == pytest.approx(9.5)
+    # fewer microbatches than stages: one microbatch's trip binds, S + (m - 1) t / v
+    assert pipeline_time(2, 1.0, 8.0, 1) == pytest.approx(9.0)
+    assert pipeline_time(2, 1.0, 8.0, 2) == pytest.approx(8.5)
+
+
+# ---- activation memory of a hybrid stack ---------------------------------------------------
+def _grid(tp=2):
+    return LayoutGrid.from_layouts([Layout(tp=tp, pp=1, dp=1, microbatch=1, global_batch_sequences=8)])
+
+
+def test_mamba2_activations_by_hand():
+    # Nemotron 3 Nano's mixer: 64 heads x 64 = 4096 inner width, 8 groups of state 128
+    d_inner = 64 * 64
+    in_w = 2 * d_inner + 2 * 8 * 128 + 64          # z, x, B, C, dt
+    conv = d_inner + 2 * 8 * 128                   # x, B, C after the convolution
+    for tp, e, gi in ((1, 2.0, 2.0), (2, 2.0, 1.0), (4, 4.0, 1.0)):
+        got = _mamba_activations(NANO, _grid(tp), e, gi)
+        assert float(got[0]) == pytest.approx((e * (in_w + conv + d_inner) + gi * d_inner) / tp)
+
+
+def test_hybrid_unfused_attention_scores_only_on_attention_layers():
+    # Without flash attention each attention layer keeps the s x s scores: n_heads s / TP
+    # values per token in BF16; averaged over the 52-layer pattern only 6 layers have them.
+    g = _grid(tp=2)
+    flash = activation_bytes_per_layer(NANO, g, TrainingOptions(flash_attention=True))[1]
+    plain = activation_bytes_per_layer(NANO, g, TrainingOptions(flash_attention=False))[1]
+    tokens, s = 8192, 8192
+    scores = NANO.n_heads * s * 2.0 / 2 * 6 / 52
+    assert float(plain[0] - flash[0]) == pytest.approx(tokens * scores, rel=1e-12)
+    # full recompute keeps only each layer's input: tokens x d_model x 2 bytes / SP 2
+    g_full = LayoutGrid.from_layouts([Layout(tp=2, pp=1, dp=1, microbatch=1, global_batch_sequences=8,
+                                             recompute="full")])
+    kept, _, layer_input = activation_bytes_per_layer(NANO, g_full, TrainingOptions(flash_attention=False))
+    assert float(kept[0]) == float(layer_input[0]) == pytest.approx(tokens * NANO.d_model * 2.0 / 2)
+
+
+# ---- weight bytes per parameter ------------------------------------------------------------
+def test_linear_weight_bytes():
+    assert linear_weight_bytes(TrainingOptions(), C) == 2.0            # BF16: the weight itself
+    fp8 = linear_weight_bytes(TrainingOptions(precision="fp8"), C)
+    mx = linear_weight_bytes(TrainingOptions(precision="mxfp8"), C)
+    # quantized copies (row + column-wise) are 1 byte per value; FP8 and MXFP8 gather them
+    # as the parameters (no BF16 weight on top); the copies' scales make MXFP8's > 1 byte
+    assert 1.0 <= fp8 <= 2.0 and 1.0 <= mx <= 2.5
+    assert linear_weight_bytes(TrainingOptions(precision="fp8"), C, columnwise_native=True) <= fp8
+    no_gather = C.replace(fp8_param_gather_formats=())
+    assert linear_weight_bytes(TrainingOptions(precision="fp8"), no_gather) == pytest.approx(2.0 + fp8)
