@@ -119,7 +119,7 @@ def check_validation_carbon(report) -> Callable:
     return check
 
 
-def _validation_files(report, out: Path) -> list[Path]:
+def _validation_files(report, out: Path, svg: bool = False) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -130,7 +130,7 @@ def _validation_files(report, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for fn in (fig_device_hours, fig_scatter, fig_carbon):
-        paths += fn(plt, report, out)
+        paths += fn(plt, report, out, svg=svg)
     table = report.table("device_hours")
     if table:
         p = out / "v2-fig3.csv"
@@ -158,7 +158,7 @@ def _cell(v: Any) -> Any:
 def _draw(args) -> list[Path]:
     sc, rows, out_dir, fits, svg = args
     if sc.plot == "validation":
-        return _validation_files(rows, out_dir) if rows is not None else []
+        return _validation_files(rows, out_dir, svg) if rows is not None else []
     from .figures import draw
 
     return draw(sc, rows, out_dir, fits, svg=svg)
