@@ -105,13 +105,15 @@ def test_recipe_options_follow_the_release_and_the_recipes_layout():
                 == (model, system, container, "MXFP8")]
 
     # DeepSeek-V3 on GB300: the MXFP8 recipe (mb 1, PP 2 x VP 8, EP 32) from 26.06 on; 26.04.01 ran mb 2
-    assert all(_fused_moe_recipe(r) for r in pick("DeepSeekV3", "DGX-GB300", "26.06"))
-    assert not any(_fused_moe_recipe(r) for r in pick("DeepSeekV3", "DGX-GB300", "26.04.01"))
+    assert all(_fused_moe_recipe(r) == (True, True) for r in pick("DeepSeekV3", "DGX-GB300", "26.06"))
+    assert not any(any(_fused_moe_recipe(r)) for r in pick("DeepSeekV3", "DGX-GB300", "26.04.01"))
     # GB200: same layout in 26.04.01 and 26.06, only the later release has the recipe
-    assert all(_fused_moe_recipe(r) for r in pick("DeepSeekV3", "DGX-GB200", "26.06"))
-    assert not any(_fused_moe_recipe(r) for r in pick("DeepSeekV3", "DGX-GB200", "26.04.01"))
+    assert all(_fused_moe_recipe(r) == (True, True) for r in pick("DeepSeekV3", "DGX-GB200", "26.06"))
+    assert not any(any(_fused_moe_recipe(r)) for r in pick("DeepSeekV3", "DGX-GB200", "26.04.01"))
     # Kimi K2's 26.06 row ran microbatch 2, the older recipe's
-    assert not any(_fused_moe_recipe(r) for r in pick("Kimi_K2", "DGX-GB300", "26.06"))
+    assert not any(any(_fused_moe_recipe(r)) for r in pick("Kimi_K2", "DGX-GB300", "26.06"))
+    # Qwen3-30B on GB200: fused grouped MLP, the all-to-all not overlapped (not stated)
+    assert all(_fused_moe_recipe(r) == (True, False) for r in pick("Qwen3_30B_a3B", "DGX-GB200", "26.08"))
     (row,) = pick("DeepSeekV3", "DGX-GB200", "26.08")
     _, _, options, _, assumed = describe_row(row)
     assert options.moe_grouped_gemm == "fused" and options.overlap_ep_comm

@@ -13,8 +13,10 @@ predicted with the search, whose only freedom is what the table does not state:
   when the label does not say (the catalog's 1 is used);
 * fixed software options (not in the table, from the Megatron-Bridge performance
   recipes): FlashAttention, sequence parallelism with TP, overlapped gradient reduction,
-  TP communication overlapped (userbuffers) when TP > 1, no EP communication overlap,
-  force-balanced dropless routing (the table's footnote), capacity factor 1.
+  TP communication overlapped (userbuffers) when TP > 1, force-balanced dropless routing
+  (the table's footnote), capacity factor 1; MoE expert GEMMs as Transformer Engine's
+  per-expert loop and no EP communication overlap, except on the rows that ran an MXFP8
+  recipe with the fused grouped MLP and overlapped all-to-all (:data:`FUSED_MOE_RECIPES`).
 
 Rows that cannot be expressed are listed with the reason (a device or number format not
 in the catalog, a hybrid Mamba architecture, a layout that does not fit), never dropped.
@@ -41,18 +43,25 @@ MODELS = {"LLAMA3_8B": "llama3-8b", "LLAMA3_70B": "llama3-70b", "LLAMA3.1_405B":
           "Qwen3_235B_a22B": "qwen3-235b-a22b", "GPT OSS 120B": "gpt-oss-120b",
           "Nemotron_3_Nano": "nemotron-3-nano"}
 #: Megatron-Bridge MXFP8 recipes that run the fused grouped MLP (``cutedsl_fused_grouped_mlp=True``,
-#: Transformer Engine's CuTe-DSL kernel) and overlap the expert all-to-all with compute
-#: (``moe_a2a_overlap=True``), with full-iteration CUDA graphs: (model, system) -> the recipe's layout
-#: (TP, PP, VP, EP, microbatch). scripts/performance/configs/{deepseek,gpt_oss,kimi}/
-#: *_workload_base_configs.py, ``*_FP8_MX_V1/V2``. A row takes these options only when it ran a
-#: release that has them (container 26.06 or later) *and* its layout is the recipe's: Kimi K2's
-#: 26.06 row (microbatch 2, not the MXFP8 recipe's 1) and DeepSeek-V3's B300 row (VP 1, not 2) ran
-#: the older recipe.
+#: Transformer Engine's CuTe-DSL kernel), with full-iteration CUDA graphs and, where the second
+#: field says so, the expert all-to-all overlapped with compute (``moe_a2a_overlap=True``):
+#: (model, system) -> ((TP, PP, VP, EP, microbatch) of the recipe, EP overlap). Sources:
+#: scripts/performance/configs/{deepseek,gpt_oss,kimi}/*_workload_base_configs.py ``*_FP8_MX_V1/V2``
+#: (read in the code index); for Qwen3, whose MXFP8 configs of that release were not in the index,
+#: public deployment notes of the NeMo 26.06 recipes that quote
+#: configs/qwen/qwen3_workload_base_configs.py (235B-A22B ``GB300/GB200_FP8_MX_V2``: both options;
+#: 30B-A3B on GB200: fused grouped MLP and full-iteration graphs, overlap not stated, so off).
+#: A row takes them only when it ran a release that has them (container 26.06 or later) *and*
+#: its layout is the recipe's: Kimi K2's 26.06 row (microbatch 2, not the MXFP8 recipe's 1) and
+#: DeepSeek-V3's B300 row (VP 1, not 2) ran the older recipe.
 FUSED_MOE_RECIPES = {
-    ("DeepSeekV3", "DGX-GB300"): (1, 2, 8, 32, 1), ("DeepSeekV3", "DGX-GB200"): (1, 4, 4, 64, 1),
-    ("DeepSeekV3", "DGX-B300"): (1, 8, 2, 8, 1), ("Kimi_K2", "DGX-GB300"): (1, 4, 4, 64, 1),
-    ("GPT OSS 120B", "DGX-GB300"): (1, 1, 1, 16, 4), ("GPT OSS 120B", "DGX-GB200"): (1, 1, 1, 64, 4),
-    ("GPT OSS 120B", "DGX-B300"): (1, 1, 1, 8, 4),
+    ("DeepSeekV3", "DGX-GB300"): ((1, 2, 8, 32, 1), True), ("DeepSeekV3", "DGX-GB200"): ((1, 4, 4, 64, 1), True),
+    ("DeepSeekV3", "DGX-B300"): ((1, 8, 2, 8, 1), True), ("Kimi_K2", "DGX-GB300"): ((1, 4, 4, 64, 1), True),
+    ("GPT OSS 120B", "DGX-GB300"): ((1, 1, 1, 16, 4), True), ("GPT OSS 120B", "DGX-GB200"): ((1, 1, 1, 64, 4), True),
+    ("GPT OSS 120B", "DGX-B300"): ((1, 1, 1, 8, 4), True),
+    ("Qwen3_235B_a22B", "DGX-GB300"): ((1, 4, 12, 32, 2), True),
+    ("Qwen3_235B_a22B", "DGX-GB200"): ((1, 8, 3, 32, 1), True),
+    ("Qwen3_30B_a3B", "DGX-GB200"): ((1, 1, 1, 8, 4), False),
 }
 FUSED_MOE_FIRST_CONTAINER = (26, 6)
 #: Rows whose model is a catalog model with a change the architecture table states.
@@ -83,13 +92,13 @@ def _container(row: dict) -> tuple[int, ...]:
     return tuple(int(x) for x in row["container"].split("."))
 
 
-def _fused_moe_recipe(row: dict) -> bool:
-    """Whether a row ran a fused-grouped-MLP MXFP8 recipe (:data:`FUSED_MOE_RECIPES`)."""
-    layout = FUSED_MOE_RECIPES.get((row["model"], row["system"]))
+def _fused_moe_recipe(row: dict) -> tuple[bool, bool]:
+    """``(fused grouped MLP, EP all-to-all overlapped)`` of a row's recipe (:data:`FUSED_MOE_RECIPES`)."""
+    layout, overlap = FUSED_MOE_RECIPES.get((row["model"], row["system"]), (None, False))
     if layout is None or row["precision"] != "MXFP8" or _container(row)[:2] < FUSED_MOE_FIRST_CONTAINER:
-        return False
+        return False, False
     as_run = tuple(int(_num(row[k]) or 1) for k in ("tp", "pp", "vp", "ep", "mbs"))
-    return as_run == layout
+    return (True, overlap) if as_run == layout else (False, False)
 
 
 def describe_row(row: dict):
@@ -120,9 +129,9 @@ def describe_row(row: dict):
         # The rows' MoE routing is force-balanced and dropless (source footnote); the performance
         # recipes overlap TP communication with userbuffers whenever TP > 1
         # (Megatron-Bridge scripts/performance: COMM_OVERLAP_CONFIG_MAP, CommOverlapConfig).
-        fused = _fused_moe_recipe(row)
+        fused, ep_overlap = _fused_moe_recipe(row)
         options = TrainingOptions(precision=prec, force_balanced_routing=True, overlap_tp_comm=int(row["tp"]) > 1,
-                                  moe_grouped_gemm="fused" if fused else "loop", overlap_ep_comm=fused)
+                                  moe_grouped_gemm="fused" if fused else "loop", overlap_ep_comm=ep_overlap)
     except ValueError:
         raise Unexpressible(f"number format {row['precision']} ({prec}) not supported") from None
     if prec not in ("bf16", "fp16") and system.device.peak_flops(prec) <= 0:
@@ -139,7 +148,7 @@ def describe_row(row: dict):
     else:
         assumed.append("ZeRO stage")
     if fused:
-        assumed.append("recipe: fused grouped MLP, EP all-to-all overlapped")
+        assumed.append("recipe: fused grouped MLP" + (", EP all-to-all overlapped" if ep_overlap else ""))
     if model.is_moe and pins["tp"] > 1:
         assumed.append("ETP")
     assumed.append("recompute")
