@@ -145,3 +145,34 @@ def test_linear_weight_bytes():
     assert linear_weight_bytes(TrainingOptions(precision="fp8"), C, columnwise_native=True) <= fp8
     no_gather = C.replace(fp8_param_gather_formats=())
     assert linear_weight_bytes(TrainingOptions(precision="fp8"), no_gather) == pytest.approx(2.0 + fp8)
+
+
+# ---- attention kernels and layout validation (fresh-seed survivors) ------------------------
+def test_flash_attention_time_by_hand():
+    from carbonscaling.hardware import load_system
+    from carbonscaling.perf.kernels import flash_attention_time
+
+    dev = load_system("H100").device
+    # causal: half of the 4 b s^2 d score and value FLOPs, at the flash share of the in-situ peak
+    flops = 4.0 * 64 * 8192 ** 2 * 128 / 2
+    rate = dev.peak_flops("bf16") * C.flash_fraction_of_peak * C.gemm_in_situ_factor
+    f, b = flash_attention_time(64, 8192, 128, dev, C)
+    assert f == pytest.approx(flops / rate, rel=1e-12)
+    assert b == pytest.approx(C.flash_backward_to_forward * flops / rate, rel=1e-12)
+
+
+def test_training_options_normalise_precision_aliases():
+    assert TrainingOptions(precision="fp8-cs").precision == "fp8"
+    assert TrainingOptions(precision="BF16").precision == "bf16"
+    with pytest.raises(ValueError):
+        TrainingOptions(precision="fp7")
+    with pytest.raises(ValueError):
+        TrainingOptions(ep_convention="deepspeed")
+
+
+@pytest.mark.parametrize("field", ["tp", "pp", "dp", "cp", "ep", "etp", "microbatch", "vp"])
+def test_layout_fields_below_one_are_refused(field):
+    base = {"tp": 1, "pp": 1, "dp": 1, "global_batch_sequences": 8}
+    with pytest.raises(ValueError, match=field):
+        Layout(**{**base, field: 0})
+    assert getattr(Layout(**{**base, field: 1}), "interleave" if field == "vp" else field) == 1
