@@ -176,3 +176,21 @@ def test_layout_fields_below_one_are_refused(field):
     with pytest.raises(ValueError, match=field):
         Layout(**{**base, field: 0})
     assert getattr(Layout(**{**base, field: 1}), "interleave" if field == "vp" else field) == 1
+
+
+def test_zero3_weights_are_the_shard_plus_one_layers_gather_buffers():
+    from carbonscaling.hardware import load_system
+    from carbonscaling.perf.memory import memory_per_device, nonexpert_params_per_layer
+    from carbonscaling.scaling import ModelSpec
+
+    m = ModelSpec(d_model=2048, n_layers=16, n_heads=16, vocab=32000, seq_len=2048, tokens=1e10,
+                  global_batch_tokens=64 * 2048, name="m")
+    h100 = load_system("H100")
+    for dp in (1, 2, 8):
+        g = LayoutGrid.from_layouts([Layout(tp=1, pp=1, dp=dp, zero=3, microbatch=1, global_batch_sequences=64)])
+        mem = memory_per_device(m, h100, g, TrainingOptions(), C, np.array([16]), np.array([0]))
+        p = float(mem.params_dense[0])
+        # BF16 weights sharded over DP; with more than one shard, one layer's gathered weights
+        # (forward and backward copies, BF16) and its gradient (4 bytes) in flight
+        buffers = (2 * 2.0 + 4.0) * nonexpert_params_per_layer(m) if dp > 1 else 0.0
+        assert float(mem.weights[0]) == pytest.approx(2.0 * p / dp + buffers, rel=1e-12), dp
