@@ -194,3 +194,11 @@ def test_zero3_weights_are_the_shard_plus_one_layers_gather_buffers():
         # (forward and backward copies, BF16) and its gradient (4 bytes) in flight
         buffers = (2 * 2.0 + 4.0) * nonexpert_params_per_layer(m) if dp > 1 else 0.0
         assert float(mem.weights[0]) == pytest.approx(2.0 * p / dp + buffers, rel=1e-12), dp
+        # one microbatch in flight on the only stage: 16 layers' activations plus the FP32 logits
+        kept = float(activation_bytes_per_layer(m, g, TrainingOptions())[0][0])
+        logits = 2048 * 32000 * C.logits_bytes
+        assert float(mem.activations[0]) == pytest.approx(16 * kept + logits, rel=1e-12)
+    mtp = m.model_copy(update={"mtp_layers": 1})   # an MTP module's logits too
+    mem = memory_per_device(mtp, h100, g, TrainingOptions(), C, np.array([16]), np.array([0]))
+    kept = float(activation_bytes_per_layer(mtp, g, TrainingOptions())[0][0])
+    assert float(mem.activations[0]) == pytest.approx(16 * kept + 2 * 2048 * 32000 * C.logits_bytes, rel=1e-12)
