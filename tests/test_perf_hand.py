@@ -202,3 +202,39 @@ def test_zero3_weights_are_the_shard_plus_one_layers_gather_buffers():
     mem = memory_per_device(mtp, h100, g, TrainingOptions(), C, np.array([16]), np.array([0]))
     kept = float(activation_bytes_per_layer(mtp, g, TrainingOptions())[0][0])
     assert float(mem.activations[0]) == pytest.approx(16 * kept + 2 * 2048 * 32000 * C.logits_bytes, rel=1e-12)
+
+
+def _small(**kw):
+    from carbonscaling.scaling import ModelSpec
+
+    return ModelSpec(**{"d_model": 2048, "n_layers": 16, "n_heads": 16, "vocab": 32000, "seq_len": 2048,
+                        "tokens": 1e10, "global_batch_tokens": 64 * 2048, "name": "m", **kw})
+
+
+def test_unfused_scores_with_dropout_and_selective_recompute():
+    m = _small(dropout=0.1)
+    g = _grid(tp=2)
+    sel = LayoutGrid.from_layouts([Layout(tp=2, pp=1, dp=1, microbatch=1, global_batch_sequences=8,
+                                          recompute="selective")])
+    flash = activation_bytes_per_layer(m, g, TrainingOptions(flash_attention=True))[0]
+    plain = activation_bytes_per_layer(m, g, TrainingOptions(flash_attention=False))[0]
+    # each attention layer keeps the s x s scores (BF16), the softmax output (BF16) and the
+    # dropout mask (1 byte): n_heads s (2 + 2 + 1) / TP bytes per token
+    assert float(plain[0] - flash[0]) == pytest.approx(2048 * 16 * 2048 * 5.0 / 2, rel=1e-12)
+    # selective recompute drops exactly those
+    sel_plain = activation_bytes_per_layer(m, sel, TrainingOptions(flash_attention=False))[0]
+    assert float(sel_plain[0]) == pytest.approx(float(flash[0]), rel=1e-12)
+
+
+def test_a_heavier_middle_stage_holds_its_interleaved_in_flight_microbatches():
+    from carbonscaling.hardware import load_system
+    from carbonscaling.perf.memory import memory_per_device
+
+    m = _small(vocab=1024)
+    g = LayoutGrid.from_layouts([Layout(tp=1, pp=4, dp=1, vp=2, microbatch=1, global_batch_sequences=8)])
+    o = TrainingOptions()
+    mem = memory_per_device(m, load_system("H100"), g, o, C, np.array([2]), np.array([2]), np.array([6]))
+    kept = float(activation_bytes_per_layer(m, g, o)[0][0])
+    # 8 microbatches, PP 4, VP 2: a middle stage holds min(8, 3) x (1 + 2 / (4 x 2)) = 3.75
+    # microbatches of its 6 layers (the first stage 4 x 1.375 of 2 layers: less)
+    assert float(mem.activations[0]) == pytest.approx(3.75 * 6 * kept, rel=1e-12)
