@@ -238,3 +238,25 @@ def test_a_heavier_middle_stage_holds_its_interleaved_in_flight_microbatches():
     # 8 microbatches, PP 4, VP 2: a middle stage holds min(8, 3) x (1 + 2 / (4 x 2)) = 3.75
     # microbatches of its 6 layers (the first stage 4 x 1.375 of 2 layers: less)
     assert float(mem.activations[0]) == pytest.approx(3.75 * 6 * kept, rel=1e-12)
+
+
+def test_mamba2_layer_times_by_hand():
+    from carbonscaling.hardware import load_system
+    from carbonscaling.perf import kernels as K
+    from carbonscaling.perf.ssm import mamba2_layer_times, ssd_core_time
+
+    dev = load_system("H100").device
+    tokens, d, H, P, N, G, tp = 8192.0, 2688, 64, 64, 128, 8, 2
+    heads, groups = H / tp, G / tp
+    d_inner = heads * P                                   # 2048 on each of 2 ranks
+    in_w = 2 * d_inner + 2 * groups * N + heads           # z, x, B, C, dt
+    i = K.linear_fwd_bwd_time(np.array([tokens]), in_w, d, 1, dev, C, "bf16", 2.0)
+    o = K.linear_fwd_bwd_time(np.array([tokens]), d, d_inner, 1, dev, C, "bf16", 2.0)
+    s = ssd_core_time(np.array([tokens]), heads, P, N, C.ssm_chunk, dev, C)
+    e = K.memory_bound_time(C.ssm_elementwise_bytes * tokens * (d_inner + 2 * groups * N), dev, C)
+    f, b = mamba2_layer_times(np.array([tokens]), d, H, P, N, G, C.ssm_chunk, tp, dev, C)
+    def v(x):
+        return float(np.asarray(x).reshape(-1)[0])
+
+    assert v(f) == pytest.approx(v(i[0]) + v(o[0]) + v(s[0]) + v(e), rel=1e-12)
+    assert v(b) == pytest.approx(v(i[1]) + v(o[1]) + v(s[1]) + C.elementwise_bwd_to_fwd * v(e), rel=1e-12)
