@@ -203,3 +203,22 @@ def test_stage_times_charge_the_head_and_mtp_to_the_last_stage():
         assert float(t_sum[0]) == pytest.approx(32 * 1.0 + 2 * 0.5 + emb + head + mtp + 4 * p2p, rel=1e-12)
         assert float(t_max[0]) == pytest.approx(max(8 + 1 + emb + p2p, 8 + head + mtp + p2p), rel=1e-12)
         assert int(r_total[0]) == 2
+
+
+# ---- communication overlap ------------------------------------------------------------------
+@pytest.mark.parametrize("tp_overlap", [False, True])
+def test_ep_all_to_all_hides_only_under_compute_that_tp_does_not_use(tp_overlap):
+    from carbonscaling.perf.step import _per_layer
+
+    m = MOE.model_copy(update={"top_k": 8, "d_expert": 1024})   # small experts, many copies: EP binds
+    g = _grid(tp=2, dp=32, ep=16, etp=1)      # EP 16 over 4 nodes: a slow all-to-all
+    o = TrainingOptions(overlap_ep_comm=True, overlap_tp_comm=tp_overlap, moe_dispatcher="alltoall")
+    lt = _per_layer(m, H100, g, o, C)
+    tp_pair, a2a, _ = _collectives(m, H100, g, o, C, moe=True)
+    c0, tpc, epc = float(lt.compute0[0]), 2 * float(tp_pair[0]), 4 * float(a2a[0])
+    tp_x = max(0.0, tpc - c0) if tp_overlap else tpc     # exposed TP
+    window = max(0.0, c0 - (tpc - tp_x))                  # compute not already hiding TP
+    assert float(lt.tp0[0]) == pytest.approx(tp_x, rel=1e-12)
+    assert float(lt.ep0[0]) == pytest.approx(max(0.0, epc - window), rel=1e-12)
+    assert float(lt.overlapped0[0]) >= (tpc - tp_x) + (epc - float(lt.ep0[0])) - 1e-15
+    assert epc > c0 > 0 and tpc > 0   # the all-to-all outlasts the compute: part of it stays exposed
