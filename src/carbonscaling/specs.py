@@ -342,7 +342,8 @@ def help_text(name: str, info: FieldInfo | None = None) -> str:
         text += f" {_kind_text(number_kind(info) or 'float').capitalize()} in {rng}."
     dflt = info.default
     if dflt is not None and not isinstance(dflt, bool) and "default" not in text.lower():
-        text += f" Default: {_fmt(dflt) if isinstance(dflt, (int, float)) else dflt}."
+        shown = _fmt(dflt) if isinstance(dflt, (int, float)) else ",".join(dflt) if isinstance(dflt, tuple) else dflt
+        text += f" Default: {shown}."
     return text.strip()
 
 

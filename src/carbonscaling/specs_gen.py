@@ -92,7 +92,8 @@ def options_table() -> str:
     for name, (part, info) in flat_fields().items():
         dflt = info.default
         dflt = "-" if dflt is None else (f"{dflt:g}" if isinstance(dflt, float) else str(dflt).lower()
-                                        if isinstance(dflt, bool) else str(dflt))
+                                        if isinstance(dflt, bool) else ",".join(dflt) if isinstance(dflt, tuple)
+                                        else str(dflt))
         allowed = "true \\| false" if info.annotation is bool else (range_text(info) or
                                                                     metavar(info).replace("|", " \\| "))
         scen = "models." + name if part is None else _SCENARIO_KEY[part] + name
