@@ -68,17 +68,18 @@ ModelFileOpt = Annotated[Optional[Path], typer.Option("--model-file", metavar="P
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", "-d", metavar="NAME", help="Catalog device name (see `devices`).")]
 DeviceFileOpt = Annotated[Optional[Path], typer.Option("--device-file", metavar="PATH", help="YAML file of device (+ system) fields.")]
 DevicesOpt = Annotated[str, typer.Option("--devices", "-n", metavar="N", help="Number of accelerators, 1..1e12.")]
-UtilizationOpt = Annotated[str, typer.Option("--utilization", "-u", metavar="U", help="Utilization U (MFU) in (0, 1].")]
+UtilizationOpt = Annotated[str, typer.Option("--utilization", "-u", metavar="U", help="Utilization in (0, 1]: the accelerators' busy share "
+                                                            "(default --power-model measured) or MFU (--power-model paper).")]
 # BEGIN generated shared option types (python -m carbonscaling.specs --write-cli)
 PresetOpt = Annotated[Optional[str], typer.Option('--preset', metavar='NAME', help='Scaling-law preset: cs-v1, cs-v1-aggressive-batch, cs-v2.')]
 DModelOpt = Annotated[Optional[str], typer.Option('--d-model', metavar='N', help='Model width for --preset. A whole number in [1, 1e9].')]
 DeadlineDaysOpt = Annotated[Optional[str], typer.Option('--deadline-days', metavar='DAYS', help='Maximum training duration in days. A finite number in (0, 36500]. Default: 90.')]
-CiOpt = Annotated[Optional[str], typer.Option('--ci', metavar='CI|REGION|ISO3', help='Grid intensity: g/kWh in [0, 2000], a region (us-east5) or, with codecarbon, an ISO3 country (FRA); default: data/power.yaml.')]
+CiOpt = Annotated[Optional[str], typer.Option('--ci', metavar='CI|REGION|ISO3', help='Grid intensity: g/kWh in [0, 2000], a region (us-east5) or, with codecarbon, an ISO3 country (FRA); default: 323.05 g/kWh, data/power.yaml.')]
 RegionOpt = Annotated[Optional[str], typer.Option('--region', metavar='REGION', help='Google Cloud region (see `regions`); like --ci.')]
 YearOpt = Annotated[Optional[str], typer.Option('--year', metavar='YYYY', help='Year of the region table (default: latest). A whole number in [1900, 2200].')]
-PueOpt = Annotated[Optional[str], typer.Option('--pue', metavar='X', help='Power usage effectiveness (default: data/power.yaml). A finite number in [1, 3].')]
-LifetimeYearsOpt = Annotated[Optional[str], typer.Option('--lifetime', metavar='YEARS', help='Hardware lifetime in years (default: data/power.yaml). A finite number in [0.01, 50].')]
-EmbodiedModeOpt = Annotated[Optional[str], typer.Option('--embodied-mode', metavar='paper|vendor', help='Embodied carbon method. Default: paper.')]
+PueOpt = Annotated[Optional[str], typer.Option('--pue', metavar='X', help='Power usage effectiveness (default: 1.1, data/power.yaml). A finite number in [1, 3].')]
+LifetimeYearsOpt = Annotated[Optional[str], typer.Option('--lifetime', metavar='YEARS', help='Hardware lifetime in years (default: 6 years, data/power.yaml). A finite number in [0.01, 50].')]
+EmbodiedModeOpt = Annotated[Optional[str], typer.Option('--embodied-mode', metavar='paper|vendor', help='Embodied carbon method: paper (die area x carbon per area + HBM per GB, v1/v2) or vendor (--vendor-kg per device). Default: paper.')]
 PrecisionOpt = Annotated[Optional[str], typer.Option('--precision', metavar='NAME', help='GEMM number format: bf16, fp16, fp8 (fp8-cs), fp8-delayed, fp8-blockwise, mxfp8 (fp8-mx), nvfp4, mxfp4; the device must run it. Default: bf16.')]
 # END generated shared option types
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
@@ -187,7 +188,28 @@ def _cell(v: Any) -> str:
         return "" if v is None else str(v)
     if isinstance(v, int):
         return str(v)
-    return f"{v:,.0f}" if 1e4 <= abs(v) < 1e9 else f"{v:.6g}"
+    return num(v)
+
+
+def num(v: float, digits: int = 4) -> str:
+    """A measured quantity as people read it: ``digits`` significant digits (the models are
+    not more precise than that), thousands separated, no exponent between 1e-3 and 1e12
+    (``9,340``, ``8.206``, ``0.4891``; ``1.2e+13`` beyond)."""
+    import math
+
+    v = float(v)
+    if not math.isfinite(v) or v == 0:
+        return f"{v:g}"
+    if 10 ** (digits - 1) <= abs(v) < 1e12:  # whole units (device-hours as given: 1,082,990)
+        return f"{v:,.0f}"
+    v = float(f"{v:.{digits}g}")  # round first: 999.96 -> 1000 -> '1,000'
+    a = abs(v)
+    if a >= 1e12 or a < 1e-3:
+        return f"{v:.{digits - 1}e}"
+    if a >= 10 ** (digits - 1):
+        return f"{v:,.0f}"
+    decimals = digits - 1 - math.floor(math.log10(a))
+    return f"{v:,.{decimals}f}"
 
 
 # ---- commands ------------------------------------------------------------------------
@@ -217,29 +239,33 @@ def carbon(
     model_file: ModelFileOpt = None,
     device: DeviceOpt = None,
     device_file: DeviceFileOpt = None,
-    duration_days: Annotated[Num, typer.Option("--duration-days", metavar="DAYS", help="Wall-clock days.")] = None,
-    duration_hours: Annotated[Num, typer.Option("--duration-hours", metavar="H", help="Wall-clock hours.")] = None,
-    device_hours: Annotated[Num, typer.Option("--device-hours", metavar="H", help="Devices x hours.")] = None,
+    duration_days: Annotated[Num, typer.Option("--duration-days", metavar="DAYS",
+                                                         help="Steady-state wall-clock days (give one of --duration-days, "
+                                                              "--duration-hours, --device-hours).")] = None,
+    duration_hours: Annotated[Num, typer.Option("--duration-hours", metavar="H",
+                                                          help="Steady-state wall-clock hours.")] = None,
+    device_hours: Annotated[Num, typer.Option("--device-hours", metavar="H",
+                                                        help="Steady-state device-hours (devices x wall-clock hours).")] = None,
     # BEGIN generated carbon options (python -m carbonscaling.specs --write-cli)
-    ci: Annotated[Optional[str], typer.Option('--ci', metavar='CI|REGION|ISO3', help='Grid intensity: g/kWh in [0, 2000], a region (us-east5) or, with codecarbon, an ISO3 country (FRA); default: data/power.yaml.')] = None,
+    ci: Annotated[Optional[str], typer.Option('--ci', metavar='CI|REGION|ISO3', help='Grid intensity: g/kWh in [0, 2000], a region (us-east5) or, with codecarbon, an ISO3 country (FRA); default: 323.05 g/kWh, data/power.yaml.')] = None,
     region: Annotated[Optional[str], typer.Option('--region', metavar='REGION', help='Google Cloud region (see `regions`); like --ci.')] = None,
     year: Annotated[Optional[str], typer.Option('--year', metavar='YYYY', help='Year of the region table (default: latest). A whole number in [1900, 2200].')] = None,
-    pue: Annotated[Optional[str], typer.Option('--pue', metavar='X', help='Power usage effectiveness (default: data/power.yaml). A finite number in [1, 3].')] = None,
-    lifetime_years: Annotated[Optional[str], typer.Option('--lifetime', metavar='YEARS', help='Hardware lifetime in years (default: data/power.yaml). A finite number in [0.01, 50].')] = None,
-    alpha: Annotated[Optional[str], typer.Option('--alpha', metavar='X', help='Dynamic-power scale (default: data/power.yaml). A finite number in [0, 10].')] = None,
-    power_split: Annotated[Optional[str], typer.Option('--power-split', metavar='default|low_static', help='Static/dynamic power split. Default: default.')] = None,
-    embodied_mode: Annotated[Optional[str], typer.Option('--embodied-mode', metavar='paper|vendor', help='Embodied carbon method. Default: paper.')] = None,
-    vendor_kg_per_device: Annotated[Optional[str], typer.Option('--vendor-kg', metavar='KG', help='Per-device kgCO2e (embodied mode vendor). A finite number in (0, 100000].')] = None,
-    infrastructure: Annotated[Optional[bool], typer.Option('--infrastructure/--no-infrastructure', help="Add v2's infrastructure share to embodied carbon.")] = None,
-    include_embodied: Annotated[Optional[bool], typer.Option('--embodied/--no-embodied', help='Include embodied carbon.')] = None,
+    pue: Annotated[Optional[str], typer.Option('--pue', metavar='X', help='Power usage effectiveness (default: 1.1, data/power.yaml). A finite number in [1, 3].')] = None,
+    lifetime_years: Annotated[Optional[str], typer.Option('--lifetime', metavar='YEARS', help='Hardware lifetime in years (default: 6 years, data/power.yaml). A finite number in [0.01, 50].')] = None,
+    alpha: Annotated[Optional[str], typer.Option('--alpha', metavar='X', help='Dynamic-power scale of --power-model paper (default: 1, data/power.yaml). A finite number in [0, 10].')] = None,
+    power_split: Annotated[Optional[str], typer.Option('--power-split', metavar='default|low_static', help='Device power split of --power-model paper: default (dynamic share of TDP from data/power.yaml, static the rest) or low_static (the shares swapped, v1 Fig. 4).')] = None,
+    embodied_mode: Annotated[Optional[str], typer.Option('--embodied-mode', metavar='paper|vendor', help='Embodied carbon method: paper (die area x carbon per area + HBM per GB, v1/v2) or vendor (--vendor-kg per device). Default: paper.')] = None,
+    vendor_kg_per_device: Annotated[Optional[str], typer.Option('--vendor-kg', metavar='KG', help='Per-device embodied kgCO2e (with --embodied-mode vendor). A finite number in (0, 100000].')] = None,
+    infrastructure: Annotated[Optional[bool], typer.Option('--infrastructure/--no-infrastructure', help="Add v2's infrastructure share to embodied carbon. Default: on.")] = None,
+    include_embodied: Annotated[Optional[bool], typer.Option('--embodied/--no-embodied', help='Include embodied carbon. Default: on.')] = None,
     power_model: Annotated[Optional[str], typer.Option('--power-model', metavar='measured|nameplate|paper', help='Node power: measured (metered MLPerf node power, devices driven by their busy share; default), nameplate (TDP + system maximum: upper bound) or paper (static + dynamic x MFU).')] = None,
     allocation: Annotated[Optional[str], typer.Option('--allocation', metavar='share|node', help='A run on part of a node is charged its share (cloud slice; default) or whole nodes.')] = None,
     lifetime_policy: Annotated[Optional[str], typer.Option('--lifetime-policy', metavar='refuse|whole_run|replace', help="A run longer than the hardware lifetime: refuse (default; the deadline is capped at the lifetime), whole_run (charged once) or replace (charged replacements, the papers' rule).")] = None,
     cooling: Annotated[Optional[str], typer.Option('--cooling', metavar='auto|air|liquid', help='Server cooling: air adds fan power (default auto: GPU servers air, TPUs liquid).')] = None,
     goodput: Annotated[Optional[str], typer.Option('--goodput', metavar='G', help='Fixed goodput in (0, 1]; 1 = steady state only (default: modelled from data/goodput.yaml). A finite number in (0, 1].')] = None,
     interruptions_per_device_day: Annotated[Optional[str], typer.Option('--interruptions', metavar='R', help="Job interruptions per device-day (default: Llama 3's 5.27e-4, data/goodput.yaml). A finite number in [0, 1].")] = None,
-    restart_minutes: Annotated[Optional[str], typer.Option('--restart-minutes', metavar='MIN', help='Minutes lost per restart (default: data/goodput.yaml). A finite number in [0, 10080].')] = None,
-    checkpoint_minutes: Annotated[Optional[str], typer.Option('--checkpoint-minutes', metavar='MIN', help='Training stall per checkpoint save, minutes (default: data/goodput.yaml). A finite number in [0, 1440].')] = None,
+    restart_minutes: Annotated[Optional[str], typer.Option('--restart-minutes', metavar='MIN', help='Minutes lost per restart (default: 10 min, data/goodput.yaml). A finite number in [0, 10080].')] = None,
+    checkpoint_minutes: Annotated[Optional[str], typer.Option('--checkpoint-minutes', metavar='MIN', help='Training stall per checkpoint save, minutes (default: 1 min, data/goodput.yaml). A finite number in [0, 1440].')] = None,
     evaluation_fraction: Annotated[Optional[str], typer.Option('--evaluation-fraction', metavar='F', help='Share of wall clock in evaluation (default 0). A finite number in [0, 0.9].')] = None,
     development_overhead: Annotated[Optional[str], typer.Option('--development-overhead', metavar='X', help='Development compute before the final run, as a multiple of its device-hours; reported separately, never added (default 0). A finite number in [0, 100].')] = None,
     # END generated carbon options
@@ -274,12 +300,12 @@ def carbon(
         ["operational (tCO2e)", result.operational_tco2e],
         *[[f"  {k.replace('_', ' ')}", b[f"{k}_tco2e"]] for k in CARBON_TERMS if f"{k}_tco2e" in b],
         ["W per device slot (node input)", b["w_per_device_slot"]],
-        ["kWh per device-hour (node, facility)", f"{b['node_kwh_per_device_hour']:.4g}, {b['facility_kwh_per_device_hour']:.4g}"],
-        ["device-hours (steady, expected)", f"{b['steady_device_hours']:,.6g}, {b['expected_device_hours']:,.6g}"],
+        ["kWh per device-hour (node, facility)", f"{num(b['node_kwh_per_device_hour'])}, {num(b['facility_kwh_per_device_hour'])}"],
+        ["device-hours (steady, expected)", f"{num(b['steady_device_hours'])}, {num(b['expected_device_hours'])}"],
         [f"embodied (tCO2e, {result.embodied_mode})", result.embodied_tco2e],
         *[[f"  {k}", b[f"embodied_{k}_tco2e"]] for k in ("accelerator", "die", "hbm", "cpu", "dram", "ssd", "infrastructure")],
         ["total (tCO2e)", result.total_tco2e],
-        ["total range (tCO2e)", f"{result.total_low_tco2e:,.4g} .. {result.total_high_tco2e:,.4g}"],
+        ["total range (tCO2e)", f"{num(result.total_low_tco2e)} .. {num(result.total_high_tco2e)}"],
     ]
     title = (f"{b['model'] or 'run'} on {b['n_devices']} x {b['device']}, {b['duration_h']:,.1f} h, "
              f"PUE {b['pue']:g}, CI {b['ci_g_per_kwh']:g} g/kWh")
@@ -369,7 +395,12 @@ def glossary(term: Annotated[Optional[str], typer.Argument(metavar="[TERM]", hel
 
     terms = [t for t in TERMS if term is None or t.term.lower() == term.strip().lower()]
     if not terms:
-        raise InputError("term", f"not in the glossary; known: {', '.join(t.term for t in TERMS)}")
+        import difflib
+
+        by_lower = {t.term.lower(): t.term for t in TERMS}
+        close = [by_lower[c] for c in difflib.get_close_matches(term.strip().lower(), by_lower, n=3, cutoff=0.6)]
+        hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
+        raise InputError("term", f"{term!r} is not in the glossary; {hint}known: {', '.join(by_lower.values())}")
     if as_json:
         emit_json({t.term: t.meaning for t in terms})
         return

@@ -368,9 +368,12 @@ def grid_suggest(first: Annotated[str, typer.Option("--from", metavar="YYYY-MM",
                  last: Annotated[str, typer.Option("--to", metavar="YYYY-MM", help="Latest start month.")],
                  model: ModelOpt = None, preset: PresetOpt = None, d_model: DModelOpt = None,
                  device: DeviceOpt = "H100", deadline_days: DeadlineDaysOpt = None, pue: PueOpt = None,
-                 regions: Annotated[Optional[str], typer.Option("--regions", metavar="R1,R2")] = None,
+                 regions: Annotated[Optional[str], typer.Option(
+                     "--regions", metavar="R1,R2",
+                     help="Regions whose yearly intensity table is a profile (see `regions`); or --profile.")] = None,
                  profile: ProfileOpt = None, basis: BasisOpt = "lca",
-                 top: Annotated[Num, typer.Option("--top", metavar="N")] = None, as_json: JsonOpt = False) -> None:
+                 top: Annotated[Num, typer.Option("--top", metavar="N", help="Rows to print (default 12).")] = None,
+                 as_json: JsonOpt = False) -> None:
     """Carbon-aware start month (and region/profile): every start ranked by total carbon."""
     from .chain import estimate
     from .grid import month_starts, suggest_start

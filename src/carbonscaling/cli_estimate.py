@@ -14,15 +14,20 @@ from typing import Annotated, Optional
 
 import typer
 
-from .cli import DeviceFileOpt, DeviceOpt, JsonOpt, ModelFileOpt, ModelOpt, app, emit_json, print_table
+from .cli import DeviceFileOpt, JsonOpt, ModelFileOpt, ModelOpt, app, emit_json, num, print_table
 from .errors import InputError
+
+
+#: ``--device`` of estimate: the catalog device, defaulting to HardwareSpec's (a test checks the text).
+EstimateDeviceOpt = Annotated[Optional[str], typer.Option(
+    "--device", "-d", metavar="NAME", help="Catalog device name (see `devices`; any case). Default: H100.")]
 
 
 @app.command()
 def estimate(
     model: ModelOpt = None,
     model_file: ModelFileOpt = None,
-    device: DeviceOpt = None,
+    device: EstimateDeviceOpt = None,
     device_file: DeviceFileOpt = None,
     # BEGIN generated estimate options (python -m carbonscaling.specs --write-cli)
     preset: Annotated[Optional[str], typer.Option('--preset', metavar='NAME', help='Scaling-law preset: cs-v1, cs-v1-aggressive-batch, cs-v2.')] = None,
@@ -45,52 +50,52 @@ def estimate(
     global_batch: Annotated[Optional[str], typer.Option('--global-batch', metavar='N', help='Pin the global batch in sequences. A whole number in [1, 1e9].')] = None,
     global_batch_tokens: Annotated[Optional[str], typer.Option('--global-batch-tokens', metavar='T', help='Pin the global batch in tokens. A finite number in (0, 1e12].')] = None,
     precision: Annotated[Optional[str], typer.Option('--precision', metavar='NAME', help='GEMM number format: bf16, fp16, fp8 (fp8-cs), fp8-delayed, fp8-blockwise, mxfp8 (fp8-mx), nvfp4, mxfp4; the device must run it. Default: bf16.')] = None,
-    flash_attention: Annotated[Optional[bool], typer.Option('--flash-attention/--no-flash-attention', help='Fused attention kernels.')] = None,
-    sequence_parallel: Annotated[Optional[bool], typer.Option('--sequence-parallel/--no-sequence-parallel', help='Megatron sequence parallelism with TP.')] = None,
-    overlap_grad_reduce: Annotated[Optional[bool], typer.Option('--overlap-grad-reduce/--no-overlap-grad-reduce', help='Overlap the data-parallel gradient reduction with the backward pass.')] = None,
-    overlap_tp_comm: Annotated[Optional[bool], typer.Option('--overlap-tp-comm/--no-overlap-tp-comm', help='Hide TP collectives under compute.')] = None,
-    overlap_ep_comm: Annotated[Optional[bool], typer.Option('--overlap-ep-comm/--no-overlap-ep-comm', help='Hide the expert all-to-all under compute (DeepSeek DualPipe).')] = None,
+    flash_attention: Annotated[Optional[bool], typer.Option('--flash-attention/--no-flash-attention', help='Fused attention kernels. Default: on.')] = None,
+    sequence_parallel: Annotated[Optional[bool], typer.Option('--sequence-parallel/--no-sequence-parallel', help='Megatron sequence parallelism with TP. Default: on.')] = None,
+    overlap_grad_reduce: Annotated[Optional[bool], typer.Option('--overlap-grad-reduce/--no-overlap-grad-reduce', help='Overlap the data-parallel gradient reduction with the backward pass. Default: on.')] = None,
+    overlap_tp_comm: Annotated[Optional[bool], typer.Option('--overlap-tp-comm/--no-overlap-tp-comm', help='Hide TP collectives under compute. Default: off.')] = None,
+    overlap_ep_comm: Annotated[Optional[bool], typer.Option('--overlap-ep-comm/--no-overlap-ep-comm', help='Hide the expert all-to-all under compute (DeepSeek DualPipe). Default: off.')] = None,
     capacity_factor: Annotated[Optional[str], typer.Option('--capacity-factor', metavar='X', help='MoE expert capacity factor. A finite number in [1, 4]. Default: 1.')] = None,
     moe_dispatcher: Annotated[Optional[str], typer.Option('--moe-dispatcher', metavar='flex|alltoall', help="MoE token dispatcher: flex (DeepEP/HybridEP: one network copy per destination node, as Megatron-Bridge's MoE recipes run) or alltoall (one per expert). Default: flex.")] = None,
     moe_grouped_gemm: Annotated[Optional[str], typer.Option('--moe-grouped-gemm', metavar='loop|fused', help="MoE expert GEMMs: loop (Transformer Engine's grouped GEMM, one cuBLAS GEMM per local expert) or fused (one fused grouped-MLP kernel, TE's CuTe-DSL kernel of recent MXFP8 recipes): no per-expert cost. Default: loop.")] = None,
     recompute_modules: Annotated[Optional[str], typer.Option('--recompute-modules', metavar='MODULES', help='Modules selective recompute repeats (Megatron-Core recompute_modules, comma-separated): core_attn, moe_act, layernorm, mla_up_proj, mlp, moe, shared_experts. Default: core_attn.')] = None,
-    dynamic_eviction: Annotated[Optional[bool], typer.Option('--dynamic-eviction/--no-dynamic-eviction', help='Coop-style allocator (less fragmentation).')] = None,
-    flexible_sharding: Annotated[Optional[bool], typer.Option('--flexible-sharding/--no-flexible-sharding', help='LinS/hpZ-style ZeRO-3 within the node.')] = None,
-    qat: Annotated[Optional[bool], typer.Option('--qat/--no-qat', help='Quantization-aware training: 8-bit compute, memory and communication.')] = None,
-    force_balanced_routing: Annotated[Optional[bool], typer.Option('--force-balanced-routing/--no-force-balanced-routing', help='MoE routing forced even over the experts (Megatron-Bridge benchmarks); off: random top-k loads the busiest rank more.')] = None,
+    dynamic_eviction: Annotated[Optional[bool], typer.Option('--dynamic-eviction/--no-dynamic-eviction', help='Coop-style allocator (less fragmentation). Default: off.')] = None,
+    flexible_sharding: Annotated[Optional[bool], typer.Option('--flexible-sharding/--no-flexible-sharding', help='LinS/hpZ-style ZeRO-3 within the node. Default: off.')] = None,
+    qat: Annotated[Optional[bool], typer.Option('--qat/--no-qat', help='Quantization-aware training: 8-bit compute, memory and communication. Default: off.')] = None,
+    force_balanced_routing: Annotated[Optional[bool], typer.Option('--force-balanced-routing/--no-force-balanced-routing', help='MoE routing forced even over the experts (Megatron-Bridge benchmarks); off: random top-k loads the busiest rank more. Default: off.')] = None,
     ep_convention: Annotated[Optional[str], typer.Option('--ep-convention', metavar='megatron|cs-v1', help='Layout convention: megatron (devices = TP x CP x PP x DP, EP inside DP x CP) or cs-v1 (the papers: EP multiplies the devices). Default: megatron.')] = None,
     deadline_days: Annotated[Optional[str], typer.Option('--deadline-days', metavar='DAYS', help='Maximum training duration in days. A finite number in (0, 36500]. Default: 90.')] = None,
     objective: Annotated[Optional[str], typer.Option('--objective', metavar='fastest|carbon', help='Layout objective at the minimal device count. Default: fastest.')] = None,
-    ci: Annotated[Optional[str], typer.Option('--ci', metavar='CI|REGION|ISO3', help='Grid intensity: g/kWh in [0, 2000], a region (us-east5) or, with codecarbon, an ISO3 country (FRA); default: data/power.yaml.')] = None,
+    ci: Annotated[Optional[str], typer.Option('--ci', metavar='CI|REGION|ISO3', help='Grid intensity: g/kWh in [0, 2000], a region (us-east5) or, with codecarbon, an ISO3 country (FRA); default: 323.05 g/kWh, data/power.yaml.')] = None,
     region: Annotated[Optional[str], typer.Option('--region', metavar='REGION', help='Google Cloud region (see `regions`); like --ci.')] = None,
     year: Annotated[Optional[str], typer.Option('--year', metavar='YYYY', help='Year of the region table (default: latest). A whole number in [1900, 2200].')] = None,
-    pue: Annotated[Optional[str], typer.Option('--pue', metavar='X', help='Power usage effectiveness (default: data/power.yaml). A finite number in [1, 3].')] = None,
-    lifetime_years: Annotated[Optional[str], typer.Option('--lifetime', metavar='YEARS', help='Hardware lifetime in years (default: data/power.yaml). A finite number in [0.01, 50].')] = None,
-    alpha: Annotated[Optional[str], typer.Option('--alpha', metavar='X', help='Dynamic-power scale (default: data/power.yaml). A finite number in [0, 10].')] = None,
-    power_split: Annotated[Optional[str], typer.Option('--power-split', metavar='default|low_static', help='Static/dynamic power split. Default: default.')] = None,
-    embodied_mode: Annotated[Optional[str], typer.Option('--embodied-mode', metavar='paper|vendor', help='Embodied carbon method. Default: paper.')] = None,
-    vendor_kg_per_device: Annotated[Optional[str], typer.Option('--vendor-kg', metavar='KG', help='Per-device kgCO2e (embodied mode vendor). A finite number in (0, 100000].')] = None,
-    infrastructure: Annotated[Optional[bool], typer.Option('--infrastructure/--no-infrastructure', help="Add v2's infrastructure share to embodied carbon.")] = None,
-    include_embodied: Annotated[Optional[bool], typer.Option('--embodied/--no-embodied', help='Include embodied carbon.')] = None,
-    median_carbon: Annotated[Optional[bool], typer.Option('--median-carbon/--no-median-carbon', help='Also account the median-latency layout.')] = None,
+    pue: Annotated[Optional[str], typer.Option('--pue', metavar='X', help='Power usage effectiveness (default: 1.1, data/power.yaml). A finite number in [1, 3].')] = None,
+    lifetime_years: Annotated[Optional[str], typer.Option('--lifetime', metavar='YEARS', help='Hardware lifetime in years (default: 6 years, data/power.yaml). A finite number in [0.01, 50].')] = None,
+    alpha: Annotated[Optional[str], typer.Option('--alpha', metavar='X', help='Dynamic-power scale of --power-model paper (default: 1, data/power.yaml). A finite number in [0, 10].')] = None,
+    power_split: Annotated[Optional[str], typer.Option('--power-split', metavar='default|low_static', help='Device power split of --power-model paper: default (dynamic share of TDP from data/power.yaml, static the rest) or low_static (the shares swapped, v1 Fig. 4).')] = None,
+    embodied_mode: Annotated[Optional[str], typer.Option('--embodied-mode', metavar='paper|vendor', help='Embodied carbon method: paper (die area x carbon per area + HBM per GB, v1/v2) or vendor (--vendor-kg per device). Default: paper.')] = None,
+    vendor_kg_per_device: Annotated[Optional[str], typer.Option('--vendor-kg', metavar='KG', help='Per-device embodied kgCO2e (with --embodied-mode vendor). A finite number in (0, 100000].')] = None,
+    infrastructure: Annotated[Optional[bool], typer.Option('--infrastructure/--no-infrastructure', help="Add v2's infrastructure share to embodied carbon. Default: on.")] = None,
+    include_embodied: Annotated[Optional[bool], typer.Option('--embodied/--no-embodied', help='Include embodied carbon. Default: on.')] = None,
+    median_carbon: Annotated[Optional[bool], typer.Option('--median-carbon/--no-median-carbon', help='Also report the median-latency layout (median duration among the layouts that fit at the chosen device count; v1 Fig. 5a). Default: on.')] = None,
     power_model: Annotated[Optional[str], typer.Option('--power-model', metavar='measured|nameplate|paper', help='Node power: measured (metered MLPerf node power, devices driven by their busy share; default), nameplate (TDP + system maximum: upper bound) or paper (static + dynamic x MFU).')] = None,
     allocation: Annotated[Optional[str], typer.Option('--allocation', metavar='share|node', help='A run on part of a node is charged its share (cloud slice; default) or whole nodes.')] = None,
     lifetime_policy: Annotated[Optional[str], typer.Option('--lifetime-policy', metavar='refuse|whole_run|replace', help="A run longer than the hardware lifetime: refuse (default; the deadline is capped at the lifetime), whole_run (charged once) or replace (charged replacements, the papers' rule).")] = None,
     cooling: Annotated[Optional[str], typer.Option('--cooling', metavar='auto|air|liquid', help='Server cooling: air adds fan power (default auto: GPU servers air, TPUs liquid).')] = None,
     goodput: Annotated[Optional[str], typer.Option('--goodput', metavar='G', help='Fixed goodput in (0, 1]; 1 = steady state only (default: modelled from data/goodput.yaml). A finite number in (0, 1].')] = None,
     interruptions_per_device_day: Annotated[Optional[str], typer.Option('--interruptions', metavar='R', help="Job interruptions per device-day (default: Llama 3's 5.27e-4, data/goodput.yaml). A finite number in [0, 1].")] = None,
-    restart_minutes: Annotated[Optional[str], typer.Option('--restart-minutes', metavar='MIN', help='Minutes lost per restart (default: data/goodput.yaml). A finite number in [0, 10080].')] = None,
-    checkpoint_minutes: Annotated[Optional[str], typer.Option('--checkpoint-minutes', metavar='MIN', help='Training stall per checkpoint save, minutes (default: data/goodput.yaml). A finite number in [0, 1440].')] = None,
+    restart_minutes: Annotated[Optional[str], typer.Option('--restart-minutes', metavar='MIN', help='Minutes lost per restart (default: 10 min, data/goodput.yaml). A finite number in [0, 10080].')] = None,
+    checkpoint_minutes: Annotated[Optional[str], typer.Option('--checkpoint-minutes', metavar='MIN', help='Training stall per checkpoint save, minutes (default: 1 min, data/goodput.yaml). A finite number in [0, 1440].')] = None,
     evaluation_fraction: Annotated[Optional[str], typer.Option('--evaluation-fraction', metavar='F', help='Share of wall clock in evaluation (default 0). A finite number in [0, 0.9].')] = None,
     development_overhead: Annotated[Optional[str], typer.Option('--development-overhead', metavar='X', help='Development compute before the final run, as a multiple of its device-hours; reported separately, never added (default 0). A finite number in [0, 100].')] = None,
-    uncertainty: Annotated[Optional[bool], typer.Option('--uncertainty/--no-uncertainty', help='Monte-Carlo p5/p50/p95 bands and sensitivity ranking (off for fast sweeps).')] = None,
+    uncertainty: Annotated[Optional[bool], typer.Option('--uncertainty/--no-uncertainty', help='Monte-Carlo p5/p50/p95 bands and sensitivity ranking (off for fast sweeps). Default: on.')] = None,
     uncertainty_samples: Annotated[Optional[str], typer.Option('--samples', metavar='N', help='Monte-Carlo samples. A whole number in [16, 1e6]. Default: 4096.')] = None,
     uncertainty_seed: Annotated[Optional[str], typer.Option('--seed', metavar='S', help='Monte-Carlo seed (same seed, same bands). A whole number in [0, 1e9]. Default: 0.')] = None,
     contractual_ci: Annotated[Optional[str], typer.Option('--contractual-ci', metavar='G', help='Market-based: contract intensity g/kWh for all consumption. A finite number in [0, 2000].')] = None,
     renewable_share: Annotated[Optional[str], typer.Option('--renewable-share', metavar='F', help='Market-based: share of consumption covered by certificates. A finite number in [0, 1].')] = None,
     residual_ci: Annotated[Optional[str], typer.Option('--residual-ci', metavar='G', help='Market-based: residual-mix g/kWh for uncovered consumption (default: the grid average). A finite number in [0, 2000].')] = None,
-    wue_l_per_kwh: Annotated[Optional[str], typer.Option('--wue', metavar='L', help='On-site water, litres per IT kWh (default: data/water.yaml). A finite number in [0, 20].')] = None,
-    ewif_l_per_kwh: Annotated[Optional[str], typer.Option('--ewif', metavar='L', help='Off-site water of generation, litres per kWh (default: data/water.yaml). A finite number in [0, 100].')] = None,
+    wue_l_per_kwh: Annotated[Optional[str], typer.Option('--wue', metavar='L', help='On-site water, litres per IT kWh (default: 0.55 L/kWh, data/water.yaml). A finite number in [0, 20].')] = None,
+    ewif_l_per_kwh: Annotated[Optional[str], typer.Option('--ewif', metavar='L', help='Off-site water of generation, litres per kWh (default: 3.142 L/kWh, data/water.yaml). A finite number in [0, 100].')] = None,
     # END generated estimate options
     as_json: JsonOpt = False,
 ) -> None:
@@ -131,7 +136,7 @@ def _print_summary(d: dict) -> None:
         ["loss (scaling law)", f"{m['loss']:.4f}"],
         ["layout", _label(lay, layout_label)],
         ["global batch (sequences) / microbatches", f"{lay['global_batch_sequences']:,} / {lay['microbatches']:,}"],
-        ["step time (s)", perf["step_time_s"]],
+        ["step time (s)", num(perf["step_time_s"])],
         ["duration (days) / deadline", f"{perf['duration_days']:.4g} / {perf['deadline_days']:g}"],
         ["device-hours: steady state / expected (goodput)",
          f"{perf['device_hours']:,.0f} / {perf['expected_device_hours']:,.0f} ({perf['goodput']:.3f})"],
@@ -140,7 +145,7 @@ def _print_summary(d: dict) -> None:
         ["step: exposed TP / PP / DP / EP comm",
          f"{step['tp_comm_s']:.1%} / {step['pp_comm_s']:.1%} / {step['dp_comm_s']:.1%} / {step['ep_comm_s']:.1%}"],
         ["step: optimizer / overlap slowdown", f"{step['optimizer_s']:.1%} / {step['overlap_slowdown_s']:.1%}"],
-        ["memory per device (GB): total / capacity", f"{mem['total_gb']:.1f} / {mem['capacity_gb']:g}"],
+        ["memory per device (GB): total / capacity", f"{mem['total_gb']:.1f} / {mem['capacity_gb']:.1f}"],
         ["energy (kWh, facility)", d["energy_kwh"]],
         ["W per device slot / kWh per device-hour: node, facility",
          f"{d['energy']['w_per_device_slot']:,.0f} W (busy {perf['busy_share']:.2f}) / "
@@ -148,13 +153,13 @@ def _print_summary(d: dict) -> None:
         ["operational (tCO2e)", c["operational_tco2e"]],
         ["embodied (tCO2e)", c["embodied_tco2e"]],
         ["total (tCO2e)", c["total_tco2e"]],
-        ["total range, embodied spread only (tCO2e)", f"{c['total_low_tco2e']:,.4g} .. {c['total_high_tco2e']:,.4g}"],
+        ["total range, embodied spread only (tCO2e)", f"{num(c['total_low_tco2e'])} .. {num(c['total_high_tco2e'])}"],
         *_decision_rows(d),
     ]
     if "median_layout" in d:
         med = d["median_layout"]
         rows.append(["median-latency layout: days / MFU / tCO2e",
-                     f"{med['duration_days']:.1f} / {med['mfu']:.3f} / {med['total_tco2e']:,.4g}"])
+                     f"{med['duration_days']:.1f} / {med['mfu']:.3f} / {num(med['total_tco2e'])}"])
     rows += _used_rows(used)
     flags = d["hardware"].get("cell_flags", {})
     rows.append(["catalog cells assumed / unverified",
@@ -169,7 +174,7 @@ def _print_summary(d: dict) -> None:
         typer.echo(f"lifetime: {d['energy']['lifetime_note']}")
     if d["energy"]["development_device_hours"]:
         typer.echo(f"development (not in the totals): {d['energy']['development_device_hours']:,.0f} device-hours, "
-                   f"{d['energy']['development_tco2e']:,.4g} tCO2e")
+                   f"{num(d['energy']['development_tco2e'])} tCO2e")
     if not perf["meets_deadline"]:
         typer.echo(f"note: the pinned layout takes {perf['duration_days']:.1f} days, past the "
                    f"{perf['deadline_days']:g}-day deadline")
@@ -185,13 +190,13 @@ def _decision_rows(d: dict) -> list[list[str]]:
                          ("embodied_tco2e", "  embodied p5 / p50 / p95 (tCO2e)"),
                          ("energy_kwh", "energy p5 / p50 / p95 (kWh, facility)")):
             b = u["bands"][q]
-            rows.append([label, f"{b['p5']:,.4g} / {b['p50']:,.4g} / {b['p95']:,.4g}"])
+            rows.append([label, f"{num(b['p5'])} / {num(b['p50'])} / {num(b['p95'])}"])
         rows.append(["inputs moving the total most (p5-p95 swing)",
                      ", ".join(f"{s['input']} {s['swing_fraction']:.0%}" for s in u["sensitivity"][:3])])
     a, w = d["accounting"], d["water"]
     rows.append(["operational: location / market-based (tCO2e)",
-                 f"{a['location_tco2e']:,.4g} / {a['market_tco2e']:,.4g} ({a['market_method']})"])
-    rows.append(["water on-site / off-site (m3)", f"{w['onsite_l'] / 1000:,.4g} / {w['offsite_l'] / 1000:,.4g}"])
+                 f"{num(a['location_tco2e'])} / {num(a['market_tco2e'])} ({a['market_method']})"])
+    rows.append(["water on-site / off-site (m3)", f"{num(w['onsite_l'] / 1000)} / {num(w['offsite_l'] / 1000)}"])
     return rows
 
 

@@ -10,8 +10,6 @@ import typer
 from .cli import app, integer, print_table
 from .errors import InputError
 
-OutOpt = Annotated[Optional[str], typer.Option(  # str: typer reads "" as "."
-    "--out", "-o", metavar="DIR", help="Output directory.")]
 JobsOpt = Annotated[Optional[str], typer.Option(
     "--jobs", "-j", metavar="N", help="Worker processes for the searches (default: the usable cores).")]
 ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar on stderr.")]
@@ -100,7 +98,8 @@ def _summary(res, out: Path) -> None:
 
 @app.command()
 def paper(
-    out: OutOpt = None,
+    out: Annotated[Optional[str], typer.Option(  # str: typer reads "" as "."
+        "--out", "-o", metavar="DIR", help="Output directory (default: paper-out).")] = None,
     only: Annotated[Optional[str], typer.Option(
         "--only", metavar="NAMES", help="Comma-separated experiments, e.g. v1-fig4,v2-fig6a (default: all).")] = None,
     jobs: JobsOpt = None,
@@ -133,7 +132,8 @@ SchedulerOpt = Annotated[Optional[str], typer.Option(
 @app.command()
 def sweep(
     scenario: Annotated[Path, typer.Argument(metavar="FILE.yaml", help="A scenario or a grid file (docs/experiments.md, docs/service.md).")],
-    out: OutOpt = None,
+    out: Annotated[Optional[str], typer.Option(
+        "--out", "-o", metavar="DIR", help="Output directory (default: sweep-NAME, NAME from the file).")] = None,
     jobs: JobsOpt = None,
     scheduler: SchedulerOpt = None,
     chunk_size: Annotated[Optional[str], typer.Option("--chunk-size", metavar="N", help="Grid points per task (default: the file's, else 200).")] = None,

@@ -24,7 +24,8 @@ def validate(
     figures: Annotated[bool, typer.Option("--figures/--no-figures", help="With --out: draw the figures.")] = True,
 ) -> None:
     """Predict device-hours, utilization and carbon of published runs: ours (layout pinned and
-    searched), reg (leave-one-out) and LLMC; per-run errors and MAPE / median APE / R^2.
+    searched), reg (FLOPs regression, leave-one-out) and LLMC (LLMCarbon); per-run errors and
+    MAPE / median APE / R^2.
     """
     from .validation.harness import validate as run_validate
     from .validation.report import write_outputs

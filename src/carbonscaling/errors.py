@@ -67,13 +67,21 @@ class InfeasibleError(CarbonScalingError):
 
 
 def from_validation(err, prefix: str = "", *, missing: str = "required field is missing",
-                    extra: str = "unknown field", loc=None) -> InputError:
+                    extra: str = "unknown field", loc=None, known=()) -> InputError:
     """The first error of a pydantic ``ValidationError`` as one :class:`InputError` line.
 
     ``prefix`` is prepended to the field path; ``loc`` may rewrite the path (a tuple ->
-    str function, e.g. to drop union tags); ``missing`` / ``extra`` word those two cases.
+    str function, e.g. to drop union tags); ``missing`` / ``extra`` word those two cases;
+    an unknown key gets a "did you mean" from the missing keys and ``known`` (field names).
     """
-    first = err.errors()[0]
+    errors = err.errors()
+    first = errors[0]
+    # A misspelt key ('n_layer') also makes the key it meant missing: report the misspelling,
+    # with the missing key it is closest to.
+    unknown = [e for e in errors if e.get("type") == "extra_forbidden"]
+    absent = [str(e["loc"][-1]) for e in errors if e.get("type") == "missing" and e.get("loc")]
+    if unknown and absent and first.get("type") == "missing":
+        first = unknown[0]
     path = tuple(first.get("loc", ()))
     field = loc(path) if loc else ".".join(str(p) for p in path)
     field = f"{prefix}.{field}" if prefix and field else (field or prefix)
@@ -81,7 +89,11 @@ def from_validation(err, prefix: str = "", *, missing: str = "required field is 
     if kind == "missing":
         return InputError(field, missing)
     if kind == "extra_forbidden":
-        return InputError(field, extra)
+        close = difflib.get_close_matches(str(path[-1]), [*absent, *known], n=1, cutoff=0.6) if path else []
+        if not close:
+            return InputError(field, extra)
+        head, sep, rest = extra.partition(" (")  # the hint before a long "(allowed: ...)" list
+        return InputError(field, f"{head}; did you mean {close[0]!r}?{' (' + rest if sep else ''}")
     msg = first.get("msg", "invalid value").removeprefix("Value error, ")
     inp = first.get("input")
     if not isinstance(inp, (dict, list)):

@@ -228,11 +228,11 @@ def system_from_mapping(entry: dict, name: str | None = None, *, origin: str = "
     try:
         device = Device(**entry)
     except ValidationError as err:
-        raise from_validation(err, origin) from None
+        raise from_validation(err, origin, known=Device.model_fields) from None
     try:
         system = System(device=device, **sys_fields)
     except ValidationError as err:
-        raise from_validation(err, f"{origin}.system") from None
+        raise from_validation(err, f"{origin}.system", known=System.model_fields) from None
     logic_cpa(device), hbm_cpa(device)  # fail early on unknown process / HBM type
     return system
 

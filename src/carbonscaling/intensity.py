@@ -83,6 +83,22 @@ def country_intensity(country: str) -> tuple[float, str]:
     return ci, f"codecarbon global energy mix: {rec.get('country_name', key)} ({key}) {rec.get('year', '')}".strip()
 
 
+def _region_or_hint(text: str, year: int | None) -> dict[str, Any]:
+    """:func:`region_intensity`, with the error saying what else ``text`` could have meant:
+    a number with a unit ('57g') or a lower-case country code ('fra')."""
+    try:
+        return region_intensity(text, year)
+    except UnknownNameError as e:
+        t = text.strip()
+        if t and (t[0].isdigit() or t[0] in ".+-"):
+            raise InputError("ci", f"must be a number of g/kWh in [0, 2000] (no unit), a region or an ISO3 "
+                                   f"country, got {text!r}") from None
+        if len(t) == 3 and t.isalpha() and not e.message.count("did you mean"):
+            raise InputError(e.field, f"unknown region {text!r}; a country is given by its upper-case ISO3 code "
+                                      f"({t.upper()!r}; needs pip install carbonscaling[countries])") from None
+        raise
+
+
 def resolve_grid_intensity(ci: Any = None, year: int | None = None) -> tuple[float, str]:
     """``(ci_g_per_kwh, source)`` from a number, a numeric string, a region or a country.
 
@@ -102,7 +118,7 @@ def resolve_grid_intensity(ci: Any = None, year: int | None = None) -> tuple[flo
         except ValueError:
             if m := _COUNTRY.match(ci.strip()):
                 return country_intensity(m.group("any") or m.group("iso"))
-            row = region_intensity(ci, year)
+            row = _region_or_hint(ci, year)
             return row["ci_g_per_kwh"], f"{row['region']} ({row['location']}) {row['year']}: {row['source']}"
     if year is not None and explicit:
         raise InputError("year", "applies to a region name, not to a grid intensity given as a number")

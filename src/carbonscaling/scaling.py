@@ -697,8 +697,8 @@ def named_model(name: str) -> ModelSpec:
 
 
 def _validation_to_input_error(err: ValidationError, origin: str) -> InputError:
-    allowed = ", ".join(k for k in ModelSpec.model_fields if k not in {"preset", "law_params", "law_train_flops"})
-    e = from_validation(err, extra=f"unknown field (allowed: {allowed})")
+    names = [k for k in ModelSpec.model_fields if k not in {"preset", "law_params", "law_train_flops"}]
+    e = from_validation(err, extra=f"unknown field (allowed: {', '.join(names)})", known=names)
     return InputError(e.field or origin, e.message)
 
 

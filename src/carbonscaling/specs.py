@@ -64,10 +64,11 @@ class SpecModel(BaseModel):
     @field_validator("*", mode="before")
     @classmethod
     def _numbers_are_numbers(cls, value: Any, info) -> Any:
-        kind = number_kind(cls.model_fields[info.field_name])
+        field = cls.model_fields[info.field_name]
+        kind = number_kind(field)
         if kind and value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
             raise ValueError(f"must be {_kind_text(kind)}")
-        return value
+        return fold_choice(field, value)
 
 
 # ---- the parts -----------------------------------------------------------------------------
@@ -142,16 +143,21 @@ class CarbonSettings(SpecModel):
                                   ge=1, le=3)
     lifetime_years: Optional[float] = option(None, "Hardware lifetime in years (default: data/power.yaml).",
                                              cli="--lifetime", metavar="YEARS", ge=0.01, le=50)
-    alpha: Optional[float] = option(None, "Dynamic-power scale (default: data/power.yaml).", metavar="X",
-                                    ge=0, le=10)
-    power_split: Literal["default", "low_static"] = option("default", "Static/dynamic power split.",
-                                                           metavar="default|low_static")
-    embodied_mode: Literal["paper", "vendor"] = option("paper", "Embodied carbon method.", metavar="paper|vendor")
-    vendor_kg_per_device: Optional[float] = option(None, "Per-device kgCO2e (embodied mode vendor).",
+    alpha: Optional[float] = option(None, "Dynamic-power scale of --power-model paper (default: data/power.yaml).",
+                                    metavar="X", ge=0, le=10)
+    power_split: Literal["default", "low_static"] = option(
+        "default", "Device power split of --power-model paper: default (dynamic share of TDP from "
+                   "data/power.yaml, static the rest) or low_static (the shares swapped, v1 Fig. 4).",
+        metavar="default|low_static")
+    embodied_mode: Literal["paper", "vendor"] = option(
+        "paper", "Embodied carbon method: paper (die area x carbon per area + HBM per GB, v1/v2) or vendor "
+                 "(--vendor-kg per device).", metavar="paper|vendor")
+    vendor_kg_per_device: Optional[float] = option(None, "Per-device embodied kgCO2e (with --embodied-mode vendor).",
                                                    cli="--vendor-kg", metavar="KG", gt=0, le=1e5)
     infrastructure: bool = option(True, "Add v2's infrastructure share to embodied carbon.")
     include_embodied: bool = option(True, "Include embodied carbon.", cli="--embodied")
-    median_carbon: bool = option(True, "Also account the median-latency layout.")
+    median_carbon: bool = option(True, "Also report the median-latency layout (median duration among the layouts "
+                                        "that fit at the chosen device count; v1 Fig. 5a).")
     # Energy of a real run (issue 10; docs/carbon.md): power model, allocation, lifetime, goodput.
     power_model: Optional[Literal["measured", "nameplate", "paper"]] = option(
         None, "Node power: measured (metered MLPerf node power, devices driven by their busy share; default), "
@@ -238,8 +244,8 @@ class RunSpec(SpecModel):
                 raise UnknownNameError("option", key, where)
             if value is None:
                 continue
-            part = where[name][0]
-            (parts[part] if part else top)[name] = value
+            part, info = where[name]
+            (parts[part] if part else top)[name] = fold_choice(info, value)
         return build(cls, {**top, **{p: v for p, v in parts.items() if v}})
 
     def flat(self) -> dict[str, Any]:
@@ -329,6 +335,49 @@ def range_text(info: FieldInfo) -> str:
             f"{'inf' if hi is None else _fmt(hi)}{')' if hi_open or hi is None else ']'}")
 
 
+def choices(info: FieldInfo) -> tuple[Any, ...]:
+    """The allowed values of a ``Literal`` field (optional or not), else ``()``."""
+    ann = info.annotation
+    args = [a for a in get_args(ann) if a is not type(None)] if get_origin(ann) is Union else [ann]
+    return get_args(args[0]) if len(args) == 1 and get_origin(args[0]) is Literal else ()
+
+
+def fold_choice(info: FieldInfo, value: Any) -> Any:
+    """A choice in any case as the field spells it (``'Full'`` -> ``'full'``), like device and
+    region names; anything else unchanged (validation words the error)."""
+    if not isinstance(value, str):
+        return value
+    by_lower = {c.lower(): c for c in choices(info) if isinstance(c, str)}
+    return by_lower.get(value.strip().lower(), value)
+
+
+#: Options whose default lives in a data file: ``{name: (file, path of keys, unit)}``; their
+#: help states the value (regenerated, so the drift tests notice when a data file changes).
+_DATA_DEFAULTS: dict[str, tuple[str, tuple[str, ...], str]] = {
+    "ci": ("power.yaml", ("defaults", "ci_g_per_kwh"), " g/kWh"),
+    "pue": ("power.yaml", ("defaults", "pue"), ""),
+    "lifetime_years": ("power.yaml", ("defaults", "lifetime_years"), " years"),
+    "alpha": ("power.yaml", ("alpha",), ""),
+    "restart_minutes": ("goodput.yaml", ("restart_minutes", "value"), " min"),
+    "checkpoint_minutes": ("goodput.yaml", ("checkpoint_minutes", "value"), " min"),
+    "wue_l_per_kwh": ("water.yaml", ("defaults", "wue_l_per_kwh"), " L/kWh"),
+    "ewif_l_per_kwh": ("water.yaml", ("defaults", "ewif_l_per_kwh"), " L/kWh"),
+}
+
+
+def data_default_text(name: str) -> str | None:
+    """``"1.1, data/power.yaml"``: the value of a data-file default and where it lives."""
+    if name not in _DATA_DEFAULTS:
+        return None
+    from ._data import load_yaml
+
+    file, keys, unit = _DATA_DEFAULTS[name]
+    value: Any = load_yaml(file)
+    for k in keys:
+        value = value[k]
+    return f"{_fmt(float(value))}{unit}, data/{file}"
+
+
 def _kind_text(kind: str) -> str:
     return "a whole number" if kind == "int" else "a finite number"
 
@@ -337,11 +386,17 @@ def help_text(name: str, info: FieldInfo | None = None) -> str:
     """CLI help of a field: description, allowed range, default."""
     info = info or flat_fields()[name][1]
     text = (info.description or "").strip()
+    stated = data_default_text(name)
+    if stated:
+        file = stated.rsplit(", ", 1)[1]
+        text = text.replace(f"default: {file}", f"default: {stated}")
     rng = range_text(info)
     if rng:
         text += f" {_kind_text(number_kind(info) or 'float').capitalize()} in {rng}."
     dflt = info.default
-    if dflt is not None and not isinstance(dflt, bool) and "default" not in text.lower():
+    if isinstance(dflt, bool) and "default" not in text.lower():
+        text += f" Default: {'on' if dflt else 'off'}."
+    elif dflt is not None and "default" not in text.lower():
         shown = _fmt(dflt) if isinstance(dflt, (int, float)) else ",".join(dflt) if isinstance(dflt, tuple) else dflt
         text += f" Default: {shown}."
     return text.strip()

@@ -15,7 +15,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .specs import cli_blocks, cli_option, cli_type_name, cli_types, flat_fields, help_text, metavar, range_text
+from .specs import (cli_blocks, cli_option, cli_type_name, cli_types, data_default_text, flat_fields, help_text, metavar,
+                    range_text)
 
 
 def _option_type(name: str) -> str:
@@ -94,6 +95,10 @@ def options_table() -> str:
         dflt = "-" if dflt is None else (f"{dflt:g}" if isinstance(dflt, float) else str(dflt).lower()
                                         if isinstance(dflt, bool) else ",".join(dflt) if isinstance(dflt, tuple)
                                         else str(dflt))
+        stated = data_default_text(name)
+        if stated:  # a default from a data file: its value and the file
+            value, file = stated.rsplit(", ", 1)
+            dflt = f"{value} ({file})"
         allowed = "true \\| false" if info.annotation is bool else (range_text(info) or
                                                                     metavar(info).replace("|", " \\| "))
         scen = "models." + name if part is None else _SCENARIO_KEY[part] + name
