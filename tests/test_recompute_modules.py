@@ -109,9 +109,15 @@ def test_search_offers_selective_only_when_it_differs_from_none():
     (dict(system="DGX-GB300", container="26.04.01", precision="MXFP8", layout=(1, 2, 8, 32, 2)),
      (("mla_up_proj",), False)),
     (dict(system="DGX-GB300", container="26.06", precision="MXFP8", layout=(1, 2, 8, 32, 1)), None),
+    (dict(model="GPT OSS 120B", system="DGX-GB200", container="26.04", precision="BF16", layout=(1, 1, 1, 64, 4)),
+     (("layernorm", "moe_act"), True)),
+    (dict(model="GPT OSS 120B", system="DGX-GB300", container="26.04", precision="BF16", layout=(1, 1, 1, 64, 4)),
+     None),
+    (dict(model="GPT OSS 120B", system="DGX-GB200", container="26.06", precision="MXFP8", layout=(1, 1, 1, 64, 4)),
+     None),
 ])
 def test_rows_take_the_recipe_of_their_release_and_layout(row, expected):
     tp, pp, vp, ep, mb = row.pop("layout")
-    full = {"model": "DeepSeekV3", "tp": str(tp), "pp": str(pp), "vp": str(vp) if vp > 1 else "", "ep": str(ep),
+    full = {"model": row.pop("model", "DeepSeekV3"), "tp": str(tp), "pp": str(pp), "vp": str(vp) if vp > 1 else "", "ep": str(ep),
             "mbs": str(mb), **row}
     assert _recompute_recipe(full) == expected
