@@ -303,7 +303,8 @@ def carbon(
         ["kWh per device-hour (node, facility)", f"{num(b['node_kwh_per_device_hour'])}, {num(b['facility_kwh_per_device_hour'])}"],
         ["device-hours (steady, expected)", f"{num(b['steady_device_hours'])}, {num(b['expected_device_hours'])}"],
         [f"embodied (tCO2e, {result.embodied_mode})", result.embodied_tco2e],
-        *[[f"  {k}", b[f"embodied_{k}_tco2e"]] for k in ("accelerator", "die", "hbm", "cpu", "dram", "ssd", "infrastructure")],
+        *[[f"{'    ' if k in ('die', 'hbm') else '  '}{k}", b[f"embodied_{k}_tco2e"]]  # die + hbm = accelerator
+          for k in ("accelerator", "die", "hbm", "cpu", "dram", "ssd", "infrastructure")],
         ["total (tCO2e)", result.total_tco2e],
         ["total range (tCO2e)", f"{num(result.total_low_tco2e)} .. {num(result.total_high_tco2e)}"],
     ]
