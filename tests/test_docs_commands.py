@@ -203,3 +203,10 @@ def test_grid_intensity_source_says_where_the_number_came_from(capsys):
     assert "grid intensity source: default of data/power.yaml (" in capsys.readouterr().out
     main([*CARBON, "--ci", "57"])
     assert "grid intensity source: given as a number" in capsys.readouterr().out
+
+
+def test_empty_model_or_device_file_says_so(capsys, tmp_path):
+    f = tmp_path / "empty.yaml"
+    f.write_text("")
+    assert "got an empty file" in _err(capsys, "estimate", "--model-file", str(f))
+    assert "got an empty file" in _err(capsys, "estimate", "--model", "llama3.1-8b", "--device-file", str(f))
