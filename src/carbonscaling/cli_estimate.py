@@ -145,7 +145,7 @@ def _print_summary(d: dict) -> None:
         ["step: exposed TP / PP / DP / EP comm",
          f"{step['tp_comm_s']:.1%} / {step['pp_comm_s']:.1%} / {step['dp_comm_s']:.1%} / {step['ep_comm_s']:.1%}"],
         ["step: optimizer / overlap slowdown", f"{step['optimizer_s']:.1%} / {step['overlap_slowdown_s']:.1%}"],
-        ["memory per device (GB): total / capacity", f"{mem['total_gb']:.1f} / {mem['capacity_gb']:.1f}"],
+        ["memory per device (GB, 1e9 bytes): total / capacity", f"{mem['total_gb']:.1f} / {mem['capacity_gb']:.1f}"],
         ["energy (kWh, facility)", d["energy_kwh"]],
         ["W per device slot / kWh per device-hour: node, facility",
          f"{d['energy']['w_per_device_slot']:,.0f} W (busy {perf['busy_share']:.2f}) / "

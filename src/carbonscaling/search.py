@@ -393,7 +393,11 @@ def _candidate_bounds(model, system, o, c, all_combos, batch, pins) -> _Candidat
     fits, fewest_rl = memory_fit(model, system, _combo_grid(combos, dp_max, batch, pins), o, c)
     dp_lo = np.full_like(dp_max, pins["dp"]) if "dp" in pins else sizes[1]
     fewest = {**combos, "rl": np.where(combos["rl"] == RL_AUTO, fewest_rl, combos["rl"])}
-    t_max, t_sum, fits_lo = stage_bounds(model, system, _combo_grid(fewest, dp_lo, batch, pins), o, c)
+    # Stage times only where the combination fits (the others are dropped, and cannot fit at a smaller DP).
+    at = np.flatnonzero(fits)
+    t_max, t_sum, fits_lo = np.zeros(len(fits)), np.zeros(len(fits)), np.zeros(len(fits), bool)  # unused where unfit
+    t_max[at], t_sum[at], fits_lo[at] = stage_bounds(
+        model, system, _combo_grid({k: v[at] for k, v in fewest.items()}, dp_lo[at], batch, pins), o, c)
     min_steps = model.train_tokens / (batch * model.seq_len)
     bound = min_steps * (t_max + (t_sum - t_max) / combos["v"])
     return _Candidates(all_combos, combos, fits, t_max, t_sum, bound, _recompute_dominated(combos, fits_lo),

@@ -119,7 +119,7 @@ def check_validation_carbon(report) -> Callable:
     return check
 
 
-def _validation_files(report, out: Path) -> list[Path]:
+def _validation_files(report, out: Path, svg: bool = False) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -130,7 +130,7 @@ def _validation_files(report, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for fn in (fig_device_hours, fig_scatter, fig_carbon):
-        paths += fn(plt, report, out)
+        paths += fn(plt, report, out, svg=svg)
     table = report.table("device_hours")
     if table:
         p = out / "v2-fig3.csv"
@@ -158,7 +158,7 @@ def _cell(v: Any) -> Any:
 def _draw(args) -> list[Path]:
     sc, rows, out_dir, fits, svg = args
     if sc.plot == "validation":
-        return _validation_files(rows, out_dir) if rows is not None else []
+        return _validation_files(rows, out_dir, svg) if rows is not None else []
     from .figures import draw
 
     return draw(sc, rows, out_dir, fits, svg=svg)
@@ -221,8 +221,11 @@ def _run_into(scenarios: list[Scenario], out: Path, *, jobs: int | None, progres
                 if progress:
                     progress("figures", done[0], len(tasks))
 
-            for sc, paths in zip(scenarios, pool_map(pool, _draw, tasks, tick)):
-                files.setdefault(sc.name, []).extend(paths)
+            # The validation figures take longest: start them first so the pool's workers finish together.
+            order = sorted(range(len(tasks)), key=lambda i: scenarios[i].plot != "validation")
+            drawn = dict(zip(order, pool_map(pool, _draw, [tasks[i] for i in order], tick)))
+            for i, sc in enumerate(scenarios):
+                files.setdefault(sc.name, []).extend(drawn[i])
         timings["figures_s"] = time.perf_counter() - t1
     claims = evaluate_claims(scenarios, rows, extra={"validation_baselines": check_validation(validation),
                                                      "validation_carbon": check_validation_carbon(validation)})

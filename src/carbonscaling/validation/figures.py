@@ -32,10 +32,11 @@ def _style(method: str):
     return STYLE.get(method, (method, "#999999", "x"))
 
 
-def _save(fig, out: Path, name: str) -> list[Path]:
-    paths = [out / f"{name}.png", out / f"{name}.svg"]
+def _save(fig, out: Path, name: str, svg: bool = True) -> list[Path]:
+    paths = [out / f"{name}.png"] + ([out / f"{name}.svg"] if svg else [])
     fig.savefig(paths[0], dpi=150, bbox_inches="tight")
-    fig.savefig(paths[1], bbox_inches="tight")
+    if svg:  # `carbonscaling paper` writes SVG only with --svg (most of these figures' time)
+        fig.savefig(paths[1], bbox_inches="tight")
     return paths
 
 
@@ -131,7 +132,7 @@ def label_points(ax, labels: list[tuple[float, float, str]], markers: list[tuple
     return out
 
 
-def fig_device_hours(plt, report: ValidationReport, out: Path) -> list[Path]:
+def fig_device_hours(plt, report: ValidationReport, out: Path, svg: bool = True) -> list[Path]:
     import numpy as np
 
     rows = [r for r in report.runs if "device_hours" in r["reported"]]
@@ -155,7 +156,7 @@ def fig_device_hours(plt, report: ValidationReport, out: Path) -> list[Path]:
     top = max(r["reported"]["device_hours"] for r in rows)
     ax.set_ylim(top=top * 30)
     plain_log_ticks(ax)
-    paths = _save(fig, out, "fig1_device_hours")
+    paths = _save(fig, out, "fig1_device_hours", svg)
     plt.close(fig)
     return paths
 
@@ -206,9 +207,9 @@ def _scatter(ax, report: ValidationReport, quantity: str, log: bool) -> int:
     return n
 
 
-def fig_scatter(plt, report: ValidationReport, out: Path) -> list[Path]:
+def fig_scatter(plt, report: ValidationReport, out: Path, svg: bool = True) -> list[Path]:
     fig = scatter_figure(plt, report)
-    paths = _save(fig, out, "fig3a_predicted_vs_reported")
+    paths = _save(fig, out, "fig3a_predicted_vs_reported", svg)
     plt.close(fig)
     return paths
 
@@ -237,7 +238,7 @@ def scatter_figure(plt, report: ValidationReport):
     return fig
 
 
-def fig_carbon(plt, report: ValidationReport, out: Path) -> list[Path]:
+def fig_carbon(plt, report: ValidationReport, out: Path, svg: bool = True) -> list[Path]:
     import numpy as np
 
     entries = [e for e in report.extras.get("carbon", []) if e["reported"].get("embodied_tco2e") is not None
@@ -262,7 +263,7 @@ def fig_carbon(plt, report: ValidationReport, out: Path) -> list[Path]:
         ax.set_ylabel("tCO2e")
         ax.set_title(f"{e['run_id']}: operational (solid) + embodied (hatched) (cf. v2 Fig. 3b)", fontsize=9)
         ax.grid(axis="y", alpha=0.3)
-    paths = _save(fig, out, "fig3b_carbon")
+    paths = _save(fig, out, "fig3b_carbon", svg)
     plt.close(fig)
     return paths
 
