@@ -175,6 +175,11 @@ def _candidates(model, system, o, c, pins, batch, pipeline_split) -> _Candidates
     settings, a pinned device count) reuse them. Arrays are read-only: they are shared."""
     key = (model, system.model_dump_json(), o, c, tuple(sorted((k, v) for k, v in pins.items() if k != "devices")),
            batch, pipeline_split)
+    try:
+        hash(key)
+    except TypeError:  # e.g. constants built with a list field: no caching, same answer
+        return _candidate_bounds(model, system, o, c, inner_combos(model, pins, o, pipeline_split, system), batch,
+                                 pins)
     with _CANDIDATES_LOCK:  # the service answers requests on threads
         hit = _CANDIDATES.get(key)
         if hit is not None:
