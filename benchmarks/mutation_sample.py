@@ -113,6 +113,9 @@ def stratified_sample(everything, n: int, seed: int, min_per_file: int):
         by_file[f].append(m)
     total = len(everything)
     quota = {f: max(min_per_file, math.floor(n * len(ms) / total)) for f, ms in by_file.items()}
+    while sum(quota.values()) > n:  # the floors of small files came out of the largest files' shares
+        big = max(quota, key=lambda f: (quota[f] > min_per_file, quota[f]))
+        quota[big] -= 1
     rest = sorted(by_file, key=lambda f: -(n * len(by_file[f]) / total - math.floor(n * len(by_file[f]) / total)))
     for f in rest:
         if sum(quota.values()) >= n:

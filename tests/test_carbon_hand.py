@@ -190,13 +190,29 @@ def test_duration_bounds():
     with pytest.raises(InputError) as err:
         run_carbon(None, "H100", device_hours=8.01e9, **kw)
     assert err.value.field == "device_hours"
-    for extra in ({}, {"duration_h": 1.0, "device_hours": 8.0}):
+    for extra, got in (({}, "neither"), ({"duration_h": 1.0, "device_hours": 8.0}, "both")):
         with pytest.raises(InputError) as err:
             run_carbon(None, "H100", **kw, **extra)
         assert err.value.field == "duration_h"
+        assert str(err.value).endswith(f"give exactly one of duration_h and device_hours, got {got}")
     with pytest.raises(InputError) as err:
         run_carbon(None, "H100", duration_h=1.0, **{**kw, "utilization": 0})
     assert err.value.field == "utilization"
     with pytest.raises(InputError) as err:
         run_carbon(None, "H100", duration_h=1.0, bogus=1, **kw)
     assert err.value.field == "bogus"
+
+
+def test_scope_line_names_every_term_counted():
+    # the one line a reader gets to know what a figure includes (a fresh-seed mutation survivor)
+    r = run_carbon(None, "H100", n_devices=16, duration_h=100, utilization=0.5, **PAPER)
+    assert r.scope == ("operational: device (static), device (dynamic), node beyond devices (nameplate), "
+                       "network switches; papers' static + dynamic x MFU; allocation node; PUE 1.2; steady state "
+                       "(goodput 1); embodied paper (accelerators, host CPU/DRAM/SSD, infrastructure; lifetime 5 y, "
+                       "replace)")
+    r = run_carbon(None, "H100", n_devices=16, duration_h=100, utilization=0.5,
+                   **{**PAPER, "goodput": 0.9, "include_embodied": False})
+    assert r.scope.endswith("; goodput 0.900 (interruptions, restarts, checkpoints); no embodied")
+    r = run_carbon(None, "H100", n_devices=16, duration_h=100, utilization=0.5,
+                   **{**PAPER, "infrastructure": False, "embodied_mode": "vendor"})
+    assert r.scope.endswith("; embodied vendor (accelerators, host CPU/DRAM/SSD; lifetime 5 y, replace)")

@@ -196,3 +196,17 @@ def test_table_numbers_are_rounded_for_reading():
 
     assert [num(x) for x in (8.20596, 9340.37, 0.48912, 1082990.0, 999.96, 1.3e13)] == \
         ["8.206", "9,340", "0.4891", "1,082,990", "1,000", "1.300e+13"]
+
+
+def test_grid_intensity_source_says_where_the_number_came_from(capsys):
+    main([*CARBON])
+    assert "grid intensity source: default of data/power.yaml (" in capsys.readouterr().out
+    main([*CARBON, "--ci", "57"])
+    assert "grid intensity source: given as a number" in capsys.readouterr().out
+
+
+def test_empty_model_or_device_file_says_so(capsys, tmp_path):
+    f = tmp_path / "empty.yaml"
+    f.write_text("")
+    assert "got an empty file" in _err(capsys, "estimate", "--model-file", str(f))
+    assert "got an empty file" in _err(capsys, "estimate", "--model", "llama3.1-8b", "--device-file", str(f))

@@ -37,7 +37,9 @@ _NoArgsIsHelp = getattr(_click_exc, "NoArgsIsHelpError", ())
 
 app = typer.Typer(
     name="carbonscaling",
-    help="Carbon-aware scaling laws for LLM training: operational and embodied carbon.",
+    help="What an LLM training run costs the climate: device count and layout that meet a deadline, step "
+         "time, energy, operational and embodied carbon. Start with: carbonscaling estimate --model llama3.1-70b "
+         "--device H100 --region us-east5 (catalogs: models, devices, regions; abbreviations: glossary).",
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -224,7 +226,7 @@ def _print_version(value: bool) -> None:
 @app.callback()
 def _root(version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
                                                 help="Print the version and exit.")] = False) -> None:
-    """Carbon-aware scaling laws for LLM training: operational and embodied carbon."""
+    """What an LLM training run costs the climate (see ``app``'s help)."""
 
 
 CARBON_TERMS = ("device", "device_static", "device_dynamic", "host", "node_other", "power_conversion", "cooling",
@@ -303,7 +305,8 @@ def carbon(
         ["kWh per device-hour (node, facility)", f"{num(b['node_kwh_per_device_hour'])}, {num(b['facility_kwh_per_device_hour'])}"],
         ["device-hours (steady, expected)", f"{num(b['steady_device_hours'])}, {num(b['expected_device_hours'])}"],
         [f"embodied (tCO2e, {result.embodied_mode})", result.embodied_tco2e],
-        *[[f"  {k}", b[f"embodied_{k}_tco2e"]] for k in ("accelerator", "die", "hbm", "cpu", "dram", "ssd", "infrastructure")],
+        *[[f"{'    ' if k in ('die', 'hbm') else '  '}{k}", b[f"embodied_{k}_tco2e"]]  # die + hbm = accelerator
+          for k in ("accelerator", "die", "hbm", "cpu", "dram", "ssd", "infrastructure")],
         ["total (tCO2e)", result.total_tco2e],
         ["total range (tCO2e)", f"{num(result.total_low_tco2e)} .. {num(result.total_high_tco2e)}"],
     ]

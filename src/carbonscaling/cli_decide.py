@@ -195,8 +195,10 @@ def pareto_deadline(model: ModelOpt = None, preset: PresetOpt = None, d_model: D
 def pareto_loss(preset: PresetOpt = "cs-v2", device: DeviceOpt = "H100",
                 deadline_days: DeadlineDaysOpt = None, ci: CiOpt = None, region: RegionOpt = None, pue: PueOpt = None,
                 lifetime_years: LifetimeYearsOpt = None, embodied_mode: EmbodiedModeOpt = None, precision: PrecisionOpt = None,
-                d_models: Annotated[Optional[str], typer.Option("--d-models", metavar="D1,D2,...")] = None,
-                points: Annotated[Num, typer.Option("--points", metavar="N", help="Widths (default 9).")] = None,
+                d_models: Annotated[Optional[str], typer.Option(
+                    "--d-models", metavar="D1,D2,...", help="Model widths (default: --points widths spaced "
+                    "geometrically over the preset's sweep range, data/scaling_laws.yaml).")] = None,
+                points: Annotated[Num, typer.Option("--points", metavar="N", help="Number of widths when --d-models is not given (default 9).")] = None,
                 budget: Annotated[Num, typer.Option("--budget", metavar="TCO2E", help="Draw a budget line.")] = None,
                 out: OutOpt = None, as_json: JsonOpt = False) -> None:
     """Front over (scaling-law loss, total carbon) across the widths of a preset."""
@@ -399,8 +401,8 @@ def footprint(model: ModelOpt = None, preset: PresetOpt = None, d_model: DModelO
               renewable_share: Annotated[Optional[str], typer.Option("--renewable-share", metavar="F|cfe",
                                          help="Market-based: share covered by certificates (0-1), or 'cfe' (Google CFE of --region).")] = None,
               residual_ci: Annotated[Num, typer.Option("--residual-ci", metavar="G", help="Residual-mix g/kWh for uncovered use.")] = None,
-              wue: Annotated[Num, typer.Option("--wue", metavar="L/KWH", help="On-site water per IT kWh.")] = None,
-              ewif: Annotated[Num, typer.Option("--ewif", metavar="L/KWH", help="Off-site water per facility kWh.")] = None,
+              wue: Annotated[Num, typer.Option("--wue", metavar="L/KWH", help="On-site water per IT kWh (default: data/water.yaml).")] = None,
+              ewif: Annotated[Num, typer.Option("--ewif", metavar="L/KWH", help="Off-site water per facility kWh (default: data/water.yaml).")] = None,
               as_json: JsonOpt = False) -> None:
     """Location- and market-based carbon side by side (GHG Protocol Scope 2), and water."""
     from .chain import estimate

@@ -58,6 +58,7 @@ def estimate(
     capacity_factor: Annotated[Optional[str], typer.Option('--capacity-factor', metavar='X', help='MoE expert capacity factor. A finite number in [1, 4]. Default: 1.')] = None,
     moe_dispatcher: Annotated[Optional[str], typer.Option('--moe-dispatcher', metavar='flex|alltoall', help="MoE token dispatcher: flex (DeepEP/HybridEP: one network copy per destination node, as Megatron-Bridge's MoE recipes run) or alltoall (one per expert). Default: flex.")] = None,
     moe_grouped_gemm: Annotated[Optional[str], typer.Option('--moe-grouped-gemm', metavar='loop|fused', help="MoE expert GEMMs: loop (Transformer Engine's grouped GEMM, one cuBLAS GEMM per local expert) or fused (one fused grouped-MLP kernel, TE's CuTe-DSL kernel of recent MXFP8 recipes): no per-expert cost. Default: loop.")] = None,
+    recompute_modules: Annotated[Optional[str], typer.Option('--recompute-modules', metavar='MODULES', help='Modules selective recompute repeats (Megatron-Core recompute_modules, comma-separated): core_attn, moe_act, layernorm, mla_up_proj, mlp, moe, shared_experts. Default: core_attn.')] = None,
     dynamic_eviction: Annotated[Optional[bool], typer.Option('--dynamic-eviction/--no-dynamic-eviction', help='Coop-style allocator (less fragmentation). Default: off.')] = None,
     flexible_sharding: Annotated[Optional[bool], typer.Option('--flexible-sharding/--no-flexible-sharding', help='LinS/hpZ-style ZeRO-3 within the node. Default: off.')] = None,
     qat: Annotated[Optional[bool], typer.Option('--qat/--no-qat', help='Quantization-aware training: 8-bit compute, memory and communication. Default: off.')] = None,
@@ -144,7 +145,7 @@ def _print_summary(d: dict) -> None:
         ["step: exposed TP / PP / DP / EP comm",
          f"{step['tp_comm_s']:.1%} / {step['pp_comm_s']:.1%} / {step['dp_comm_s']:.1%} / {step['ep_comm_s']:.1%}"],
         ["step: optimizer / overlap slowdown", f"{step['optimizer_s']:.1%} / {step['overlap_slowdown_s']:.1%}"],
-        ["memory per device (GB): total / capacity", f"{mem['total_gb']:.1f} / {mem['capacity_gb']:.1f}"],
+        ["memory per device (GB, 1e9 bytes): total / capacity", f"{mem['total_gb']:.1f} / {mem['capacity_gb']:.1f}"],
         ["energy (kWh, facility)", d["energy_kwh"]],
         ["W per device slot / kWh per device-hour: node, facility",
          f"{d['energy']['w_per_device_slot']:,.0f} W (busy {perf['busy_share']:.2f}) / "

@@ -214,7 +214,8 @@ def _find(name: str) -> tuple[str, dict]:
 def system_from_mapping(entry: dict, name: str | None = None, *, origin: str = "device") -> System:
     """Build a :class:`System` from a catalog-style mapping (device fields + ``system:`` block)."""
     if not isinstance(entry, dict):
-        raise InputError(origin, f"must be a mapping of device fields, got {type(entry).__name__}")
+        raise InputError(origin, f"must be a mapping of device fields, got "
+                                 f"{'an empty file' if entry is None else type(entry).__name__}")
     entry = dict(entry)
     system_block = entry.pop("system", None) or {}
     if not isinstance(system_block, dict):

@@ -122,7 +122,8 @@ def resolve_grid_intensity(ci: Any = None, year: int | None = None) -> tuple[flo
             return row["ci_g_per_kwh"], f"{row['region']} ({row['location']}) {row['year']}: {row['source']}"
     if year is not None and explicit:
         raise InputError("year", "applies to a region name, not to a grid intensity given as a number")
-    return check_number("ci", ci, 0, 2000), "value"
+    value = check_number("ci", ci, 0, 2000)
+    return value, ("given as a number" if explicit else f"default of data/power.yaml ({value:g} g/kWh)")
 
 
 def grid_intensity(region_or_value: Any, year: int | None = None) -> float:

@@ -718,7 +718,8 @@ def model_from_mapping(data: dict, *, origin: str = "model") -> ModelSpec:
         The validated spec.
     """
     if not isinstance(data, dict):
-        raise InputError(origin, f"must be a mapping of ModelSpec fields, got {type(data).__name__}")
+        raise InputError(origin, f"must be a mapping of ModelSpec fields, got "
+                                 f"{'an empty file' if data is None else type(data).__name__}")
     clean = {k: (_coerce_number(v) if k not in {"name", "preset", "loss_law"} else v) for k, v in data.items()}
     try:
         return ModelSpec(**clean)
