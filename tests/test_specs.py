@@ -183,7 +183,8 @@ def test_every_pin_is_searched_or_named_as_not_modelled():
 
 
 # ---- scenario files ------------------------------------------------------------------------
-SAMPLES = {"ci": 100.0, "region": "us-east5", "device": "H100", "year": 2024, "model": None}
+SAMPLES = {"ci": 100.0, "region": "us-east5", "device": "H100", "year": 2024, "model": None,
+           "recompute_modules": ("mla_up_proj", "mlp")}
 
 
 def sample_value(name: str):

@@ -210,8 +210,10 @@ def _recompute_options(pinned: dict, o: TrainingOptions) -> list[tuple[int, int]
         rl = pinned.get("recompute_layers", RL_ALL)
         return [(0, RL_ALL)] if rc == 2 and rl == 0 else [(rc, rl if rc == 2 else RL_ALL)]
     full = (2, RL_ALL if o.legacy else RL_AUTO)
-    # With FlashAttention, selective recompute is what the kernel already does: same time and memory as none.
-    return [(0, RL_ALL), full] if o.flash_attention else [(0, RL_ALL), (1, RL_ALL), full]
+    # With FlashAttention, selective recompute of core_attn alone is what the kernel already does (same
+    # time and memory as none); other recompute_modules make it a choice of its own.
+    plain = o.flash_attention and not o.selective_modules
+    return [(0, RL_ALL), full] if plain else [(0, RL_ALL), (1, RL_ALL), full]
 
 
 COMBO_FIELDS = ("ep", "etp", "tp", "cp", "pp", "v", "mb", "zero", "fsdp", "rc", "rl")

@@ -397,7 +397,8 @@ def help_text(name: str, info: FieldInfo | None = None) -> str:
     if isinstance(dflt, bool) and "default" not in text.lower():
         text += f" Default: {'on' if dflt else 'off'}."
     elif dflt is not None and "default" not in text.lower():
-        text += f" Default: {_fmt(dflt) if isinstance(dflt, (int, float)) else dflt}."
+        shown = _fmt(dflt) if isinstance(dflt, (int, float)) else ",".join(dflt) if isinstance(dflt, tuple) else dflt
+        text += f" Default: {shown}."
     return text.strip()
 
 

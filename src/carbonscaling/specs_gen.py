@@ -93,7 +93,8 @@ def options_table() -> str:
     for name, (part, info) in flat_fields().items():
         dflt = info.default
         dflt = "-" if dflt is None else (f"{dflt:g}" if isinstance(dflt, float) else str(dflt).lower()
-                                        if isinstance(dflt, bool) else str(dflt))
+                                        if isinstance(dflt, bool) else ",".join(dflt) if isinstance(dflt, tuple)
+                                        else str(dflt))
         stated = data_default_text(name)
         if stated:  # a default from a data file: its value and the file
             value, file = stated.rsplit(", ", 1)

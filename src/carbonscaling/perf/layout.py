@@ -34,6 +34,8 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 from ..formats import PRECISIONS, canonical_precision, number_format
 
 RECOMPUTE_MODES = ("none", "selective", "full")
+#: Megatron-Core ``recompute_modules`` (TransformerConfig): what selective recompute repeats.
+RECOMPUTE_MODULES = ("core_attn", "moe_act", "layernorm", "mla_up_proj", "mlp", "moe", "shared_experts")
 Recompute = Literal["none", "selective", "full"]
 EP_CONVENTIONS = ("megatron", "cs-v1")
 RL_ALL = 1 << 30  # grid value of recompute_layers: every layer of a (virtual) stage
@@ -64,6 +66,10 @@ class TrainingOptions(BaseModel):
         default="loop", description="MoE expert GEMMs: loop (Transformer Engine's grouped GEMM, one cuBLAS GEMM per "
                                     "local expert) or fused (one fused grouped-MLP kernel, TE's CuTe-DSL kernel of "
                                     "recent MXFP8 recipes): no per-expert cost.")
+    recompute_modules: tuple[Literal[RECOMPUTE_MODULES], ...] = Field(
+        default=("core_attn",), json_schema_extra={"metavar": "MODULES"},
+        description="Modules selective recompute repeats (Megatron-Core recompute_modules, comma-separated): "
+                    "core_attn, moe_act, layernorm, mla_up_proj, mlp, moe, shared_experts.")
     # v1 Fig. 9 / v2 Fig. 6b knobs (see docs/performance.md).
     dynamic_eviction: bool = Field(default=False, description="Coop-style allocator (less fragmentation).")
     flexible_sharding: bool = Field(default=False, description="LinS/hpZ-style ZeRO-3 within the node.")
@@ -85,6 +91,24 @@ class TrainingOptions(BaseModel):
             return canonical_precision(v)
         except ValueError as err:  # pydantic adds the field name itself
             raise ValueError(getattr(err, "message", str(err))) from None
+
+    @field_validator("recompute_modules", mode="before")
+    @classmethod
+    def _module_list(cls, v):
+        # The CLI passes "mla_up_proj,mlp"; one order (Megatron's list) keeps equal sets equal (cache keys).
+        if isinstance(v, str):
+            v = [m.strip() for m in v.split(",") if m.strip()]
+        if isinstance(v, (list, tuple, set, frozenset)):
+            bad = [m for m in v if m not in RECOMPUTE_MODULES]
+            if bad:
+                raise ValueError(f"unknown module {bad[0]!r}; allowed: {', '.join(RECOMPUTE_MODULES)}")
+            return tuple(m for m in RECOMPUTE_MODULES if m in set(v))
+        return v
+
+    @property
+    def selective_modules(self) -> frozenset:
+        """Modules selective recompute repeats beyond what FlashAttention already does (core_attn)."""
+        return frozenset(self.recompute_modules) - {"core_attn"}
 
     @property
     def gemm_precision(self) -> str:

@@ -234,7 +234,7 @@ def activation_bytes_per_layer(model: ModelSpec, g: LayoutGrid, o: TrainingOptio
         replicated = replicated + ((model.q_lora_rank or 0) + model.kv_lora_rank) * (e + gi) \
             + e * model.qk_rope_head_dim
     scores = 0.0 if o.flash_attention else model.n_heads * s / g.cp * (e + ((1.0 + e) if drop else 0.0)) / tp
-    scores = np.where(g.rc >= 1, 0.0, scores)
+    scores = np.where((g.rc == 2) | ((g.rc == 1) & ("core_attn" in o.recompute_modules)), 0.0, scores)
     gate = 2.0 if model.ffn_gated else 1.0
     dense_ffn = model.d_ff * (gate * e + gi) / tp
     # Each routed copy keeps its dispatched input, gathered over the ETP group (v1 counted
@@ -253,8 +253,58 @@ def activation_bytes_per_layer(model: ModelSpec, g: LayoutGrid, o: TrainingOptio
         replicated = replicated / 2.0
     full = tokens * (replicated / sp + attn + scores + ffn)
     layer_input = tokens * e * h / sp
-    kept = np.where(g.rc == 2, layer_input, full)
+    parts = {"norm_out": (1.0 if model.is_hybrid else 2.0) * gi * h / sp,
+             "mla_qkv": e * nh * (2 * model.qk_head_dim + model.value_head_dim) if model.is_mla else 0.0,
+             "dense_ffn": dense_ffn, "moe_ffn": moe_ffn, "shared": shared,
+             "moe_act": model.top_k * o.capacity_factor * model.d_expert * gi / tp}
+    freed = tokens * selective_freed_bytes(model, o, parts)
+    kept = np.where(g.rc == 2, layer_input, np.where(g.rc == 1, full - freed, full))
     return kept, full, layer_input
+
+
+def selective_freed_bytes(model: ModelSpec, o: TrainingOptions, parts: dict):
+    """Bytes per token and layer that selective recompute's modules do not keep (layer average).
+
+    Megatron-Core (``TransformerConfig.recompute_modules``): ``layernorm``, ``moe_act`` and
+    ``mla_up_proj`` discard their outputs after use (output-discarding checkpoints) -- the norm
+    outputs (the GEMM inputs after the norms), the routed experts' activation outputs (FC2 inputs)
+    and MLA's decompressed per-head Q, K, V; ``mlp``, ``moe`` and ``shared_experts`` checkpoint the
+    whole submodule and keep only its input -- the dense FFN's, the MoE layer's (routed and
+    shared experts, router logits) or the shared experts' activations. ``core_attn`` frees the
+    score tensors (:func:`activation_bytes_per_layer`; none with FlashAttention).
+
+    Parameters
+    ----------
+    model : ModelSpec
+        The architecture (the share of dense, MoE and attention layers).
+    o : TrainingOptions
+        ``recompute_modules``.
+    parts : dict
+        Bytes per token of one layer (one device): ``norm_out``, ``mla_qkv``, ``dense_ffn``,
+        ``moe_ffn``, ``shared``, ``moe_act``.
+
+    Returns
+    -------
+    float or ndarray
+        Bytes per token, averaged over the layers.
+    """
+    mods = o.selective_modules
+    L = model.n_layers
+    f_moe = model.n_moe_layers / L
+    f_dense = model.n_dense_layers / L if model.is_hybrid else 1.0 - f_moe
+    f_attn = model.n_attention_layers / L if model.is_hybrid else 1.0
+    out = 0.0
+    if "layernorm" in mods:
+        out = out + parts["norm_out"]
+    if "mla_up_proj" in mods:
+        out = out + f_attn * parts["mla_qkv"]
+    if "mlp" in mods:
+        out = out + f_dense * parts["dense_ffn"]
+    if "moe" in mods:  # the whole layer: its activation and shared experts with it
+        out = out + f_moe * parts["moe_ffn"]
+    else:
+        out = out + f_moe * (("moe_act" in mods) * parts["moe_act"] + ("shared_experts" in mods) * parts["shared"])
+    return out
 
 
 def _mamba_activations(model: ModelSpec, g: LayoutGrid, e: float, gi: float):

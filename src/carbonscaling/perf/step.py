@@ -223,6 +223,70 @@ def _mamba(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOptions, 
                               o.gemm_input_bytes)
 
 
+def selective_recompute_time(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOptions,
+                             c: PerfConstants, mixer: str | None, ffn: str | None, ffn_fwd):
+    """Forward work selective recompute's modules repeat in one layer's backward (s per microbatch).
+
+    Megatron-Core ``recompute_modules`` (TransformerConfig): ``layernorm`` reruns the two norms
+    (read and write ``d_model`` per token each, memory-bound), ``mla_up_proj`` MLA's query and
+    key/value up projections (their GEMMs; the RoPE applied to them is elementwise and small),
+    ``moe_act`` the experts' activation (read the FC1 output, write the FC2 input), ``mlp`` /
+    ``moe`` the whole dense FFN / MoE forward (the MoE's dispatch and combine too, charged by
+    :func:`layer_times`), ``shared_experts`` the shared experts' forward. The TP collectives inside
+    a recomputed dense FFN are not repeated here (a simplification: the recipes described run TP 1
+    or 2). ``core_attn`` is :func:`_attention`'s ``selective`` term.
+
+    Parameters
+    ----------
+    model, system, g, o, c
+        As for :func:`layer_times`.
+    mixer, ffn : str or None
+        The layer's parts (:func:`_block_parts`).
+    ffn_fwd : ndarray
+        The layer's FFN forward time (s), repeated by ``mlp`` / ``moe``.
+
+    Returns
+    -------
+    ndarray
+        Seconds per microbatch, for every layout of ``g``.
+    """
+    mods = o.selective_modules
+    out = 0.0 * g.tp
+    if not mods:
+        return out
+    dev, h = system.device, model.d_model
+    tp = g.tp.astype(float)
+    tokens = g.mb * model.seq_len / g.cp
+    e = o.activation_bytes
+    sp = np.where(o.sequence_parallel & (g.tp > 1), tp, 1.0)
+    if "layernorm" in mods:
+        norms = 2.0 if (mixer and ffn) else 1.0
+        out = out + K.memory_bound_time(tokens * norms * 2.0 * e * h / sp, dev, c)
+    if "mla_up_proj" in mods and mixer == "attention" and model.is_mla:
+        nh = model.n_heads / tp
+        ups = [(model.kv_lora_rank, nh * (model.head_dim + model.value_head_dim))]
+        if model.q_lora_rank:
+            ups.append((model.q_lora_rank, nh * model.qk_head_dim))
+        for n_in, n_out in ups:
+            out = out + K.linear_fwd_bwd_time(tokens, n_out, n_in, 1, dev, c, o.gemm_precision,
+                                              o.gemm_input_bytes)[0]
+    if ffn == "dense" and "mlp" in mods:
+        out = out + ffn_fwd
+    if ffn == "moe" and "moe" in mods:
+        out = out + ffn_fwd
+    elif ffn == "moe":
+        gate = 2.0 if model.ffn_gated else 1.0
+        if "moe_act" in mods:
+            copies = model.top_k * o.capacity_factor
+            out = out + K.memory_bound_time(tokens * copies * model.d_expert * (gate + 1.0) * e / tp, dev, c)
+        if "shared_experts" in mods and model.n_shared_experts:
+            width = model.n_shared_experts * model.shared_expert_width / tp
+            up = K.linear_fwd_bwd_time(tokens, gate * width, h, 1, dev, c, o.gemm_precision, o.gemm_input_bytes)
+            dn = K.linear_fwd_bwd_time(tokens, h, width, 1, dev, c, o.gemm_precision, o.gemm_input_bytes)
+            out = out + up[0] + dn[0]
+    return out
+
+
 def layer_times(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOptions, c: PerfConstants,
                 moe: bool, block: str | None = None) -> LayerTimes:
     """One layer on one device: compute, and communication exposed after overlap.
@@ -273,7 +337,10 @@ def layer_times(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOpti
                                            + ffn_bytes * ffn_width), dev, c)
     fwd = q_f + at_f + ff_f + elem_f
     bwd = q_b + at_b + ff_b + c.elementwise_bwd_to_fwd * elem_f
+    sel = sel * ("core_attn" in o.recompute_modules) + selective_recompute_time(model, system, g, o, c, mixer, ffn,
+                                                                               ff_f)
     sel = np.where(g.rc == 1, sel, 0.0)
+    moe_redo = np.where((g.rc == 1) & (ffn == "moe") & ("moe" in o.selective_modules), 2.0, 0.0)
     tp_pair, a2a, send = _collectives(model, system, g, o, c, ffn == "moe", bool(mixer), bool(ffn))
     # CP ring: each of the CP - 1 sends overlaps one block of attention (Megatron/TE p2p CP).
     steps = g.cp - 1.0
@@ -290,7 +357,7 @@ def layer_times(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOpti
         return tp_x, ep_x, (tpc - tp_x) + (epc - ep_x)
 
     c0 = fwd + bwd + sel
-    tp0, ep0, ov0 = exposed(c0, 2.0 * tp_pair, 4.0 * a2a)
+    tp0, ep0, ov0 = exposed(c0, 2.0 * tp_pair, (4.0 + moe_redo) * a2a)  # a recomputed MoE dispatches again
     c1 = c0 + fwd
     tp1, ep1, ov1 = exposed(c1, 3.0 * tp_pair, 6.0 * a2a)
     cp0 = cp_f + cp_b

@@ -64,6 +64,37 @@ FUSED_MOE_RECIPES = {
     ("Qwen3_30B_a3B", "DGX-GB200"): ((1, 1, 1, 8, 4), False),
 }
 FUSED_MOE_FIRST_CONTAINER = (26, 6)
+#: Megatron-Bridge DeepSeek-V3 recipes' selective recompute (``recompute_modules``), first match wins:
+#: (model, system, precisions (None = all), (TP, PP, VP, EP, microbatch), first container) ->
+#: (modules, EP all-to-all overlapped). Source: scripts/performance/configs/deepseek/
+#: deepseek_workload_base_configs.py, read in the code index at two commits: cf94114 (NVIDIA-NeMo
+#: fork YangFei1990/Megatron-Bridge: every GB300/GB200 precision = the base config -- GB300
+#: PP 2 VP 8 EP 32 microbatch 2 ``["mla_up_proj"]``, GB200 PP 4 VP 4 EP 64 ``["mlp"]``, GB200 BF16
+#: ``["mla_up_proj"]``; B200 PP 16 EP 8 ``["mla_up_proj"]``; B200 FP8_MX PP 8 VP 2 EP 32
+#: ``["mla_up_proj", "mlp"]`` with ``moe_a2a_overlap=True``; B300 V2 PP 8 microbatch 2
+#: ``["mla_up_proj"]``; H100 TP 2 PP 8 VP 4 EP 64 ``["mla_up_proj", "mlp"]``) and 0426418
+#: (NVIDIA-NeMo/Megatron-Bridge, the 26.06 MXFP8 recipes: GB200 ``["mla_up_proj"]``, B300 PP 8 VP 2
+#: ``["mla_up_proj"]``; GB300 microbatch 1 ``[]``, not listed). gpt-oss-120b: configs/gpt_oss/
+#: gpt_oss_workload_base_configs.py at 07eea52 (NVIDIA-NeMo/Megatron-Bridge): GB200, B200 and H100 BF16
+#: ``["layernorm", "moe_act"]`` (B200 V1 EP 64 / V2 EP 8, H100 PP 4 EP 8 microbatch 1), GB200 V2 (global
+#: batch 1280) with ``moe_a2a_overlap=True``; GB300/B300 BF16 and the MXFP8 V2 configs state none.
+#: Only the V1/V2 workload-config releases (container 26.02 on) and only where the row's layout is the
+#: config's.
+RECOMPUTE_RECIPES = [
+    ("DeepSeekV3", "DGX-GB300", None, (1, 2, 8, 32, 2), (26, 2), ("mla_up_proj",), False),
+    ("DeepSeekV3", "DGX-GB200", ("MXFP8",), (1, 4, 4, 64, 1), (26, 6), ("mla_up_proj",), False),
+    ("DeepSeekV3", "DGX-GB200", ("BF16",), (1, 4, 4, 64, 1), (26, 2), ("mla_up_proj",), False),
+    ("DeepSeekV3", "DGX-GB200", None, (1, 4, 4, 64, 1), (26, 2), ("mlp",), False),
+    ("DeepSeekV3", "DGX-B200", None, (1, 16, 1, 8, 1), (26, 2), ("mla_up_proj",), False),
+    ("DeepSeekV3", "DGX-B200", ("MXFP8",), (1, 8, 2, 32, 1), (26, 2), ("mla_up_proj", "mlp"), True),
+    ("DeepSeekV3", "DGX-B300", ("MXFP8",), (1, 8, 2, 8, 1), (26, 6), ("mla_up_proj",), False),
+    ("DeepSeekV3", "DGX-B300", None, (1, 8, 1, 8, 2), (26, 2), ("mla_up_proj",), False),
+    ("DeepSeekV3", "DGX-H100", None, (2, 8, 4, 64, 1), (26, 2), ("mla_up_proj", "mlp"), False),
+    ("GPT OSS 120B", "DGX-GB200", ("BF16",), (1, 1, 1, 64, 4), (26, 2), ("layernorm", "moe_act"), True),
+    ("GPT OSS 120B", "DGX-B200", ("BF16",), (1, 1, 1, 8, 4), (26, 2), ("layernorm", "moe_act"), False),
+    ("GPT OSS 120B", "DGX-B200", ("BF16",), (1, 1, 1, 64, 4), (26, 2), ("layernorm", "moe_act"), False),
+    ("GPT OSS 120B", "DGX-H100", ("BF16",), (1, 4, 1, 8, 1), (26, 2), ("layernorm", "moe_act"), False),
+]
 #: Rows whose model is a catalog model with a change the architecture table states.
 MODEL_CHANGES = {"Nemotron_3_5_Lightning": ("nemotron-3-nano", {"mtp_layers": 2})}  # Nano + 2 MTP layers
 
@@ -101,6 +132,16 @@ def _fused_moe_recipe(row: dict) -> tuple[bool, bool]:
     return (True, overlap) if as_run == layout else (False, False)
 
 
+def _recompute_recipe(row: dict):
+    """``(recompute_modules, EP all-to-all overlapped)`` of a row's recipe, or None (:data:`RECOMPUTE_RECIPES`)."""
+    as_run = tuple(int(_num(row[k]) or 1) for k in ("tp", "pp", "vp", "ep", "mbs"))
+    for model, system, precs, layout, first, modules, overlap in RECOMPUTE_RECIPES:
+        if (model, system, layout) == (row["model"], row["system"], as_run) and _container(row)[:2] >= first \
+                and (precs is None or row["precision"] in precs):
+            return modules, overlap
+    return None
+
+
 def describe_row(row: dict):
     """``(model, system, options, pins, assumptions)`` of one row as it was run."""
     from ..errors import CarbonScalingError
@@ -130,8 +171,12 @@ def describe_row(row: dict):
         # recipes overlap TP communication with userbuffers whenever TP > 1
         # (Megatron-Bridge scripts/performance: COMM_OVERLAP_CONFIG_MAP, CommOverlapConfig).
         fused, ep_overlap = _fused_moe_recipe(row)
+        recompute = _recompute_recipe(row)
+        modules = recompute[0] if recompute else ("core_attn",)
+        ep_overlap = ep_overlap or bool(recompute and recompute[1])
         options = TrainingOptions(precision=prec, force_balanced_routing=True, overlap_tp_comm=int(row["tp"]) > 1,
-                                  moe_grouped_gemm="fused" if fused else "loop", overlap_ep_comm=ep_overlap)
+                                  moe_grouped_gemm="fused" if fused else "loop", overlap_ep_comm=ep_overlap,
+                                  recompute_modules=modules)
     except ValueError:
         raise Unexpressible(f"number format {row['precision']} ({prec}) not supported") from None
     if prec not in ("bf16", "fp16") and system.device.peak_flops(prec) <= 0:
@@ -151,7 +196,12 @@ def describe_row(row: dict):
         assumed.append("recipe: fused grouped MLP" + (", EP all-to-all overlapped" if ep_overlap else ""))
     if model.is_moe and pins["tp"] > 1:
         assumed.append("ETP")
-    assumed.append("recompute")
+    if recompute:
+        pins["recompute"] = "selective"
+        assumed.append("recipe: selective recompute of " + " + ".join(recompute[0])
+                       + (", EP all-to-all overlapped" if recompute[1] and not fused else ""))
+    else:
+        assumed.append("recompute")
     return model, system, options, pins, assumed
 
 
@@ -162,7 +212,18 @@ def predict_row(row: dict, consts=None) -> dict:
 
     model, system, options, pins, assumed = describe_row(row)
     try:
-        res = search(model, system, deadline_days=36500, options=options, pinned=pins, consts=consts)
+        try:
+            res = search(model, system, deadline_days=36500, options=options, pinned=pins, consts=consts)
+        except InfeasibleError:
+            if pins.get("recompute") != "selective":
+                raise
+            # Our memory model does not fit the recipe's selective recompute: say so, and let the
+            # search pick the recompute (none / full on the fewest layers) as for rows without a recipe.
+            pins = {k: v for k, v in pins.items() if k != "recompute"}
+            options = options.model_copy(update={"recompute_modules": ("core_attn",)})
+            assumed = [a for a in assumed if not a.startswith("recipe: selective")] + [
+                "recompute (the recipe's selective recompute does not fit our memory model)"]
+            res = search(model, system, deadline_days=36500, options=options, pinned=pins, consts=consts)
     except (InfeasibleError, InputError) as err:
         raise Unexpressible(f"{type(err).__name__}: {err}") from None
     measured = float(row["step_time_s"])
