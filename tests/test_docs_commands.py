@@ -210,3 +210,20 @@ def test_empty_model_or_device_file_says_so(capsys, tmp_path):
     f.write_text("")
     assert "got an empty file" in _err(capsys, "estimate", "--model-file", str(f))
     assert "got an empty file" in _err(capsys, "estimate", "--model", "llama3.1-8b", "--device-file", str(f))
+
+
+def test_readme_api_carbon_example_matches_its_cli_example(capsys):
+    """README shows the BLOOM run through the CLI and the API: the two give the same tonnes."""
+    import json
+
+    import carbonscaling as cs
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "utilization=0.87, pue=1.2, ci=57, goodput=1" in text
+    api = cs.run_carbon("bloom-176b", "A100-80GB", n_devices=384, device_hours=1_082_990, utilization=0.87,
+                        pue=1.2, ci=57, goodput=1)
+    main(["carbon", "--model", "bloom-176b", "--device", "A100-80GB", "--devices", "384", "--device-hours",
+          "1082990", "--utilization", "0.87", "--pue", "1.2", "--ci", "57", "--goodput", "1", "--json"])
+    d = json.loads(capsys.readouterr().out)
+    assert d["total_tco2e"] == api.total_tco2e
+    assert round(d["operational_tco2e"], 1) == 45.6 and round(d["embodied_tco2e"], 1) == 5.9  # README's figures
