@@ -161,6 +161,12 @@ def test_misspelt_device_file_key_is_named_with_a_suggestion(capsys, tmp_path):
 
 def test_glossary_suggests_a_close_term(capsys):
     assert "did you mean 'MFU'?" in _err(capsys, "glossary", "mfux")
+    assert "did you mean 'busy share'?" in _err(capsys, "glossary", "busy")
+
+
+@pytest.mark.parametrize("term", ["busy share", "device slot", "market-based", "location-based", "WUE", "EWIF"])
+def test_glossary_defines_the_estimate_tables_words(capsys, term):
+    assert main(["glossary", term]) == 0 and capsys.readouterr().out.startswith(f"{term}: ")
 
 
 @pytest.mark.parametrize("argv,field", [
