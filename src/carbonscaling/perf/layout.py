@@ -121,7 +121,18 @@ class TrainingOptions(BaseModel):
         return "bf16" if self.precision == "fp16" else self.precision
 
     def gradient_bytes(self, c) -> float:
-        """Bytes per gradient element kept and reduced (``c``: :class:`PerfConstants`)."""
+        """Bytes per gradient element kept and reduced.
+
+        Parameters
+        ----------
+        c : PerfConstants
+            ``grad_reduce_bytes_bf16`` (fp32 gradients) and ``grad_reduce_bytes_fp16``.
+
+        Returns
+        -------
+        float
+            Bytes: half precision with fp16 or ``grad_reduce_in_fp32=False``, else fp32.
+        """
         half = self.precision == "fp16" or not self.grad_reduce_in_fp32
         return c.grad_reduce_bytes_fp16 if half else c.grad_reduce_bytes_bf16
 
