@@ -161,6 +161,12 @@ def test_misspelt_device_file_key_is_named_with_a_suggestion(capsys, tmp_path):
 
 def test_glossary_suggests_a_close_term(capsys):
     assert "did you mean 'MFU'?" in _err(capsys, "glossary", "mfux")
+    assert "did you mean 'busy share'?" in _err(capsys, "glossary", "busy")
+
+
+@pytest.mark.parametrize("term", ["busy share", "device slot", "market-based", "location-based", "WUE", "EWIF"])
+def test_glossary_defines_the_estimate_tables_words(capsys, term):
+    assert main(["glossary", term]) == 0 and capsys.readouterr().out.startswith(f"{term}: ")
 
 
 @pytest.mark.parametrize("argv,field", [
@@ -210,3 +216,20 @@ def test_empty_model_or_device_file_says_so(capsys, tmp_path):
     f.write_text("")
     assert "got an empty file" in _err(capsys, "estimate", "--model-file", str(f))
     assert "got an empty file" in _err(capsys, "estimate", "--model", "llama3.1-8b", "--device-file", str(f))
+
+
+def test_readme_api_carbon_example_matches_its_cli_example(capsys):
+    """README shows the BLOOM run through the CLI and the API: the two give the same tonnes."""
+    import json
+
+    import carbonscaling as cs
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "utilization=0.87, pue=1.2, ci=57, goodput=1" in text
+    api = cs.run_carbon("bloom-176b", "A100-80GB", n_devices=384, device_hours=1_082_990, utilization=0.87,
+                        pue=1.2, ci=57, goodput=1)
+    main(["carbon", "--model", "bloom-176b", "--device", "A100-80GB", "--devices", "384", "--device-hours",
+          "1082990", "--utilization", "0.87", "--pue", "1.2", "--ci", "57", "--goodput", "1", "--json"])
+    d = json.loads(capsys.readouterr().out)
+    assert d["total_tco2e"] == api.total_tco2e
+    assert round(d["operational_tco2e"], 1) == 45.6 and round(d["embodied_tco2e"], 1) == 5.9  # README's figures

@@ -209,10 +209,11 @@ def _outcome(model, system, days, pins, opts):
 @pytest.mark.parametrize("model,device,days,pins,opts", WALK_CASES)
 def test_fast_walk_equals_exhaustive_walk(model, device, days, pins, opts, monkeypatch):
     import carbonscaling.search as S
+    import carbonscaling.search_walk as W
 
     system = load_system(device)
     fast = _outcome(model, system, days, pins, opts)
-    monkeypatch.setattr(S, "EXHAUSTIVE_WALK", True)
+    monkeypatch.setattr(W, "EXHAUSTIVE_WALK", True)
     monkeypatch.setattr(S, "CANDIDATE_CACHE_SIZE", 0)
     S._CANDIDATES.clear()
     assert _outcome(model, system, days, pins, opts) == fast

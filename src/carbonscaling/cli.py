@@ -401,7 +401,9 @@ def glossary(term: Annotated[Optional[str], typer.Argument(metavar="[TERM]", hel
         import difflib
 
         by_lower = {t.term.lower(): t.term for t in TERMS}
-        close = [by_lower[c] for c in difflib.get_close_matches(term.strip().lower(), by_lower, n=3, cutoff=0.6)]
+        low = term.strip().lower()
+        close = [by_lower[c] for c in difflib.get_close_matches(low, by_lower, n=3, cutoff=0.6)] or \
+            [t for k, t in by_lower.items() if low and low in k][:3]  # 'busy' -> 'busy share'
         hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
         raise InputError("term", f"{term!r} is not in the glossary; {hint}known: {', '.join(by_lower.values())}")
     if as_json:

@@ -120,6 +120,17 @@ TERMS: tuple[Term, ...] = (
               "Tables 3-4)."),
     _t("EUV", "Extreme-ultraviolet lithography: v2's case where carbon per area grows 10 % a year."),
     _t("kWh", "Kilowatt-hour: 3.6 MJ of energy.", rf"{_B}kWh{_E}"),
+    _t("busy share", "Share of a step the accelerators compute rather than wait (exposed communication, pipeline "
+                     "bubble); drives their power under the measured power model (`carbon --utilization`).",
+       rf"{_B}busy share{_E}"),
+    _t("device slot", "One accelerator's share of its node: its own power plus its share of host, power supplies, "
+                      "fans and switch ports (`W per device slot`).", rf"{_B}device slot{_E}"),
+    _t("location-based", "Scope 2 carbon at the average grid intensity where the electricity is used (GHG Protocol).",
+       rf"{_B}location-based{_E}"),
+    _t("market-based", "Scope 2 carbon at the contracts' intensity (certificates, PPAs) for covered use and the "
+                       "residual mix for the rest (GHG Protocol).", rf"{_B}market-based{_E}"),
+    _t("WUE", "Water usage effectiveness: litres of on-site water consumed per kWh of IT energy (The Green Grid)."),
+    _t("EWIF", "Energy water intensity factor: litres of water consumed off-site to generate one kWh."),
     # ---- hardware ----
     _t("GPU", "Graphics processing unit, here any accelerator of that kind."),
     _t("TPU", "Google's tensor processing unit."),
