@@ -149,6 +149,18 @@ def test_formats_by_family():
     assert load_system("MI355X").device.peak_flops("mxfp4") == pytest.approx(10.1e15)
 
 
+@pytest.mark.parametrize("name", ["A100", "A100-40GB", "A100-80GB", "TPUv5p"])
+def test_int8_only_devices_refuse_fp8_but_keep_the_papers_qat_rate(name):
+    # Ampere and the papers' TPUv5p list an INT8 rate, not FP8 tensor cores: a user's fp8 is
+    # refused, while the papers' QAT knob (fp8-qat) still runs at that 8-bit rate.
+    device = load_system(name).device
+    with pytest.raises(InputError) as err:
+        device.peak_flops("fp8")
+    assert err.value.field == "precision" and "bf16, fp16" in str(err.value)
+    assert device.peak_flops("fp8-qat") == pytest.approx(1e12 * device.peak_tflops_fp8)
+    assert device.peak_flops("fp8-qat") > 2 * device.peak_flops("bf16") * 0.99
+
+
 def test_format_vocabulary_and_bytes():
     assert canonical_precision("FP8-CS") == "fp8" and canonical_precision("fp8_mx") == "mxfp8"
     with pytest.raises(InputError, match="precision"):

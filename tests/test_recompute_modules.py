@@ -121,3 +121,13 @@ def test_rows_take_the_recipe_of_their_release_and_layout(row, expected):
     full = {"model": row.pop("model", "DeepSeekV3"), "tp": str(tp), "pp": str(pp), "vp": str(vp) if vp > 1 else "", "ep": str(ep),
             "mbs": str(mb), **row}
     assert _recompute_recipe(full) == expected
+
+
+def test_bf16_gradients_halve_the_gradient_memory_and_its_reduction():
+    # Megatron-Bridge's performance recipes set grad_reduce_in_fp32=False: 2 bytes per gradient, not 4.
+    g = _grid(recompute="none", pp=1, dp=256, ep=64, zero=1)
+    fp32 = step.evaluate(DSV3, B200, g, TrainingOptions(precision="bf16"), C)
+    bf16 = step.evaluate(DSV3, B200, g, TrainingOptions(precision="bf16", grad_reduce_in_fp32=False), C)
+    assert float(bf16.mem_grads_gb[0]) == pytest.approx(float(fp32.mem_grads_gb[0]) / 2)
+    assert float(bf16.mem_weights_gb[0]) == pytest.approx(float(fp32.mem_weights_gb[0]))
+    assert TrainingOptions(precision="fp16").gradient_bytes(C) == 2.0  # fp16 always reduced in fp16

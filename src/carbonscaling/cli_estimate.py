@@ -53,6 +53,7 @@ def estimate(
     flash_attention: Annotated[Optional[bool], typer.Option('--flash-attention/--no-flash-attention', help='Fused attention kernels. Default: on.')] = None,
     sequence_parallel: Annotated[Optional[bool], typer.Option('--sequence-parallel/--no-sequence-parallel', help='Megatron sequence parallelism with TP. Default: on.')] = None,
     overlap_grad_reduce: Annotated[Optional[bool], typer.Option('--overlap-grad-reduce/--no-overlap-grad-reduce', help='Overlap the data-parallel gradient reduction with the backward pass. Default: on.')] = None,
+    grad_reduce_in_fp32: Annotated[Optional[bool], typer.Option('--grad-reduce-in-fp32/--no-grad-reduce-in-fp32', help="Accumulate and reduce gradients in fp32 (Megatron DDP grad_reduce_in_fp32); off: in BF16, as Megatron-Bridge's performance recipes run. Default: on.")] = None,
     overlap_tp_comm: Annotated[Optional[bool], typer.Option('--overlap-tp-comm/--no-overlap-tp-comm', help='Hide TP collectives under compute. Default: off.')] = None,
     overlap_ep_comm: Annotated[Optional[bool], typer.Option('--overlap-ep-comm/--no-overlap-ep-comm', help='Hide the expert all-to-all under compute (DeepSeek DualPipe). Default: off.')] = None,
     capacity_factor: Annotated[Optional[str], typer.Option('--capacity-factor', metavar='X', help='MoE expert capacity factor. A finite number in [1, 4]. Default: 1.')] = None,

@@ -55,6 +55,9 @@ class TrainingOptions(BaseModel):
     sequence_parallel: bool = Field(default=True, description="Megatron sequence parallelism with TP.")
     overlap_grad_reduce: bool = Field(default=True, description="Overlap the data-parallel gradient reduction "
                                                                 "with the backward pass.")
+    grad_reduce_in_fp32: bool = Field(default=True, description="Accumulate and reduce gradients in fp32 "
+                                                                "(Megatron DDP grad_reduce_in_fp32); off: in BF16, as "
+                                                                "Megatron-Bridge's performance recipes run.")
     overlap_tp_comm: bool = Field(default=False, description="Hide TP collectives under compute.")
     overlap_ep_comm: bool = Field(default=False, description="Hide the expert all-to-all under compute "
                                                              "(DeepSeek DualPipe).")
@@ -116,6 +119,22 @@ class TrainingOptions(BaseModel):
         if self.qat and not number_format(self.precision).quantized:
             return "fp8-qat"
         return "bf16" if self.precision == "fp16" else self.precision
+
+    def gradient_bytes(self, c) -> float:
+        """Bytes per gradient element kept and reduced.
+
+        Parameters
+        ----------
+        c : PerfConstants
+            ``grad_reduce_bytes_bf16`` (fp32 gradients) and ``grad_reduce_bytes_fp16``.
+
+        Returns
+        -------
+        float
+            Bytes: half precision with fp16 or ``grad_reduce_in_fp32=False``, else fp32.
+        """
+        half = self.precision == "fp16" or not self.grad_reduce_in_fp32
+        return c.grad_reduce_bytes_fp16 if half else c.grad_reduce_bytes_bf16
 
     @property
     def activation_bytes(self) -> float:

@@ -407,7 +407,7 @@ def memory_per_device(model: ModelSpec, system: System, g: LayoutGrid, o: Traini
     pp = g.pp.astype(float)
     v = g.v.astype(float)
     m = g.micro.astype(float)
-    grad_bytes = c.grad_reduce_bytes_fp16 if o.precision == "fp16" else c.grad_reduce_bytes_bf16
+    grad_bytes = o.gradient_bytes(c)
     w_bytes = o.activation_bytes
     param_bytes = linear_weight_bytes(o, c, system.device.fp8_columnwise_native)
     (w_d, w_e), (g_d, g_e), (o_d, o_e) = shard_groups(g, system)

@@ -524,7 +524,7 @@ def data_parallel_time(model, system, g, o, c, mem: Memory):
     "ZeRO++", 2023.
     """
     p_d, p_e = mem.params_dense, mem.params_expert
-    gb = c.grad_reduce_bytes_fp16 if o.precision == "fp16" else c.grad_reduce_bytes_bf16
+    gb = o.gradient_bytes(c)
     wb = o.activation_bytes
     n_d, n_e = data_parallel_groups(g)
     st_d, st_e = g.tp, g.etp * g.ep

@@ -12,7 +12,8 @@ predicted with the search, whose only freedom is what the table does not state:
   expert tensor parallelism (ETP = TP or 1), and whether DeepSeek-V3's MTP module ran
   when the label does not say (the catalog's 1 is used);
 * fixed software options (not in the table, from the Megatron-Bridge performance
-  recipes): FlashAttention, sequence parallelism with TP, overlapped gradient reduction,
+  recipes): FlashAttention, sequence parallelism with TP, overlapped gradient reduction, gradients
+  kept and reduced in BF16 (every model's ``set_*_common_configs`` sets ``grad_reduce_in_fp32=False``),
   TP communication overlapped (userbuffers) when TP > 1, force-balanced dropless routing
   (the table's footnote), capacity factor 1; MoE expert GEMMs as Transformer Engine's
   per-expert loop and no EP communication overlap, except on the rows that ran an MXFP8
@@ -175,6 +176,7 @@ def describe_row(row: dict):
         modules = recompute[0] if recompute else ("core_attn",)
         ep_overlap = ep_overlap or bool(recompute and recompute[1])
         options = TrainingOptions(precision=prec, force_balanced_routing=True, overlap_tp_comm=int(row["tp"]) > 1,
+                                  grad_reduce_in_fp32=False,
                                   moe_grouped_gemm="fused" if fused else "loop", overlap_ep_comm=ep_overlap,
                                   recompute_modules=modules)
     except ValueError:
