@@ -240,3 +240,18 @@ def test_prune_keeps_only_combinations_that_fit_and_can_meet_the_deadline():
     # the search's answer is among the kept combinations and no faster than their bound
     r = search(m, H100, deadline_days=20)
     assert r.duration_s >= best_bound * (1 - 1e-9)
+
+
+def test_the_layout_message_lists_every_pinned_part():
+    with pytest.raises(InfeasibleError) as err:
+        search(MOE, H100, pinned={"devices": 7, "tp": 1, "ep": 8, "etp": 1, "fsdp": 2, "microbatch": 1})
+    assert "; pinned tp=1, ep=8, etp=1, fsdp=2, microbatch=1; at most 512 sequences per step)" in str(err.value)
+
+
+def test_tp_options_stop_at_the_domain_and_max_tp():
+    from carbonscaling.search import MAX_TP, _tp_options
+
+    assert MAX_TP == 64
+    wide = DENSE.model_copy(update={"n_heads": 130, "d_model": 130 * 64})   # divisors 1 2 5 10 13 26 65 130
+    assert _tp_options(wide, None, legacy=True) == [1, 2, 5, 10, 13, 26]    # 65 > MAX_TP
+    assert _tp_options(DENSE, H100, legacy=False) == [1, 2, 4, 8]           # the 8-GPU NVLink domain
