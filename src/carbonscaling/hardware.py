@@ -213,6 +213,7 @@ def _catalog() -> dict[str, dict]:
         entry = merged[name] = dict(merged[name])
         entry.update({k: rates[k] for k in ("mma_bf16_flop_per_clk_per_sm", "sfu_ex2_per_clk_per_sm")})
         entry["cell_flags"] = {**entry.get("cell_flags", {}), **rates["flags"]}
+        entry["source"] = f"{entry.get('source', '')} | data/sfu.yaml: {rates['source']}".lstrip(" |")
     return merged
 
 
