@@ -199,7 +199,10 @@ def cmd_run(a) -> None:
         original = path.read_text(encoding="utf-8")
         new = mutated_source(f, mid)
         line = new.splitlines()[mid.line_number] if mid.line_number < len(new.splitlines()) else ""
-        tests, base_s = tests_for(f, enclosing_line(f, mid.line_number, cmap), cmap, a.budget)
+        if a.tests:  # a fixed list (e.g. re-testing survivors with tests written after the map)
+            tests, base_s = a.tests, a.timeout / 3
+        else:
+            tests, base_s = tests_for(f, enclosing_line(f, mid.line_number, cmap), cmap, a.budget)
         if not tests:
             outcome, secs = "survived (no test)", 0.0
         else:
@@ -283,6 +286,7 @@ def main() -> None:
     r.add_argument("--files", nargs="*", default=FILES)
     r.add_argument("--out", default="mutants.json")
     r.add_argument("--only", nargs="*", default=None, help="file:line:index of mutants to (re)run")
+    r.add_argument("--tests", nargs="*", default=None, help="run these tests for every mutant instead of the map's")
     s = sub.add_parser("score", help="score a results file")
     s.add_argument("results")
     s.add_argument("--equivalent", nargs="*", default=[], help="file:line:index judged equivalent")

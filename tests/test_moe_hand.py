@@ -179,10 +179,10 @@ def test_ring_all_reduce_hand_calculation():
 
 
 def test_ring_group_vectorised_matches_one_by_one():
-    n = np.array([1, 2, 4, 8, 16, 32, 64] * 20)
-    s = np.array([1, 8, 2, 1, 4, 1, 8] * 20)
+    n = np.array([1, 2, 4, 8, 16, 32, 64, 6, 12] * 20)
+    s = np.array([1, 8, 2, 1, 4, 1, 8, 3, 5] * 20)   # odd strides too (TP 3, TP 5 x CP)
     g = comm.ring_group(n, s, H100, C)   # > 64 entries, few distinct pairs: the indexed path
-    for i in (0, 3, 4, 6):
+    for i in range(9):
         one = comm._ring_group(np.asarray(n[i]), np.asarray(s[i]), H100, C)
         assert g.per_byte_s[i] == pytest.approx(float(one.per_byte_s))
         assert g.latency_s[i] == pytest.approx(float(one.latency_s))

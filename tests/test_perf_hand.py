@@ -145,3 +145,118 @@ def test_linear_weight_bytes():
     assert linear_weight_bytes(TrainingOptions(precision="fp8"), C, columnwise_native=True) <= fp8
     no_gather = C.replace(fp8_param_gather_formats=())
     assert linear_weight_bytes(TrainingOptions(precision="fp8"), no_gather) == pytest.approx(2.0 + fp8)
+
+
+# ---- attention kernels and layout validation (fresh-seed survivors) ------------------------
+def test_flash_attention_time_by_hand():
+    from carbonscaling.hardware import load_system
+    from carbonscaling.perf.kernels import flash_attention_time
+
+    dev = load_system("H100").device
+    # causal: half of the 4 b s^2 d score and value FLOPs, at the flash share of the in-situ peak
+    flops = 4.0 * 64 * 8192 ** 2 * 128 / 2
+    rate = dev.peak_flops("bf16") * C.flash_fraction_of_peak * C.gemm_in_situ_factor
+    f, b = flash_attention_time(64, 8192, 128, dev, C)
+    assert f == pytest.approx(flops / rate, rel=1e-12)
+    assert b == pytest.approx(C.flash_backward_to_forward * flops / rate, rel=1e-12)
+
+
+def test_training_options_normalise_precision_aliases():
+    assert TrainingOptions(precision="fp8-cs").precision == "fp8"
+    assert TrainingOptions(precision="BF16").precision == "bf16"
+    with pytest.raises(ValueError):
+        TrainingOptions(precision="fp7")
+    with pytest.raises(ValueError):
+        TrainingOptions(ep_convention="deepspeed")
+
+
+@pytest.mark.parametrize("field", ["tp", "pp", "dp", "cp", "ep", "etp", "microbatch", "vp"])
+def test_layout_fields_below_one_are_refused(field):
+    base = {"tp": 1, "pp": 1, "dp": 1, "global_batch_sequences": 8}
+    with pytest.raises(ValueError, match=field):
+        Layout(**{**base, field: 0})
+    assert getattr(Layout(**{**base, field: 1}), "interleave" if field == "vp" else field) == 1
+
+
+def test_zero3_weights_are_the_shard_plus_one_layers_gather_buffers():
+    from carbonscaling.hardware import load_system
+    from carbonscaling.perf.memory import memory_per_device, nonexpert_params_per_layer
+    from carbonscaling.scaling import ModelSpec
+
+    m = ModelSpec(d_model=2048, n_layers=16, n_heads=16, vocab=32000, seq_len=2048, tokens=1e10,
+                  global_batch_tokens=64 * 2048, name="m")
+    h100 = load_system("H100")
+    for dp in (1, 2, 8):
+        g = LayoutGrid.from_layouts([Layout(tp=1, pp=1, dp=dp, zero=3, microbatch=1, global_batch_sequences=64)])
+        mem = memory_per_device(m, h100, g, TrainingOptions(), C, np.array([16]), np.array([0]))
+        p = float(mem.params_dense[0])
+        # BF16 weights sharded over DP; with more than one shard, one layer's gathered weights
+        # (forward and backward copies, BF16) and its gradient (4 bytes) in flight
+        buffers = (2 * 2.0 + 4.0) * nonexpert_params_per_layer(m) if dp > 1 else 0.0
+        assert float(mem.weights[0]) == pytest.approx(2.0 * p / dp + buffers, rel=1e-12), dp
+        # one microbatch in flight on the only stage: 16 layers' activations plus the FP32 logits
+        kept = float(activation_bytes_per_layer(m, g, TrainingOptions())[0][0])
+        logits = 2048 * 32000 * C.logits_bytes
+        assert float(mem.activations[0]) == pytest.approx(16 * kept + logits, rel=1e-12)
+    mtp = m.model_copy(update={"mtp_layers": 1})   # an MTP module's logits too
+    mem = memory_per_device(mtp, h100, g, TrainingOptions(), C, np.array([16]), np.array([0]))
+    kept = float(activation_bytes_per_layer(mtp, g, TrainingOptions())[0][0])
+    assert float(mem.activations[0]) == pytest.approx(16 * kept + 2 * 2048 * 32000 * C.logits_bytes, rel=1e-12)
+
+
+def _small(**kw):
+    from carbonscaling.scaling import ModelSpec
+
+    return ModelSpec(**{"d_model": 2048, "n_layers": 16, "n_heads": 16, "vocab": 32000, "seq_len": 2048,
+                        "tokens": 1e10, "global_batch_tokens": 64 * 2048, "name": "m", **kw})
+
+
+def test_unfused_scores_with_dropout_and_selective_recompute():
+    m = _small(dropout=0.1)
+    g = _grid(tp=2)
+    sel = LayoutGrid.from_layouts([Layout(tp=2, pp=1, dp=1, microbatch=1, global_batch_sequences=8,
+                                          recompute="selective")])
+    flash = activation_bytes_per_layer(m, g, TrainingOptions(flash_attention=True))[0]
+    plain = activation_bytes_per_layer(m, g, TrainingOptions(flash_attention=False))[0]
+    # each attention layer keeps the s x s scores (BF16), the softmax output (BF16) and the
+    # dropout mask (1 byte): n_heads s (2 + 2 + 1) / TP bytes per token
+    assert float(plain[0] - flash[0]) == pytest.approx(2048 * 16 * 2048 * 5.0 / 2, rel=1e-12)
+    # selective recompute drops exactly those
+    sel_plain = activation_bytes_per_layer(m, sel, TrainingOptions(flash_attention=False))[0]
+    assert float(sel_plain[0]) == pytest.approx(float(flash[0]), rel=1e-12)
+
+
+def test_a_heavier_middle_stage_holds_its_interleaved_in_flight_microbatches():
+    from carbonscaling.hardware import load_system
+    from carbonscaling.perf.memory import memory_per_device
+
+    m = _small(vocab=1024)
+    g = LayoutGrid.from_layouts([Layout(tp=1, pp=4, dp=1, vp=2, microbatch=1, global_batch_sequences=8)])
+    o = TrainingOptions()
+    mem = memory_per_device(m, load_system("H100"), g, o, C, np.array([2]), np.array([2]), np.array([6]))
+    kept = float(activation_bytes_per_layer(m, g, o)[0][0])
+    # 8 microbatches, PP 4, VP 2: a middle stage holds min(8, 3) x (1 + 2 / (4 x 2)) = 3.75
+    # microbatches of its 6 layers (the first stage 4 x 1.375 of 2 layers: less)
+    assert float(mem.activations[0]) == pytest.approx(3.75 * 6 * kept, rel=1e-12)
+
+
+def test_mamba2_layer_times_by_hand():
+    from carbonscaling.hardware import load_system
+    from carbonscaling.perf import kernels as K
+    from carbonscaling.perf.ssm import mamba2_layer_times, ssd_core_time
+
+    dev = load_system("H100").device
+    tokens, d, H, P, N, G, tp = 8192.0, 2688, 64, 64, 128, 8, 2
+    heads, groups = H / tp, G / tp
+    d_inner = heads * P                                   # 2048 on each of 2 ranks
+    in_w = 2 * d_inner + 2 * groups * N + heads           # z, x, B, C, dt
+    i = K.linear_fwd_bwd_time(np.array([tokens]), in_w, d, 1, dev, C, "bf16", 2.0)
+    o = K.linear_fwd_bwd_time(np.array([tokens]), d, d_inner, 1, dev, C, "bf16", 2.0)
+    s = ssd_core_time(np.array([tokens]), heads, P, N, C.ssm_chunk, dev, C)
+    e = K.memory_bound_time(C.ssm_elementwise_bytes * tokens * (d_inner + 2 * groups * N), dev, C)
+    f, b = mamba2_layer_times(np.array([tokens]), d, H, P, N, G, C.ssm_chunk, tp, dev, C)
+    def v(x):
+        return float(np.asarray(x).reshape(-1)[0])
+
+    assert v(f) == pytest.approx(v(i[0]) + v(o[0]) + v(s[0]) + v(e), rel=1e-12)
+    assert v(b) == pytest.approx(v(i[1]) + v(o[1]) + v(s[1]) + C.elementwise_bwd_to_fwd * v(e), rel=1e-12)

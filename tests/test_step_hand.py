@@ -117,9 +117,15 @@ def test_moe_layer_collectives():
     attn = 2 * act * 1 / 2 / SU + 2 * 1 * NVL      # TP 2 all-reduce
     assert float(tp_ar[0]) == pytest.approx(attn, rel=1e-12)   # ETP 1: no expert all-reduce
     payload = tokens * 2 * 4096 * 2.0 / 2           # top-2 copies of the TP rank's token slice
-    assert float(a2a[0]) == pytest.approx(float(dispatch_time(payload, 2, 8, 1, H100, C, dedup=False)))
-    flex = _collectives(MOE, H100, g, TrainingOptions(moe_dispatcher="flex"), C, moe=True)[1]
-    assert float(flex[0]) == pytest.approx(float(dispatch_time(payload, 2, 8, 1, H100, C, dedup=True)))
+    assert float(a2a[0]) == pytest.approx(float(dispatch_time(payload, 2, 8, 1, H100, C, dedup=True)))
+    # across nodes the dispatcher matters: flex (default) sends a token once per remote node,
+    # alltoall once per expert
+    g16 = _grid(tp=2, dp=16, ep=16, etp=1)
+    flex = _collectives(MOE, H100, g16, TrainingOptions(), C, moe=True)[1]
+    plain = _collectives(MOE, H100, g16, TrainingOptions(moe_dispatcher="alltoall"), C, moe=True)[1]
+    assert float(flex[0]) == pytest.approx(float(dispatch_time(payload, 2, 16, 1, H100, C, dedup=True)))
+    assert float(plain[0]) == pytest.approx(float(dispatch_time(payload, 2, 16, 1, H100, C, dedup=False)))
+    assert float(flex[0]) < float(plain[0])
     assert float(send[0]) == 0.0
     # ETP 2: the expert half all-reduces the routed copies (k x the activations) in the ETP group
     g2 = _grid(tp=2, dp=8, ep=4, etp=2)
@@ -203,3 +209,40 @@ def test_stage_times_charge_the_head_and_mtp_to_the_last_stage():
         assert float(t_sum[0]) == pytest.approx(32 * 1.0 + 2 * 0.5 + emb + head + mtp + 4 * p2p, rel=1e-12)
         assert float(t_max[0]) == pytest.approx(max(8 + 1 + emb + p2p, 8 + head + mtp + p2p), rel=1e-12)
         assert int(r_total[0]) == 2
+
+
+# ---- communication overlap ------------------------------------------------------------------
+@pytest.mark.parametrize("tp_overlap", [False, True])
+def test_ep_all_to_all_hides_only_under_compute_that_tp_does_not_use(tp_overlap):
+    from carbonscaling.perf.step import _per_layer
+
+    m = MOE.model_copy(update={"top_k": 8, "d_expert": 1024})   # small experts, many copies: EP binds
+    g = _grid(tp=2, dp=32, ep=16, etp=1)      # EP 16 over 4 nodes: a slow all-to-all
+    o = TrainingOptions(overlap_ep_comm=True, overlap_tp_comm=tp_overlap, moe_dispatcher="alltoall")
+    lt = _per_layer(m, H100, g, o, C)
+    tp_pair, a2a, _ = _collectives(m, H100, g, o, C, moe=True)
+    c0, tpc, epc = float(lt.compute0[0]), 2 * float(tp_pair[0]), 4 * float(a2a[0])
+    tp_x = max(0.0, tpc - c0) if tp_overlap else tpc     # exposed TP
+    window = max(0.0, c0 - (tpc - tp_x))                  # compute not already hiding TP
+    assert float(lt.tp0[0]) == pytest.approx(tp_x, rel=1e-12)
+    assert float(lt.ep0[0]) == pytest.approx(max(0.0, epc - window), rel=1e-12)
+    assert float(lt.overlapped0[0]) >= (tpc - tp_x) + (epc - float(lt.ep0[0])) - 1e-15
+    assert epc > c0 > 0 and tpc > 0   # the all-to-all outlasts the compute: part of it stays exposed
+
+
+def test_layer_time_is_compute_plus_exposed_communication():
+    from carbonscaling.perf.step import _per_layer
+
+    m = DENSE.model_copy(update={"seq_len": 1024})   # short sequences: the CP send outlasts attention
+    g = _grid(tp=8, cp=2, dp=1)   # CP neighbours in different nodes; no overlap options
+    o = TrainingOptions()
+    lt = _per_layer(m, H100, g, o, C)
+    tp_pair = float(_collectives(m, H100, g, o, C, moe=False)[0][0])
+    v = {k: float(np.asarray(getattr(lt, k)).reshape(-1)[0]) for k in
+         ("time0", "extra", "compute0", "compute_extra", "tp0", "ep0", "cp0", "tp_extra", "ep_extra", "cp_extra")}
+    assert v["cp0"] > 0 and v["tp0"] > 0
+    assert v["time0"] == pytest.approx(v["compute0"] + v["tp0"] + v["ep0"] + v["cp0"], rel=1e-12)
+    assert v["extra"] == pytest.approx(v["compute_extra"] + v["tp_extra"] + v["ep_extra"] + v["cp_extra"], rel=1e-12)
+    # a layer's 2 all-reduce pairs (forward + backward), one more pair when it is recomputed
+    assert v["tp0"] == pytest.approx(2 * tp_pair, rel=1e-12)
+    assert v["tp_extra"] == pytest.approx(tp_pair, rel=1e-12)
