@@ -55,6 +55,11 @@ class Device(BaseModel):
         default=None, gt=0, le=1, description="the same for 8- and 4-bit GEMMs; default gemm_efficiency_max"
     )
     n_dies: int | None = Field(default=None, gt=0, le=1000)
+    mma_bf16_flop_per_clk_per_sm: float | None = Field(
+        default=None, gt=0, le=1e6, description="dense BF16 tensor-core FLOP per clock per SM (data/sfu.yaml)")
+    sfu_ex2_per_clk_per_sm: float | None = Field(
+        default=None, gt=0, le=1e6, description="special-function exponentials (MUFU.EX2) per clock per SM "
+                                                "(data/sfu.yaml); none: attention is costed by its matmuls alone")
     fp8_columnwise_native: bool = Field(default=False, description="tensor cores read FP8 operands column-wise "
                                                                    "(Blackwell): no transposed FP8 copy")
     cpa_logic_kg_per_cm2: float | None = Field(default=None, gt=0, le=1e3, description="default from cpa.csv")
@@ -98,6 +103,17 @@ class Device(BaseModel):
         if self.formats:
             return self.formats
         return ("bf16", "fp16") + (("fp8",) if self.peak_tflops_fp8 else ())
+
+    @property
+    def exp_per_s(self) -> float | None:
+        """Exponentials per second on the special-function units, or None where not in the catalog.
+
+        ``peak_tflops x sfu_ex2_per_clk_per_sm / mma_bf16_flop_per_clk_per_sm``: both rates are per
+        SM and clock, so the catalog's BF16 peak carries the clock and the SM count.
+        """
+        if self.sfu_ex2_per_clk_per_sm is None or self.mma_bf16_flop_per_clk_per_sm is None:
+            return None
+        return 1e12 * self.peak_tflops * self.sfu_ex2_per_clk_per_sm / self.mma_bf16_flop_per_clk_per_sm
 
     def peak_flops(self, precision: str = "bf16") -> float:
         """Dense peak FLOP/s of the tensor cores in a number format.
@@ -193,6 +209,11 @@ def _catalog() -> dict[str, dict]:
     merged: dict[str, dict] = {}
     for name in CATALOG_FILES:
         merged.update(load_yaml(name)["devices"])
+    for name, rates in load_yaml("sfu.yaml")["devices"].items():  # SFU vs tensor-core rates per SM
+        entry = merged[name] = dict(merged[name])
+        entry.update({k: rates[k] for k in ("mma_bf16_flop_per_clk_per_sm", "sfu_ex2_per_clk_per_sm")})
+        entry["cell_flags"] = {**entry.get("cell_flags", {}), **rates["flags"]}
+        entry["source"] = f"{entry.get('source', '')} | data/sfu.yaml: {rates['source']}".lstrip(" |")
     return merged
 
 

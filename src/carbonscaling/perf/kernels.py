@@ -219,10 +219,52 @@ def flash_attention_time(batch_heads, seq, head_dim, device: Device, c: PerfCons
     ----------
     Dao, "FlashAttention-2: Faster Attention with Better Parallelism and Work
     Partitioning", 2023 (forward ``4 s^2 d`` FLOPs per head, halved by causal masking).
+    Each pass is bounded below by its exponentials on the special-function units
+    (:func:`softmax_exp_time`): ``max(matmul time, exp time)``.
     """
-    fwd_flops = 4.0 * batch_heads * seq * seq * head_dim / 2.0  # causal: half the score blocks
+    scores = batch_heads * seq * seq / 2.0  # causal: half the score blocks
+    fwd_flops = 4.0 * scores * head_dim
     rate = device.peak_flops(precision) * c.flash_fraction_of_peak * c.gemm_in_situ_factor
-    return fwd_flops / rate, c.flash_backward_to_forward * fwd_flops / rate
+    t_fwd, t_bwd = fwd_flops / rate, c.flash_backward_to_forward * fwd_flops / rate
+    t_exp = softmax_exp_time(scores, device, c)
+    return np.maximum(t_fwd, t_exp), np.maximum(t_bwd, t_exp)
+
+
+def softmax_exp_time(scores, device: Device, c: PerfConstants):
+    """Seconds the special-function units take for one exponential per attention score.
+
+    FlashAttention's forward takes one ``exp`` per score for the softmax and its backward one
+    more to recompute ``P = exp(S - LSE)``; both run on the SMs' special-function units
+    (MUFU.EX2), whose rate did not grow with the tensor cores' on Blackwell. FlashAttention-3/4
+    pipeline the exponentials of one tile under the matmuls of the next, so a pass takes the
+    larger of its matmul time and this time (:func:`flash_attention_time`); the matmul side keeps
+    the measured fraction of peak, which already carries the non-overlapped part. The SFUs run
+    at the same in-step clock as the tensor cores, hence ``gemm_in_situ_factor`` on both.
+
+    Parameters
+    ----------
+    scores : float or ndarray
+        Attention scores (query-key pairs x heads x sequences) computed in the pass.
+    device : Device
+        ``exp_per_s`` (``data/sfu.yaml`` with the catalog's BF16 peak); 0 s when it is None.
+    c : PerfConstants
+        ``gemm_in_situ_factor``.
+
+    Returns
+    -------
+    ndarray
+        Seconds: ``scores / (exp_per_s x gemm_in_situ_factor)``.
+
+    References
+    ----------
+    Zadouri et al., "FlashAttention-4: Algorithm and Kernel Pipelining Co-Design for Asymmetric
+    Hardware Scaling", 2026 (MUFU 16 ops/clock/SM on Hopper and Blackwell); NVIDIA Technical Blog,
+    "Making Softmax More Efficient with NVIDIA Blackwell Ultra" (doubled MUFU.EX2 throughput).
+    """
+    rate = device.exp_per_s
+    if rate is None:
+        return 0.0 * np.asarray(scores, dtype=float)
+    return scores / (rate * c.gemm_in_situ_factor)
 
 
 def sliding_window_work_fraction(seq, window):
