@@ -216,3 +216,17 @@ def test_scope_line_names_every_term_counted():
     r = run_carbon(None, "H100", n_devices=16, duration_h=100, utilization=0.5,
                    **{**PAPER, "infrastructure": False, "embodied_mode": "vendor"})
     assert r.scope.endswith("; embodied vendor (accelerators, host CPU/DRAM/SSD; lifetime 5 y, replace)")
+
+
+def test_embodied_band_by_hand():
+    # low/high: the per-device figure at the published vendor range's ends, infrastructure share
+    # at its range's ends; host items are point values
+    n, hours = 16, 8760.0 / 4
+    r = run_carbon(None, "H100", n_devices=n, duration_h=hours, utilization=0.5, **PAPER)
+    infra = load_yaml("embodied.yaml")["infrastructure"]["fraction_range"]
+    v_lo, v_hi = load_yaml("embodied.yaml")["vendor_anchored"]["per_device_kg"]["range"]
+    dev_kg = r.breakdown["device_embodied_kg"]
+    host_t = 2 * r.breakdown["host_embodied_kg_per_node"] / 20 / 1000
+    assert r.embodied_low_tco2e == pytest.approx((n * min(dev_kg, v_lo) / 20 / 1000 + host_t) * (1 + infra[0]), rel=1e-12)
+    assert r.embodied_high_tco2e == pytest.approx((n * max(dev_kg, v_hi) / 20 / 1000 + host_t) * (1 + infra[1]), rel=1e-12)
+    assert r.breakdown["goodput_setting"] == 1.0

@@ -24,6 +24,7 @@ NANO = named_model("nemotron-3-nano")   # 52 layers: 23 Mamba-2, 23 MoE, 6 atten
     (8, 4, (2, 2, 2)),      # even
     (10, 4, (2, 3, 2)),     # 2 extra layers go to the 2 middle stages first
     (11, 4, (3, 3, 2)),     # the third extra layer to the first stage
+    (9, 4, (2, 3, 2)),      # one extra layer: a middle stage holds 3
     (5, 2, (3, 0, 2)),      # no middle stage: the extra layer goes first
     (4, 2, (2, 0, 2)),
     (7, 1, (7, 0, 0)),
@@ -260,3 +261,9 @@ def test_mamba2_layer_times_by_hand():
 
     assert v(f) == pytest.approx(v(i[0]) + v(o[0]) + v(s[0]) + v(e), rel=1e-12)
     assert v(b) == pytest.approx(v(i[1]) + v(o[1]) + v(s[1]) + C.elementwise_bwd_to_fwd * v(e), rel=1e-12)
+
+
+def test_constants_replace_refuses_unknown_names():
+    with pytest.raises((TypeError, ValueError, KeyError)):
+        C.replace(no_such_constant=1.0)
+    assert C.replace(gemm_tile=256).gemm_tile == 256
