@@ -195,6 +195,10 @@ WALK_CASES = [
     (_small(d_model=2048, n_layers=24, n_heads=16, tokens=3e10), "V100", 0.5, {"global_batch": 64}, V1),
     (_small(d_model=2048, n_layers=24, n_heads=16, tokens=3e10), "V100", 0.1, {"global_batch": 64}, V1),
     (_small(d_model=2048, n_layers=24, n_heads=16, tokens=3e10), "V100", 0.1, {"tp": 2, "zero": 1}, V1),
+    # Found by the fuzz suite in CI: DP pinned to 1 on a one-layer model leaves 1 device at most while
+    # even peak throughput needs 2, so there is no window to walk (the branch and bound crashed).
+    (_small(d_model=1472, n_layers=1, n_heads=23, n_kv_heads=1, d_ff=2944, ffn_gated=False, seq_len=512,
+            tokens=83663607940.0, global_batch_tokens=None), "A100", 1.0, {"dp": 1}, TrainingOptions()),
 ]
 
 

@@ -216,6 +216,8 @@ def _fastest_fitting(model, system, o, c, bounds: _RowBounds, n_lo, n_stop, best
     and stops once the best is below ``cap``. While nothing fits, ``cap`` grows geometrically
     up to a bound no layout exceeds.
     """
+    if n_lo >= n_stop:  # the ideal device count already exceeds every layout: nothing to search
+        return best
     combos, lo = bounds.combos, bounds.deadline_s
     tm, ts, mb, B = bounds.t_max, bounds.t_sum, combos["mb"], bounds.batch
     # No layout's pipeline time exceeds (m t_max + S) per step, m <= B + 1 microbatches of >= mb sequences.
