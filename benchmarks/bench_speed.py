@@ -58,6 +58,9 @@ print(json.dumps(out))
 def env_for(tree: Path) -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(tree / "src")
+    # As installed (pip compiles .pyc): a PYTHONDONTWRITEBYTECODE environment would recompile the
+    # package on every start and add ~50 ms to each CLI start-up.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     return env
 
 
