@@ -15,7 +15,7 @@ import pytest
 from carbonscaling.hardware import load_system
 from carbonscaling.perf.constants import default_constants
 from carbonscaling.perf.layout import Layout, LayoutGrid, TrainingOptions
-from carbonscaling.perf.memory import memory_per_device
+from carbonscaling.perf.memory import linear_weight_bytes, memory_per_device
 from carbonscaling.scaling import ModelSpec
 
 C = default_constants()
@@ -38,7 +38,7 @@ def _grid(zero: int, recompute: str, ep: int) -> LayoutGrid:
                                            recompute=recompute)])
 
 
-def _hand(moe: bool, zero: int, recompute: str, flash: bool = True) -> dict:
+def _hand(moe: bool, zero: int, recompute: str, flash: bool = True, fp8: bool = False, mtp: int = 0) -> dict:
     """Bytes per device of the first and the last stage, written out term by term."""
     attn_p = H * HD * (NH + 2 * NKV) + NH * HD * H          # Q, K, V (GQA), output projection
     ffn_p = 3 * H * FF                                      # gated FFN: three matrices
@@ -51,7 +51,10 @@ def _hand(moe: bool, zero: int, recompute: str, flash: bool = True) -> dict:
         dense_pl, expert_pl, n_exp_dp = attn_p + ffn_p + 2 * H, 0.0, 1
     n = L // PP                                             # 4 layers per stage
     emb = V * H / TP                                        # embedding (first) = output layer (last)
-    p_dense = n * dense_pl / TP + emb
+    # an MTP module: a layer, the 2h -> h projection and two norms, on the last stage
+    mtp_p = mtp * (dense_pl + expert_pl + 2 * H * H + 2 * H) / TP
+    p_first, p_last = n * dense_pl / TP + emb, n * dense_pl / TP + emb + mtp_p
+    p_dense = p_first
     p_exp = n * expert_pl / 2                               # EP 2, ETP 1
     dp_group = DP * CP
     w_d, w_e = (dp_group, n_exp_dp) if zero == 3 else (1, 1)
@@ -59,12 +62,19 @@ def _hand(moe: bool, zero: int, recompute: str, flash: bool = True) -> dict:
     o_d, o_e = (dp_group, n_exp_dp) if zero >= 1 else (1, 1)
     grad_b = C.grad_reduce_bytes_bf16                       # fp32 gradients (Megatron DDP default)
     buffers = (2 * 2.0 + grad_b) * (dense_pl / TP + expert_pl / 2) if zero == 3 else 0.0
-    weights = 2.0 * p_dense / w_d + 2.0 * p_exp / w_e + buffers
-    grads = grad_b * (p_dense / g_d + p_exp / g_e)
-    opt = C.optimizer_state_bytes_per_param * (p_dense / o_d + p_exp / o_e)
+    # the layers' linear weights in the run's format (FP8: pinned by its own test), the
+    # embedding/output layer (and the MTP module, counted with them) in BF16
+    lw = linear_weight_bytes(TrainingOptions(precision="fp8"), C, H100.device.fp8_columnwise_native) if fp8 else 2.0
+
+    def static(p_d):
+        weights = lw * n * dense_pl / TP / w_d + 2.0 * (p_d - n * dense_pl / TP) / w_d + lw * p_exp / w_e + buffers
+        grads = grad_b * (p_d / g_d + p_exp / g_e)
+        opt = C.optimizer_state_bytes_per_param * (p_d / o_d + p_exp / o_e)
+        return weights, grads, opt
 
     tokens = MB * S / CP                                    # 512 tokens per rank and microbatch
-    e = gi = 2.0                                            # BF16 activations and GEMM inputs
+    e = 2.0                                                 # BF16 activations
+    gi = 1.0 if fp8 else 2.0                                # saved GEMM inputs: the FP8 cast
     # norm inputs, QKV/FC1 inputs and the two 1-byte dropout masks (dropout 0.1), split by SP
     replicated = (2 * e * H + 2 * gi * H + 2 * H) / TP
     nh, nkv = NH / TP, NKV / TP
@@ -81,11 +91,12 @@ def _hand(moe: bool, zero: int, recompute: str, flash: bool = True) -> dict:
     scores = 0.0 if flash or recompute != "none" else NH * (S / CP) * (e + 1 + e) / TP
     full = tokens * (replicated + attn + scores + ffn)
     layer_in = tokens * e * H / TP
-    logits = tokens * V / TP * C.logits_bytes
+    logits = tokens * V / TP * C.logits_bytes * (1 + mtp)   # fp32 logits, one more per MTP module
     micro = BATCH // (DP * MB)                              # 4 microbatches
     inflight_first = min(micro, PP) * (1 + (PP - 1) / (PP * VP))   # 2 x 1.25
     out = {}
-    for stage, inflight in (("first", inflight_first), ("last", 1.0)):
+    for stage, inflight, p_d in (("first", inflight_first, p_first), ("last", 1.0, p_last)):
+        weights, grads, opt = static(p_d)
         if recompute == "full":                             # every layer recomputed: its input kept,
             act = inflight * n * layer_in + full            # one rebuilt layer at a time
         else:
@@ -95,7 +106,7 @@ def _hand(moe: bool, zero: int, recompute: str, flash: bool = True) -> dict:
         total = (weights + grads + opt + act) * C.fragmentation_factor + C.reserved_gb * 1e9
         out[stage] = {"weights": weights, "grads": grads, "optimizer": opt, "activations": act, "total": total}
     out["params_dense"], out["params_expert"] = p_dense, p_exp
-    out["optimizer_params"] = p_dense / o_d + p_exp / o_e
+    out["optimizer_params"] = max(p_first, p_last) / o_d + p_exp / o_e
     out["recomputed_first"] = n if recompute == "full" else 0
     return out
 
@@ -126,3 +137,17 @@ def test_the_peak_stage_is_the_larger_of_first_and_last():
                                 TrainingOptions(), C, np.array([4]), np.array([4]))
         assert float(mem.total[0]) == pytest.approx(max(want["first"]["total"], want["last"]["total"]), rel=1e-9)
         assert want["first"]["total"] != pytest.approx(want["last"]["total"], rel=1e-6)
+
+
+@pytest.mark.parametrize("moe", [False, True], ids=["dense", "moe"])
+@pytest.mark.parametrize("recompute", ["none", "full"])
+def test_fp8_weights_and_an_mtp_module_by_hand(moe, recompute):
+    model = (MOE if moe else DENSE).model_copy(update={"mtp_layers": 1})
+    g = _grid(1, recompute, ep=2 if moe else 1)
+    mem = memory_per_device(model, H100, g, TrainingOptions(precision="fp8"), C, np.array([4]), np.array([4]))
+    want = _hand(moe, 1, recompute, fp8=True, mtp=1)
+    peak = max(("first", "last"), key=lambda k: want[k]["total"])
+    for field in ("weights", "grads", "optimizer", "activations", "total"):
+        assert float(getattr(mem, field)[0]) == pytest.approx(want[peak][field], rel=1e-9), (field, peak)
+    for field in ("params_dense", "params_expert", "optimizer_params"):
+        assert float(np.asarray(getattr(mem, field))[0]) == pytest.approx(want[field], rel=1e-9), field
