@@ -111,6 +111,15 @@ def test_ssd_flops_hand_calculation():
     assert ssm.mamba2_params(2688, 64, 64, 128, 8) == 2688 * width + 4096 * 2688 + conv + 3 * 64 + 4096
 
 
+def test_ssd_core_time_hand_calculation():
+    # 8,192 tokens of 64 local heads (64 x 64, state 128, chunk 128) on H100: FLOPs over the
+    # fused-attention rate of the BF16 peak; the backward is ssm_backward_to_forward times that.
+    rate = H100.device.peak_flops("bf16") * C.flash_fraction_of_peak * C.gemm_in_situ_factor
+    fwd, bwd = ssm.ssd_core_time(8192, 64, 64, 128, 128, H100.device, C)
+    assert fwd == pytest.approx(8192 * 5_242_880 / rate, rel=1e-12)
+    assert bwd == pytest.approx(C.ssm_backward_to_forward * 8192 * 5_242_880 / rate, rel=1e-12)
+
+
 def test_mamba_layer_time_splits_over_tp_and_adds_its_parts():
     d = H100.device
     f1, b1 = ssm.mamba2_layer_times(8192, 2688, 64, 64, 128, 8, 128, 1, d, C)
