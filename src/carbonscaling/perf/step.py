@@ -489,7 +489,8 @@ def stage_times(model, system, g, o, c, lt: LayerTimes, split, recomputed):
     t_max = np.maximum(np.maximum(t_first, t_last), t_mid)
     n_middle = np.maximum(g.pp - 2, 0)
     r_total = r_first + np.where(g.pp > 1, r_last, 0) + n_middle * r_mid
-    p_sum = p_first + np.where(g.pp > 1, p_last, 0.0) + n_middle * p_mid
+    # (without overlap every stage sends alike: pp x the same time, summed in the same order as ever)
+    p_sum = np.where(overlap, p_first + np.where(g.pp > 1, p_last, 0.0) + n_middle * p_mid, g.pp * p_first)
     t_sum = model.n_layers * lt.time0 + r_total * lt.extra + emb + head + mtp + p_sum
     return t_first, t_max, t_sum, p_first, emb + head + mtp, r_total, 2.0 * g.v * send - p_first
 
