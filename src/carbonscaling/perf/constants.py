@@ -43,6 +43,10 @@ class PerfConstants:
     moe_row_alignment: int
     moe_permute_bytes_fwd: float
     moe_expert_overhead_s: float
+    moe_clamped_glu_fwd_bytes: float
+    moe_clamped_glu_bwd_bytes: float
+    moe_expert_bias_fwd_bytes: float
+    moe_expert_bias_bwd_bytes: float
     ssm_chunk: int
     ssm_backward_to_forward: float
     ssm_elementwise_bytes: float
@@ -120,6 +124,10 @@ def default_constants() -> PerfConstants:
         moe_row_alignment=int(v("moe", "row_alignment")),
         moe_permute_bytes_fwd=v("moe", "permute_bytes_forward"),
         moe_expert_overhead_s=v("moe", "expert_overhead_s"),
+        moe_clamped_glu_fwd_bytes=v("moe", "clamped_glu_forward_bytes_per_unit"),
+        moe_clamped_glu_bwd_bytes=v("moe", "clamped_glu_backward_bytes_per_unit"),
+        moe_expert_bias_fwd_bytes=v("moe", "expert_bias_forward_bytes_per_element"),
+        moe_expert_bias_bwd_bytes=v("moe", "expert_bias_backward_bytes_per_element"),
         ssm_chunk=int(v("ssm", "chunk")),
         ssm_backward_to_forward=v("ssm", "backward_to_forward"),
         ssm_elementwise_bytes=v("ssm", "elementwise_bytes"),
