@@ -112,8 +112,8 @@ def test_recipe_options_follow_the_release_and_the_recipes_layout():
     assert not any(any(_fused_moe_recipe(r)) for r in pick("DeepSeekV3", "DGX-GB200", "26.04.01"))
     # Kimi K2's 26.06 row ran microbatch 2, the older recipe's
     assert not any(any(_fused_moe_recipe(r)) for r in pick("Kimi_K2", "DGX-GB300", "26.06"))
-    # Qwen3-30B on GB200: fused grouped MLP, the all-to-all not overlapped (not stated)
-    assert all(_fused_moe_recipe(r) == (True, False) for r in pick("Qwen3_30B_a3B", "DGX-GB200", "26.08"))
+    # Qwen3-30B on GB200: fused grouped MLP and the all-to-all overlapped (QWEN3_30B_A3B GB200_FP8_MX_V1)
+    assert all(_fused_moe_recipe(r) == (True, True) for r in pick("Qwen3_30B_a3B", "DGX-GB200", "26.08"))
     (row,) = pick("DeepSeekV3", "DGX-GB200", "26.08")
     _, _, options, _, assumed = describe_row(row)
     assert options.moe_grouped_gemm == "fused" and options.overlap_ep_comm

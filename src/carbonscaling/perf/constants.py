@@ -48,8 +48,6 @@ class PerfConstants:
     moe_expert_bias_fwd_bytes: float
     moe_expert_bias_bwd_bytes: float
     ssm_chunk: int
-    ssm_backward_to_forward: float
-    ssm_elementwise_bytes: float
     fp8_param_gather_formats: tuple = ("fp8", "fp8-delayed", "mxfp8")
 
     def replace(self, **changes) -> PerfConstants:
@@ -129,7 +127,5 @@ def default_constants() -> PerfConstants:
         moe_expert_bias_fwd_bytes=v("moe", "expert_bias_forward_bytes_per_element"),
         moe_expert_bias_bwd_bytes=v("moe", "expert_bias_backward_bytes_per_element"),
         ssm_chunk=int(v("ssm", "chunk")),
-        ssm_backward_to_forward=v("ssm", "backward_to_forward"),
-        ssm_elementwise_bytes=v("ssm", "elementwise_bytes"),
         fp8_param_gather_formats=tuple(v("mixed_precision", "fp8_param_gather_formats")),
     )

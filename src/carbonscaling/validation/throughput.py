@@ -17,7 +17,10 @@ predicted with the search, whose only freedom is what the table does not state:
   TP communication overlapped (userbuffers) when TP > 1, force-balanced dropless routing
   (the table's footnote), capacity factor 1; MoE expert GEMMs as Transformer Engine's
   per-expert loop and no EP communication overlap, except on the rows that ran an MXFP8
-  recipe with the fused grouped MLP and overlapped all-to-all (:data:`FUSED_MOE_RECIPES`).
+  recipe with the fused grouped MLP and overlapped all-to-all (:data:`FUSED_MOE_RECIPES`);
+  the other recipe options a row's release and layout state (module recompute, the Qwen3
+  scripts' recompute off, token dispatcher, all-to-all overlap, ETP) come from the tables of
+  :mod:`carbonscaling.validation.recipes`, each with the config files and commits it was read from.
 
 Rows that cannot be expressed are listed with the reason (a device or number format not
 in the catalog, a hybrid Mamba architecture, a layout that does not fit), never dropped.
@@ -31,6 +34,11 @@ from collections import defaultdict
 from typing import Any
 
 from .._data import load_csv
+from .recipes import (  # noqa: F401  (re-exported: the recipe tables live in recipes.py)
+    FUSED_MOE_FIRST_CONTAINER, FUSED_MOE_RECIPES, MOE_COMM_RECIPES, NO_RECOMPUTE_RECIPES, RECIPE_ETP,
+    RECOMPUTE_RECIPES, _container, _fused_moe_recipe, _moe_comm_recipe, _no_recompute_recipe, _num,
+    _recompute_recipe,
+)
 
 #: Megatron-Bridge system names -> catalog devices (DGX/HGX nodes of 8; GB*: NVL72 racks).
 SYSTEMS = {"DGX-H100": "H100-SXM", "DGX-B200": "B200", "DGX-GB200": "GB200", "DGX-B300": "B300",
@@ -43,69 +51,12 @@ MODELS = {"LLAMA3_8B": "llama3-8b", "LLAMA3_70B": "llama3-70b", "LLAMA3.1_405B":
           "DeepSeekV3": "deepseek-v3", "Kimi_K2": "kimi-k2", "Qwen3_30B_a3B": "qwen3-30b-a3b",
           "Qwen3_235B_a22B": "qwen3-235b-a22b", "GPT OSS 120B": "gpt-oss-120b",
           "Nemotron_3_Nano": "nemotron-3-nano"}
-#: Megatron-Bridge MXFP8 recipes that run the fused grouped MLP (``cutedsl_fused_grouped_mlp=True``,
-#: Transformer Engine's CuTe-DSL kernel), with full-iteration CUDA graphs and, where the second
-#: field says so, the expert all-to-all overlapped with compute (``moe_a2a_overlap=True``):
-#: (model, system) -> ((TP, PP, VP, EP, microbatch) of the recipe, EP overlap). Sources:
-#: scripts/performance/configs/{deepseek,gpt_oss,kimi}/*_workload_base_configs.py ``*_FP8_MX_V1/V2``
-#: (read in the code index); for Qwen3, whose MXFP8 configs of that release were not in the index,
-#: public deployment notes of the NeMo 26.06 recipes that quote
-#: configs/qwen/qwen3_workload_base_configs.py (235B-A22B ``GB300/GB200_FP8_MX_V2``: both options;
-#: 30B-A3B on GB200: fused grouped MLP and full-iteration graphs, overlap not stated, so off).
-#: A row takes them only when it ran a release that has them (container 26.06 or later) *and*
-#: its layout is the recipe's: Kimi K2's 26.06 row (microbatch 2, not the MXFP8 recipe's 1) and
-#: DeepSeek-V3's B300 row (VP 1, not 2) ran the older recipe.
-FUSED_MOE_RECIPES = {
-    ("DeepSeekV3", "DGX-GB300"): ((1, 2, 8, 32, 1), True), ("DeepSeekV3", "DGX-GB200"): ((1, 4, 4, 64, 1), True),
-    ("DeepSeekV3", "DGX-B300"): ((1, 8, 2, 8, 1), True), ("Kimi_K2", "DGX-GB300"): ((1, 4, 4, 64, 1), True),
-    ("GPT OSS 120B", "DGX-GB300"): ((1, 1, 1, 16, 4), True), ("GPT OSS 120B", "DGX-GB200"): ((1, 1, 1, 64, 4), True),
-    ("GPT OSS 120B", "DGX-B300"): ((1, 1, 1, 8, 4), True),
-    ("Qwen3_235B_a22B", "DGX-GB300"): ((1, 4, 12, 32, 2), True),
-    ("Qwen3_235B_a22B", "DGX-GB200"): ((1, 8, 3, 32, 1), True),
-    ("Qwen3_30B_a3B", "DGX-GB200"): ((1, 1, 1, 8, 4), False),
-}
-FUSED_MOE_FIRST_CONTAINER = (26, 6)
-#: Megatron-Bridge DeepSeek-V3 recipes' selective recompute (``recompute_modules``), first match wins:
-#: (model, system, precisions (None = all), (TP, PP, VP, EP, microbatch), first container) ->
-#: (modules, EP all-to-all overlapped). Source: scripts/performance/configs/deepseek/
-#: deepseek_workload_base_configs.py, read in the code index at two commits: cf94114 (NVIDIA-NeMo
-#: fork YangFei1990/Megatron-Bridge: every GB300/GB200 precision = the base config -- GB300
-#: PP 2 VP 8 EP 32 microbatch 2 ``["mla_up_proj"]``, GB200 PP 4 VP 4 EP 64 ``["mlp"]``, GB200 BF16
-#: ``["mla_up_proj"]``; B200 PP 16 EP 8 ``["mla_up_proj"]``; B200 FP8_MX PP 8 VP 2 EP 32
-#: ``["mla_up_proj", "mlp"]`` with ``moe_a2a_overlap=True``; B300 V2 PP 8 microbatch 2
-#: ``["mla_up_proj"]``; H100 TP 2 PP 8 VP 4 EP 64 ``["mla_up_proj", "mlp"]``) and 0426418
-#: (NVIDIA-NeMo/Megatron-Bridge, the 26.06 MXFP8 recipes: GB200 ``["mla_up_proj"]``, B300 PP 8 VP 2
-#: ``["mla_up_proj"]``; GB300 microbatch 1 ``[]``, not listed). gpt-oss-120b: configs/gpt_oss/
-#: gpt_oss_workload_base_configs.py at 07eea52 (NVIDIA-NeMo/Megatron-Bridge): GB200, B200 and H100 BF16
-#: ``["layernorm", "moe_act"]`` (B200 V1 EP 64 / V2 EP 8, H100 PP 4 EP 8 microbatch 1), GB200 V2 (global
-#: batch 1280) with ``moe_a2a_overlap=True``; GB300/B300 BF16 and the MXFP8 V2 configs state none.
-#: Only the V1/V2 workload-config releases (container 26.02 on) and only where the row's layout is the
-#: config's.
-RECOMPUTE_RECIPES = [
-    ("DeepSeekV3", "DGX-GB300", None, (1, 2, 8, 32, 2), (26, 2), ("mla_up_proj",), False),
-    ("DeepSeekV3", "DGX-GB200", ("MXFP8",), (1, 4, 4, 64, 1), (26, 6), ("mla_up_proj",), False),
-    ("DeepSeekV3", "DGX-GB200", ("BF16",), (1, 4, 4, 64, 1), (26, 2), ("mla_up_proj",), False),
-    ("DeepSeekV3", "DGX-GB200", None, (1, 4, 4, 64, 1), (26, 2), ("mlp",), False),
-    ("DeepSeekV3", "DGX-B200", None, (1, 16, 1, 8, 1), (26, 2), ("mla_up_proj",), False),
-    ("DeepSeekV3", "DGX-B200", ("MXFP8",), (1, 8, 2, 32, 1), (26, 2), ("mla_up_proj", "mlp"), True),
-    ("DeepSeekV3", "DGX-B300", ("MXFP8",), (1, 8, 2, 8, 1), (26, 6), ("mla_up_proj",), False),
-    ("DeepSeekV3", "DGX-B300", None, (1, 8, 1, 8, 2), (26, 2), ("mla_up_proj",), False),
-    ("DeepSeekV3", "DGX-H100", None, (2, 8, 4, 64, 1), (26, 2), ("mla_up_proj", "mlp"), False),
-    ("GPT OSS 120B", "DGX-GB200", ("BF16",), (1, 1, 1, 64, 4), (26, 2), ("layernorm", "moe_act"), True),
-    ("GPT OSS 120B", "DGX-B200", ("BF16",), (1, 1, 1, 8, 4), (26, 2), ("layernorm", "moe_act"), False),
-    ("GPT OSS 120B", "DGX-B200", ("BF16",), (1, 1, 1, 64, 4), (26, 2), ("layernorm", "moe_act"), False),
-    ("GPT OSS 120B", "DGX-H100", ("BF16",), (1, 4, 1, 8, 1), (26, 2), ("layernorm", "moe_act"), False),
-]
 #: Rows whose model is a catalog model with a change the architecture table states.
 MODEL_CHANGES = {"Nemotron_3_5_Lightning": ("nemotron-3-nano", {"mtp_layers": 2})}  # Nano + 2 MTP layers
 
 
 class Unexpressible(Exception):
     """A row the package cannot describe (the message says why)."""
-
-
-def _num(v: str) -> float | None:
-    return float(v) if v not in ("", None) else None
 
 
 def known_architecture(name: str) -> bool:
@@ -118,29 +69,6 @@ def pretrain_rows() -> list[dict]:
     """Pre-training rows with a measured step time and a known architecture (the validation set)."""
     return [r for r in load_csv("nemo_performance.csv")
             if r["task"] == "pretrain" and r["step_time_s"] and known_architecture(r["model"])]
-
-
-def _container(row: dict) -> tuple[int, ...]:
-    return tuple(int(x) for x in row["container"].split("."))
-
-
-def _fused_moe_recipe(row: dict) -> tuple[bool, bool]:
-    """``(fused grouped MLP, EP all-to-all overlapped)`` of a row's recipe (:data:`FUSED_MOE_RECIPES`)."""
-    layout, overlap = FUSED_MOE_RECIPES.get((row["model"], row["system"]), (None, False))
-    if layout is None or row["precision"] != "MXFP8" or _container(row)[:2] < FUSED_MOE_FIRST_CONTAINER:
-        return False, False
-    as_run = tuple(int(_num(row[k]) or 1) for k in ("tp", "pp", "vp", "ep", "mbs"))
-    return (True, overlap) if as_run == layout else (False, False)
-
-
-def _recompute_recipe(row: dict):
-    """``(recompute_modules, EP all-to-all overlapped)`` of a row's recipe, or None (:data:`RECOMPUTE_RECIPES`)."""
-    as_run = tuple(int(_num(row[k]) or 1) for k in ("tp", "pp", "vp", "ep", "mbs"))
-    for model, system, precs, layout, first, modules, overlap in RECOMPUTE_RECIPES:
-        if (model, system, layout) == (row["model"], row["system"], as_run) and _container(row)[:2] >= first \
-                and (precs is None or row["precision"] in precs):
-            return modules, overlap
-    return None
 
 
 def describe_row(row: dict):
@@ -174,11 +102,12 @@ def describe_row(row: dict):
         fused, ep_overlap = _fused_moe_recipe(row)
         recompute = _recompute_recipe(row)
         modules = recompute[0] if recompute else ("core_attn",)
-        ep_overlap = ep_overlap or bool(recompute and recompute[1])
+        dispatcher, listed_overlap = _moe_comm_recipe(row)
+        ep_overlap = ep_overlap or bool(recompute and recompute[1]) or listed_overlap
         options = TrainingOptions(precision=prec, force_balanced_routing=True, overlap_tp_comm=int(row["tp"]) > 1,
                                   grad_reduce_in_fp32=False,
                                   moe_grouped_gemm="fused" if fused else "loop", overlap_ep_comm=ep_overlap,
-                                  recompute_modules=modules)
+                                  recompute_modules=modules, moe_dispatcher=dispatcher or "flex")
     except ValueError:
         raise Unexpressible(f"number format {row['precision']} ({prec}) not supported") from None
     if prec not in ("bf16", "fp16") and system.device.peak_flops(prec) <= 0:
@@ -197,13 +126,25 @@ def describe_row(row: dict):
     if fused:
         assumed.append("recipe: fused grouped MLP" + (", EP all-to-all overlapped" if ep_overlap else ""))
     if model.is_moe and pins["tp"] > 1:
-        assumed.append("ETP")
+        first, etp = RECIPE_ETP.get(row["model"], (None, None))
+        if etp and _container(row)[:2] >= first:
+            pins["etp"] = etp
+            assumed.append(f"recipe: ETP {etp}")
+        else:
+            assumed.append("ETP")
     if recompute:
         pins["recompute"] = "selective"
         assumed.append("recipe: selective recompute of " + " + ".join(recompute[0])
                        + (", EP all-to-all overlapped" if recompute[1] and not fused else ""))
+    elif _no_recompute_recipe(row):
+        pins["recompute"] = "none"
+        assumed.append("recipe: no recompute")
     else:
         assumed.append("recompute")
+    if dispatcher:
+        assumed.append(f"recipe: {dispatcher} dispatcher")
+    if listed_overlap and not fused:
+        assumed.append("recipe: EP all-to-all overlapped")
     return model, system, options, pins, assumed
 
 
@@ -217,14 +158,16 @@ def predict_row(row: dict, consts=None) -> dict:
         try:
             res = search(model, system, deadline_days=36500, options=options, pinned=pins, consts=consts)
         except InfeasibleError:
-            if pins.get("recompute") != "selective":
+            if "recompute" not in pins:
                 raise
-            # Our memory model does not fit the recipe's selective recompute: say so, and let the
-            # search pick the recompute (none / full on the fewest layers) as for rows without a recipe.
+            # Our memory model does not fit the recipe's recompute (selective or none): say so, and let
+            # the search pick the recompute (none / full on the fewest layers) as for rows without a recipe.
+            kind = pins["recompute"]
             pins = {k: v for k, v in pins.items() if k != "recompute"}
             options = options.model_copy(update={"recompute_modules": ("core_attn",)})
-            assumed = [a for a in assumed if not a.startswith("recipe: selective")] + [
-                "recompute (the recipe's selective recompute does not fit our memory model)"]
+            assumed = [a for a in assumed if not a.startswith(("recipe: selective", "recipe: no recompute"))] + [
+                f"recompute (the recipe's {'selective recompute' if kind == 'selective' else 'no recompute'} "
+                "does not fit our memory model)"]
             res = search(model, system, deadline_days=36500, options=options, pinned=pins, consts=consts)
     except (InfeasibleError, InputError) as err:
         raise Unexpressible(f"{type(err).__name__}: {err}") from None
@@ -246,10 +189,13 @@ def _mape(rows: list[dict]) -> dict:
 
 def step_time_section(consts=None) -> dict:
     """The step-time validation: per-row errors, MAPE groupings and the unexpressible rows."""
-    rows, failed = [], []
+    from .noise_floor import described_key, noise_floor
+
+    rows, failed, expressed = [], [], []
     for row in pretrain_rows():
         try:
             rows.append(predict_row(row, consts))
+            expressed.append(row)
         except Unexpressible as why:
             failed.append({"model": row["model"], "system": row["system"], "container": row["container"],
                            "precision": row["precision"], "gpus": int(row["gpus"]), "reason": str(why)})
@@ -266,8 +212,22 @@ def step_time_section(consts=None) -> dict:
         "summary": {"rows": total, "expressible": len(rows),
                     "expressible_share": len(rows) / total if total else math.nan,
                     "all": _mape(rows), "dense_h100": _mape([r for r in h100 if r["dense"]]),
-                    "moe_h100": _mape([r for r in h100 if not r["dense"]])},
+                    "moe_h100": _mape([r for r in h100 if not r["dense"]]),
+                    # spread between releases of rows described alike (validation/noise_floor.py)
+                    "noise_floor": {"container_blind": noise_floor(expressed)["summary"],
+                                    "as_described": noise_floor(expressed, described_key)["summary"]}},
     }
+
+
+def _floor_line(s: dict) -> list[str]:
+    nf = s.get("noise_floor")
+    if not nf:
+        return []
+    blind, desc = nf["container_blind"], nf["as_described"]
+    return [f"Noise floor of the table (rows described alike that differ only by container; MAPE of the best "
+            f"constant per group): {100 * blind['floor']:.1f} % for any model blind to the release "
+            f"({blind['repeat_groups']} groups of 2+ rows), {100 * desc['floor']:.1f} % with the recipe options "
+            f"described here ({desc['repeat_groups']} groups)."]
 
 
 def markdown(section: dict) -> list[str]:
@@ -281,7 +241,7 @@ def markdown(section: dict) -> list[str]:
          f"{s['expressible']} of {s['rows']} pre-training rows with a known architecture are expressed "
          f"({100 * s['expressible_share']:.0f} %). Step-time MAPE: all {pct(s['all']['mape'])} "
          f"(n={s['all']['n']}); dense H100 {pct(s['dense_h100']['mape'])} (n={s['dense_h100']['n']}); "
-         f"MoE H100 {pct(s['moe_h100']['mape'])} (n={s['moe_h100']['n']}).", "",
+         f"MoE H100 {pct(s['moe_h100']['mape'])} (n={s['moe_h100']['n']}).", "", *_floor_line(s), "",
          "Pinned from each row: devices, TP, PP, CP, VP, EP, microbatch, global batch, sequence length, "
          "precision, FSDP group. Left to the search (column `left to search`): what the table does not state.", ""]
     for key, title in (("system", "system"), ("precision", "precision"), ("model", "model")):

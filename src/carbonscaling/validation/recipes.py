@@ -1,0 +1,145 @@
+"""Megatron-Bridge performance-recipe options of the validation rows (``data/nemo_performance.csv``).
+
+A row is described with the options of the recipe it ran: the workload config of its release
+(``scripts/performance/configs/<model>/<model>_workload_base_configs.py`` and the model's
+``*_llm_pretrain.py``), taken only from the first container that has the config *and* only
+where the row's TP/PP/VP/EP/microbatch is the config's. Each table says which files, at which
+commits (read in the code index), state each entry; a row no table matches keeps the defaults
+of :func:`throughput.describe_row` and its unstated choices are left to the search.
+"""
+
+from __future__ import annotations
+
+#: Megatron-Bridge MXFP8 recipes that run the fused grouped MLP (``cutedsl_fused_grouped_mlp=True``,
+#: Transformer Engine's CuTe-DSL kernel), with full-iteration CUDA graphs and, where the second
+#: field says so, the expert all-to-all overlapped with compute (``moe_a2a_overlap=True``):
+#: (model, system) -> ((TP, PP, VP, EP, microbatch) of the recipe, EP overlap). Sources:
+#: scripts/performance/configs/{deepseek,gpt_oss,kimi}/*_workload_base_configs.py ``*_FP8_MX_V1/V2``
+#: (read in the code index); Qwen3: configs/qwen/qwen3_workload_base_configs.py at 729de54
+#: (fork ghadiaravi13/NT3-Ultra-Megatron-Bridge; the NVIDIA-NeMo commits in the index predate these
+#: options): 235B-A22B ``GB300_FP8_MX_V2`` (PP 4 VP 12 EP 32 mb 2) and ``GB200_FP8_MX_V2`` (PP 8
+#: VP 3 EP 32 mb 1), 30B-A3B ``GB300/B300_FP8_MX_V1`` (EP 8 mb 8) and ``GB200_FP8_MX_V1`` (EP 8 mb 4),
+#: each with ``moe_a2a_overlap=True``, ``cuda_graph_impl="full_iteration"``,
+#: ``cutedsl_fused_grouped_mlp=True``; configs/qwen/qwen3_llm_pretrain.py at 05c0c90
+#: (NVIDIA-NeMo/Megatron-Bridge) applies the full-iteration graph settings to 30B-A3B MXFP8 on
+#: GB300, GB200 and B300 (``set_full_iter_cg_configs``).
+#: A row takes them only when it ran a release that has them (container 26.06 or later) *and*
+#: its layout is the recipe's: Kimi K2's 26.06 row (microbatch 2, not the MXFP8 recipe's 1) and
+#: DeepSeek-V3's B300 row (VP 1, not 2) ran the older recipe.
+FUSED_MOE_RECIPES = {
+    ("DeepSeekV3", "DGX-GB300"): ((1, 2, 8, 32, 1), True), ("DeepSeekV3", "DGX-GB200"): ((1, 4, 4, 64, 1), True),
+    ("DeepSeekV3", "DGX-B300"): ((1, 8, 2, 8, 1), True), ("Kimi_K2", "DGX-GB300"): ((1, 4, 4, 64, 1), True),
+    ("GPT OSS 120B", "DGX-GB300"): ((1, 1, 1, 16, 4), True), ("GPT OSS 120B", "DGX-GB200"): ((1, 1, 1, 64, 4), True),
+    ("GPT OSS 120B", "DGX-B300"): ((1, 1, 1, 8, 4), True),
+    ("Qwen3_235B_a22B", "DGX-GB300"): ((1, 4, 12, 32, 2), True),
+    ("Qwen3_235B_a22B", "DGX-GB200"): ((1, 8, 3, 32, 1), True),
+    ("Qwen3_30B_a3B", "DGX-GB300"): ((1, 1, 1, 8, 8), True),
+    ("Qwen3_30B_a3B", "DGX-B300"): ((1, 1, 1, 8, 8), True),
+    ("Qwen3_30B_a3B", "DGX-GB200"): ((1, 1, 1, 8, 4), True),
+}
+FUSED_MOE_FIRST_CONTAINER = (26, 6)
+#: Megatron-Bridge DeepSeek-V3 recipes' selective recompute (``recompute_modules``), first match wins:
+#: (model, system, precisions (None = all), (TP, PP, VP, EP, microbatch), first container) ->
+#: (modules, EP all-to-all overlapped). Source: scripts/performance/configs/deepseek/
+#: deepseek_workload_base_configs.py, read in the code index at two commits: cf94114 (NVIDIA-NeMo
+#: fork YangFei1990/Megatron-Bridge: every GB300/GB200 precision = the base config -- GB300
+#: PP 2 VP 8 EP 32 microbatch 2 ``["mla_up_proj"]``, GB200 PP 4 VP 4 EP 64 ``["mlp"]``, GB200 BF16
+#: ``["mla_up_proj"]``; B200 PP 16 EP 8 ``["mla_up_proj"]``; B200 FP8_MX PP 8 VP 2 EP 32
+#: ``["mla_up_proj", "mlp"]`` with ``moe_a2a_overlap=True``; B300 V2 PP 8 microbatch 2
+#: ``["mla_up_proj"]``; H100 TP 2 PP 8 VP 4 EP 64 ``["mla_up_proj", "mlp"]``) and 0426418
+#: (NVIDIA-NeMo/Megatron-Bridge, the 26.06 MXFP8 recipes: GB200 ``["mla_up_proj"]``, B300 PP 8 VP 2
+#: ``["mla_up_proj"]``; GB300 microbatch 1 ``[]``, not listed). B300 PP 16 EP 8 microbatch 1 ``["mla_up_proj"]``:
+#: the first V1/V2 file, f0e2c37 (NVIDIA-NeMo/Megatron-Bridge; every B300 precision = the base config). gpt-oss-120b: configs/gpt_oss/
+#: gpt_oss_workload_base_configs.py at 07eea52 (NVIDIA-NeMo/Megatron-Bridge): GB200, B200 and H100 BF16
+#: ``["layernorm", "moe_act"]`` (B200 V1 EP 64 / V2 EP 8, H100 PP 4 EP 8 microbatch 1), GB200 V2 (global
+#: batch 1280) with ``moe_a2a_overlap=True``; GB300/B300 BF16 and the MXFP8 V2 configs state none.
+#: Only the V1/V2 workload-config releases (container 26.02 on) and only where the row's layout is the
+#: config's.
+RECOMPUTE_RECIPES = [
+    ("DeepSeekV3", "DGX-GB300", None, (1, 2, 8, 32, 2), (26, 2), ("mla_up_proj",), False),
+    ("DeepSeekV3", "DGX-GB200", ("MXFP8",), (1, 4, 4, 64, 1), (26, 6), ("mla_up_proj",), False),
+    ("DeepSeekV3", "DGX-GB200", ("BF16",), (1, 4, 4, 64, 1), (26, 2), ("mla_up_proj",), False),
+    ("DeepSeekV3", "DGX-GB200", None, (1, 4, 4, 64, 1), (26, 2), ("mlp",), False),
+    ("DeepSeekV3", "DGX-B200", None, (1, 16, 1, 8, 1), (26, 2), ("mla_up_proj",), False),
+    ("DeepSeekV3", "DGX-B200", ("MXFP8",), (1, 8, 2, 32, 1), (26, 2), ("mla_up_proj", "mlp"), True),
+    ("DeepSeekV3", "DGX-B300", ("MXFP8",), (1, 8, 2, 8, 1), (26, 6), ("mla_up_proj",), False),
+    ("DeepSeekV3", "DGX-B300", None, (1, 8, 1, 8, 2), (26, 2), ("mla_up_proj",), False),
+    ("DeepSeekV3", "DGX-B300", None, (1, 16, 1, 8, 1), (26, 2), ("mla_up_proj",), False),
+    ("DeepSeekV3", "DGX-H100", None, (2, 8, 4, 64, 1), (26, 2), ("mla_up_proj", "mlp"), False),
+    ("GPT OSS 120B", "DGX-GB200", ("BF16",), (1, 1, 1, 64, 4), (26, 2), ("layernorm", "moe_act"), True),
+    ("GPT OSS 120B", "DGX-B200", ("BF16",), (1, 1, 1, 8, 4), (26, 2), ("layernorm", "moe_act"), False),
+    ("GPT OSS 120B", "DGX-B200", ("BF16",), (1, 1, 1, 64, 4), (26, 2), ("layernorm", "moe_act"), False),
+    ("GPT OSS 120B", "DGX-H100", ("BF16",), (1, 4, 1, 8, 1), (26, 2), ("layernorm", "moe_act"), False),
+]
+#: Expert-parallel communication of recipes outside the two tables above: (model, system,
+#: precisions (None = all), (TP, PP, VP, EP, microbatch), first container) -> (token dispatcher
+#: (None = not stated: our default, flex), all-to-all overlapped (``moe_a2a_overlap``)). Sources,
+#: read in the code index: configs/qwen/qwen3_workload_base_configs.py at f29a269
+#: (NVIDIA-NeMo/Megatron-Bridge, the first V1/V2 file: 235B-A22B B300 PP 8 VP 4 EP 8 and H100 TP 2
+#: PP 8 VP 4 EP 32 with ``moe_a2a_overlap=True``, B200 PP 8 EP 8 ``False``; V2 = global batch 8192),
+#: 01b2977 (same repository: H100 unchanged; B300/B200 PP 8 EP 8 ``moe_token_dispatcher_type=
+#: "alltoall"``, no overlap), 6a5c997 and 729de54 (forks: the same H100/B200 entries);
+#: configs/qwen/qwen3_llm_pretrain.py at 05c0c90 (NVIDIA-NeMo/Megatron-Bridge) and 729de54 (fork
+#: ghadiaravi13/NT3-Ultra-Megatron-Bridge): 235B-A22B on H100 and B200 ``moe_token_dispatcher_type =
+#: "alltoall"``. The B300 26.04 rows (VP 1, microbatch 2: the later flex/HybridEP config) take none.
+MOE_COMM_RECIPES = [
+    ("Qwen3_235B_a22B", "DGX-H100", None, (2, 8, 4, 32, 1), (26, 2), "alltoall", True),
+    ("Qwen3_235B_a22B", "DGX-B200", None, (1, 8, 1, 8, 1), (26, 2), "alltoall", False),
+    ("Qwen3_235B_a22B", "DGX-B300", None, (1, 8, 4, 8, 1), (26, 2), None, True),
+]
+#: Models whose performance script turns activation recompute off, from the first container of
+#: the V1/V2 scripts on: recompute pinned to none. Source: configs/qwen/qwen3_llm_pretrain.py
+#: ``set_qwen3_common_configs`` (``recompute_granularity = None``) at 826618b and 05c0c90
+#: (NVIDIA-NeMo/Megatron-Bridge).
+NO_RECOMPUTE_RECIPES = {"Qwen3_30B_a3B": (26, 2), "Qwen3_235B_a22B": (26, 2)}
+#: Expert tensor parallelism of the V1/V2 workload configs (container 26.02 on): every config of
+#: these models derives from a base with ``expert_tensor_parallel_size=1`` (``BASE_DEEPSEEK_V3_CONFIG``
+#: at f0e2c37 and 0426418, ``BASE_QWEN3_235B_A22B_CONFIG`` / ``BASE_QWEN3_30B_A3B_CONFIG`` at f29a269
+#: and 01b2977, NVIDIA-NeMo/Megatron-Bridge scripts/performance/configs/{deepseek,qwen}/).
+RECIPE_ETP = {"DeepSeekV3": ((26, 2), 1), "Qwen3_235B_a22B": ((26, 2), 1), "Qwen3_30B_a3B": ((26, 2), 1)}
+
+def _num(v: str) -> float | None:
+    return float(v) if v not in ("", None) else None
+
+
+def _container(row: dict) -> tuple[int, ...]:
+    return tuple(int(x) for x in row["container"].split("."))
+
+
+def _as_run(row: dict) -> tuple[int, ...]:
+    """The row's (TP, PP, VP, EP, microbatch), empty cells read as 1."""
+    return tuple(int(_num(row[k]) or 1) for k in ("tp", "pp", "vp", "ep", "mbs"))
+
+
+def _fused_moe_recipe(row: dict) -> tuple[bool, bool]:
+    """``(fused grouped MLP, EP all-to-all overlapped)`` of a row's recipe (:data:`FUSED_MOE_RECIPES`)."""
+    layout, overlap = FUSED_MOE_RECIPES.get((row["model"], row["system"]), (None, False))
+    if layout is None or row["precision"] != "MXFP8" or _container(row)[:2] < FUSED_MOE_FIRST_CONTAINER:
+        return False, False
+    return (True, overlap) if _as_run(row) == layout else (False, False)
+
+
+def _recompute_recipe(row: dict):
+    """``(recompute_modules, EP all-to-all overlapped)`` of a row's recipe, or None (:data:`RECOMPUTE_RECIPES`)."""
+    as_run = _as_run(row)
+    for model, system, precs, layout, first, modules, overlap in RECOMPUTE_RECIPES:
+        if (model, system, layout) == (row["model"], row["system"], as_run) and _container(row)[:2] >= first \
+                and (precs is None or row["precision"] in precs):
+            return modules, overlap
+    return None
+
+
+def _moe_comm_recipe(row: dict):
+    """``(token dispatcher or None, all-to-all overlapped)`` of a row's recipe (:data:`MOE_COMM_RECIPES`)."""
+    as_run = _as_run(row)
+    for model, system, precs, layout, first, dispatcher, overlap in MOE_COMM_RECIPES:
+        if (model, system, layout) == (row["model"], row["system"], as_run) and _container(row)[:2] >= first \
+                and (precs is None or row["precision"] in precs):
+            return dispatcher, overlap
+    return None, False
+
+
+def _no_recompute_recipe(row: dict) -> bool:
+    """Whether a row's performance script turns recompute off (:data:`NO_RECOMPUTE_RECIPES`)."""
+    first = NO_RECOMPUTE_RECIPES.get(row["model"])
+    return first is not None and _container(row)[:2] >= first

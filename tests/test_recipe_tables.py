@@ -1,0 +1,136 @@
+"""Rows take the Megatron-Bridge recipe options of their release and layout, and only those.
+
+Each case names a real row of nemo_performance.csv (model, system, container, precision and
+its layout) and checks what ``describe_row`` gives it; the contrasting cases are rows of the
+same model and system whose layout or release is not the config's.
+"""
+
+import pytest
+
+from carbonscaling.validation.throughput import (
+    _fused_moe_recipe, _moe_comm_recipe, _no_recompute_recipe, _recompute_recipe, describe_row, pretrain_rows,
+)
+
+ROWS = pretrain_rows()
+
+
+def _rows(model, system, container, precision):
+    found = [r for r in ROWS if (r["model"], r["system"], r["container"], r["precision"])
+             == (model, system, container, precision)]
+    assert found, (model, system, container, precision)
+    return found
+
+
+def _layout(row):
+    return tuple(int(row[k] or 1) for k in ("tp", "pp", "vp", "ep", "mbs"))
+
+
+@pytest.mark.parametrize("system, container, fused_overlap", [
+    ("DGX-GB300", "26.06", (True, True)), ("DGX-GB300", "26.08", (True, True)),
+    ("DGX-B300", "26.06", (True, True)), ("DGX-GB200", "26.06.01", (True, True)),
+    # same layout (EP 8, microbatch 8 / 4), releases before the fused MXFP8 configs
+    ("DGX-GB300", "26.04.01", (False, False)), ("DGX-B300", "26.04.01", (False, False)),
+    ("DGX-GB200", "26.04", (False, False)),
+    # B200 has no fused config for Qwen3-30B
+    ("DGX-B200", "26.04.01", (False, False)),
+])
+def test_qwen3_30b_mxfp8_recipes_follow_release(system, container, fused_overlap):
+    for row in _rows("Qwen3_30B_a3B", system, container, "MXFP8"):
+        assert _fused_moe_recipe(row) == fused_overlap
+        _, _, options, _, assumed = describe_row(row)
+        assert (options.moe_grouped_gemm == "fused") == fused_overlap[0]
+        assert options.overlap_ep_comm == fused_overlap[1]
+        assert any("fused grouped MLP" in a for a in assumed) == fused_overlap[0]
+
+
+def test_qwen3_30b_fused_recipe_needs_the_configs_microbatch():
+    (row,) = _rows("Qwen3_30B_a3B", "DGX-GB300", "26.06", "MXFP8")
+    assert _layout(row) == (1, 1, 1, 8, 8)
+    assert _fused_moe_recipe({**row, "mbs": "4"}) == (False, False)
+    assert _fused_moe_recipe({**row, "precision": "NVFP4"}) == (False, False)
+
+
+def test_qwen3_235b_h100_overlaps_the_alltoall_dispatcher():
+    for container in ("26.02", "26.02.01", "26.04", "26.04.01"):
+        (row,) = _rows("Qwen3_235B_a22B", "DGX-H100", container, "FP8")
+        assert _moe_comm_recipe(row) == ("alltoall", True)
+        _, _, options, pins, assumed = describe_row(row)
+        assert options.moe_dispatcher == "alltoall" and options.overlap_ep_comm
+        assert pins["etp"] == 1 and "recipe: ETP 1" in assumed
+        assert "recipe: EP all-to-all overlapped" in assumed
+    # the same layout in 25.11 ran a recipe before the V1/V2 configs: left as it was
+    (old,) = _rows("Qwen3_235B_a22B", "DGX-H100", "25.11", "FP8-CS")
+    assert _layout(old) == (2, 8, 4, 32, 1)
+    _, _, options, pins, assumed = describe_row(old)
+    assert _moe_comm_recipe(old) == (None, False)
+    assert options.moe_dispatcher == "flex" and not options.overlap_ep_comm
+    assert "etp" not in pins and "ETP" in assumed
+
+
+def test_qwen3_235b_b300_overlap_only_on_the_vp4_config():
+    for container in ("26.02", "26.02.01"):
+        (row,) = _rows("Qwen3_235B_a22B", "DGX-B300", container, "MXFP8")
+        assert _layout(row) == (1, 8, 4, 8, 1)
+        _, _, options, _, assumed = describe_row(row)
+        assert options.overlap_ep_comm and options.moe_dispatcher == "flex"
+        assert "recipe: EP all-to-all overlapped" in assumed
+    for container in ("26.04", "26.04.01"):  # VP 1, microbatch 2: the later config, no overlap
+        (row,) = _rows("Qwen3_235B_a22B", "DGX-B300", container, "MXFP8")
+        _, _, options, _, assumed = describe_row(row)
+        assert not options.overlap_ep_comm
+        assert not any("overlapped" in a for a in assumed)
+
+
+def test_qwen3_235b_b200_alltoall_without_overlap():
+    (row,) = _rows("Qwen3_235B_a22B", "DGX-B200", "26.02", "MXFP8")
+    _, _, options, _, assumed = describe_row(row)
+    assert options.moe_dispatcher == "alltoall" and not options.overlap_ep_comm
+    assert "recipe: alltoall dispatcher" in assumed
+
+
+def test_qwen3_scripts_turn_recompute_off_from_26_02():
+    (row,) = _rows("Qwen3_30B_a3B", "DGX-B300", "26.02", "MXFP8")
+    assert _no_recompute_recipe(row)
+    _, _, _, pins, assumed = describe_row(row)
+    assert pins["recompute"] == "none" and "recipe: no recompute" in assumed
+    old = _rows("Qwen3_30B_a3B", "DGX-B200", "25.11", "FP8-MX")[0]
+    assert not _no_recompute_recipe(old)
+    _, _, _, pins, assumed = describe_row(old)
+    assert "recompute" not in pins and "recompute" in assumed
+    # other models are not affected
+    (ds,) = _rows("DeepSeekV3", "DGX-GB300", "26.08", "MXFP8")
+    assert not _no_recompute_recipe(ds)
+
+
+def test_deepseek_b300_pp16_recomputes_mla_up_proj():
+    for container in ("26.02", "26.02.01", "26.04"):
+        (row,) = _rows("DeepSeekV3", "DGX-B300", container, "MXFP8")
+        assert _layout(row) == (1, 16, 1, 8, 1)
+        assert _recompute_recipe(row) == (("mla_up_proj",), False)
+        _, _, options, pins, _ = describe_row(row)
+        assert pins["recompute"] == "selective" and options.recompute_modules == ("mla_up_proj",)
+    # the 26.04.01 row runs PP 8 with microbatch 2: the V2 entry, not this one
+    (row,) = _rows("DeepSeekV3", "DGX-B300", "26.04.01", "MXFP8")
+    assert _layout(row) == (1, 8, 1, 8, 2)
+    assert _recompute_recipe(row) == (("mla_up_proj",), False)
+    # B300 PP 16 before the V1/V2 configs: not described
+    assert _recompute_recipe({**row, "container": "25.11", "pp": "16", "mbs": "1"}) is None
+
+
+def test_every_recipe_entry_matches_a_row_or_is_a_known_non_match():
+    """An entry no row takes is a typo in its layout or names (it would silently do nothing), except the
+    configs recorded on purpose: DeepSeek-V3 B300 MXFP8 26.06 (the row ran VP 1, the config VP 2), Kimi K2
+    GB300 (the 26.06 row ran microbatch 2), DeepSeek-V3 GB200 BF16 and H100 (no row of a V1/V2 release)."""
+    from carbonscaling.validation import throughput as T
+
+    def runs(model, system, layout, first=(0, 0), precs=None):
+        return [r for r in ROWS if (r["model"], r["system"]) == (model, system) and _layout(r) == layout
+                and tuple(int(x) for x in r["container"].split("."))[:2] >= first
+                and (precs is None or r["precision"] in precs)]
+
+    unused = {(model, system, layout) for (model, system), (layout, _) in T.FUSED_MOE_RECIPES.items()
+              if not runs(model, system, layout, T.FUSED_MOE_FIRST_CONTAINER, ("MXFP8",))}
+    unused |= {(model, system, layout) for model, system, precs, layout, first, *_ in
+               T.RECOMPUTE_RECIPES + T.MOE_COMM_RECIPES if not runs(model, system, layout, first, precs)}
+    assert unused == {("DeepSeekV3", "DGX-B300", (1, 8, 2, 8, 1)), ("Kimi_K2", "DGX-GB300", (1, 4, 4, 64, 1)),
+                      ("DeepSeekV3", "DGX-GB200", (1, 4, 4, 64, 1)), ("DeepSeekV3", "DGX-H100", (2, 8, 4, 64, 1))}
