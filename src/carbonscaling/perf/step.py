@@ -167,11 +167,26 @@ def _ffn(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOptions, c:
         # Transformer Engine's grouped GEMM loops over the local experts; a fused grouped MLP does not.
         x_f, x_b = moe_kernels.expert_overhead_time(E / g.ep * (o.moe_grouped_gemm == "loop"), c)
         e_f, e_b = e_f + p_f + x_f, e_b + p_b + x_b
+        g_f, g_b = _unfused_expert_extras(model, dev, c, o, tokens * k * cf * imb / tp, etp)
+        e_f, e_b = e_f + g_f, e_b + g_b
     f, b = r_f + e_f, r_b + e_b
     if model.n_shared_experts:
         s_f, s_b = mlp(tokens, model.n_shared_experts * model.shared_expert_width, tp)
         f, b = f + s_f, b + s_b
     return f, b, (k * cf * model.d_expert + model.n_shared_experts * model.shared_expert_width) / tp
+
+
+def _unfused_expert_extras(model: ModelSpec, dev, c: PerfConstants, o: TrainingOptions, rows, etp):
+    """Eager passes Transformer Engine's per-expert grouped MLP (``moe_grouped_gemm = loop``) adds
+    for a clamped GLU and for expert biases: ``(fwd, bwd)`` seconds for ``rows`` routed copies
+    (busiest rank) per microbatch. A fused grouped-MLP kernel takes them inside (not charged)."""
+    zero = 0.0 * rows
+    if o.moe_grouped_gemm != "loop":
+        return zero, zero
+    clamp = moe_kernels.clamped_glu_time(rows * model.d_expert / etp, dev, c)
+    bias = moe_kernels.expert_bias_time(rows * etp * model.d_model, dev, c)
+    on_c, on_b = model.activation_func_clamp_value is not None, model.add_bias_linear
+    return clamp[0] * on_c + bias[0] * on_b, clamp[1] * on_c + bias[1] * on_b
 
 
 def _collectives(model, system, g, o, c, moe: bool, mixer: bool = True, ffn: bool = True):
@@ -279,6 +294,8 @@ def selective_recompute_time(model: ModelSpec, system: System, g: LayoutGrid, o:
         if "moe_act" in mods:
             copies = model.top_k * o.capacity_factor
             out = out + K.memory_bound_time(tokens * copies * model.d_expert * (gate + 1.0) * e / tp, dev, c)
+            if model.activation_func_clamp_value is not None and o.moe_grouped_gemm == "loop":
+                out = out + moe_kernels.clamped_glu_time(tokens * copies * model.d_expert / tp, dev, c)[0]
         if "shared_experts" in mods and model.n_shared_experts:
             width = model.n_shared_experts * model.shared_expert_width / tp
             up = K.linear_fwd_bwd_time(tokens, gate * width, h, 1, dev, c, o.gemm_precision, o.gemm_input_bytes)
