@@ -53,5 +53,6 @@ def test_hybrid_layer_average_weights_block_kinds():
     avg = per_layer(NANO, sys_, g, o, c).time0
     assert avg == pytest.approx((23 * parts["M"] + 6 * parts["*"] + 23 * parts["E"]) / 52)
     # a Mamba block is the mixer alone: its compute is the Mamba-2 layer time plus half a layer's norm traffic
-    f, b = ssm.mamba2_layer_times(8192, 2688, 64, 64, 128, 8, c.ssm_chunk, 1, sys_.device, c, "fp8", 1.0)
+    f, b = ssm.mamba2_layer_times(8192, 2688, 64, 64, 128, 8, c.ssm_chunk, 1, sys_.device, c, "fp8", 1.0,
+                                  batched=False)
     assert parts["M"][0] > f + b and parts["M"][0] < 1.2 * (f + b)

@@ -111,13 +111,41 @@ def test_ssd_flops_hand_calculation():
     assert ssm.mamba2_params(2688, 64, 64, 128, 8) == 2688 * width + 4096 * 2688 + conv + 3 * 64 + 4096
 
 
-def test_ssd_core_time_hand_calculation():
-    # 8,192 tokens of 64 local heads (64 x 64, state 128, chunk 128) on H100: FLOPs over the
-    # fused-attention rate of the BF16 peak; the backward is ssm_backward_to_forward times that.
+def test_ssd_kernel_bytes_by_hand():
+    # Nemotron 3 Nano's mixer on one rank: H 64, P 64, N 128, G 8, chunk 128 (ssm_kernels.yaml).
+    # Per token: d_inner = 4096, B or C = 1024, heads = 64, chunk states 64 x 64 x 128 / 128 = 4096,
+    # CB = 8 x 128 = 1024, in_proj output 2 x 4096 + 2 x 1024 + 64 = 10,304.
+    work = ssm.ssd_kernel_work(64, 64, 128, 8, 128, batched=True)
+    fwd = {name: nbytes for name, nbytes, _ in work["forward"]}
+    assert fwd["in_proj_to_batch_major"] == 2 * 2 * 10_304               # read + write the BF16 projection
+    assert fwd["causal_conv1d_fwd"] == 2 * 2 * (4096 + 2 * 1024)          # xBC in and out
+    assert fwd["chunk_state_fwd"] == 2 * (4096 + 1024) + 4 * (2 * 64 + 4096)  # x, B; dt, dA; fp32 states
+    assert fwd["state_passing_fwd"] == 4 * 4096 + 2 * 4096                # fp32 in, BF16 out
+    assert fwd["chunk_scan_fwd"] == 2 * (4 * 4096 + 1024 + 4096) + 4 * (1024 + 2 * 64)
+    assert sum(fwd.values()) == 206_720
+    bwd = sum(nbytes for _, nbytes, _ in work["backward"])
+    assert bwd == 492_288
+    # one sequence per microbatch: the two layout copies forward and one backward move nothing
+    single = ssm.ssd_kernel_work(64, 64, 128, 8, 128, batched=False)
+    assert sum(float(b) for _, b, _ in single["forward"]) == 206_720 - 41_216 - 16_384
+    assert sum(float(b) for _, b, _ in single["backward"]) == 492_288 - 41_216
+    # tensor-core work: chunk state B^T x (2 H P N), C B^T per group (2 G Q N), C h and the
+    # causal blocks of CB x (2 H P Q x 0.75)
+    flops = {name: f for name, _, f in work["forward"]}
+    assert flops["chunk_state_fwd"] == 2 * 4096 * 128
+    assert flops["bmm_chunk_fwd"] == 2 * 8 * 128 * 128
+    assert flops["chunk_scan_fwd"] == 2 * 4096 * 128 + 2 * 4096 * 128 * 0.75
+
+
+def test_ssd_kernel_times_are_memory_bound_on_h100():
+    # At 15-40 FLOP per byte every kernel sits below H100's ridge (BF16 fused-attention rate over
+    # the achievable HBM bandwidth), so the time is the bytes over the bandwidth.
     rate = H100.device.peak_flops("bf16") * C.flash_fraction_of_peak * C.gemm_in_situ_factor
-    fwd, bwd = ssm.ssd_core_time(8192, 64, 64, 128, 128, H100.device, C)
-    assert fwd == pytest.approx(8192 * 5_242_880 / rate, rel=1e-12)
-    assert bwd == pytest.approx(C.ssm_backward_to_forward * 8192 * 5_242_880 / rate, rel=1e-12)
+    bw = H100.device.hbm_gb_s * 1e9 * C.hbm_efficiency
+    assert 2 * 4096 * 128 * 1.75 / 47_616 < rate / bw
+    fwd, bwd = ssm.ssd_kernel_times(8192, 64, 64, 128, 8, 128, H100.device, C, batched=True)
+    assert fwd == pytest.approx(8192 * 206_720 / bw, rel=1e-12)
+    assert bwd == pytest.approx(8192 * 492_288 / bw, rel=1e-12)
 
 
 def test_mamba_layer_time_splits_over_tp_and_adds_its_parts():
@@ -125,9 +153,11 @@ def test_mamba_layer_time_splits_over_tp_and_adds_its_parts():
     f1, b1 = ssm.mamba2_layer_times(8192, 2688, 64, 64, 128, 8, 128, 1, d, C)
     f2, b2 = ssm.mamba2_layer_times(8192, 2688, 64, 64, 128, 8, 128, 2, d, C)
     assert 0.45 < f2 / f1 < 0.7 and 0.45 < b2 / b1 < 0.7
-    core_f, core_b = ssm.ssd_core_time(8192, 64, 64, 128, 128, d, C)
-    assert core_b == pytest.approx(C.ssm_backward_to_forward * core_f)
-    assert core_f < 0.5 * f1  # projections dominate at these sizes
+    # every per-token tensor of the SSD kernels is per local head or group: TP 2 halves them
+    k1 = ssm.ssd_kernel_times(8192, 64, 64, 128, 8, 128, d, C)
+    k2 = ssm.ssd_kernel_times(8192, 32, 64, 128, 4, 128, d, C)
+    assert k2[0] == pytest.approx(k1[0] / 2) and k2[1] == pytest.approx(k1[1] / 2)
+    assert k1[1] > 2 * k1[0]  # the backward recomputes the conv and chunk states, then 13 gradient kernels
 
 
 # ---- MoE dispatch (flex / DeepEP-HybridEP) and permutations ----------------------------------

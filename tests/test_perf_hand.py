@@ -112,11 +112,13 @@ def _grid(tp=2):
 def test_mamba2_activations_by_hand():
     # Nemotron 3 Nano's mixer: 64 heads x 64 = 4096 inner width, 8 groups of state 128
     d_inner = 64 * 64
-    in_w = 2 * d_inner + 2 * 8 * 128 + 64          # z, x, B, C, dt
-    conv = d_inner + 2 * 8 * 128                   # x, B, C after the convolution
+    in_w = 2 * d_inner + 2 * 8 * 128 + 64          # z, x, B, C, dt (saved by the combined SSD function)
+    # + out_x (SSD output before the z gate) and y (the norm's input); the conv output is recomputed
     for tp, e, gi in ((1, 2.0, 2.0), (2, 2.0, 1.0), (4, 4.0, 1.0)):
         got = _mamba_activations(NANO, _grid(tp), e, gi)
-        assert float(got[0]) == pytest.approx((e * (in_w + conv + d_inner) + gi * d_inner) / tp)
+        assert float(got[0]) == pytest.approx((e * (in_w + d_inner + d_inner) + gi * d_inner) / tp)
+    # Nano, TP 1, BF16: 2 x (10,304 + 8,192) + 2 x 4,096 = 45,184 bytes per token
+    assert float(_mamba_activations(NANO, _grid(1), 2.0, 2.0)[0]) == 45_184
 
 
 def test_hybrid_unfused_attention_scores_only_on_attention_layers():
@@ -244,7 +246,7 @@ def test_a_heavier_middle_stage_holds_its_interleaved_in_flight_microbatches():
 def test_mamba2_layer_times_by_hand():
     from carbonscaling.hardware import load_system
     from carbonscaling.perf import kernels as K
-    from carbonscaling.perf.ssm import mamba2_layer_times, ssd_core_time
+    from carbonscaling.perf.ssm import mamba2_layer_times, ssd_kernel_times
 
     dev = load_system("H100").device
     tokens, d, H, P, N, G, tp = 8192.0, 2688, 64, 64, 128, 8, 2
@@ -253,14 +255,14 @@ def test_mamba2_layer_times_by_hand():
     in_w = 2 * d_inner + 2 * groups * N + heads           # z, x, B, C, dt
     i = K.linear_fwd_bwd_time(np.array([tokens]), in_w, d, 1, dev, C, "bf16", 2.0)
     o = K.linear_fwd_bwd_time(np.array([tokens]), d, d_inner, 1, dev, C, "bf16", 2.0)
-    s = ssd_core_time(np.array([tokens]), heads, P, N, C.ssm_chunk, dev, C)
-    e = K.memory_bound_time(C.ssm_elementwise_bytes * tokens * (d_inner + 2 * groups * N), dev, C)
-    f, b = mamba2_layer_times(np.array([tokens]), d, H, P, N, G, C.ssm_chunk, tp, dev, C)
+    s = ssd_kernel_times(np.array([tokens]), heads, P, N, groups, C.ssm_chunk, dev, C, batched=False)
+    f, b = mamba2_layer_times(np.array([tokens]), d, H, P, N, G, C.ssm_chunk, tp, dev, C, batched=False)
+
     def v(x):
         return float(np.asarray(x).reshape(-1)[0])
 
-    assert v(f) == pytest.approx(v(i[0]) + v(o[0]) + v(s[0]) + v(e), rel=1e-12)
-    assert v(b) == pytest.approx(v(i[1]) + v(o[1]) + v(s[1]) + C.elementwise_bwd_to_fwd * v(e), rel=1e-12)
+    assert v(f) == pytest.approx(v(i[0]) + v(o[0]) + v(s[0]), rel=1e-12)
+    assert v(b) == pytest.approx(v(i[1]) + v(o[1]) + v(s[1]), rel=1e-12)
 
 
 def test_constants_replace_refuses_unknown_names():

@@ -44,8 +44,6 @@ class PerfConstants:
     moe_permute_bytes_fwd: float
     moe_expert_overhead_s: float
     ssm_chunk: int
-    ssm_backward_to_forward: float
-    ssm_elementwise_bytes: float
     fp8_param_gather_formats: tuple = ("fp8", "fp8-delayed", "mxfp8")
 
     def replace(self, **changes) -> PerfConstants:
@@ -121,7 +119,5 @@ def default_constants() -> PerfConstants:
         moe_permute_bytes_fwd=v("moe", "permute_bytes_forward"),
         moe_expert_overhead_s=v("moe", "expert_overhead_s"),
         ssm_chunk=int(v("ssm", "chunk")),
-        ssm_backward_to_forward=v("ssm", "backward_to_forward"),
-        ssm_elementwise_bytes=v("ssm", "elementwise_bytes"),
         fp8_param_gather_formats=tuple(v("mixed_precision", "fp8_param_gather_formats")),
     )

@@ -310,17 +310,18 @@ def selective_freed_bytes(model: ModelSpec, o: TrainingOptions, parts: dict):
 def _mamba_activations(model: ModelSpec, g: LayoutGrid, e: float, gi: float):
     """Bytes per token a Mamba-2 mixer keeps for its backward on one TP rank.
 
-    The in-projection output (z, x, B, C, dt), the convolution output over x, B, C, the SSD
-    output y and the gated-norm output (the out-projection's input, in the GEMM format),
-    split over TP like the heads.
+    What the code saves (``mamba_ssm`` ``MambaSplitConv1dScanCombinedFn.forward``, called by
+    Megatron-Core's ``MambaMixer._ssm_training``): the in-projection output (z, x, B, C, dt)
+    and the ungated SSD output ``out_x`` -- the convolution output is recomputed in the
+    backward, not kept; then the gated RMSNorm keeps its input y and the out-projection its
+    input in the GEMM format. Split over TP like the heads.
     """
     from .ssm import mamba2_in_proj_width
 
     tp = g.tp.astype(float)
     d_inner = model.mamba_heads * model.mamba_head_dim
     in_w = mamba2_in_proj_width(model.mamba_heads, model.mamba_head_dim, model.mamba_state, model.mamba_groups)
-    conv = d_inner + 2 * model.mamba_groups * model.mamba_state
-    return (e * (in_w + conv + d_inner) + gi * d_inner) / tp
+    return (e * (in_w + 2 * d_inner) + gi * d_inner) / tp
 
 
 def linear_weight_bytes(o: TrainingOptions, c: PerfConstants, columnwise_native: bool = False) -> float:

@@ -21,8 +21,11 @@ projection ``d_inner -> d``; with tensor parallelism the heads and ``d_inner`` a
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
+from .._data import load_yaml
 from ..hardware import Device
 from . import kernels as K
 from .constants import PerfConstants
@@ -137,50 +140,127 @@ def mamba2_flops_per_token(d_model, n_heads, head_dim, d_state, n_groups, chunk)
     return proj + ssd_flops_per_token(n_heads, head_dim, d_state, chunk)
 
 
-def ssd_core_time(tokens, n_heads, head_dim, d_state, chunk, device: Device, c: PerfConstants):
-    """Times of the SSD core for ``tokens`` tokens of ``n_heads`` local heads.
+@lru_cache(maxsize=1)
+def _kernel_table() -> dict:
+    return load_yaml("ssm_kernels.yaml")
 
-    Its matmuls are small and batched like FlashAttention's, so they run at the fused-attention
-    fraction of the BF16 peak (the SSD kernels run in BF16 under every recipe); the backward
-    does ``ssm_backward_to_forward`` times the forward work (gradients of C, B, X and the
-    decays, with the chunk states recomputed).
+
+def _per_token_elements(n_heads, head_dim, d_state, n_groups, chunk) -> dict:
+    """Elements per token of each tensor class of ``data/ssm_kernels.yaml`` (local heads and groups)."""
+    d_inner = n_heads * head_dim
+    bc = n_groups * d_state
+    return {"d_inner": d_inner, "bc": bc, "heads": n_heads, "states": d_inner * d_state / chunk,
+            "cb": n_groups * chunk, "in_proj": 2 * d_inner + 2 * bc + n_heads}
+
+
+def ssd_kernel_work(n_heads, head_dim, d_state, n_groups, chunk, batched=True) -> dict:
+    """HBM bytes and tensor-core FLOPs per token of each kernel of a Mamba-2 mixer's training step.
+
+    The kernels between the two projections, forward and backward, as Megatron-Core's
+    ``MambaMixer`` runs them (``mamba_split_conv1d_scan_combined`` of ``mamba_ssm``: the causal
+    conv1d, the five SSD kernels with the z gate fused into the chunk scan, the gated RMSNorm;
+    the backward recomputes the conv1d and the chunk states, then runs thirteen gradient
+    kernels), each tensor counted from the code (``data/ssm_kernels.yaml``).
 
     Parameters
     ----------
-    tokens : float or ndarray
-        Tokens on this device.
     n_heads : float or ndarray
-        SSM heads (H).
+        SSM heads on this rank (H / TP).
     head_dim : int
         Head dimension (P).
     d_state : int
         State size (N).
+    n_groups : float or ndarray
+        B/C groups on this rank (G / TP).
+    chunk : int
+        Chunk length (Q, tokens).
+    batched : bool or ndarray, optional
+        The microbatch holds more than one sequence, so the layout copies move data (default True).
+
+    Returns
+    -------
+    dict
+        ``{'forward': [(name, bytes, flops), ...], 'backward': [...]}`` per token.
+
+    References
+    ----------
+    state-spaces/mamba ``mamba_ssm/ops/triton/ssd_combined.py`` (Dao and Gu, ICML 2024);
+    NVIDIA Megatron-LM ``megatron/core/ssm/mamba_mixer.py``.
+    """
+    table = _kernel_table()
+    n = _per_token_elements(n_heads, head_dim, d_state, n_groups, chunk)
+    frac = table["causal_block_fraction"]["value"]
+    mm = {"hpn": 2.0 * n["d_inner"] * d_state, "gqn": 2.0 * n_groups * chunk * d_state,
+          "hpq": 2.0 * n["d_inner"] * chunk * frac}
+    out = {}
+    for direction, kernels in table["kernels"].items():
+        rows = []
+        for k in kernels:
+            nbytes = sum(2.0 * cnt * n[t] for t, cnt in k.get("bf16", {}).items())
+            nbytes = nbytes + sum(4.0 * cnt * n[t] for t, cnt in k.get("fp32", {}).items())
+            if k.get("batched_only"):
+                nbytes = nbytes * np.asarray(batched, dtype=float)
+            flops = sum(cnt * mm[t] for t, cnt in k.get("flops", {}).items())
+            rows.append((k["name"], nbytes, flops))
+        out[direction] = rows
+    return out
+
+
+def ssd_kernel_times(tokens, n_heads, head_dim, d_state, n_groups, chunk, device: Device, c: PerfConstants,
+                     batched=True):
+    """Forward and backward times of the kernels between a Mamba-2 mixer's projections.
+
+    Each kernel (:func:`ssd_kernel_work`) takes the longer of its HBM traffic at the achievable
+    bandwidth and its small batched matmuls at the fused-attention fraction of the BF16 peak
+    (the SSD kernels run in BF16 under every recipe); at Mamba-2's shapes nearly all are
+    memory-bound, so the chunk states (``H P N / Q`` float32 values per token, written,
+    passed along the chunks and read again) and the recomputation in the backward dominate.
+
+    Parameters
+    ----------
+    tokens : float or ndarray
+        Tokens of a microbatch on this rank.
+    n_heads : float or ndarray
+        SSM heads on this rank.
+    head_dim : int
+        Head dimension (P).
+    d_state : int
+        State size (N).
+    n_groups : float or ndarray
+        B/C groups on this rank.
     chunk : int
         Chunk length (Q).
     device : Device
-        BF16 peak (FLOP/s).
+        BF16 peak (FLOP/s), HBM bandwidth (GB/s).
     c : PerfConstants
-        ``flash_fraction_of_peak``, ``gemm_in_situ_factor``, ``ssm_backward_to_forward``.
+        ``hbm_efficiency``, ``flash_fraction_of_peak``, ``gemm_in_situ_factor``.
+    batched : bool or ndarray, optional
+        More than one sequence per microbatch (default True).
 
     Returns
     -------
     t_forward, t_backward : ndarray
         Seconds.
     """
-    flops = tokens * ssd_flops_per_token(n_heads, head_dim, d_state, chunk)
     rate = device.peak_flops("bf16") * c.flash_fraction_of_peak * c.gemm_in_situ_factor
-    return flops / rate, c.ssm_backward_to_forward * flops / rate
+    work = ssd_kernel_work(n_heads, head_dim, d_state, n_groups, chunk, batched)
+    times = []
+    for direction in ("forward", "backward"):
+        t = 0.0
+        for _, nbytes, flops in work[direction]:
+            t = t + np.maximum(K.memory_bound_time(tokens * nbytes, device, c), tokens * flops / rate)
+        times.append(t)
+    return times[0], times[1]
 
 
 def mamba2_layer_times(tokens, d_model, n_heads, head_dim, d_state, n_groups, chunk, tp, device: Device,
-                       c: PerfConstants, precision: str = "bf16", in_bytes: float = 2.0, weight_cast_share=0.0):
+                       c: PerfConstants, precision: str = "bf16", in_bytes: float = 2.0, weight_cast_share=0.0,
+                       batched=True):
     """Times of one Mamba-2 mixer on one device for ``tokens`` tokens.
 
     ``tp`` splits heads, ``d_inner`` and the B/C groups (Megatron-Core MambaMixer); the
-    projections run in the recipe's GEMM format, the SSD core in BF16, and the
-    convolution, gating and norm are HBM-bound passes (``ssm_elementwise_bytes`` per
-    element of the local ``d_inner`` and B/C channels, backward ``elementwise_bwd_to_fwd``
-    times that).
+    projections run in the recipe's GEMM format, the kernels between them (conv1d, SSD,
+    gated RMSNorm and their backward, :func:`ssd_kernel_times`) in BF16.
 
     Parameters
     ----------
@@ -210,6 +290,8 @@ def mamba2_layer_times(tokens, d_model, n_heads, head_dim, d_state, n_groups, ch
         Bytes per GEMM input element (default 2.0).
     weight_cast_share : float or ndarray, optional
         Share of one weight cast paid per call (default 0).
+    batched : bool or ndarray, optional
+        More than one sequence per microbatch (default True; see :func:`ssd_kernel_work`).
 
     Returns
     -------
@@ -227,7 +309,5 @@ def mamba2_layer_times(tokens, d_model, n_heads, head_dim, d_state, n_groups, ch
     in_w = 2 * d_inner + 2 * groups * d_state + heads
     i_f, i_b = K.linear_fwd_bwd_time(tokens, in_w, d_model, 1, device, c, precision, in_bytes, weight_cast_share)
     o_f, o_b = K.linear_fwd_bwd_time(tokens, d_model, d_inner, 1, device, c, precision, in_bytes, weight_cast_share)
-    s_f, s_b = ssd_core_time(tokens, heads, head_dim, d_state, chunk, device, c)
-    elem_f = K.memory_bound_time(c.ssm_elementwise_bytes * tokens * (d_inner + 2 * groups * d_state), device, c)
-    elem_b = c.elementwise_bwd_to_fwd * elem_f
-    return i_f + o_f + s_f + elem_f, i_b + o_b + s_b + elem_b
+    s_f, s_b = ssd_kernel_times(tokens, heads, head_dim, d_state, groups, chunk, device, c, batched)
+    return i_f + o_f + s_f, i_b + o_b + s_b

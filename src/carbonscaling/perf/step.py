@@ -220,7 +220,7 @@ def _mamba(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOptions, 
     tokens = g.mb * model.seq_len / g.cp
     return mamba2_layer_times(tokens, model.d_model, model.mamba_heads, model.mamba_head_dim, model.mamba_state,
                               model.mamba_groups, c.ssm_chunk, g.tp, system.device, c, o.gemm_precision,
-                              o.gemm_input_bytes)
+                              o.gemm_input_bytes, batched=g.mb > 1)
 
 
 def selective_recompute_time(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOptions,
