@@ -77,6 +77,13 @@ class ModelSpec(BaseModel):
     window_attn_skip_freq: int | None = Field(default=None, ge=1, le=10**6,
                                               description="every N-th attention layer keeps full attention "
                                                           "(Megatron window_attn_skip_freq); None: all windowed")
+    # Details that add memory traffic, not FLOPs (Megatron-Core TransformerConfig names; gpt-oss has both).
+    activation_func_clamp_value: float | None = Field(
+        default=None, gt=0, le=1e6, description="clamped GLU: the gate is clamped to <= v and the linear half to "
+                                                 "[-v, v] before the activation (Megatron activation_func_clamp_value; "
+                                                 "gpt-oss 7); None: no clamp")
+    add_bias_linear: bool = Field(default=False, description="linear layers carry biases (Megatron add_bias_linear; "
+                                                             "gpt-oss); parameters not counted (negligible)")
     # Hybrid Mamba-2 / attention / MoE stacks (Nemotron-H, Nemotron 3): one block per layer.
     hybrid_pattern: str | None = Field(default=None, pattern=r"^[ME*-]+$",
                                        description="Megatron hybrid_override_pattern, one symbol per layer: "

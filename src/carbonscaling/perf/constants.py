@@ -43,6 +43,10 @@ class PerfConstants:
     moe_row_alignment: int
     moe_permute_bytes_fwd: float
     moe_expert_overhead_s: float
+    moe_clamped_glu_fwd_bytes: float
+    moe_clamped_glu_bwd_bytes: float
+    moe_expert_bias_fwd_bytes: float
+    moe_expert_bias_bwd_bytes: float
     ssm_chunk: int
     fp8_param_gather_formats: tuple = ("fp8", "fp8-delayed", "mxfp8")
 
@@ -118,6 +122,10 @@ def default_constants() -> PerfConstants:
         moe_row_alignment=int(v("moe", "row_alignment")),
         moe_permute_bytes_fwd=v("moe", "permute_bytes_forward"),
         moe_expert_overhead_s=v("moe", "expert_overhead_s"),
+        moe_clamped_glu_fwd_bytes=v("moe", "clamped_glu_forward_bytes_per_unit"),
+        moe_clamped_glu_bwd_bytes=v("moe", "clamped_glu_backward_bytes_per_unit"),
+        moe_expert_bias_fwd_bytes=v("moe", "expert_bias_forward_bytes_per_element"),
+        moe_expert_bias_bwd_bytes=v("moe", "expert_bias_backward_bytes_per_element"),
         ssm_chunk=int(v("ssm", "chunk")),
         fp8_param_gather_formats=tuple(v("mixed_precision", "fp8_param_gather_formats")),
     )

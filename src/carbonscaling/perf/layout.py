@@ -59,6 +59,9 @@ class TrainingOptions(BaseModel):
                                                                 "(Megatron DDP grad_reduce_in_fp32); off: in BF16, as "
                                                                 "Megatron-Bridge's performance recipes run.")
     overlap_tp_comm: bool = Field(default=False, description="Hide TP collectives under compute.")
+    overlap_pp_comm: bool = Field(default=True, description="Overlap pipeline sends with the neighbouring chunk's "
+                                                            "compute when interleaving (VP > 1; Megatron "
+                                                            "overlap_p2p_comm); with VP = 1 they are exposed.")
     overlap_ep_comm: bool = Field(default=False, description="Hide the expert all-to-all under compute "
                                                              "(DeepSeek DualPipe).")
     capacity_factor: float = Field(default=1.0, ge=1.0, le=4.0, description="MoE expert capacity factor.")

@@ -177,6 +177,64 @@ def expert_overhead_time(local_experts, c: PerfConstants):
     return t / 3.0, 2.0 * t / 3.0
 
 
+def clamped_glu_time(routed_units, device: Device, c: PerfConstants):
+    """``(t_forward, t_backward)`` of the eager clamp a clamped GLU runs before its fused activation.
+
+    Megatron-Core's ``TEGroupedMLP`` hands a clamped GLU (``activation_func_clamp_value``,
+    gpt-oss) to ``weighted_bias_quick_geglu_impl``, which clamps the gate and linear halves of
+    the FC1 output and concatenates them with eager PyTorch ops before the fused kernel; their
+    autograd adds masks, ``where`` and the concatenation of the half-gradients. The bytes per
+    FFN unit are counted from that code (``data/perf.yaml`` ``moe.clamped_glu_*``); the fused
+    activation itself is the layer's elementwise FFN term.
+
+    Parameters
+    ----------
+    routed_units : float or ndarray
+        FFN units the rank's experts activate per microbatch (routed token copies x expert width).
+    device : Device
+        HBM bandwidth (GB/s).
+    c : PerfConstants
+        ``moe_clamped_glu_fwd_bytes``, ``moe_clamped_glu_bwd_bytes``, ``hbm_efficiency``.
+
+    Returns
+    -------
+    t_forward, t_backward : ndarray
+        Seconds per MoE layer and microbatch (memory-bound).
+    """
+    u = np.asarray(routed_units, dtype=float)
+    return (K.memory_bound_time(u * c.moe_clamped_glu_fwd_bytes, device, c),
+            K.memory_bound_time(u * c.moe_clamped_glu_bwd_bytes, device, c))
+
+
+def expert_bias_time(routed_elements, device: Device, c: PerfConstants):
+    """``(t_forward, t_backward)`` of the expert output bias added outside the grouped GEMM.
+
+    With ``add_bias_linear``, Megatron-Core's ``TEGroupedMLP`` builds FC2 with
+    ``skip_bias_add=True`` and adds each local expert's bias, scaled by the routing
+    probability, in a per-expert loop (``_apply_bias``: ``t + b * p``, then ``torch.cat``);
+    the backward concatenates the per-expert gradients and reduces the bias and probability
+    gradients (``data/perf.yaml`` ``moe.expert_bias_*``). FC1's bias is added in the GEMM and
+    is not charged.
+
+    Parameters
+    ----------
+    routed_elements : float or ndarray
+        Elements of the rank's FC2 output per microbatch (routed rows x ``d_model``).
+    device : Device
+        HBM bandwidth (GB/s).
+    c : PerfConstants
+        ``moe_expert_bias_fwd_bytes``, ``moe_expert_bias_bwd_bytes``, ``hbm_efficiency``.
+
+    Returns
+    -------
+    t_forward, t_backward : ndarray
+        Seconds per MoE layer and microbatch (memory-bound).
+    """
+    n = np.asarray(routed_elements, dtype=float)
+    return (K.memory_bound_time(n * c.moe_expert_bias_fwd_bytes, device, c),
+            K.memory_bound_time(n * c.moe_expert_bias_bwd_bytes, device, c))
+
+
 def dispatch_combine_bytes(tokens, top_k, d_model, tp=1, capacity_factor=1.0, dispatch_bytes=2.0,
                            combine_bytes=2.0):
     """Bytes one rank sends in one forward dispatch and one combine of an MoE layer.
