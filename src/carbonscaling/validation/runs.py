@@ -95,6 +95,9 @@ class PublishedRun(BaseModel):
     recompute: Literal["full", "selective", "none"] | None = None
     utilization_kind: Literal["hfu", "mfu"] | None = Field(
         default=None, description="how the reported mfu / tflops_per_device count FLOPs: hfu = incl. recompute")
+    mfu_convention: Literal["megatron", "palm", "cs-paper"] | None = Field(
+        default=None, description="how the reported mfu / tflops_per_device count model FLOPs "
+                                  "(carbonscaling.mfu); empty: palm, the form of every shipped row")
     sequence_parallel: bool | None = None
     overlap_grad_reduce: bool | None = None
     overlap_tp_comm: bool | None = None
