@@ -144,18 +144,50 @@ def test_llama70b_fsdp_rows_report_the_cpu_offloading_they_ran(monkeypatch):
 def test_every_recipe_entry_matches_a_row_or_is_a_known_non_match():
     """An entry no row takes is a typo in its layout or names (it would silently do nothing), except the
     configs recorded on purpose: DeepSeek-V3 B300 MXFP8 26.06 (the row ran VP 1, the config VP 2), Kimi K2
-    GB300 (the 26.06 row ran microbatch 2), DeepSeek-V3 GB200 BF16 and H100 (no row of a V1/V2 release)."""
+    GB300 (the 26.06 row ran microbatch 2), DeepSeek-V3 H100 V1/V2 (its only row is 25.09's)."""
     from carbonscaling.validation import throughput as T
 
-    def runs(model, system, layout, first=(0, 0), precs=None):
+    def runs(model, system, layout, first=(0, 0), precs=None, last=(99, 99)):
         return [r for r in ROWS if (r["model"], r["system"]) == (model, system) and _layout(r) == layout
-                and tuple(int(x) for x in r["container"].split("."))[:2] >= first
+                and first <= tuple(int(x) for x in r["container"].split("."))[:2] <= last
                 and (precs is None or r["precision"] in precs)]
 
-    unused = {(model, system, layout) for (model, system), (layout, _) in T.FUSED_MOE_RECIPES.items()
+    unused = {(model, system, layout, T.FUSED_MOE_FIRST_CONTAINER)
+              for (model, system), (layout, _) in T.FUSED_MOE_RECIPES.items()
               if not runs(model, system, layout, T.FUSED_MOE_FIRST_CONTAINER, ("MXFP8",))}
-    unused |= {(model, system, layout) for model, system, precs, layout, first, *_ in
+    unused |= {(model, system, layout, first) for model, system, precs, layout, first, *_ in
                T.RECOMPUTE_RECIPES + T.MOE_COMM_RECIPES + T.NOT_MODELLED_RECIPES
                if not runs(model, system, layout, first, precs)}
-    assert unused == {("DeepSeekV3", "DGX-B300", (1, 8, 2, 8, 1)), ("Kimi_K2", "DGX-GB300", (1, 4, 4, 64, 1)),
-                      ("DeepSeekV3", "DGX-GB200", (1, 4, 4, 64, 1)), ("DeepSeekV3", "DGX-H100", (2, 8, 4, 64, 1))}
+    unused |= {(model, system, layout, first) for model, system, precs, layout, first, last in
+               T.NO_GRAD_OVERLAP_RECIPES if not runs(model, system, layout, first, precs, last)}
+    assert unused == {("DeepSeekV3", "DGX-B300", (1, 8, 2, 8, 1), (26, 6)),
+                      ("Kimi_K2", "DGX-GB300", (1, 4, 4, 64, 1), (26, 6)),
+                      ("DeepSeekV3", "DGX-H100", (2, 8, 4, 64, 1), (26, 2))}
+
+
+def test_deepseek_25_09_recipes():
+    """The 25.09 scripts (deepseek_llm_pretrain.py at 0132842): recompute modules on GB200/B200/H100,
+    H100 with the all-to-all overlapped and the gradient reduction not overlapped, ETP 1."""
+    from carbonscaling.validation.throughput import _no_grad_overlap_recipe
+
+    (h100,) = _rows("DeepSeekV3", "DGX-H100", "25.09", "FP8")
+    assert _recompute_recipe(h100) == (("mla_up_proj", "mlp"), True)
+    assert _no_grad_overlap_recipe(h100)
+    _, _, options, pins, assumed = describe_row(h100)
+    assert options.overlap_ep_comm and not options.overlap_grad_reduce
+    assert pins["etp"] == 1 and pins["recompute"] == "selective"
+    assert "recipe: gradient reduction not overlapped" in assumed
+    # the same layout in a V1/V2 release: no all-to-all overlap, gradient reduction overlapped
+    later = {**h100, "container": "26.02"}
+    assert _recompute_recipe(later) == (("mla_up_proj", "mlp"), False)
+    assert not _no_grad_overlap_recipe(later)
+    (gb200,) = _rows("DeepSeekV3", "DGX-GB200", "25.09", "FP8")
+    assert _recompute_recipe(gb200) == (("mla_up_proj",), False)
+    _, _, options, _, _ = describe_row(gb200)
+    assert options.overlap_grad_reduce
+    for precision in ("FP8", "FP8-MX"):
+        (b200,) = _rows("DeepSeekV3", "DGX-B200", "25.09", precision)
+        assert _recompute_recipe(b200) == (("mla_up_proj",), False)
+    # GB200 25.11 FP8-MX ran PP 8 VP 4 EP 32: no config of that layout was read
+    (other,) = _rows("DeepSeekV3", "DGX-GB200", "25.11", "FP8-MX")
+    assert _recompute_recipe(other) is None

@@ -103,7 +103,9 @@ def test_search_offers_selective_only_when_it_differs_from_none():
     (dict(system="DGX-B200", container="26.04.01", precision="MXFP8", layout=(1, 8, 2, 32, 1)),
      (("mla_up_proj", "mlp"), True)),
     (dict(system="DGX-B200", container="26.02", precision="MXFP8", layout=(1, 16, 1, 8, 1)), (("mla_up_proj",), False)),
-    (dict(system="DGX-B200", container="25.11", precision="FP8-MX", layout=(1, 16, 1, 8, 1)), None),
+    # the 25.09-era scripts (deepseek_llm_pretrain.py at 0132842) already recompute mla_up_proj on B200 PP 16
+    (dict(system="DGX-B200", container="25.11", precision="FP8-MX", layout=(1, 16, 1, 8, 1)), (("mla_up_proj",), False)),
+    (dict(system="DGX-B200", container="25.11", precision="FP8-MX", layout=(1, 8, 1, 8, 1)), None),
     (dict(system="DGX-GB200", container="26.06", precision="MXFP8", layout=(1, 4, 4, 64, 1)), (("mla_up_proj",), False)),
     (dict(system="DGX-GB200", container="26.04", precision="MXFP8", layout=(1, 4, 4, 64, 1)), (("mlp",), False)),
     (dict(system="DGX-GB300", container="26.04.01", precision="MXFP8", layout=(1, 2, 8, 32, 2)),

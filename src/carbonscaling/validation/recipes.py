@@ -48,24 +48,31 @@ FUSED_MOE_FIRST_CONTAINER = (26, 6)
 #: ``["mla_up_proj", "mlp"]`` with ``moe_a2a_overlap=True``; B300 V2 PP 8 microbatch 2
 #: ``["mla_up_proj"]``; H100 TP 2 PP 8 VP 4 EP 64 ``["mla_up_proj", "mlp"]``) and 0426418
 #: (NVIDIA-NeMo/Megatron-Bridge, the 26.06 MXFP8 recipes: GB200 ``["mla_up_proj"]``, B300 PP 8 VP 2
-#: ``["mla_up_proj"]``; GB300 microbatch 1 ``[]``, not listed). B300 PP 16 EP 8 microbatch 1 ``["mla_up_proj"]``:
-#: the first V1/V2 file, f0e2c37 (NVIDIA-NeMo/Megatron-Bridge; every B300 precision = the base config). gpt-oss-120b: configs/gpt_oss/
-#: gpt_oss_workload_base_configs.py at 07eea52 (NVIDIA-NeMo/Megatron-Bridge): GB200, B200 and H100 BF16
-#: ``["layernorm", "moe_act"]`` (B200 V1 EP 64 / V2 EP 8, H100 PP 4 EP 8 microbatch 1), GB200 V2 (global
-#: batch 1280) with ``moe_a2a_overlap=True``; GB300/B300 BF16 and the MXFP8 V2 configs state none.
-#: Only the V1/V2 workload-config releases (container 26.02 on) and only where the row's layout is the
-#: config's.
+#: ``["mla_up_proj"]``; GB300 microbatch 1 ``[]``, not listed). B300 PP 16 EP 8 microbatch 1
+#: ``["mla_up_proj"]``: the first V1/V2 file, f0e2c37 (NVIDIA-NeMo/Megatron-Bridge; every B300
+#: precision = the base config). gpt-oss-120b: configs/gpt_oss/gpt_oss_workload_base_configs.py at
+#: 07eea52 (NVIDIA-NeMo/Megatron-Bridge): GB200, B200 and H100 BF16 ``["layernorm", "moe_act"]``
+#: (B200 V1 EP 64 / V2 EP 8, H100 PP 4 EP 8 microbatch 1), GB200 V2 (global batch 1280) with ``moe_a2a_overlap=True``; GB300/B300 BF16 and the MXFP8 V2 configs state none.
+#: Releases before the V1/V2 files (first container 25.09): configs/deepseek/deepseek_llm_pretrain.py at
+#: 0132842 (NVIDIA-NeMo/Megatron-Bridge; with parallelism_configs.py of that commit, exactly the 25.09
+#: rows' layouts: GB200 PP 4 VP 4 EP 64, B200 PP 16 EP 8, H100 TP 2 PP 8 VP 4 EP 64): GB200 and B200
+#: every precision ``["mla_up_proj"]``, H100 ``["mla_up_proj", "mlp"]`` with
+#: ``set_moe_a2a_overlap_overrides`` (all-to-all overlapped); configs/deepseek/workload_base_configs.py at
+#: 0fa501a (same repository, the later pre-V1/V2 file): GB200 BF16 and B200 ``["mla_up_proj"]`` again.
+#: Otherwise only the V1/V2 releases (26.02 on); always only where the row's layout is the config's.
 RECOMPUTE_RECIPES = [
     ("DeepSeekV3", "DGX-GB300", None, (1, 2, 8, 32, 2), (26, 2), ("mla_up_proj",), False),
     ("DeepSeekV3", "DGX-GB200", ("MXFP8",), (1, 4, 4, 64, 1), (26, 6), ("mla_up_proj",), False),
-    ("DeepSeekV3", "DGX-GB200", ("BF16",), (1, 4, 4, 64, 1), (26, 2), ("mla_up_proj",), False),
+    ("DeepSeekV3", "DGX-GB200", ("BF16",), (1, 4, 4, 64, 1), (25, 9), ("mla_up_proj",), False),
     ("DeepSeekV3", "DGX-GB200", None, (1, 4, 4, 64, 1), (26, 2), ("mlp",), False),
-    ("DeepSeekV3", "DGX-B200", None, (1, 16, 1, 8, 1), (26, 2), ("mla_up_proj",), False),
+    ("DeepSeekV3", "DGX-GB200", ("FP8",), (1, 4, 4, 64, 1), (25, 9), ("mla_up_proj",), False),
+    ("DeepSeekV3", "DGX-B200", None, (1, 16, 1, 8, 1), (25, 9), ("mla_up_proj",), False),
     ("DeepSeekV3", "DGX-B200", ("MXFP8",), (1, 8, 2, 32, 1), (26, 2), ("mla_up_proj", "mlp"), True),
     ("DeepSeekV3", "DGX-B300", ("MXFP8",), (1, 8, 2, 8, 1), (26, 6), ("mla_up_proj",), False),
     ("DeepSeekV3", "DGX-B300", None, (1, 8, 1, 8, 2), (26, 2), ("mla_up_proj",), False),
     ("DeepSeekV3", "DGX-B300", None, (1, 16, 1, 8, 1), (26, 2), ("mla_up_proj",), False),
     ("DeepSeekV3", "DGX-H100", None, (2, 8, 4, 64, 1), (26, 2), ("mla_up_proj", "mlp"), False),
+    ("DeepSeekV3", "DGX-H100", None, (2, 8, 4, 64, 1), (25, 9), ("mla_up_proj", "mlp"), True),
     ("GPT OSS 120B", "DGX-GB200", ("BF16",), (1, 1, 1, 64, 4), (26, 2), ("layernorm", "moe_act"), True),
     ("GPT OSS 120B", "DGX-B200", ("BF16",), (1, 1, 1, 8, 4), (26, 2), ("layernorm", "moe_act"), False),
     ("GPT OSS 120B", "DGX-B200", ("BF16",), (1, 1, 1, 64, 4), (26, 2), ("layernorm", "moe_act"), False),
@@ -95,9 +102,18 @@ NO_RECOMPUTE_RECIPES = {"Qwen3_30B_a3B": (26, 2), "Qwen3_235B_a22B": (26, 2)}
 #: Expert tensor parallelism of the V1/V2 workload configs (container 26.02 on): every config of
 #: these models derives from a base with ``expert_tensor_parallel_size=1`` (``BASE_DEEPSEEK_V3_CONFIG``
 #: at f0e2c37 and 0426418, ``BASE_QWEN3_235B_A22B_CONFIG`` / ``BASE_QWEN3_30B_A3B_CONFIG`` at f29a269
-#: and 01b2977, NVIDIA-NeMo/Megatron-Bridge scripts/performance/configs/{deepseek,qwen}/).
-RECIPE_ETP = {"DeepSeekV3": ((26, 2), 1), "Qwen3_235B_a22B": ((26, 2), 1), "Qwen3_30B_a3B": ((26, 2), 1)}
+#: and 01b2977, NVIDIA-NeMo/Megatron-Bridge scripts/performance/configs/{deepseek,qwen}/); DeepSeek-V3 from
+#: 25.09: configs/deepseek/parallelism_configs.py at 0132842 sets ``expert_tensor_parallel_size=1`` in
+#: every preset.
+RECIPE_ETP = {"DeepSeekV3": ((25, 9), 1), "Qwen3_235B_a22B": ((26, 2), 1), "Qwen3_30B_a3B": ((26, 2), 1)}
 
+#: Recipes that do not overlap the data-parallel gradient reduction (``overlap_grad_reduce=False``):
+#: (model, system, precisions, (TP, PP, VP, EP, microbatch), first container, last container).
+#: Source: configs/deepseek/deepseek_llm_pretrain.py at 0132842 (NVIDIA-NeMo/Megatron-Bridge), H100
+#: ("Disabling to avoid functional errors"); the V1/V2 scripts do not say, so 25.09 only.
+NO_GRAD_OVERLAP_RECIPES = [
+    ("DeepSeekV3", "DGX-H100", None, (2, 8, 4, 64, 1), (25, 9), (25, 9)),
+]
 #: Recipe options our step model has no term for, reported with the row (they change nothing):
 #: (model, system, precisions, (TP, PP, VP, EP, microbatch), first container) -> note. Source:
 #: configs/llama/llama3_workload_base_configs.py at 00919dc (NVIDIA-NeMo/Megatron-Bridge): Llama 3
@@ -164,3 +180,11 @@ def _not_modelled_recipe(row: dict) -> str | None:
                 and (precs is None or row["precision"] in precs):
             return note
     return None
+
+
+def _no_grad_overlap_recipe(row: dict) -> bool:
+    """Whether a row's recipe turns the gradient-reduction overlap off (:data:`NO_GRAD_OVERLAP_RECIPES`)."""
+    as_run, release = _as_run(row), _container(row)[:2]
+    return any((model, system, layout) == (row["model"], row["system"], as_run) and first <= release <= last
+               and (precs is None or row["precision"] in precs)
+               for model, system, precs, layout, first, last in NO_GRAD_OVERLAP_RECIPES)

@@ -35,9 +35,9 @@ from typing import Any
 
 from .._data import load_csv
 from .recipes import (  # noqa: F401  (re-exported: the recipe tables live in recipes.py)
-    FUSED_MOE_FIRST_CONTAINER, FUSED_MOE_RECIPES, MOE_COMM_RECIPES, NO_RECOMPUTE_RECIPES, NOT_MODELLED_RECIPES,
-    RECIPE_ETP, RECOMPUTE_RECIPES, _container, _fused_moe_recipe, _moe_comm_recipe, _no_recompute_recipe,
-    _not_modelled_recipe, _num, _recompute_recipe,
+    FUSED_MOE_FIRST_CONTAINER, FUSED_MOE_RECIPES, MOE_COMM_RECIPES, NO_GRAD_OVERLAP_RECIPES, NO_RECOMPUTE_RECIPES,
+    NOT_MODELLED_RECIPES, RECIPE_ETP, RECOMPUTE_RECIPES, _container, _fused_moe_recipe, _moe_comm_recipe,
+    _no_grad_overlap_recipe, _no_recompute_recipe, _not_modelled_recipe, _num, _recompute_recipe,
 )
 
 #: Megatron-Bridge system names -> catalog devices (DGX/HGX nodes of 8; GB*: NVL72 racks).
@@ -105,7 +105,7 @@ def describe_row(row: dict):
         dispatcher, listed_overlap = _moe_comm_recipe(row)
         ep_overlap = ep_overlap or bool(recompute and recompute[1]) or listed_overlap
         options = TrainingOptions(precision=prec, force_balanced_routing=True, overlap_tp_comm=int(row["tp"]) > 1,
-                                  grad_reduce_in_fp32=False,
+                                  grad_reduce_in_fp32=False, overlap_grad_reduce=not _no_grad_overlap_recipe(row),
                                   moe_grouped_gemm="fused" if fused else "loop", overlap_ep_comm=ep_overlap,
                                   recompute_modules=modules, moe_dispatcher=dispatcher or "flex")
     except ValueError:
@@ -145,6 +145,8 @@ def describe_row(row: dict):
         assumed.append(f"recipe: {dispatcher} dispatcher")
     if listed_overlap and not fused:
         assumed.append("recipe: EP all-to-all overlapped")
+    if _no_grad_overlap_recipe(row):
+        assumed.append("recipe: gradient reduction not overlapped")
     not_modelled = _not_modelled_recipe(row)
     if not_modelled:
         assumed.append(f"recipe, not modelled: {not_modelled}")
