@@ -52,7 +52,8 @@ FUSED_MOE_FIRST_CONTAINER = (26, 6)
 #: ``["mla_up_proj"]``: the first V1/V2 file, f0e2c37 (NVIDIA-NeMo/Megatron-Bridge; every B300
 #: precision = the base config). gpt-oss-120b: configs/gpt_oss/gpt_oss_workload_base_configs.py at
 #: 07eea52 (NVIDIA-NeMo/Megatron-Bridge): GB200, B200 and H100 BF16 ``["layernorm", "moe_act"]``
-#: (B200 V1 EP 64 / V2 EP 8, H100 PP 4 EP 8 microbatch 1), GB200 V2 (global batch 1280) with ``moe_a2a_overlap=True``; GB300/B300 BF16 and the MXFP8 V2 configs state none.
+#: (B200 V1 EP 64 / V2 EP 8, H100 PP 4 EP 8 microbatch 1), GB200 V2 (global batch 1280) with
+#: ``moe_a2a_overlap=True``; GB300/B300 BF16 and the MXFP8 V2 configs state none.
 #: Releases before the V1/V2 files (first container 25.09): configs/deepseek/deepseek_llm_pretrain.py at
 #: 0132842 (NVIDIA-NeMo/Megatron-Bridge; with parallelism_configs.py of that commit, exactly the 25.09
 #: rows' layouts: GB200 PP 4 VP 4 EP 64, B200 PP 16 EP 8, H100 TP 2 PP 8 VP 4 EP 64): GB200 and B200
