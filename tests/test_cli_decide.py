@@ -43,9 +43,14 @@ def test_pareto_loss_and_inverse_json(capsys, tmp_path):
     assert [r["d_model"] for r in rows] == [1536, 2048] and all(r["on_front"] for r in rows)
     assert (tmp_path / "p" / "pareto_loss.png").exists()
     code, out, err = cli(capsys, "inverse", "where", "--model", "llama2-7b", "--deadline-days", "30",
-                         "--devices", "H100", "--regions", "us-east5,europe-north2", "--json")
+                         "--device-types", "H100", "--regions", "us-east5,europe-north2", "--json")
     assert code == 0, err
     assert json.loads(out)["best"]["region"] == "europe-north2"
+    # --devices is estimate's device count; here it is the older spelling of --device-types, kept working
+    code, old, err = cli(capsys, "inverse", "where", "--model", "llama2-7b", "--deadline-days", "30",
+                         "--devices", "H100", "--regions", "us-east5,europe-north2", "--json")
+    assert code == 0, err
+    assert json.loads(old) == json.loads(out)
 
 
 def test_grid_and_footprint(capsys, tmp_path):

@@ -148,6 +148,21 @@ def test_ssd_kernel_times_are_memory_bound_on_h100():
     assert bwd == pytest.approx(8192 * 492_288 / bw, rel=1e-12)
 
 
+def test_ssd_kernel_times_take_the_matmuls_when_bandwidth_is_ample():
+    # With 1000x the HBM bandwidth the kernels that do matmuls bind on the BF16 rate and the
+    # pure copies vanish: the time is the FLOPs over the fused-attention rate.
+    fast = H100.device.model_copy(update={"hbm_gb_s": H100.device.hbm_gb_s * 1000})
+    rate = fast.peak_flops("bf16") * C.flash_fraction_of_peak * C.gemm_in_situ_factor
+    bw = fast.hbm_gb_s * 1e9 * C.hbm_efficiency
+    work = ssm.ssd_kernel_work(64, 64, 128, 8, 128, batched=True)
+    fwd, bwd = ssm.ssd_kernel_times(8192, 64, 64, 128, 8, 128, fast, C, batched=True)
+    want_f = sum(max(8192 * b / bw, 8192 * f / rate) for _, b, f in work["forward"])
+    assert fwd == pytest.approx(want_f, rel=1e-12)
+    flops_f = 2 * 4096 * 128 + 2 * 8 * 128 * 128 + 2 * 4096 * 128 * 1.75  # chunk state, CB, chunk scan
+    assert fwd == pytest.approx(8192 * flops_f / rate, rel=0.02)
+    assert bwd > fwd
+
+
 def test_mamba_layer_time_splits_over_tp_and_adds_its_parts():
     d = H100.device
     f1, b1 = ssm.mamba2_layer_times(8192, 2688, 64, 64, 128, 8, 128, 1, d, C)

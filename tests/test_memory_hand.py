@@ -87,8 +87,8 @@ def _hand(moe: bool, zero: int, recompute: str, flash: bool = True, fp8: bool = 
     else:
         ffn = dense_ffn
     # unfused attention: scores, dropout mask and softmax output per head, s / CP keys per query;
-    # any recompute drops them (the model does not count them in the one rebuilt layer either)
-    scores = 0.0 if flash or recompute != "none" else NH * (S / CP) * (e + 1 + e) / TP
+    # selective recompute (core_attn) drops them, full recompute keeps them in the one rebuilt layer
+    scores = 0.0 if flash else NH * (S / CP) * (e + 1 + e) / TP
     full = tokens * (replicated + attn + scores + ffn)
     layer_in = tokens * e * H / TP
     logits = tokens * V / TP * C.logits_bytes * (1 + mtp)   # fp32 logits, one more per MTP module
@@ -99,6 +99,8 @@ def _hand(moe: bool, zero: int, recompute: str, flash: bool = True, fp8: bool = 
         weights, grads, opt = static(p_d)
         if recompute == "full":                             # every layer recomputed: its input kept,
             act = inflight * n * layer_in + full            # one rebuilt layer at a time
+        elif recompute == "selective":
+            act = inflight * n * (full - tokens * scores)
         else:
             act = inflight * n * full
         if stage == "last":

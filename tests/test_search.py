@@ -172,10 +172,12 @@ def test_deadline_validated():
 
 
 def test_utilization_falls_as_models_grow_on_a_fixed_device():
-    """v1 Fig. 5b: larger models reach lower MFU on the same device (bubble and communication grow)."""
+    """v1 Fig. 5b, under v1's conventions: larger models reach lower MFU on the same device
+    (bubble and communication grow). Today's overlapped pipeline sends shrink the gap between
+    the two smallest models (0.464 vs 0.471 at the time of writing), so the paper's own options apply."""
     system = load_system("B100")
     # Widths whose expert count (8 d / 12288) fits the 8-GPU node evenly; E = 3, 5, 7 straddle nodes.
-    mfus = [search(from_preset("cs-v1", d), system).mfu for d in (3072, 6144, 9216, 12288)]
+    mfus = [search(from_preset("cs-v1", d), system, options=V1).mfu for d in (3072, 6144, 9216, 12288)]
     assert all(a > b for a, b in zip(mfus, mfus[1:])), mfus
 
 

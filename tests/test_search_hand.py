@@ -119,8 +119,15 @@ def test_ideal_devices_by_hand():
 
 
 def test_model_flops_utilization_by_hand():
+    from carbonscaling.mfu import megatron_flops_per_token
+
     peak = H100.device.peak_flops("bf16")
-    assert float(model_flops_utilization(DENSE, H100, 64, 1e6)) == pytest.approx(DENSE.model_flops / (1e6 * 64 * peak))
+    paper = model_flops_utilization(DENSE, H100, 64, 1e6, convention="cs-paper")
+    assert float(paper) == pytest.approx(DENSE.model_flops / (1e6 * 64 * peak))
+    # the default: Megatron's count (no input embedding, causal attention as half)
+    want = megatron_flops_per_token(DENSE) * DENSE.train_tokens / (1e6 * 64 * peak)
+    assert float(model_flops_utilization(DENSE, H100, 64, 1e6)) == pytest.approx(want)
+    assert want < float(paper)
 
 
 def test_search_duration_is_steps_times_step_time():

@@ -201,7 +201,8 @@ def test_stage_times_charge_the_head_and_mtp_to_the_last_stage():
     rec = (np.array([2]), np.array([0]), np.array([0]))
     p2p = 2.0 * 1 * float(p2p_time(tokens * h * 2.0 / 2, 2, 4, H100, C))   # fwd + bwd, one chunk
     for m, n_mtp in ((m0, 0), (m2, 2)):
-        t_first, t_max, t_sum, p2p_got, ends, r_total = stage_times(m, H100, g, o, C, lt, split, rec)
+        t_first, t_max, t_sum, p2p_got, ends, r_total, hidden = stage_times(m, H100, g, o, C, lt, split, rec)
+        assert float(hidden[0]) == 0.0  # VP 1: the sends are batched, not overlapped
         mtp = n_mtp * (1.0 + head)
         assert float(p2p_got[0]) == pytest.approx(p2p, rel=1e-12)
         assert float(t_first[0]) == pytest.approx(8 + 2 * 0.5 + emb + p2p, rel=1e-12)

@@ -60,6 +60,7 @@ class Estimate:
             "performance": {"step_time_s": float(st.step_time_s), "steps": self.steps,
                             "duration_days": r.duration_s / 86400.0,
                             "device_hours": lay.devices * r.duration_s / 3600.0, "mfu": r.mfu,
+                            "mfu_convention": r.options.mfu_convention,
                             "deadline_days": r.deadline_s / 86400.0, "meets_deadline": r.meets_deadline,
                             "layouts_evaluated": r.layouts_evaluated, "objective": r.objective,
                             "goodput": cb["goodput"], "expected_device_hours": cb["expected_device_hours"],

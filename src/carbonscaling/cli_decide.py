@@ -292,7 +292,7 @@ def inverse_deadline(budget: BudgetOpt, model: ModelOpt = None, preset: PresetOp
 def inverse_where(model: ModelOpt = None, preset: PresetOpt = None, d_model: DModelOpt = None,
                   deadline_days: DeadlineDaysOpt = None, pue: PueOpt = None, lifetime_years: LifetimeYearsOpt = None,
                   embodied_mode: EmbodiedModeOpt = None, precision: PrecisionOpt = None,
-                  devices: Annotated[Optional[str], typer.Option("--devices", metavar="A,B", help="Device types (default: all).")] = None,
+                  devices: Annotated[Optional[str], typer.Option("--device-types", "--devices", metavar="A,B", help="Device types to compare, comma-separated (default: all; --devices is the older spelling).")] = None,
                   regions: Annotated[Optional[str], typer.Option("--regions", metavar="R1,R2", help="Regions (default: all).")] = None,
                   year: YearOpt = None,
                   top: Annotated[Num, typer.Option("--top", metavar="N", help="Rows to print (default 10).")] = None,

@@ -94,8 +94,10 @@ TERMS: tuple[Term, ...] = (
     _t("NVFP4", "NVIDIA's 4-bit floating point with one scale per 16-element block (Blackwell)."),
     _t("MXFP4", "OCP microscaling FP4: one shared scale per 32-element block."),
     # ---- metrics ----
-    _t("MFU", "Model FLOPs utilization: the model's FLOPs per second (6 N per token plus attention, no "
-              "recompute) over the devices' peak (Chowdhery et al. 2022, PaLM).", nocase=True),
+    _t("MFU", "Model FLOPs utilization: the model's FLOPs per second (no recompute) over the devices' peak. "
+              "Counted as Megatron-LM does by default (6 x non-embedding matmul weights incl. the logit layer, "
+              "causal attention as half); mfu_convention palm (PaLM, torchtitan) or cs-paper (the papers) "
+              "otherwise.", nocase=True),
     _t("HFU", "Hardware FLOPs utilization: as MFU, but counting recomputed FLOPs too (Korthikanti et al. 2022).",
        nocase=True),
     _t("MAPE", "Mean absolute percentage error: mean of |predicted - reported| / reported (a fraction).", nocase=True),

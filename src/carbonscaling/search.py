@@ -376,12 +376,15 @@ def _result(model, system, o, grid, res, dur, at, deadline_s, evaluated, objecti
     order = pool[np.argsort(dur[pool], kind="stable")]
     j = int(order[(len(order) - 1) // 2])
     devs = grid.devices
+
+    def mfu(k):
+        return float(model_flops_utilization(model, system, devs[k], dur[k], o.gemm_precision, o.mfu_convention))
+
     return SearchResult(
         model=model, system=system, options=o,
         layout=grid.layout(i, res.recompute_layers[i]), step=res.take(i), duration_s=float(dur[i]),
-        mfu=float(model_flops_utilization(model, system, devs[i], dur[i], o.gemm_precision)), deadline_s=deadline_s,
-        median_layout=grid.layout(j, res.recompute_layers[j]), median_duration_s=float(dur[j]),
-        median_mfu=float(model_flops_utilization(model, system, devs[j], dur[j], o.gemm_precision)),
+        mfu=mfu(i), deadline_s=deadline_s,
+        median_layout=grid.layout(j, res.recompute_layers[j]), median_duration_s=float(dur[j]), median_mfu=mfu(j),
         layouts_evaluated=evaluated, objective=objective,
     )
 
@@ -394,7 +397,7 @@ def _least_carbon(model, system, o, c, combos, batch, pins, n_star, deadline_s, 
     dur = durations(model, res)
     good = res.fits & (dur <= deadline_s)
     devs = grid.devices
-    mfu = model_flops_utilization(model, system, devs, dur, o.gemm_precision)
+    mfu = model_flops_utilization(model, system, devs, dur, o.gemm_precision, o.mfu_convention)
     score = np.where(good, carbon_score(devs, dur, mfu, step=res), np.inf)
     best = _result(model, system, o, grid, res, dur, np.flatnonzero(good), deadline_s, evaluated + len(grid),
                    "carbon", score)

@@ -201,9 +201,13 @@ def durations(model: ModelSpec, res: StepResult) -> np.ndarray:
     return steps * res.step_time_s
 
 
-def model_flops_utilization(model: ModelSpec, system: System, devices, duration_s, precision: str = "bf16"):
-    """MFU against the dense peak of the precision the GEMMs run in (so it stays <= 1 with FP8)."""
-    return model.model_flops / (np.asarray(duration_s) * devices * system.device.peak_flops(precision))
+def model_flops_utilization(model: ModelSpec, system: System, devices, duration_s, precision: str = "bf16",
+                            convention: str = "megatron"):
+    """MFU against the dense peak of the precision the GEMMs run in (so it stays <= 1 with FP8),
+    model FLOPs counted under ``convention`` (:func:`carbonscaling.mfu.model_flops`)."""
+    from .mfu import model_flops
+
+    return model_flops(model, convention) / (np.asarray(duration_s) * devices * system.device.peak_flops(precision))
 
 
 # ---- the search ----------------------------------------------------------------------

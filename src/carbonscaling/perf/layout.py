@@ -38,6 +38,7 @@ RECOMPUTE_MODES = ("none", "selective", "full")
 RECOMPUTE_MODULES = ("core_attn", "moe_act", "layernorm", "mla_up_proj", "mlp", "moe", "shared_experts")
 Recompute = Literal["none", "selective", "full"]
 EP_CONVENTIONS = ("megatron", "cs-v1")
+MFU_CONVENTIONS = ("megatron", "palm", "cs-paper")  # carbonscaling.mfu
 RL_ALL = 1 << 30  # grid value of recompute_layers: every layer of a (virtual) stage
 RL_AUTO = -1      # search-only grid value: the fewest recomputed layers that fit in memory
 
@@ -59,6 +60,9 @@ class TrainingOptions(BaseModel):
                                                                 "(Megatron DDP grad_reduce_in_fp32); off: in BF16, as "
                                                                 "Megatron-Bridge's performance recipes run.")
     overlap_tp_comm: bool = Field(default=False, description="Hide TP collectives under compute.")
+    overlap_pp_comm: bool = Field(default=True, description="Overlap pipeline sends with the neighbouring chunk's "
+                                                            "compute when interleaving (VP > 1; Megatron "
+                                                            "overlap_p2p_comm); with VP = 1 they are exposed.")
     overlap_ep_comm: bool = Field(default=False, description="Hide the expert all-to-all under compute "
                                                              "(DeepSeek DualPipe).")
     capacity_factor: float = Field(default=1.0, ge=1.0, le=4.0, description="MoE expert capacity factor.")
@@ -84,6 +88,12 @@ class TrainingOptions(BaseModel):
     ep_convention: Literal["megatron", "cs-v1"] = Field(
         default="megatron", description="Layout convention: megatron (devices = TP x CP x PP x DP, EP inside "
                                         "DP x CP) or cs-v1 (the papers: EP multiplies the devices).")
+    mfu_convention: Literal["megatron", "palm", "cs-paper"] = Field(
+        default="megatron", description="How MFU counts model FLOPs (carbonscaling.mfu): megatron (6 x non-embedding "
+                                        "matmul weights incl. the logit layer + causal attention counted half), "
+                                        "palm (PaLM App. B / torchtitan: 6N without the input embedding + full "
+                                        "attention) or cs-paper (the papers: 6 N_active incl. embeddings + full "
+                                        "attention).")
 
     @field_validator("precision", mode="before")
     @classmethod

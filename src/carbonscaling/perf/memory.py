@@ -234,8 +234,9 @@ def activation_bytes_per_layer(model: ModelSpec, g: LayoutGrid, o: TrainingOptio
     if model.is_mla:
         replicated = replicated + ((model.q_lora_rank or 0) + model.kv_lora_rank) * (e + gi) \
             + e * model.qk_rope_head_dim
+    # Unfused attention keeps its score tensors (softmax output, dropout mask and output) in every
+    # layer that is not recomputed, and in the one a full recompute is rebuilding (``full``).
     scores = 0.0 if o.flash_attention else model.n_heads * s / g.cp * (e + ((1.0 + e) if drop else 0.0)) / tp
-    scores = np.where((g.rc == 2) | ((g.rc == 1) & ("core_attn" in o.recompute_modules)), 0.0, scores)
     gate = 2.0 if model.ffn_gated else 1.0
     dense_ffn = model.d_ff * (gate * e + gi) / tp
     # Each routed copy keeps its dispatched input, gathered over the ETP group (v1 counted
@@ -262,7 +263,7 @@ def activation_bytes_per_layer(model: ModelSpec, g: LayoutGrid, o: TrainingOptio
              "mla_qkv": e * nh * (2 * model.qk_head_dim + model.value_head_dim) if model.is_mla else 0.0,
              "dense_ffn": dense_ffn, "moe_ffn": moe_ffn, "shared": shared,
              "moe_act": model.top_k * o.capacity_factor * (model.d_expert * gi + clamp) / tp}
-    freed = tokens * selective_freed_bytes(model, o, parts)
+    freed = tokens * (selective_freed_bytes(model, o, parts) + scores * ("core_attn" in o.recompute_modules))
     kept = np.where(g.rc == 2, layer_input, np.where(g.rc == 1, full - freed, full))
     return kept, full, layer_input
 

@@ -473,10 +473,11 @@ def stage_times(model, system, g, o, c, lt: LayerTimes, split, recomputed):
 
     Returns
     -------
-    t_first, t_max, t_sum, p2p, ends, r_total : ndarray
+    t_first, t_max, t_sum, p2p, ends, r_total, p2p_hidden : ndarray
         Seconds for one microbatch (forward + backward): the first stage, the slowest stage,
-        all stages in sequence, the stage-boundary sends per stage, the embedding + output
-        layer + MTP; and the recomputed layers summed over stages (count).
+        all stages in sequence, the first stage's exposed stage-boundary sends
+        (:func:`pipeline_send_time`), the embedding + output layer + MTP; the recomputed
+        layers summed over stages (count); and the first stage's sends hidden under compute.
     """
     dev = system.device
     h, V = model.d_model, model.vocab
@@ -489,21 +490,67 @@ def stage_times(model, system, g, o, c, lt: LayerTimes, split, recomputed):
     head = lg_f + lg_b + K.memory_bound_time(c.cross_entropy_passes * tokens * V / tp * c.logits_bytes, dev, c)
     mtp = model.mtp_layers * (lt.time0 + head)
     act_bytes = tokens * h * o.activation_bytes / tp
-    p2p = np.where(g.pp > 1, 2.0 * g.v * p2p_time(act_bytes, g.tp * g.cp * g.dp, g.pp, system, c), 0.0)
+    send = np.where(g.pp > 1, p2p_time(act_bytes, g.tp * g.cp * g.dp, g.pp, system, c), 0.0)
+    overlap = (g.v > 1) & (o.overlap_pp_comm and not o.legacy)
     n_first, n_mid, n_last = split
     r_first, r_mid, r_last = recomputed
 
     def stage(n, r):
         return n * lt.time0 + r * lt.extra
 
-    t_first = stage(n_first, r_first) + emb + p2p + np.where(g.pp == 1, head + mtp, 0.0)
-    t_last = np.where(g.pp > 1, stage(n_last, r_last) + head + mtp + p2p, 0.0)
-    t_mid = np.where(n_mid > 0, stage(n_mid, r_mid) + p2p, 0.0)
+    c_first = stage(n_first, r_first) + emb + np.where(g.pp == 1, head + mtp, 0.0)
+    c_last = stage(n_last, r_last) + head + mtp
+    c_mid = stage(n_mid, r_mid)
+    p_first, p_last, p_mid = (pipeline_send_time(send, cs, g.v, overlap) for cs in (c_first, c_last, c_mid))
+    t_first = c_first + p_first
+    t_last = np.where(g.pp > 1, c_last + p_last, 0.0)
+    t_mid = np.where(n_mid > 0, c_mid + p_mid, 0.0)
     t_max = np.maximum(np.maximum(t_first, t_last), t_mid)
     n_middle = np.maximum(g.pp - 2, 0)
     r_total = r_first + np.where(g.pp > 1, r_last, 0) + n_middle * r_mid
-    t_sum = model.n_layers * lt.time0 + r_total * lt.extra + emb + head + mtp + g.pp * p2p
-    return t_first, t_max, t_sum, p2p, emb + head + mtp, r_total
+    # (without overlap every stage sends alike: pp x the same time, summed in the same order as ever)
+    p_sum = np.where(overlap, p_first + np.where(g.pp > 1, p_last, 0.0) + n_middle * p_mid, g.pp * p_first)
+    t_sum = model.n_layers * lt.time0 + r_total * lt.extra + emb + head + mtp + p_sum
+    return t_first, t_max, t_sum, p_first, emb + head + mtp, r_total, 2.0 * g.v * send - p_first
+
+
+def pipeline_send_time(send, stage_compute, v, overlap):
+    """Exposed seconds of one stage's pipeline sends per microbatch (forward and backward).
+
+    Each of the ``v`` model chunks sends its output forward and its input gradient backward
+    (``2 v`` sends of ``send`` seconds). Under interleaving Megatron-Core posts them
+    asynchronously (``overlap_p2p_comm``, which Megatron-Bridge's ``CommOverlapConfig`` turns
+    on whenever ``PP > 1`` and ``VP > 1``; with ``VP = 1`` it batches them instead,
+    ``batch_p2p_comm``): a forward send overlaps the next backward chunk (about 2/3 of a
+    chunk's compute), a backward send the next forward chunk (1/3), and only the excess is
+    exposed.
+
+    Parameters
+    ----------
+    send : float or ndarray
+        Seconds of one send of a microbatch's boundary activations (:func:`.comm.p2p_time`).
+    stage_compute : float or ndarray
+        Seconds of the stage's forward + backward for one microbatch, all its chunks.
+    v : float or ndarray
+        Model chunks per device (VP).
+    overlap : bool or ndarray
+        Sends overlapped (interleaved schedule with ``overlap_p2p_comm``).
+
+    Returns
+    -------
+    ndarray
+        Exposed seconds per microbatch: ``2 v send`` without overlap, else
+        ``v (max(0, send - 2 t/3) + max(0, send - t/3))`` with ``t`` one chunk's compute.
+
+    References
+    ----------
+    Megatron-Core ``forward_backward_pipelining_with_interleaving``
+    (``megatron/core/pipeline_parallel/schedules.py``, ``overlap_p2p_comm``); Megatron-Bridge
+    ``src/megatron/bridge/training/comm_overlap.py`` (``_get_model_comm_overlap_cfgs``).
+    """
+    chunk = stage_compute / np.maximum(v, 1)
+    hidden = v * (np.maximum(0.0, send - 2.0 * chunk / 3.0) + np.maximum(0.0, send - chunk / 3.0))
+    return np.where(overlap, hidden, 2.0 * v * send)
 
 
 def data_parallel_time(model, system, g, o, c, mem: Memory):
@@ -611,7 +658,7 @@ def evaluate(model: ModelSpec, system: System, g: LayoutGrid, opts: TrainingOpti
     c = consts or default_constants()
     m = g.micro.astype(float)
     lt, (n_first, n_mid, n_last), mem, recomputed, times = _stages(model, system, g, o, c)
-    t_first, t_max, t_sum, p2p, ends, r_total = times
+    t_first, t_max, t_sum, p2p, ends, r_total, p2p_hidden = times
     rl = mem.recompute_layers
     pipeline = pipeline_time(m, t_max, t_sum, g.v)
     bubble = pipeline - m * t_sum / g.pp  # time beyond perfectly balanced, always-busy stages
@@ -626,7 +673,7 @@ def evaluate(model: ModelSpec, system: System, g: LayoutGrid, opts: TrainingOpti
     mb_exposed = m * np.maximum(0.0, per_mb - t_first)
     dp_exposed = step_exposed + mb_exposed
     overlapped = (per_step - step_exposed) + m * np.minimum(per_mb, t_first)
-    overlapped = overlapped + m * (n_first * lt.overlapped0 + recomputed[0] * lt.overlapped_extra)
+    overlapped = overlapped + m * (n_first * lt.overlapped0 + recomputed[0] * lt.overlapped_extra + p2p_hidden)
     slowdown = c.overlap_compute_slowdown * overlapped
 
     optimizer = K.memory_bound_time(c.adam_bytes_per_param_step * mem.optimizer_params, system.device, c)

@@ -17,8 +17,11 @@ global batch, precision, activation recompute (when reported) and the software o
 communication; empty cells take the estimator's defaults). A run without a token count
 (a throughput benchmark) gets utilization and throughput only.
 
-Utilization: ``mfu`` counts model FLOPs (``6 N_active`` per token plus attention, as the
-search does); ``hfu`` adds the FLOPs the chosen recompute repeats (full: every layer's
+Utilization: ``mfu`` counts model FLOPs as the run reports them (``mfu_convention``; empty:
+``palm``, :data:`REPORTED_MFU_CONVENTION`: ``6 N`` without the input embedding plus attention
+counted in full, the form of Narayanan et al. 2021 eq. 3, BLOOM's counter and PaLM
+Appendix B; every shipped utilization row ties its embeddings, so this equals the papers'
+``6 N_active`` count for them); ``hfu`` adds the FLOPs the chosen recompute repeats (full: every layer's
 forward matmuls and attention; selective: the attention score/value matmuls), the
 convention of Megatron-LM's and BLOOM's counters. ``tflops_per_device`` and
 ``hfu_tflops_per_device`` are the same rates in TFLOP/s.
@@ -37,6 +40,7 @@ from ..errors import InputError
 from ..perf.constants import PerfConstants
 from ..perf.layout import RECOMPUTE_MODES, TrainingOptions
 from ..goodput import expected_goodput
+from ..mfu import model_flops_per_token
 from ..power import busy_share
 from ..serialize import layout_label, layout_record
 from .accounting import carbon_predictions
@@ -45,6 +49,8 @@ from .runs import OPTION_COLUMNS, PublishedRun
 Mode = Literal["pinned", "searched"]
 MODES: tuple[str, ...] = ("pinned", "searched")
 _PRECISIONS = ("fp16", "bf16", "fp8")  # the names published_runs.csv uses (formats.PRECISIONS has all)
+#: How a published run's utilization counts model FLOPs when its ``mfu_convention`` is empty.
+REPORTED_MFU_CONVENTION = "palm"
 
 
 def run_precision(run: PublishedRun) -> str:
@@ -79,7 +85,8 @@ def run_model(run: PublishedRun):
 
 def run_options(run: PublishedRun, precision: str | None = None) -> TrainingOptions:
     """Software options of the run; empty cells take :class:`TrainingOptions` defaults."""
-    opts: dict[str, Any] = {"precision": precision or run_precision(run)}
+    opts: dict[str, Any] = {"precision": precision or run_precision(run),
+                            "mfu_convention": run.mfu_convention or REPORTED_MFU_CONVENTION}
     for name in OPTION_COLUMNS:
         if getattr(run, name) is not None:
             opts[name] = getattr(run, name)
@@ -168,8 +175,9 @@ def predict_run(run: PublishedRun, mode: Mode = "pinned", consts: PerfConstants 
     lay = res.layout
     tokens_per_step = lay.global_batch_sequences * model.seq_len
     peak = system.device.peak_flops(res.options.gemm_precision)  # as the search's MFU (FP8 runs: FP8 peak)
-    mfu = model.model_flops_per_token * tokens_per_step / (float(res.step.step_time_s) * lay.devices * peak)
-    hfu = mfu * (1.0 + recompute_flops_per_token(model, lay.recompute) / model.model_flops_per_token)
+    per_token = model_flops_per_token(model, res.options.mfu_convention)  # the run's own count
+    mfu = per_token * tokens_per_step / (float(res.step.step_time_s) * lay.devices * peak)
+    hfu = mfu * (1.0 + recompute_flops_per_token(model, lay.recompute) / per_token)
     peak_tf = peak / 1e12
     out: dict[str, Any] = {
         "mfu": mfu, "hfu": hfu, "tflops_per_device": mfu * peak_tf, "hfu_tflops_per_device": hfu * peak_tf,

@@ -40,7 +40,8 @@ _FALSE = {"false", "no", "0", "n", "f"}
 _INT_FIELDS = {"seq_len", "n_devices", "n_devices_assumed", "tp", "pp", "dp", "ep", "cp", "zero_stage"}
 #: Software options (``TrainingOptions`` fields) a run may state; empty = the estimator's default.
 OPTION_COLUMNS: tuple[str, ...] = (
-    "flash_attention", "sequence_parallel", "overlap_grad_reduce", "overlap_tp_comm", "overlap_ep_comm")
+    "flash_attention", "sequence_parallel", "overlap_grad_reduce", "overlap_tp_comm", "overlap_ep_comm",
+    "overlap_pp_comm")
 _BOOL_FIELDS = {"used_for_fitting", *OPTION_COLUMNS}
 #: Shared layout columns and the pin each one sets.
 _PIN_COLUMNS = {"tp": "tp", "pp": "pp", "dp": "dp", "ep": "ep", "cp": "cp", "zero_stage": "zero"}
@@ -94,10 +95,15 @@ class PublishedRun(BaseModel):
     recompute: Literal["full", "selective", "none"] | None = None
     utilization_kind: Literal["hfu", "mfu"] | None = Field(
         default=None, description="how the reported mfu / tflops_per_device count FLOPs: hfu = incl. recompute")
+    mfu_convention: Literal["megatron", "palm", "cs-paper"] | None = Field(
+        default=None, description="how the reported mfu / tflops_per_device count model FLOPs "
+                                  "(carbonscaling.mfu); empty: palm, the form of every shipped row")
     sequence_parallel: bool | None = None
     overlap_grad_reduce: bool | None = None
     overlap_tp_comm: bool | None = None
     overlap_ep_comm: bool | None = None
+    overlap_pp_comm: bool | None = Field(default=None, description="pipeline sends overlapped under interleaving "
+                                                                  "(false for Megatron-LM 2021, which predates it)")
     layout_pins: str = Field(default="", description="extra layout facts, e.g. 'tp=8 pp=16 zero=2'")
     scope: str = Field(default="", description="what the reported device-hours cover")
     assumptions: str = Field(default="", description="how our predictor sets the run up, with sources")
