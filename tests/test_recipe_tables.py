@@ -8,7 +8,8 @@ same model and system whose layout or release is not the config's.
 import pytest
 
 from carbonscaling.validation.throughput import (
-    _fused_moe_recipe, _moe_comm_recipe, _no_recompute_recipe, _recompute_recipe, describe_row, pretrain_rows,
+    _fused_moe_recipe, _moe_comm_recipe, _no_recompute_recipe, _not_modelled_recipe, _recompute_recipe, describe_row,
+    pretrain_rows,
 )
 
 ROWS = pretrain_rows()
@@ -117,6 +118,29 @@ def test_deepseek_b300_pp16_recomputes_mla_up_proj():
     assert _recompute_recipe({**row, "container": "25.11", "pp": "16", "mbs": "1"}) is None
 
 
+def test_llama70b_fsdp_rows_report_the_cpu_offloading_they_ran(monkeypatch):
+    from carbonscaling.validation import recipes
+
+    for system, layers in (("DGX-GB300", 20), ("DGX-GB200", 40)):
+        for container in ("26.02", "26.04.01"):
+            (row,) = _rows("LLAMA3_70B", system, container, "FP8")
+            note = _not_modelled_recipe(row)
+            assert note == f"CPU offloading of {layers} layers' activations"
+            _, _, options_with, pins_with, assumed = describe_row(row)
+            assert f"recipe, not modelled: {note}" in assumed
+            # a note only: without the table entry the options and pins are the same
+            with monkeypatch.context() as m:
+                m.setattr(recipes, "NOT_MODELLED_RECIPES", [])
+                _, _, options, pins, assumed_without = describe_row(row)
+            assert (options_with, pins_with) == (options, pins)
+            assert not any("not modelled" in a for a in assumed_without)
+        # 25.11 ran the older scripts; the MXFP8 rows (PP 4 x VP 5) another config: no note
+        (old,) = _rows("LLAMA3_70B", system, "25.11", "FP8-CS")
+        assert _not_modelled_recipe(old) is None
+    mx = _rows("LLAMA3_70B", "DGX-GB300", "26.04.01", "MXFP8")[0]
+    assert _not_modelled_recipe(mx) is None
+
+
 def test_every_recipe_entry_matches_a_row_or_is_a_known_non_match():
     """An entry no row takes is a typo in its layout or names (it would silently do nothing), except the
     configs recorded on purpose: DeepSeek-V3 B300 MXFP8 26.06 (the row ran VP 1, the config VP 2), Kimi K2
@@ -131,6 +155,7 @@ def test_every_recipe_entry_matches_a_row_or_is_a_known_non_match():
     unused = {(model, system, layout) for (model, system), (layout, _) in T.FUSED_MOE_RECIPES.items()
               if not runs(model, system, layout, T.FUSED_MOE_FIRST_CONTAINER, ("MXFP8",))}
     unused |= {(model, system, layout) for model, system, precs, layout, first, *_ in
-               T.RECOMPUTE_RECIPES + T.MOE_COMM_RECIPES if not runs(model, system, layout, first, precs)}
+               T.RECOMPUTE_RECIPES + T.MOE_COMM_RECIPES + T.NOT_MODELLED_RECIPES
+               if not runs(model, system, layout, first, precs)}
     assert unused == {("DeepSeekV3", "DGX-B300", (1, 8, 2, 8, 1)), ("Kimi_K2", "DGX-GB300", (1, 4, 4, 64, 1)),
                       ("DeepSeekV3", "DGX-GB200", (1, 4, 4, 64, 1)), ("DeepSeekV3", "DGX-H100", (2, 8, 4, 64, 1))}

@@ -98,6 +98,17 @@ NO_RECOMPUTE_RECIPES = {"Qwen3_30B_a3B": (26, 2), "Qwen3_235B_a22B": (26, 2)}
 #: and 01b2977, NVIDIA-NeMo/Megatron-Bridge scripts/performance/configs/{deepseek,qwen}/).
 RECIPE_ETP = {"DeepSeekV3": ((26, 2), 1), "Qwen3_235B_a22B": ((26, 2), 1), "Qwen3_30B_a3B": ((26, 2), 1)}
 
+#: Recipe options our step model has no term for, reported with the row (they change nothing):
+#: (model, system, precisions, (TP, PP, VP, EP, microbatch), first container) -> note. Source:
+#: configs/llama/llama3_workload_base_configs.py at 00919dc (NVIDIA-NeMo/Megatron-Bridge): Llama 3
+#: 70B ``GB300_FP8_CS_V2`` (microbatch 2, Megatron FSDP) ``cpu_offloading_num_layers=20``,
+#: ``GB200_FP8_CS_V2`` the same with 40 -- where our memory model instead recomputes layers.
+NOT_MODELLED_RECIPES = [
+    ("LLAMA3_70B", "DGX-GB300", ("FP8",), (1, 1, 1, 1, 2), (26, 2), "CPU offloading of 20 layers' activations"),
+    ("LLAMA3_70B", "DGX-GB200", ("FP8",), (1, 1, 1, 1, 2), (26, 2), "CPU offloading of 40 layers' activations"),
+]
+
+
 def _num(v: str) -> float | None:
     return float(v) if v not in ("", None) else None
 
@@ -143,3 +154,13 @@ def _no_recompute_recipe(row: dict) -> bool:
     """Whether a row's performance script turns recompute off (:data:`NO_RECOMPUTE_RECIPES`)."""
     first = NO_RECOMPUTE_RECIPES.get(row["model"])
     return first is not None and _container(row)[:2] >= first
+
+
+def _not_modelled_recipe(row: dict) -> str | None:
+    """What a row's recipe ran that the step model does not model (:data:`NOT_MODELLED_RECIPES`), or None."""
+    as_run = _as_run(row)
+    for model, system, precs, layout, first, note in NOT_MODELLED_RECIPES:
+        if (model, system, layout) == (row["model"], row["system"], as_run) and _container(row)[:2] >= first \
+                and (precs is None or row["precision"] in precs):
+            return note
+    return None

@@ -35,9 +35,9 @@ from typing import Any
 
 from .._data import load_csv
 from .recipes import (  # noqa: F401  (re-exported: the recipe tables live in recipes.py)
-    FUSED_MOE_FIRST_CONTAINER, FUSED_MOE_RECIPES, MOE_COMM_RECIPES, NO_RECOMPUTE_RECIPES, RECIPE_ETP,
-    RECOMPUTE_RECIPES, _container, _fused_moe_recipe, _moe_comm_recipe, _no_recompute_recipe, _num,
-    _recompute_recipe,
+    FUSED_MOE_FIRST_CONTAINER, FUSED_MOE_RECIPES, MOE_COMM_RECIPES, NO_RECOMPUTE_RECIPES, NOT_MODELLED_RECIPES,
+    RECIPE_ETP, RECOMPUTE_RECIPES, _container, _fused_moe_recipe, _moe_comm_recipe, _no_recompute_recipe,
+    _not_modelled_recipe, _num, _recompute_recipe,
 )
 
 #: Megatron-Bridge system names -> catalog devices (DGX/HGX nodes of 8; GB*: NVL72 racks).
@@ -145,6 +145,9 @@ def describe_row(row: dict):
         assumed.append(f"recipe: {dispatcher} dispatcher")
     if listed_overlap and not fused:
         assumed.append("recipe: EP all-to-all overlapped")
+    not_modelled = _not_modelled_recipe(row)
+    if not_modelled:
+        assumed.append(f"recipe, not modelled: {not_modelled}")
     return model, system, options, pins, assumed
 
 
