@@ -87,3 +87,24 @@ def test_moe_act_recompute_repeats_the_clamp_forward():
     r1 = step.selective_recompute_time(m, GB200, g, o, C, "attention", "moe", 0.0 * g.tp)
     r0 = step.selective_recompute_time(_plain(m), GB200, g, o, C, "attention", "moe", 0.0 * g.tp)
     assert float(r1[0] - r0[0]) == pytest.approx(4 * 4096 * 4 * 2880 * 16 / BW)
+
+
+def test_clamped_glu_keeps_its_clamped_fc1_copy_until_moe_act_recompute_drops_it():
+    from carbonscaling.perf.memory import activation_bytes_per_layer
+
+    m = named_model("gpt-oss-120b")
+    o = TrainingOptions(precision="bf16", force_balanced_routing=True)
+    g = _grid()
+    _, full1, _ = activation_bytes_per_layer(m, g, o)
+    _, full0, _ = activation_bytes_per_layer(_plain(m), g, o)
+    # every layer is MoE: 4 x 4096 tokens x top-4 copies x (gate + up) 2 x 2880 x 2 bytes
+    assert float(full1[0] - full0[0]) == pytest.approx(4 * 4096 * 4 * 2 * 2880 * 2)
+    sel = o.model_copy(update={"recompute_modules": ("moe_act",)})
+    gs = _grid(recompute="selective")
+    kept1, _, _ = activation_bytes_per_layer(m, gs, sel)
+    kept0, _, _ = activation_bytes_per_layer(_plain(m), gs, sel)
+    assert float(kept1[0]) == pytest.approx(float(kept0[0]))  # the checkpoint keeps only FC1's output
+    fused = o.model_copy(update={"moe_grouped_gemm": "fused"})
+    _, f1, _ = activation_bytes_per_layer(m, g, fused)
+    _, f0, _ = activation_bytes_per_layer(_plain(m), g, fused)
+    assert float(f1[0]) == pytest.approx(float(f0[0]))

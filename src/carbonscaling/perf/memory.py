@@ -19,7 +19,8 @@ saves instead, e.g. 1 for FP8):
   output, dropout mask and output), gone with selective recompute;
 * dense FFN: FC1 output ``e (1 + gated) d_ff`` and the activation (FC2 input) ``g d_ff``;
   MoE layers: each of ``top_k x capacity`` routed copies keeps its dispatched input ``g h``
-  (gathered over ETP) and its expert FFN activations, shared experts as a dense FFN, and
+  (gathered over ETP) and its expert FFN activations (a clamped GLU on the per-expert path
+  also its clamped FC1 copy, ``e (1 + gated) d_expert``), shared experts as a dense FFN, and
   the fp32 router logits ``4 E``.
 
 For MHA, BF16, dropout 0.1 and no FlashAttention this is Korthikanti's
@@ -241,7 +242,11 @@ def activation_bytes_per_layer(model: ModelSpec, g: LayoutGrid, o: TrainingOptio
     # Each routed copy keeps its dispatched input, gathered over the ETP group (v1 counted
     # only the expert FFN activations: kept under the cs-v1 convention).
     dispatched = 0.0 if o.legacy else g.etp * h * gi
-    routed = model.top_k * o.capacity_factor * (model.d_expert * (gate * e + gi) + dispatched) / tp
+    # A clamped GLU on the per-expert path saves the clamped copy of FC1's output too (the eager
+    # clamp/cat before the fused activation keep FC1's output for their backward; perf/moe.py).
+    clamp = gate * e * model.d_expert if (model.activation_func_clamp_value is not None and not o.legacy
+                                          and o.moe_grouped_gemm == "loop") else 0.0
+    routed = model.top_k * o.capacity_factor * (model.d_expert * (gate * e + gi) + clamp + dispatched) / tp
     shared = model.n_shared_experts * model.shared_expert_width * (gate * e + gi) / tp
     moe_ffn = routed + shared + (0.0 if o.legacy else 4.0 * model.n_experts / sp)
     frac_moe = model.n_moe_layers / model.n_layers
@@ -257,7 +262,7 @@ def activation_bytes_per_layer(model: ModelSpec, g: LayoutGrid, o: TrainingOptio
     parts = {"norm_out": (1.0 if model.is_hybrid else 2.0) * gi * h / sp,
              "mla_qkv": e * nh * (2 * model.qk_head_dim + model.value_head_dim) if model.is_mla else 0.0,
              "dense_ffn": dense_ffn, "moe_ffn": moe_ffn, "shared": shared,
-             "moe_act": model.top_k * o.capacity_factor * model.d_expert * gi / tp}
+             "moe_act": model.top_k * o.capacity_factor * (model.d_expert * gi + clamp) / tp}
     freed = tokens * (selective_freed_bytes(model, o, parts) + scores * ("core_attn" in o.recompute_modules))
     kept = np.where(g.rc == 2, layer_input, np.where(g.rc == 1, full - freed, full))
     return kept, full, layer_input

@@ -88,6 +88,7 @@ class LayerTimes:
     cp_extra: np.ndarray
     overlapped0: np.ndarray  # communication hidden under compute (slows it down a little)
     overlapped_extra: np.ndarray
+    ep_hidden0: np.ndarray   # the EP all-to-alls overlap hid (exposed once per step at PP 1, evaluate)
 
 
 def _attention(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOptions, c: PerfConstants):
@@ -383,7 +384,8 @@ def layer_times(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOpti
     return LayerTimes(time0=time0, extra=time1 - time0, bwd0=bwd, bwd_extra=fwd, compute0=c0,
                       compute_extra=fwd, tp0=tp0, ep0=ep0, cp0=cp0, tp_extra=tp1 - tp0, ep_extra=ep1 - ep0,
                       cp_extra=cp_f,
-                      overlapped0=ov0 + cp_hidden_f + cp_hidden_b, overlapped_extra=ov1 - ov0 + cp_hidden_f)
+                      overlapped0=ov0 + cp_hidden_f + cp_hidden_b, overlapped_extra=ov1 - ov0 + cp_hidden_f,
+                      ep_hidden0=(4.0 + moe_redo) * a2a - ep0)
 
 
 def per_layer(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOptions, c: PerfConstants) -> LayerTimes:
@@ -678,7 +680,8 @@ def evaluate(model: ModelSpec, system: System, g: LayoutGrid, opts: TrainingOpti
     # Quantized recipes cast the updated weights (and their transposed copies) once per step;
     # Transformer Engine reuses them over the step's microbatches.
     optimizer = optimizer + K.quantize_time(mem.params_dense + mem.params_expert, o.gemm_precision, system.device, c)
-    step = pipeline + dp_exposed + optimizer + slowdown
+    ramp = ep_overlap_ramp_time(g, o, n_first, lt.ep_hidden0)
+    step = pipeline + dp_exposed + optimizer + slowdown + ramp
     share = m / g.pp  # the balanced part of the pipeline, m * t_sum / pp, split by cause
     n_layers = model.n_layers
     return StepResult(
@@ -687,7 +690,7 @@ def evaluate(model: ModelSpec, system: System, g: LayoutGrid, opts: TrainingOpti
         bubble_s=bubble,
         tp_comm_s=share * (n_layers * lt.tp0 + r_total * lt.tp_extra),
         pp_comm_s=m * p2p,
-        ep_comm_s=share * (n_layers * lt.ep0 + r_total * lt.ep_extra),
+        ep_comm_s=share * (n_layers * lt.ep0 + r_total * lt.ep_extra) + ramp,
         dp_comm_s=dp_exposed,
         optimizer_s=optimizer,
         overlap_slowdown_s=slowdown,
@@ -704,6 +707,38 @@ def evaluate(model: ModelSpec, system: System, g: LayoutGrid, opts: TrainingOpti
         cp_comm_s=share * (n_layers * lt.cp0 + r_total * lt.cp_extra),
         recompute_layers=rl,
     )
+
+
+def ep_overlap_ramp_time(g: LayoutGrid, o: TrainingOptions, n_layers, ep_hidden):
+    """EP all-to-all that batch-level overlap cannot hide: once per step at PP 1 (s).
+
+    Megatron-Core's ``overlap_moe_expert_parallel_comm`` without pipelining runs
+    ``combined_1f1b_schedule_for_no_pipelining``: phase 0 is the first microbatch's forward
+    alone, phases 1..m-1 pair microbatch i's backward with i+1's forward (each one's all-to-alls
+    hidden under the other's compute), the last phase is the last backward alone. So one
+    forward's and one backward's all-to-alls per layer stay exposed: ``n_layers x`` the per-layer
+    all-to-all time :func:`layer_times` counted as hidden. Interleaved pipelines
+    (``combined_1f1b_schedule_for_interleaved_pipelining``) also leave their warm-up and
+    cool-down chunks unpaired; not modelled (0 at PP > 1).
+
+    Parameters
+    ----------
+    g : LayoutGrid
+        The layouts (``pp``).
+    o : TrainingOptions
+        ``overlap_ep_comm``.
+    n_layers : ndarray
+        Layers on the device (the first stage's).
+    ep_hidden : ndarray
+        All-to-all time per layer and microbatch hidden by the overlap (``LayerTimes.ep_hidden0``).
+
+    Returns
+    -------
+    ndarray
+        Seconds per step.
+    """
+    on = bool(o.overlap_ep_comm) & (g.pp == 1)
+    return np.where(on, n_layers * ep_hidden, 0.0)
 
 
 def _fits(system: System, mem: Memory, n_first) -> np.ndarray:

@@ -1,0 +1,55 @@
+"""Batch-level EP all-to-all overlap (Megatron-Core ``combined_1f1b_schedule_for_no_pipelining``):
+the first microbatch's forward and the last one's backward run unpaired, so one forward's and one
+backward's all-to-alls per layer stay exposed once per step at PP 1."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from carbonscaling.hardware import load_system
+from carbonscaling.perf import step
+from carbonscaling.perf.constants import default_constants
+from carbonscaling.perf.layout import Layout, LayoutGrid, TrainingOptions
+from carbonscaling.scaling import named_model
+
+C = default_constants()
+GB200 = load_system("GB200")
+
+
+def _grid(**kw) -> LayoutGrid:
+    base = dict(tp=1, pp=1, dp=64, ep=64, microbatch=4, zero=1, global_batch_sequences=1280)
+    return LayoutGrid.from_layouts([Layout(**{**base, **kw})])
+
+
+def test_ramp_is_one_microbatch_of_hidden_all_to_all_per_layer_at_pp1_only():
+    g = _grid()
+    on = TrainingOptions(overlap_ep_comm=True)
+    hidden = np.array([2e-3])
+    assert float(step.ep_overlap_ramp_time(g, on, np.array([36]), hidden)[0]) == pytest.approx(36 * 2e-3)
+    assert float(step.ep_overlap_ramp_time(g, TrainingOptions(), np.array([36]), hidden)[0]) == 0.0
+    g4 = _grid(pp=4, dp=16, ep=8)
+    assert float(step.ep_overlap_ramp_time(g4, on, np.array([9]), hidden)[0]) == 0.0
+
+
+def test_hidden_all_to_all_is_what_the_overlap_took_off_the_layer():
+    m = named_model("gpt-oss-120b")
+    g = _grid()
+    base = dict(precision="bf16", force_balanced_routing=True)
+    off = step.layer_times(m, GB200, g, TrainingOptions(**base), C, moe=True)
+    on = step.layer_times(m, GB200, g, TrainingOptions(**base, overlap_ep_comm=True), C, moe=True)
+    assert float(off.ep_hidden0[0]) == pytest.approx(0.0)
+    assert float(on.ep_hidden0[0]) == pytest.approx(float(off.ep0[0]))  # GB200 EP 64: all of it hides
+    assert float(on.ep0[0]) == pytest.approx(0.0)
+
+
+def test_step_pays_the_ramp_once():
+    m = named_model("gpt-oss-120b")
+    g = _grid()
+    o = TrainingOptions(precision="bf16", force_balanced_routing=True, overlap_ep_comm=True)
+    r = step.evaluate(m, GB200, g, o, C)
+    lt = step.per_layer(m, GB200, g, o, C)
+    ramp = 36 * float(lt.ep_hidden0[0])
+    assert ramp > 0
+    # the ramp is booked as exposed EP communication
+    assert float(r.ep_comm_s[0]) == pytest.approx(float(r.microbatches[0]) * 36 * float(lt.ep0[0]) + ramp)
