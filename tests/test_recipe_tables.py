@@ -141,6 +141,17 @@ def test_llama70b_fsdp_rows_report_the_cpu_offloading_they_ran(monkeypatch):
     assert _not_modelled_recipe(mx) is None
 
 
+def test_llama405b_gb200_25_09_notes():
+    (cs,) = _rows("LLAMA3.1_405B", "DGX-GB200", "25.09", "FP8")
+    assert _not_modelled_recipe(cs) == "CPU offloading of 95 layers' activations"
+    (mx,) = _rows("LLAMA3.1_405B", "DGX-GB200", "25.09", "FP8-MX")
+    assert _not_modelled_recipe(mx) == "parameter all-gather not overlapped"
+    assert "recipe, not modelled: parameter all-gather not overlapped" in describe_row(mx)[4]
+    # the B200 rows run the same TP 4 CP 2 PP 8 VP 8 layout: another system, no note
+    (b200,) = _rows("LLAMA3.1_405B", "DGX-B200", "25.09", "FP8-MX")
+    assert _layout(b200) == _layout(mx) and _not_modelled_recipe(b200) is None
+
+
 def test_every_recipe_entry_matches_a_row_or_is_a_known_non_match():
     """An entry no row takes is a typo in its layout or names (it would silently do nothing), except the
     configs recorded on purpose: DeepSeek-V3 B300 MXFP8 26.06 (the row ran VP 1, the config VP 2), Kimi K2

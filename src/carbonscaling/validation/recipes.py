@@ -119,10 +119,16 @@ NO_GRAD_OVERLAP_RECIPES = [
 #: (model, system, precisions, (TP, PP, VP, EP, microbatch), first container) -> note. Source:
 #: configs/llama/llama3_workload_base_configs.py at 00919dc (NVIDIA-NeMo/Megatron-Bridge): Llama 3
 #: 70B ``GB300_FP8_CS_V2`` (microbatch 2, Megatron FSDP) ``cpu_offloading_num_layers=20``,
-#: ``GB200_FP8_CS_V2`` the same with 40 -- where our memory model instead recomputes layers.
+#: ``GB200_FP8_CS_V2`` the same with 40 -- where our memory model instead recomputes layers; Llama 3.1
+#: 405B on GB200 (25.09 rows' layouts and batch): configs/llama31/workload_base_configs.py at 0fa501a
+#: (``GB200_FP8_CS``: TP 2, Megatron FSDP, ``cpu_offloading_num_layers=95``; ``GB200_FP8_MX``: TP 4 PP 8
+#: CP 2 VP 8) with configs/llama31/llama31_llm_pretrain.py at 0a0cb29 (MXFP8: ``overlap_param_gather =
+#: False``, "keeping this enabled causes NaN grad norm"; our DP term overlaps gather and reduction alike).
 NOT_MODELLED_RECIPES = [
     ("LLAMA3_70B", "DGX-GB300", ("FP8",), (1, 1, 1, 1, 2), (26, 2), "CPU offloading of 20 layers' activations"),
     ("LLAMA3_70B", "DGX-GB200", ("FP8",), (1, 1, 1, 1, 2), (26, 2), "CPU offloading of 40 layers' activations"),
+    ("LLAMA3.1_405B", "DGX-GB200", ("FP8",), (2, 1, 1, 1, 1), (25, 9), "CPU offloading of 95 layers' activations"),
+    ("LLAMA3.1_405B", "DGX-GB200", ("FP8-MX",), (4, 8, 8, 1, 1), (25, 9), "parameter all-gather not overlapped"),
 ]
 
 
