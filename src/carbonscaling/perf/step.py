@@ -398,7 +398,7 @@ def layer_times(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOpti
         parts = _overlap_parts(model, system, g, o, c, (fwd, bwd, sel), (ff_f, ff_b, q_b), elem_f,
                                ffn_bytes * ffn_width / (hidden_share * c.elementwise_fwd_bytes_hidden
                                                         * model.d_model / sp + ffn_bytes * ffn_width))
-        ep0 = combined_1f1b_layer_time(*parts, a2a) - c0 + moe_redo * a2a
+        ep0 = np.maximum(0.0, combined_1f1b_layer_time(*parts, a2a) - c0) + moe_redo * a2a
         ep1 = ep0 + 2.0 * a2a
     else:
         ep0, ep1 = a2a0, 6.0 * a2a
