@@ -117,13 +117,14 @@ def test_moe_layer_collectives():
     attn = 2 * act * 1 / 2 / SU + 2 * 1 * NVL      # TP 2 all-reduce
     assert float(tp_ar[0]) == pytest.approx(attn, rel=1e-12)   # ETP 1: no expert all-reduce
     payload = tokens * 2 * 4096 * 2.0 / 2           # top-2 copies of the TP rank's token slice
-    assert float(a2a[0]) == pytest.approx(float(dispatch_time(payload, 2, 8, 1, H100, C, dedup=True)))
+    E = MOE.n_experts  # flex: one NVLink copy per destination rank
+    assert float(a2a[0]) == pytest.approx(float(dispatch_time(payload, 2, 8, 1, H100, C, dedup=True, n_experts=E)))
     # across nodes the dispatcher matters: flex (default) sends a token once per remote node,
     # alltoall once per expert
     g16 = _grid(tp=2, dp=16, ep=16, etp=1)
     flex = _collectives(MOE, H100, g16, TrainingOptions(), C, moe=True)[1]
     plain = _collectives(MOE, H100, g16, TrainingOptions(moe_dispatcher="alltoall"), C, moe=True)[1]
-    assert float(flex[0]) == pytest.approx(float(dispatch_time(payload, 2, 16, 1, H100, C, dedup=True)))
+    assert float(flex[0]) == pytest.approx(float(dispatch_time(payload, 2, 16, 1, H100, C, dedup=True, n_experts=E)))
     assert float(plain[0]) == pytest.approx(float(dispatch_time(payload, 2, 16, 1, H100, C, dedup=False)))
     assert float(flex[0]) < float(plain[0])
     assert float(send[0]) == 0.0

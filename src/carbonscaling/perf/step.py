@@ -221,7 +221,7 @@ def _collectives(model, system, g, o, c, moe: bool, mixer: bool = True, ffn: boo
         tp_ffn = ring_group(g.etp, 1, system, c).time("all_reduce", act * copies * g.etp / g.tp)
         payload = tokens * copies * h * o.activation_bytes / g.tp
         a2a = dispatch_time(payload, model.top_k, g.ep, g.etp, system, c,
-                            dedup=o.moe_dispatcher == "flex" and not o.legacy)
+                            dedup=o.moe_dispatcher == "flex" and not o.legacy, n_experts=model.n_experts)
     else:
         tp_ffn, a2a = tp_attn, 0.0 * tokens
     kv_heads = model.n_heads / g.tp if model.is_mla else np.maximum(model.n_kv_heads / g.tp, 1.0)
