@@ -34,7 +34,14 @@ BLACKWELL = HOPPER + ["mxfp8", "nvfp4", "mxfp4"]
 CDNA3 = ["bf16", "fp16", "fp8", "fp8-delayed"]
 CDNA4 = CDNA3 + ["mxfp8", "mxfp4"]
 #: Source of the Blackwell products' enabled SM counts (the catalog's ``compute_units``).
-BLACKWELL_SMS = ("SMs enabled on the shipping part as CUDA reports them (cudaDevAttrMultiProcessorCount) in public kernel repositories' benchmark notes (GitHub, read 2026-11-30): 'B200 (sm_100a, 148 SMs)', 'GB300 (sm_103a, 152 SMs)' (a FlashInfer sampling benchmark table), 'the tested B300 has 148 SMs at 2032 MHz, the local GB200 152 SMs at 2062 MHz' (an attention-kernel port log), 'The B300 has 148 (measured), the same as the B200' (a DeepGEMM build note); NVIDIA's MIG profiles agree that GB200 has more SMs than B200 (1g/2g slices of 32/38 SMs vs 30/36; NVIDIA/gpu-operator PRs #1303 and #1242). NVIDIA's 160 SMs ('Inside Blackwell Ultra' blog) are the full die, not the product")
+BLACKWELL_SMS = ("SMs enabled on the shipping part, as CUDA reports them (cudaDevAttrMultiProcessorCount) in "
+                 "public kernel repositories (GitHub, read 2026-11-30): facebookexperimental/triton PR #2768 "
+                 "(cuBLAS on GB300: 'sm_count 152 ... the same as GB200's'); 'B200 (sm_100a, 148 SMs)', "
+                 "'GB300 (sm_103a, 152 SMs)' (a FlashInfer sampling benchmark table); 'the tested B300 has 148 SMs "
+                 "at 2032 MHz, the local GB200 152 SMs at 2062 MHz' (an attention-kernel port log); 'The B300 has "
+                 "148 (measured), the same as the B200' (a DeepGEMM build note). NVIDIA's MIG profiles agree that "
+                 "GB200 has more SMs than B200 (1g/2g slices of 32/38 SMs vs 30/36; NVIDIA/gpu-operator PRs #1303 "
+                 "and #1242). The 160 SMs of NVIDIA's 'Inside Blackwell Ultra' blog are the full die, not the product")
 
 # name: (csv row, decisions). Values given here override/extend the CSV; every such
 # value carries a flag in `flags` and, when assumed, a reason in `assume`.
