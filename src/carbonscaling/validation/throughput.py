@@ -14,7 +14,8 @@ predicted with the search, whose only freedom is what the table does not state:
 * fixed software options (not in the table, from the Megatron-Bridge performance
   recipes): FlashAttention, sequence parallelism with TP, overlapped gradient reduction, gradients
   kept and reduced in BF16 (every model's ``set_*_common_configs`` sets ``grad_reduce_in_fp32=False``),
-  TP communication overlapped (userbuffers) when TP > 1, force-balanced dropless routing
+  TP communication overlapped (userbuffers) when TP > 1 except in the NVFP4 recipes, which turn it
+  off (:data:`NO_TP_OVERLAP_PRECISIONS`), force-balanced dropless routing
   (the table's footnote), capacity factor 1; MoE expert GEMMs as Transformer Engine's
   per-expert loop and no EP communication overlap, except on the rows that ran an MXFP8
   recipe with the fused grouped MLP and overlapped all-to-all (:data:`FUSED_MOE_RECIPES`);
@@ -38,8 +39,9 @@ from typing import Any
 from .._data import load_csv
 from .recipes import (  # noqa: F401  (re-exported: the recipe tables live in recipes.py)
     FUSED_MOE_FIRST_CONTAINER, FUSED_MOE_RECIPES, MOE_COMM_RECIPES, NO_GRAD_OVERLAP_RECIPES, NO_RECOMPUTE_RECIPES,
-    NOT_MODELLED_RECIPES, RECIPE_ETP, RECOMPUTE_RECIPES, _container, _fused_moe_recipe, _moe_comm_recipe,
-    _no_grad_overlap_recipe, _no_recompute_recipe, _not_modelled_recipe, _num, _recompute_recipe,
+    NO_TP_OVERLAP_PRECISIONS, NOT_MODELLED_RECIPES, RECIPE_ETP, RECOMPUTE_RECIPES, _container, _fused_moe_recipe,
+    _moe_comm_recipe, _no_grad_overlap_recipe, _no_recompute_recipe, _not_modelled_recipe, _num, _recompute_recipe,
+    _tp_overlap_recipe,
 )
 
 #: Megatron-Bridge system names -> catalog devices (DGX/HGX nodes of 8; GB*: NVL72 racks).
@@ -132,14 +134,14 @@ def describe_row(row: dict):
     prec = PRECISIONS.get(row["precision"], row["precision"])
     try:
         # The rows' MoE routing is force-balanced and dropless (source footnote); the performance
-        # recipes overlap TP communication with userbuffers whenever TP > 1
-        # (Megatron-Bridge scripts/performance: COMM_OVERLAP_CONFIG_MAP, CommOverlapConfig).
+        # recipes overlap TP communication with userbuffers whenever TP > 1, except NVFP4's
+        # (Megatron-Bridge scripts/performance: CommOverlapConfig; recipes.NO_TP_OVERLAP_PRECISIONS).
         fused, ep_overlap = _fused_moe_recipe(row)
         recompute = _recompute_recipe(row)
         modules = recompute[0] if recompute else ("core_attn",)
         dispatcher, listed_overlap = _moe_comm_recipe(row)
         ep_overlap = ep_overlap or bool(recompute and recompute[1]) or listed_overlap
-        options = TrainingOptions(precision=prec, force_balanced_routing=True, overlap_tp_comm=int(row["tp"]) > 1,
+        options = TrainingOptions(precision=prec, force_balanced_routing=True, overlap_tp_comm=_tp_overlap_recipe(row),
                                   grad_reduce_in_fp32=False, overlap_grad_reduce=not _no_grad_overlap_recipe(row),
                                   moe_grouped_gemm="fused" if fused else "loop", overlap_ep_comm=ep_overlap,
                                   recompute_modules=modules, moe_dispatcher=dispatcher or "flex")
@@ -182,6 +184,8 @@ def describe_row(row: dict):
         assumed.append("recipe: EP all-to-all overlapped")
     if _no_grad_overlap_recipe(row):
         assumed.append("recipe: gradient reduction not overlapped")
+    if pins["tp"] > 1 and not options.overlap_tp_comm:
+        assumed.append("recipe: TP communication not overlapped")
     not_modelled = _not_modelled_recipe(row)
     if not_modelled:
         assumed.append(f"recipe, not modelled: {not_modelled}")
