@@ -79,3 +79,25 @@ def test_dense_layers_are_untouched_by_the_overlap():
     a = step.layer_times(m, H100, g, o, C, moe=False)
     b = step.layer_times(m, H100, g, o.model_copy(update={"overlap_ep_comm": True}), C, moe=False)
     assert float(a.time0[0]) == float(b.time0[0]) and float(b.ep0[0]) == 0.0
+
+
+def test_deepep_sms_slow_the_compute_they_overlap():
+    from carbonscaling.perf.ep_overlap import ep_overlap_slowdown
+
+    # H100: 20 of 132 SMs taken: 1 s of hidden all-to-all stretches the paired compute by 20 / 112 s
+    assert float(ep_overlap_slowdown(np.array([1.0]), 132, 20)[0]) == pytest.approx(20 / 112)
+    assert C.ep_comm_sms == 20
+    m = named_model("qwen3-30b-a3b")
+    g = _grid(microbatch=4)
+    base = dict(precision="bf16", force_balanced_routing=True, overlap_ep_comm=True)
+    flex = step.evaluate(m, H100, g, TrainingOptions(**base), C)
+    nccl = step.evaluate(m, H100, g, TrainingOptions(**base, moe_dispatcher="alltoall"), C)
+    lt = step.per_layer(m, H100, g, TrainingOptions(**base), C)
+    n, mb = m.n_layers, float(flex.microbatches[0])
+    hidden = mb * n * float(lt.ep_hidden0[0]) - n * float(lt.ep_hidden0[0])   # less the unpaired ramp (PP 1)
+    zero = step.evaluate(m, H100, g, TrainingOptions(**base), C.replace(ep_comm_sms=0))
+    assert float(flex.overlap_slowdown_s[0]) - float(zero.overlap_slowdown_s[0]) == pytest.approx(hidden * 20 / 112)
+    assert hidden > 0
+    # NCCL's all-to-all (alltoall dispatcher) stays in the global overlap slowdown
+    nccl0 = step.evaluate(m, H100, g, TrainingOptions(**base, moe_dispatcher="alltoall"), C.replace(ep_comm_sms=0))
+    assert float(nccl.overlap_slowdown_s[0]) == pytest.approx(float(nccl0.overlap_slowdown_s[0]))

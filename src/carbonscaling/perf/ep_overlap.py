@@ -110,3 +110,28 @@ def ep_overlap_ramp_time(pp, overlap: bool, n_stage_layers, ep_hidden):
     if not overlap:
         return 0.0 * np.asarray(ep_hidden, dtype=float)
     return np.asarray(pp, dtype=float) * n_stage_layers * ep_hidden
+
+
+def ep_overlap_slowdown(hidden_s, compute_units, comm_sms):
+    """Compute slowed by the dispatch/combine kernels it overlaps with (s).
+
+    DeepEP's and HybridEP's kernels occupy ``comm_sms`` SMs for the whole all-to-all (Megatron-Core
+    ``moe_deepep_num_sms``, default 20); the paired node's kernels get the other
+    ``compute_units - comm_sms``, so work that would take ``hidden_s`` on the full device takes
+    ``compute_units / (compute_units - comm_sms)`` times as long.
+
+    Parameters
+    ----------
+    hidden_s : ndarray
+        All-to-all time hidden under compute (s).
+    compute_units : int
+        The device's SMs.
+    comm_sms : int
+        SMs the communication kernels take.
+
+    Returns
+    -------
+    ndarray
+        Seconds added to the compute.
+    """
+    return np.asarray(hidden_s, dtype=float) * comm_sms / max(compute_units - comm_sms, 1)

@@ -21,7 +21,7 @@ from ..scaling import ModelSpec
 from . import kernels as K
 from . import moe as moe_kernels
 from .comm import p2p_time, ring_group
-from .ep_overlap import combined_1f1b_layer_time, ep_overlap_ramp_time
+from .ep_overlap import combined_1f1b_layer_time, ep_overlap_ramp_time, ep_overlap_slowdown
 from .groups import group_rows
 from .constants import PerfConstants, default_constants
 from .layout import LayoutGrid, TrainingOptions
@@ -722,14 +722,21 @@ def evaluate(model: ModelSpec, system: System, g: LayoutGrid, opts: TrainingOpti
     dp_exposed = step_exposed + mb_exposed
     overlapped = (per_step - step_exposed) + m * np.minimum(per_mb, t_first)
     overlapped = overlapped + m * (n_first * lt.overlapped0 + recomputed[0] * lt.overlapped_extra + p2p_hidden)
-    slowdown = c.overlap_compute_slowdown * overlapped
+    ramp = ep_overlap_ramp_time(g.pp, o.overlap_ep_comm, n_first, lt.ep_hidden0)
+    ep_hidden = m * n_first * lt.ep_hidden0
+    if o.overlap_ep_comm and o.moe_dispatcher == "flex" and not o.legacy:
+        # DeepEP/HybridEP hold their SMs while hidden (perf/ep_overlap.py); NCCL's share stays in the global term
+        ep_slow = ep_overlap_slowdown(np.maximum(0.0, ep_hidden - ramp), system.device.compute_units, c.ep_comm_sms)
+        overlapped = overlapped - ep_hidden
+    else:
+        ep_slow = 0.0
+    slowdown = c.overlap_compute_slowdown * overlapped + ep_slow
 
     optimizer = K.memory_bound_time(c.adam_bytes_per_param_step * mem.optimizer_params, system.device, c)
     # Quantized recipes cast the updated weights (and their transposed copies) once per step;
     # Transformer Engine reuses them over the step's microbatches.
     optimizer = optimizer + K.quantize_time(mem.params_dense + mem.params_expert, o.gemm_precision, system.device, c,
                                             weight=True)
-    ramp = ep_overlap_ramp_time(g.pp, o.overlap_ep_comm, n_first, lt.ep_hidden0)
     step = pipeline + dp_exposed + optimizer + slowdown + ramp
     share = m / g.pp  # the balanced part of the pipeline, m * t_sum / pp, split by cause
     n_layers = model.n_layers
