@@ -21,7 +21,9 @@ predicted with the search, whose only freedom is what the table does not state:
   recipe with the fused grouped MLP and overlapped all-to-all (:data:`FUSED_MOE_RECIPES`);
   the other recipe options a row's release and layout state (module recompute, the Qwen3
   scripts' recompute off, token dispatcher, all-to-all overlap, ETP) come from the tables of
-  :mod:`carbonscaling.validation.recipes`, each with the config files and commits it was read from.
+  :mod:`carbonscaling.validation.recipes`, each with the config files and commits it was read from;
+* job placement on NVL72 racks: the launcher's default Slurm segment (:func:`segment_domain`),
+  so jobs of 128+ GPUs see 64-GPU NVLink domains, not the rack's 72.
 
 Rows that cannot be expressed are listed with the reason (a device or number format not
 in the catalog, a hybrid Mamba architecture, a layout that does not fit), never dropped.
@@ -55,6 +57,36 @@ MODELS = {"LLAMA3_8B": "llama3-8b", "LLAMA3_70B": "llama3-70b", "LLAMA3.1_405B":
           "Nemotron_3_Nano": "nemotron-3-nano"}
 #: Rows whose model is a catalog model with a change the architecture table states.
 MODEL_CHANGES = {"Nemotron_3_5_Lightning": ("nemotron-3-nano", {"mtp_layers": 2})}  # Nano + 2 MTP layers
+
+
+def segment_domain(gpus: int, system) -> int:
+    """Devices per NVLink domain a job of ``gpus`` sees under the launcher's default Slurm segment.
+
+    Megatron-Bridge's performance launcher (``scripts/performance/utils/executors.py``
+    @023219e, ``slurm_executor``) asks Slurm for ``--segment`` blocks on 4-GPU-node (NVL72)
+    systems: all nodes when the job has at most 18 (one rack's trays), otherwise the largest
+    divisor of the node count up to 18. A 128- or 256-GPU job thus runs as 16-tray segments:
+    64 GPUs per NVLink domain, not the rack's 72. Other systems keep their catalog domain.
+
+    Parameters
+    ----------
+    gpus : int
+        Devices of the job.
+    system : System
+        The catalog system (``devices_per_node``, ``scale_up_domain``).
+
+    Returns
+    -------
+    int
+        Devices per scale-up domain for this job.
+    """
+    per_node = system.devices_per_node
+    trays = system.scale_up_domain // per_node  # 18 compute trays per NVL72 rack
+    if system.scale_up_domain <= per_node or trays < 2:
+        return system.scale_up_domain
+    nodes = -(-gpus // per_node)
+    seg = nodes if nodes <= trays else max(c for c in range(trays, 0, -1) if nodes % c == 0)
+    return seg * per_node
 
 
 class Unexpressible(Exception):
@@ -96,6 +128,9 @@ def describe_row(row: dict):
         system = load_system(SYSTEMS[row["system"]])
     except CarbonScalingError:
         raise Unexpressible(f"device {SYSTEMS[row['system']]} ({row['system']}) not in the catalog") from None
+    domain = segment_domain(int(row["gpus"]), system)
+    if domain != system.scale_up_domain:
+        system = system.model_copy(update={"scale_up_domain": domain})
     prec = PRECISIONS.get(row["precision"], row["precision"])
     try:
         # The rows' MoE routing is force-balanced and dropless (source footnote); the performance
