@@ -114,6 +114,27 @@ def test_reference_systems():
     assert load_system("TPU7x").scale_up_domain == 9216 and load_system("Trainium2").devices_per_node == 16
 
 
+def test_blackwell_sm_counts_are_the_products_not_the_die():
+    # CUDA reports 148 SMs on B200 and B300, 152 on GB200 and GB300; NVIDIA's 160 is the full die.
+    sms = {n: load_system(n).device.compute_units for n in ("B200", "B300", "GB200", "GB300")}
+    assert sms == {"B200": 148, "B300": 148, "GB200": 152, "GB300": 152}
+    # Same dense BF16 peak on the same SMs -> the same implied clock (catalog peak / (SMs x 8192 FLOP/clk)).
+    clk = {n: load_system(n).device.peak_tflops * 1e12 / (sms[n] * 8192) for n in sms}
+    assert clk["B300"] == pytest.approx(clk["B200"]) and clk["GB300"] == pytest.approx(clk["GB200"])
+    assert all(1.7e9 < f < 2.1e9 for f in clk.values())  # between the spec boost and observed max clocks
+
+
+def test_borrowed_gemm_maxima_are_flagged_assumed():
+    # No GB300 matmul measurement exists: both of its GEMM maxima are B300's fractions, never 'measured'.
+    gb3 = load_system("GB300").device
+    b3 = load_system("B300").device
+    assert gb3.cell_flags["gemm_efficiency_max"] == gb3.cell_flags["gemm_efficiency_max_fp8"] == "assumed"
+    assert (gb3.gemm_efficiency_max, gb3.gemm_efficiency_max_fp8) == (b3.gemm_efficiency_max, b3.gemm_efficiency_max_fp8)
+    gb2 = load_system("GB200").device  # measured MAMF 1822 / 3615.6 TFLOPS against this catalog's 2450 / 4900
+    assert gb2.gemm_efficiency_max * gb2.peak_tflops == pytest.approx(1822, abs=2)
+    assert gb2.gemm_efficiency_max_fp8 * gb2.peak_tflops_fp8 == pytest.approx(3615.6, abs=3)
+
+
 # ---- number formats ---------------------------------------------------------------------
 FP8 = {r: _num(ROWS[r]["dense_fp8_tflops"]) for r in ROWS}
 FP4 = {r: (_num(ROWS[r]["dense_fp4_tflops"]), ROWS[r]["fp4_format"]) for r in ROWS}

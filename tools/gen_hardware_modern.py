@@ -33,6 +33,15 @@ HOPPER = ["bf16", "fp16", "fp8", "fp8-delayed", "fp8-blockwise"]
 BLACKWELL = HOPPER + ["mxfp8", "nvfp4", "mxfp4"]
 CDNA3 = ["bf16", "fp16", "fp8", "fp8-delayed"]
 CDNA4 = CDNA3 + ["mxfp8", "mxfp4"]
+#: Source of the Blackwell products' enabled SM counts (the catalog's ``compute_units``).
+BLACKWELL_SMS = ("SMs enabled on the shipping part, as CUDA reports them (cudaDevAttrMultiProcessorCount) in "
+                 "public kernel repositories (GitHub, read 2026-11-30): facebookexperimental/triton PR #2768 "
+                 "(cuBLAS on GB300: 'sm_count 152 ... the same as GB200's'); 'B200 (sm_100a, 148 SMs)', "
+                 "'GB300 (sm_103a, 152 SMs)' (a FlashInfer sampling benchmark table); 'the tested B300 has 148 SMs "
+                 "at 2032 MHz, the local GB200 152 SMs at 2062 MHz' (an attention-kernel port log); 'The B300 has "
+                 "148 (measured), the same as the B200' (a DeepGEMM build note). NVIDIA's MIG profiles agree that "
+                 "GB200 has more SMs than B200 (1g/2g slices of 32/38 SMs vs 30/36; NVIDIA/gpu-operator PRs #1303 "
+                 "and #1242). The 160 SMs of NVIDIA's 'Inside Blackwell Ultra' blog are the full die, not the product")
 
 # name: (csv row, decisions). Values given here override/extend the CSV; every such
 # value carries a flag in `flags` and, when assumed, a reason in `assume`.
@@ -77,28 +86,28 @@ entry("B200", "B200-HGX", kind="gpu", vendor="NVIDIA", display_name="NVIDIA B200
              "formats.mxfp4": "assumed"},
       notes={"die_area_mm2": "not published: two reticle-sized dies, taken as CarbonScaling's B100 figure (1600 mm^2)",
              "process_node": "TSMC 4NP counted at the 4 nm CPA",
-             "compute_units": "148 SMs (2 dies x 74), secondary reports", "sram_mb": "assumption: ~126 MB L2 + 148 x 228 KB shared",
+             "compute_units": "148 SMs. " + BLACKWELL_SMS, "sram_mb": "assumption: ~126 MB L2 + 148 x 228 KB shared",
              "formats.mxfp4": "MXFP4 assumed at the NVFP4 rate (Blackwell FP4 tensor cores take both block scalings)"})
 entry("B300", "B300-HGX", kind="gpu", vendor="NVIDIA", display_name="NVIDIA B300 (DGX/HGX B300, Blackwell Ultra)",
       aliases=["B300-HGX", "DGX-B300", "HGX-B300"], process_node="4nm", hbm_type="HBM3e", die_area_mm2=1600,
-      compute_units=160, sram_mb=160.0, mamf=(1769.0, 3353.3), formats=BLACKWELL,
+      compute_units=148, sram_mb=160.0, mamf=(1769.0, 3353.3), formats=BLACKWELL,
       system=dict(devices_per_node=8, scale_up_domain=8, node_other_power_w=6300),
       flags={"die_area_mm2": "assumed", "compute_units": "secondary", "sram_mb": "assumed",
              "system.node_other_power_w": "assumed", "formats.mxfp4": "assumed"},
       notes={"die_area_mm2": "not published: two reticle-sized dies, as B200 (1600 mm^2)",
-             "process_node": "TSMC 4NP counted at the 4 nm CPA", "compute_units": "160 SMs (NVIDIA 'Inside Blackwell Ultra' blog)",
+             "process_node": "TSMC 4NP counted at the 4 nm CPA", "compute_units": "148 SMs as B200 (the 160 of NVIDIA's blog are the full die). " + BLACKWELL_SMS,
              "sram_mb": "assumption as B200", "tdp_w": "1100 W (dgxc-benchmarking) vs 1000 W max TGP in the DGX B300 power guide; 1100 used",
              "system.node_other_power_w": "DGX B300 maximum power not found: assumed DGX B200's 6.3 kW beyond the GPUs",
              "formats.mxfp4": "MXFP4 assumed at the NVFP4 rate"})
 entry("GB200", "GB200 (per B200 GPU, NVL72)", kind="gpu", vendor="NVIDIA",
       display_name="NVIDIA GB200 NVL72 (per B200 GPU, 1200 W)",
       aliases=["DGX-GB200", "GB200-NVL72", "GB200 NVL72"], process_node="4nm", hbm_type="HBM3e", die_area_mm2=1600,
-      compute_units=148, sram_mb=160.0, mamf=(1822.0, 3615.6), formats=BLACKWELL,
+      compute_units=152, sram_mb=160.0, mamf=(1822.0, 3615.6), formats=BLACKWELL,
       system=dict(devices_per_node=4, scale_up_domain=72, cpus_per_node=2, cpu_die_area_mm2=400),
       flags={"die_area_mm2": "assumed", "compute_units": "secondary", "sram_mb": "assumed",
              "system.cpu_die_area_mm2": "assumed", "formats.mxfp4": "assumed"},
       notes={"die_area_mm2": "as B200 (1600 mm^2, assumed)", "process_node": "TSMC 4NP counted at the 4 nm CPA",
-             "sram_mb": "assumption as B200", "compute_units": "148 SMs as B200 (secondary)",
+             "sram_mb": "assumption as B200", "compute_units": "152 SMs (4 more than B200). " + BLACKWELL_SMS,
              "system.devices_per_node": "a compute tray: 4 GPUs + 2 Grace; 18 trays per rack",
              "system.node_other_power_w": "derived: rack ~120 kW / 18 trays - 4 x 1200 W (switch trays, Grace, NICs shared over the trays)",
              "system.cpu_die_area_mm2": "Grace die area not published: ~400 mm^2 assumed",
@@ -106,13 +115,15 @@ entry("GB200", "GB200 (per B200 GPU, NVL72)", kind="gpu", vendor="NVIDIA",
 entry("GB300", "GB300 (per B300 GPU, NVL72)", kind="gpu", vendor="NVIDIA",
       display_name="NVIDIA GB300 NVL72 (per B300 GPU, 1400 W)",
       aliases=["DGX-GB300", "GB300-NVL72", "GB300 NVL72"], process_node="4nm", hbm_type="HBM3e", die_area_mm2=1600,
-      compute_units=160, sram_mb=160.0, mamf=(1769.0, 3353.3), mamf_peak=(2250.0, 4500.0), formats=BLACKWELL,
+      compute_units=152, sram_mb=160.0, mamf=(1769.0, 3353.3), mamf_peak=(2250.0, 4500.0), formats=BLACKWELL,
       system=dict(devices_per_node=4, scale_up_domain=72, cpus_per_node=2, cpu_die_area_mm2=400),
       flags={"die_area_mm2": "assumed", "compute_units": "secondary", "sram_mb": "assumed",
-             "gemm_efficiency_max": "assumed", "system.cpu_die_area_mm2": "assumed", "formats.mxfp4": "assumed"},
+             "gemm_efficiency_max": "assumed", "gemm_efficiency_max_fp8": "assumed",
+             "system.cpu_die_area_mm2": "assumed", "formats.mxfp4": "assumed"},
       notes={"die_area_mm2": "as B300 (1600 mm^2, assumed)", "process_node": "TSMC 4NP counted at the 4 nm CPA",
-             "sram_mb": "assumption as B300", "compute_units": "160 SMs as B300 (secondary)",
-             "gemm_efficiency_max": "no GB300 MAMF: B300 SXM's measured fraction of its own peak, applied to this peak",
+             "sram_mb": "assumption as B300", "compute_units": "152 SMs (as GB200). " + BLACKWELL_SMS,
+             "gemm_efficiency_max": "no GB300 MAMF: B300 SXM's measured BF16 fraction of its own peak, applied to this peak",
+             "gemm_efficiency_max_fp8": "no GB300 MAMF: B300 SXM's measured FP8 fraction of its own peak, applied to this peak",
              "system.devices_per_node": "a compute tray: 4 GPUs + 2 Grace; 18 trays per rack",
              "system.node_other_power_w": "derived: 135 kW rack budget / 18 trays (7.5 kW) - 4 x 1400 W",
              "system.cpu_die_area_mm2": "Grace die area not published: ~400 mm^2 assumed",

@@ -35,6 +35,7 @@ class NumberFormat:
     columnwise_requantize: bool  # the backward needs a second quantization along the other axis
     hadamard_wgrad: bool        # random Hadamard transform of the weight-gradient operands
     cast_free: bool = False     # the papers' QAT knob: 8-bit GEMMs, casts not modelled
+    fused_copies: bool = False  # one kernel reads the BF16 tensor once and writes both copies
 
     @property
     def quantized(self) -> bool:
@@ -53,26 +54,46 @@ class NumberFormat:
         """
         return 1 if (columnwise_native and not self.columnwise_requantize) else 2
 
-    def quantize_bytes(self, read_bytes: float = 2.0, columnwise_native: bool = False) -> float:
+    def quantize_bytes(self, read_bytes: float = 2.0, columnwise_native: bool = False, weight: bool = False) -> float:
         """HBM bytes per element to turn a BF16 tensor into the copies its GEMMs need.
 
-        A cast reads the BF16 tensor and writes one quantized copy; current scaling reads
-        it once more for the amax first. Per-tensor FP8 gets the transposed copy for the
-        backward by transposing the FP8 data (read and write one byte); block-scaled
-        formats quantize the BF16 tensor a second time along the other axis. Tensor cores
-        that read FP8 operands column-wise (``columnwise_native``: Blackwell) need no second
-        copy of a per-tensor-scaled tensor.
+        Current scaling first reads the tensor for its amax (``amax_passes``; NVFP4 with the
+        Hadamard transform takes the plain and the transformed amax in that one read). Then a
+        cast reads it and writes a quantized copy (``stored_bytes``, scales included). Where the
+        backward needs a second, column-wise copy (:meth:`copies`): Transformer Engine's
+        quantize kernels write both copies from one read (``fused_copies``: FP8 cast-transpose,
+        the MXFP8 2-D kernel, the block-wise and NVFP4 quantize-transpose), except NVFP4's
+        column-wise copy of an activation or gradient (``hadamard_wgrad``), which a separate
+        Hadamard-transform-and-cast kernel makes from a second read. Without a fused kernel a
+        per-tensor copy is a transpose of the quantized data, a block-scaled one a second cast.
+        ``weight``: a weight's casts (no Hadamard transform: its copies come from one fused kernel).
+
+        Parameters
+        ----------
+        read_bytes : float, optional
+            Bytes of one input element (default 2.0, BF16).
+        columnwise_native : bool, optional
+            The tensor cores read per-tensor-scaled operands column-wise (Blackwell; default False).
+        weight : bool, optional
+            The tensor is a weight rather than an activation or a gradient (default False).
+
+        Returns
+        -------
+        float
+            Bytes read plus written per element (0 for BF16 and the cast-free QAT format).
         """
         if not self.quantized or self.cast_free:
             return 0.0
         first = (1.0 + self.amax_passes) * read_bytes + self.stored_bytes
         if self.copies(columnwise_native) == 1:
             return first
+        if self.hadamard_wgrad and not weight:
+            return first + read_bytes + self.stored_bytes
+        if self.fused_copies:
+            return first + self.stored_bytes
         if self.columnwise_requantize:
-            second = read_bytes + self.stored_bytes
-        else:
-            second = 2.0 * self.stored_bytes
-        return first + second
+            return first + read_bytes + self.stored_bytes
+        return first + 2.0 * self.stored_bytes
 
 
 @lru_cache(maxsize=1)
@@ -113,7 +134,8 @@ def number_format(name: str) -> NumberFormat:
     return NumberFormat(name=key, peak=e["peak"], element_bytes=float(e["element_bytes"]), block=int(e["block"]),
                         scale_bytes=float(e["scale_bytes"]), amax_passes=float(e["amax_passes"]),
                         columnwise_requantize=bool(e["columnwise_requantize"]),
-                        hadamard_wgrad=bool(e["hadamard_wgrad"]), cast_free=bool(e.get("cast_free", False)))
+                        hadamard_wgrad=bool(e["hadamard_wgrad"]), cast_free=bool(e.get("cast_free", False)),
+                        fused_copies=bool(e.get("fused_copies", False)))
 
 
 def recipe_value(key: str):

@@ -134,20 +134,22 @@ def linear_fwd_bwd_time(tokens, n_out, n_in, batch, device: Device, c: PerfConst
     fmt = number_format(precision)
     if fmt.quantized:
         cast_in = np.where(np.asarray(norm_fused) & (fmt.amax_passes == 0), 0.0, tokens * n_in)
-        fwd = fwd + quantize_time(batch * (cast_in + weight_cast_share * n_in * n_out), precision, device, c)
+        fwd = fwd + quantize_time(batch * cast_in, precision, device, c) \
+            + quantize_time(batch * weight_cast_share * n_in * n_out, precision, device, c, weight=True)
         dgrad = dgrad + quantize_time(batch * tokens * n_out, precision, device, c)
     return fwd, dgrad + wgrad
 
 
-def quantize_time(elements, precision: str, device: Device, c: PerfConstants):
+def quantize_time(elements, precision: str, device: Device, c: PerfConstants, weight: bool = False):
     """Seconds to cast ``elements`` BF16 values into the copies a quantized GEMM needs.
 
     HBM traffic per element from the format (:meth:`NumberFormat.quantize_bytes`): an amax
-    read for current scaling, the cast, and the copy for the transposed use in the
-    backward (an FP8 transpose for per-tensor scales, a second directional cast for block
-    scales). Casts are counted as separate kernels; Transformer Engine fuses the forward
-    cast into LayerNorm and the activation function for two of a layer's four GEMMs, so
-    this is an upper bound of the cast cost (docs/performance.md).
+    read for current scaling, the cast writing the row-wise copy and, in the same kernel, the
+    column-wise copy the backward needs (Transformer Engine's fused quantize kernels), except
+    NVFP4's Hadamard-transformed column-wise copy of activations and gradients, which a second
+    kernel casts from a second read. Casts are counted as separate kernels; Transformer Engine
+    fuses the forward cast into LayerNorm and the activation function where the scale needs
+    no amax pass first (docs/performance.md).
 
     Parameters
     ----------
@@ -159,6 +161,9 @@ def quantize_time(elements, precision: str, device: Device, c: PerfConstants):
         Peak rates per format (FLOP/s), HBM bandwidth (GB/s), SRAM (MB), compute units.
     c : PerfConstants
         The performance constants (``data/perf.yaml``).
+    weight : bool, optional
+        The values are weights (NVFP4: no Hadamard transform, both copies in one kernel;
+        default False: activations or gradients).
 
     Returns
     -------
@@ -166,7 +171,8 @@ def quantize_time(elements, precision: str, device: Device, c: PerfConstants):
         Seconds (HBM-bound).
     """
     fmt = number_format(precision)
-    return memory_bound_time(fmt.quantize_bytes(columnwise_native=device.fp8_columnwise_native) * elements, device, c)
+    per_element = fmt.quantize_bytes(columnwise_native=device.fp8_columnwise_native, weight=weight)
+    return memory_bound_time(per_element * elements, device, c)
 
 
 def memory_bound_time(n_bytes, device: Device, c: PerfConstants):

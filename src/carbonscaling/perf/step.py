@@ -685,7 +685,8 @@ def evaluate(model: ModelSpec, system: System, g: LayoutGrid, opts: TrainingOpti
     optimizer = K.memory_bound_time(c.adam_bytes_per_param_step * mem.optimizer_params, system.device, c)
     # Quantized recipes cast the updated weights (and their transposed copies) once per step;
     # Transformer Engine reuses them over the step's microbatches.
-    optimizer = optimizer + K.quantize_time(mem.params_dense + mem.params_expert, o.gemm_precision, system.device, c)
+    optimizer = optimizer + K.quantize_time(mem.params_dense + mem.params_expert, o.gemm_precision, system.device, c,
+                                            weight=True)
     ramp = ep_overlap_ramp_time(g, o, n_first, lt.ep_hidden0)
     step = pipeline + dp_exposed + optimizer + slowdown + ramp
     share = m / g.pp  # the balanced part of the pipeline, m * t_sum / pp, split by cause

@@ -132,6 +132,16 @@ NOT_MODELLED_RECIPES = [
     ("LLAMA3.1_405B", "DGX-GB200", ("FP8-MX",), (4, 8, 8, 1, 1), (25, 9), "parameter all-gather not overlapped"),
 ]
 
+#: Table precisions whose performance recipes turn TP communication overlap (userbuffers) off on every
+#: model and system: the ``*_llm_pretrain.py`` builders set ``cfg.comm_overlap.tp_comm_overlap = False
+#: if precision == "nvfp4"`` (NVIDIA-NeMo/Megatron-Bridge scripts/performance/configs/llama/
+#: llama3_llm_pretrain.py at 2a0d46e: Llama 3 70B GB300/GB200/B300/B200/VR200, 8B; llama31_llm_pretrain.py
+#: at 0013c9a: Llama 3.1 405B GB300/GB200/B300/B200; gpt_oss_llm_pretrain.py likewise; every stored
+#: version read in the code index). Reason given in Megatron-Bridge PR #4632: Transformer Engine's NVFP4
+#: forward GEMM asserts ``ub is None`` (no comm+GEMM overlap for NVFP4 weights). The TP collectives then
+#: run between the GEMMs, exposed.
+NO_TP_OVERLAP_PRECISIONS = ("NVFP4",)
+
 #: CUDA graphs of the recipes (Megatron-Core ``cuda_graph_impl`` / ``cuda_graph_scope``), as
 #: ``TrainingOptions.cuda_graph_scope``: () = none (eager: every kernel launched by the host),
 #: ("full_iteration",) = the whole step captured, else Transformer Engine per-layer graphs of those
@@ -228,6 +238,11 @@ def _no_grad_overlap_recipe(row: dict) -> bool:
     return any((model, system, layout) == (row["model"], row["system"], as_run) and first <= release <= last
                and (precs is None or row["precision"] in precs)
                for model, system, precs, layout, first, last in NO_GRAD_OVERLAP_RECIPES)
+
+
+def _tp_overlap_recipe(row: dict) -> bool:
+    """Whether a row's recipe overlaps TP communication: TP > 1, except :data:`NO_TP_OVERLAP_PRECISIONS`."""
+    return int(_num(row["tp"]) or 1) > 1 and row["precision"] not in NO_TP_OVERLAP_PRECISIONS
 
 
 def _cuda_graph_recipe(row: dict):

@@ -14,13 +14,16 @@ predicted with the search, whose only freedom is what the table does not state:
 * fixed software options (not in the table, from the Megatron-Bridge performance
   recipes): FlashAttention, sequence parallelism with TP, overlapped gradient reduction, gradients
   kept and reduced in BF16 (every model's ``set_*_common_configs`` sets ``grad_reduce_in_fp32=False``),
-  TP communication overlapped (userbuffers) when TP > 1, force-balanced dropless routing
+  TP communication overlapped (userbuffers) when TP > 1 except in the NVFP4 recipes, which turn it
+  off (:data:`NO_TP_OVERLAP_PRECISIONS`), force-balanced dropless routing
   (the table's footnote), capacity factor 1; MoE expert GEMMs as Transformer Engine's
   per-expert loop and no EP communication overlap, except on the rows that ran an MXFP8
   recipe with the fused grouped MLP and overlapped all-to-all (:data:`FUSED_MOE_RECIPES`);
   the other recipe options a row's release and layout state (module recompute, the Qwen3
   scripts' recompute off, token dispatcher, all-to-all overlap, ETP) come from the tables of
-  :mod:`carbonscaling.validation.recipes`, each with the config files and commits it was read from.
+  :mod:`carbonscaling.validation.recipes`, each with the config files and commits it was read from;
+* job placement on NVL72 racks: the launcher's default Slurm segment (:func:`segment_domain`),
+  so jobs of 128+ GPUs see 64-GPU NVLink domains, not the rack's 72.
 
 Rows that cannot be expressed are listed with the reason (a device or number format not
 in the catalog, a hybrid Mamba architecture, a layout that does not fit), never dropped.
@@ -36,9 +39,9 @@ from typing import Any
 from .._data import load_csv
 from .recipes import (  # noqa: F401  (re-exported: the recipe tables live in recipes.py)
     CUDA_GRAPH_RECIPES, FUSED_MOE_FIRST_CONTAINER, FUSED_MOE_RECIPES, MOE_COMM_RECIPES, NO_GRAD_OVERLAP_RECIPES,
-    NO_RECOMPUTE_RECIPES, NOT_MODELLED_RECIPES, RECIPE_ETP, RECOMPUTE_RECIPES, _container, _cuda_graph_recipe,
-    _fused_moe_recipe, _moe_comm_recipe, _no_grad_overlap_recipe, _no_recompute_recipe, _not_modelled_recipe, _num,
-    _recompute_recipe,
+    NO_RECOMPUTE_RECIPES, NO_TP_OVERLAP_PRECISIONS, NOT_MODELLED_RECIPES, RECIPE_ETP, RECOMPUTE_RECIPES, _container,
+    _cuda_graph_recipe, _fused_moe_recipe, _moe_comm_recipe, _no_grad_overlap_recipe, _no_recompute_recipe,
+    _not_modelled_recipe, _num, _recompute_recipe, _tp_overlap_recipe,
 )
 
 #: Megatron-Bridge system names -> catalog devices (DGX/HGX nodes of 8; GB*: NVL72 racks).
@@ -54,6 +57,36 @@ MODELS = {"LLAMA3_8B": "llama3-8b", "LLAMA3_70B": "llama3-70b", "LLAMA3.1_405B":
           "Nemotron_3_Nano": "nemotron-3-nano"}
 #: Rows whose model is a catalog model with a change the architecture table states.
 MODEL_CHANGES = {"Nemotron_3_5_Lightning": ("nemotron-3-nano", {"mtp_layers": 2})}  # Nano + 2 MTP layers
+
+
+def segment_domain(gpus: int, system) -> int:
+    """Devices per NVLink domain a job of ``gpus`` sees under the launcher's default Slurm segment.
+
+    Megatron-Bridge's performance launcher (``scripts/performance/utils/executors.py``
+    @023219e, ``slurm_executor``) asks Slurm for ``--segment`` blocks on 4-GPU-node (NVL72)
+    systems: all nodes when the job has at most 18 (one rack's trays), otherwise the largest
+    divisor of the node count up to 18. A 128- or 256-GPU job thus runs as 16-tray segments:
+    64 GPUs per NVLink domain, not the rack's 72. Other systems keep their catalog domain.
+
+    Parameters
+    ----------
+    gpus : int
+        Devices of the job.
+    system : System
+        The catalog system (``devices_per_node``, ``scale_up_domain``).
+
+    Returns
+    -------
+    int
+        Devices per scale-up domain for this job.
+    """
+    per_node = system.devices_per_node
+    trays = system.scale_up_domain // per_node  # 18 compute trays per NVL72 rack
+    if system.scale_up_domain <= per_node or trays < 2:
+        return system.scale_up_domain
+    nodes = -(-gpus // per_node)
+    seg = nodes if nodes <= trays else max(c for c in range(trays, 0, -1) if nodes % c == 0)
+    return seg * per_node
 
 
 class Unexpressible(Exception):
@@ -95,11 +128,14 @@ def describe_row(row: dict):
         system = load_system(SYSTEMS[row["system"]])
     except CarbonScalingError:
         raise Unexpressible(f"device {SYSTEMS[row['system']]} ({row['system']}) not in the catalog") from None
+    domain = segment_domain(int(row["gpus"]), system)
+    if domain != system.scale_up_domain:
+        system = system.model_copy(update={"scale_up_domain": domain})
     prec = PRECISIONS.get(row["precision"], row["precision"])
     try:
         # The rows' MoE routing is force-balanced and dropless (source footnote); the performance
-        # recipes overlap TP communication with userbuffers whenever TP > 1
-        # (Megatron-Bridge scripts/performance: COMM_OVERLAP_CONFIG_MAP, CommOverlapConfig).
+        # recipes overlap TP communication with userbuffers whenever TP > 1, except NVFP4's
+        # (Megatron-Bridge scripts/performance: CommOverlapConfig; recipes.NO_TP_OVERLAP_PRECISIONS).
         fused, ep_overlap = _fused_moe_recipe(row)
         recompute = _recompute_recipe(row)
         modules = recompute[0] if recompute else ("core_attn",)
@@ -107,7 +143,7 @@ def describe_row(row: dict):
         ep_overlap = ep_overlap or bool(recompute and recompute[1]) or listed_overlap
         graphs = _cuda_graph_recipe(row)
         extra = {} if graphs is None else {"cuda_graph_scope": graphs}
-        options = TrainingOptions(precision=prec, force_balanced_routing=True, overlap_tp_comm=int(row["tp"]) > 1,
+        options = TrainingOptions(precision=prec, force_balanced_routing=True, overlap_tp_comm=_tp_overlap_recipe(row),
                                   grad_reduce_in_fp32=False, overlap_grad_reduce=not _no_grad_overlap_recipe(row),
                                   moe_grouped_gemm="fused" if fused else "loop", overlap_ep_comm=ep_overlap,
                                   recompute_modules=modules, moe_dispatcher=dispatcher or "flex", **extra)
@@ -152,6 +188,8 @@ def describe_row(row: dict):
         assumed.append("recipe: " + ("no CUDA graphs" if not graphs else "CUDA graphs " + "+".join(graphs)))
     if _no_grad_overlap_recipe(row):
         assumed.append("recipe: gradient reduction not overlapped")
+    if pins["tp"] > 1 and not options.overlap_tp_comm:
+        assumed.append("recipe: TP communication not overlapped")
     not_modelled = _not_modelled_recipe(row)
     if not_modelled:
         assumed.append(f"recipe, not modelled: {not_modelled}")
