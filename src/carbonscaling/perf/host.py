@@ -27,7 +27,14 @@ from .._data import load_yaml
 
 @lru_cache(maxsize=1)
 def host_constants() -> dict:
-    """``data/host.yaml`` as ``{name: value}`` (launch counts as ``(forward, backward)`` tuples)."""
+    """The constants of ``data/host.yaml``, read once.
+
+    Returns
+    -------
+    dict
+        ``{name: value}``: ``per_launch_s`` (seconds), ``syncs_per_moe_layer_forward`` and the
+        launch counts per module as ``(forward, backward)`` tuples.
+    """
     y = load_yaml("host.yaml")
     out = {k: y[k]["value"] for k in ("per_launch_s", "syncs_per_moe_layer_forward")}
     out.update({k: tuple(v["value"]) for k, v in y["launches"].items()})
@@ -88,7 +95,24 @@ def layer_launches(mixer, ffn, local_experts, tp, scope: tuple, hc: dict | None 
 
 
 def host_syncs(ffn, ep_etp, scope: tuple, hc: dict | None = None):
-    """Host-device synchronisations per layer forward (dropless MoE dispatch with EP x ETP > 1)."""
+    """Host-device synchronisations per layer forward (dropless MoE dispatch with EP x ETP > 1).
+
+    Parameters
+    ----------
+    ffn : {"dense", "moe", None}
+        The layer's feed-forward part.
+    ep_etp : ndarray
+        ``EP x ETP`` of each layout (the dispatcher exchanges tokens when it exceeds 1).
+    scope : tuple of str
+        Megatron-Core ``cuda_graph_scope``; a graphed ``moe`` runs with static shapes (no sync).
+    hc : dict, optional
+        :func:`host_constants` (default: the shipped ones).
+
+    Returns
+    -------
+    ndarray
+        Syncs per layer forward.
+    """
     hc = hc or host_constants()
     on = (ffn == "moe") and "moe" not in scope
     return np.where(on & (np.asarray(ep_etp) > 1), float(hc["syncs_per_moe_layer_forward"]), 0.0)
@@ -120,10 +144,29 @@ def host_bound_time(gpu_s, launches, syncs, per_launch_s):
 def host_layer_excess(model, g, o, mixer, ffn, time0, time1):
     """Host time a layer adds on top of its GPU time: ``(without recompute, extra when recomputed)``.
 
-    ``time0`` is the layer's forward + backward GPU time on one microbatch (compute and exposed
-    communication), ``time1`` the same with the forward run again (full recompute), which
-    launches the forward's kernels and syncs again. Zero with a full-iteration graph and under
-    the papers' ``cs-v1`` convention.
+    Zero with a full-iteration graph and under the papers' ``cs-v1`` convention.
+
+    Parameters
+    ----------
+    model : ModelSpec
+        The architecture (``n_experts``).
+    g : LayoutGrid
+        The layouts (``tp``, ``ep``, ``etp``).
+    o : TrainingOptions
+        ``cuda_graph_scope``, ``moe_grouped_gemm``, the layout convention.
+    mixer, ffn : str or None
+        The layer's parts (:func:`layer_launches`).
+    time0 : ndarray
+        The layer's forward + backward GPU time on one microbatch (compute and exposed
+        communication), seconds.
+    time1 : ndarray
+        The same with the forward run again (full recompute), which launches the forward's
+        kernels and syncs again.
+
+    Returns
+    -------
+    (ndarray, ndarray)
+        Seconds added to ``time0``, and the further seconds a recomputed layer adds.
     """
     scope = o.cuda_graph_scope
     zero = 0.0 * np.asarray(time0)
