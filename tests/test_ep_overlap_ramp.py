@@ -1,6 +1,6 @@
-"""Batch-level EP all-to-all overlap (Megatron-Core ``combined_1f1b_schedule_for_no_pipelining``):
-the first microbatch's forward and the last one's backward run unpaired, so one forward's and one
-backward's all-to-alls per layer stay exposed once per step at PP 1."""
+"""Batch-level EP all-to-all overlap (Megatron-Core ``combined_1f1b.py``): the microbatches that
+run unpaired -- the first forward and last backward at PP 1, the warm-up and cool-down chunks
+with interleaved pipelining -- expose their all-to-alls: ``PP x`` a stage's layers per step."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 from carbonscaling.hardware import load_system
 from carbonscaling.perf import step
 from carbonscaling.perf.constants import default_constants
+from carbonscaling.perf.ep_overlap import ep_overlap_ramp_time
 from carbonscaling.perf.layout import Layout, LayoutGrid, TrainingOptions
 from carbonscaling.scaling import named_model
 
@@ -22,14 +23,14 @@ def _grid(**kw) -> LayoutGrid:
     return LayoutGrid.from_layouts([Layout(**{**base, **kw})])
 
 
-def test_ramp_is_one_microbatch_of_hidden_all_to_all_per_layer_at_pp1_only():
-    g = _grid()
-    on = TrainingOptions(overlap_ep_comm=True)
+def test_ramp_is_pp_stages_of_hidden_all_to_all():
     hidden = np.array([2e-3])
-    assert float(step.ep_overlap_ramp_time(g, on, np.array([36]), hidden)[0]) == pytest.approx(36 * 2e-3)
-    assert float(step.ep_overlap_ramp_time(g, TrainingOptions(), np.array([36]), hidden)[0]) == 0.0
-    g4 = _grid(pp=4, dp=16, ep=8)
-    assert float(step.ep_overlap_ramp_time(g4, on, np.array([9]), hidden)[0]) == 0.0
+    ramp = ep_overlap_ramp_time
+    assert float(ramp(np.array([1]), True, np.array([36]), hidden)[0]) == pytest.approx(36 * 2e-3)
+    assert float(ramp(np.array([1]), False, np.array([36]), hidden)[0]) == 0.0
+    # PP 4, VP 3, 9 layers a stage: the critical path runs VP x PP = 12 chunks of 3 layers unpaired
+    # each way (3 down the pipeline, the last stage's (VP - 1) PP + 1 = 9, ...), i.e. 4 x 9 layers
+    assert float(ramp(np.array([4]), True, np.array([9]), hidden)[0]) == pytest.approx(12 * 3 * 2e-3)
 
 
 def test_hidden_all_to_all_is_what_the_overlap_took_off_the_layer():

@@ -136,6 +136,25 @@ def test_hierarchical_dispatch_sends_each_token_once_per_remote_domain():
         moe.dispatch_time(P, 1, 64, 1, H100, C, dedup=False))
 
 
+def test_deepep_sends_a_token_once_per_destination_rank_over_nvlink():
+    from math import comb
+
+    # 128 experts over EP 8 (16 a rank), top-4: a rank is missed with C(112, 4) / C(128, 4)
+    r = 8 * (1 - comb(112, 4) / comb(128, 4))
+    assert float(moe.distinct_ranks_per_token(4, 128, 8)) == pytest.approx(r)
+    assert 3.3 < r < 3.4
+    assert float(moe.distinct_ranks_per_token(1, 128, 8)) == pytest.approx(1.0)
+    assert float(moe.distinct_ranks_per_token(8, 128, 1)) == pytest.approx(1.0)
+    assert float(moe.distinct_ranks_per_token(2, 4, 4)) == pytest.approx(2.0)   # one expert a rank
+    P = 64 * MB
+    # EP 8 inside one H100 node: NVLink carries r/k of the copies, 3 NVLink latency steps
+    t = moe.dispatch_time(P, 4, 8, 1, H100, C, dedup=True, n_experts=128)
+    assert t == pytest.approx(P * 7 / 8 / SU * r / 4 + 1e-6 * 3)
+    # Megatron's alltoall dispatcher sends every copy
+    assert moe.dispatch_time(P, 4, 8, 1, H100, C, dedup=False, n_experts=128) == pytest.approx(
+        P * 7 / 8 / SU + 1e-6 * 3)
+
+
 def test_dispatch_over_strided_ranks():
     # EP 16 with stride 8 (TP 8 inside the node): 1 member per domain, all copies but own leave
     P = 8 * MB

@@ -57,3 +57,14 @@ def test_nvfp4_linear_pays_activation_gradient_and_weight_casts():
     fused, _ = K.linear_fwd_bwd_time(tok, n_out, n_in, 1, GB200, C, "nvfp4", STORED, weight_cast_share=share,
                                      norm_fused=True)
     assert fused == pytest.approx(fwd)
+
+
+def test_which_norms_write_the_quantized_input():
+    """TE's norm kernels write FP8 (delayed) and, with Megatron-Bridge's cuDNN norm, MXFP8 directly;
+    current-scaling FP8, block-wise FP8 and NVFP4 with the Hadamard transform are cast after the norm."""
+    fused = {f: number_format(f).norm_fused_cast for f in ("fp8", "fp8-delayed", "fp8-blockwise", "mxfp8", "nvfp4")}
+    assert fused == {"fp8": False, "fp8-delayed": True, "fp8-blockwise": False, "mxfp8": True, "nvfp4": False}
+    tok, n_out, n_in = 8192.0, 4096.0, 8192.0
+    plain, _ = K.linear_fwd_bwd_time(tok, n_out, n_in, 1, GB200, C, "fp8-blockwise", 1.0)
+    normed, _ = K.linear_fwd_bwd_time(tok, n_out, n_in, 1, GB200, C, "fp8-blockwise", 1.0, norm_fused=True)
+    assert normed == pytest.approx(plain)

@@ -36,6 +36,7 @@ class NumberFormat:
     hadamard_wgrad: bool        # random Hadamard transform of the weight-gradient operands
     cast_free: bool = False     # the papers' QAT knob: 8-bit GEMMs, casts not modelled
     fused_copies: bool = False  # one kernel reads the BF16 tensor once and writes both copies
+    norm_fused_cast: bool = False  # the preceding norm writes the quantized copies itself (no cast kernel)
 
     @property
     def quantized(self) -> bool:
@@ -135,7 +136,8 @@ def number_format(name: str) -> NumberFormat:
                         scale_bytes=float(e["scale_bytes"]), amax_passes=float(e["amax_passes"]),
                         columnwise_requantize=bool(e["columnwise_requantize"]),
                         hadamard_wgrad=bool(e["hadamard_wgrad"]), cast_free=bool(e.get("cast_free", False)),
-                        fused_copies=bool(e.get("fused_copies", False)))
+                        fused_copies=bool(e.get("fused_copies", False)),
+                        norm_fused_cast=key in _table()["recipe"]["norm_fused_casts"]["value"])
 
 
 def recipe_value(key: str):

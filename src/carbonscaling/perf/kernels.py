@@ -121,7 +121,8 @@ def linear_fwd_bwd_time(tokens, n_out, n_in, batch, device: Device, c: PerfConst
     weight_cast_share : float or ndarray, optional
         Share of one weight cast paid by this call (default 0).
     norm_fused : bool or ndarray, optional
-        The input cast is fused into the preceding norm (no separate cast; default False).
+        The input comes from a norm, which writes it already quantized where the format allows
+        (``formats.yaml: norm_fused_cast``; no separate cast; default False).
 
     Returns
     -------
@@ -133,7 +134,7 @@ def linear_fwd_bwd_time(tokens, n_out, n_in, batch, device: Device, c: PerfConst
     wgrad = gemm_time(n_in, n_out, tokens, batch, device, c, precision, in_bytes)
     fmt = number_format(precision)
     if fmt.quantized:
-        cast_in = np.where(np.asarray(norm_fused) & (fmt.amax_passes == 0), 0.0, tokens * n_in)
+        cast_in = np.where(np.asarray(norm_fused) & fmt.norm_fused_cast, 0.0, tokens * n_in)
         fwd = fwd + quantize_time(batch * cast_in, precision, device, c) \
             + quantize_time(batch * weight_cast_share * n_in * n_out, precision, device, c, weight=True)
         dgrad = dgrad + quantize_time(batch * tokens * n_out, precision, device, c)

@@ -65,8 +65,9 @@ class TrainingOptions(BaseModel):
     overlap_pp_comm: bool = Field(default=True, description="Overlap pipeline sends with the neighbouring chunk's "
                                                             "compute when interleaving (VP > 1; Megatron "
                                                             "overlap_p2p_comm); with VP = 1 they are exposed.")
-    overlap_ep_comm: bool = Field(default=False, description="Hide the expert all-to-all under compute "
-                                                             "(DeepSeek DualPipe).")
+    overlap_ep_comm: bool = Field(default=False, description="Hide the expert all-to-all under another "
+                                                             "microbatch's compute (Megatron-Core "
+                                                             "overlap_moe_expert_parallel_comm).")
     capacity_factor: float = Field(default=1.0, ge=1.0, le=4.0, description="MoE expert capacity factor.")
     moe_dispatcher: Literal["flex", "alltoall"] = Field(
         default="flex", description="MoE token dispatcher: flex (DeepEP/HybridEP: one network copy per destination "

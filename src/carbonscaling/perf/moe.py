@@ -327,7 +327,36 @@ def remote_domains_per_token(top_k, ep, members_in_domain):
     return (d - 1.0) * (1.0 - (1.0 - 1.0 / d) ** top_k)
 
 
-def dispatch_time(payload_bytes, top_k, ep, stride, system: System, c: PerfConstants, dedup: bool = True):
+def distinct_ranks_per_token(top_k, n_experts, ep):
+    """Expected EP ranks a token's ``k`` (distinct) experts land on, ``E / EP`` experts a rank.
+
+    A rank is missed with probability ``C(E - E/EP, k) / C(E, k)`` (balanced routing: the
+    ``k`` experts uniform over the ``E``, without repetition).
+
+    Parameters
+    ----------
+    top_k : int
+        Experts per token.
+    n_experts : int
+        Routed experts.
+    ep : int or ndarray
+        Expert-parallel ranks.
+
+    Returns
+    -------
+    ndarray
+        Expected ranks (count, 1 .. min(k, EP)).
+    """
+    n = np.asarray(ep, dtype=float)
+    off = n_experts - n_experts / n  # experts not on a given rank
+    miss = np.ones_like(n)
+    for i in range(int(top_k)):
+        miss = miss * np.maximum(off - i, 0.0) / (n_experts - i)
+    return n * (1.0 - miss)
+
+
+def dispatch_time(payload_bytes, top_k, ep, stride, system: System, c: PerfConstants, dedup: bool = True,
+                  n_experts: int | None = None):
     """Seconds of one dispatch (or combine) all-to-all of ``payload_bytes`` routed copies per rank.
 
     Plain all-to-all (Megatron's ``alltoall`` dispatcher, ``dedup=False``): the ``(n - k)/n``
@@ -335,7 +364,11 @@ def dispatch_time(payload_bytes, top_k, ep, stride, system: System, c: PerfConst
     Hierarchical (``flex`` dispatcher: DeepEP / HybridEP, what Megatron-Bridge's MoE recipes
     run): a token crosses the network once per destination domain and is forwarded to its
     experts over NVLink there, so the NIC carries ``remote_domains_per_token / k`` of the
-    copies; inside the domain every copy crosses NVLink once.
+    copies; inside the domain a token crosses NVLink once per destination *rank*, not per
+    expert (DeepEP ``get_dispatch_layout``: ``is_token_in_rank``, one row per token and rank;
+    HybridEP's intra-node buffer holds one token per source token with the probabilities of all
+    the rank's experts), so NVLink carries :func:`distinct_ranks_per_token` ``/ k`` of the copies
+    when ``n_experts`` is given; the combine returns one reduced row per rank likewise.
 
     Parameters
     ----------
@@ -353,6 +386,8 @@ def dispatch_time(payload_bytes, top_k, ep, stride, system: System, c: PerfConst
         Link efficiencies and latencies (s).
     dedup : bool, optional
         Hierarchical dispatch, one network copy per destination domain (default True).
+    n_experts : int, optional
+        Routed experts: with ``dedup``, one NVLink copy per destination rank (default: per copy).
 
     Returns
     -------
@@ -361,8 +396,9 @@ def dispatch_time(payload_bytes, top_k, ep, stride, system: System, c: PerfConst
 
     References
     ----------
-    DeepSeek-AI, DeepEP (github.com/deepseek-ai/DeepEP), node-limited dispatch; DeepSeek-V3
-    Technical Report 2024, Sec. 3.2.2.
+    DeepSeek-AI, DeepEP (github.com/deepseek-ai/DeepEP), node-limited dispatch,
+    ``csrc/kernels/layout.cu get_dispatch_layout``; DeepSeek-V3 Technical Report 2024, Sec. 3.2.2;
+    NVIDIA Hybrid-EP implementation guide (DeepEP ``hybrid-ep``), buffer sizes.
     """
     k_dom = members_per_domain(ep, stride, system.scale_up_domain, _carved(system))
     n = np.asarray(ep, dtype=float)
@@ -372,5 +408,7 @@ def dispatch_time(payload_bytes, top_k, ep, stride, system: System, c: PerfConst
         remote = (n - k_dom) / n
     t_out = payload_bytes * remote / scale_out_bandwidth(system, c)
     t_in = payload_bytes * (k_dom - 1) / np.maximum(k_dom, 1) / scale_up_bandwidth(system, c)
+    if dedup and n_experts:
+        t_in = t_in * distinct_ranks_per_token(top_k, n_experts, n) / top_k
     lat = np.where(n > k_dom, c.scale_out_latency_s, c.nvlink_latency_s) * np.ceil(np.log2(np.maximum(n, 1)))
     return np.where(n > 1, np.maximum(t_in, t_out) + lat, 0.0)

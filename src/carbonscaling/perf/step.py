@@ -21,6 +21,7 @@ from ..scaling import ModelSpec
 from . import kernels as K
 from . import moe as moe_kernels
 from .comm import p2p_time, ring_group
+from .ep_overlap import combined_1f1b_layer_time, ep_overlap_ramp_time, ep_overlap_slowdown
 from .groups import group_rows
 from .host import host_layer_excess
 from .constants import PerfConstants, default_constants
@@ -90,7 +91,7 @@ class LayerTimes:
     cp_extra: np.ndarray
     overlapped0: np.ndarray  # communication hidden under compute (slows it down a little)
     overlapped_extra: np.ndarray
-    ep_hidden0: np.ndarray   # the EP all-to-alls overlap hid (exposed once per step at PP 1, evaluate)
+    ep_hidden0: np.ndarray   # the EP all-to-alls overlap hid (unpaired microbatches expose them, evaluate)
     host0: np.ndarray = 0.0  # host launch time beyond the GPU's (no CUDA graphs; perf/host.py), in time0
     host_extra: np.ndarray = 0.0
 
@@ -135,50 +136,63 @@ def _attention(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOptio
 
 def _ffn(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOptions, c: PerfConstants, moe: bool):
     """FFN (dense, or router + local experts + shared experts): (fwd, bwd, width per token)."""
-    dev = system.device
-    h = model.d_model
+    tokens = g.mb * model.seq_len / g.cp
+    tp = g.tp.astype(float)
+    if not moe:
+        f, b = _mlp(model, system, o, c, tokens, model.d_ff, tp)
+        return f, b, model.d_ff / tp
+    k, cf = model.top_k, o.capacity_factor
+    sp = np.where(o.sequence_parallel & (g.tp > 1), tp, 1.0)
+    # The router stays BF16 in today's recipes (formats.yaml recipe.bf16_gemms); v1 ran it in the GEMM format.
+    r_prec, r_ib = (o.gemm_precision, o.gemm_input_bytes) if o.legacy else ("bf16", 2.0)
+    r_f, r_b = K.linear_fwd_bwd_time(tokens / sp, model.n_experts, model.d_model, 1, system.device, c, r_prec, r_ib)
+    e_f, e_bd, e_bw = _routed_experts(model, system, g, o, c)
+    f, b = r_f + e_f, r_b + e_bd + e_bw
+    if model.n_shared_experts:
+        s_f, s_b = _mlp(model, system, o, c, tokens, model.n_shared_experts * model.shared_expert_width, tp)
+        f, b = f + s_f, b + s_b
+    return f, b, (k * cf * model.d_expert + model.n_shared_experts * model.shared_expert_width) / tp
+
+
+def _mlp(model: ModelSpec, system: System, o: TrainingOptions, c: PerfConstants, tok, width, shards, batch=1):
+    """Up and down projections of ``batch`` FFNs of ``width``: (fwd, bwd) seconds. Dense and shared
+    FFNs read the norm's output (LayerNormLinear); routed experts do not."""
+    gate = 2.0 if model.ffn_gated else 1.0
+    dev, h, prec, ib = system.device, model.d_model, o.gemm_precision, o.gemm_input_bytes
+    up_f, up_b = K.linear_fwd_bwd_time(tok, gate * width / shards, h, batch, dev, c, prec, ib,
+                                       norm_fused=np.asarray(batch) == 1)
+    dn_f, dn_b = K.linear_fwd_bwd_time(tok, h, width / shards, batch, dev, c, prec, ib)
+    return up_f + dn_f, up_b + dn_b
+
+
+def _routed_experts(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOptions, c: PerfConstants):
+    """The routed experts of one MoE layer (Megatron-Core's ``mlp`` node): forward, backward data
+    gradients (with the dispatcher's permutes and the per-expert overheads) and backward weight
+    gradients (half of the grouped GEMMs' backward), seconds per microbatch."""
+    dev, h = system.device, model.d_model
     tp = g.tp.astype(float)
     tokens = g.mb * model.seq_len / g.cp
     prec, ib = o.gemm_precision, o.gemm_input_bytes
     gate = 2.0 if model.ffn_gated else 1.0
-
-    def mlp(tok, width, shards, batch=1):  # dense and shared FFNs read the norm's output; routed experts do not
-        up_f, up_b = K.linear_fwd_bwd_time(tok, gate * width / shards, h, batch, dev, c, prec, ib,
-                                           norm_fused=np.asarray(batch) == 1)
-        dn_f, dn_b = K.linear_fwd_bwd_time(tok, h, width / shards, batch, dev, c, prec, ib)
-        return up_f + dn_f, up_b + dn_b
-
-    if not moe:
-        f, b = mlp(tokens, model.d_ff, tp)
-        return f, b, model.d_ff / tp
     k, cf, E = model.top_k, o.capacity_factor, model.n_experts
-    sp = np.where(o.sequence_parallel & (g.tp > 1), tp, 1.0)
     # Routed token copies each expert replica (an ETP group) receives, balanced routing.
     tok_e = tokens * k * cf * g.ep * g.etp / (E * tp)
-    # The router stays BF16 in today's recipes (formats.yaml recipe.bf16_gemms); v1 ran it in the GEMM format.
-    r_prec, r_ib = (prec, ib) if o.legacy else ("bf16", 2.0)
-    r_f, r_b = K.linear_fwd_bwd_time(tokens / sp, E, h, 1, dev, c, r_prec, r_ib)
     if o.legacy:  # v1: the experts as one batched GEMM, balanced
-        e_f, e_b = mlp(tok_e, model.d_expert, g.etp.astype(float), E / g.ep)
-    else:  # grouped GEMM padded to the format's alignment, waiting for the busiest rank (perf/moe.py)
-        imb = moe_kernels.routing_imbalance(tok_e, E / g.ep, g.ep, balanced=o.force_balanced_routing)
-        etp = g.etp.astype(float)
-        u_f, u_b = moe_kernels.grouped_linear_fwd_bwd_time(tok_e, gate * model.d_expert / etp, h, E / g.ep, dev, c,
-                                                           prec, ib, imbalance=imb)
-        d_f, d_b = moe_kernels.grouped_linear_fwd_bwd_time(tok_e, h, model.d_expert / etp, E / g.ep, dev, c, prec,
-                                                           ib, imbalance=imb)
-        e_f, e_b = u_f + d_f, u_b + d_b
-        p_f, p_b = permute_time(tokens, k, h, g.tp, dev, c, cf)  # the dispatcher's token copies
-        # Transformer Engine's grouped GEMM loops over the local experts; a fused grouped MLP does not.
-        x_f, x_b = moe_kernels.expert_overhead_time(E / g.ep * (o.moe_grouped_gemm == "loop"), c)
-        e_f, e_b = e_f + p_f + x_f, e_b + p_b + x_b
-        g_f, g_b = _unfused_expert_extras(model, dev, c, o, tokens * k * cf * imb / tp, etp)
-        e_f, e_b = e_f + g_f, e_b + g_b
-    f, b = r_f + e_f, r_b + e_b
-    if model.n_shared_experts:
-        s_f, s_b = mlp(tokens, model.n_shared_experts * model.shared_expert_width, tp)
-        f, b = f + s_f, b + s_b
-    return f, b, (k * cf * model.d_expert + model.n_shared_experts * model.shared_expert_width) / tp
+        e_f, e_b = _mlp(model, system, o, c, tok_e, model.d_expert, g.etp.astype(float), E / g.ep)
+        return e_f, 0.5 * e_b, 0.5 * e_b
+    # grouped GEMM padded to the format's alignment, waiting for the busiest rank (perf/moe.py)
+    imb = moe_kernels.routing_imbalance(tok_e, E / g.ep, g.ep, balanced=o.force_balanced_routing)
+    etp = g.etp.astype(float)
+    u_f, u_b = moe_kernels.grouped_linear_fwd_bwd_time(tok_e, gate * model.d_expert / etp, h, E / g.ep, dev, c,
+                                                       prec, ib, imbalance=imb)
+    d_f, d_b = moe_kernels.grouped_linear_fwd_bwd_time(tok_e, h, model.d_expert / etp, E / g.ep, dev, c, prec,
+                                                       ib, imbalance=imb)
+    p_f, p_b = permute_time(tokens, k, h, g.tp, dev, c, cf)  # the dispatcher's token copies
+    # Transformer Engine's grouped GEMM loops over the local experts; a fused grouped MLP does not.
+    x_f, x_b = moe_kernels.expert_overhead_time(E / g.ep * (o.moe_grouped_gemm == "loop"), c)
+    g_f, g_b = _unfused_expert_extras(model, dev, c, o, tokens * k * cf * imb / tp, etp)
+    wgrad = 0.5 * (u_b + d_b)  # a GEMM's backward: data and weight gradients, equal work
+    return u_f + d_f + p_f + x_f + g_f, wgrad + p_b + x_b + g_b, wgrad
 
 
 def _unfused_expert_extras(model: ModelSpec, dev, c: PerfConstants, o: TrainingOptions, rows, etp):
@@ -211,7 +225,7 @@ def _collectives(model, system, g, o, c, moe: bool, mixer: bool = True, ffn: boo
         tp_ffn = ring_group(g.etp, 1, system, c).time("all_reduce", act * copies * g.etp / g.tp)
         payload = tokens * copies * h * o.activation_bytes / g.tp
         a2a = dispatch_time(payload, model.top_k, g.ep, g.etp, system, c,
-                            dedup=o.moe_dispatcher == "flex" and not o.legacy)
+                            dedup=o.moe_dispatcher == "flex" and not o.legacy, n_experts=model.n_experts)
     else:
         tp_ffn, a2a = tp_attn, 0.0 * tokens
     kv_heads = model.n_heads / g.tp if model.is_mla else np.maximum(model.n_kv_heads / g.tp, 1.0)
@@ -371,27 +385,61 @@ def layer_times(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOpti
     cp_hidden_f, cp_hidden_b = steps * send - cp_f, 2.0 * steps * send - cp_b
 
     def exposed(compute, tpc, epc):
-        # Overlapped collectives hide under the layer's own compute (Megatron TP overlap,
-        # DualPipe-style EP overlap); whatever exceeds it stays exposed.
+        # Overlapped TP collectives hide under the layer's own compute (Megatron TP overlap);
+        # without EP overlap the all-to-alls are exposed.
         tp_x = np.maximum(0.0, tpc - compute) if o.overlap_tp_comm else tpc
-        ep_win = np.maximum(0.0, compute - (tpc - tp_x))
-        ep_x = np.maximum(0.0, epc - ep_win) if o.overlap_ep_comm else epc
-        return tp_x, ep_x, (tpc - tp_x) + (epc - ep_x)
+        return tp_x, (tpc - tp_x)
 
     c0 = fwd + bwd + sel
-    tp0, ep0, ov0 = exposed(c0, 2.0 * tp_pair, (4.0 + moe_redo) * a2a)  # a recomputed MoE dispatches again
+    tp0, tp_hidden0 = exposed(c0, 2.0 * tp_pair, None)
     c1 = c0 + fwd
-    tp1, ep1, ov1 = exposed(c1, 3.0 * tp_pair, 6.0 * a2a)
+    tp1, tp_hidden1 = exposed(c1, 3.0 * tp_pair, None)
+    a2a0 = (4.0 + moe_redo) * a2a  # a recomputed MoE dispatches again
+    if o.overlap_ep_comm and ffn == "moe":
+        # Megatron-Core pairs this layer's nodes with another microbatch's (perf/ep_overlap.py); a
+        # recomputed MoE's dispatch and combine and a fully recomputed layer's run exposed
+        # (recompute_model_chunk_schedule_plan: "The A2A communications issued here are exposed").
+        parts = _overlap_parts(model, system, g, o, c, (fwd, bwd, sel), (ff_f, ff_b, q_b), elem_f,
+                               ffn_bytes * ffn_width / (hidden_share * c.elementwise_fwd_bytes_hidden
+                                                        * model.d_model / sp + ffn_bytes * ffn_width))
+        ep0 = np.maximum(0.0, combined_1f1b_layer_time(*parts, a2a) - c0) + moe_redo * a2a
+        ep1 = ep0 + 2.0 * a2a
+    else:
+        ep0, ep1 = a2a0, 6.0 * a2a
     cp0 = cp_f + cp_b
     time0 = c0 + tp0 + ep0 + cp0
     time1 = c1 + tp1 + ep1 + cp0 + cp_f
     host0, host_x = host_layer_excess(model, g, o, mixer, ffn, time0, time1)
     time0, time1 = time0 + host0, time1 + host0 + host_x
+    ov0 = tp_hidden0 + (a2a0 - ep0)
+    ov1 = tp_hidden1 + (a2a0 - ep0)
     return LayerTimes(time0=time0, extra=time1 - time0, bwd0=bwd, bwd_extra=fwd, compute0=c0,
                       compute_extra=fwd, tp0=tp0, ep0=ep0, cp0=cp0, tp_extra=tp1 - tp0, ep_extra=ep1 - ep0,
                       cp_extra=cp_f,
                       overlapped0=ov0 + cp_hidden_f + cp_hidden_b, overlapped_extra=ov1 - ov0 + cp_hidden_f,
-                      ep_hidden0=(4.0 + moe_redo) * a2a - ep0, host0=host0, host_extra=host_x)
+                      ep_hidden0=a2a0 - ep0, host0=host0, host_extra=host_x)
+
+
+def _overlap_parts(model, system, g, o, c, layer, ffn_parts, elem_f, elem_ffn_share):
+    """One MoE layer's compute split into Megatron-Core's EP-overlap nodes (perf/ep_overlap.py):
+    ``(attn_f, mlp_f, attn_b, attn_dw, mlp_b, mlp_dw)`` seconds per microbatch, summing to the
+    layer's ``fwd + bwd + sel``. The ``mlp`` node is the routed experts with their activation's
+    element-wise passes and the recompute of the MoE side (``selective_recompute_time`` without
+    the mixer); everything else -- attention, norms, router, shared experts -- is the ``attn``
+    node, whose GEMMs' weight gradients (half their backward) run after its data gradients.
+    ``layer``: ``(fwd, bwd, sel)``; ``ffn_parts``: ``(ffn fwd, ffn bwd, attention projections' bwd)``;
+    ``elem_ffn_share``: the FFN-width share of the layer's element-wise traffic ``elem_f``."""
+    fwd, bwd, sel = layer
+    ff_f, ff_b, q_b = ffn_parts
+    e_f, e_bd, e_bw = _routed_experts(model, system, g, o, c)
+    elem_mlp = elem_f * elem_ffn_share
+    sel_mlp = np.where(g.rc == 1, selective_recompute_time(model, system, g, o, c, None, "moe", ff_f), 0.0)
+    mlp_f = e_f + elem_mlp
+    mlp_b = e_bd + c.elementwise_bwd_to_fwd * elem_mlp + sel_mlp
+    attn_dw = 0.5 * (q_b + ff_b - e_bd - e_bw)  # projections, router and shared experts
+    attn_f = fwd - mlp_f
+    attn_b = bwd + sel - mlp_b - e_bw - attn_dw
+    return attn_f, mlp_f, attn_b, attn_dw, mlp_b, e_bw
 
 
 def per_layer(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOptions, c: PerfConstants) -> LayerTimes:
@@ -680,14 +728,21 @@ def evaluate(model: ModelSpec, system: System, g: LayoutGrid, opts: TrainingOpti
     dp_exposed = step_exposed + mb_exposed
     overlapped = (per_step - step_exposed) + m * np.minimum(per_mb, t_first)
     overlapped = overlapped + m * (n_first * lt.overlapped0 + recomputed[0] * lt.overlapped_extra + p2p_hidden)
-    slowdown = c.overlap_compute_slowdown * overlapped
+    ramp = ep_overlap_ramp_time(g.pp, o.overlap_ep_comm, n_first, lt.ep_hidden0)
+    ep_hidden = m * n_first * lt.ep_hidden0
+    if o.overlap_ep_comm and o.moe_dispatcher == "flex" and not o.legacy:
+        # DeepEP/HybridEP hold their SMs while hidden (perf/ep_overlap.py); NCCL's share stays in the global term
+        ep_slow = ep_overlap_slowdown(np.maximum(0.0, ep_hidden - ramp), system.device.compute_units, c.ep_comm_sms)
+        overlapped = overlapped - ep_hidden
+    else:
+        ep_slow = 0.0
+    slowdown = c.overlap_compute_slowdown * overlapped + ep_slow
 
     optimizer = K.memory_bound_time(c.adam_bytes_per_param_step * mem.optimizer_params, system.device, c)
     # Quantized recipes cast the updated weights (and their transposed copies) once per step;
     # Transformer Engine reuses them over the step's microbatches.
     optimizer = optimizer + K.quantize_time(mem.params_dense + mem.params_expert, o.gemm_precision, system.device, c,
                                             weight=True)
-    ramp = ep_overlap_ramp_time(g, o, n_first, lt.ep_hidden0)
     step = pipeline + dp_exposed + optimizer + slowdown + ramp
     share = m / g.pp  # the balanced part of the pipeline, m * t_sum / pp, split by cause
     n_layers = model.n_layers
@@ -715,38 +770,6 @@ def evaluate(model: ModelSpec, system: System, g: LayoutGrid, opts: TrainingOpti
         cp_comm_s=share * (n_layers * lt.cp0 + r_total * lt.cp_extra),
         recompute_layers=rl,
     )
-
-
-def ep_overlap_ramp_time(g: LayoutGrid, o: TrainingOptions, n_layers, ep_hidden):
-    """EP all-to-all that batch-level overlap cannot hide: once per step at PP 1 (s).
-
-    Megatron-Core's ``overlap_moe_expert_parallel_comm`` without pipelining runs
-    ``combined_1f1b_schedule_for_no_pipelining``: phase 0 is the first microbatch's forward
-    alone, phases 1..m-1 pair microbatch i's backward with i+1's forward (each one's all-to-alls
-    hidden under the other's compute), the last phase is the last backward alone. So one
-    forward's and one backward's all-to-alls per layer stay exposed: ``n_layers x`` the per-layer
-    all-to-all time :func:`layer_times` counted as hidden. Interleaved pipelines
-    (``combined_1f1b_schedule_for_interleaved_pipelining``) also leave their warm-up and
-    cool-down chunks unpaired; not modelled (0 at PP > 1).
-
-    Parameters
-    ----------
-    g : LayoutGrid
-        The layouts (``pp``).
-    o : TrainingOptions
-        ``overlap_ep_comm``.
-    n_layers : ndarray
-        Layers on the device (the first stage's).
-    ep_hidden : ndarray
-        All-to-all time per layer and microbatch hidden by the overlap (``LayerTimes.ep_hidden0``).
-
-    Returns
-    -------
-    ndarray
-        Seconds per step.
-    """
-    on = bool(o.overlap_ep_comm) & (g.pp == 1)
-    return np.where(on, n_layers * ep_hidden, 0.0)
 
 
 def _fits(system: System, mem: Memory, n_first) -> np.ndarray:

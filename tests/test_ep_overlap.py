@@ -1,0 +1,103 @@
+"""Megatron-Core's EP all-to-all overlap (``TransformerLayerSchedulePlan.run``): each dispatch or
+combine hides only under the node of the other microbatch it is paired with -- hand-walked."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from carbonscaling.hardware import load_system
+from carbonscaling.perf import step
+from carbonscaling.perf.constants import default_constants
+from carbonscaling.perf.ep_overlap import combined_1f1b_layer_time
+from carbonscaling.perf.layout import Layout, LayoutGrid, TrainingOptions
+from carbonscaling.scaling import named_model
+
+C = default_constants()
+H100 = load_system("H100")
+
+
+def _t(attn_f, mlp_f, attn_b, attn_dw, mlp_b, mlp_dw, a2a):
+    args = [np.array([float(v)]) for v in (attn_f, mlp_f, attn_b, attn_dw, mlp_b, mlp_dw, a2a)]
+    return float(combined_1f1b_layer_time(*args)[0])
+
+
+def test_no_all_to_all_is_the_compute_and_no_compute_is_four_all_to_alls():
+    assert _t(1, 2, 3, 0.5, 1.5, 0.7, 0) == pytest.approx(8.7)
+    assert _t(0, 0, 0, 0, 0, 0, 1.3) == pytest.approx(4 * 1.3)
+
+
+def test_each_all_to_all_within_its_paired_node_hides_completely():
+    assert _t(2, 2, 2, 0.3, 2, 0.3, 1.9) == pytest.approx(8.6)
+
+
+def test_combine_backward_longer_than_attention_forward_exposes_the_difference():
+    # Walk (one layer, steady state from t = 0): combine_b 0-1 || attn_f 0-0.5; mlp_b waits for
+    # combine_b: 1-4; dispatch_f 1-2; dispatch_b 4-5 || mlp_f 4-7; combine_f 7-8 || attn_b 7-10.
+    # 10 = 9.5 of compute + (1 - 0.5).
+    assert _t(0.5, 3, 3, 0, 3, 0, 1) == pytest.approx(10.0)
+
+
+def test_delayed_weight_gradients_hide_the_dispatches_with_the_expert_forward():
+    # dispatch_f (1) pairs with mlp_b (0.2) and runs on under the delayed wgrad (1); dispatch_b
+    # (1) under the rest of the wgrad and mlp_f (0.5): the two dispatches (2) against the middle
+    # compute (0.2 + 1 + 0.5 = 1.7) expose 0.3; attention forward/backward (2) hide the combines.
+    assert _t(2, 0.5, 2, 0, 0.2, 1, 1) == pytest.approx(5.7 + 0.3)
+    # without the delay the wgrad is part of mlp_b: dispatch_b starts after it and has only mlp_f
+    # (0.5) to hide under: 0.5 exposed
+    assert _t(2, 0.5, 2, 0, 1.2, 0, 1) == pytest.approx(5.7 + 0.5)
+
+
+def _grid(**kw) -> LayoutGrid:
+    base = dict(tp=1, pp=1, dp=16, ep=16, microbatch=1, zero=1, global_batch_sequences=256)
+    return LayoutGrid.from_layouts([Layout(**{**base, **kw})])
+
+
+def test_layer_split_into_nodes_sums_to_its_compute_and_sets_the_exposed_all_to_all():
+    m = named_model("qwen3-30b-a3b")
+    g = _grid()  # EP 16 over two H100 nodes: the all-to-all crosses InfiniBand
+    o = TrainingOptions(precision="bf16", force_balanced_routing=True, overlap_ep_comm=True)
+    lt = step.layer_times(m, H100, g, o, C, moe=True)
+    off = step.layer_times(m, H100, g, o.model_copy(update={"overlap_ep_comm": False}), C, moe=True)
+    a2a = float(off.ep0[0]) / 4.0
+    c0 = float(lt.compute0[0])
+    assert c0 == pytest.approx(float(off.compute0[0]))
+    hidden = float(lt.ep_hidden0[0])
+    assert float(lt.ep0[0]) + hidden == pytest.approx(4 * a2a)
+    assert 0.0 <= float(lt.ep0[0]) <= 4 * a2a
+    # exposed = the two-stream walk of the six nodes minus their compute
+    assert float(lt.ep0[0]) >= max(0.0, 4 * a2a - c0) - 1e-12
+    # a fully recomputed layer's forward dispatches and combines again, exposed
+    assert float(lt.ep_extra[0]) == pytest.approx(2 * a2a)
+    assert float(off.ep_extra[0]) == pytest.approx(2 * a2a)
+
+
+def test_dense_layers_are_untouched_by_the_overlap():
+    m = named_model("qwen3-30b-a3b")
+    g = _grid()
+    o = TrainingOptions(precision="bf16", force_balanced_routing=True)
+    a = step.layer_times(m, H100, g, o, C, moe=False)
+    b = step.layer_times(m, H100, g, o.model_copy(update={"overlap_ep_comm": True}), C, moe=False)
+    assert float(a.time0[0]) == float(b.time0[0]) and float(b.ep0[0]) == 0.0
+
+
+def test_deepep_sms_slow_the_compute_they_overlap():
+    from carbonscaling.perf.ep_overlap import ep_overlap_slowdown
+
+    # H100: 20 of 132 SMs taken: 1 s of hidden all-to-all stretches the paired compute by 20 / 112 s
+    assert float(ep_overlap_slowdown(np.array([1.0]), 132, 20)[0]) == pytest.approx(20 / 112)
+    assert C.ep_comm_sms == 20
+    m = named_model("qwen3-30b-a3b")
+    g = _grid(microbatch=4)
+    base = dict(precision="bf16", force_balanced_routing=True, overlap_ep_comm=True)
+    flex = step.evaluate(m, H100, g, TrainingOptions(**base), C)
+    nccl = step.evaluate(m, H100, g, TrainingOptions(**base, moe_dispatcher="alltoall"), C)
+    lt = step.per_layer(m, H100, g, TrainingOptions(**base), C)
+    n, mb = m.n_layers, float(flex.microbatches[0])
+    hidden = mb * n * float(lt.ep_hidden0[0]) - n * float(lt.ep_hidden0[0])   # less the unpaired ramp (PP 1)
+    zero = step.evaluate(m, H100, g, TrainingOptions(**base), C.replace(ep_comm_sms=0))
+    assert float(flex.overlap_slowdown_s[0]) - float(zero.overlap_slowdown_s[0]) == pytest.approx(hidden * 20 / 112)
+    assert hidden > 0
+    # NCCL's all-to-all (alltoall dispatcher) stays in the global overlap slowdown
+    nccl0 = step.evaluate(m, H100, g, TrainingOptions(**base, moe_dispatcher="alltoall"), C.replace(ep_comm_sms=0))
+    assert float(nccl.overlap_slowdown_s[0]) == pytest.approx(float(nccl0.overlap_slowdown_s[0]))
