@@ -101,3 +101,27 @@ def test_deepep_sms_slow_the_compute_they_overlap():
     # NCCL's all-to-all (alltoall dispatcher) stays in the global overlap slowdown
     nccl0 = step.evaluate(m, H100, g, TrainingOptions(**base, moe_dispatcher="alltoall"), C.replace(ep_comm_sms=0))
     assert float(nccl.overlap_slowdown_s[0]) == pytest.approx(float(nccl0.overlap_slowdown_s[0]))
+
+
+@pytest.mark.parametrize("name,block", [("deepseek-v3", None), ("gpt-oss-120b", None), ("nemotron-3-nano", "E"),
+                                        ("qwen3-235b-a22b", None)])
+@pytest.mark.parametrize("recompute", [(), ("layernorm", "moe_act", "core_attn"), ("mla_up_proj", "mlp")])
+def test_the_six_nodes_are_non_negative_and_sum_to_the_layer_compute(name, block, recompute, monkeypatch):
+    m = named_model(name)
+    rc = dict(recompute="selective") if recompute else {}
+    g = _grid(tp=2, dp=8, ep=16, etp=1, **rc)
+    mods = dict(recompute_modules=recompute) if recompute else {}
+    o = TrainingOptions(precision="bf16", force_balanced_routing=True, overlap_ep_comm=True, **mods)
+    captured = {}
+    real = step.combined_1f1b_layer_time
+
+    def spy(*args):
+        captured["parts"] = args[:6]
+        return real(*args)
+
+    monkeypatch.setattr(step, "combined_1f1b_layer_time", spy)
+    lt = step.layer_times(m, H100, g, o, C, moe=True, block=block)
+    assert (int(g.rc[0]) == 1) == bool(recompute)  # selective recompute pinned or not
+    parts = [float(p[0]) for p in captured["parts"]]
+    assert min(parts) >= 0.0
+    assert sum(parts) == pytest.approx(float(lt.compute0[0]), rel=1e-12)
