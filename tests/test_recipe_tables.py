@@ -202,3 +202,51 @@ def test_deepseek_25_09_recipes():
     # GB200 25.11 FP8-MX ran PP 8 VP 4 EP 32: no config of that layout was read
     (other,) = _rows("DeepSeekV3", "DGX-GB200", "25.11", "FP8-MX")
     assert _recompute_recipe(other) is None
+
+
+@pytest.mark.parametrize("model, system, container, precision, scope", [
+    # gpt-oss V1/V2 configs (07eea52): per-layer TE graphs on GB300/B300 BF16, none on GB200/B200/H100 BF16
+    ("GPT OSS 120B", "DGX-GB300", "26.04", "BF16", ("attn", "moe_router", "moe_preprocess")),
+    ("GPT OSS 120B", "DGX-B300", "26.02", "BF16", ("attn", "moe_router", "moe_preprocess")),  # V1, EP 64
+    ("GPT OSS 120B", "DGX-B300", "26.04", "BF16", ("attn", "moe_router", "moe_preprocess")),  # V2, EP 8
+    ("GPT OSS 120B", "DGX-GB200", "26.04", "BF16", ()),
+    ("GPT OSS 120B", "DGX-B200", "26.02.01", "BF16", ()),
+    ("GPT OSS 120B", "DGX-H100", "26.04.01", "BF16", ()),
+    # the fused MXFP8 recipes: full-iteration graphs; B300's graph lines are commented out (BF16 V2's scopes)
+    ("GPT OSS 120B", "DGX-GB300", "26.06", "MXFP8", ("full_iteration",)),
+    ("GPT OSS 120B", "DGX-B300", "26.06", "MXFP8", ("attn", "moe_router", "moe_preprocess")),
+    # pre-V1/V2 Qwen3 presets (0fa501a): local full-iteration graphs on B200/GB200 30B-A3B, none for 235B-A22B
+    ("Qwen3_30B_a3B", "DGX-B200", "25.09", "FP8", ("full_iteration",)),
+    ("Qwen3_235B_a22B", "DGX-H100", "25.09", "FP8", ()),
+    ("Qwen3_235B_a22B", "DGX-B200", "25.11", "FP8-MX", ()),
+])
+def test_cuda_graph_scope_of_the_recipes(model, system, container, precision, scope):
+    for row in _rows(model, system, container, precision):
+        _, _, options, _, assumed = describe_row(row)
+        assert options.cuda_graph_scope == scope
+        if scope != ("full_iteration",):
+            assert any(a.startswith("recipe: ") and "CUDA graphs" in a for a in assumed)
+
+
+@pytest.mark.parametrize("model, system, container, precision", [
+    ("GPT OSS 120B", "DGX-GB200", "25.11", "BF16"),   # the pre-V1 preset (EP 8, mb 8) is not this row's layout
+    ("Qwen3_30B_a3B", "DGX-H100", "25.09", "FP8"),    # the preset's VP 12 is not this row's VP 24
+    ("Qwen3_30B_a3B", "DGX-B200", "26.02", "MXFP8"),  # V1/V2 release: the pre-V1 preset no longer applies
+])
+def test_rows_without_a_graph_recipe_keep_the_default(model, system, container, precision):
+    from carbonscaling.perf.layout import TrainingOptions
+
+    for row in _rows(model, system, container, precision):
+        _, _, options, _, assumed = describe_row(row)
+        assert options.cuda_graph_scope == TrainingOptions().cuda_graph_scope
+        assert not any("CUDA graphs" in a for a in assumed)
+
+
+def test_every_cuda_graph_entry_matches_a_row():
+    from carbonscaling.validation.recipes import CUDA_GRAPH_RECIPES
+
+    for model, system, precs, layout, first, last, _ in CUDA_GRAPH_RECIPES:
+        hits = [r for r in ROWS if (r["model"], r["system"]) == (model, system) and _layout(r) == layout
+                and first <= tuple(int(x) for x in r["container"].split("."))[:2] <= (last or (99, 99))
+                and (precs is None or r["precision"] in precs)]
+        assert hits, (model, system, layout, first)

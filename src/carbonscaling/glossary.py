@@ -80,6 +80,8 @@ TERMS: tuple[Term, ...] = (
     _t("LoRA", "Low-rank adaptation: fine-tuning through small low-rank weight updates (MLPerf's Llama 2 70B task)."),
     _t("QAT", "Quantization-aware training (the papers' 8-bit compute, memory and communication option)."),
     _t("GEMM", "General matrix multiply: the dense matrix products that dominate training."),
+    _t("CUDA", "NVIDIA's GPU programming platform; a CUDA graph replays a captured sequence of kernels with "
+               "one launch, so the host does not launch each kernel."),
     _t("cuBLAS", "NVIDIA's CUDA library of dense linear algebra (BLAS) kernels, GEMMs included."),
     _t("FLOPs", "Floating-point operations (FLOP/s: per second).", rf"{_B}FLOP(?:s|/s)?{_E}"),
     _t("TFLOP", "10^12 floating-point operations (TFLOP/s per device: throughput).",

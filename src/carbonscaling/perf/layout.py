@@ -37,6 +37,8 @@ RECOMPUTE_MODES = ("none", "selective", "full")
 #: Megatron-Core ``recompute_modules`` (TransformerConfig): what selective recompute repeats.
 RECOMPUTE_MODULES = ("core_attn", "moe_act", "layernorm", "mla_up_proj", "mlp", "moe", "shared_experts")
 Recompute = Literal["none", "selective", "full"]
+#: Megatron-Core ``cuda_graph_scope`` values: the whole training step, or per-layer graphs of these parts.
+CUDA_GRAPH_SCOPES = ("full_iteration", "attn", "mlp", "moe", "moe_router", "moe_preprocess", "mamba")
 EP_CONVENTIONS = ("megatron", "cs-v1")
 MFU_CONVENTIONS = ("megatron", "palm", "cs-paper")  # carbonscaling.mfu
 RL_ALL = 1 << 30  # grid value of recompute_layers: every layer of a (virtual) stage
@@ -78,6 +80,11 @@ class TrainingOptions(BaseModel):
         default=("core_attn",), json_schema_extra={"metavar": "MODULES"},
         description="Modules selective recompute repeats (Megatron-Core recompute_modules, comma-separated): "
                     "core_attn, moe_act, layernorm, mla_up_proj, mlp, moe, shared_experts.")
+    cuda_graph_scope: tuple[Literal[CUDA_GRAPH_SCOPES], ...] = Field(
+        default=("full_iteration",), json_schema_extra={"metavar": "SCOPES"},
+        description="CUDA graphs (Megatron-Core cuda_graph_scope, comma-separated; none = eager): full_iteration "
+                    "(the whole step: no host launch cost), or per-layer graphs of attn, mlp, moe, moe_router, "
+                    "moe_preprocess, mamba; every kernel outside a graph costs host launch time (perf/host.py).")
     # v1 Fig. 9 / v2 Fig. 6b knobs (see docs/performance.md).
     dynamic_eviction: bool = Field(default=False, description="Coop-style allocator (less fragmentation).")
     flexible_sharding: bool = Field(default=False, description="LinS/hpZ-style ZeRO-3 within the node.")
@@ -117,6 +124,21 @@ class TrainingOptions(BaseModel):
             if bad:
                 raise ValueError(f"unknown module {bad[0]!r}; allowed: {', '.join(RECOMPUTE_MODULES)}")
             return tuple(m for m in RECOMPUTE_MODULES if m in set(v))
+        return v
+
+    @field_validator("cuda_graph_scope", mode="before")
+    @classmethod
+    def _graph_scope(cls, v):
+        # "none" / "" / [] = eager (Megatron-Core cuda_graph_impl="none"); one order keeps equal sets equal.
+        if isinstance(v, str):
+            v = [] if v.strip().lower() in ("", "none") else [m.strip() for m in v.split(",") if m.strip()]
+        if isinstance(v, (list, tuple, set, frozenset)):
+            bad = [m for m in v if m not in CUDA_GRAPH_SCOPES]
+            if bad:
+                raise ValueError(f"unknown scope {bad[0]!r}; allowed: none, {', '.join(CUDA_GRAPH_SCOPES)}")
+            if "full_iteration" in v and len(set(v)) > 1:
+                raise ValueError("full_iteration captures the whole step; it cannot be combined with per-layer scopes")
+            return tuple(m for m in CUDA_GRAPH_SCOPES if m in set(v))
         return v
 
     @property

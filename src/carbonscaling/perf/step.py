@@ -23,6 +23,7 @@ from . import moe as moe_kernels
 from .comm import p2p_time, ring_group
 from .ep_overlap import combined_1f1b_layer_time, ep_overlap_ramp_time, ep_overlap_slowdown
 from .groups import group_rows
+from .host import host_layer_excess
 from .constants import PerfConstants, default_constants
 from .layout import LayoutGrid, TrainingOptions
 from .moe import dispatch_time, permute_time
@@ -53,6 +54,7 @@ class StepResult:
     fits: np.ndarray
     cp_comm_s: np.ndarray = None   # exposed context-parallel K/V ring exchange
     recompute_layers: np.ndarray = None  # recomputed layers per (virtual) stage under full recompute
+    host_s: np.ndarray = None      # GPU idle waiting for kernel launches (no CUDA graphs; perf/host.py)
 
     def take(self, idx) -> StepResult:
         """The results of the layouts at ``idx``.
@@ -90,6 +92,8 @@ class LayerTimes:
     overlapped0: np.ndarray  # communication hidden under compute (slows it down a little)
     overlapped_extra: np.ndarray
     ep_hidden0: np.ndarray   # the EP all-to-alls overlap hid (unpaired microbatches expose them, evaluate)
+    host0: np.ndarray = 0.0  # host launch time beyond the GPU's (no CUDA graphs; perf/host.py), in time0
+    host_extra: np.ndarray = 0.0
 
 
 def _attention(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOptions, c: PerfConstants):
@@ -405,13 +409,15 @@ def layer_times(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOpti
     cp0 = cp_f + cp_b
     time0 = c0 + tp0 + ep0 + cp0
     time1 = c1 + tp1 + ep1 + cp0 + cp_f
+    host0, host_x = host_layer_excess(model, g, o, mixer, ffn, time0, time1)
+    time0, time1 = time0 + host0, time1 + host0 + host_x
     ov0 = tp_hidden0 + (a2a0 - ep0)
     ov1 = tp_hidden1 + (a2a0 - ep0)
     return LayerTimes(time0=time0, extra=time1 - time0, bwd0=bwd, bwd_extra=fwd, compute0=c0,
                       compute_extra=fwd, tp0=tp0, ep0=ep0, cp0=cp0, tp_extra=tp1 - tp0, ep_extra=ep1 - ep0,
                       cp_extra=cp_f,
                       overlapped0=ov0 + cp_hidden_f + cp_hidden_b, overlapped_extra=ov1 - ov0 + cp_hidden_f,
-                      ep_hidden0=a2a0 - ep0)
+                      ep_hidden0=a2a0 - ep0, host0=host0, host_extra=host_x)
 
 
 def _overlap_parts(model, system, g, o, c, layer, ffn_parts, elem_f, elem_ffn_share):
@@ -743,6 +749,7 @@ def evaluate(model: ModelSpec, system: System, g: LayoutGrid, opts: TrainingOpti
     return StepResult(
         step_time_s=step,
         compute_s=share * (n_layers * lt.compute0 + r_total * lt.compute_extra + ends),
+        host_s=share * (n_layers * lt.host0 + r_total * lt.host_extra) + 0.0 * step,
         bubble_s=bubble,
         tp_comm_s=share * (n_layers * lt.tp0 + r_total * lt.tp_extra),
         pp_comm_s=m * p2p,

@@ -11,7 +11,8 @@ of :func:`throughput.describe_row` and its unstated choices are left to the sear
 from __future__ import annotations
 
 #: Megatron-Bridge MXFP8 recipes that run the fused grouped MLP (``cutedsl_fused_grouped_mlp=True``,
-#: Transformer Engine's CuTe-DSL kernel), with full-iteration CUDA graphs and, where the second
+#: Transformer Engine's CuTe-DSL kernel), with full-iteration CUDA graphs (gpt-oss B300: per-layer
+#: graphs, :data:`CUDA_GRAPH_RECIPES`) and, where the second
 #: field says so, the expert all-to-all overlapped with compute (``moe_a2a_overlap=True``):
 #: (model, system) -> ((TP, PP, VP, EP, microbatch) of the recipe, EP overlap). Sources:
 #: scripts/performance/configs/{deepseek,gpt_oss,kimi}/*_workload_base_configs.py ``*_FP8_MX_V1/V2``
@@ -141,6 +142,38 @@ NOT_MODELLED_RECIPES = [
 #: run between the GEMMs, exposed.
 NO_TP_OVERLAP_PRECISIONS = ("NVFP4",)
 
+#: CUDA graphs of the recipes (Megatron-Core ``cuda_graph_impl`` / ``cuda_graph_scope``), as
+#: ``TrainingOptions.cuda_graph_scope``: () = none (eager: every kernel launched by the host),
+#: ("full_iteration",) = the whole step captured, else Transformer Engine per-layer graphs of those
+#: parts. (model, system, precisions (None = all), (TP, PP, VP, EP, microbatch), first container,
+#: last container) -> scope. Sources, read in the code index (NVIDIA-NeMo/Megatron-Bridge,
+#: scripts/performance/configs/): gpt_oss/gpt_oss_workload_base_configs.py at 07eea52 (V1/V2, from
+#: 26.02): GB300 and B300 BF16 ``cuda_graph_impl="transformer_engine"``, ``cuda_graph_scope=["attn",
+#: "moe_router", "moe_preprocess"]`` (V1 EP 64, B300 V2 EP 8, microbatch 4); GB200, B200 and H100 BF16
+#: state none, and neither the base config (``WorkloadBaseConfig.cuda_graph_impl=None``, utils/utils.py)
+#: nor the library recipe (src/megatron/bridge/recipes/gpt_oss/gpt_oss.py) sets one: Megatron-Core's
+#: default, no graphs; GB300/GB200 ``FP8_MX_V2`` ``cuda_graph_impl="full_iteration"`` (26.06 on, with the
+#: fused grouped MLP); B300 ``FP8_MX_V2`` has those two lines commented out and inherits B300 BF16 V2's
+#: per-layer graphs. qwen3/workload_base_configs.py at 0fa501a (the pre-V1/V2 presets, 25.09-25.11):
+#: 30B-A3B GB200 (EP 8, microbatch 4) and B200 (EP 8) ``cuda_graph_impl="local"``,
+#: ``cuda_graph_scope="full_iteration"``; 235B-A22B B200 (PP 8 VP 2 EP 8) and H100 (TP 2 PP 8 VP 4 EP 32)
+#: none. The other 26.06+ MXFP8 fused-MLP rows of :data:`FUSED_MOE_RECIPES` run full-iteration graphs
+#: (stated there). Rows no entry matches keep the option's default (full-iteration graphs: no host launch term).
+CUDA_GRAPH_RECIPES = [
+    ("GPT OSS 120B", "DGX-GB300", ("BF16",), (1, 1, 1, 64, 4), (26, 2), None, ("attn", "moe_router", "moe_preprocess")),
+    ("GPT OSS 120B", "DGX-B300", ("BF16",), (1, 1, 1, 64, 4), (26, 2), None, ("attn", "moe_router", "moe_preprocess")),
+    ("GPT OSS 120B", "DGX-B300", ("BF16",), (1, 1, 1, 8, 4), (26, 2), None, ("attn", "moe_router", "moe_preprocess")),
+    ("GPT OSS 120B", "DGX-B300", ("MXFP8",), (1, 1, 1, 8, 4), (26, 6), None, ("attn", "moe_router", "moe_preprocess")),
+    ("GPT OSS 120B", "DGX-GB200", ("BF16",), (1, 1, 1, 64, 4), (26, 2), None, ()),
+    ("GPT OSS 120B", "DGX-B200", ("BF16",), (1, 1, 1, 64, 4), (26, 2), None, ()),
+    ("GPT OSS 120B", "DGX-B200", ("BF16",), (1, 1, 1, 8, 4), (26, 2), None, ()),
+    ("GPT OSS 120B", "DGX-H100", ("BF16",), (1, 4, 1, 8, 1), (26, 2), None, ()),
+    ("Qwen3_30B_a3B", "DGX-GB200", None, (1, 1, 1, 8, 4), (25, 9), (25, 11), ("full_iteration",)),
+    ("Qwen3_30B_a3B", "DGX-B200", None, (1, 1, 1, 8, 1), (25, 9), (25, 11), ("full_iteration",)),
+    ("Qwen3_235B_a22B", "DGX-B200", None, (1, 8, 2, 8, 1), (25, 9), (25, 11), ()),
+    ("Qwen3_235B_a22B", "DGX-H100", None, (2, 8, 4, 32, 1), (25, 9), (25, 11), ()),
+]
+
 
 def _num(v: str) -> float | None:
     return float(v) if v not in ("", None) else None
@@ -210,3 +243,13 @@ def _no_grad_overlap_recipe(row: dict) -> bool:
 def _tp_overlap_recipe(row: dict) -> bool:
     """Whether a row's recipe overlaps TP communication: TP > 1, except :data:`NO_TP_OVERLAP_PRECISIONS`."""
     return int(_num(row["tp"]) or 1) > 1 and row["precision"] not in NO_TP_OVERLAP_PRECISIONS
+
+
+def _cuda_graph_recipe(row: dict):
+    """``cuda_graph_scope`` of a row's recipe (:data:`CUDA_GRAPH_RECIPES`, the fused MXFP8 recipes), or None."""
+    as_run, release = _as_run(row), _container(row)[:2]
+    for model, system, precs, layout, first, last, scope in CUDA_GRAPH_RECIPES:
+        if (model, system, layout) == (row["model"], row["system"], as_run) and release >= first \
+                and (last is None or release <= last) and (precs is None or row["precision"] in precs):
+            return scope
+    return ("full_iteration",) if _fused_moe_recipe(row)[0] else None

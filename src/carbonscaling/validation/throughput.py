@@ -38,10 +38,10 @@ from typing import Any
 
 from .._data import load_csv
 from .recipes import (  # noqa: F401  (re-exported: the recipe tables live in recipes.py)
-    FUSED_MOE_FIRST_CONTAINER, FUSED_MOE_RECIPES, MOE_COMM_RECIPES, NO_GRAD_OVERLAP_RECIPES, NO_RECOMPUTE_RECIPES,
-    NO_TP_OVERLAP_PRECISIONS, NOT_MODELLED_RECIPES, RECIPE_ETP, RECOMPUTE_RECIPES, _container, _fused_moe_recipe,
-    _moe_comm_recipe, _no_grad_overlap_recipe, _no_recompute_recipe, _not_modelled_recipe, _num, _recompute_recipe,
-    _tp_overlap_recipe,
+    CUDA_GRAPH_RECIPES, FUSED_MOE_FIRST_CONTAINER, FUSED_MOE_RECIPES, MOE_COMM_RECIPES, NO_GRAD_OVERLAP_RECIPES,
+    NO_RECOMPUTE_RECIPES, NO_TP_OVERLAP_PRECISIONS, NOT_MODELLED_RECIPES, RECIPE_ETP, RECOMPUTE_RECIPES, _container,
+    _cuda_graph_recipe, _fused_moe_recipe, _moe_comm_recipe, _no_grad_overlap_recipe, _no_recompute_recipe,
+    _not_modelled_recipe, _num, _recompute_recipe, _tp_overlap_recipe,
 )
 
 #: Megatron-Bridge system names -> catalog devices (DGX/HGX nodes of 8; GB*: NVL72 racks).
@@ -141,10 +141,12 @@ def describe_row(row: dict):
         modules = recompute[0] if recompute else ("core_attn",)
         dispatcher, listed_overlap = _moe_comm_recipe(row)
         ep_overlap = ep_overlap or bool(recompute and recompute[1]) or listed_overlap
+        graphs = _cuda_graph_recipe(row)
+        extra = {} if graphs is None else {"cuda_graph_scope": graphs}
         options = TrainingOptions(precision=prec, force_balanced_routing=True, overlap_tp_comm=_tp_overlap_recipe(row),
                                   grad_reduce_in_fp32=False, overlap_grad_reduce=not _no_grad_overlap_recipe(row),
                                   moe_grouped_gemm="fused" if fused else "loop", overlap_ep_comm=ep_overlap,
-                                  recompute_modules=modules, moe_dispatcher=dispatcher or "flex")
+                                  recompute_modules=modules, moe_dispatcher=dispatcher or "flex", **extra)
     except ValueError:
         raise Unexpressible(f"number format {row['precision']} ({prec}) not supported") from None
     if prec not in ("bf16", "fp16") and system.device.peak_flops(prec) <= 0:
@@ -182,6 +184,8 @@ def describe_row(row: dict):
         assumed.append(f"recipe: {dispatcher} dispatcher")
     if listed_overlap and not fused:
         assumed.append("recipe: EP all-to-all overlapped")
+    if graphs is not None and not (fused and graphs == ("full_iteration",)):
+        assumed.append("recipe: " + ("no CUDA graphs" if not graphs else "CUDA graphs " + "+".join(graphs)))
     if _no_grad_overlap_recipe(row):
         assumed.append("recipe: gradient reduction not overlapped")
     if pins["tp"] > 1 and not options.overlap_tp_comm:
