@@ -125,3 +125,21 @@ def test_the_six_nodes_are_non_negative_and_sum_to_the_layer_compute(name, block
     parts = [float(p[0]) for p in captured["parts"]]
     assert min(parts) >= 0.0
     assert sum(parts) == pytest.approx(float(lt.compute0[0]), rel=1e-12)
+
+
+def test_interleaved_overlap_holds_one_more_warmup_chunk():
+    # get_pp_rank_microbatches: one more warm-up forward with the EP overlap -> one more chunk
+    # (n_first / VP layers) of activations in flight on the first stage; nothing at VP 1
+    from carbonscaling.perf.memory import activation_bytes_per_layer, memory_per_device
+
+    m = named_model("qwen3-235b-a22b")
+    o = TrainingOptions(precision="bf16", force_balanced_routing=True)
+    on = o.model_copy(update={"overlap_ep_comm": True})
+    for vp in (3, 1):
+        g = _grid(pp=4, vp=vp, dp=16, ep=8, microbatch=1, global_batch_sequences=1024, recompute="none")
+        n = m.n_layers / 4
+        a = memory_per_device(m, H100, g, o, C, n, n)
+        b = memory_per_device(m, H100, g, on, C, n, n)
+        kept = float(activation_bytes_per_layer(m, g, o)[0][0])
+        extra = n / vp * kept if vp > 1 else 0.0
+        assert float(b.activations[0]) - float(a.activations[0]) == pytest.approx(extra, rel=1e-9, abs=1e-3)

@@ -428,13 +428,17 @@ def memory_per_device(model: ModelSpec, system: System, g: LayoutGrid, o: Traini
     is_pp1 = g.pp == 1
     one = np.ones_like(pp, dtype=bool)
     # (layers, first?, last?, microbatches in flight, exists?) of the candidate peak stages
+    # Megatron-Core's EP overlap schedules one more warm-up forward chunk with interleaving
+    # (get_pp_rank_microbatches); at PP 1 its paired forward allocates what the backward frees.
+    ep_warmup = np.where((g.v > 1) & bool(o.overlap_ep_comm) & model.is_moe, 1.0 / v, 0.0)
     stages = [
-        (n_first, one, is_pp1, np.minimum(m, pp) * np.where(g.v > 1, 1.0 + (pp - 1) / (pp * v), 1.0), one),
+        (n_first, one, is_pp1, np.minimum(m, pp) * np.where(g.v > 1, 1.0 + (pp - 1) / (pp * v), 1.0) + ep_warmup,
+         one),
         (n_last, ~one, one, np.ones_like(pp), ~is_pp1),
     ]
     if (g.pp > 2).any() and not o.legacy:  # a middle stage may hold more layers than the ends (uneven splits)
         stages.insert(1, (n_mid, ~one, ~one, np.minimum(m, np.maximum(pp - 1, 1))
-                          * np.where(g.v > 1, 1.0 + (pp - 2) / (pp * v), 1.0), g.pp > 2))
+                          * np.where(g.v > 1, 1.0 + (pp - 2) / (pp * v), 1.0) + ep_warmup, g.pp > 2))
     static = []
     for n, first, last, inflight, exists in stages:
         p_d, p_e = _stage_params(model, g, n, first, last)
