@@ -271,3 +271,4 @@ def test_nemotron_nano_graphs_and_h100_recompute(system, container, scope):
             assert options.recompute_modules == ("core_attn", "moe_act", "layernorm", "moe")
         else:
             assert _recompute_recipe(row) is None
+            assert pins["recompute"] == "none" and _no_recompute_recipe(row)  # library recipe: no recompute

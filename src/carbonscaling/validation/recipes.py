@@ -104,7 +104,10 @@ MOE_COMM_RECIPES = [
 #: the V1/V2 scripts on: recompute pinned to none. Source: configs/qwen/qwen3_llm_pretrain.py
 #: ``set_qwen3_common_configs`` (``recompute_granularity = None``) at 826618b and 05c0c90
 #: (NVIDIA-NeMo/Megatron-Bridge).
-NO_RECOMPUTE_RECIPES = {"Qwen3_30B_a3B": (26, 2), "Qwen3_235B_a22B": (26, 2)}
+#: Nemotron 3 Nano: the library recipe (src/megatron/bridge/recipes/nemotronh/nemotron_3_nano.py at
+#: 04d6386, ``recompute_granularity = None``, ``recompute_modules = None``) and no Blackwell preset of
+#: nemotron_3_workload_base_configs.py at 06e8da4 sets one (H100's FP8_CS_V1 does: RECOMPUTE_RECIPES).
+NO_RECOMPUTE_RECIPES = {"Qwen3_30B_a3B": (26, 2), "Qwen3_235B_a22B": (26, 2), "Nemotron_3_Nano": (26, 2)}
 #: Expert tensor parallelism of the V1/V2 workload configs (container 26.02 on): every config of
 #: these models derives from a base with ``expert_tensor_parallel_size=1`` (``BASE_DEEPSEEK_V3_CONFIG``
 #: at f0e2c37 and 0426418, ``BASE_QWEN3_235B_A22B_CONFIG`` / ``BASE_QWEN3_30B_A3B_CONFIG`` at f29a269
