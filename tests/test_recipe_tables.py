@@ -250,3 +250,25 @@ def test_every_cuda_graph_entry_matches_a_row():
                 and first <= tuple(int(x) for x in r["container"].split("."))[:2] <= (last or (99, 99))
                 and (precs is None or r["precision"] in precs)]
         assert hits, (model, system, layout, first)
+
+
+@pytest.mark.parametrize("system, container, scope", [
+    ("DGX-GB300", "26.08", ("attn", "moe_router", "moe_preprocess", "mamba")),
+    ("DGX-GB200", "26.02.01", ("attn", "moe_router", "moe_preprocess", "mamba")),
+    ("DGX-B200", "26.04.01", ("attn", "moe_router", "moe_preprocess", "mamba")),
+    ("DGX-H100", "26.06", ("mamba",)),
+])
+def test_nemotron_nano_graphs_and_h100_recompute(system, container, scope):
+    """nemotron_3_workload_base_configs.py at 06e8da4: TE per-layer graphs; H100 FP8_CS_V1 graphs only the
+    Mamba mixers and recomputes moe, layernorm, core_attn and moe_act."""
+    precision = "FP8" if system == "DGX-H100" else "MXFP8"
+    for row in _rows("Nemotron_3_Nano", system, container, precision):
+        _, _, options, pins, _ = describe_row(row)
+        assert options.cuda_graph_scope == scope
+        if system == "DGX-H100":
+            assert _recompute_recipe(row) == (("core_attn", "moe_act", "layernorm", "moe"), False)
+            assert pins["recompute"] == "selective"
+            assert options.recompute_modules == ("core_attn", "moe_act", "layernorm", "moe")
+        else:
+            assert _recompute_recipe(row) is None
+            assert pins["recompute"] == "none" and _no_recompute_recipe(row)  # library recipe: no recompute

@@ -55,6 +55,8 @@ FUSED_MOE_FIRST_CONTAINER = (26, 6)
 #: 07eea52 (NVIDIA-NeMo/Megatron-Bridge): GB200, B200 and H100 BF16 ``["layernorm", "moe_act"]``
 #: (B200 V1 EP 64 / V2 EP 8, H100 PP 4 EP 8 microbatch 1), GB200 V2 (global batch 1280) with
 #: ``moe_a2a_overlap=True``; GB300/B300 BF16 and the MXFP8 V2 configs state none.
+#: Nemotron 3 Nano H100 ``FP8_CS_V1`` (16 GPUs, EP 8, microbatch 1): ``["moe", "layernorm", "core_attn",
+#: "moe_act"]`` (nemotronh/nemotron_3_workload_base_configs.py at 06e8da4, NVIDIA-NeMo/Megatron-Bridge).
 #: Releases before the V1/V2 files (first container 25.09): configs/deepseek/deepseek_llm_pretrain.py at
 #: 0132842 (NVIDIA-NeMo/Megatron-Bridge; with parallelism_configs.py of that commit, exactly the 25.09
 #: rows' layouts: GB200 PP 4 VP 4 EP 64, B200 PP 16 EP 8, H100 TP 2 PP 8 VP 4 EP 64): GB200 and B200
@@ -79,6 +81,8 @@ RECOMPUTE_RECIPES = [
     ("GPT OSS 120B", "DGX-B200", ("BF16",), (1, 1, 1, 8, 4), (26, 2), ("layernorm", "moe_act"), False),
     ("GPT OSS 120B", "DGX-B200", ("BF16",), (1, 1, 1, 64, 4), (26, 2), ("layernorm", "moe_act"), False),
     ("GPT OSS 120B", "DGX-H100", ("BF16",), (1, 4, 1, 8, 1), (26, 2), ("layernorm", "moe_act"), False),
+    ("Nemotron_3_Nano", "DGX-H100", ("FP8",), (1, 1, 1, 8, 1), (26, 2), ("core_attn", "moe_act", "layernorm", "moe"),
+     False),
 ]
 #: Expert-parallel communication of recipes outside the two tables above: (model, system,
 #: precisions (None = all), (TP, PP, VP, EP, microbatch), first container) -> (token dispatcher
@@ -100,7 +104,10 @@ MOE_COMM_RECIPES = [
 #: the V1/V2 scripts on: recompute pinned to none. Source: configs/qwen/qwen3_llm_pretrain.py
 #: ``set_qwen3_common_configs`` (``recompute_granularity = None``) at 826618b and 05c0c90
 #: (NVIDIA-NeMo/Megatron-Bridge).
-NO_RECOMPUTE_RECIPES = {"Qwen3_30B_a3B": (26, 2), "Qwen3_235B_a22B": (26, 2)}
+#: Nemotron 3 Nano: the library recipe (src/megatron/bridge/recipes/nemotronh/nemotron_3_nano.py at
+#: 04d6386, ``recompute_granularity = None``, ``recompute_modules = None``) and no Blackwell preset of
+#: nemotron_3_workload_base_configs.py at 06e8da4 sets one (H100's FP8_CS_V1 does: RECOMPUTE_RECIPES).
+NO_RECOMPUTE_RECIPES = {"Qwen3_30B_a3B": (26, 2), "Qwen3_235B_a22B": (26, 2), "Nemotron_3_Nano": (26, 2)}
 #: Expert tensor parallelism of the V1/V2 workload configs (container 26.02 on): every config of
 #: these models derives from a base with ``expert_tensor_parallel_size=1`` (``BASE_DEEPSEEK_V3_CONFIG``
 #: at f0e2c37 and 0426418, ``BASE_QWEN3_235B_A22B_CONFIG`` / ``BASE_QWEN3_30B_A3B_CONFIG`` at f29a269
@@ -164,8 +171,13 @@ NO_TP_OVERLAP_PRECISIONS = ("NVFP4",)
 #: per-layer graphs. qwen3/workload_base_configs.py at 0fa501a (the pre-V1/V2 presets, 25.09-25.11):
 #: 30B-A3B GB200 (EP 8, microbatch 4) and B200 (EP 8) ``cuda_graph_impl="local"``,
 #: ``cuda_graph_scope="full_iteration"``; 235B-A22B B200 (PP 8 VP 2 EP 8) and H100 (TP 2 PP 8 VP 4 EP 32)
-#: none. The other 26.06+ MXFP8 fused-MLP rows of :data:`FUSED_MOE_RECIPES` run full-iteration graphs
-#: (stated there). Rows no entry matches keep the option's default (full-iteration graphs: no host launch term).
+#: none. nemotronh/nemotron_3_workload_base_configs.py at 06e8da4 (V1, from 26.02): Nemotron 3 Nano
+#: ``BASE_NEMOTRON_3_NANO_CONFIG`` (EP 8) ``cuda_graph_impl="transformer_engine"``, ``cuda_graph_scope=
+#: ["attn", "mamba", "moe_router", "moe_preprocess"]`` on GB300/B300 (microbatch 4) and GB200/B200
+#: (microbatch 2); H100 (16 GPUs, microbatch 1) ``FP8_CS_V1`` ``["mamba"]``. The other 26.06+ MXFP8
+#: fused-MLP rows of :data:`FUSED_MOE_RECIPES` run full-iteration graphs (stated there). Rows no entry
+#: matches keep the option's default (full-iteration graphs: no host launch term).
+_NANO_GRAPHS = ("attn", "moe_router", "moe_preprocess", "mamba")  # TrainingOptions order
 CUDA_GRAPH_RECIPES = [
     ("GPT OSS 120B", "DGX-GB300", ("BF16",), (1, 1, 1, 64, 4), (26, 2), None, ("attn", "moe_router", "moe_preprocess")),
     ("GPT OSS 120B", "DGX-B300", ("BF16",), (1, 1, 1, 64, 4), (26, 2), None, ("attn", "moe_router", "moe_preprocess")),
@@ -179,6 +191,11 @@ CUDA_GRAPH_RECIPES = [
     ("Qwen3_30B_a3B", "DGX-B200", None, (1, 1, 1, 8, 1), (25, 9), (25, 11), ("full_iteration",)),
     ("Qwen3_235B_a22B", "DGX-B200", None, (1, 8, 2, 8, 1), (25, 9), (25, 11), ()),
     ("Qwen3_235B_a22B", "DGX-H100", None, (2, 8, 4, 32, 1), (25, 9), (25, 11), ()),
+    ("Nemotron_3_Nano", "DGX-GB300", None, (1, 1, 1, 8, 4), (26, 2), None, _NANO_GRAPHS),
+    ("Nemotron_3_Nano", "DGX-GB200", None, (1, 1, 1, 8, 2), (26, 2), None, _NANO_GRAPHS),
+    ("Nemotron_3_Nano", "DGX-B300", None, (1, 1, 1, 8, 4), (26, 2), None, _NANO_GRAPHS),
+    ("Nemotron_3_Nano", "DGX-B200", None, (1, 1, 1, 8, 2), (26, 2), None, _NANO_GRAPHS),
+    ("Nemotron_3_Nano", "DGX-H100", ("FP8",), (1, 1, 1, 8, 1), (26, 2), None, ("mamba",)),
 ]
 
 
