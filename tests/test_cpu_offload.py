@@ -110,6 +110,16 @@ def test_conflicts_are_one_line_input_errors(pins, device, n, field):
     assert err.value.field == field and "\n" not in str(err.value)
 
 
+def test_per_layer_cuda_graphs_conflict_full_iteration_and_eager_do_not():
+    with pytest.raises(InputError) as err:
+        search(SMALL, GB200, deadline_days=36500, pinned={"devices": 8},
+               options=TrainingOptions(cpu_offload_layers=4, cuda_graph_scope=("attn",)))
+    assert err.value.field == "cuda_graph_scope"
+    for scope in ((), ("full_iteration",)):
+        search(SMALL, GB200, deadline_days=36500, pinned={"devices": 8},
+               options=TrainingOptions(cpu_offload_layers=4, cuda_graph_scope=scope))
+
+
 MODEL_FILE = ("d_model: 2048\nn_layers: 8\nn_heads: 16\nn_kv_heads: 8\nvocab: 32000\nseq_len: 4096\n"
               "tokens: 1.0e+11\nffn_gated: true\nd_ff: 8192\n")
 

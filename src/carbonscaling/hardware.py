@@ -222,6 +222,8 @@ def _catalog() -> dict[str, dict]:
         entry["host_link_gb_s"] = link["host_link_gb_s"]
         entry["cell_flags"] = {**entry.get("cell_flags", {}), "host_link_gb_s": link["flag"]}
         entry["source"] = f"{entry.get('source', '')} | data/host_link.yaml: {link['source']}".lstrip(" |")
+        if link["flag"] in UNVERIFIED_FLAGS:  # an assumption says what was assumed and why
+            entry["verification"] = f"{entry.get('verification', '')}; host_link_gb_s: {link['source']}".lstrip("; ")
     return merged
 
 

@@ -115,8 +115,9 @@ def _check_pinned(pinned: dict, model: ModelSpec, o: TrainingOptions | None = No
 
 def check_offload(pins: dict, model: ModelSpec, system: System, o: TrainingOptions) -> None:
     """Megatron-Core's rules for activation CPU offloading (``TransformerConfig.__post_init__``):
-    ``0 <= cpu_offloading_num_layers < num_layers``, no pipeline parallelism, no activation recompute;
-    and a host link to offload over (data/host_link.yaml)."""
+    ``0 <= cpu_offloading_num_layers < num_layers``, no pipeline parallelism, no activation recompute, no
+    per-layer CUDA graphs ("CUDA graphs not supported with CPU offloading" unless ``full_iteration``); and a
+    host link to offload over (data/host_link.yaml)."""
     n = o.cpu_offload_layers
     if not n:
         return
@@ -129,6 +130,9 @@ def check_offload(pins: dict, model: ModelSpec, system: System, o: TrainingOptio
                                                "(data/host_link.yaml); CPU offloading needs one")
     if pins.get("pp", 1) != 1:
         raise InputError("pp", f"CPU offloading (cpu_offload_layers) needs pp 1 (Megatron-Core), got {pins['pp']}")
+    if o.cuda_graph_scope and o.cuda_graph_scope != ("full_iteration",):
+        raise InputError("cuda_graph_scope", "CPU offloading (cpu_offload_layers) runs eager or with full_iteration "
+                                             f"graphs only (Megatron-Core), got {','.join(o.cuda_graph_scope)}")
     if pins.get("recompute", "none") != "none":
         raise InputError("recompute", "CPU offloading (cpu_offload_layers) needs recompute='none' (Megatron-Core), "
                                       f"got {pins['recompute']!r}")
