@@ -284,3 +284,17 @@ def test_nemotron_nano_graphs_and_h100_recompute(system, container, scope):
         else:
             assert _recompute_recipe(row) is None
             assert pins["recompute"] == "none" and _no_recompute_recipe(row)  # library recipe: no recompute
+
+
+@pytest.mark.parametrize("system, container, dispatcher", [
+    ("DGX-GB300", "26.04", "alltoall"), ("DGX-GB200", "26.02.01", "alltoall"),
+    ("DGX-B300", "26.02", "alltoall"),   # V1, EP 64: no backend named
+    ("DGX-B300", "26.04", "flex"),       # V2, EP 8: moe_flex_dispatcher_backend="hybridep"
+    ("DGX-B200", "26.02", "alltoall"), ("DGX-B200", "26.04", "alltoall"), ("DGX-H100", "26.04.01", "alltoall"),
+    ("DGX-B200", "25.11", "flex"),       # before the V1/V2 scripts: not described
+])
+def test_gpt_oss_bf16_dispatcher_is_the_bridges_alltoall_unless_a_backend_is_named(system, container, dispatcher):
+    """gpt_oss_bridge.py at 0e4d6ed sets alltoall; the perf script applies flex only for a named backend."""
+    for row in _rows("GPT OSS 120B", system, container, "BF16"):
+        _, _, options, _, _ = describe_row(row)
+        assert options.moe_dispatcher == dispatcher

@@ -96,9 +96,12 @@ class TrainingOptions(BaseModel):
     flexible_sharding: bool = Field(default=False, description="LinS/hpZ-style ZeRO-3 within the node.")
     qat: bool = Field(default=False, description="Quantization-aware training: 8-bit compute, memory and "
                                                  "communication.")
-    force_balanced_routing: bool = Field(default=False, description="MoE routing forced even over the experts "
-                                                                     "(Megatron-Bridge benchmarks); off: random top-k "
-                                                                     "loads the busiest rank more.")
+    force_balanced_routing: bool = Field(default=False, description="MoE experts get exactly their share of "
+                                                                     "tokens (token-drop runs padded to capacity); off: "
+                                                                     "random top-k loads the busiest rank more (learned "
+                                                                     "routers, and Megatron's "
+                                                                     "moe_router_force_load_balancing, which routes on "
+                                                                     "random logits).")
     ep_convention: Literal["megatron", "cs-v1"] = Field(
         default="megatron", description="Layout convention: megatron (devices = TP x CP x PP x DP, EP inside "
                                         "DP x CP) or cs-v1 (the papers: EP multiplies the devices).")

@@ -56,9 +56,13 @@ def routing_imbalance(mean_tokens_per_expert, local_experts, ep, balanced: bool 
     A rank receives the tokens of its ``local_experts`` experts, about Poisson with mean
     ``mu = mean_tokens_per_expert x local_experts``; the expected maximum over ``EP`` ranks
     is ``mu + sqrt(2 mu ln EP)`` (Gaussian extreme-value approximation), and the grouped
-    GEMM and the all-to-all wait for it. ``balanced``: routing forced even (Megatron-Bridge's
-    benchmark rows), factor 1. Learned routers with auxiliary balancing are balanced only
-    in expectation, so this is a lower bound on their imbalance.
+    GEMM and the all-to-all wait for it. ``balanced``: every expert gets exactly its share
+    (token-drop runs padded to capacity, ``moe_pad_expert_input_to_capacity``), factor 1.
+    Megatron-Core's ``moe_router_force_load_balancing`` (Megatron-Bridge's dropless benchmark
+    rows) is this random routing, not an even one: ``TopKRouter.forward`` replaces the logits
+    by per-rank seeded normal noise (``apply_random_logits``) before the top-k. Learned routers
+    with auxiliary balancing are balanced only in expectation, so this is a lower bound on
+    their imbalance.
 
     Parameters
     ----------
@@ -69,7 +73,7 @@ def routing_imbalance(mean_tokens_per_expert, local_experts, ep, balanced: bool 
     ep : int or ndarray
         Expert-parallel ranks.
     balanced : bool, optional
-        Routing forced even (default False).
+        Every expert gets exactly its share (default False).
 
     Returns
     -------

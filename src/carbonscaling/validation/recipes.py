@@ -95,10 +95,23 @@ RECOMPUTE_RECIPES = [
 #: configs/qwen/qwen3_llm_pretrain.py at 05c0c90 (NVIDIA-NeMo/Megatron-Bridge) and 729de54 (fork
 #: ghadiaravi13/NT3-Ultra-Megatron-Bridge): 235B-A22B on H100 and B200 ``moe_token_dispatcher_type =
 #: "alltoall"``. The B300 26.04 rows (VP 1, microbatch 2: the later flex/HybridEP config) take none.
+#: gpt-oss-120b BF16 (V1/V2, 26.02 on): the model bridge sets ``moe_token_dispatcher_type = "alltoall"``
+#: (src/megatron/bridge/models/gpt_oss/gpt_oss_bridge.py at 0e4d6ed, ``provider_bridge``; the library
+#: recipe builds its model through it, recipes/gpt_oss/gpt_oss.py at 07b4a58) and the performance script
+#: switches to the flex dispatcher only when the workload config names a backend
+#: (configs/gpt_oss/gpt_oss_llm_pretrain.py at 0501207: ``if base_cfg.moe_flex_dispatcher_backend is not
+#: None``), which gpt_oss_workload_base_configs.py at 07eea52 does only for B300 V2 (EP 8) and the MXFP8
+#: V2 configs. (The all-to-all overlap of GB200 V2 is in :data:`RECOMPUTE_RECIPES`.)
 MOE_COMM_RECIPES = [
     ("Qwen3_235B_a22B", "DGX-H100", None, (2, 8, 4, 32, 1), (26, 2), "alltoall", True),
     ("Qwen3_235B_a22B", "DGX-B200", None, (1, 8, 1, 8, 1), (26, 2), "alltoall", False),
     ("Qwen3_235B_a22B", "DGX-B300", None, (1, 8, 4, 8, 1), (26, 2), None, True),
+    ("GPT OSS 120B", "DGX-GB300", ("BF16",), (1, 1, 1, 64, 4), (26, 2), "alltoall", False),
+    ("GPT OSS 120B", "DGX-GB200", ("BF16",), (1, 1, 1, 64, 4), (26, 2), "alltoall", False),
+    ("GPT OSS 120B", "DGX-B300", ("BF16",), (1, 1, 1, 64, 4), (26, 2), "alltoall", False),
+    ("GPT OSS 120B", "DGX-B200", ("BF16",), (1, 1, 1, 64, 4), (26, 2), "alltoall", False),
+    ("GPT OSS 120B", "DGX-B200", ("BF16",), (1, 1, 1, 8, 4), (26, 2), "alltoall", False),
+    ("GPT OSS 120B", "DGX-H100", ("BF16",), (1, 4, 1, 8, 1), (26, 2), "alltoall", False),
 ]
 #: Models whose performance script turns activation recompute off, from the first container of
 #: the V1/V2 scripts on: recompute pinned to none. Source: configs/qwen/qwen3_llm_pretrain.py

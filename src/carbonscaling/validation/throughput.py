@@ -15,8 +15,12 @@ predicted with the search, whose only freedom is what the table does not state:
   recipes): FlashAttention, sequence parallelism with TP, overlapped gradient reduction, gradients
   kept and reduced in BF16 (every model's ``set_*_common_configs`` sets ``grad_reduce_in_fp32=False``),
   TP communication overlapped (userbuffers) when TP > 1 except in the NVFP4 recipes, which turn it
-  off (:data:`NO_TP_OVERLAP_PRECISIONS`), force-balanced dropless routing
-  (the table's footnote), capacity factor 1; MoE expert GEMMs as Transformer Engine's
+  off (:data:`NO_TP_OVERLAP_PRECISIONS`), capacity factor 1, and the routing the table's
+  footnote states: "force-balanced" dropless routing is Megatron-Core's
+  ``moe_router_force_load_balancing``, top-k over per-rank random logits (``TopKRouter.forward``,
+  ``apply_random_logits``), so expert loads are random and the busiest EP rank waits
+  (``force_balanced_routing=False``); the 25.09 ``tokendrop`` rows pad every expert to its
+  capacity (``moe_pad_expert_input_to_capacity``): exactly even (``force_balanced_routing=True``); MoE expert GEMMs as Transformer Engine's
   per-expert loop and no EP communication overlap, except on the rows that ran an MXFP8
   recipe with the fused grouped MLP and overlapped all-to-all (:data:`FUSED_MOE_RECIPES`);
   the other recipe options a row's release and layout state (module recompute, the Qwen3
@@ -133,7 +137,8 @@ def describe_row(row: dict):
         system = system.model_copy(update={"scale_up_domain": domain})
     prec = PRECISIONS.get(row["precision"], row["precision"])
     try:
-        # The rows' MoE routing is force-balanced and dropless (source footnote); the performance
+        # Dropless rows route on random logits (Megatron's force_load_balancing: random loads);
+        # token-drop rows pad each expert to capacity (even). The performance
         # recipes overlap TP communication with userbuffers whenever TP > 1, except NVFP4's
         # (Megatron-Bridge scripts/performance: CommOverlapConfig; recipes.NO_TP_OVERLAP_PRECISIONS).
         fused, ep_overlap = _fused_moe_recipe(row)
@@ -146,7 +151,8 @@ def describe_row(row: dict):
         offload = _offload_recipe(row)
         if offload:
             extra["cpu_offload_layers"] = offload
-        options = TrainingOptions(precision=prec, force_balanced_routing=True, overlap_tp_comm=_tp_overlap_recipe(row),
+        options = TrainingOptions(precision=prec, force_balanced_routing="tokendrop" in row["notes"],
+                                  overlap_tp_comm=_tp_overlap_recipe(row),
                                   grad_reduce_in_fp32=False, overlap_grad_reduce=not _no_grad_overlap_recipe(row),
                                   moe_grouped_gemm="fused" if fused else "loop", overlap_ep_comm=ep_overlap,
                                   recompute_modules=modules, moe_dispatcher=dispatcher or "flex", **extra)
