@@ -213,3 +213,21 @@ def test_p2p_time():
     assert comm.p2p_time(P, 2, 4, H100, C) == pytest.approx(1e-6 + P / SU)
     # PP 4 with stride 8: across nodes
     assert comm.p2p_time(P, 8, 4, H100, C) == pytest.approx(10e-6 + P / SO)
+
+
+def test_moe_input_output_adds_by_hand():
+    """Autograd's gradient sum over the MoE input's consumers, the shared experts' output add."""
+    from carbonscaling.perf.moe import input_output_add_time
+
+    dev = load_system("H100").device
+    c = default_constants()
+    rate = dev.hbm_gb_s * 1e9 * c.hbm_efficiency
+    tokens, h = 2048.0, 4096                      # a TP-2 sequence-parallel slice of 4096 tokens
+    one_add = tokens * h * (2 + 2 + 2) / rate      # read two BF16 tensors, write one
+    f, b = input_output_add_time(tokens, h, False, dev, c)
+    assert float(f) == 0.0                         # no shared experts: no forward add
+    assert float(b) == pytest.approx(one_add, rel=1e-12)   # router + dispatcher: one gradient add
+    f, b = input_output_add_time(tokens, h, True, dev, c)
+    assert float(f) == pytest.approx(one_add, rel=1e-12)   # output + shared_expert_output
+    assert float(b) == pytest.approx(2 * one_add, rel=1e-12)  # three consumers: two adds
+    assert one_add * 1e6 == pytest.approx(17.7, abs=0.1)      # 50 MB at ~2.85 TB/s: about 18 us

@@ -47,6 +47,7 @@ class PerfConstants:
     moe_clamped_glu_bwd_bytes: float
     moe_expert_bias_fwd_bytes: float
     moe_expert_bias_bwd_bytes: float
+    moe_add_bytes: float
     ssm_chunk: int
     ep_comm_sms: int = 20
     fp8_param_gather_formats: tuple = ("fp8", "fp8-delayed", "mxfp8")
@@ -127,6 +128,7 @@ def default_constants() -> PerfConstants:
         moe_clamped_glu_bwd_bytes=v("moe", "clamped_glu_backward_bytes_per_unit"),
         moe_expert_bias_fwd_bytes=v("moe", "expert_bias_forward_bytes_per_element"),
         moe_expert_bias_bwd_bytes=v("moe", "expert_bias_backward_bytes_per_element"),
+        moe_add_bytes=v("moe", "add_bytes_per_element"),
         ssm_chunk=int(v("ssm", "chunk")),
         ep_comm_sms=int(v("overlap", "ep_comm_sms")),
         fp8_param_gather_formats=tuple(v("mixed_precision", "fp8_param_gather_formats")),

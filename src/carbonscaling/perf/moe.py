@@ -239,6 +239,40 @@ def expert_bias_time(routed_elements, device: Device, c: PerfConstants):
             K.memory_bound_time(n * c.moe_expert_bias_bwd_bytes, device, c))
 
 
+def input_output_add_time(tokens, d_model, shared_experts, device: Device, c: PerfConstants):
+    """``(t_forward, t_backward)`` of the elementwise adds an MoE layer has and a dense FFN has not.
+
+    The pre-MLP norm's output is read by the router, the token dispatcher and (when the layer
+    has them) the shared experts (Megatron-Core ``MoELayer.forward``), so autograd sums its
+    gradient from two or three consumers: one add per extra consumer in the backward
+    (PyTorch ``InputBuffer::add``). With shared experts the forward adds their output to the
+    combined routed output (``MoELayer.combine``). Each add reads two and writes one BF16
+    ``[tokens, d_model]`` tensor: ``c.moe_add_bytes`` bytes per element (``data/perf.yaml``
+    ``moe.add_bytes_per_element``).
+
+    Parameters
+    ----------
+    tokens : float or ndarray
+        Tokens of the layer's input on this rank (the sequence-parallel slice).
+    d_model : int
+        Hidden size.
+    shared_experts : bool
+        The layer has shared experts (overlapped with the dispatch or not).
+    device : Device
+        HBM bandwidth (GB/s).
+    c : PerfConstants
+        ``moe_add_bytes``, ``hbm_efficiency``.
+
+    Returns
+    -------
+    t_forward, t_backward : ndarray
+        Seconds per MoE layer and microbatch (memory-bound).
+    """
+    n = np.asarray(tokens, dtype=float) * d_model * c.moe_add_bytes
+    s = 1.0 if shared_experts else 0.0
+    return K.memory_bound_time(s * n, device, c), K.memory_bound_time((1.0 + s) * n, device, c)
+
+
 def dispatch_combine_bytes(tokens, top_k, d_model, tp=1, capacity_factor=1.0, dispatch_bytes=2.0,
                            combine_bytes=2.0):
     """Bytes one rank sends in one forward dispatch and one combine of an MoE layer.

@@ -149,7 +149,10 @@ def _ffn(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOptions, c:
     r_prec, r_ib = (o.gemm_precision, o.gemm_input_bytes) if o.legacy else ("bf16", 2.0)
     r_f, r_b = K.linear_fwd_bwd_time(tokens / sp, model.n_experts, model.d_model, 1, system.device, c, r_prec, r_ib)
     e_f, e_bd, e_bw = _routed_experts(model, system, g, o, c)
-    f, b = r_f + e_f, r_b + e_bd + e_bw
+    # the MoE input's gradient summed over its consumers, the shared experts' output add (perf/moe.py)
+    a_f, a_b = (0.0, 0.0) if o.legacy else moe_kernels.input_output_add_time(
+        tokens / sp, model.d_model, model.n_shared_experts > 0, system.device, c)
+    f, b = r_f + e_f + a_f, r_b + e_bd + e_bw + a_b
     if model.n_shared_experts:
         s_f, s_b = _mlp(model, system, o, c, tokens, model.n_shared_experts * model.shared_expert_width, tp)
         f, b = f + s_f, b + s_b
