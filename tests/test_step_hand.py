@@ -263,3 +263,24 @@ def test_layer_time_is_compute_plus_exposed_communication():
     # a layer's 2 all-reduce pairs (forward + backward), one more pair when it is recomputed
     assert v["tp0"] == pytest.approx(2 * tp_pair, rel=1e-12)
     assert v["tp_extra"] == pytest.approx(tp_pair, rel=1e-12)
+
+
+def test_moe_shared_experts_cast_their_own_input():
+    """In an MoE layer the pre-MLP norm is a separate TENorm (its output also feeds the router and the
+    dispatcher): the shared experts' FC1 casts that output itself where a dense FFN's LayerNormLinear
+    would have written it quantized (delayed-scaling FP8, MXFP8: formats.yaml norm_fused_casts)."""
+    from carbonscaling.perf import moe
+    from carbonscaling.perf.step import _ffn, _mlp
+
+    g = _grid(dp=8, ep=8)
+    o = TrainingOptions(precision="fp8-delayed")
+    shared = MOE.model_copy(update={"n_shared_experts": 1})
+    dev, tok, h = H100.device, 4096.0, 4096
+    mlp_f = _mlp(shared, H100, o, C, np.array([tok]), shared.shared_expert_width, 1.0, norm_fused=False)[0]
+    fused_f = _mlp(shared, H100, o, C, np.array([tok]), shared.shared_expert_width, 1.0)[0]
+    cast = K.quantize_time(tok * h, "fp8-delayed", dev, C)
+    assert float(mlp_f[0] - fused_f[0]) == pytest.approx(float(cast), rel=1e-9)   # exactly one input cast
+    add_f = moe.input_output_add_time(tok, h, True, dev, C)[0]                     # output + shared output
+    f_shared = _ffn(shared, H100, g, o, C, moe=True)[0]
+    f_plain = _ffn(MOE, H100, g, o, C, moe=True)[0]
+    assert float(f_shared[0] - f_plain[0]) == pytest.approx(float(mlp_f[0] + add_f), rel=1e-9)

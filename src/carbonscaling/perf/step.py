@@ -154,18 +154,23 @@ def _ffn(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOptions, c:
         tokens / sp, model.d_model, model.n_shared_experts > 0, system.device, c)
     f, b = r_f + e_f + a_f, r_b + e_bd + e_bw + a_b
     if model.n_shared_experts:
-        s_f, s_b = _mlp(model, system, o, c, tokens, model.n_shared_experts * model.shared_expert_width, tp)
+        # an MoE layer's pre-MLP norm is a separate TENorm (its output also feeds the router and the
+        # dispatcher), so the shared experts' FC1 casts its input itself in quantized formats
+        s_f, s_b = _mlp(model, system, o, c, tokens, model.n_shared_experts * model.shared_expert_width, tp,
+                        norm_fused=False)
         f, b = f + s_f, b + s_b
     return f, b, (k * cf * model.d_expert + model.n_shared_experts * model.shared_expert_width) / tp
 
 
-def _mlp(model: ModelSpec, system: System, o: TrainingOptions, c: PerfConstants, tok, width, shards, batch=1):
-    """Up and down projections of ``batch`` FFNs of ``width``: (fwd, bwd) seconds. Dense and shared
-    FFNs read the norm's output (LayerNormLinear); routed experts do not."""
+def _mlp(model: ModelSpec, system: System, o: TrainingOptions, c: PerfConstants, tok, width, shards, batch=1,
+         norm_fused=None):
+    """Up and down projections of ``batch`` FFNs of ``width``: (fwd, bwd) seconds. A dense FFN reads
+    the norm's output (LayerNormLinear, ``norm_fused`` default for ``batch == 1``); routed and shared
+    experts do not (Megatron-Core's MoE layer spec: a separate ``TENorm``)."""
     gate = 2.0 if model.ffn_gated else 1.0
     dev, h, prec, ib = system.device, model.d_model, o.gemm_precision, o.gemm_input_bytes
-    up_f, up_b = K.linear_fwd_bwd_time(tok, gate * width / shards, h, batch, dev, c, prec, ib,
-                                       norm_fused=np.asarray(batch) == 1)
+    fused = np.asarray(batch) == 1 if norm_fused is None else norm_fused
+    up_f, up_b = K.linear_fwd_bwd_time(tok, gate * width / shards, h, batch, dev, c, prec, ib, norm_fused=fused)
     dn_f, dn_b = K.linear_fwd_bwd_time(tok, h, width / shards, batch, dev, c, prec, ib)
     return up_f + dn_f, up_b + dn_b
 
