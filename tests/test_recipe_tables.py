@@ -118,32 +118,44 @@ def test_deepseek_b300_pp16_recomputes_mla_up_proj():
     assert _recompute_recipe({**row, "container": "25.11", "pp": "16", "mbs": "1"}) is None
 
 
-def test_llama70b_fsdp_rows_report_the_cpu_offloading_they_ran(monkeypatch):
-    from carbonscaling.validation import recipes
+def test_llama70b_fsdp_rows_run_the_cpu_offloading_of_their_recipe():
+    from carbonscaling.validation.throughput import _offload_recipe, predict_row
 
     for system, layers in (("DGX-GB300", 20), ("DGX-GB200", 40)):
         for container in ("26.02", "26.04.01"):
             (row,) = _rows("LLAMA3_70B", system, container, "FP8")
-            note = _not_modelled_recipe(row)
-            assert note == f"CPU offloading of {layers} layers' activations"
-            _, _, options_with, pins_with, assumed = describe_row(row)
-            assert f"recipe, not modelled: {note}" in assumed
-            # a note only: without the table entry the options and pins are the same
-            with monkeypatch.context() as m:
-                m.setattr(recipes, "NOT_MODELLED_RECIPES", [])
-                _, _, options, pins, assumed_without = describe_row(row)
-            assert (options_with, pins_with) == (options, pins)
-            assert not any("not modelled" in a for a in assumed_without)
-        # 25.11 ran the older scripts; the MXFP8 rows (PP 4 x VP 5) another config: no note
+            assert _offload_recipe(row) == layers
+            _, _, options, pins, assumed = describe_row(row)
+            assert options.cpu_offload_layers == layers and pins["recompute"] == "none"
+            assert f"recipe: CPU offloading of {layers} layers' activations, no recompute" in assumed
+            assert _not_modelled_recipe(row) is None
+        # 25.11 ran the older scripts; the MXFP8 rows (PP 4 x VP 5) another config: none
         (old,) = _rows("LLAMA3_70B", system, "25.11", "FP8-CS")
-        assert _not_modelled_recipe(old) is None
+        assert _offload_recipe(old) == 0 and describe_row(old)[2].cpu_offload_layers == 0
     mx = _rows("LLAMA3_70B", "DGX-GB300", "26.04.01", "MXFP8")[0]
-    assert _not_modelled_recipe(mx) is None
+    assert _offload_recipe(mx) == 0
+    # described as run: PP 1, no recompute, offloading, and it fits our memory model
+    (row,) = _rows("LLAMA3_70B", "DGX-GB200", "26.04.01", "FP8")
+    pred = predict_row(row)
+    assert "rc=none" in pred["layout"] and "does not fit" not in pred["left_to_search"]
 
 
-def test_llama405b_gb200_25_09_notes():
+def test_an_offload_recipe_that_does_not_fit_falls_back_and_says_so(monkeypatch):
+    from carbonscaling.validation import recipes, throughput
+
+    (row,) = _rows("LLAMA3_70B", "DGX-GB200", "26.04.01", "FP8")
+    monkeypatch.setattr(recipes, "OFFLOAD_RECIPES", [("LLAMA3_70B", "DGX-GB200", ("FP8",), (1, 1, 1, 1, 2), (26, 2), 2)])
+    pred = throughput.predict_row(row)
+    assert "recompute (the recipe's CPU offloading of 2 layers does not fit our memory model)" in pred["left_to_search"]
+    assert "rc=full" in pred["layout"]
+
+
+def test_llama405b_gb200_25_09_recipes():
+    from carbonscaling.validation.throughput import _offload_recipe
+
     (cs,) = _rows("LLAMA3.1_405B", "DGX-GB200", "25.09", "FP8")
-    assert _not_modelled_recipe(cs) == "CPU offloading of 95 layers' activations"
+    assert _offload_recipe(cs) == 95 and _not_modelled_recipe(cs) is None
+    assert describe_row(cs)[2].cpu_offload_layers == 95
     (mx,) = _rows("LLAMA3.1_405B", "DGX-GB200", "25.09", "FP8-MX")
     assert _not_modelled_recipe(mx) == "parameter all-gather not overlapped"
     assert "recipe, not modelled: parameter all-gather not overlapped" in describe_row(mx)[4]
@@ -167,7 +179,7 @@ def test_every_recipe_entry_matches_a_row_or_is_a_known_non_match():
               for (model, system), (layout, _) in T.FUSED_MOE_RECIPES.items()
               if not runs(model, system, layout, T.FUSED_MOE_FIRST_CONTAINER, ("MXFP8",))}
     unused |= {(model, system, layout, first) for model, system, precs, layout, first, *_ in
-               T.RECOMPUTE_RECIPES + T.MOE_COMM_RECIPES + T.NOT_MODELLED_RECIPES
+               T.RECOMPUTE_RECIPES + T.MOE_COMM_RECIPES + T.NOT_MODELLED_RECIPES + T.OFFLOAD_RECIPES
                if not runs(model, system, layout, first, precs)}
     unused |= {(model, system, layout, first) for model, system, precs, layout, first, last in
                T.NO_GRAD_OVERLAP_RECIPES if not runs(model, system, layout, first, precs, last)}

@@ -25,7 +25,7 @@ from .serialize import layout_record
 from .specs import LayoutPins, RunSpec
 
 STEP_PARTS = ("compute_s", "bubble_s", "tp_comm_s", "cp_comm_s", "pp_comm_s", "dp_comm_s", "ep_comm_s",
-              "optimizer_s", "overlap_slowdown_s", "host_s")
+              "optimizer_s", "overlap_slowdown_s", "host_s", "offload_s")
 MEMORY_PARTS = ("weights", "grads", "optimizer", "activations", "total")
 
 

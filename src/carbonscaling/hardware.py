@@ -60,6 +60,9 @@ class Device(BaseModel):
     sfu_ex2_per_clk_per_sm: float | None = Field(
         default=None, gt=0, le=1e6, description="special-function exponentials (MUFU.EX2) per clock per SM "
                                                 "(data/sfu.yaml); none: attention is costed by its matmuls alone")
+    host_link_gb_s: float | None = Field(
+        default=None, gt=0, le=1e5, description="CPU-GPU link, GB/s per direction per GPU (data/host_link.yaml); "
+                                                "none: activation CPU offloading is refused")
     fp8_columnwise_native: bool = Field(default=False, description="tensor cores read FP8 operands column-wise "
                                                                    "(Blackwell): no transposed FP8 copy")
     cpa_logic_kg_per_cm2: float | None = Field(default=None, gt=0, le=1e3, description="default from cpa.csv")
@@ -214,6 +217,13 @@ def _catalog() -> dict[str, dict]:
         entry.update({k: rates[k] for k in ("mma_bf16_flop_per_clk_per_sm", "sfu_ex2_per_clk_per_sm")})
         entry["cell_flags"] = {**entry.get("cell_flags", {}), **rates["flags"]}
         entry["source"] = f"{entry.get('source', '')} | data/sfu.yaml: {rates['source']}".lstrip(" |")
+    for name, link in load_yaml("host_link.yaml")["devices"].items():  # CPU-GPU link (activation offloading)
+        entry = merged[name] = dict(merged[name])
+        entry["host_link_gb_s"] = link["host_link_gb_s"]
+        entry["cell_flags"] = {**entry.get("cell_flags", {}), "host_link_gb_s": link["flag"]}
+        entry["source"] = f"{entry.get('source', '')} | data/host_link.yaml: {link['source']}".lstrip(" |")
+        if link["flag"] in UNVERIFIED_FLAGS:  # an assumption says what was assumed and why
+            entry["verification"] = f"{entry.get('verification', '')}; host_link_gb_s: {link['source']}".lstrip("; ")
     return merged
 
 

@@ -113,6 +113,31 @@ def _check_pinned(pinned: dict, model: ModelSpec, o: TrainingOptions | None = No
     return out
 
 
+def check_offload(pins: dict, model: ModelSpec, system: System, o: TrainingOptions) -> None:
+    """Megatron-Core's rules for activation CPU offloading (``TransformerConfig.__post_init__``):
+    ``0 <= cpu_offloading_num_layers < num_layers``, no pipeline parallelism, no activation recompute, no
+    per-layer CUDA graphs ("CUDA graphs not supported with CPU offloading" unless ``full_iteration``); and a
+    host link to offload over (data/host_link.yaml)."""
+    n = o.cpu_offload_layers
+    if not n:
+        return
+    if n >= model.n_layers:
+        raise InputError("cpu_offload_layers", f"must be < n_layers ({model.n_layers}), got {n}")
+    if o.legacy:
+        raise InputError("cpu_offload_layers", "CPU offloading needs ep_convention='megatron'")
+    if system.device.host_link_gb_s is None:
+        raise InputError("cpu_offload_layers", f"{system.device.name} has no host link in the catalog "
+                                               "(data/host_link.yaml); CPU offloading needs one")
+    if pins.get("pp", 1) != 1:
+        raise InputError("pp", f"CPU offloading (cpu_offload_layers) needs pp 1 (Megatron-Core), got {pins['pp']}")
+    if o.cuda_graph_scope and o.cuda_graph_scope != ("full_iteration",):
+        raise InputError("cuda_graph_scope", "CPU offloading (cpu_offload_layers) runs eager or with full_iteration "
+                                             f"graphs only (Megatron-Core), got {','.join(o.cuda_graph_scope)}")
+    if pins.get("recompute", "none") != "none":
+        raise InputError("recompute", "CPU offloading (cpu_offload_layers) needs recompute='none' (Megatron-Core), "
+                                      f"got {pins['recompute']!r}")
+
+
 def _check_model_rules(p: dict, model: ModelSpec, o: TrainingOptions) -> None:
     if "tp" in p and model.n_heads % p["tp"]:
         raise InputError("tp", f"must divide n_heads ({model.n_heads}), got {p['tp']}")
@@ -287,6 +312,7 @@ def search(model: ModelSpec, system: System, *, deadline_days: float = 90.0, opt
     o = options or TrainingOptions()
     c = consts or default_constants()
     pins = _check_pinned(pinned or {}, model, o)
+    check_offload(pins, model, system, o)
     batch = pins.get("global_batch", model.batch_sequences)
     deadline_s = float(deadline_days) * 86400.0
     if pins.get("zero") == 4 and not o.flexible_sharding:

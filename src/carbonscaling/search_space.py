@@ -110,11 +110,13 @@ def inner_combos(model: ModelSpec, pinned: dict, options: TrainingOptions | None
     tps = [pinned["tp"]] if "tp" in pinned else _tp_options(model, system, legacy)
     cps = [pinned["cp"]] if "cp" in pinned else ([1] if legacy else cp_options(model))
     pps = [pinned["pp"]] if "pp" in pinned else pipeline_options(model.n_layers, pipeline_split)
+    if o.cpu_offload_layers:  # Megatron-Core refuses pipeline parallelism and recompute with CPU offloading
+        pps = [1]
     mbs = [pinned["microbatch"]] if "microbatch" in pinned else list(MICROBATCHES)
     zs = [pinned["zero"]] if "zero" in pinned else (list(ZERO_STAGES if legacy else ZERO_STAGES_MEGATRON)
                                                     + ([4] if o.flexible_sharding else []))
     fs = [pinned.get("fsdp", 0)]
-    rcs = _recompute_options(pinned, o)
+    rcs = [(0, RL_ALL)] if o.cpu_offload_layers else _recompute_options(pinned, o)
     vps = {p: [v for v in ([pinned["vp"]] if "vp" in pinned else interleave_options(model.n_layers, p, legacy))
                if v == 1 or p > 1] for p in pps}
     experts = {t: _expert_options(model, pinned, t, legacy) for t in tps}

@@ -85,6 +85,12 @@ class TrainingOptions(BaseModel):
         description="CUDA graphs (Megatron-Core cuda_graph_scope, comma-separated; none = eager): full_iteration "
                     "(the whole step: no host launch cost), or per-layer graphs of attn, mlp, moe, moe_router, "
                     "moe_preprocess, mamba; every kernel outside a graph costs host launch time (perf/host.py).")
+    cpu_offload_layers: int = Field(
+        default=0, ge=0, le=100_000, json_schema_extra={"metavar": "LAYERS"},
+        description="Activation CPU offloading (Megatron-Core cpu_offloading_num_layers; 0 = off): the first LAYERS "
+                    "layers' saved activations go to host memory in their forward and come back for their backward "
+                    "(Transformer Engine), overlapped with the other layers' compute; needs PP 1, no recompute and a "
+                    "device with a host link (data/host_link.yaml).")
     # v1 Fig. 9 / v2 Fig. 6b knobs (see docs/performance.md).
     dynamic_eviction: bool = Field(default=False, description="Coop-style allocator (less fragmentation).")
     flexible_sharding: bool = Field(default=False, description="LinS/hpZ-style ZeRO-3 within the node.")

@@ -41,6 +41,7 @@ from ..hardware import System
 from ..scaling import ModelSpec
 from .constants import PerfConstants
 from .layout import RL_ALL, RL_AUTO, LayoutGrid, TrainingOptions
+from .offload import kept_layers
 
 
 @dataclass(frozen=True)
@@ -451,9 +452,12 @@ def memory_per_device(model: ModelSpec, system: System, g: LayoutGrid, o: Traini
         static.append((p_d, p_e, weights, grads, opt, fixed, n, inflight, exists))
 
     rl = _resolve_recompute_layers(g, static, full, inp, frag, c, system)
+    offloaded = o.cpu_offload_layers if system.device.host_link_gb_s is not None else 0  # search.check_offload
     rows = []
     for (p_d, p_e, weights, grads, opt, fixed, n, inflight, exists), stage in zip(static, stages):
         r = np.where(g.rc == 2, np.minimum(n, v * rl), 0.0)
+        # CPU offloading (PP 1, no recompute) keeps L - N layers' activations in HBM (perf/offload.py)
+        n = np.where(stage[1] & (g.pp == 1) & (g.rc == 0), kept_layers(n, offloaded), n)
         act = inflight * ((n - r) * np.where(g.rc == 2, full, kept) + r * inp) + np.where(r > 0, full, 0.0)
         act = act + np.where(stage[2], logits, 0.0)
         total = np.where(exists, (weights + grads + opt + act) * frag + c.reserved_gb * 1e9, 0.0)

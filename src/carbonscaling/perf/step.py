@@ -27,7 +27,8 @@ from .host import host_layer_excess
 from .constants import PerfConstants, default_constants
 from .layout import LayoutGrid, TrainingOptions
 from .moe import dispatch_time, permute_time
-from .memory import Memory, data_parallel_groups, local_shards, memory_per_device
+from .memory import Memory, activation_bytes_per_layer, data_parallel_groups, local_shards, memory_per_device
+from .offload import offload_times
 from .pipeline import pipeline_time, stage_layers
 
 
@@ -55,6 +56,7 @@ class StepResult:
     cp_comm_s: np.ndarray = None   # exposed context-parallel K/V ring exchange
     recompute_layers: np.ndarray = None  # recomputed layers per (virtual) stage under full recompute
     host_s: np.ndarray = None      # GPU idle waiting for kernel launches (no CUDA graphs; perf/host.py)
+    offload_s: np.ndarray = None   # GPU waiting for activation CPU-offloading copies (perf/offload.py)
 
     def take(self, idx) -> StepResult:
         """The results of the layouts at ``idx``.
@@ -534,7 +536,8 @@ def stage_times(model, system, g, o, c, lt: LayerTimes, split, recomputed):
         Seconds for one microbatch (forward + backward): the first stage, the slowest stage,
         all stages in sequence, the first stage's exposed stage-boundary sends
         (:func:`pipeline_send_time`), the embedding + output layer + MTP; the recomputed
-        layers summed over stages (count); and the first stage's sends hidden under compute.
+        layers summed over stages (count); and the first stage's sends and activation CPU-offloading
+        copies hidden under compute (:mod:`.offload`; the exposed copies are in the first stage's time).
     """
     dev = system.device
     h, V = model.d_model, model.vocab
@@ -555,7 +558,8 @@ def stage_times(model, system, g, o, c, lt: LayerTimes, split, recomputed):
     def stage(n, r):
         return n * lt.time0 + r * lt.extra
 
-    c_first = stage(n_first, r_first) + emb + np.where(g.pp == 1, head + mtp, 0.0)
+    off_exposed, off_hidden = _offload_times(model, system, g, o, lt)
+    c_first = stage(n_first, r_first) + emb + np.where(g.pp == 1, head + mtp, 0.0) + off_exposed
     c_last = stage(n_last, r_last) + head + mtp
     c_mid = stage(n_mid, r_mid)
     p_first, p_last, p_mid = (pipeline_send_time(send, cs, g.v, overlap) for cs in (c_first, c_last, c_mid))
@@ -567,8 +571,20 @@ def stage_times(model, system, g, o, c, lt: LayerTimes, split, recomputed):
     r_total = r_first + np.where(g.pp > 1, r_last, 0) + n_middle * r_mid
     # (without overlap every stage sends alike: pp x the same time, summed in the same order as ever)
     p_sum = np.where(overlap, p_first + np.where(g.pp > 1, p_last, 0.0) + n_middle * p_mid, g.pp * p_first)
-    t_sum = model.n_layers * lt.time0 + r_total * lt.extra + emb + head + mtp + p_sum
-    return t_first, t_max, t_sum, p_first, emb + head + mtp, r_total, 2.0 * g.v * send - p_first
+    t_sum = model.n_layers * lt.time0 + r_total * lt.extra + emb + head + mtp + p_sum + off_exposed
+    return t_first, t_max, t_sum, p_first, emb + head + mtp, r_total, 2.0 * g.v * send - p_first + off_hidden
+
+
+def _offload_times(model, system, g, o, lt):
+    """Exposed and hidden activation CPU-offloading copies of one microbatch (:mod:`.offload`); the
+    search runs offloading at PP 1 without recompute only (Megatron-Core), other layouts get none."""
+    if not o.cpu_offload_layers or system.device.host_link_gb_s is None:
+        return 0.0, 0.0
+    full = activation_bytes_per_layer(model, g, o)[1]
+    exposed, hidden = offload_times(full, system.device.host_link_gb_s, o.cpu_offload_layers, model.n_layers,
+                                    lt.time0 - lt.bwd0, lt.bwd0)
+    on = (g.pp == 1) & (g.rc == 0)
+    return np.where(on, exposed, 0.0), np.where(on, hidden, 0.0)
 
 
 def pipeline_send_time(send, stage_compute, v, overlap):
@@ -753,6 +769,7 @@ def evaluate(model: ModelSpec, system: System, g: LayoutGrid, opts: TrainingOpti
         step_time_s=step,
         compute_s=share * (n_layers * lt.compute0 + r_total * lt.compute_extra + ends),
         host_s=share * (n_layers * lt.host0 + r_total * lt.host_extra) + 0.0 * step,
+        offload_s=share * _offload_times(model, system, g, o, lt)[0] + 0.0 * step,
         bubble_s=bubble,
         tp_comm_s=share * (n_layers * lt.tp0 + r_total * lt.tp_extra),
         pp_comm_s=m * p2p,

@@ -136,19 +136,26 @@ RECIPE_ETP = {"DeepSeekV3": ((25, 9), 1), "Qwen3_235B_a22B": ((26, 2), 1), "Qwen
 NO_GRAD_OVERLAP_RECIPES = [
     ("DeepSeekV3", "DGX-H100", None, (2, 8, 4, 64, 1), (25, 9), (25, 9)),
 ]
+#: Activation CPU offloading of the recipes (Megatron-Core ``cpu_offloading_num_layers``;
+#: ``TrainingOptions.cpu_offload_layers``, recompute pinned none as Megatron-Core requires):
+#: (model, system, precisions, (TP, PP, VP, EP, microbatch), first container) -> layers offloaded.
+#: Sources: configs/llama/llama3_workload_base_configs.py at 00919dc (NVIDIA-NeMo/Megatron-Bridge):
+#: Llama 3 70B ``GB300_FP8_CS_V1/V2`` (microbatch 2, Megatron FSDP) ``cpu_offloading_num_layers=20``,
+#: ``GB200_FP8_CS_V1/V2`` the same with 40 (also ``GB300_BF16`` 30, ``GB200_BF16`` 20, ``B200_FP8_CS`` 5:
+#: no row runs those); Llama 3.1 405B on GB200 (25.09 rows' layouts and batch):
+#: configs/llama31/workload_base_configs.py at 0fa501a (``GB200_FP8_CS``: TP 2, Megatron FSDP,
+#: ``cpu_offloading_num_layers=95``).
+OFFLOAD_RECIPES = [
+    ("LLAMA3_70B", "DGX-GB300", ("FP8",), (1, 1, 1, 1, 2), (26, 2), 20),
+    ("LLAMA3_70B", "DGX-GB200", ("FP8",), (1, 1, 1, 1, 2), (26, 2), 40),
+    ("LLAMA3.1_405B", "DGX-GB200", ("FP8",), (2, 1, 1, 1, 1), (25, 9), 95),
+]
 #: Recipe options our step model has no term for, reported with the row (they change nothing):
 #: (model, system, precisions, (TP, PP, VP, EP, microbatch), first container) -> note. Source:
-#: configs/llama/llama3_workload_base_configs.py at 00919dc (NVIDIA-NeMo/Megatron-Bridge): Llama 3
-#: 70B ``GB300_FP8_CS_V2`` (microbatch 2, Megatron FSDP) ``cpu_offloading_num_layers=20``,
-#: ``GB200_FP8_CS_V2`` the same with 40 -- where our memory model instead recomputes layers; Llama 3.1
-#: 405B on GB200 (25.09 rows' layouts and batch): configs/llama31/workload_base_configs.py at 0fa501a
-#: (``GB200_FP8_CS``: TP 2, Megatron FSDP, ``cpu_offloading_num_layers=95``; ``GB200_FP8_MX``: TP 4 PP 8
-#: CP 2 VP 8) with configs/llama31/llama31_llm_pretrain.py at 0a0cb29 (MXFP8: ``overlap_param_gather =
+#: Llama 3.1 405B GB200 ``GB200_FP8_MX`` (TP 4 PP 8 CP 2 VP 8): configs/llama31/workload_base_configs.py at
+#: 0fa501a with configs/llama31/llama31_llm_pretrain.py at 0a0cb29 (MXFP8: ``overlap_param_gather =
 #: False``, "keeping this enabled causes NaN grad norm"; our DP term overlaps gather and reduction alike).
 NOT_MODELLED_RECIPES = [
-    ("LLAMA3_70B", "DGX-GB300", ("FP8",), (1, 1, 1, 1, 2), (26, 2), "CPU offloading of 20 layers' activations"),
-    ("LLAMA3_70B", "DGX-GB200", ("FP8",), (1, 1, 1, 1, 2), (26, 2), "CPU offloading of 40 layers' activations"),
-    ("LLAMA3.1_405B", "DGX-GB200", ("FP8",), (2, 1, 1, 1, 1), (25, 9), "CPU offloading of 95 layers' activations"),
     ("LLAMA3.1_405B", "DGX-GB200", ("FP8-MX",), (4, 8, 8, 1, 1), (25, 9), "parameter all-gather not overlapped"),
 ]
 
@@ -270,6 +277,16 @@ def _not_modelled_recipe(row: dict) -> str | None:
                 and (precs is None or row["precision"] in precs):
             return note
     return None
+
+
+def _offload_recipe(row: dict) -> int:
+    """Layers whose activations a row's recipe offloads to the CPU (:data:`OFFLOAD_RECIPES`), or 0."""
+    as_run = _as_run(row)
+    for model, system, precs, layout, first, layers in OFFLOAD_RECIPES:
+        if (model, system, layout) == (row["model"], row["system"], as_run) and _container(row)[:2] >= first \
+                and (precs is None or row["precision"] in precs):
+            return layers
+    return 0
 
 
 def _no_grad_overlap_recipe(row: dict) -> bool:

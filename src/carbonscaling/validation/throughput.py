@@ -45,7 +45,7 @@ from .recipes import (  # noqa: F401  (re-exported: the recipe tables live in re
     CUDA_GRAPH_RECIPES, FUSED_MOE_FIRST_CONTAINER, FUSED_MOE_RECIPES, MOE_COMM_RECIPES, NO_GRAD_OVERLAP_RECIPES,
     NO_RECOMPUTE_RECIPES, NO_TP_OVERLAP_PRECISIONS, NOT_MODELLED_RECIPES, RECIPE_ETP, RECOMPUTE_RECIPES, _container,
     _cuda_graph_recipe, _fused_moe_recipe, _moe_comm_recipe, _no_grad_overlap_recipe, _no_recompute_recipe,
-    _not_modelled_recipe, _num, _recompute_recipe, _tp_overlap_recipe,
+    _not_modelled_recipe, _num, _offload_recipe, _recompute_recipe, _tp_overlap_recipe, OFFLOAD_RECIPES,
 )
 
 #: Megatron-Bridge system names -> catalog devices (DGX/HGX nodes of 8; GB*: NVL72 racks).
@@ -148,6 +148,9 @@ def describe_row(row: dict):
         ep_overlap = ep_overlap or bool(recompute and recompute[1]) or listed_overlap
         graphs = _cuda_graph_recipe(row)
         extra = {} if graphs is None else {"cuda_graph_scope": graphs}
+        offload = _offload_recipe(row)
+        if offload:
+            extra["cpu_offload_layers"] = offload
         options = TrainingOptions(precision=prec, force_balanced_routing="tokendrop" in row["notes"],
                                   overlap_tp_comm=_tp_overlap_recipe(row),
                                   grad_reduce_in_fp32=False, overlap_grad_reduce=not _no_grad_overlap_recipe(row),
@@ -177,7 +180,10 @@ def describe_row(row: dict):
             assumed.append(f"recipe: ETP {etp}")
         else:
             assumed.append("ETP")
-    if recompute:
+    if offload:  # Megatron-Core runs CPU offloading without recompute
+        pins["recompute"] = "none"
+        assumed.append(f"recipe: CPU offloading of {offload} layers' activations, no recompute")
+    elif recompute:
         pins["recompute"] = "selective"
         assumed.append("recipe: selective recompute of " + " + ".join(recompute[0])
                        + (", EP all-to-all overlapped" if recompute[1] and not fused else ""))
@@ -214,6 +220,8 @@ def predict_row(row: dict, consts=None) -> dict:
         except InfeasibleError:
             if "recompute" not in pins:
                 raise
+            if options.cpu_offload_layers:
+                return _offload_unfit(row, model, system, options, pins, assumed, consts)
             # Our memory model does not fit the recipe's recompute (selective or none): say so, and let
             # the search pick the recompute (none / full on the fewest layers) as for rows without a recipe.
             kind = pins["recompute"]
@@ -225,6 +233,28 @@ def predict_row(row: dict, consts=None) -> dict:
             res = search(model, system, deadline_days=36500, options=options, pinned=pins, consts=consts)
     except (InfeasibleError, InputError) as err:
         raise Unexpressible(f"{type(err).__name__}: {err}") from None
+    return _row_result(row, model, system, res, assumed)
+
+
+def _offload_unfit(row, model, system, options, pins, assumed, consts) -> dict:
+    """A row whose recipe's CPU offloading does not fit our memory model: say so, and let the search pick
+    the recompute (none / full on the fewest layers) without offloading."""
+    from ..errors import InfeasibleError, InputError
+    from ..search import search
+
+    n = options.cpu_offload_layers
+    options = options.model_copy(update={"cpu_offload_layers": 0})
+    pins = {k: v for k, v in pins.items() if k != "recompute"}
+    assumed = [a for a in assumed if not a.startswith("recipe: CPU offloading")] + [
+        f"recompute (the recipe's CPU offloading of {n} layers does not fit our memory model)"]
+    try:
+        res = search(model, system, deadline_days=36500, options=options, pinned=pins, consts=consts)
+    except (InfeasibleError, InputError) as err:
+        raise Unexpressible(f"{type(err).__name__}: {err}") from None
+    return _row_result(row, model, system, res, assumed)
+
+
+def _row_result(row, model, system, res, assumed) -> dict:
     measured = float(row["step_time_s"])
     pred = float(res.step.step_time_s)
     return {"model": row["model"], "system": row["system"], "container": row["container"],
