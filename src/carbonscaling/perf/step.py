@@ -186,7 +186,7 @@ def _routed_experts(model: ModelSpec, system: System, g: LayoutGrid, o: Training
         e_f, e_b = _mlp(model, system, o, c, tok_e, model.d_expert, g.etp.astype(float), E / g.ep)
         return e_f, 0.5 * e_b, 0.5 * e_b
     # grouped GEMM padded to the format's alignment, waiting for the busiest rank (perf/moe.py)
-    imb = moe_kernels.routing_imbalance(tok_e, E / g.ep, g.ep, balanced=o.force_balanced_routing)
+    imb = _busiest_rank(model, g, o)
     etp = g.etp.astype(float)
     u_f, u_b = moe_kernels.grouped_linear_fwd_bwd_time(tok_e, gate * model.d_expert / etp, h, E / g.ep, dev, c,
                                                        prec, ib, imbalance=imb)
@@ -198,6 +198,13 @@ def _routed_experts(model: ModelSpec, system: System, g: LayoutGrid, o: Training
     g_f, g_b = _unfused_expert_extras(model, dev, c, o, tokens * k * cf * imb / tp, etp)
     wgrad = 0.5 * (u_b + d_b)  # a GEMM's backward: data and weight gradients, equal work
     return u_f + d_f + p_f + x_f + g_f, wgrad + p_b + x_b + g_b, wgrad
+
+
+def _busiest_rank(model: ModelSpec, g: LayoutGrid, o: TrainingOptions):
+    """Routed copies the busiest EP rank gets over the mean (perf/moe.py ``routing_imbalance``; 1 when even)."""
+    tok_e = moe_kernels.tokens_per_expert(g.mb * model.seq_len / g.cp, model.top_k, model.n_experts, g.ep, g.etp,
+                                          g.tp, o.capacity_factor)
+    return moe_kernels.routing_imbalance(tok_e, model.n_experts / g.ep, g.ep, balanced=o.force_balanced_routing)
 
 
 def _unfused_expert_extras(model: ModelSpec, dev, c: PerfConstants, o: TrainingOptions, rows, etp):
@@ -228,7 +235,8 @@ def _collectives(model, system, g, o, c, moe: bool, mixer: bool = True, ffn: boo
     if moe:
         copies = model.top_k * o.capacity_factor
         tp_ffn = ring_group(g.etp, 1, system, c).time("all_reduce", act * copies * g.etp / g.tp)
-        payload = tokens * copies * h * o.activation_bytes / g.tp
+        # random routing: the all-to-all ends when the busiest rank has received its copies
+        payload = tokens * copies * h * o.activation_bytes / g.tp * (1.0 if o.legacy else _busiest_rank(model, g, o))
         a2a = dispatch_time(payload, model.top_k, g.ep, g.etp, system, c,
                             dedup=o.moe_dispatcher == "flex" and not o.legacy, n_experts=model.n_experts)
     else:
