@@ -298,3 +298,13 @@ def test_gpt_oss_bf16_dispatcher_is_the_bridges_alltoall_unless_a_backend_is_nam
     for row in _rows("GPT OSS 120B", system, container, "BF16"):
         _, _, options, _, _ = describe_row(row)
         assert options.moe_dispatcher == dispatcher
+
+
+@pytest.mark.parametrize("container", ["25.11", "26.02", "26.04"])
+def test_gpt_oss_rows_run_fused_sink_attention_where_the_versions_are_stated(container):
+    """software-versions.md: TE >= 2.8 and cuDNN >= 9.13.1 in these releases, so no ``local`` fallback."""
+    rows = [r for r in ROWS if r["model"] == "GPT OSS 120B" and r["container"] == container]
+    assert len(rows) >= 4
+    for row in rows:
+        _, _, options, _, _ = describe_row(row)
+        assert options.flash_attention is True

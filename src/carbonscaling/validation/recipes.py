@@ -169,6 +169,16 @@ NOT_MODELLED_RECIPES = [
 #: run between the GEMMs, exposed.
 NO_TP_OVERLAP_PRECISIONS = ("NVFP4",)
 
+#: Attention of the gpt-oss rows (learnable sinks, ``softmax_type="learnable"``): no table, every row keeps
+#: the fused default (``flash_attention=True``). Megatron-Core's TE attention needs Transformer Engine
+#: >= 2.8 for a non-vanilla softmax, and Megatron-Bridge's ``GPTOSSProvider.provide`` (gpt_oss_provider.py
+#: at 12bc34a / 355cef4) falls back to Megatron-Core's unfused ``local`` attention only below TE 2.8; TE
+#: then selects cuDNN fused attention for sinks from cuDNN 9.13.1 (``get_fused_attn_backend``: "9.13.1+:
+#: vanilla, off-by-one, learnable"; FlashAttention is disabled for them). docs/releases/software-versions.md
+#: (at 2075a5b / c4a4b56) lists TE 2.7.0 / cuDNN 9.11.0.98 for 25.09 (no gpt-oss row), TE 2.9 / cuDNN
+#: 9.13.1.26 for 25.11, TE 2.12 / cuDNN 9.18.0.50 for 26.02, TE 2.14 / cuDNN 9.20.0.48 for 26.04: fused.
+#: 26.02.01, 26.04.01, 26.06, 26.06.01 and 26.08 are not listed in any stored version (not established).
+
 #: CUDA graphs of the recipes (Megatron-Core ``cuda_graph_impl`` / ``cuda_graph_scope``), as
 #: ``TrainingOptions.cuda_graph_scope``: () = none (eager: every kernel launched by the host),
 #: ("full_iteration",) = the whole step captured, else Transformer Engine per-layer graphs of those
