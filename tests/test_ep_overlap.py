@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from carbonscaling.hardware import load_system
-from carbonscaling.perf import step
+from carbonscaling.perf import layer, step
 from carbonscaling.perf.constants import default_constants
 from carbonscaling.perf.ep_overlap import combined_1f1b_layer_time
 from carbonscaling.perf.layout import Layout, LayoutGrid, TrainingOptions
@@ -113,13 +113,13 @@ def test_the_six_nodes_are_non_negative_and_sum_to_the_layer_compute(name, block
     mods = dict(recompute_modules=recompute) if recompute else {}
     o = TrainingOptions(precision="bf16", force_balanced_routing=True, overlap_ep_comm=True, **mods)
     captured = {}
-    real = step.combined_1f1b_layer_time
+    real = layer.combined_1f1b_layer_time
 
     def spy(*args):
         captured["parts"] = args[:6]
         return real(*args)
 
-    monkeypatch.setattr(step, "combined_1f1b_layer_time", spy)
+    monkeypatch.setattr(layer, "combined_1f1b_layer_time", spy)
     lt = step.layer_times(m, H100, g, o, C, moe=True, block=block)
     assert (int(g.rc[0]) == 1) == bool(recompute)  # selective recompute pinned or not
     parts = [float(p[0]) for p in captured["parts"]]

@@ -218,3 +218,42 @@ def pipeline_time(m, t_max, t_sum, v):
     Megatron-LM", SC 2021, Sec. 2.2.2.
     """
     return np.maximum(m * t_max + (t_sum - t_max) / v, t_sum + (m - 1) * t_max / v)
+
+
+def pipeline_send_time(send, stage_compute, v, overlap):
+    """Exposed seconds of one stage's pipeline sends per microbatch (forward and backward).
+
+    Each of the ``v`` model chunks sends its output forward and its input gradient backward
+    (``2 v`` sends of ``send`` seconds). Under interleaving Megatron-Core posts them
+    asynchronously (``overlap_p2p_comm``, which Megatron-Bridge's ``CommOverlapConfig`` turns
+    on whenever ``PP > 1`` and ``VP > 1``; with ``VP = 1`` it batches them instead,
+    ``batch_p2p_comm``): a forward send overlaps the next backward chunk (about 2/3 of a
+    chunk's compute), a backward send the next forward chunk (1/3), and only the excess is
+    exposed.
+
+    Parameters
+    ----------
+    send : float or ndarray
+        Seconds of one send of a microbatch's boundary activations (:func:`.comm.p2p_time`).
+    stage_compute : float or ndarray
+        Seconds of the stage's forward + backward for one microbatch, all its chunks.
+    v : float or ndarray
+        Model chunks per device (VP).
+    overlap : bool or ndarray
+        Sends overlapped (interleaved schedule with ``overlap_p2p_comm``).
+
+    Returns
+    -------
+    ndarray
+        Exposed seconds per microbatch: ``2 v send`` without overlap, else
+        ``v (max(0, send - 2 t/3) + max(0, send - t/3))`` with ``t`` one chunk's compute.
+
+    References
+    ----------
+    Megatron-Core ``forward_backward_pipelining_with_interleaving``
+    (``megatron/core/pipeline_parallel/schedules.py``, ``overlap_p2p_comm``); Megatron-Bridge
+    ``src/megatron/bridge/training/comm_overlap.py`` (``_get_model_comm_overlap_cfgs``).
+    """
+    chunk = stage_compute / np.maximum(v, 1)
+    hidden = v * (np.maximum(0.0, send - 2.0 * chunk / 3.0) + np.maximum(0.0, send - chunk / 3.0))
+    return np.where(overlap, hidden, 2.0 * v * send)
