@@ -138,6 +138,18 @@ def check_offload(pins: dict, model: ModelSpec, system: System, o: TrainingOptio
                                       f"got {pins['recompute']!r}")
 
 
+def check_ep_overlap(pins: dict, model: ModelSpec, o: TrainingOptions) -> None:
+    """Megatron-Core's rule for the EP all-to-all overlap (``overlap_moe_expert_parallel_comm``,
+    ``TransformerConfig.__post_init__``): with pipeline parallelism the schedule must be interleaved
+    ("virtual_pipeline_model_parallel_size must be specified when pipeline_model_parallel_size > 1");
+    the search leaves such layouts out (search_space.inner_combos), a pinned one is refused."""
+    if not (o.overlap_ep_comm and model.is_moe and not o.legacy):
+        return
+    if pins.get("pp", 1) > 1 and pins.get("vp") == 1:
+        raise InputError("vp", f"the EP all-to-all overlap (overlap_ep_comm) with pp {pins['pp']} needs vp > 1 "
+                               "(Megatron-Core), got 1")
+
+
 def _check_model_rules(p: dict, model: ModelSpec, o: TrainingOptions) -> None:
     if "tp" in p and model.n_heads % p["tp"]:
         raise InputError("tp", f"must divide n_heads ({model.n_heads}), got {p['tp']}")
@@ -313,6 +325,7 @@ def search(model: ModelSpec, system: System, *, deadline_days: float = 90.0, opt
     c = consts or default_constants()
     pins = _check_pinned(pinned or {}, model, o)
     check_offload(pins, model, system, o)
+    check_ep_overlap(pins, model, o)
     batch = pins.get("global_batch", model.batch_sequences)
     deadline_s = float(deadline_days) * 86400.0
     if pins.get("zero") == 4 and not o.flexible_sharding:

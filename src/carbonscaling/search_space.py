@@ -117,8 +117,11 @@ def inner_combos(model: ModelSpec, pinned: dict, options: TrainingOptions | None
                                                     + ([4] if o.flexible_sharding else []))
     fs = [pinned.get("fsdp", 0)]
     rcs = [(0, RL_ALL)] if o.cpu_offload_layers else _recompute_options(pinned, o)
+    # Megatron-Core's EP all-to-all overlap needs interleaving with pipelining (TransformerConfig asserts
+    # virtual_pipeline_model_parallel_size with pipeline_model_parallel_size > 1; search.check_ep_overlap)
+    no_vp1 = o.overlap_ep_comm and model.is_moe and not legacy
     vps = {p: [v for v in ([pinned["vp"]] if "vp" in pinned else interleave_options(model.n_layers, p, legacy))
-               if v == 1 or p > 1] for p in pps}
+               if (v == 1 or p > 1) and not (no_vp1 and p > 1 and v == 1)] for p in pps}
     experts = {t: _expert_options(model, pinned, t, legacy) for t in tps}
     # (EP, ETP, TP, CP, PP, VP) in loop order, each followed by every (mb, ZeRO, FSDP, recompute)
     outer = [(e, et, t, c, p, v) for t, c, p in itertools.product(tps, cps, pps)

@@ -1,0 +1,69 @@
+"""Megatron-Core's rule for the EP all-to-all overlap: with pipelining the schedule is interleaved.
+
+``TransformerConfig.__post_init__`` asserts ``virtual_pipeline_model_parallel_size`` when
+``overlap_moe_expert_parallel_comm`` and ``pipeline_model_parallel_size > 1``; the ramp term of
+perf/ep_overlap.py is derived for that schedule. The search must not offer PP > 1 with VP = 1 under
+the overlap, and a pinned one is a one-line input error (exit 2 from the CLI).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from carbonscaling.cli import main
+from carbonscaling.errors import InputError
+from carbonscaling.hardware import load_system
+from carbonscaling.perf.layout import TrainingOptions
+from carbonscaling.scaling import ModelSpec
+from carbonscaling.search import search
+from carbonscaling.search_space import inner_combos
+
+B200 = load_system("B200")
+MOE = ModelSpec(d_model=1024, n_layers=8, n_heads=8, n_kv_heads=8, head_dim=128, d_ff=4096, vocab=32000,
+                seq_len=2048, tokens=1e10, global_batch_tokens=64 * 2048, ffn_gated=True, n_experts=16, top_k=2,
+                d_expert=512, name="tiny-moe")
+
+
+def _pp_vp(options: TrainingOptions, model: ModelSpec = MOE) -> set:
+    c = inner_combos(model, {}, options, system=B200)
+    return set(zip(c["pp"].tolist(), c["v"].tolist()))
+
+
+def test_overlap_drops_pipelined_layouts_without_interleaving():
+    plain = _pp_vp(TrainingOptions())
+    assert any(p > 1 and v == 1 for p, v in plain)  # offered without the overlap
+    over = _pp_vp(TrainingOptions(overlap_ep_comm=True))
+    assert not any(p > 1 and v == 1 for p, v in over)
+    assert over == {(p, v) for p, v in plain if p == 1 or v > 1}  # nothing else removed
+
+
+def test_rule_applies_to_moe_under_the_megatron_convention_only():
+    dense = MOE.model_copy(update={"n_experts": 1, "top_k": 1, "d_expert": None, "name": "tiny-dense"})
+    assert _pp_vp(TrainingOptions(overlap_ep_comm=True), dense) == _pp_vp(TrainingOptions(), dense)
+    v1 = TrainingOptions(ep_convention="cs-v1")
+    assert _pp_vp(v1.model_copy(update={"overlap_ep_comm": True})) == _pp_vp(v1)
+
+
+def test_pinned_pp_without_interleaving_is_a_one_line_input_error():
+    with pytest.raises(InputError) as err:
+        search(MOE, B200, deadline_days=36500, options=TrainingOptions(overlap_ep_comm=True),
+               pinned={"devices": 16, "pp": 2, "vp": 1, "ep": 8})
+    assert err.value.field == "vp" and "\n" not in str(err.value)
+    r = search(MOE, B200, deadline_days=36500, options=TrainingOptions(overlap_ep_comm=True),
+               pinned={"devices": 16, "pp": 2, "ep": 8})
+    assert r.layout.pp == 2 and r.layout.vp > 1 and np.isfinite(r.duration_s)
+
+
+MODEL_FILE = ("d_model: 1024\nn_layers: 8\nn_heads: 8\nn_kv_heads: 8\nhead_dim: 128\nvocab: 32000\nseq_len: 2048\n"
+              "tokens: 1.0e+10\nffn_gated: true\nd_ff: 4096\nn_experts: 16\ntop_k: 2\nd_expert: 512\n")
+
+
+def test_cli_exits_2_naming_vp(tmp_path, capsys):
+    f = tmp_path / "m.yaml"
+    f.write_text(MODEL_FILE)
+    args = ["estimate", "--model-file", str(f), "--device", "B200", "--devices", "16", "--pp", "2", "--vp", "1",
+            "--ep", "8", "--overlap-ep-comm"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "vp" in err
