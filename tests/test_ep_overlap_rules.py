@@ -3,7 +3,8 @@
 ``TransformerConfig.__post_init__`` asserts ``virtual_pipeline_model_parallel_size`` when
 ``overlap_moe_expert_parallel_comm`` and ``pipeline_model_parallel_size > 1``; the ramp term of
 perf/ep_overlap.py is derived for that schedule. The search must not offer PP > 1 with VP = 1 under
-the overlap, and a pinned one is a one-line input error (exit 2 from the CLI).
+the overlap, and a pinned one is a one-line input error (exit 2 from the CLI). Under the papers'
+convention (cs-v1) the option keeps v1's meaning: no pairing, no ramp, no extra warm-up chunk.
 """
 
 from __future__ import annotations
@@ -67,3 +68,36 @@ def test_cli_exits_2_naming_vp(tmp_path, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "vp" in err
+
+
+# ---- the papers' convention keeps v1's overlap: hidden under the layer's own compute ----------
+
+def _v1(overlap: bool, vp: int = 1, pp: int = 1):
+    from carbonscaling.perf import step
+    from carbonscaling.perf.constants import default_constants
+    from carbonscaling.perf.layout import Layout, LayoutGrid
+    from carbonscaling.scaling import named_model
+
+    m, s, c = named_model("mixtral-8x7b"), load_system("B100"), default_constants()
+    g = LayoutGrid.from_layouts([Layout(tp=1, pp=pp, vp=vp, dp=8, ep=8, microbatch=1, global_batch_sequences=512)])
+    o = TrainingOptions(ep_convention="cs-v1", overlap_ep_comm=overlap)
+    return step.per_layer(m, s, g, o, c), step.evaluate(m, s, g, o, c)
+
+
+def test_cs_v1_overlap_hides_the_all_to_all_under_the_layers_own_compute():
+    lt_off, off = _v1(False)
+    lt_on, on = _v1(True)
+    a2a = float(lt_off.ep0[0])
+    assert a2a > 0
+    # v1: exposed = max(0, all-to-all - the layer's compute left by TP); none of Megatron-Core's pairing
+    assert float(lt_on.ep0[0]) == pytest.approx(max(0.0, a2a - float(lt_off.compute0[0])), abs=1e-15)
+    assert float(lt_on.ep_hidden0[0]) == pytest.approx(a2a - float(lt_on.ep0[0]))
+    # no unpaired-microbatch ramp under cs-v1: the step's exposed EP time is the layers' alone
+    assert float(on.ep_comm_s[0]) == pytest.approx(float(on.microbatches[0]) * 32 * float(lt_on.ep0[0]), abs=1e-12)
+    assert float(off.step_time_s[0]) > float(on.step_time_s[0])
+
+
+def test_cs_v1_overlap_adds_no_warm_up_chunk_to_memory():
+    _, off = _v1(False, vp=2, pp=4)
+    _, on = _v1(True, vp=2, pp=4)
+    assert float(on.mem_activations_gb[0]) == float(off.mem_activations_gb[0])

@@ -232,7 +232,7 @@ def layer_times(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOpti
     c1 = c0 + fwd
     tp1, tp_hidden1 = exposed(c1, 3.0 * tp_pair, None)
     a2a0 = (4.0 + moe_redo) * a2a  # a recomputed MoE dispatches again
-    if o.overlap_ep_comm and ffn == "moe":
+    if o.overlap_ep_comm and ffn == "moe" and not o.legacy:
         # Megatron-Core pairs this layer's nodes with another microbatch's (perf/ep_overlap.py); a
         # recomputed MoE's dispatch and combine and a fully recomputed layer's run exposed
         # (recompute_model_chunk_schedule_plan: "The A2A communications issued here are exposed").
@@ -241,15 +241,23 @@ def layer_times(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOpti
                                                         * model.d_model / sp + ffn_bytes * ffn_width))
         ep0 = np.maximum(0.0, combined_1f1b_layer_time(*parts, a2a) - c0) + moe_redo * a2a
         ep1 = ep0 + 2.0 * a2a
+        ep_hidden1 = a2a0 - ep0
+    elif o.overlap_ep_comm and ffn == "moe":
+        # cs-v1 (the papers' convention): the all-to-alls hide under what the layer's own compute
+        # leaves after the hidden TP collectives (DualPipe-style), as v1's model had it
+        ep0 = np.maximum(0.0, a2a0 - np.maximum(0.0, c0 - tp_hidden0))
+        ep1 = np.maximum(0.0, 6.0 * a2a - np.maximum(0.0, c1 - tp_hidden1))
+        ep_hidden1 = 6.0 * a2a - ep1
     else:
         ep0, ep1 = a2a0, 6.0 * a2a
+        ep_hidden1 = 0.0 * ep0
     cp0 = cp_f + cp_b
     time0 = c0 + tp0 + ep0 + cp0
     time1 = c1 + tp1 + ep1 + cp0 + cp_f
     host0, host_x = host_layer_excess(model, g, o, mixer, ffn, time0, time1)
     time0, time1 = time0 + host0, time1 + host0 + host_x
     ov0 = tp_hidden0 + (a2a0 - ep0)
-    ov1 = tp_hidden1 + (a2a0 - ep0)
+    ov1 = tp_hidden1 + ep_hidden1
     return LayerTimes(time0=time0, extra=time1 - time0, bwd0=bwd, bwd_extra=fwd, compute0=c0,
                       compute_extra=fwd, tp0=tp0, ep0=ep0, cp0=cp0, tp_extra=tp1 - tp0, ep_extra=ep1 - ep0,
                       cp_extra=cp_f,

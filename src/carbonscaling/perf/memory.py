@@ -431,7 +431,7 @@ def memory_per_device(model: ModelSpec, system: System, g: LayoutGrid, o: Traini
     # (layers, first?, last?, microbatches in flight, exists?) of the candidate peak stages
     # Megatron-Core's EP overlap schedules one more warm-up forward chunk with interleaving
     # (get_pp_rank_microbatches); at PP 1 its paired forward allocates what the backward frees.
-    ep_warmup = np.where((g.v > 1) & bool(o.overlap_ep_comm) & model.is_moe, 1.0 / v, 0.0)
+    ep_warmup = np.where((g.v > 1) & bool(o.overlap_ep_comm and not o.legacy) & model.is_moe, 1.0 / v, 0.0)
     stages = [
         (n_first, one, is_pp1, np.minimum(m, pp) * np.where(g.v > 1, 1.0 + (pp - 1) / (pp * v), 1.0) + ep_warmup,
          one),

@@ -212,7 +212,7 @@ def evaluate(model: ModelSpec, system: System, g: LayoutGrid, opts: TrainingOpti
     dp_exposed = step_exposed + mb_exposed
     overlapped = (per_step - step_exposed) + m * np.minimum(per_mb, t_first)
     overlapped = overlapped + m * (n_first * lt.overlapped0 + recomputed[0] * lt.overlapped_extra + p2p_hidden)
-    ramp = ep_overlap_ramp_time(g.pp, o.overlap_ep_comm, n_first, lt.ep_hidden0)
+    ramp = ep_overlap_ramp_time(g.pp, o.overlap_ep_comm and not o.legacy, n_first, lt.ep_hidden0)  # cs-v1: none
     ep_hidden = m * n_first * lt.ep_hidden0
     if o.overlap_ep_comm and o.moe_dispatcher == "flex" and not o.legacy:
         # DeepEP/HybridEP hold their SMs while hidden (perf/ep_overlap.py); NCCL's share stays in the global term
