@@ -67,6 +67,24 @@ def test_gpt_oss_moe_layer_pays_both_on_the_per_expert_path():
     assert float(fc[0] - f0[0]) == pytest.approx(rows * 2880 * 16 / BW)
 
 
+@pytest.mark.parametrize("etp", [2, 4])
+def test_expert_tensor_parallelism_keeps_each_ranks_clamp_and_bias_work(etp):
+    # ETP all-gathers the routed copies in its group (ETP x the rows) and splits the expert width
+    # (d_expert / ETP): the clamped FC1 units per rank do not change; FC2's full-width output (the
+    # bias add) grows ETP-fold. EP 64 -> 64 / ETP keeps the devices and the copies per expert group.
+    m = named_model("gpt-oss-120b")
+    o = TrainingOptions(precision="bf16", force_balanced_routing=True)
+    only_clamp, only_bias = (m.model_copy(update={"add_bias_linear": False}),
+                             m.model_copy(update={"activation_func_clamp_value": None}))
+    rows = 4 * 4096 * 4  # routed copies per rank per microbatch before the ETP gather (TP 1, balanced)
+    g = _grid(ep=64 // etp, etp=etp)
+    fc, _, _ = step._ffn(only_clamp, GB200, g, o, C, True)
+    fb, _, _ = step._ffn(only_bias, GB200, g, o, C, True)
+    f0, _, _ = step._ffn(_plain(m), GB200, g, o, C, True)
+    assert float(fc[0] - f0[0]) == pytest.approx(rows * 2880 * 16 / BW)
+    assert float(fb[0] - f0[0]) == pytest.approx(etp * rows * 2880 * 12 / BW)
+
+
 def test_fused_grouped_mlp_and_dense_layers_pay_nothing():
     m = named_model("gpt-oss-120b")
     g = _grid()

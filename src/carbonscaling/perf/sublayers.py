@@ -142,7 +142,8 @@ def _unfused_expert_extras(model: ModelSpec, dev, c: PerfConstants, o: TrainingO
     zero = 0.0 * rows
     if o.moe_grouped_gemm != "loop":
         return zero, zero
-    clamp = moe_kernels.clamped_glu_time(rows * model.d_expert / etp, dev, c)
+    # rows are the copies before the ETP all-gather: a rank clamps rows x ETP copies of width d_expert / ETP
+    clamp = moe_kernels.clamped_glu_time(rows * model.d_expert, dev, c)
     bias = moe_kernels.expert_bias_time(rows * etp * model.d_model, dev, c)
     on_c, on_b = model.activation_func_clamp_value is not None, model.add_bias_linear
     return clamp[0] * on_c + bias[0] * on_b, clamp[1] * on_c + bias[1] * on_b
