@@ -26,7 +26,7 @@ from .ep_overlap import combined_1f1b_layer_time
 from .groups import group_rows
 from .host import host_layer_excess
 from .layout import LayoutGrid, TrainingOptions
-from .moe import dispatch_time
+from .moe_dispatch import dispatch_time
 from .sublayers import _attention, _busiest_rank, _ffn, _mamba, _routed_experts
 
 

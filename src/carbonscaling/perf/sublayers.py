@@ -18,7 +18,7 @@ from . import kernels as K
 from . import moe as moe_kernels
 from .constants import PerfConstants
 from .layout import LayoutGrid, TrainingOptions
-from .moe import permute_time
+from .moe_dispatch import permute_time
 
 
 def _attention(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOptions, c: PerfConstants):
