@@ -51,6 +51,11 @@ def test_pinned_pp_without_interleaving_is_a_one_line_input_error():
         search(MOE, B200, deadline_days=36500, options=TrainingOptions(overlap_ep_comm=True),
                pinned={"devices": 16, "pp": 2, "vp": 1, "ep": 8})
     assert err.value.field == "vp" and "\n" not in str(err.value)
+    with pytest.raises(InputError) as err:  # Megatron-Core: only with expert parallelism
+        search(MOE, B200, deadline_days=36500, options=TrainingOptions(overlap_ep_comm=True),
+               pinned={"devices": 16, "ep": 1})
+    assert err.value.field == "ep" and "\n" not in str(err.value)
+    search(MOE, B200, deadline_days=36500, pinned={"devices": 16, "ep": 1})  # fine without the overlap
     r = search(MOE, B200, deadline_days=36500, options=TrainingOptions(overlap_ep_comm=True),
                pinned={"devices": 16, "pp": 2, "ep": 8})
     assert r.layout.pp == 2 and r.layout.vp > 1 and np.isfinite(r.duration_s)

@@ -126,8 +126,12 @@ def check_offload(pins: dict, model: ModelSpec, system: System, o: TrainingOptio
     if o.legacy:
         raise InputError("cpu_offload_layers", "CPU offloading needs ep_convention='megatron'")
     if system.device.host_link_gb_s is None:
+        from ._data import load_yaml
+
+        have = ", ".join(load_yaml("host_link.yaml")["devices"])
         raise InputError("cpu_offload_layers", f"{system.device.name} has no host link in the catalog "
-                                               "(data/host_link.yaml); CPU offloading needs one")
+                                               f"(data/host_link.yaml); CPU offloading needs one "
+                                               f"(devices with one: {have})")
     if pins.get("pp", 1) != 1:
         raise InputError("pp", f"CPU offloading (cpu_offload_layers) needs pp 1 (Megatron-Core), got {pins['pp']}")
     if o.cuda_graph_scope and o.cuda_graph_scope != ("full_iteration",):
@@ -141,10 +145,13 @@ def check_offload(pins: dict, model: ModelSpec, system: System, o: TrainingOptio
 def check_ep_overlap(pins: dict, model: ModelSpec, o: TrainingOptions) -> None:
     """Megatron-Core's rule for the EP all-to-all overlap (``overlap_moe_expert_parallel_comm``,
     ``TransformerConfig.__post_init__``): with pipeline parallelism the schedule must be interleaved
-    ("virtual_pipeline_model_parallel_size must be specified when pipeline_model_parallel_size > 1");
-    the search leaves such layouts out (search_space.inner_combos), a pinned one is refused."""
+    ("virtual_pipeline_model_parallel_size must be specified when pipeline_model_parallel_size > 1"), and
+    expert parallelism is needed; the search leaves such layouts out (search_space.inner_combos; its EP
+    options are >= 2 for MoE models), a pinned one is refused."""
     if not (o.overlap_ep_comm and model.is_moe and not o.legacy):
         return
+    if pins.get("ep") == 1:  # "overlap_moe_expert_parallel_comm is only supported with expert model parallelism"
+        raise InputError("ep", "the EP all-to-all overlap (overlap_ep_comm) needs ep > 1 (Megatron-Core), got 1")
     if pins.get("pp", 1) > 1 and pins.get("vp") == 1:
         raise InputError("vp", f"the EP all-to-all overlap (overlap_ep_comm) with pp {pins['pp']} needs vp > 1 "
                                "(Megatron-Core), got 1")
