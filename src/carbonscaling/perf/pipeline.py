@@ -255,5 +255,5 @@ def pipeline_send_time(send, stage_compute, v, overlap):
     ``src/megatron/bridge/training/comm_overlap.py`` (``_get_model_comm_overlap_cfgs``).
     """
     chunk = stage_compute / np.maximum(v, 1)
-    hidden = v * (np.maximum(0.0, send - 2.0 * chunk / 3.0) + np.maximum(0.0, send - chunk / 3.0))
-    return np.where(overlap, hidden, 2.0 * v * send)
+    exposed = v * (np.maximum(0.0, send - 2.0 * chunk / 3.0) + np.maximum(0.0, send - chunk / 3.0))
+    return np.where(overlap, exposed, 2.0 * v * send)
