@@ -153,3 +153,23 @@ def test_page_and_static_files(client):
     for name in ("app.js", "style.css"):
         assert client.get(f"/static/{name}").status_code == 200
     assert client.get("/openapi.json").json()["paths"]["/api/estimate"]["post"]
+
+
+def test_list_options_take_the_clis_comma_separated_string(client):
+    """``recompute_modules`` / ``cuda_graph_scope`` as a JSON list or as the CLI's string: one answer;
+    a wrong value is 422 naming the field and the allowed values (it was 'not a valid tuple')."""
+    base = {"model": "llama3.1-8b", "device": "H100-SXM", "deadline_days": 60}
+    as_list = client.post("/api/estimate", json={**base, "recompute_modules": ["core_attn", "mlp"],
+                                                 "cuda_graph_scope": ["attn", "mlp"]})
+    as_text = client.post("/api/estimate", json={**base, "recompute_modules": "mlp,core_attn",
+                                                 "cuda_graph_scope": "attn,mlp"})
+    assert as_list.status_code == as_text.status_code == 200
+    assert as_list.json()["breakdown"]["step"] == as_text.json()["breakdown"]["step"]
+    assert as_list.json()["settings"] == as_text.json()["settings"]
+    eager = client.post("/api/estimate", json={**base, "cuda_graph_scope": "none"})
+    assert eager.status_code == 200 and eager.json()["settings"] != as_list.json()["settings"]
+    bad = client.post("/api/estimate", json={**base, "cuda_graph_scope": "attn,bogus"})
+    assert bad.status_code == 422
+    body = bad.json()
+    assert body["field"] == "cuda_graph_scope" and "allowed: none, full_iteration" in body["message"]
+    assert "\n" not in body["error"]

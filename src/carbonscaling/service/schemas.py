@@ -13,7 +13,7 @@ disk), and a model file's *text* can be pasted as ``model_yaml``.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Union, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
@@ -47,7 +47,14 @@ class _Choice(BaseModel):
 
 def _fields(names) -> dict[str, tuple[Any, Any]]:
     where = flat_fields()
-    return {n: (where[n][1].annotation, where[n][1]) for n in names}
+    return {n: (_as_sent(where[n][1].annotation), where[n][1]) for n in names}
+
+
+def _as_sent(annotation):
+    """List-valued options (``recompute_modules``, ``cuda_graph_scope``) also as the CLI's
+    comma-separated string: the spec's own validator parses and checks it (HTTP 422 with the
+    allowed values when it is wrong)."""
+    return Union[annotation, str] if get_origin(annotation) is tuple else annotation
 
 
 _ESTIMATE_FIELDS = [n for n in flat_fields() if n not in _REPLACED]
