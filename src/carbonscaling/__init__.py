@@ -38,7 +38,7 @@ _EXPORTS = {
     "Device": "carbonscaling.hardware",
     "System": "carbonscaling.hardware",
     "Layout": "carbonscaling.perf.layout",
-    "TrainingOptions": "carbonscaling.perf.layout",
+    "TrainingOptions": "carbonscaling.perf.options",
     "CarbonScalingError": "carbonscaling.errors",
     "InputError": "carbonscaling.errors",
     "InfeasibleError": "carbonscaling.errors",

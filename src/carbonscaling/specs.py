@@ -8,7 +8,7 @@ frozen parts:
 * :class:`LayoutPins` - the parts of the parallel layout that are fixed (Megatron-Core names);
   the search chooses the rest;
 * :class:`Recipe` - the training options every layout shares (precision, overlap, ...); it is
-  :class:`carbonscaling.perf.layout.TrainingOptions`, re-exported;
+  :class:`carbonscaling.perf.options.TrainingOptions`, re-exported;
 * :class:`SearchSettings` - the deadline and the layout objective;
 * :class:`CarbonSettings` - the carbon accounting (grid intensity, PUE, lifetime, ...).
 

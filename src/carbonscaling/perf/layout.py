@@ -2,9 +2,8 @@
 
 A :class:`Layout` is one concrete parallel configuration, named as Megatron-Core names
 it. A :class:`LayoutGrid` holds many layouts as parallel numpy arrays so the step-time
-model evaluates thousands at once. :class:`TrainingOptions` are the software choices
-that apply to every layout of a run (precision, FlashAttention, overlap, the Fig. 9
-knobs, the layout convention).
+model evaluates thousands at once. :class:`TrainingOptions` (:mod:`.options`, importable
+from here too) are the software choices that apply to every layout of a run.
 
 Megatron-Core semantics (``ep_convention='megatron'``, the default):
 ``devices = TP x CP x PP x DP``. Expert parallelism is carved out of the same devices:
@@ -29,169 +28,15 @@ from dataclasses import dataclass
 from typing import Literal, Optional
 
 import numpy as np
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
-from ..formats import PRECISIONS, canonical_precision, number_format
+from .options import (CUDA_GRAPH_SCOPES, EP_CONVENTIONS, MFU_CONVENTIONS, RECOMPUTE_MODULES,  # noqa: F401
+                      TrainingOptions)
 
 RECOMPUTE_MODES = ("none", "selective", "full")
-#: Megatron-Core ``recompute_modules`` (TransformerConfig): what selective recompute repeats.
-RECOMPUTE_MODULES = ("core_attn", "moe_act", "layernorm", "mla_up_proj", "mlp", "moe", "shared_experts")
 Recompute = Literal["none", "selective", "full"]
-#: Megatron-Core ``cuda_graph_scope`` values: the whole training step, or per-layer graphs of these parts.
-CUDA_GRAPH_SCOPES = ("full_iteration", "attn", "mlp", "moe", "moe_router", "moe_preprocess", "mamba")
-EP_CONVENTIONS = ("megatron", "cs-v1")
-MFU_CONVENTIONS = ("megatron", "palm", "cs-paper")  # carbonscaling.mfu
 RL_ALL = 1 << 30  # grid value of recompute_layers: every layer of a (virtual) stage
 RL_AUTO = -1      # search-only grid value: the fewest recomputed layers that fit in memory
-
-
-class TrainingOptions(BaseModel):
-    """Software choices shared by every layout of a run."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    # Descriptions are the CLI's help (carbonscaling.specs derives the options from them).
-    precision: Literal[PRECISIONS] = Field(  # aliases (fp8-cs, FP8-MX, ...) normalised; see formats.yaml
-        default="bf16", description="GEMM number format: bf16, fp16, fp8 (fp8-cs), fp8-delayed, fp8-blockwise, "
-                                    "mxfp8 (fp8-mx), nvfp4, mxfp4; the device must run it.")
-    flash_attention: bool = Field(default=True, description="Fused attention kernels.")
-    sequence_parallel: bool = Field(default=True, description="Megatron sequence parallelism with TP.")
-    overlap_grad_reduce: bool = Field(default=True, description="Overlap the data-parallel gradient reduction "
-                                                                "with the backward pass.")
-    grad_reduce_in_fp32: bool = Field(default=True, description="Accumulate and reduce gradients in fp32 "
-                                                                "(Megatron DDP grad_reduce_in_fp32); off: in BF16, as "
-                                                                "Megatron-Bridge's performance recipes run.")
-    overlap_tp_comm: bool = Field(default=False, description="Hide TP collectives under compute.")
-    overlap_pp_comm: bool = Field(default=True, description="Overlap pipeline sends with the neighbouring chunk's "
-                                                            "compute when interleaving (VP > 1; Megatron "
-                                                            "overlap_p2p_comm); with VP = 1 they are exposed.")
-    overlap_ep_comm: bool = Field(default=False, description="Hide the expert all-to-all under another "
-                                                             "microbatch's compute (Megatron-Core "
-                                                             "overlap_moe_expert_parallel_comm).")
-    capacity_factor: float = Field(default=1.0, ge=1.0, le=4.0, description="MoE expert capacity factor.")
-    moe_dispatcher: Literal["flex", "alltoall"] = Field(
-        default="flex", description="MoE token dispatcher: flex (DeepEP/HybridEP: one network copy per destination "
-                                    "node, as Megatron-Bridge's MoE recipes run) or alltoall (one per expert).")
-    moe_grouped_gemm: Literal["loop", "fused"] = Field(
-        default="loop", description="MoE expert GEMMs: loop (Transformer Engine's grouped GEMM, one cuBLAS GEMM per "
-                                    "local expert) or fused (one fused grouped-MLP kernel, TE's CuTe-DSL kernel of "
-                                    "recent MXFP8 recipes): no per-expert cost.")
-    recompute_modules: tuple[Literal[RECOMPUTE_MODULES], ...] = Field(
-        default=("core_attn",), json_schema_extra={"metavar": "MODULES"},
-        description="Modules selective recompute repeats (Megatron-Core recompute_modules, comma-separated): "
-                    "core_attn, moe_act, layernorm, mla_up_proj, mlp, moe, shared_experts.")
-    cuda_graph_scope: tuple[Literal[CUDA_GRAPH_SCOPES], ...] = Field(
-        default=("full_iteration",), json_schema_extra={"metavar": "SCOPES"},
-        description="CUDA graphs (Megatron-Core cuda_graph_scope, comma-separated; none = eager): full_iteration "
-                    "(the whole step: no host launch cost), or per-layer graphs of attn, mlp, moe, moe_router, "
-                    "moe_preprocess, mamba; every kernel outside a graph costs host launch time (perf/host.py).")
-    cpu_offload_layers: int = Field(
-        default=0, ge=0, le=100_000, json_schema_extra={"metavar": "LAYERS"},
-        description="Activation CPU offloading (Megatron-Core cpu_offloading_num_layers; 0 = off): the first LAYERS "
-                    "layers' saved activations go to host memory in their forward and come back for their backward "
-                    "(Transformer Engine), overlapped with the other layers' compute; needs PP 1, no recompute and a "
-                    "device with a host link (data/host_link.yaml).")
-    # v1 Fig. 9 / v2 Fig. 6b knobs (see docs/performance.md).
-    dynamic_eviction: bool = Field(default=False, description="Coop-style allocator (less fragmentation).")
-    flexible_sharding: bool = Field(default=False, description="LinS/hpZ-style ZeRO-3 within the node.")
-    qat: bool = Field(default=False, description="Quantization-aware training: 8-bit compute, memory and "
-                                                 "communication.")
-    force_balanced_routing: bool = Field(default=False, description="MoE experts get exactly their share of "
-                                                                     "tokens (token-drop runs padded to capacity); off: "
-                                                                     "random top-k loads the busiest rank more (learned "
-                                                                     "routers, and Megatron's "
-                                                                     "moe_router_force_load_balancing, which routes on "
-                                                                     "random logits).")
-    ep_convention: Literal["megatron", "cs-v1"] = Field(
-        default="megatron", description="Layout convention: megatron (devices = TP x CP x PP x DP, EP inside "
-                                        "DP x CP) or cs-v1 (the papers: EP multiplies the devices).")
-    mfu_convention: Literal["megatron", "palm", "cs-paper"] = Field(
-        default="megatron", description="How MFU counts model FLOPs (carbonscaling.mfu): megatron (6 x non-embedding "
-                                        "matmul weights incl. the logit layer + causal attention counted half), "
-                                        "palm (PaLM App. B / torchtitan: 6N without the input embedding + full "
-                                        "attention) or cs-paper (the papers: 6 N_active incl. embeddings + full "
-                                        "attention).")
-
-    @field_validator("precision", mode="before")
-    @classmethod
-    def _canonical_precision(cls, v):
-        if not isinstance(v, str):
-            return v
-        try:
-            return canonical_precision(v)
-        except ValueError as err:  # pydantic adds the field name itself
-            raise ValueError(getattr(err, "message", str(err))) from None
-
-    @field_validator("recompute_modules", mode="before")
-    @classmethod
-    def _module_list(cls, v):
-        # The CLI passes "mla_up_proj,mlp"; one order (Megatron's list) keeps equal sets equal (cache keys).
-        if isinstance(v, str):
-            v = [m.strip() for m in v.split(",") if m.strip()]
-        if isinstance(v, (list, tuple, set, frozenset)):
-            bad = [m for m in v if m not in RECOMPUTE_MODULES]
-            if bad:
-                raise ValueError(f"unknown module {bad[0]!r}; allowed: {', '.join(RECOMPUTE_MODULES)}")
-            return tuple(m for m in RECOMPUTE_MODULES if m in set(v))
-        return v
-
-    @field_validator("cuda_graph_scope", mode="before")
-    @classmethod
-    def _graph_scope(cls, v):
-        # "none" / "" / [] = eager (Megatron-Core cuda_graph_impl="none"); one order keeps equal sets equal.
-        if isinstance(v, str):
-            v = [] if v.strip().lower() in ("", "none") else [m.strip() for m in v.split(",") if m.strip()]
-        if isinstance(v, (list, tuple, set, frozenset)):
-            bad = [m for m in v if m not in CUDA_GRAPH_SCOPES]
-            if bad:
-                raise ValueError(f"unknown scope {bad[0]!r}; allowed: none, {', '.join(CUDA_GRAPH_SCOPES)}")
-            if "full_iteration" in v and len(set(v)) > 1:
-                raise ValueError("full_iteration captures the whole step; it cannot be combined with per-layer scopes")
-            return tuple(m for m in CUDA_GRAPH_SCOPES if m in set(v))
-        return v
-
-    @property
-    def selective_modules(self) -> frozenset:
-        """Modules selective recompute repeats beyond what FlashAttention already does (core_attn)."""
-        return frozenset(self.recompute_modules) - {"core_attn"}
-
-    @property
-    def gemm_precision(self) -> str:
-        """The format the quantized GEMMs run in (QAT: the papers' 8-bit rate)."""
-        if self.qat and not number_format(self.precision).quantized:
-            return "fp8-qat"
-        return "bf16" if self.precision == "fp16" else self.precision
-
-    def gradient_bytes(self, c) -> float:
-        """Bytes per gradient element kept and reduced.
-
-        Parameters
-        ----------
-        c : PerfConstants
-            ``grad_reduce_bytes_bf16`` (fp32 gradients) and ``grad_reduce_bytes_fp16``.
-
-        Returns
-        -------
-        float
-            Bytes: half precision with fp16 or ``grad_reduce_in_fp32=False``, else fp32.
-        """
-        half = self.precision == "fp16" or not self.grad_reduce_in_fp32
-        return c.grad_reduce_bytes_fp16 if half else c.grad_reduce_bytes_bf16
-
-    @property
-    def activation_bytes(self) -> float:
-        """Bytes of one activation element moved between devices (QAT sends 8-bit)."""
-        return 1.0 if self.qat else 2.0
-
-    @property
-    def gemm_input_bytes(self) -> float:
-        """Bytes per element of a quantized GEMM's operands as read from HBM (scales included)."""
-        return number_format(self.gemm_precision).stored_bytes
-
-    @property
-    def legacy(self) -> bool:
-        """CarbonScaling v1's layout rules (EP multiplies devices, v1 pipeline/recompute rules)."""
-        return self.ep_convention == "cs-v1"
 
 
 class Layout(BaseModel):
