@@ -50,8 +50,9 @@ def _is(value):
     return lambda v: v is value
 
 
-#: Per fact: what the entry is keyed on (besides model), whether it may end (last_container), and the
-#: options it must set -> (check, allowed values in words). ``None`` for a key: any value, checked by hand.
+#: Per fact: ``keyed`` -- True: model, system and layout; False: the model only; None: neither (precisions
+#: only); ``ends``: may have a last_container; ``note``: must say what the row reports; and the options it
+#: must (``sets``) or may (``optional``) set -> (check, allowed values in words).
 _FACTS: dict[str, dict[str, Any]] = {
     "fused_moe": {"keyed": True, "sets": {"cutedsl_fused_grouped_mlp": (_is(True), "true"),
                                           "moe_a2a_overlap": (_is_bool, "true or false")}},
