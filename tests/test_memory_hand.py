@@ -4,7 +4,8 @@ ZeRO stage and each recompute mode.
 
 The formulas below are written out from Korthikanti et al. 2022 (activations), Narayanan et
 al. 2021 (microbatches in flight under interleaved 1F1B) and Rajbhandari et al. 2020 (ZeRO),
-term by term, so a changed term in ``perf/memory.py`` changes a field by far more than 1e-9.
+term by term, so a changed term in ``perf/memory.py`` (or the ``perf/parameters.py`` and
+``perf/activations.py`` it adds up) changes a field by far more than 1e-9.
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from .comm import ring_group
-from .memory import Memory, data_parallel_groups, local_shards
+from .memory import Memory
+from .parameters import data_parallel_groups, local_shards
 
 
 def data_parallel_time(model, system, g, o, c, mem: Memory):

@@ -20,13 +20,14 @@ import numpy as np
 from ..hardware import System
 from ..scaling import ModelSpec
 from . import kernels as K
+from .activations import activation_bytes_per_layer
 from .comm import p2p_time
 from .constants import PerfConstants, default_constants
 from .data_parallel import data_parallel_time
 from .ep_overlap import ep_overlap_ramp_time, ep_overlap_slowdown
 from .layer import LayerTimes, per_layer
 from .layout import LayoutGrid, TrainingOptions
-from .memory import Memory, activation_bytes_per_layer, memory_per_device
+from .memory import Memory, memory_per_device
 from .offload import offload_times
 from .pipeline import pipeline_send_time, pipeline_time, stage_layers
 
@@ -79,7 +80,7 @@ class StepResult:
         return StepResult(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
 
 
-def stage_times(model, system, g, o, c, lt: LayerTimes, split, recomputed):
+def stage_times(model, system, g, o, c, lt: LayerTimes, split, recomputed, offload=None):
     """Per-microbatch (first, middle, last) stage times, their max and sum, and the pieces.
 
     The first stage also runs the embedding, the last the output layer, cross-entropy and
@@ -105,6 +106,9 @@ def stage_times(model, system, g, o, c, lt: LayerTimes, split, recomputed):
         Layers on the (first, middle, last) stage (:func:`.pipeline.stage_layers`).
     recomputed : tuple of ndarray
         Fully recomputed layers on those stages.
+    offload : tuple of ndarray, optional
+        The exposed and hidden activation CPU-offloading copies of one microbatch
+        (``_offload_times``; computed here when omitted).
 
     Returns
     -------
@@ -134,7 +138,7 @@ def stage_times(model, system, g, o, c, lt: LayerTimes, split, recomputed):
     def stage(n, r):
         return n * lt.time0 + r * lt.extra
 
-    off_exposed, off_hidden = _offload_times(model, system, g, o, lt)
+    off_exposed, off_hidden = _offload_times(model, system, g, o, lt) if offload is None else offload
     c_first = stage(n_first, r_first) + emb + np.where(g.pp == 1, head + mtp, 0.0) + off_exposed
     c_last = stage(n_last, r_last) + head + mtp
     c_mid = stage(n_mid, r_mid)
@@ -195,7 +199,7 @@ def evaluate(model: ModelSpec, system: System, g: LayoutGrid, opts: TrainingOpti
     o = opts or TrainingOptions()
     c = consts or default_constants()
     m = g.micro.astype(float)
-    lt, (n_first, n_mid, n_last), mem, recomputed, times = _stages(model, system, g, o, c)
+    lt, (n_first, n_mid, n_last), mem, recomputed, times, offload = _stages(model, system, g, o, c)
     t_first, t_max, t_sum, p2p, ends, r_total, p2p_hidden = times
     rl = mem.recompute_layers
     pipeline = pipeline_time(m, t_max, t_sum, g.v)
@@ -234,7 +238,7 @@ def evaluate(model: ModelSpec, system: System, g: LayoutGrid, opts: TrainingOpti
         step_time_s=step,
         compute_s=share * (n_layers * lt.compute0 + r_total * lt.compute_extra + ends),
         host_s=share * (n_layers * lt.host0 + r_total * lt.host_extra) + 0.0 * step,
-        offload_s=share * _offload_times(model, system, g, o, lt)[0] + 0.0 * step,
+        offload_s=share * offload[0] + 0.0 * step,
         bubble_s=bubble,
         tp_comm_s=share * (n_layers * lt.tp0 + r_total * lt.tp_extra),
         pp_comm_s=m * p2p,
@@ -263,15 +267,17 @@ def _fits(system: System, mem: Memory, n_first) -> np.ndarray:
 
 def _stages(model, system, g, o, c, times: bool = True):
     """What :func:`evaluate` builds the step from: layer times, stage layer counts, memory,
-    recomputed layers per stage and :func:`stage_times` (``times=False``: memory only)."""
+    recomputed layers per stage, :func:`stage_times` and the exposed and hidden CPU-offloading
+    copies it was given (``times=False``: memory only)."""
     n = stage_layers(model.n_layers, g.pp, g.v, legacy=o.legacy)
     mem = memory_per_device(model, system, g, o, c, n[0], n[2], n[1])
     if not times:
-        return None, n, mem, None, None
+        return None, n, mem, None, None, None
     lt = per_layer(model, system, g, o, c)
     rl = mem.recompute_layers
     recomputed = tuple(np.where(g.rc == 2, np.minimum(k, g.v * rl), 0) for k in n)
-    return lt, n, mem, recomputed, stage_times(model, system, g, o, c, lt, n, recomputed)
+    offload = _offload_times(model, system, g, o, lt)
+    return lt, n, mem, recomputed, stage_times(model, system, g, o, c, lt, n, recomputed, offload), offload
 
 
 def memory_fit(model: ModelSpec, system: System, g: LayoutGrid, opts: TrainingOptions | None = None,
@@ -299,7 +305,7 @@ def memory_fit(model: ModelSpec, system: System, g: LayoutGrid, opts: TrainingOp
         Recomputed layers per (virtual) stage under full recompute.
     """
     o, c = opts or TrainingOptions(), consts or default_constants()
-    _, n, mem, _, _ = _stages(model, system, g, o, c, times=False)
+    _, n, mem, _, _, _ = _stages(model, system, g, o, c, times=False)
     return _fits(system, mem, n[0]), mem.recompute_layers
 
 
@@ -330,5 +336,5 @@ def stage_bounds(model: ModelSpec, system: System, g: LayoutGrid, opts: Training
         Whether each layout fits in the device's HBM.
     """
     o, c = opts or TrainingOptions(), consts or default_constants()
-    _, n, mem, _, times = _stages(model, system, g, o, c)
+    _, n, mem, _, times, _ = _stages(model, system, g, o, c)
     return times[1], times[2], _fits(system, mem, n[0])
