@@ -25,7 +25,8 @@ predicted with the search, whose only freedom is what the table does not state:
   recipe with the fused grouped MLP and overlapped all-to-all (:data:`FUSED_MOE_RECIPES`);
   the other recipe options a row's release and layout state (module recompute, the Qwen3
   scripts' recompute off, token dispatcher, all-to-all overlap, ETP) come from the tables of
-  :mod:`carbonscaling.validation.recipes`, each with the config files and commits it was read from;
+  :mod:`carbonscaling.validation.recipes`, built from ``data/megatron_bridge_recipes.yaml`` (each
+  entry with the config files and commits it was read from);
 * job placement on NVL72 racks: the launcher's default Slurm segment (:func:`segment_domain`),
   so jobs of 128+ GPUs see 64-GPU NVLink domains, not the rack's 72.
 
