@@ -37,6 +37,9 @@ class Device(BaseModel):
     peak_tflops: float = Field(gt=0, le=1e7, description="dense FP16/BF16 TFLOP/s")
     peak_tflops_fp8: float | None = Field(default=None, gt=0, le=1e7, description="dense FP8 TFLOP/s")
     peak_tflops_fp4: float | None = Field(default=None, gt=0, le=1e7, description="dense FP4 (NVFP4/MXFP4) TFLOP/s")
+    peak_tflops_tf32: float | None = Field(default=None, gt=0, le=1e7,
+                                           description="dense TF32 TFLOP/s (data/tf32.yaml): FP32-operand GEMMs "
+                                                       "such as an FP32 MoE router's backward")
     formats: tuple[str, ...] = Field(default=(), description="number formats the tensor cores run; empty: bf16, "
                                                              "fp16, and fp8 when an 8-bit rate is given")
     hbm_gb: float = Field(gt=0, le=1e6)
@@ -217,6 +220,11 @@ def _catalog() -> dict[str, dict]:
         entry.update({k: rates[k] for k in ("mma_bf16_flop_per_clk_per_sm", "sfu_ex2_per_clk_per_sm")})
         entry["cell_flags"] = {**entry.get("cell_flags", {}), **rates["flags"]}
         entry["source"] = f"{entry.get('source', '')} | data/sfu.yaml: {rates['source']}".lstrip(" |")
+    for name, tf32 in load_yaml("tf32.yaml")["devices"].items():  # TF32 tensor-core peaks (FP32 routers)
+        entry = merged[name] = dict(merged[name])
+        entry["peak_tflops_tf32"] = tf32["peak_tflops_tf32"]
+        entry["cell_flags"] = {**entry.get("cell_flags", {}), "peak_tflops_tf32": tf32["flag"]}
+        entry["source"] = f"{entry.get('source', '')} | data/tf32.yaml: {tf32['source']}".lstrip(" |")
     for name, link in load_yaml("host_link.yaml")["devices"].items():  # CPU-GPU link (activation offloading)
         entry = merged[name] = dict(merged[name])
         entry["host_link_gb_s"] = link["host_link_gb_s"]
@@ -338,6 +346,7 @@ def project(system: System, years_ahead: float = 0.0, *, cpa_growth_per_year: fl
         "peak_tflops": dev.peak_tflops * r[("core", "throughput")] ** y,
         "peak_tflops_fp8": dev.peak_tflops_fp8 * r[("core", "throughput")] ** y if dev.peak_tflops_fp8 else None,
         "peak_tflops_fp4": dev.peak_tflops_fp4 * r[("core", "throughput")] ** y if dev.peak_tflops_fp4 else None,
+        "peak_tflops_tf32": dev.peak_tflops_tf32 * r[("core", "throughput")] ** y if dev.peak_tflops_tf32 else None,
         "sram_mb": dev.sram_mb * r[("core", "sram")] ** y,
         "tdp_w": dev.tdp_w * r[("core", "power")] ** y,
         "die_area_mm2": dev.die_area_mm2 * r[("core", "area")] ** y,

@@ -84,6 +84,10 @@ class ModelSpec(BaseModel):
                                                  "gpt-oss 7); None: no clamp")
     add_bias_linear: bool = Field(default=False, description="linear layers carry biases (Megatron add_bias_linear; "
                                                              "gpt-oss); parameters not counted (negligible)")
+    moe_router_dtype: Literal["fp32", "fp64"] | None = Field(
+        default=None, description="router GEMM output dtype (Megatron moe_router_dtype): 'fp32' runs the router's "
+                                  "backward GEMMs on FP32 operands (TF32 tensor cores) with casts; 'fp64' is "
+                                  "accepted but not costed; None: the router in the input's BF16")
     # Hybrid Mamba-2 / attention / MoE stacks (Nemotron-H, Nemotron 3): one block per layer.
     hybrid_pattern: str | None = Field(default=None, pattern=r"^[ME*-]+$",
                                        description="Megatron hybrid_override_pattern, one symbol per layer: "

@@ -48,6 +48,8 @@ class PerfConstants:
     moe_expert_bias_fwd_bytes: float
     moe_expert_bias_bwd_bytes: float
     moe_add_bytes: float
+    moe_router_fp32_fwd_bytes: float
+    moe_router_fp32_bwd_bytes: float
     ssm_chunk: int
     ep_comm_sms: int = 20
     fp8_param_gather_formats: tuple = ("fp8", "fp8-delayed", "mxfp8")
@@ -129,6 +131,8 @@ def default_constants() -> PerfConstants:
         moe_expert_bias_fwd_bytes=v("moe", "expert_bias_forward_bytes_per_element"),
         moe_expert_bias_bwd_bytes=v("moe", "expert_bias_backward_bytes_per_element"),
         moe_add_bytes=v("moe", "add_bytes_per_element"),
+        moe_router_fp32_fwd_bytes=v("moe", "router_fp32_forward_bytes_per_logit"),
+        moe_router_fp32_bwd_bytes=v("moe", "router_fp32_backward_bytes_per_element"),
         ssm_chunk=int(v("ssm", "chunk")),
         ep_comm_sms=int(v("overlap", "ep_comm_sms")),
         fp8_param_gather_formats=tuple(v("mixed_precision", "fp8_param_gather_formats")),

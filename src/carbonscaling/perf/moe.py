@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import InputError
 from ..formats import number_format
 from ..hardware import Device
 from . import kernels as K
@@ -275,3 +276,62 @@ def input_output_add_time(tokens, d_model, shared_experts, device: Device, c: Pe
     n = np.asarray(tokens, dtype=float) * d_model * c.moe_add_bytes
     s = 1.0 if shared_experts else 0.0
     return K.memory_bound_time(s * n, device, c), K.memory_bound_time((1.0 + s) * n, device, c)
+
+
+def router_time(tokens, n_experts, d_model, router_dtype, device: Device, c: PerfConstants,
+                precision: str = "bf16", in_bytes: float = 2.0):
+    """``(t_forward, t_backward)`` of the router's gating GEMM ``[tokens, d] @ [d, E]``.
+
+    Megatron-Core's ``RouterGatingLinearFunction`` with Transformer Engine: without
+    ``moe_router_dtype`` the router is a plain linear in the input's dtype (``precision``,
+    ``in_bytes``). With ``moe_router_dtype = 'fp32'`` the forward GEMM reads the BF16 input and
+    weight and writes FP32 logits (``c.moe_router_fp32_fwd_bytes`` more per logit); the backward
+    casts the saved input and the weight to FP32, runs the data- and weight-gradient GEMMs on
+    FP32 operands -- all-FP32 GEMMs, which Transformer Engine runs on TF32 tensor cores, at the
+    device's ``peak_tflops_tf32`` (``data/tf32.yaml``; where a device has none, its BF16 rate,
+    a lower bound) -- and casts both FP32 gradients back to BF16
+    (``c.moe_router_fp32_bwd_bytes`` per element of the input and of the weight).
+
+    Parameters
+    ----------
+    tokens : float or ndarray
+        Rows of the router input on this rank (the sequence-parallel slice of a microbatch).
+    n_experts, d_model : int
+        Router outputs and inputs (the router weight is not split over TP).
+    router_dtype : {None, 'fp32', 'fp64'}
+        ``ModelSpec.moe_router_dtype``. ``'fp64'`` (plain ``torch.mm`` on FP64) is not costed.
+    device : Device
+        Peak rates (BF16 and TF32), HBM bandwidth, SRAM, compute units.
+    c : PerfConstants
+        GEMM and HBM constants, ``moe_router_fp32_fwd_bytes``, ``moe_router_fp32_bwd_bytes``.
+    precision : str, optional
+        GEMM format of a router without ``router_dtype`` (default ``'bf16'``).
+    in_bytes : float, optional
+        Bytes per input element of that router (default 2.0).
+
+    Returns
+    -------
+    t_forward, t_backward : ndarray
+        Seconds per MoE layer and microbatch.
+
+    References
+    ----------
+    NVIDIA/Megatron-LM megatron/core/transformer/moe/moe_utils.py @00611e6
+    (RouterGatingLinearFunction); NVIDIA/TransformerEngine
+    transformer_engine/common/gemm/cublaslt_gemm.cu @5c62f72 ("Use TF32 only for pure FP32 GEMM").
+    """
+    if router_dtype is None:
+        return K.linear_fwd_bwd_time(tokens, n_experts, d_model, 1, device, c, precision, in_bytes)
+    if router_dtype != "fp32":
+        raise InputError("moe_router_dtype", f"only None and 'fp32' are costed (an FP64 router runs "
+                                             f"torch.mm on FP64, whose rates are not in the catalog), "
+                                             f"got {router_dtype!r}")
+    t = np.asarray(tokens, dtype=float)
+    fwd = K.gemm_time(t, n_experts, d_model, 1, device, c, "bf16", 2.0) \
+        + K.memory_bound_time(c.moe_router_fp32_fwd_bytes * t * n_experts, device, c)
+    tf32 = device if device.peak_tflops_tf32 is None else device.model_copy(
+        update={"peak_tflops": device.peak_tflops_tf32})  # the same GEMM model at the TF32 peak
+    dgrad = K.gemm_time(t, d_model, n_experts, 1, tf32, c, "bf16", 4.0)
+    wgrad = K.gemm_time(d_model, n_experts, t, 1, tf32, c, "bf16", 4.0)
+    casts = K.memory_bound_time(c.moe_router_fp32_bwd_bytes * (t + n_experts) * d_model, device, c)
+    return fwd, dgrad + wgrad + casts

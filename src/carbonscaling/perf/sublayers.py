@@ -68,9 +68,12 @@ def _ffn(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOptions, c:
         return f, b, model.d_ff / tp
     k, cf = model.top_k, o.capacity_factor
     sp = np.where(o.sequence_parallel & (g.tp > 1), tp, 1.0)
-    # The router stays BF16 in today's recipes (formats.yaml recipe.bf16_gemms); v1 ran it in the GEMM format.
-    r_prec, r_ib = (o.gemm_precision, o.gemm_input_bytes) if o.legacy else ("bf16", 2.0)
-    r_f, r_b = K.linear_fwd_bwd_time(tokens / sp, model.n_experts, model.d_model, 1, system.device, c, r_prec, r_ib)
+    # The router stays out of the GEMM format in today's recipes (formats.yaml recipe.bf16_gemms): BF16, or
+    # FP32 logits and TF32 backward GEMMs with moe_router_dtype fp32 (perf/moe.py); v1 ran it in the GEMM format.
+    r_prec, r_ib, r_dtype = (o.gemm_precision, o.gemm_input_bytes, None) if o.legacy \
+        else ("bf16", 2.0, model.moe_router_dtype)
+    r_f, r_b = moe_kernels.router_time(tokens / sp, model.n_experts, model.d_model, r_dtype, system.device, c,
+                                       r_prec, r_ib)
     e_f, e_bd, e_bw = _routed_experts(model, system, g, o, c)
     # the MoE input's gradient summed over its consumers, the shared experts' output add (perf/moe.py)
     a_f, a_b = (0.0, 0.0) if o.legacy else moe_kernels.input_output_add_time(
