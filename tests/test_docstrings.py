@@ -18,7 +18,8 @@ import pytest
 
 import carbonscaling.perf
 
-MODULES = sorted(["carbonscaling.carbon", "carbonscaling.scaling",
+MODULES = sorted(["carbonscaling.carbon", "carbonscaling.scaling", "carbonscaling.model_spec",
+                  "carbonscaling.scaling_laws", "carbonscaling.model_catalog",
                   *(f"carbonscaling.perf.{m.name}" for m in pkgutil.iter_modules(carbonscaling.perf.__path__))])
 
 

@@ -29,7 +29,7 @@ _EXPORTS = {
     "ideal_carbon": "carbonscaling.carbon",
     "grid_intensity": "carbonscaling.carbon",
     "CarbonResult": "carbonscaling.carbon",
-    "ModelSpec": "carbonscaling.scaling",
+    "ModelSpec": "carbonscaling.model_spec",
     "from_preset": "carbonscaling.scaling",
     "named_model": "carbonscaling.scaling",
     "resolve_model": "carbonscaling.scaling",

@@ -3,7 +3,7 @@
 * a layout: :func:`layout_record` (its fields, ``devices`` and ``microbatches``),
   :func:`layout_label` (``Layout.describe()``, one line for tables) and
   :func:`layout_columns` (the record's keys as typed table columns: sweep Parquet/CSV);
-* a model: :meth:`carbonscaling.scaling.ModelSpec.summary`;
+* a model: :meth:`carbonscaling.model_spec.ModelSpec.summary`;
 * a system: :func:`carbonscaling.hardware.describe`.
 
 New layout fields (CP, FSDP, ...) appear everywhere through ``Layout.model_dump``; the JSON
