@@ -75,9 +75,8 @@ class ModelSpec(BaseModel):
     add_bias_linear: bool = Field(default=False, description="linear layers carry biases (Megatron add_bias_linear; "
                                                              "gpt-oss); parameters not counted (negligible)")
     moe_router_dtype: Literal["fp32", "fp64"] | None = Field(
-        default=None, description="router GEMM output dtype (Megatron moe_router_dtype): 'fp32' runs the router's "
-                                  "backward GEMMs on FP32 operands (TF32 tensor cores) with casts; 'fp64' is "
-                                  "accepted but not costed; None: the router in the input's BF16")
+        default=None, description="Megatron moe_router_dtype: 'fp32' = FP32 logits, casts and TF32 backward "
+                                  "GEMMs (perf/moe.py router_time); 'fp64' not costed; None: the input's BF16")
     # Hybrid Mamba-2 / attention / MoE stacks (Nemotron-H, Nemotron 3): one block per layer.
     hybrid_pattern: str | None = Field(default=None, pattern=r"^[ME*-]+$",
                                        description="Megatron hybrid_override_pattern, one symbol per layer: "
