@@ -19,7 +19,8 @@ import pytest
 import carbonscaling.perf
 
 MODULES = sorted(["carbonscaling.carbon", "carbonscaling.scaling", "carbonscaling.model_spec",
-                  "carbonscaling.scaling_laws", "carbonscaling.model_catalog",
+                  "carbonscaling.scaling_laws", "carbonscaling.model_catalog", "carbonscaling.carbon_operational",
+                  "carbonscaling.carbon_embodied", "carbonscaling.carbon_result",
                   *(f"carbonscaling.perf.{m.name}" for m in pkgutil.iter_modules(carbonscaling.perf.__path__))])
 
 
