@@ -51,8 +51,8 @@ class PerfConstants:
     moe_router_fp32_fwd_bytes: float
     moe_router_fp32_bwd_bytes: float
     ssm_chunk: int
-    ep_comm_sms: int = 20
-    fp8_param_gather_formats: tuple = ("fp8", "fp8-delayed", "mxfp8")
+    ep_comm_sms: int
+    fp8_param_gather_formats: tuple
 
     def replace(self, **changes) -> PerfConstants:
         """A copy with some constants changed (for sensitivity studies and calibration).
