@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -210,28 +211,32 @@ def hbm_cpa(device: Device) -> float:
 CATALOG_FILES = ("hardware.yaml", "hardware_modern.yaml")
 
 
+#: Per-device cells kept in their own sourced files and merged into the catalog entries:
+#: (file, fields). Each device entry there has the fields, ``source`` and either ``flag`` (one
+#: field) or ``flags`` (per field).
+OVERLAY_FILES = (
+    ("sfu.yaml", ("mma_bf16_flop_per_clk_per_sm", "sfu_ex2_per_clk_per_sm")),  # SFU vs tensor-core rates
+    ("tf32.yaml", ("peak_tflops_tf32",)),  # TF32 tensor-core peaks (FP32 routers)
+    ("host_link.yaml", ("host_link_gb_s",)),  # CPU-GPU link (activation offloading)
+)
+
+
+@lru_cache(maxsize=1)
 def _catalog() -> dict[str, dict]:
-    """Every catalog entry: the papers' and older devices (hardware.yaml), then today's systems."""
+    """Every catalog entry: the papers' and older devices (hardware.yaml), then today's systems,
+    with the cells of :data:`OVERLAY_FILES` merged in. Cached: callers copy before changing."""
     merged: dict[str, dict] = {}
     for name in CATALOG_FILES:
         merged.update(load_yaml(name)["devices"])
-    for name, rates in load_yaml("sfu.yaml")["devices"].items():  # SFU vs tensor-core rates per SM
-        entry = merged[name] = dict(merged[name])
-        entry.update({k: rates[k] for k in ("mma_bf16_flop_per_clk_per_sm", "sfu_ex2_per_clk_per_sm")})
-        entry["cell_flags"] = {**entry.get("cell_flags", {}), **rates["flags"]}
-        entry["source"] = f"{entry.get('source', '')} | data/sfu.yaml: {rates['source']}".lstrip(" |")
-    for name, tf32 in load_yaml("tf32.yaml")["devices"].items():  # TF32 tensor-core peaks (FP32 routers)
-        entry = merged[name] = dict(merged[name])
-        entry["peak_tflops_tf32"] = tf32["peak_tflops_tf32"]
-        entry["cell_flags"] = {**entry.get("cell_flags", {}), "peak_tflops_tf32": tf32["flag"]}
-        entry["source"] = f"{entry.get('source', '')} | data/tf32.yaml: {tf32['source']}".lstrip(" |")
-    for name, link in load_yaml("host_link.yaml")["devices"].items():  # CPU-GPU link (activation offloading)
-        entry = merged[name] = dict(merged[name])
-        entry["host_link_gb_s"] = link["host_link_gb_s"]
-        entry["cell_flags"] = {**entry.get("cell_flags", {}), "host_link_gb_s": link["flag"]}
-        entry["source"] = f"{entry.get('source', '')} | data/host_link.yaml: {link['source']}".lstrip(" |")
-        if link["flag"] in UNVERIFIED_FLAGS:  # an assumption says what was assumed and why
-            entry["verification"] = f"{entry.get('verification', '')}; host_link_gb_s: {link['source']}".lstrip("; ")
+    for file, fields in OVERLAY_FILES:
+        for name, cells in load_yaml(file)["devices"].items():
+            entry = merged[name] = dict(merged[name])
+            flags = cells.get("flags") or {f: cells["flag"] for f in fields}
+            entry.update({f: cells[f] for f in fields})
+            entry["cell_flags"] = {**entry.get("cell_flags", {}), **flags}
+            entry["source"] = f"{entry.get('source', '')} | data/{file}: {cells['source']}".lstrip(" |")
+            for f in (f for f in fields if flags.get(f) in UNVERIFIED_FLAGS):  # an assumption says what and why
+                entry["verification"] = f"{entry.get('verification', '')}; {f}: {cells['source']}".lstrip("; ")
     return merged
 
 
