@@ -132,23 +132,25 @@ def prop_estimate(model, device, carbon, deadline, pin):
         assert d["layout"][k] == v, (k, v, d["layout"])
 
 
-def prop_pinned_searched_layout(model, device, deadline):
+def prop_pinned_searched_layout(model, device, deadline, recipe=None):
     """A searched layout, pinned in full, is accepted and evaluates to the same answer; the
-    same request twice gives the same answer (determinism)."""
+    same request twice gives the same answer (determinism). ``recipe``: training options that
+    restrict the search (EP overlap: VP with PP; CPU offloading: PP 1, no recompute; ...)."""
+    recipe = recipe or {}
     try:
-        est = estimate(model, device, deadline_days=deadline)
+        est = estimate(model, device, deadline_days=deadline, **recipe)
     except CarbonScalingError:
         event("no answer")
         return
-    event("answered")
+    event(f"answered {sorted(recipe)}")
     d = est.to_dict()
-    assert estimate(model, device, deadline_days=deadline).to_dict() == d
+    assert estimate(model, device, deadline_days=deadline, **recipe).to_dict() == d
     lay = d["layout"]
     from carbonscaling.specs import LayoutPins  # every pinnable part the layout has (None: all layers)
 
     pin = {k: lay[k] for k in LayoutPins.model_fields if lay.get(k) is not None}
     pin.update(global_batch=lay["global_batch_sequences"])
-    again = estimate(model, device, deadline_days=deadline, **pin).to_dict()
+    again = estimate(model, device, deadline_days=deadline, **recipe, **pin).to_dict()
     assert {k: again["layout"][k] for k in lay} == lay
     assert again["performance"]["step_time_s"] == pytest.approx(d["performance"]["step_time_s"], rel=1e-9)
     assert again["carbon"]["total_tco2e"] == pytest.approx(d["carbon"]["total_tco2e"], rel=1e-9)
@@ -203,8 +205,12 @@ def prop_junk(option, value, device):
 
 # ---- the tests: default sizes, and x10 under -m slow ----------------------------------------
 GIVEN_ESTIMATE = given(models(), st.sampled_from(DEVICES), carbon_settings, st.floats(0.5, 36500.0), pins)
-GIVEN_PINNED = given(models(), st.sampled_from(["H100", "A100-80GB", "B200", "MI300X", "TPU-v5p"]),
-                     st.floats(1.0, 3650.0))
+#: Options that restrict which layouts the search may return (each must stay pinnable).
+RECIPES = [{}, {"overlap_ep_comm": True}, {"precision": "fp8"}, {"cpu_offload_layers": 2},
+           {"cuda_graph_scope": "none"}, {"recompute_modules": "core_attn,mlp"}, {"overlap_pp_comm": False}]
+GIVEN_PINNED = given(models(), st.sampled_from(["H100", "A100-80GB", "B200", "MI300X", "TPU-v5p", "H100-SXM",
+                                                "GB200"]),
+                     st.floats(1.0, 3650.0), st.sampled_from(RECIPES))
 GIVEN_CARBON = given(st.sampled_from(DEVICES), st.one_of(st.integers(1, 10**5), st.integers(1, 10**12)),
                      st.floats(1e-3, 1e5), st.floats(1e-6, 1.0),
                      st.floats(1.0, 3.0), st.floats(0.0, 2000.0), st.floats(0.0, 2.0), st.floats(0.0, 2000.0),
@@ -220,8 +226,8 @@ def test_fuzz_estimate(model, device, carbon, deadline, pin):
 
 @GIVEN_PINNED
 @cases(30)
-def test_fuzz_searched_layout_accepted_when_pinned(model, device, deadline):
-    prop_pinned_searched_layout(model, device, deadline)
+def test_fuzz_searched_layout_accepted_when_pinned(model, device, deadline, recipe):
+    prop_pinned_searched_layout(model, device, deadline, recipe)
 
 
 @GIVEN_CARBON
@@ -246,8 +252,8 @@ def test_fuzz_estimate_long(model, device, carbon, deadline, pin):
 @pytest.mark.slow
 @GIVEN_PINNED
 @cases(300)
-def test_fuzz_searched_layout_accepted_when_pinned_long(model, device, deadline):
-    prop_pinned_searched_layout(model, device, deadline)
+def test_fuzz_searched_layout_accepted_when_pinned_long(model, device, deadline, recipe):
+    prop_pinned_searched_layout(model, device, deadline, recipe)
 
 
 @pytest.mark.slow
