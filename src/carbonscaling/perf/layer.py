@@ -200,7 +200,8 @@ def layer_times(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOpti
     q_f, q_b, at_f, at_b, sel = _attention(model, system, g, o, c) if mixer == "attention" else (zero,) * 5
     if mixer == "mamba":
         q_f, q_b = _mamba(model, system, g, o, c)
-    ff_f, ff_b, ffn_width = _ffn(model, system, g, o, c, ffn == "moe") if ffn else (zero, zero, 0.0)
+    experts = _routed_experts(model, system, g, o, c) if ffn == "moe" else None  # the FFN's and EP overlap's
+    ff_f, ff_b, ffn_width = _ffn(model, system, g, o, c, ffn == "moe", experts) if ffn else (zero, zero, 0.0)
     dev = system.device
     tokens = g.mb * model.seq_len / g.cp
     sp = np.where(o.sequence_parallel & (g.tp > 1), g.tp.astype(float), 1.0)
@@ -236,7 +237,7 @@ def layer_times(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOpti
         # Megatron-Core pairs this layer's nodes with another microbatch's (perf/ep_overlap.py); a
         # recomputed MoE's dispatch and combine and a fully recomputed layer's run exposed
         # (recompute_model_chunk_schedule_plan: "The A2A communications issued here are exposed").
-        parts = _overlap_parts(model, system, g, o, c, (fwd, bwd, sel), (ff_f, ff_b, q_b), elem_f,
+        parts = _overlap_parts(model, system, g, o, c, (fwd, bwd, sel), (ff_f, ff_b, q_b), experts, elem_f,
                                ffn_bytes * ffn_width / (hidden_share * c.elementwise_fwd_bytes_hidden
                                                         * model.d_model / sp + ffn_bytes * ffn_width))
         ep0 = np.maximum(0.0, combined_1f1b_layer_time(*parts, a2a) - c0) + moe_redo * a2a
@@ -265,7 +266,7 @@ def layer_times(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOpti
                       ep_hidden0=a2a0 - ep0, host0=host0, host_extra=host_x)
 
 
-def _overlap_parts(model, system, g, o, c, layer, ffn_parts, elem_f, elem_ffn_share):
+def _overlap_parts(model, system, g, o, c, layer, ffn_parts, experts, elem_f, elem_ffn_share):
     """One MoE layer's compute split into Megatron-Core's EP-overlap nodes (perf/ep_overlap.py):
     ``(attn_f, mlp_f, attn_b, attn_dw, mlp_b, mlp_dw)`` seconds per microbatch, summing to the
     layer's ``fwd + bwd + sel``. The ``mlp`` node is the routed experts with their activation's
@@ -273,10 +274,11 @@ def _overlap_parts(model, system, g, o, c, layer, ffn_parts, elem_f, elem_ffn_sh
     the mixer); everything else -- attention, norms, router, shared experts -- is the ``attn``
     node, whose GEMMs' weight gradients (half their backward) run after its data gradients.
     ``layer``: ``(fwd, bwd, sel)``; ``ffn_parts``: ``(ffn fwd, ffn bwd, attention projections' bwd)``;
+    ``experts``: the routed experts' ``(fwd, data-gradient bwd, weight-gradient bwd)`` (:func:`_routed_experts`);
     ``elem_ffn_share``: the FFN-width share of the layer's element-wise traffic ``elem_f``."""
     fwd, bwd, sel = layer
     ff_f, ff_b, q_b = ffn_parts
-    e_f, e_bd, e_bw = _routed_experts(model, system, g, o, c)
+    e_f, e_bd, e_bw = experts
     elem_mlp = elem_f * elem_ffn_share
     sel_mlp = np.where(g.rc == 1, selective_recompute_time(model, system, g, o, c, None, "moe", ff_f), 0.0)
     mlp_f = e_f + elem_mlp

@@ -59,8 +59,10 @@ def _attention(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOptio
     return f, b, at_f / g.cp, at_b / g.cp, selective / g.cp
 
 
-def _ffn(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOptions, c: PerfConstants, moe: bool):
-    """FFN (dense, or router + local experts + shared experts): (fwd, bwd, width per token)."""
+def _ffn(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOptions, c: PerfConstants, moe: bool,
+         experts=None):
+    """FFN (dense, or router + local experts + shared experts): (fwd, bwd, width per token).
+    ``experts``: :func:`_routed_experts` of this grid when the caller has it already."""
     tokens = g.mb * model.seq_len / g.cp
     tp = g.tp.astype(float)
     if not moe:
@@ -74,7 +76,7 @@ def _ffn(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOptions, c:
         else ("bf16", 2.0, model.moe_router_dtype)
     r_f, r_b = moe_kernels.router_time(tokens / sp, model.n_experts, model.d_model, r_dtype, system.device, c,
                                        r_prec, r_ib)
-    e_f, e_bd, e_bw = _routed_experts(model, system, g, o, c)
+    e_f, e_bd, e_bw = experts if experts is not None else _routed_experts(model, system, g, o, c)
     # the MoE input's gradient summed over its consumers, the shared experts' output add (perf/moe.py)
     a_f, a_b = (0.0, 0.0) if o.legacy else moe_kernels.input_output_add_time(
         tokens / sp, model.d_model, model.n_shared_experts > 0, system.device, c)
