@@ -245,24 +245,30 @@ def _fused_moe_recipe(row: dict) -> tuple[bool, bool]:
     return (True, overlap) if _as_run(row) == layout else (False, False)
 
 
+def _first_match(table, row: dict, ranged: bool = False):
+    """What the first entry of a recipe table that describes ``row`` sets, or None.
+
+    Entries are ``(model, system, precisions or None, layout, first release[, last release], *sets)``
+    (``ranged``: with a last release); the first one matching the row's model, system, number
+    format, (TP, PP, VP, EP, microbatch) and release wins."""
+    as_run, release = _as_run(row), _container(row)[:2]
+    for entry in table:
+        model, system, precs, layout, first = entry[:5]
+        last, sets = (entry[5], entry[6:]) if ranged else (None, entry[5:])
+        if (model, system, layout) == (row["model"], row["system"], as_run) and release >= first \
+                and (last is None or release <= last) and (precs is None or row["precision"] in precs):
+            return sets
+    return None
+
+
 def _recompute_recipe(row: dict):
     """``(recompute_modules, EP all-to-all overlapped)`` of a row's recipe, or None (:data:`RECOMPUTE_RECIPES`)."""
-    as_run = _as_run(row)
-    for model, system, precs, layout, first, modules, overlap in RECOMPUTE_RECIPES:
-        if (model, system, layout) == (row["model"], row["system"], as_run) and _container(row)[:2] >= first \
-                and (precs is None or row["precision"] in precs):
-            return modules, overlap
-    return None
+    return _first_match(RECOMPUTE_RECIPES, row)
 
 
 def _moe_comm_recipe(row: dict):
     """``(token dispatcher or None, all-to-all overlapped)`` of a row's recipe (:data:`MOE_COMM_RECIPES`)."""
-    as_run = _as_run(row)
-    for model, system, precs, layout, first, dispatcher, overlap in MOE_COMM_RECIPES:
-        if (model, system, layout) == (row["model"], row["system"], as_run) and _container(row)[:2] >= first \
-                and (precs is None or row["precision"] in precs):
-            return dispatcher, overlap
-    return None, False
+    return _first_match(MOE_COMM_RECIPES, row) or (None, False)
 
 
 def _no_recompute_recipe(row: dict) -> bool:
@@ -273,30 +279,19 @@ def _no_recompute_recipe(row: dict) -> bool:
 
 def _not_modelled_recipe(row: dict) -> str | None:
     """What a row's recipe ran that the step model does not model (:data:`NOT_MODELLED_RECIPES`), or None."""
-    as_run = _as_run(row)
-    for model, system, precs, layout, first, note in NOT_MODELLED_RECIPES:
-        if (model, system, layout) == (row["model"], row["system"], as_run) and _container(row)[:2] >= first \
-                and (precs is None or row["precision"] in precs):
-            return note
-    return None
+    sets = _first_match(NOT_MODELLED_RECIPES, row)
+    return sets[0] if sets else None
 
 
 def _offload_recipe(row: dict) -> int:
     """Layers whose activations a row's recipe offloads to the CPU (:data:`OFFLOAD_RECIPES`), or 0."""
-    as_run = _as_run(row)
-    for model, system, precs, layout, first, layers in OFFLOAD_RECIPES:
-        if (model, system, layout) == (row["model"], row["system"], as_run) and _container(row)[:2] >= first \
-                and (precs is None or row["precision"] in precs):
-            return layers
-    return 0
+    sets = _first_match(OFFLOAD_RECIPES, row)
+    return sets[0] if sets else 0
 
 
 def _no_grad_overlap_recipe(row: dict) -> bool:
     """Whether a row's recipe turns the gradient-reduction overlap off (:data:`NO_GRAD_OVERLAP_RECIPES`)."""
-    as_run, release = _as_run(row), _container(row)[:2]
-    return any((model, system, layout) == (row["model"], row["system"], as_run) and first <= release <= last
-               and (precs is None or row["precision"] in precs)
-               for model, system, precs, layout, first, last in NO_GRAD_OVERLAP_RECIPES)
+    return _first_match(NO_GRAD_OVERLAP_RECIPES, row, ranged=True) is not None
 
 
 def _tp_overlap_recipe(row: dict) -> bool:
@@ -306,9 +301,7 @@ def _tp_overlap_recipe(row: dict) -> bool:
 
 def _cuda_graph_recipe(row: dict):
     """``cuda_graph_scope`` of a row's recipe (:data:`CUDA_GRAPH_RECIPES`, the fused MXFP8 recipes), or None."""
-    as_run, release = _as_run(row), _container(row)[:2]
-    for model, system, precs, layout, first, last, scope in CUDA_GRAPH_RECIPES:
-        if (model, system, layout) == (row["model"], row["system"], as_run) and release >= first \
-                and (last is None or release <= last) and (precs is None or row["precision"] in precs):
-            return scope
+    sets = _first_match(CUDA_GRAPH_RECIPES, row, ranged=True)
+    if sets:
+        return sets[0]
     return ("full_iteration",) if _fused_moe_recipe(row)[0] else None
