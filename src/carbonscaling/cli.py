@@ -158,12 +158,6 @@ def _with_catalog(fn):
         raise InputError("model", "the model catalog (data/models.yaml) is not installed") from None
 
 
-def resolve_ci_opts(ci: str | None, region: str | None) -> str | None:
-    if ci is not None and region is not None:
-        raise InputError("ci", "give at most one of --ci and --region")
-    return ci if ci is not None else region
-
-
 def emit_json(obj: Any) -> None:
     """Strict JSON (no NaN/Infinity) on stdout."""
     sys.stdout.write(json.dumps(obj, indent=2, allow_nan=False, default=str) + "\n")

@@ -97,10 +97,6 @@ def _num_list(text: str | None, field: str) -> list[float] | None:
         raise InputError(field, f"must be a comma-separated list of numbers, got {text!r}") from None
 
 
-def _fmt_t(x: float) -> str:
-    return f"{x:,.4g}"
-
-
 # ---- uncertainty ---------------------------------------------------------------------------
 @app.command()
 def uncertainty(model: ModelOpt = None, preset: PresetOpt = None, d_model: DModelOpt = None, device: DeviceOpt = "H100",

@@ -18,8 +18,6 @@ from .errors import InputError
 
 #: Every precision a run can name (Megatron-Core / Transformer Engine recipes).
 PRECISIONS = ("bf16", "fp16", "fp8", "fp8-delayed", "fp8-blockwise", "mxfp8", "nvfp4", "mxfp4")
-#: Which of a device's dense peaks each peak class reads.
-PEAK_CLASSES = ("bf16", "fp8", "fp4")
 
 
 @dataclass(frozen=True)

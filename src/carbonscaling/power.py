@@ -83,15 +83,6 @@ def slot_power_w(tdp_w: float, node_other_power_w: float, devices_per_node: int,
     return it * (1.0 + c["air_cooling_fraction_of_it"]) if cooling == "air" else it
 
 
-def idle_slot_power_w(tdp_w: float, node_other_power_w: float, devices_per_node: int, *,
-                      cooling: str = "air", c: dict[str, float] | None = None) -> float:
-    """Slot power with the accelerators idle and no job running (restarts), host on."""
-    c = c or measured_constants()
-    it = (c["gpu_idle_fraction_of_tdp"] * tdp_w + host_power_w(node_other_power_w, c) / devices_per_node)
-    it = it / c["psu_efficiency"]
-    return float(it * (1.0 + c["air_cooling_fraction_of_it"]) if cooling == "air" else it)
-
-
 # ---- calibration on metered MLPerf Training runs ---------------------------------------
 def mlperf_rows() -> list[dict[str, Any]]:
     """``mlperf_power.csv`` rows (a copy of ../shared/data/mlperf_power_finetune.csv's facts)."""
