@@ -35,8 +35,7 @@ def test_the_tables_are_the_files_entries_in_order():
     for row, entry in zip(recipes.RECOMPUTE_RECIPES, recompute):  # first match wins: order is meaning
         assert row[:2] == (entry["model"], entry["system"])
         assert row[5] == tuple(entry["sets"]["recompute_modules"])
-    assert recipes.FUSED_MOE_RECIPES[("DeepSeekV3", "DGX-GB300")] == ((1, 2, 8, 32, 1), True)
-    assert recipes.FUSED_MOE_FIRST_CONTAINER == (26, 6)
+    assert recipes.FUSED_MOE_RECIPES[0] == ("DeepSeekV3", "DGX-GB300", ("MXFP8",), (1, 2, 8, 32, 1), (26, 6), True)
     assert recipes.RECIPE_ETP["DeepSeekV3"] == ((25, 9), 1)
     assert recipes.NO_GRAD_OVERLAP_RECIPES == [("DeepSeekV3", "DGX-H100", None, (2, 8, 4, 64, 1), (25, 9), (25, 9))]
     assert sum(e["fact"] == "cuda_graph" for e in RAW) == len(recipes.CUDA_GRAPH_RECIPES)

@@ -175,11 +175,8 @@ def test_every_recipe_entry_matches_a_row_or_is_a_known_non_match():
                 and first <= tuple(int(x) for x in r["container"].split("."))[:2] <= last
                 and (precs is None or r["precision"] in precs)]
 
-    unused = {(model, system, layout, T.FUSED_MOE_FIRST_CONTAINER)
-              for (model, system), (layout, _) in T.FUSED_MOE_RECIPES.items()
-              if not runs(model, system, layout, T.FUSED_MOE_FIRST_CONTAINER, ("MXFP8",))}
-    unused |= {(model, system, layout, first) for model, system, precs, layout, first, *_ in
-               T.RECOMPUTE_RECIPES + T.MOE_COMM_RECIPES + T.NOT_MODELLED_RECIPES + T.OFFLOAD_RECIPES
+    unused = {(model, system, layout, first) for model, system, precs, layout, first, *_ in
+               T.FUSED_MOE_RECIPES + T.RECOMPUTE_RECIPES + T.MOE_COMM_RECIPES + T.NOT_MODELLED_RECIPES + T.OFFLOAD_RECIPES
                if not runs(model, system, layout, first, precs)}
     unused |= {(model, system, layout, first) for model, system, precs, layout, first, last in
                T.NO_GRAD_OVERLAP_RECIPES if not runs(model, system, layout, first, precs, last)}

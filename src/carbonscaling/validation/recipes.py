@@ -196,9 +196,8 @@ def _of(fact: str) -> list[dict]:
 
 
 # The lookup tables, in the file's order (within a fact the first matching entry wins).
-#: MXFP8 recipes with the fused grouped MLP: (model, system) -> ((TP, PP, VP, EP, microbatch), EP overlap).
-FUSED_MOE_RECIPES = {(e["model"], e["system"]): (_key(e)[3], e["sets"]["moe_a2a_overlap"]) for e in _of("fused_moe")}
-FUSED_MOE_FIRST_CONTAINER = next((_release(e["first_container"]) for e in _of("fused_moe")), None)
+#: Recipes with the fused grouped MLP: (model, system, precisions, layout, first release, EP overlap).
+FUSED_MOE_RECIPES = [(*_key(e), e["sets"]["moe_a2a_overlap"]) for e in _of("fused_moe")]
 #: Selective recompute: (model, system, precisions, layout, first release, modules, EP all-to-all overlapped).
 RECOMPUTE_RECIPES = [(*_key(e), tuple(e["sets"]["recompute_modules"]), e["sets"]["moe_a2a_overlap"])
                      for e in _of("recompute")]
@@ -237,14 +236,6 @@ def _as_run(row: dict) -> tuple[int, ...]:
     return tuple(int(_num(row[k]) or 1) for k in ("tp", "pp", "vp", "ep", "mbs"))
 
 
-def _fused_moe_recipe(row: dict) -> tuple[bool, bool]:
-    """``(fused grouped MLP, EP all-to-all overlapped)`` of a row's recipe (:data:`FUSED_MOE_RECIPES`)."""
-    layout, overlap = FUSED_MOE_RECIPES.get((row["model"], row["system"]), (None, False))
-    if layout is None or row["precision"] != "MXFP8" or _container(row)[:2] < FUSED_MOE_FIRST_CONTAINER:
-        return False, False
-    return (True, overlap) if _as_run(row) == layout else (False, False)
-
-
 def _first_match(table, row: dict, ranged: bool = False):
     """What the first entry of a recipe table that describes ``row`` sets, or None.
 
@@ -259,6 +250,12 @@ def _first_match(table, row: dict, ranged: bool = False):
                 and (last is None or release <= last) and (precs is None or row["precision"] in precs):
             return sets
     return None
+
+
+def _fused_moe_recipe(row: dict) -> tuple[bool, bool]:
+    """``(fused grouped MLP, EP all-to-all overlapped)`` of a row's recipe (:data:`FUSED_MOE_RECIPES`)."""
+    sets = _first_match(FUSED_MOE_RECIPES, row)
+    return (True, sets[0]) if sets else (False, False)
 
 
 def _recompute_recipe(row: dict):

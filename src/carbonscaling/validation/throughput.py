@@ -43,7 +43,7 @@ from typing import Any
 
 from .._data import load_csv
 from .recipes import (  # noqa: F401  (re-exported: the recipe tables live in recipes.py)
-    CUDA_GRAPH_RECIPES, FUSED_MOE_FIRST_CONTAINER, FUSED_MOE_RECIPES, MOE_COMM_RECIPES, NO_GRAD_OVERLAP_RECIPES,
+    CUDA_GRAPH_RECIPES, FUSED_MOE_RECIPES, MOE_COMM_RECIPES, NO_GRAD_OVERLAP_RECIPES,
     NO_RECOMPUTE_RECIPES, NO_TP_OVERLAP_PRECISIONS, NOT_MODELLED_RECIPES, RECIPE_ETP, RECOMPUTE_RECIPES, _container,
     _cuda_graph_recipe, _fused_moe_recipe, _moe_comm_recipe, _no_grad_overlap_recipe, _no_recompute_recipe,
     _not_modelled_recipe, _num, _offload_recipe, _recompute_recipe, _tp_overlap_recipe, OFFLOAD_RECIPES,
