@@ -331,7 +331,7 @@ def cli_blocks() -> dict[str, tuple[str, list[str]]]:
     ``estimate`` takes every option of a run, ``carbon`` the carbon settings run_carbon takes."""
     carbon = [k for k in CarbonSettings.model_fields if k not in CarbonSettings.NOT_FOR_RUN_CARBON or k == "region"]
     return {"estimate": ("cli_estimate.py", [n for n in flat_fields() if n not in CLI_BY_HAND]),
-            "carbon": ("cli.py", carbon)}
+            "carbon": ("cli_carbon.py", carbon)}
 
 
 def cli_types() -> dict[str, tuple[str, list[str]]]:
