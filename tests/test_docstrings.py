@@ -18,7 +18,7 @@ import pytest
 
 import carbonscaling.perf
 
-MODULES = sorted(["carbonscaling.carbon", "carbonscaling.scaling", "carbonscaling.model_spec",
+MODULES = sorted(["carbonscaling.carbon", "carbonscaling.scaling", "carbonscaling.model_spec", "carbonscaling.model_rules",
                   "carbonscaling.scaling_laws", "carbonscaling.model_catalog", "carbonscaling.carbon_operational",
                   "carbonscaling.carbon_embodied", "carbonscaling.carbon_result",
                   *(f"carbonscaling.perf.{m.name}" for m in pkgutil.iter_modules(carbonscaling.perf.__path__))])

@@ -111,6 +111,17 @@ def test_ssd_flops_hand_calculation():
     assert ssm.mamba2_params(2688, 64, 64, 128, 8) == 2688 * width + 4096 * 2688 + conv + 3 * 64 + 4096
 
 
+def test_mamba_conv_kernel_is_the_sourced_framework_default():
+    # d_conv = 4 lives in data/ssm_kernels.yaml (Megatron-Core MambaMixer, mamba_ssm Mamba2), not in code:
+    # the default of mamba2_params is that entry, and each extra tap adds one weight per conv channel.
+    entry = ssm._kernel_table()["conv_kernel"]
+    assert entry["value"] == 4 and entry["verified"] is True and "mamba_mixer.py" in entry["source"]
+    conv_channels = 4096 + 2 * 8 * 128
+    assert ssm.mamba2_params(2688, 64, 64, 128, 8) == ssm.mamba2_params(2688, 64, 64, 128, 8, conv_kernel=4)
+    assert ssm.mamba2_params(2688, 64, 64, 128, 8, conv_kernel=5) - ssm.mamba2_params(2688, 64, 64, 128, 8) \
+        == conv_channels
+
+
 def test_ssd_kernel_bytes_by_hand():
     # Nemotron 3 Nano's mixer on one rank: H 64, P 64, N 128, G 8, chunk 128 (ssm_kernels.yaml).
     # Per token: d_inner = 4096, B or C = 1024, heads = 64, chunk states 64 x 64 x 128 / 128 = 4096,

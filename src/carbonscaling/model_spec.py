@@ -1,7 +1,8 @@
 """The model spec: :class:`ModelSpec`, one LLM training run's architecture and budget.
 
 Fields are validated and defaulted (missing heads and FFN width follow the cs-v1
-architecture rules of ``data/scaling_laws.yaml``); derived quantities (layer structure,
+architecture rules of ``data/scaling_laws.yaml``; both rules are :mod:`carbonscaling.model_rules`'s
+functions); derived quantities (layer structure,
 parameter counts, FLOPs, critical batch, loss) are properties computed from the fields,
 with the laws of :mod:`carbonscaling.scaling_laws`. :mod:`carbonscaling.scaling` builds
 specs from presets, the catalog and files.
@@ -13,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from .model_rules import check_consistency, fill_defaults
 from .scaling_laws import _preset_rules, chinchilla_loss, critical_batch_tokens, fine_grained_moe_loss
 
 PositiveInt = Field(gt=0, le=10**9)
@@ -95,53 +97,11 @@ class ModelSpec(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _fill_defaults(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
-            return data
-        data = dict(data)
-        d = data.get("d_model")
-        if isinstance(d, int) and d > 0:
-            rule = _preset_rules("cs-v1")  # defaults follow the scaling-law architecture rules
-            if data.get("n_heads") is None:
-                data["n_heads"] = max(1, d // rule["head_dim"])
-            if data.get("d_ff") is None:
-                data["d_ff"] = rule["d_ff_ratio"] * d
-        if data.get("n_kv_heads") is None and data.get("n_heads") is not None:
-            data["n_kv_heads"] = data["n_heads"]
-        if "moe_d_ff" in data:  # Megatron-Core's name (moe_ffn_hidden_size) for one expert's width
-            moe = data.pop("moe_d_ff")
-            if data.get("d_expert") is None:
-                data["d_expert"] = moe
-        if data.get("d_expert") is None and data.get("d_ff") is not None:
-            data["d_expert"] = data["d_ff"]
-        if data.get("head_dim") is None and isinstance(d, int) and isinstance(data.get("n_heads"), int):
-            data["head_dim"] = max(1, d // data["n_heads"])
-        return data
+        return fill_defaults(data)
 
     @model_validator(mode="after")
     def _check_consistency(self) -> ModelSpec:
-        if self.n_heads % self.n_kv_heads:
-            raise ValueError(f"n_kv_heads ({self.n_kv_heads}) must divide n_heads ({self.n_heads})")
-        if self.top_k > self.n_experts:
-            raise ValueError(f"top_k ({self.top_k}) must be <= n_experts ({self.n_experts})")
-        if self.first_dense_layers > self.n_layers:
-            raise ValueError("first_dense_layers must be <= n_layers")
-        if self.global_batch_tokens is not None and self.global_batch_tokens < self.seq_len:
-            raise ValueError(f"global_batch_tokens must be >= seq_len ({self.seq_len})")
-        if self.head_dim * self.n_heads != self.d_model and "head_dim" not in self.model_fields_set:
-            raise ValueError(f"n_heads ({self.n_heads}) must divide d_model ({self.d_model}), or give head_dim")
-        if (self.q_lora_rank or self.qk_rope_head_dim) and not self.is_mla:
-            raise ValueError("q_lora_rank / qk_rope_head_dim need kv_lora_rank (multi-head latent attention)")
-        if self.is_moe and self.n_moe_layers == 0:
-            raise ValueError("n_experts > 1 but moe_layer_every / first_dense_layers leave no MoE layer")
-        if self.hybrid_pattern is not None:
-            if len(self.hybrid_pattern) != self.n_layers:
-                raise ValueError(f"hybrid_pattern has {len(self.hybrid_pattern)} symbols, n_layers is {self.n_layers}")
-            if "E" in self.hybrid_pattern and not self.is_moe:
-                raise ValueError("hybrid_pattern has MoE layers (E) but n_experts is 1")
-            if "M" in self.hybrid_pattern and None in (self.mamba_heads, self.mamba_head_dim, self.mamba_state,
-                                                       self.mamba_groups):
-                raise ValueError("hybrid_pattern has Mamba layers (M): give mamba_heads, mamba_head_dim, "
-                                 "mamba_state and mamba_groups")
+        check_consistency(self)
         return self
 
     # ---- layer structure -------------------------------------------------

@@ -43,7 +43,8 @@ class TrainingOptions(BaseModel):
                                                             "overlap_p2p_comm); with VP = 1 they are exposed.")
     overlap_ep_comm: bool = Field(default=False, description="Hide the expert all-to-all under another "
                                                              "microbatch's compute (Megatron-Core "
-                                                             "overlap_moe_expert_parallel_comm).")
+                                                             "overlap_moe_expert_parallel_comm); MoE models only: "
+                                                             "no effect on a dense model.")
     capacity_factor: float = Field(default=1.0, ge=1.0, le=4.0, description="MoE expert capacity factor.")
     moe_dispatcher: Literal["flex", "alltoall"] = Field(
         default="flex", description="MoE token dispatcher: flex (DeepEP/HybridEP: one network copy per destination "
@@ -59,8 +60,9 @@ class TrainingOptions(BaseModel):
     cuda_graph_scope: tuple[Literal[CUDA_GRAPH_SCOPES], ...] = Field(
         default=("full_iteration",), json_schema_extra={"metavar": "SCOPES"},
         description="CUDA graphs (Megatron-Core cuda_graph_scope, comma-separated; none = eager): full_iteration "
-                    "(the whole step: no host launch cost), or per-layer graphs of attn, mlp, moe, moe_router, "
-                    "moe_preprocess, mamba; every kernel outside a graph costs host launch time (perf/host.py).")
+                    "(the whole step: no host launch cost), or per-layer graphs of attn, mlp (dense FFNs), moe, "
+                    "moe_router, moe_preprocess (MoE layers: no effect on a dense model), mamba (Mamba layers); "
+                    "every kernel outside a graph costs host launch time (perf/host.py).")
     cpu_offload_layers: int = Field(
         default=0, ge=0, le=100_000, json_schema_extra={"metavar": "LAYERS"},
         description="Activation CPU offloading (Megatron-Core cpu_offloading_num_layers; 0 = off): the first LAYERS "

@@ -80,7 +80,7 @@ def mamba2_in_proj_width(n_heads, head_dim, d_state, n_groups):
     return 2 * d_inner + 2 * n_groups * d_state + n_heads
 
 
-def mamba2_params(d_model, n_heads, head_dim, d_state, n_groups, conv_kernel=4):
+def mamba2_params(d_model, n_heads, head_dim, d_state, n_groups, conv_kernel=None):
     """Parameters of one Mamba-2 mixer (projections, conv, A, D, dt bias, gated-norm weight).
 
     Parameters
@@ -96,7 +96,8 @@ def mamba2_params(d_model, n_heads, head_dim, d_state, n_groups, conv_kernel=4):
     n_groups : int
         B/C groups (G).
     conv_kernel : int, optional
-        Width of the causal depthwise convolution (default 4).
+        Width of the causal depthwise convolution; default: ``conv_kernel`` of
+        ``data/ssm_kernels.yaml`` (Megatron-Core's and mamba_ssm's ``d_conv``, 4).
 
     Returns
     -------
@@ -107,6 +108,8 @@ def mamba2_params(d_model, n_heads, head_dim, d_state, n_groups, conv_kernel=4):
     ----------
     Megatron-Core ``MambaMixer`` (``megatron/core/ssm/mamba_mixer.py``); Dao and Gu 2024.
     """
+    if conv_kernel is None:
+        conv_kernel = _kernel_table()["conv_kernel"]["value"]
     d_inner = n_heads * head_dim
     conv_ch = d_inner + 2 * n_groups * d_state
     return (d_model * mamba2_in_proj_width(n_heads, head_dim, d_state, n_groups) + d_inner * d_model
