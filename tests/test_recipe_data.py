@@ -39,6 +39,9 @@ def test_the_tables_are_the_files_entries_in_order():
     assert recipes.RECIPE_ETP["DeepSeekV3"] == ((25, 9), 1)
     assert recipes.NO_GRAD_OVERLAP_RECIPES == [("DeepSeekV3", "DGX-H100", None, (2, 8, 4, 64, 1), (25, 9), (25, 9))]
     assert sum(e["fact"] == "cuda_graph" for e in RAW) == len(recipes.CUDA_GRAPH_RECIPES)
+    assert recipes.TP_COMM_RECIPES == [("Qwen3_235B_a22B", "DGX-H100", None, (2, 8, 4, 32, 1), (26, 2), False)]
+    assert recipes.DISPATCHER_RECIPES == [("Qwen3_30B_a3B", (25, 9), (25, 11), "alltoall"),
+                                          ("Qwen3_235B_a22B", (25, 9), (25, 11), "alltoall")]
     assert recipes.recipe_entries() is recipes.recipe_entries()  # read once
 
 
@@ -70,6 +73,10 @@ def _index(fact, model):
     ("etp", "DeepSeekV3", {"system": "DGX-H100"}, "system", "every system"),
     ("no_recompute", "Qwen3_30B_a3B", {"sets": {"recompute": "none"}}, "sets", "recompute_granularity"),
     ("cuda_graph", "Nemotron_3_Nano", {"layers": 2}, "fields", "unknown layers"),
+    ("dispatcher", "Qwen3_30B_a3B", {"sets": {"moe_token_dispatcher_type": "deepep"}},
+     "sets.moe_token_dispatcher_type", "alltoall, allgather or flex"),
+    ("dispatcher", "Qwen3_30B_a3B", {"system": "DGX-H100"}, "system", "every system"),
+    ("tp_comm", "Qwen3_235B_a22B", {"sets": {"tp_comm_overlap": "no"}}, "sets.tp_comm_overlap", "true or false"),
 ])
 def test_a_broken_entry_is_one_line_naming_the_entry_and_field(fact, model, change, field, words):
     i = _index(fact, model)

@@ -59,13 +59,51 @@ def test_qwen3_235b_h100_overlaps_the_alltoall_dispatcher():
         assert options.moe_dispatcher == "alltoall" and options.overlap_ep_comm
         assert pins["etp"] == 1 and "recipe: ETP 1" in assumed
         assert "recipe: EP all-to-all overlapped" in assumed
-    # the same layout in 25.11 ran a recipe before the V1/V2 configs: left as it was
+        # the V1/V2 H100 script runs this model without userbuffers (CommOverlapConfig(tp_comm_overlap=False))
+        assert not options.overlap_tp_comm and "recipe: TP communication not overlapped" in assumed
+    # the same layout in 25.11 ran a script before the V1/V2 configs: no overlap listed, TP overlapped,
+    # and the Qwen3 provider's alltoall dispatcher (the script names none)
     (old,) = _rows("Qwen3_235B_a22B", "DGX-H100", "25.11", "FP8-CS")
     assert _layout(old) == (2, 8, 4, 32, 1)
     _, _, options, pins, assumed = describe_row(old)
     assert _moe_comm_recipe(old) == (None, False)
-    assert options.moe_dispatcher == "flex" and not options.overlap_ep_comm
+    assert options.moe_dispatcher == "alltoall" and not options.overlap_ep_comm and options.overlap_tp_comm
+    assert "recipe: alltoall dispatcher" in assumed
     assert "etp" not in pins and "ETP" in assumed
+
+
+@pytest.mark.parametrize("model, system, container, precision, dispatcher", [
+    # 25.09 / 25.11: no script names a dispatcher -> the Qwen3 MoE provider's alltoall (token drop needs it)
+    ("Qwen3_30B_a3B", "DGX-H100", "25.09", "FP8", "alltoall"),
+    ("Qwen3_30B_a3B", "DGX-B200", "25.11", "FP8-MX", "alltoall"),
+    ("Qwen3_235B_a22B", "DGX-GB200", "25.09", "FP8", "alltoall"),
+    ("Qwen3_235B_a22B", "DGX-GB300", "25.11", "BF16", "alltoall"),
+    # from 26.02 the V1/V2 scripts: flex unless a moe_comm entry names another
+    ("Qwen3_30B_a3B", "DGX-H100", "26.04", "FP8", "flex"),
+    ("Qwen3_235B_a22B", "DGX-B200", "26.02", "MXFP8", "alltoall"),
+    # other models keep their own tables
+    ("DeepSeekV3", "DGX-H100", "25.09", "FP8", "flex"),
+])
+def test_qwen3_default_dispatcher_by_release(model, system, container, precision, dispatcher):
+    from carbonscaling.validation.recipes import _default_dispatcher
+
+    for row in _rows(model, system, container, precision):
+        _, _, options, _, assumed = describe_row(row)
+        assert options.moe_dispatcher == dispatcher
+        assert (f"recipe: {dispatcher} dispatcher" in assumed) == (dispatcher == "alltoall")
+        assert _default_dispatcher(row) == ("alltoall" if container.startswith("25.") and model != "DeepSeekV3"
+                                            else None)
+
+
+def test_tp_comm_entry_only_on_its_model_system_and_layout():
+    from carbonscaling.validation.recipes import _tp_overlap_recipe
+
+    (row,) = _rows("Qwen3_235B_a22B", "DGX-H100", "26.04", "FP8")
+    assert not _tp_overlap_recipe(row)
+    assert _tp_overlap_recipe({**row, "pp": "4"})          # another layout: the TP > 1 default
+    assert _tp_overlap_recipe({**row, "system": "DGX-B200"})
+    assert _tp_overlap_recipe({**row, "container": "25.11"})
+    assert not _tp_overlap_recipe({**row, "tp": "1", "pp": "4"})  # no TP, nothing to overlap
 
 
 def test_qwen3_235b_b300_overlap_only_on_the_vp4_config():

@@ -67,6 +67,10 @@ _FACTS: dict[str, dict[str, Any]] = {
     "offload": {"keyed": True, "sets": {"cpu_offloading_num_layers": (_is_count, "a positive integer")}},
     "not_modelled": {"keyed": True, "note": True, "sets": {}},
     "no_tp_overlap": {"keyed": None, "sets": {"tp_comm_overlap": (_is(False), "false")}},
+    "tp_comm": {"keyed": True, "sets": {"tp_comm_overlap": (_is_bool, "true or false")}},
+    "dispatcher": {"keyed": False, "ends": True,
+                   "sets": {"moe_token_dispatcher_type": (lambda v: v in ("alltoall", "allgather", "flex"),
+                                                          "alltoall, allgather or flex")}},
     "cuda_graph": {"keyed": True, "ends": True, "sets": {"cuda_graph_scope": (_is_names, "a list of graph scopes")}},
 }
 
@@ -217,6 +221,13 @@ OFFLOAD_RECIPES = [(*_key(e), e["sets"]["cpu_offloading_num_layers"]) for e in _
 NOT_MODELLED_RECIPES = [(*_key(e), e["note"]) for e in _of("not_modelled")]
 #: Precisions whose recipes turn TP communication overlap (userbuffers) off on every model and system.
 NO_TP_OVERLAP_PRECISIONS = tuple(p for e in _of("no_tp_overlap") for p in e["precisions"])
+#: TP communication overlap of one model, system and layout: (model, system, precisions, layout, first release,
+#: tp_comm_overlap); rows no entry matches keep :func:`_tp_overlap_recipe`'s default.
+TP_COMM_RECIPES = [(*_key(e), e["sets"]["tp_comm_overlap"]) for e in _of("tp_comm")]
+#: The token dispatcher a model's recipe runs when no config names one (the model provider's default):
+#: (model, first release, last release or None, dispatcher), first matching entry wins.
+DISPATCHER_RECIPES = [(e["model"], _release(e["first_container"]), _release(e["last_container"]),
+                       e["sets"]["moe_token_dispatcher_type"]) for e in _of("dispatcher")]
 #: CUDA graphs (``TrainingOptions.cuda_graph_scope``): (model, system, precisions, layout, first release,
 #: last release or None, scope); rows no entry matches keep the option's default (full iteration).
 CUDA_GRAPH_RECIPES = [(*_key(e), _release(e["last_container"]), tuple(e["sets"]["cuda_graph_scope"]))
@@ -292,8 +303,20 @@ def _no_grad_overlap_recipe(row: dict) -> bool:
 
 
 def _tp_overlap_recipe(row: dict) -> bool:
-    """Whether a row's recipe overlaps TP communication: TP > 1, except :data:`NO_TP_OVERLAP_PRECISIONS`."""
-    return int(_num(row["tp"]) or 1) > 1 and row["precision"] not in NO_TP_OVERLAP_PRECISIONS
+    """Whether a row's recipe overlaps TP communication: TP > 1, except :data:`NO_TP_OVERLAP_PRECISIONS`
+    and where a :data:`TP_COMM_RECIPES` entry says otherwise."""
+    sets = _first_match(TP_COMM_RECIPES, row)
+    return int(_num(row["tp"]) or 1) > 1 and row["precision"] not in NO_TP_OVERLAP_PRECISIONS \
+        and (sets is None or sets[0])
+
+
+def _default_dispatcher(row: dict) -> str | None:
+    """The token dispatcher a row's release runs when its config names none (:data:`DISPATCHER_RECIPES`), or None."""
+    release = _container(row)[:2]
+    for model, first, last, dispatcher in DISPATCHER_RECIPES:
+        if model == row["model"] and release >= first and (last is None or release <= last):
+            return dispatcher
+    return None
 
 
 def _cuda_graph_recipe(row: dict):

@@ -43,10 +43,11 @@ from typing import Any
 
 from .._data import load_csv
 from .recipes import (  # noqa: F401  (re-exported: the recipe tables live in recipes.py)
-    CUDA_GRAPH_RECIPES, FUSED_MOE_RECIPES, MOE_COMM_RECIPES, NO_GRAD_OVERLAP_RECIPES,
-    NO_RECOMPUTE_RECIPES, NO_TP_OVERLAP_PRECISIONS, NOT_MODELLED_RECIPES, RECIPE_ETP, RECOMPUTE_RECIPES, _container,
-    _cuda_graph_recipe, _fused_moe_recipe, _moe_comm_recipe, _no_grad_overlap_recipe, _no_recompute_recipe,
-    _not_modelled_recipe, _num, _offload_recipe, _recompute_recipe, _tp_overlap_recipe, OFFLOAD_RECIPES,
+    CUDA_GRAPH_RECIPES, DISPATCHER_RECIPES, FUSED_MOE_RECIPES, MOE_COMM_RECIPES, NO_GRAD_OVERLAP_RECIPES,
+    NO_RECOMPUTE_RECIPES, NO_TP_OVERLAP_PRECISIONS, NOT_MODELLED_RECIPES, RECIPE_ETP, RECOMPUTE_RECIPES,
+    TP_COMM_RECIPES, _container, _cuda_graph_recipe, _default_dispatcher, _fused_moe_recipe, _moe_comm_recipe,
+    _no_grad_overlap_recipe, _no_recompute_recipe, _not_modelled_recipe, _num, _offload_recipe, _recompute_recipe,
+    _tp_overlap_recipe, OFFLOAD_RECIPES,
 )
 
 #: Megatron-Bridge system names -> catalog devices (DGX/HGX nodes of 8; GB*: NVL72 racks).
@@ -146,6 +147,7 @@ def describe_row(row: dict):
         recompute = _recompute_recipe(row)
         modules = recompute[0] if recompute else ("core_attn",)
         dispatcher, listed_overlap = _moe_comm_recipe(row)
+        dispatcher = dispatcher or (_default_dispatcher(row) if model.is_moe else None)
         ep_overlap = ep_overlap or bool(recompute and recompute[1]) or listed_overlap
         graphs = _cuda_graph_recipe(row)
         extra = {} if graphs is None else {"cuda_graph_scope": graphs}
