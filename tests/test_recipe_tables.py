@@ -346,3 +346,14 @@ def test_gpt_oss_rows_run_fused_sink_attention_where_the_versions_are_stated(con
     for row in rows:
         _, _, options, _, _ = describe_row(row)
         assert options.flash_attention is True
+
+
+def test_every_pp_layout_entry_is_taken_by_a_row():
+    """A pipeline-layout entry no row takes would silently do nothing (a typo in its names or shapes)."""
+    from carbonscaling.validation.recipes import PP_LAYOUT_RECIPES, _pp_layout_recipe
+
+    for model, system, precs, first, layouts in PP_LAYOUT_RECIPES:
+        taken = [r for r in ROWS if r["model"] == model and system in (None, r["system"])
+                 and tuple(int(x) for x in r["container"].split("."))[:2] >= first
+                 and (_layout(r)[1], _layout(r)[2]) in layouts and _pp_layout_recipe(r, 1)]
+        assert taken, (model, system)

@@ -184,7 +184,8 @@ def test_every_pin_is_searched_or_named_as_not_modelled():
 
 # ---- scenario files ------------------------------------------------------------------------
 SAMPLES = {"ci": 100.0, "region": "us-east5", "device": "H100", "year": 2024, "model": None,
-           "recompute_modules": ("mla_up_proj", "mlp"), "cuda_graph_scope": ("attn", "moe_router")}
+           "recompute_modules": ("mla_up_proj", "mlp"), "cuda_graph_scope": ("attn", "moe_router"),
+           "pipeline_layout": "Et*4|(t*4|)*14tmL"}
 
 
 def sample_value(name: str):

@@ -346,11 +346,21 @@ def main(argv: list[str] | None = None) -> int:
     return rv if isinstance(rv, int) else 0
 
 
+# Names that lived here before their commands had their own modules (``carbonscaling.cli.carbon``,
+# ...), looked up when asked for: importing them here would fail when a command module is the
+# first one imported (it imports this module, which would import it back half-initialised).
+_MOVED = {"carbon": "cli_carbon", "CARBON_TERMS": "cli_carbon", "models": "cli_catalog", "devices": "cli_catalog",
+          "regions": "cli_catalog", "glossary": "cli_catalog"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        return getattr(importlib.import_module(f"carbonscaling.{_MOVED[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 for _mod in COMMAND_MODULES:
     importlib.import_module(_mod)
-# Commands that lived here before they had their own modules (``carbonscaling.cli.carbon``, ...).
-from .cli_carbon import CARBON_TERMS, carbon  # noqa: E402,F401
-from .cli_catalog import devices, glossary, models, regions  # noqa: E402,F401
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

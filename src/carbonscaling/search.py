@@ -40,7 +40,7 @@ from .hardware import System
 from .perf.constants import PerfConstants, default_constants
 from .perf.groups import group_rows
 from .perf.layout import RECOMPUTE_MODES, RL_AUTO, Layout, TrainingOptions
-from .perf.pipeline import MAX_INTERLEAVE, stage_split
+from .perf.pipeline import MAX_INTERLEAVE, layout_stage_split, parse_pipeline_layout, stage_split
 from .perf.step import StepResult, evaluate, memory_fit, stage_bounds
 from .scaling import ModelSpec
 from .search_space import (  # noqa: F401  (re-exported: the search's public layout-space API)
@@ -179,7 +179,9 @@ def _check_model_rules(p: dict, model: ModelSpec, o: TrainingOptions) -> None:
             raise InputError("fsdp", f"FSDP shards like ZeRO-3; got zero={p['zero']}")
         if "dp" in p and p["dp"] % p["fsdp"]:
             raise InputError("fsdp", f"must divide dp ({p['dp']}), got {p['fsdp']}")
-    if p.get("vp", 1) > 1:
+    if o.pipeline_layout is not None and not o.legacy:
+        _check_layout(p, model, o.pipeline_layout)
+    elif p.get("vp", 1) > 1:
         pp = p.get("pp")
         if pp == 1:
             raise InputError("vp", "interleaving needs pp > 1")
@@ -192,6 +194,19 @@ def _check_model_rules(p: dict, model: ModelSpec, o: TrainingOptions) -> None:
             raise InputError("vp", f"Megatron cannot split {model.n_layers} layers over pp {pp} x vp {p['vp']} "
                                    "(even, embedding/loss-accounted, or uneven first/last stages)")
 
+
+
+def _check_layout(p: dict, model: ModelSpec, layout: str) -> None:
+    """A pinned ``pipeline_model_parallel_layout``: PP pinned, VP its chunks / PP, and the model's layers in it."""
+    if "pp" not in p:
+        raise InputError("pipeline_layout", "needs pp pinned (vp follows from the layout's chunks)")
+    chunks = len(parse_pipeline_layout(layout))
+    if chunks % p["pp"] or p.setdefault("vp", chunks // p["pp"]) * p["pp"] != chunks:
+        raise InputError("pipeline_layout", f"has {chunks} chunks, not pp x vp = {p['pp']} x {p.get('vp', 1)}")
+    try:
+        layout_stage_split(layout, p["pp"], p["vp"], model.n_layers, model.mtp_layers, model.first_dense_layers)
+    except ValueError as err:
+        raise InputError("pipeline_layout", str(err)) from None
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,8 @@ class PerfConstants:
     hbm_efficiency: float
     flash_fraction_of_peak: float
     flash_backward_to_forward: float
+    flash_reference_head_dim: float
+    flash_reference_exp_per_mma_flop: float
     nvlink_efficiency: float
     scale_out_efficiency: float
     ici_efficiency: float
@@ -54,6 +56,25 @@ class PerfConstants:
     ep_comm_sms: int
     nccl_p2p_channels: int
     fp8_param_gather_formats: tuple
+
+    @property
+    def flash_matmul_fraction(self) -> float:
+        """Fraction of peak a fused-attention kernel's matmuls run at, its exponentials set apart.
+
+        ``flash_fraction_of_peak`` was measured on A100 with FlashAttention-2, whose tiles run
+        BMM1 -> softmax -> BMM2 one after another, so it includes the exponentials. Per causal score
+        a forward + backward pass does ``4 d (1 + b)`` FLOPs (``b = flash_backward_to_forward``) and
+        two exponentials; at the reference head dim ``d`` and the A100's exponentials per tensor-core
+        FLOP ``r``, ``4 d (1 + b) / f = 4 d (1 + b) / f_mm + 2 / r`` gives the matmul-only fraction
+        ``f_mm`` (0.597 for ``f = 0.55``, ``d = 128``, ``r = 16 / 2048``). Derived, not fitted.
+
+        Returns
+        -------
+        float
+            The matmul fraction of peak (dimensionless).
+        """
+        work = 4.0 * self.flash_reference_head_dim * (1.0 + self.flash_backward_to_forward)
+        return work / (work / self.flash_fraction_of_peak - 2.0 / self.flash_reference_exp_per_mma_flop)
 
     def replace(self, **changes) -> PerfConstants:
         """A copy with some constants changed (for sensitivity studies and calibration).
@@ -101,6 +122,8 @@ def default_constants() -> PerfConstants:
         hbm_efficiency=v("hbm", "efficiency"),
         flash_fraction_of_peak=v("attention", "flash_fraction_of_peak"),
         flash_backward_to_forward=v("attention", "flash_backward_to_forward"),
+        flash_reference_head_dim=v("attention", "flash_reference_head_dim"),
+        flash_reference_exp_per_mma_flop=v("attention", "flash_reference_exp_per_mma_flop"),
         nvlink_efficiency=v("network", "nvlink_efficiency"),
         scale_out_efficiency=v("network", "scale_out_efficiency"),
         ici_efficiency=v("network", "ici_efficiency"),

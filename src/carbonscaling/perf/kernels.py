@@ -201,6 +201,14 @@ def flash_attention_time(batch_heads, seq, head_dim, device: Device, c: PerfCons
 
     Causal masking skips half the score blocks. The backward pass recomputes the
     scores, so it does more matmul work than the forward (``flash_backward_to_forward``).
+    On devices with a special-function rate in the catalog (``data/sfu.yaml``) each pass is
+    its matmuls at :attr:`~.constants.PerfConstants.flash_matmul_fraction` of peak *plus* its
+    exponentials (:func:`softmax_exp_time`): a tile's softmax sits between its two matmuls
+    (BMM1 -> softmax -> BMM2), and on Blackwell the tensor cores wait for it (NVIDIA's
+    Blackwell Ultra softmax blog, which halves that wait by doubling MUFU.EX2). The matmul
+    fraction is derived from FlashAttention-2's A100 measurement with the A100's own
+    exponentials taken out, so the measured datum stays reproduced. Devices without a rate
+    keep the matmul-only kernel at ``flash_fraction_of_peak`` (the papers' tables, AMD, TPUs).
 
     Parameters
     ----------
@@ -225,16 +233,18 @@ def flash_attention_time(batch_heads, seq, head_dim, device: Device, c: PerfCons
     References
     ----------
     Dao, "FlashAttention-2: Faster Attention with Better Parallelism and Work
-    Partitioning", 2023 (forward ``4 s^2 d`` FLOPs per head, halved by causal masking).
-    Each pass is bounded below by its exponentials on the special-function units
-    (:func:`softmax_exp_time`): ``max(matmul time, exp time)``.
+    Partitioning", 2023 (forward ``4 s^2 d`` FLOPs per head, halved by causal masking;
+    the A100 measurement behind ``flash_fraction_of_peak``). NVIDIA Technical Blog, "Making
+    Softmax More Efficient with NVIDIA Blackwell Ultra" (GB200: BMM2 waits for the softmax).
     """
     scores = batch_heads * seq * seq / 2.0  # causal: half the score blocks
     fwd_flops = 4.0 * scores * head_dim
-    rate = device.peak_flops(precision) * c.flash_fraction_of_peak * c.gemm_in_situ_factor
-    t_fwd, t_bwd = fwd_flops / rate, c.flash_backward_to_forward * fwd_flops / rate
-    t_exp = softmax_exp_time(scores, device, c)
-    return np.maximum(t_fwd, t_exp), np.maximum(t_bwd, t_exp)
+    if device.exp_per_s is None:
+        rate = device.peak_flops(precision) * c.flash_fraction_of_peak * c.gemm_in_situ_factor
+        return fwd_flops / rate, c.flash_backward_to_forward * fwd_flops / rate
+    rate = device.peak_flops(precision) * c.flash_matmul_fraction * c.gemm_in_situ_factor
+    t_exp = softmax_exp_time(scores, device, c)  # one exp per score forward, one more backward
+    return fwd_flops / rate + t_exp, c.flash_backward_to_forward * fwd_flops / rate + t_exp
 
 
 def softmax_exp_time(scores, device: Device, c: PerfConstants):
@@ -242,11 +252,10 @@ def softmax_exp_time(scores, device: Device, c: PerfConstants):
 
     FlashAttention's forward takes one ``exp`` per score for the softmax and its backward one
     more to recompute ``P = exp(S - LSE)``; both run on the SMs' special-function units
-    (MUFU.EX2), whose rate did not grow with the tensor cores' on Blackwell. FlashAttention-3/4
-    pipeline the exponentials of one tile under the matmuls of the next, so a pass takes the
-    larger of its matmul time and this time (:func:`flash_attention_time`); the matmul side keeps
-    the measured fraction of peak, which already carries the non-overlapped part. The SFUs run
-    at the same in-step clock as the tensor cores, hence ``gemm_in_situ_factor`` on both.
+    (MUFU.EX2), whose rate did not grow with the tensor cores' on Blackwell. The exponentials
+    of a tile come between its two matmuls, so a pass adds this time to its matmul time
+    (:func:`flash_attention_time`). The SFUs run at the same in-step clock as the tensor cores,
+    hence ``gemm_in_situ_factor`` on both.
 
     Parameters
     ----------

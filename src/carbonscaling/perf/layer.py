@@ -52,6 +52,7 @@ class LayerTimes:
     ep_hidden0: np.ndarray   # the EP all-to-alls overlap hid (unpaired microbatches expose them, step.evaluate)
     host0: np.ndarray = 0.0  # host launch time beyond the GPU's (no CUDA graphs; perf/host.py), in time0
     host_extra: np.ndarray = 0.0
+    moe_minus_dense0: np.ndarray = 0.0  # an MoE layer's time0 less a dense layer's (the average hides it)
 
 
 def _collectives(model, system, g, o, c, moe: bool, mixer: bool = True, ffn: bool = True):
@@ -342,4 +343,6 @@ def _per_layer(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOptio
     for f in fields(LayerTimes):
         avg = sum(w * np.broadcast_to(getattr(p, f.name), first.shape) for w, p in parts)
         out[f.name] = avg[inverse]
+    if not model.is_hybrid and len(parts) == 2:  # where on the pipeline the dense layers sit matters (step.py)
+        out["moe_minus_dense0"] = np.broadcast_to(parts[1][1].time0 - parts[0][1].time0, first.shape)[inverse]
     return LayerTimes(**out)

@@ -69,6 +69,12 @@ class TrainingOptions(BaseModel):
                     "layers' saved activations go to host memory in their forward and come back for their backward "
                     "(Transformer Engine), overlapped with the other layers' compute; needs PP 1, no recompute and a "
                     "device with a host link (data/host_link.yaml).")
+    pipeline_layout: str | None = Field(
+        default=None, max_length=4000, json_schema_extra={"metavar": "LAYOUT"},
+        description="Megatron-Core pipeline_model_parallel_layout: the layers each pipeline chunk holds (E embedding, "
+                    "t decoder layer, m MTP layer, L loss; '|' between chunks, chunk i on pipeline rank i mod PP; "
+                    "(...)*n and x*n repeat), e.g. Et*4|(t*4|)*14tmL (16 chunks); needs PP pinned (VP = chunks / PP). "
+                    "Default: the balanced split (perf/pipeline.py).")
     # v1 Fig. 9 / v2 Fig. 6b knobs (see docs/performance.md).
     dynamic_eviction: bool = Field(default=False, description="Coop-style allocator (less fragmentation).")
     flexible_sharding: bool = Field(default=False, description="LinS/hpZ-style ZeRO-3 within the node.")
@@ -126,6 +132,16 @@ class TrainingOptions(BaseModel):
             if "full_iteration" in v and len(set(v)) > 1:
                 raise ValueError("full_iteration captures the whole step; it cannot be combined with per-layer scopes")
             return tuple(m for m in CUDA_GRAPH_SCOPES if m in set(v))
+        return v
+
+    @field_validator("pipeline_layout", mode="before")
+    @classmethod
+    def _layout(cls, v):
+        if isinstance(v, str):
+            v = v.strip() or None
+            if v is not None:
+                from .pipeline import parse_pipeline_layout  # numpy: only when a layout is given
+                parse_pipeline_layout(v)
         return v
 
     @property

@@ -29,7 +29,7 @@ from .layer import LayerTimes, per_layer
 from .layout import LayoutGrid, TrainingOptions
 from .memory import Memory, memory_per_device
 from .offload import offload_times
-from .pipeline import pipeline_send_time, pipeline_time, stage_layers
+from .pipeline import pipeline_send_time, pipeline_time, stage_plan
 
 # The layer model lived here until it grew (stop 16): its names stay importable from perf.step.
 from .layer import (_block_parts, _collectives, _overlap_parts, _per_layer,  # noqa: F401
@@ -80,7 +80,7 @@ class StepResult:
         return StepResult(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
 
 
-def stage_times(model, system, g, o, c, lt: LayerTimes, split, recomputed, offload=None):
+def stage_times(model, system, g, o, c, lt: LayerTimes, split, recomputed, offload=None, dense=None):
     """Per-microbatch (first, middle, last) stage times, their max and sum, and the pieces.
 
     The first stage also runs the embedding, the last the output layer, cross-entropy and
@@ -109,6 +109,10 @@ def stage_times(model, system, g, o, c, lt: LayerTimes, split, recomputed, offlo
     offload : tuple of ndarray, optional
         The exposed and hidden activation CPU-offloading copies of one microbatch
         (``_offload_times``; computed here when omitted).
+    dense : tuple of ndarray, optional
+        The model's leading dense-FFN layers on those stages (:func:`.pipeline.stage_plan`);
+        a stage's layers cost the dense/MoE average (``lt.time0``) moved by the dense layers it
+        holds beyond its share (``lt.moe_minus_dense0`` each). Default: every stage its share.
 
     Returns
     -------
@@ -134,14 +138,22 @@ def stage_times(model, system, g, o, c, lt: LayerTimes, split, recomputed, offlo
     overlap = (g.v > 1) & (o.overlap_pp_comm and not o.legacy)
     n_first, n_mid, n_last = split
     r_first, r_mid, r_last = recomputed
+    d_first, d_mid, d_last = dense if dense is not None else (None, None, None)
+    L, lead = model.n_layers, min(model.first_dense_layers, model.n_layers)
+    f_dense = model.n_dense_layers / L if not model.is_hybrid else 0.0
+    f_rest = (model.n_dense_layers - lead) / max(L - lead, 1) if not model.is_hybrid else 0.0
 
-    def stage(n, r):
-        return n * lt.time0 + r * lt.extra
+    def stage(n, r, d=None):
+        t = n * lt.time0 + r * lt.extra
+        if d is None or not f_dense:
+            return t
+        # dense layers on this stage: its leading ones plus the interleaved share of the rest
+        return t + (n * f_dense - (d + (n - d) * f_rest)) * lt.moe_minus_dense0
 
     off_exposed, off_hidden = _offload_times(model, system, g, o, lt) if offload is None else offload
-    c_first = stage(n_first, r_first) + emb + np.where(g.pp == 1, head + mtp, 0.0) + off_exposed
-    c_last = stage(n_last, r_last) + head + mtp
-    c_mid = stage(n_mid, r_mid)
+    c_first = stage(n_first, r_first, d_first) + emb + np.where(g.pp == 1, head + mtp, 0.0) + off_exposed
+    c_last = stage(n_last, r_last, d_last) + head + mtp
+    c_mid = stage(n_mid, r_mid, d_mid)
     p_first, p_last, p_mid = (pipeline_send_time(send, cs, g.v, overlap) for cs in (c_first, c_last, c_mid))
     t_first = c_first + p_first
     t_last = np.where(g.pp > 1, c_last + p_last, 0.0)
@@ -271,7 +283,8 @@ def _stages(model, system, g, o, c, times: bool = True):
     """What :func:`evaluate` builds the step from: layer times, stage layer counts, memory,
     recomputed layers per stage, :func:`stage_times` and the exposed and hidden CPU-offloading
     copies it was given (``times=False``: memory only)."""
-    n = stage_layers(model.n_layers, g.pp, g.v, legacy=o.legacy)
+    n, dense = stage_plan(model.n_layers, g.pp, g.v, legacy=o.legacy, layout=o.pipeline_layout,
+                          mtp_layers=model.mtp_layers, leading_dense=0 if o.legacy else model.first_dense_layers)
     mem = memory_per_device(model, system, g, o, c, n[0], n[2], n[1])
     if not times:
         return None, n, mem, None, None, None
@@ -279,7 +292,8 @@ def _stages(model, system, g, o, c, times: bool = True):
     rl = mem.recompute_layers
     recomputed = tuple(np.where(g.rc == 2, np.minimum(k, g.v * rl), 0) for k in n)
     offload = _offload_times(model, system, g, o, lt)
-    return lt, n, mem, recomputed, stage_times(model, system, g, o, c, lt, n, recomputed, offload), offload
+    times = stage_times(model, system, g, o, c, lt, n, recomputed, offload, None if o.legacy else dense)
+    return lt, n, mem, recomputed, times, offload
 
 
 def memory_fit(model: ModelSpec, system: System, g: LayoutGrid, opts: TrainingOptions | None = None,

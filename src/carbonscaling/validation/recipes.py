@@ -72,7 +72,28 @@ _FACTS: dict[str, dict[str, Any]] = {
                    "sets": {"moe_token_dispatcher_type": (lambda v: v in ("alltoall", "allgather", "flex"),
                                                           "alltoall, allgather or flex")}},
     "cuda_graph": {"keyed": True, "ends": True, "sets": {"cuda_graph_scope": (_is_names, "a list of graph scopes")}},
+    "pp_layout": {"keyed": "model", "sets": {"pipeline_model_parallel_layout": (
+        lambda v: _layout_map_problem(v) is None, "a mapping 'PPxVP': layout string with {mtp} before the loss")}},
 }
+
+
+def _layout_map_problem(v) -> str | None:
+    """What is wrong with a ``pp_layout`` entry's ``{"PPxVP": layout}`` mapping, or None. A layout is
+    Megatron-Core's string with ``{mtp}`` where the recipe puts ``["mtp"] * mtp_num_layers``."""
+    from ..perf.pipeline import parse_pipeline_layout
+    if not isinstance(v, dict) or not v:
+        return "not a mapping"
+    for key, layout in v.items():
+        m = re.fullmatch(r"(\d+)x(\d+)", str(key))
+        if not m or not isinstance(layout, str):
+            return f"{key!r}"
+        try:
+            chunks = parse_pipeline_layout(layout.replace("{mtp}", ""))
+        except ValueError:
+            return f"{key!r}"
+        if len(chunks) != int(m.group(1)) * int(m.group(2)):
+            return f"{key!r}: {len(chunks)} chunks"
+    return None
 
 
 def _release(value) -> tuple[int, int] | None:
@@ -104,21 +125,22 @@ def _source_problem(source) -> tuple[str, str] | None:
 def _entry_problem(e: dict) -> tuple[str, str] | None:
     """``(field, what is wrong)`` of one entry of the data file, or None."""
     spec = _FACTS[e["fact"]]
-    keyed = spec["keyed"]
-    for field, want in (("model", keyed is not None), ("system", bool(keyed))):
+    keyed = spec["keyed"]  # True: model, system, layout; "model": model (system optional); False: model only
+    for field, want in (("model", keyed is not None), ("system", keyed is True)):
         if want and not (isinstance(e.get(field), str) and e[field]):
             return field, "must be a name as nemo_performance.csv spells it"
-        if not want and e.get(field) is not None:
+        optional = field == "system" and keyed == "model" and (e.get(field) is None or isinstance(e[field], str))
+        if not want and e.get(field) is not None and not optional:
             return field, f"must be null for fact {e['fact']} (it applies to every {field})"
     if e.get("precisions") is not None and not (_is_names(e["precisions"]) and e["precisions"]):
         return "precisions", "must be null (every precision) or a non-empty list of precision labels"
     if keyed is None and not e.get("precisions"):
         return "precisions", f"must list the precisions fact {e['fact']} applies to"
     layout = e.get("layout")
-    if keyed and not (isinstance(layout, dict) and set(layout) == set(_LAYOUT_KEYS)
-                      and all(_is_count(v) for v in layout.values())):
+    if keyed is True and not (isinstance(layout, dict) and set(layout) == set(_LAYOUT_KEYS)
+                              and all(_is_count(v) for v in layout.values())):
         return "layout", f"must be a mapping of {', '.join(_LAYOUT_KEYS)}, each a positive integer"
-    if not keyed and layout is not None:
+    if keyed is not True and layout is not None:
         return "layout", f"must be null for fact {e['fact']}"
     for field, allowed in (("first_container", keyed is not None), ("last_container", spec.get("ends", False))):
         try:
@@ -234,6 +256,14 @@ CUDA_GRAPH_RECIPES = [(*_key(e), _release(e["last_container"]), tuple(e["sets"][
                       for e in _of("cuda_graph")]
 
 
+#: Pipeline layouts (``TrainingOptions.pipeline_layout``): (model, system or None, precisions, first release,
+#: {(PP, VP): Megatron-Core layout with ``{mtp}`` for the MTP layers}); the first entry with the row's (PP, VP) wins.
+PP_LAYOUT_RECIPES = [(e["model"], e.get("system"), tuple(e["precisions"]) if e["precisions"] else None,
+                      _release(e["first_container"]),
+                      {tuple(int(x) for x in k.split("x")): v for k, v in e["sets"]["pipeline_model_parallel_layout"].items()})
+                     for e in _of("pp_layout")]
+
+
 def _num(v: str) -> float | None:
     return float(v) if v not in ("", None) else None
 
@@ -325,3 +355,15 @@ def _cuda_graph_recipe(row: dict):
     if sets:
         return sets[0]
     return ("full_iteration",) if _fused_moe_recipe(row)[0] else None
+
+
+def _pp_layout_recipe(row: dict, mtp_layers: int) -> str | None:
+    """The Megatron-Core ``pipeline_model_parallel_layout`` a row's recipe sets for its (PP, VP), with
+    ``mtp_layers`` MTP layers before the loss (:data:`PP_LAYOUT_RECIPES`), or None."""
+    _, pp, vp, _, _ = _as_run(row)
+    release = _container(row)[:2]
+    for model, system, precs, first, layouts in PP_LAYOUT_RECIPES:
+        if model == row["model"] and system in (None, row["system"]) and release >= first \
+                and (precs is None or row["precision"] in precs) and (pp, vp) in layouts:
+            return layouts[(pp, vp)].replace("{mtp}", "m" * mtp_layers)
+    return None
