@@ -18,6 +18,8 @@ RECOMPUTE_MODULES = ("core_attn", "moe_act", "layernorm", "mla_up_proj", "mlp", 
 #: Megatron-Core ``cuda_graph_scope`` values: the whole training step, or per-layer graphs of these parts.
 CUDA_GRAPH_SCOPES = ("full_iteration", "attn", "mlp", "moe", "moe_router", "moe_preprocess", "mamba")
 EP_CONVENTIONS = ("megatron", "cs-v1")
+#: GEMM formats whose recipes Transformer Engine runs FP8 attention in (per-tensor delayed/current scaling, MXFP8).
+FP8_ATTENTION_FORMATS = ("fp8", "fp8-delayed", "mxfp8", "fp8-qat")
 MFU_CONVENTIONS = ("megatron", "palm", "cs-paper")  # carbonscaling.mfu
 
 
@@ -69,6 +71,10 @@ class TrainingOptions(BaseModel):
                     "layers' saved activations go to host memory in their forward and come back for their backward "
                     "(Transformer Engine), overlapped with the other layers' compute; needs PP 1, no recompute and a "
                     "device with a host link (data/host_link.yaml).")
+    fp8_attention: bool = Field(
+        default=False, description="Attention core (the score and value matmuls) in FP8 (Megatron-Core "
+                                   "fp8_dot_product_attention: Transformer Engine's cuDNN FP8 fused attention) when "
+                                   "the GEMM format is an 8-bit one; off: BF16, as most recipes run it.")
     pipeline_layout: str | None = Field(
         default=None, max_length=4000, json_schema_extra={"metavar": "LAYOUT"},
         description="Megatron-Core pipeline_model_parallel_layout: the layers each pipeline chunk holds (E embedding, "
@@ -176,6 +182,13 @@ class TrainingOptions(BaseModel):
     def activation_bytes(self) -> float:
         """Bytes of one activation element moved between devices (QAT sends 8-bit)."""
         return 1.0 if self.qat else 2.0
+
+    @property
+    def attention_precision(self) -> str:
+        """The format of the attention core's matmuls: FP8 with ``fp8_attention`` under an 8-bit GEMM format
+        (Transformer Engine's FP8 attention takes per-tensor scales in every FP8 recipe), else BF16."""
+        # Transformer Engine has no FP8 fused attention for block-scaled FP8 or NVFP4 recipes (get_attention_backend)
+        return "fp8" if self.fp8_attention and self.gemm_precision in FP8_ATTENTION_FORMATS else "bf16"
 
     @property
     def gemm_input_bytes(self) -> float:

@@ -46,17 +46,57 @@ def _attention(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOptio
     heads_batch = g.mb * nh
     hd = (model.qk_head_dim + model.value_head_dim) / 2.0
     if o.flash_attention:
-        at_f, at_b = K.flash_attention_time(heads_batch, s, hd, dev, c)
+        at_prec = o.attention_precision
+        at_f, at_b = K.flash_attention_time(heads_batch, s, hd, dev, c, at_prec)
         if model.window_size is not None:  # windowed layers skip the score blocks outside the band
             share = model.windowed_layer_share
             keep = 1.0 - share * (1.0 - K.sliding_window_work_fraction(s, model.window_size))
             at_f, at_b = at_f * keep, at_b * keep
+        if at_prec != "bf16":  # FP8 attention: its operands cast, its output and output gradient converted
+            x_f, x_b = fp8_attention_cast_time(model, tokens, tp, dev, c)
+            at_f, at_b = at_f + x_f, at_b + x_b
         selective = 0.0 * at_f  # FlashAttention recomputes scores inside its backward already
     else:
         at_f, at_b = K.unfused_attention_time(heads_batch, s, hd, dev, c)
         selective = at_f
     # Context parallelism: causal load balancing (2 CP chunks per rank, paired) splits the work evenly.
     return f, b, at_f / g.cp, at_b / g.cp, selective / g.cp
+
+
+def fp8_attention_cast_time(model: ModelSpec, tokens, tp, dev, c: PerfConstants):
+    """``(t_forward, t_backward)`` of the casts around an FP8 attention core (``fp8_attention``).
+
+    Transformer Engine's FP8 ``DotProductAttention`` quantizes Q, K and V (per-tensor current
+    scaling: an amax read, then the cast) before cuDNN's FP8 fused attention and converts its FP8
+    output back to BF16 for the output projection (without ``fp8_multi_head_attention``, which
+    the recipes leave off); the backward quantizes the output gradient. Per rank: Q and the
+    output have the rank's ``n_heads / TP`` heads, K and V its KV heads (MLA: one per query head).
+
+    Parameters
+    ----------
+    model : ModelSpec
+        Heads and head dimensions.
+    tokens : float or ndarray
+        Tokens of a microbatch on this rank (after CP).
+    tp : float or ndarray
+        Tensor-parallel size.
+    dev : Device
+        HBM bandwidth.
+    c : PerfConstants
+        ``hbm_efficiency``.
+
+    Returns
+    -------
+    t_forward, t_backward : ndarray
+        Seconds per layer and microbatch (HBM-bound: :func:`.kernels.quantize_time` of format
+        ``fp8``; the output's conversion reads 1 B and writes 2 B per element).
+    """
+    nh = model.n_heads / tp
+    kv = np.maximum(model.n_kv_heads / tp, 1.0)
+    qkv = tokens * (nh * model.qk_head_dim + kv * (model.qk_head_dim + model.value_head_dim))
+    out = tokens * nh * model.value_head_dim
+    fwd = K.quantize_time(qkv, "fp8", dev, c) + K.memory_bound_time(3.0 * out, dev, c)
+    return fwd, K.quantize_time(out, "fp8", dev, c)
 
 
 def _ffn(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOptions, c: PerfConstants, moe: bool,

@@ -55,7 +55,8 @@ def _is(value):
 #: must (``sets``) or may (``optional``) set -> (check, allowed values in words).
 _FACTS: dict[str, dict[str, Any]] = {
     "fused_moe": {"keyed": True, "sets": {"cutedsl_fused_grouped_mlp": (_is(True), "true"),
-                                          "moe_a2a_overlap": (_is_bool, "true or false")}},
+                                          "moe_a2a_overlap": (_is_bool, "true or false")},
+                  "optional": {"fp8_dot_product_attention": (_is_bool, "true or false")}},
     "recompute": {"keyed": True, "sets": {"recompute_modules": (lambda v: _is_names(v) and v, "a list of module names"),
                                           "moe_a2a_overlap": (_is_bool, "true or false")}},
     "moe_comm": {"keyed": True, "sets": {"moe_a2a_overlap": (_is_bool, "true or false")},
@@ -224,6 +225,9 @@ def _of(fact: str) -> list[dict]:
 # The lookup tables, in the file's order (within a fact the first matching entry wins).
 #: Recipes with the fused grouped MLP: (model, system, precisions, layout, first release, EP overlap).
 FUSED_MOE_RECIPES = [(*_key(e), e["sets"]["moe_a2a_overlap"]) for e in _of("fused_moe")]
+#: FP8 attention core (``fp8_dot_product_attention``) of those recipes: (model, system, precisions, layout,
+#: first release, on).
+FP8_ATTENTION_RECIPES = [(*_key(e), e["sets"].get("fp8_dot_product_attention", False)) for e in _of("fused_moe")]
 #: Selective recompute: (model, system, precisions, layout, first release, modules, EP all-to-all overlapped).
 RECOMPUTE_RECIPES = [(*_key(e), tuple(e["sets"]["recompute_modules"]), e["sets"]["moe_a2a_overlap"])
                      for e in _of("recompute")]
@@ -297,6 +301,12 @@ def _fused_moe_recipe(row: dict) -> tuple[bool, bool]:
     """``(fused grouped MLP, EP all-to-all overlapped)`` of a row's recipe (:data:`FUSED_MOE_RECIPES`)."""
     sets = _first_match(FUSED_MOE_RECIPES, row)
     return (True, sets[0]) if sets else (False, False)
+
+
+def _fp8_attention_recipe(row: dict) -> bool:
+    """Whether a row's recipe runs the attention core in FP8 (:data:`FP8_ATTENTION_RECIPES`)."""
+    sets = _first_match(FP8_ATTENTION_RECIPES, row)
+    return bool(sets and sets[0])
 
 
 def _recompute_recipe(row: dict):

@@ -45,7 +45,7 @@ from .._data import load_csv
 from .recipes import (  # noqa: F401  (re-exported: the recipe tables live in recipes.py)
     CUDA_GRAPH_RECIPES, DISPATCHER_RECIPES, FUSED_MOE_RECIPES, MOE_COMM_RECIPES, NO_GRAD_OVERLAP_RECIPES,
     NO_RECOMPUTE_RECIPES, NO_TP_OVERLAP_PRECISIONS, NOT_MODELLED_RECIPES, PP_LAYOUT_RECIPES, RECIPE_ETP,
-    RECOMPUTE_RECIPES, TP_COMM_RECIPES, _container, _cuda_graph_recipe, _default_dispatcher, _fused_moe_recipe,
+    RECOMPUTE_RECIPES, TP_COMM_RECIPES, _container, _cuda_graph_recipe, _default_dispatcher, _fp8_attention_recipe, _fused_moe_recipe,
     _moe_comm_recipe, _no_grad_overlap_recipe, _no_recompute_recipe, _not_modelled_recipe, _num, _offload_recipe,
     _pp_layout_recipe, _recompute_recipe, _tp_overlap_recipe, OFFLOAD_RECIPES,
 )
@@ -157,6 +157,9 @@ def describe_row(row: dict):
         pp_layout = _pp_layout_recipe(row, model.mtp_layers)
         if pp_layout:
             extra["pipeline_layout"] = pp_layout
+        fp8_attention = _fp8_attention_recipe(row)
+        if fp8_attention:
+            extra["fp8_attention"] = True
         options = TrainingOptions(precision=prec, force_balanced_routing="tokendrop" in row["notes"],
                                   overlap_tp_comm=_tp_overlap_recipe(row),
                                   grad_reduce_in_fp32=False, overlap_grad_reduce=not _no_grad_overlap_recipe(row),
@@ -202,6 +205,8 @@ def describe_row(row: dict):
         assumed.append(f"recipe: {dispatcher} dispatcher")
     if pp_layout:
         assumed.append(f"recipe: pipeline layout {pp_layout}")
+    if fp8_attention:
+        assumed.append("recipe: FP8 attention (fp8_dot_product_attention)")
     if listed_overlap and not fused:
         assumed.append("recipe: EP all-to-all overlapped")
     if graphs is not None and not (fused and graphs == ("full_iteration",)):
