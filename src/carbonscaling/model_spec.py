@@ -79,6 +79,10 @@ class ModelSpec(BaseModel):
     moe_router_dtype: Literal["fp32", "fp64"] | None = Field(
         default=None, description="Megatron moe_router_dtype: 'fp32' = FP32 logits, casts and TF32 backward "
                                   "GEMMs (perf/moe.py router_time); 'fp64' not costed; None: the input's BF16")
+    cross_entropy_fusion_impl: Literal["native", "te"] | None = Field(
+        default=None, description="Megatron cross_entropy_fusion_impl of the loss: 'native' = Megatron-Core's fused "
+                                  "FP32 cross entropy, 'te' = Transformer Engine's in-place BF16 kernels "
+                                  "(perf/kernels.py cross_entropy_bytes); None: the recipe does not say")
     # Hybrid Mamba-2 / attention / MoE stacks (Nemotron-H, Nemotron 3): one block per layer.
     hybrid_pattern: str | None = Field(default=None, pattern=r"^[ME*-]+$",
                                        description="Megatron hybrid_override_pattern, one symbol per layer: "

@@ -32,6 +32,7 @@ class PerfConstants:
     fragmentation_factor_dynamic_eviction: float
     reserved_gb: float
     logits_bytes: float
+    logits_bytes_te: float
     elementwise_fwd_bytes_hidden: float
     elementwise_fwd_bytes_ffn: float
     elementwise_fwd_bytes_ffn_gated: float
@@ -39,6 +40,8 @@ class PerfConstants:
     unfused_attention_passes_bwd: float
     embedding_bytes_per_token_hidden: float
     cross_entropy_passes: float
+    cross_entropy_native_bytes: float
+    cross_entropy_te_bytes: float
     elementwise_bwd_to_fwd: float
     grad_reduce_bytes_bf16: float
     grad_reduce_bytes_fp16: float
@@ -137,6 +140,7 @@ def default_constants() -> PerfConstants:
         fragmentation_factor_dynamic_eviction=v("memory", "fragmentation_factor_dynamic_eviction"),
         reserved_gb=v("memory", "reserved_gb"),
         logits_bytes=v("memory", "logits_bytes"),
+        logits_bytes_te=v("memory", "logits_bytes_te"),
         elementwise_fwd_bytes_hidden=v("elementwise", "forward_bytes_per_token_hidden"),
         elementwise_fwd_bytes_ffn=v("elementwise", "forward_bytes_per_token_ffn"),
         elementwise_fwd_bytes_ffn_gated=v("elementwise", "forward_bytes_per_token_ffn_gated"),
@@ -144,6 +148,8 @@ def default_constants() -> PerfConstants:
         unfused_attention_passes_bwd=v("elementwise", "unfused_attention_passes_backward"),
         embedding_bytes_per_token_hidden=v("elementwise", "embedding_bytes_per_token_hidden"),
         cross_entropy_passes=v("elementwise", "cross_entropy_passes"),
+        cross_entropy_native_bytes=v("elementwise", "cross_entropy_native_bytes_per_logit"),
+        cross_entropy_te_bytes=v("elementwise", "cross_entropy_te_bytes_per_logit"),
         elementwise_bwd_to_fwd=v("elementwise", "backward_to_forward"),
         grad_reduce_bytes_bf16=v("mixed_precision", "grad_reduce_bytes_bf16"),
         grad_reduce_bytes_fp16=v("mixed_precision", "grad_reduce_bytes_fp16"),

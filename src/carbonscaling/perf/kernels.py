@@ -176,6 +176,35 @@ def quantize_time(elements, precision: str, device: Device, c: PerfConstants, we
     return memory_bound_time(per_element * elements, device, c)
 
 
+def cross_entropy_bytes(impl, c: PerfConstants):
+    """HBM bytes per logit of the vocabulary cross entropy (forward + backward) and bytes per logit
+    kept for its backward, by Megatron-Core ``cross_entropy_fusion_impl``.
+
+    ``'native'``: Megatron-Core's fused cross entropy (FP32 copy, in-place exp, divide and scale,
+    cast back; ``c.cross_entropy_native_bytes``, FP32 softmax kept); ``'te'``: Transformer Engine's
+    Triton kernels (one read for the row max and sum, one read-and-write of the gradient in place in
+    BF16; ``c.cross_entropy_te_bytes``, the BF16 logits kept); ``None``: a recipe that does not say:
+    ``c.cross_entropy_passes`` FP32 passes (``c.logits_bytes`` each), FP32 logits kept.
+
+    Parameters
+    ----------
+    impl : {'native', 'te', None}
+        ``ModelSpec.cross_entropy_fusion_impl``.
+    c : PerfConstants
+        The performance constants (``data/perf.yaml``).
+
+    Returns
+    -------
+    (float, float)
+        Bytes moved per logit, bytes kept per logit.
+    """
+    if impl == "native":
+        return c.cross_entropy_native_bytes, c.logits_bytes
+    if impl == "te":
+        return c.cross_entropy_te_bytes, c.logits_bytes_te
+    return c.cross_entropy_passes * c.logits_bytes, c.logits_bytes
+
+
 def memory_bound_time(n_bytes, device: Device, c: PerfConstants):
     """Seconds to stream ``n_bytes`` through HBM at the achievable bandwidth.
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..hardware import System
 from ..scaling import ModelSpec
+from . import kernels as K
 from .activations import _mamba_activations, activation_bytes_per_layer, selective_freed_bytes  # noqa: F401
 from .constants import PerfConstants
 from .layout import RL_ALL, RL_AUTO, LayoutGrid, TrainingOptions
@@ -98,7 +99,8 @@ def memory_per_device(model: ModelSpec, system: System, g: LayoutGrid, o: Traini
     layer_params = nonexpert_params_per_layer(model) / g.tp + expert_params_per_layer(model) / (g.etp * g.ep)
     gather_buffers = np.where(sharded & (w_d > 1), (2.0 * w_bytes + grad_bytes) * layer_params, 0.0)
     kept, full, inp = activation_bytes_per_layer(model, g, o)
-    logits = g.mb * model.seq_len / g.cp * model.vocab / g.tp * c.logits_bytes * (1 + model.mtp_layers)
+    logit_b = K.cross_entropy_bytes(model.cross_entropy_fusion_impl, c)[1]  # FP32, or BF16 with TE's cross entropy
+    logits = g.mb * model.seq_len / g.cp * model.vocab / g.tp * logit_b * (1 + model.mtp_layers)
     frag = c.fragmentation_factor_dynamic_eviction if o.dynamic_eviction else c.fragmentation_factor
     opt_b = c.optimizer_state_bytes_per_param
     is_pp1 = g.pp == 1

@@ -131,7 +131,8 @@ def stage_times(model, system, g, o, c, lt: LayerTimes, split, recomputed, offlo
     # The output layer stays BF16 in today's recipes (formats.yaml recipe.bf16_gemms); v1 ran it in the GEMM format.
     h_prec, h_ib = (o.gemm_precision, o.gemm_input_bytes) if o.legacy else ("bf16", 2.0)
     lg_f, lg_b = K.linear_fwd_bwd_time(tokens, V / tp, h, 1, dev, c, h_prec, h_ib)
-    head = lg_f + lg_b + K.memory_bound_time(c.cross_entropy_passes * tokens * V / tp * c.logits_bytes, dev, c)
+    ce_bytes = K.cross_entropy_bytes(model.cross_entropy_fusion_impl, c)[0]
+    head = lg_f + lg_b + K.memory_bound_time(ce_bytes * tokens * V / tp, dev, c)
     mtp = model.mtp_layers * (lt.time0 + head)
     act_bytes = tokens * h * o.activation_bytes / tp
     send = np.where(g.pp > 1, p2p_time(act_bytes, g.tp * g.cp * g.dp, g.pp, system, c), 0.0)
