@@ -19,12 +19,13 @@ def test_option_types_are_generated_from_the_specs(group):
         "run: python -m carbonscaling.specs --write-cli"
 
 
-def test_cli_decide_spells_no_run_option_itself():
-    src = (Path(specs.__file__).with_name("cli_decide.py")).read_text(encoding="utf-8")
+@pytest.mark.parametrize("module", ["cli_decide.py", "cli_grid.py"])
+def test_decision_commands_spell_no_run_option_themselves(module):
+    src = (Path(specs.__file__).with_name(module)).read_text(encoding="utf-8")
     code = "\n".join(line for line in src.splitlines() if not line.lstrip().startswith("#"))
     for name in specs.cli_types()["shared"][1]:
         flag = specs.cli_option(name)
-        assert not re.search(rf"[\"']{re.escape(flag)}[\"']", code), f"{flag} spelled by hand in cli_decide.py"
+        assert not re.search(rf"[\"']{re.escape(flag)}[\"']", code), f"{flag} spelled by hand in {module}"
 
 
 @pytest.mark.parametrize("command", [["uncertainty"], ["pareto", "deadline"], ["inverse", "loss"], ["footprint"]])

@@ -1,5 +1,6 @@
-"""Decision commands: ``uncertainty``, ``pareto deadline|loss``, ``inverse loss|deadline|where``,
-``grid integrate|suggest`` and ``footprint`` (location/market-based and water).
+"""Decision commands: ``uncertainty``, ``pareto deadline|loss``, ``inverse loss|deadline|where``
+and ``footprint`` (location/market-based and water); ``grid integrate|suggest`` are in
+:mod:`carbonscaling.cli_grid`, with the same shared options and helpers (``_kw``, ...).
 
 Every command runs :func:`carbonscaling.chain.estimate` underneath with the same model,
 device and carbon options as ``estimate``; ``--json`` prints the API's dict, ``--out DIR``
@@ -23,16 +24,12 @@ from .errors import InputError
 pareto_app = typer.Typer(help="Pareto fronts: deadline x carbon x devices, loss x carbon.", no_args_is_help=True)
 inverse_app = typer.Typer(help="Inverse questions: best loss or shortest deadline within a budget; where to train.",
                           no_args_is_help=True)
-grid_app = typer.Typer(help="Time-varying grid intensity: integrate a run over its window; suggest a start.",
-                       no_args_is_help=True)
 app.add_typer(pareto_app, name="pareto")
 app.add_typer(inverse_app, name="inverse")
-app.add_typer(grid_app, name="grid")
 OPTION_OF.update({"budget_tco2e": "--budget", "samples": "--samples", "seed": "--seed", "contractual_ci": "--contractual-ci",
                   "renewable_share": "--renewable-share", "residual_ci": "--residual-ci", "wue_l_per_kwh": "--wue",
-                  "ewif_l_per_kwh": "--ewif", "profile": "--profile", "start": "--start", "basis": "--basis",
-                  "out": "--out", "deadlines": "--deadlines", "d_models": "--d-models", "tokens": "--tokens",
-                  "from": "--from", "to": "--to", "uncertainty_file": "--inputs-file"})
+                  "ewif_l_per_kwh": "--ewif", "out": "--out", "deadlines": "--deadlines", "d_models": "--d-models",
+                  "tokens": "--tokens", "uncertainty_file": "--inputs-file"})
 
 # The run's options (--preset --d-model --deadline-days --ci --region --year --pue --lifetime
 # --embodied-mode --precision) are the option types generated from the specs into cli.py;
@@ -312,82 +309,6 @@ def inverse_where(model: ModelOpt = None, preset: PresetOpt = None, d_model: DMo
         typer.echo(f"skipped {s['device']}: {s['reason']}")
 
 
-# ---- grid ------------------------------------------------------------------------------------
-ProfileOpt = Annotated[Optional[list[str]], typer.Option(
-    "--profile", metavar="[NAME=]CSV", help="Intensity CSV (Electricity Maps, WattTime or datetime,ci_g_per_kwh); repeatable.")]
-BasisOpt = Annotated[str, typer.Option("--basis", metavar="lca|direct", help="Electricity Maps column.")]
-
-
-def _wall_days(est) -> float:
-    b = est.carbon.breakdown
-    return float(b.get("expected_duration_h") or b["duration_h"]) / 24.0
-
-
-def _profiles(profile: list[str] | None, regions: str | None, basis: str) -> dict:
-    from .grid import read_profile_csv, region_profile
-
-    out = {}
-    for item in profile or []:
-        name, _, path = item.rpartition("=")
-        prof = read_profile_csv(path, basis=basis, name=name or None)
-        out[prof.name] = prof
-    for reg in (regions.split(",") if regions else []):
-        out[reg] = region_profile(reg)
-    if not out:
-        raise InputError("profile", "give --profile CSV or --regions R1,R2 (yearly table)")
-    return out
-
-
-@grid_app.command("integrate")
-def grid_integrate(start: Annotated[list[str], typer.Option("--start", metavar="YYYY-MM[-DD]", help="Start; repeatable.")],
-                   model: ModelOpt = None, preset: PresetOpt = None, d_model: DModelOpt = None,
-                   device: DeviceOpt = "H100", deadline_days: DeadlineDaysOpt = None, pue: PueOpt = None,
-                   region: RegionOpt = None,
-                   profile: ProfileOpt = None, basis: BasisOpt = "lca", as_json: JsonOpt = False) -> None:
-    """Operational carbon of a run integrated over its calendar window, for each start."""
-    from .chain import estimate
-    from .grid import on_grid
-
-    profs = _profiles(profile, region, basis)
-    est = estimate(**_kw(locals()))
-    res = [on_grid(est.carbon, p, s) for p in profs.values() for s in start]
-    if as_json:
-        emit_json(res)
-        return
-    print_table(f"{est.model.name} on {est.result.layout.devices} x {est.system.device.name}: "
-                f"{_wall_days(est):.1f} days on the calendar", ["profile", "start", "end", "mean CI g/kWh",
-                                                                        "operational t", "total t"],
-                [[r["profile"], r["start"], r["end"], r["ci_g_per_kwh"], r["operational_tco2e"], r["total_tco2e"]]
-                 for r in res])
-
-
-@grid_app.command("suggest")
-def grid_suggest(first: Annotated[str, typer.Option("--from", metavar="YYYY-MM", help="Earliest start month.")],
-                 last: Annotated[str, typer.Option("--to", metavar="YYYY-MM", help="Latest start month.")],
-                 model: ModelOpt = None, preset: PresetOpt = None, d_model: DModelOpt = None,
-                 device: DeviceOpt = "H100", deadline_days: DeadlineDaysOpt = None, pue: PueOpt = None,
-                 regions: Annotated[Optional[str], typer.Option(
-                     "--regions", metavar="R1,R2",
-                     help="Regions whose yearly intensity table is a profile (see `regions`); or --profile.")] = None,
-                 profile: ProfileOpt = None, basis: BasisOpt = "lca",
-                 top: Annotated[Num, typer.Option("--top", metavar="N", help="Rows to print (default 12).")] = None,
-                 as_json: JsonOpt = False) -> None:
-    """Carbon-aware start month (and region/profile): every start ranked by total carbon."""
-    from .chain import estimate
-    from .grid import month_starts, suggest_start
-
-    profs = _profiles(profile, regions, basis)
-    est = estimate(**_kw(locals()))
-    res = suggest_start(est.carbon, profs, month_starts(first, last))
-    if as_json:
-        emit_json(res)
-        return
-    print_table(f"start months ranked ({_wall_days(est):.1f}-day run); saving vs worst "
-                f"{res['saving_vs_worst_tco2e']:,.4g} t", ["profile", "start", "end", "mean CI", "operational t", "total t"],
-                [[r["profile"], r["start"], r["end"], r["ci_g_per_kwh"], r["operational_tco2e"], r["total_tco2e"]]
-                 for r in res["rows"][: integer(top) or 12]])
-
-
 # ---- footprint (accounting modes + water) -------------------------------------------------------
 @app.command()
 def footprint(model: ModelOpt = None, preset: PresetOpt = None, d_model: DModelOpt = None, device: DeviceOpt = "H100",
@@ -423,3 +344,18 @@ def footprint(model: ModelOpt = None, preset: PresetOpt = None, d_model: DModelO
     for n in s2["notes"]:
         typer.echo(f"note: {n}")
     typer.echo(f"water: WUE {w['wue_l_per_kwh']:g} L/kWh, EWIF {w['ewif_l_per_kwh']:g} L/kWh ({w['source']})")
+
+
+# ``grid`` (cli_grid.py) uses this module's options and helpers, so it is registered from here, last;
+# its names lived here before it had its own module and are looked up there when asked for.
+from . import cli_grid  # noqa: E402,F401
+
+_MOVED = ("grid_app", "grid_integrate", "grid_suggest", "ProfileOpt", "BasisOpt", "_wall_days", "_profiles")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        import importlib
+
+        return getattr(importlib.import_module("carbonscaling.cli_grid"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

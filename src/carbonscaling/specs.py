@@ -337,7 +337,7 @@ def cli_blocks() -> dict[str, tuple[str, list[str]]]:
 def cli_types() -> dict[str, tuple[str, list[str]]]:
     """``{group: (module file, fields)}`` of the option types generated from the specs
     (``PueOpt = Annotated[...]``, named by :func:`cli_type_name`) for commands that take a
-    subset of a run's options: the decision commands (cli_decide.py) and ``regions``."""
+    subset of a run's options: the decision commands (cli_decide.py, cli_grid.py) and ``regions``."""
     return {"shared": ("cli.py", ["preset", "d_model", "deadline_days", "ci", "region", "year", "pue",
                                   "lifetime_years", "embodied_mode", "precision"])}
 

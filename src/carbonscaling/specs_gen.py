@@ -4,7 +4,7 @@
   between markers into cli_estimate.py and cli.py (written out, not built at run time, so
   that ``carbonscaling --help`` does not import pydantic);
 * the option types (``PueOpt``, ``CiOpt``, ...) of the commands that take a subset of the
-  options (the decision commands of cli_decide.py, ``regions``), written into cli.py;
+  options (the decision commands of cli_decide.py and cli_grid.py, ``regions``), written into cli.py;
 * the options table of docs/run-spec.md.
 
 ``python -m carbonscaling.specs --write-cli --write-docs`` rewrites both.
