@@ -40,8 +40,12 @@ def test_the_tables_are_the_files_entries_in_order():
     assert recipes.NO_GRAD_OVERLAP_RECIPES == [("DeepSeekV3", "DGX-H100", None, (2, 8, 4, 64, 1), (25, 9), (25, 9))]
     assert sum(e["fact"] == "cuda_graph" for e in RAW) == len(recipes.CUDA_GRAPH_RECIPES)
     assert recipes.TP_COMM_RECIPES == [("Qwen3_235B_a22B", "DGX-H100", None, (2, 8, 4, 32, 1), (26, 2), False)]
-    assert recipes.DISPATCHER_RECIPES == [("Qwen3_30B_a3B", (25, 9), (25, 11), "alltoall"),
+    assert recipes.DISPATCHER_RECIPES == [("DeepSeekV3", (25, 9), (25, 11), "alltoall"),
+                                          ("Qwen3_30B_a3B", (25, 9), (25, 11), "alltoall"),
                                           ("Qwen3_235B_a22B", (25, 9), (25, 11), "alltoall")]
+    assert [(m, s, tuple(sorted(lay))) for m, s, _, _, lay in recipes.PP_LAYOUT_RECIPES] == [
+        ("DeepSeekV3", "DGX-H100", ((8, 4),)), ("DeepSeekV3", "DGX-GB300", ((2, 8), (4, 4))),
+        ("DeepSeekV3", None, ((4, 1), (4, 2), (4, 4), (8, 1), (8, 2), (16, 1)))]
     assert recipes.recipe_entries() is recipes.recipe_entries()  # read once
 
 

@@ -81,7 +81,7 @@ def test_qwen3_235b_h100_overlaps_the_alltoall_dispatcher():
     # from 26.02 the V1/V2 scripts: flex unless a moe_comm entry names another
     ("Qwen3_30B_a3B", "DGX-H100", "26.04", "FP8", "flex"),
     ("Qwen3_235B_a22B", "DGX-B200", "26.02", "MXFP8", "alltoall"),
-    # other models keep their own tables
+    # DeepSeek-V3 25.x defaults to its provider's alltoall too, but its 25.09 H100 config names DeepEP (moe_comm)
     ("DeepSeekV3", "DGX-H100", "25.09", "FP8", "flex"),
 ])
 def test_qwen3_default_dispatcher_by_release(model, system, container, precision, dispatcher):
@@ -90,9 +90,9 @@ def test_qwen3_default_dispatcher_by_release(model, system, container, precision
     for row in _rows(model, system, container, precision):
         _, _, options, _, assumed = describe_row(row)
         assert options.moe_dispatcher == dispatcher
-        assert (f"recipe: {dispatcher} dispatcher" in assumed) == (dispatcher == "alltoall")
-        assert _default_dispatcher(row) == ("alltoall" if container.startswith("25.") and model != "DeepSeekV3"
-                                            else None)
+        stated = dispatcher == "alltoall" or model == "DeepSeekV3"
+        assert (f"recipe: {dispatcher} dispatcher" in assumed) == stated
+        assert _default_dispatcher(row) == ("alltoall" if container.startswith("25.") else None)
 
 
 def test_tp_comm_entry_only_on_its_model_system_and_layout():
@@ -354,3 +354,14 @@ def test_every_pp_layout_entry_is_taken_by_a_row():
                  and tuple(int(x) for x in r["container"].split("."))[:2] >= first
                  and (_layout(r)[1], _layout(r)[2]) in layouts and _pp_layout_recipe(r, 1)]
         assert taken, (model, system)
+
+
+@pytest.mark.parametrize("system, container, precision, dispatcher", [
+    ("DGX-B200", "25.09", "FP8", "alltoall"), ("DGX-GB200", "25.09", "FP8", "alltoall"),
+    ("DGX-B200", "25.11", "FP8-MX", "alltoall"), ("DGX-GB300", "25.11", "BF16", "alltoall"),
+    ("DGX-H100", "25.09", "FP8", "flex"),                  # enable_deepep=True in the 25.09 H100 configs
+    ("DGX-B200", "26.02", "MXFP8", "flex"), ("DGX-GB200", "26.04", "MXFP8", "flex"),   # HybridEP from 26.02
+])
+def test_deepseek_dispatcher_follows_the_release(system, container, precision, dispatcher):
+    (row, *_) = _rows("DeepSeekV3", system, container, precision)
+    assert describe_row(row)[2].moe_dispatcher == dispatcher
