@@ -35,6 +35,7 @@ class NumberFormat:
     cast_free: bool = False     # the papers' QAT knob: 8-bit GEMMs, casts not modelled
     fused_copies: bool = False  # one kernel reads the BF16 tensor once and writes both copies
     norm_fused_cast: bool = False  # the preceding norm writes the quantized copies itself (no cast kernel)
+    gemm_rate: float = 1.0      # GEMM kernel rate against a per-tensor-scaled GEMM at the same peak
 
     @property
     def quantized(self) -> bool:
@@ -135,6 +136,7 @@ def number_format(name: str) -> NumberFormat:
                         columnwise_requantize=bool(e["columnwise_requantize"]),
                         hadamard_wgrad=bool(e["hadamard_wgrad"]), cast_free=bool(e.get("cast_free", False)),
                         fused_copies=bool(e.get("fused_copies", False)),
+                        gemm_rate=float(e.get("gemm_rate_vs_tensorwise", {"value": 1.0})["value"]),
                         norm_fused_cast=key in _table()["recipe"]["norm_fused_casts"]["value"])
 
 

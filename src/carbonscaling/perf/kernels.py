@@ -53,7 +53,7 @@ def gemm_efficiency(m, n, k, batch, device: Device, c: PerfConstants, precision:
     cu = device.compute_units
     wave_util = blocks / (np.ceil(blocks / cu) * cu)
     k_util = k / (k + c.gemm_k_overhead)
-    eff_max = device.gemm_efficiency_max_for(precision) or c.gemm_efficiency_max_default
+    eff_max = (device.gemm_efficiency_max_for(precision) or c.gemm_efficiency_max_default) * number_format(precision).gemm_rate
     return eff_max * c.gemm_in_situ_factor * tile_util * wave_util * k_util
 
 
