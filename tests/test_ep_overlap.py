@@ -98,9 +98,30 @@ def test_deepep_sms_slow_the_compute_they_overlap():
     zero = step.evaluate(m, H100, g, TrainingOptions(**base), C.replace(ep_comm_sms=0))
     assert float(flex.overlap_slowdown_s[0]) - float(zero.overlap_slowdown_s[0]) == pytest.approx(hidden * 20 / 112)
     assert hidden > 0
-    # NCCL's all-to-all (alltoall dispatcher) stays in the global overlap slowdown
+    # NCCL's all-to-all (alltoall dispatcher) does not take DeepEP's SMs ...
     nccl0 = step.evaluate(m, H100, g, TrainingOptions(**base, moe_dispatcher="alltoall"), C.replace(ep_comm_sms=0))
     assert float(nccl.overlap_slowdown_s[0]) == pytest.approx(float(nccl0.overlap_slowdown_s[0]))
+
+
+def test_nccl_alltoall_blocks_slow_the_compute_they_overlap():
+    """The alltoall dispatcher's NCCL all-to-all runs one CUDA block per point-to-point channel
+    (data/perf.yaml overlap.nccl_p2p_channels = 32): on H100 (132 SMs) each second of hidden all-to-all
+    stretches the paired compute by 32 / 100 s; the global 10 % no longer applies to it."""
+    assert C.nccl_p2p_channels == 32
+    m = named_model("qwen3-30b-a3b")
+    g = _grid(microbatch=4)
+    o = TrainingOptions(precision="bf16", force_balanced_routing=True, overlap_ep_comm=True, moe_dispatcher="alltoall")
+    lt = step.per_layer(m, H100, g, o, C)
+    n = m.n_layers
+    hidden = (float(step.evaluate(m, H100, g, o, C).microbatches[0]) - 1.0) * n * float(lt.ep_hidden0[0])
+    assert hidden > 0
+    full = step.evaluate(m, H100, g, o, C)
+    none = step.evaluate(m, H100, g, o, C.replace(nccl_p2p_channels=0))
+    assert float(full.overlap_slowdown_s[0]) - float(none.overlap_slowdown_s[0]) == pytest.approx(hidden * 32 / 100)
+    # ... and the hidden all-to-all left the global 10 %: without the blocks the slowdown is the run's
+    # without the overlap (only the gradient reduction hides there)
+    plain = step.evaluate(m, H100, g, o.model_copy(update={"overlap_ep_comm": False}), C)
+    assert float(none.overlap_slowdown_s[0]) == pytest.approx(float(plain.overlap_slowdown_s[0]))
 
 
 @pytest.mark.parametrize("name,block", [("deepseek-v3", None), ("gpt-oss-120b", None), ("nemotron-3-nano", "E"),

@@ -80,6 +80,8 @@ def test_qwen3_235b_h100_overlaps_the_alltoall_dispatcher():
     ("Qwen3_235B_a22B", "DGX-GB300", "25.11", "BF16", "alltoall"),
     # from 26.02 the V1/V2 scripts: flex unless a moe_comm entry names another
     ("Qwen3_30B_a3B", "DGX-H100", "26.04", "FP8", "flex"),
+    ("Qwen3_30B_a3B", "DGX-B200", "26.02", "MXFP8", "alltoall"),   # microbatch-1 V1 config: no backend
+    ("Qwen3_30B_a3B", "DGX-B200", "26.02.01", "MXFP8", "flex"),    # microbatch-4 V1 config: hybridep
     ("Qwen3_235B_a22B", "DGX-B200", "26.02", "MXFP8", "alltoall"),
     # DeepSeek-V3 25.x defaults to its provider's alltoall too, but its 25.09 H100 config names DeepEP (moe_comm)
     ("DeepSeekV3", "DGX-H100", "25.09", "FP8", "flex"),
@@ -111,7 +113,8 @@ def test_qwen3_235b_b300_overlap_only_on_the_vp4_config():
         (row,) = _rows("Qwen3_235B_a22B", "DGX-B300", container, "MXFP8")
         assert _layout(row) == (1, 8, 4, 8, 1)
         _, _, options, _, assumed = describe_row(row)
-        assert options.overlap_ep_comm and options.moe_dispatcher == "flex"
+        # no flex backend named: the recipe leaves the Qwen3 provider's alltoall
+        assert options.overlap_ep_comm and options.moe_dispatcher == "alltoall"
         assert "recipe: EP all-to-all overlapped" in assumed
     for container in ("26.04", "26.04.01"):  # VP 1, microbatch 2: the later config, no overlap
         (row,) = _rows("Qwen3_235B_a22B", "DGX-B300", container, "MXFP8")

@@ -57,6 +57,7 @@ class PerfConstants:
     moe_router_fp32_bwd_bytes: float
     ssm_chunk: int
     ep_comm_sms: int
+    nccl_p2p_channels: int
     fp8_param_gather_formats: tuple
 
     @property
@@ -164,5 +165,6 @@ def default_constants() -> PerfConstants:
         moe_router_fp32_bwd_bytes=v("moe", "router_fp32_backward_bytes_per_element"),
         ssm_chunk=int(v("ssm", "chunk")),
         ep_comm_sms=int(v("overlap", "ep_comm_sms")),
+        nccl_p2p_channels=int(v("overlap", "nccl_p2p_channels")),
         fp8_param_gather_formats=tuple(v("mixed_precision", "fp8_param_gather_formats")),
     )

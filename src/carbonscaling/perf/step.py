@@ -231,9 +231,11 @@ def evaluate(model: ModelSpec, system: System, g: LayoutGrid, opts: TrainingOpti
     overlapped = overlapped + m * (n_first * lt.overlapped0 + recomputed[0] * lt.overlapped_extra + p2p_hidden)
     ramp = ep_overlap_ramp_time(g.pp, o.overlap_ep_comm and not o.legacy, n_first, lt.ep_hidden0)  # cs-v1: none
     ep_hidden = m * n_first * lt.ep_hidden0
-    if o.overlap_ep_comm and o.moe_dispatcher == "flex" and not o.legacy:
-        # DeepEP/HybridEP hold their SMs while hidden (perf/ep_overlap.py); NCCL's share stays in the global term
-        ep_slow = ep_overlap_slowdown(np.maximum(0.0, ep_hidden - ramp), system.device.compute_units, c.ep_comm_sms)
+    if o.overlap_ep_comm and not o.legacy:
+        # The hidden all-to-all's kernels hold SMs the paired compute loses (perf/ep_overlap.py): DeepEP/HybridEP
+        # their configured SMs, NCCL's all-to-all (alltoall dispatcher) one block per point-to-point channel
+        sms = c.ep_comm_sms if o.moe_dispatcher == "flex" else c.nccl_p2p_channels
+        ep_slow = ep_overlap_slowdown(np.maximum(0.0, ep_hidden - ramp), system.device.compute_units, sms)
         overlapped = overlapped - ep_hidden
     else:
         ep_slow = 0.0
