@@ -76,3 +76,14 @@ def test_te_keeps_bf16_logits_on_the_last_stage():
     logits = 4 * 4096 * 201088  # FP32 softmax (native) vs the BF16 logits overwritten by their gradient (TE)
     assert float(native.total[0] - te.total[0]) == pytest.approx(logits * (4 - 2) * C.fragmentation_factor, rel=1e-9)
     assert float(native.activations[0] - te.activations[0]) == pytest.approx(logits * (4 - 2), rel=1e-9)
+
+
+def test_benchmark_rows_run_te_cross_entropy():
+    # Megatron-Bridge's performance script overrides every recipe's loss with TE's cross entropy
+    # (scripts/performance/utils/overrides.py _set_common_perf_overrides), gpt-oss's 'native' included
+    from carbonscaling.validation.throughput import describe_row, pretrain_rows
+
+    rows = [r for r in pretrain_rows() if r["model"] in ("GPT OSS 120B", "LLAMA3_8B", "DeepSeekV3")]
+    assert {r["model"] for r in rows} == {"GPT OSS 120B", "LLAMA3_8B", "DeepSeekV3"}
+    for r in rows:
+        assert describe_row(r)[0].cross_entropy_fusion_impl == "te"

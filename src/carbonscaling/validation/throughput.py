@@ -121,7 +121,11 @@ def describe_row(row: dict):
     key, change = MODEL_CHANGES.get(row["model"], (MODELS.get(row["model"]), {}))
     model = named_model(key).model_copy(update=change)
     seq, gbs = int(row["seq_len"]), int(row["gbs"])
-    update: dict[str, Any] = {"seq_len": seq, "global_batch_tokens": float(gbs * seq)}
+    # The performance script's common overrides run Transformer Engine's cross entropy for every model
+    # (Megatron-Bridge scripts/performance/utils/overrides.py _set_common_perf_overrides at 9d70874 and
+    # 00538e2: cross_entropy_fusion_impl = "te"), whatever the library recipe sets (gpt-oss: native).
+    update: dict[str, Any] = {"seq_len": seq, "global_batch_tokens": float(gbs * seq),
+                              "cross_entropy_fusion_impl": "te"}
     assumed = []
     if model.mtp_layers:
         label = row["notes"]
