@@ -265,6 +265,29 @@ def test_mamba2_layer_times_by_hand():
     assert v(b) == pytest.approx(v(i[1]) + v(o[1]) + v(s[1]), rel=1e-12)
 
 
+def test_mamba_in_proj_input_cast_is_fused_into_its_norm_by_hand():
+    """MambaMixer's in_proj is a LayerNormLinear (Megatron-Core mamba_layer_specs.py): under MXFP8
+    (norm-fused cast) the forward pays no separate cast of its d_model input; the out_proj, whose
+    input comes from the gated RMSNorm kernel, still does. Per-tensor current-scaling FP8 is not
+    norm-fused (formats.yaml norm_fused_casts), so its time is unchanged."""
+    from carbonscaling.hardware import load_system
+    from carbonscaling.perf import kernels as K
+    from carbonscaling.perf.ssm import mamba2_layer_times, ssd_kernel_times
+
+    tokens, d, H, P, N, G = 16384.0, 2688, 64, 64, 128, 8
+    in_w = 2 * H * P + 2 * G * N + H                      # 10,304: z, x, B, C, dt
+    for system, prec, cast in (("GB200", "mxfp8", 0.0), ("H100", "fp8", 1.0)):
+        dev = load_system(system).device
+        f, _ = mamba2_layer_times(np.array([tokens]), d, H, P, N, G, C.ssm_chunk, 1, dev, C, prec, 1.0)
+        gemm_in = K.gemm_time(tokens, in_w, d, 1, dev, C, prec, 1.0)
+        x_in = K.quantize_time(tokens * d, prec, dev, C)    # the separate input cast a plain Linear pays
+        out = K.linear_fwd_bwd_time(np.array([tokens]), d, H * P, 1, dev, C, prec, 1.0)[0]
+        s = ssd_kernel_times(np.array([tokens]), H, P, N, G, C.ssm_chunk, dev, C)[0]
+        expect = float(gemm_in) + cast * float(x_in) + float(out[0]) + float(s[0])
+        assert float(f[0]) == pytest.approx(expect, rel=1e-12)
+        assert float(x_in) > 0.0
+
+
 def test_constants_replace_refuses_unknown_names():
     with pytest.raises((TypeError, ValueError, KeyError)):
         C.replace(no_such_constant=1.0)

@@ -176,3 +176,23 @@ def test_a_pinned_layout_under_the_papers_convention_is_refused_not_dropped():
     o = TrainingOptions(precision="mxfp8", pipeline_layout=PP16, ep_convention="cs-v1")
     with pytest.raises(InputError, match="pipeline_layout.*megatron"):
         search(DS, B200, deadline_days=36500, options=o, pinned=dict(devices=256, tp=1, pp=16, ep=8))
+
+
+def test_mtp_module_by_hand():
+    """DeepSeek-V3's MTP layer: an MoE layer (the decoder's last layer spec), the 2h -> h eh_proj,
+    two norms + concatenation + final norm (20 B per token per hidden unit forward), an embedding
+    lookup and the shared output layer with cross entropy."""
+    from carbonscaling.perf.step import mtp_time
+
+    o = TrainingOptions(precision="mxfp8")
+    c, g = default_constants(), _ds_grid()
+    dev = B200.device
+    lt = per_layer(DS, B200, g, o, c)
+    moe = layer_times(DS, B200, g, o, c, moe=True).time0
+    eh = K.linear_fwd_bwd_time(4096, 7168, 2 * 7168, 1, dev, c, "mxfp8", o.gemm_input_bytes, norm_fused=False)
+    elem = K.memory_bound_time(20 * 4096 * 7168, dev, c) * (1 + c.elementwise_bwd_to_fwd)
+    emb, head = 0.001, 0.01
+    np.testing.assert_allclose(mtp_time(DS, dev, g, o, c, lt, emb, head),
+                               moe + eh[0] + eh[1] + elem + emb + head, rtol=1e-12)
+    none = DS.model_copy(update={"mtp_layers": 0})
+    assert float(mtp_time(none, dev, g, o, c, lt, emb, head)[0]) == 0.0

@@ -20,8 +20,7 @@ these (the heaviest stage as light as possible, the last stage, which computes t
 logits, no heavier than the first), or ``None`` when Megatron cannot express
 ``(L, PP, VP)``. The search offers only splits that exist, so every layout it returns is
 accepted when pinned. CarbonScaling v1's rule (:func:`legacy_stage_split`) is kept for
-the paper scenarios. A layout string the run pins (option ``pipeline_layout``) is read by
-:mod:`.pipeline_layout`; :func:`stage_plan` takes either.
+the paper scenarios.
 """
 
 from __future__ import annotations
@@ -31,8 +30,9 @@ from functools import lru_cache
 import numpy as np
 
 from .groups import group_rows
-from .pipeline_layout import (MAX_LAYOUT_CHARS, layout_stage_split, parse_pipeline_layout,  # noqa: F401
-                              split_leading_dense)
+from .pipeline_layout import (  # noqa: F401  (re-exported)
+    MAX_LAYOUT_CHARS, layout_stage_split, parse_pipeline_layout, split_leading_dense,
+)
 
 MAX_INTERLEAVE = 8
 LEGACY_UNEVEN_INTERLEAVES = (1, 2, 4)  # v1 rule when PP does not divide the layers

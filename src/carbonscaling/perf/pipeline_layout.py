@@ -1,12 +1,10 @@
-"""Custom pipeline layouts: Megatron-Core's ``pipeline_model_parallel_layout`` strings.
+"""Custom pipeline layouts and where a model's leading dense layers sit on the pipeline.
 
-A run (or a Megatron-Bridge recipe: DeepSeek-V3's ``Et*4|(t*4|)*14tmL``) may pin which layers
-each pipeline chunk holds. :func:`parse_pipeline_layout` unrolls the string into chunks,
-:func:`layout_stage_split` counts the (first, heaviest middle, last) rank's decoder layers and
-leading dense layers under it, and :func:`split_leading_dense` places the leading dense layers
-on a balanced split (:func:`.pipeline.stage_split`). :mod:`.pipeline` re-exports these names and
-wires them into :func:`.pipeline.stage_plan`. No numpy: :class:`.options.TrainingOptions`
-checks a layout at start-up cost.
+Megatron-Core's ``pipeline_model_parallel_layout`` names the layers each model chunk holds
+(:func:`parse_pipeline_layout`, :func:`layout_stage_split`); Megatron-Bridge's DeepSeek-V3 recipes
+pin one per (PP, VP). A model's leading dense-FFN layers (``first_dense_layers``) are its first
+layers, so they sit on the first ranks' first chunks (:func:`split_leading_dense` for the
+balanced split of :mod:`.pipeline`). Pure Python (no numpy): the options' validator imports it.
 """
 
 from __future__ import annotations

@@ -263,7 +263,11 @@ def mamba2_layer_times(tokens, d_model, n_heads, head_dim, d_state, n_groups, ch
 
     ``tp`` splits heads, ``d_inner`` and the B/C groups (Megatron-Core MambaMixer); the
     projections run in the recipe's GEMM format, the kernels between them (conv1d, SSD,
-    gated RMSNorm and their backward, :func:`ssd_kernel_times`) in BF16.
+    gated RMSNorm and their backward, :func:`ssd_kernel_times`) in BF16. The input projection
+    is Transformer Engine's ``LayerNormLinear`` (Megatron-Core ``mamba_layer_specs.py``:
+    ``in_proj=TELayerNormColumnParallelLinear``), so the norm writes its input already
+    quantized where the format allows it (``formats.yaml: norm_fused_casts``), as for
+    attention's QKV projection.
 
     Parameters
     ----------
@@ -310,7 +314,10 @@ def mamba2_layer_times(tokens, d_model, n_heads, head_dim, d_state, n_groups, ch
     groups = np.maximum(n_groups / tp, 1.0)
     d_inner = heads * head_dim
     in_w = 2 * d_inner + 2 * groups * d_state + heads
-    i_f, i_b = K.linear_fwd_bwd_time(tokens, in_w, d_model, 1, device, c, precision, in_bytes, weight_cast_share)
+    # in_proj is a LayerNormColumnParallelLinear (Megatron-Core mamba_layer_specs.py): its input comes
+    # from the block's norm, quantized there where the format allows (formats.yaml norm_fused_casts)
+    i_f, i_b = K.linear_fwd_bwd_time(tokens, in_w, d_model, 1, device, c, precision, in_bytes, weight_cast_share,
+                                     norm_fused=True)
     o_f, o_b = K.linear_fwd_bwd_time(tokens, d_model, d_inner, 1, device, c, precision, in_bytes, weight_cast_share)
     s_f, s_b = ssd_kernel_times(tokens, heads, head_dim, d_state, groups, chunk, device, c, batched)
     return i_f + o_f + s_f, i_b + o_b + s_b
