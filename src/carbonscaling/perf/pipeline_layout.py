@@ -60,7 +60,7 @@ def parse_pipeline_layout(layout: str) -> tuple[str, ...]:
     s = re.sub(r"\(([^)]+)\)\*(\d+)", unroll, s)
     s = re.sub(r"(.)\*(\d+)", unroll, s)
     if set(s) - set("EtmL|"):
-        raise ValueError("cannot unroll the layout (nested repeats are not Megatron syntax)")
+        raise ValueError("nested repeats are not Megatron's layout syntax")
     return tuple(s.split("|"))
 
 
