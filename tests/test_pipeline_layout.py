@@ -162,3 +162,23 @@ def test_deepseek_layouts_follow_mtp_and_skip_unknown_shapes():
     assert describe_row(gb300)[2].pipeline_layout is None
     no_mtp = {**_row("DGX-GB300", "26.02"), "notes": "source model label 'DeepSeekV3 (w/o MTP)'"}
     assert describe_row(no_mtp)[2].pipeline_layout == "Et*4|(t*4|)*14tL"
+
+
+def test_mtp_module_by_hand():
+    """DeepSeek-V3's MTP layer: an MoE layer (the decoder's last layer spec), the 2h -> h eh_proj,
+    two norms + concatenation + final norm (20 B per token per hidden unit forward), an embedding
+    lookup and the shared output layer with cross entropy."""
+    from carbonscaling.perf.step import mtp_time
+
+    o = TrainingOptions(precision="mxfp8")
+    c, g = default_constants(), _ds_grid()
+    dev = B200.device
+    lt = per_layer(DS, B200, g, o, c)
+    moe = layer_times(DS, B200, g, o, c, moe=True).time0
+    eh = K.linear_fwd_bwd_time(4096, 7168, 2 * 7168, 1, dev, c, "mxfp8", o.gemm_input_bytes, norm_fused=False)
+    elem = K.memory_bound_time(20 * 4096 * 7168, dev, c) * (1 + c.elementwise_bwd_to_fwd)
+    emb, head = 0.001, 0.01
+    np.testing.assert_allclose(mtp_time(DS, dev, g, o, c, lt, emb, head),
+                               moe + eh[0] + eh[1] + elem + emb + head, rtol=1e-12)
+    none = DS.model_copy(update={"mtp_layers": 0})
+    assert float(mtp_time(none, dev, g, o, c, lt, emb, head)[0]) == 0.0

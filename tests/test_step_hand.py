@@ -214,7 +214,11 @@ def test_stage_times_charge_the_head_and_mtp_to_the_last_stage():
     for m, n_mtp in ((m0, 0), (m2, 2)):
         t_first, t_max, t_sum, p2p_got, ends, r_total, hidden = stage_times(m, H100, g, o, C, lt, split, rec)
         assert float(hidden[0]) == 0.0  # VP 1: the sends are batched, not overlapped
-        mtp = n_mtp * (1.0 + head)
+        # each MTP layer: a layer, the 2h -> h eh_proj (TP 2), norms + concat (20 B per token and hidden
+        # unit forward, sequence-parallel over TP 2), an embedding lookup and the output layer (step.mtp_time)
+        ef, eb = K.linear_fwd_bwd_time(np.array([tokens]), h / 2, 2 * h, 1, dev, C, "bf16", 2.0, norm_fused=False)
+        elem = float(K.memory_bound_time(C.mtp_fwd_bytes_hidden * tokens * h / 2, dev, C)) * (1 + C.elementwise_bwd_to_fwd)
+        mtp = n_mtp * (1.0 + float(ef[0] + eb[0]) + elem + emb + head)
         assert float(p2p_got[0]) == pytest.approx(p2p, rel=1e-12)
         assert float(t_first[0]) == pytest.approx(8 + 2 * 0.5 + emb + p2p, rel=1e-12)
         assert float(ends[0]) == pytest.approx(emb + head + mtp, rel=1e-12)

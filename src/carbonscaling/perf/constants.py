@@ -39,6 +39,7 @@ class PerfConstants:
     unfused_attention_passes_fwd: float
     unfused_attention_passes_bwd: float
     embedding_bytes_per_token_hidden: float
+    mtp_fwd_bytes_hidden: float
     cross_entropy_passes: float
     cross_entropy_native_bytes: float
     cross_entropy_te_bytes: float
@@ -147,6 +148,7 @@ def default_constants() -> PerfConstants:
         unfused_attention_passes_fwd=v("elementwise", "unfused_attention_passes_forward"),
         unfused_attention_passes_bwd=v("elementwise", "unfused_attention_passes_backward"),
         embedding_bytes_per_token_hidden=v("elementwise", "embedding_bytes_per_token_hidden"),
+        mtp_fwd_bytes_hidden=v("elementwise", "mtp_forward_bytes_per_token_hidden"),
         cross_entropy_passes=v("elementwise", "cross_entropy_passes"),
         cross_entropy_native_bytes=v("elementwise", "cross_entropy_native_bytes_per_logit"),
         cross_entropy_te_bytes=v("elementwise", "cross_entropy_te_bytes_per_logit"),

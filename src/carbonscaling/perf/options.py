@@ -146,7 +146,7 @@ class TrainingOptions(BaseModel):
         if isinstance(v, str):
             v = v.strip() or None
             if v is not None:
-                from .pipeline import parse_pipeline_layout  # numpy: only when a layout is given
+                from .pipeline_layout import parse_pipeline_layout
                 parse_pipeline_layout(v)
         return v
 

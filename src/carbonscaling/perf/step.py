@@ -133,7 +133,7 @@ def stage_times(model, system, g, o, c, lt: LayerTimes, split, recomputed, offlo
     lg_f, lg_b = K.linear_fwd_bwd_time(tokens, V / tp, h, 1, dev, c, h_prec, h_ib)
     ce_bytes = K.cross_entropy_bytes(model.cross_entropy_fusion_impl, c)[0]
     head = lg_f + lg_b + K.memory_bound_time(ce_bytes * tokens * V / tp, dev, c)
-    mtp = model.mtp_layers * (lt.time0 + head)
+    mtp = model.mtp_layers * (lt.time0 + head) if o.legacy else mtp_time(model, dev, g, o, c, lt, emb, head)
     act_bytes = tokens * h * o.activation_bytes / tp
     send = np.where(g.pp > 1, p2p_time(act_bytes, g.tp * g.cp * g.dp, g.pp, system, c), 0.0)
     overlap = (g.v > 1) & (o.overlap_pp_comm and not o.legacy)
@@ -166,6 +166,57 @@ def stage_times(model, system, g, o, c, lt: LayerTimes, split, recomputed, offlo
     p_sum = np.where(overlap, p_first + np.where(g.pp > 1, p_last, 0.0) + n_middle * p_mid, g.pp * p_first)
     t_sum = model.n_layers * lt.time0 + r_total * lt.extra + emb + head + mtp + p_sum + off_exposed
     return t_first, t_max, t_sum, p_first, emb + head + mtp, r_total, 2.0 * g.v * send - p_first + off_hidden
+
+
+def mtp_time(model, dev, g, o, c, lt: LayerTimes, emb, head):
+    """Seconds of a model's multi-token-prediction modules for one microbatch (forward + backward).
+
+    Each Megatron-Core MTP layer (``MultiTokenPredictionLayer``) looks up the shifted tokens'
+    embedding, normalizes it and the incoming hidden states, concatenates them, projects
+    ``2 d_model -> d_model`` (``eh_proj``, a column-parallel linear in the GEMM format; its input
+    is the concatenation, no norm-fused cast), runs one transformer layer -- the decoder's last
+    layer spec, an MoE layer when every layer after the leading dense ones is MoE -- and its
+    final norm, then the shared output layer and cross entropy (``head``).
+
+    Parameters
+    ----------
+    model : ModelSpec
+        ``mtp_layers`` and the architecture.
+    dev : Device
+        The device.
+    g : LayoutGrid
+        The layouts.
+    o : TrainingOptions
+        Precision and sequence parallelism.
+    c : PerfConstants
+        ``mtp_fwd_bytes_hidden`` (data/perf.yaml ``elementwise.mtp_forward_bytes_per_token_hidden``).
+    lt : LayerTimes
+        Per-layer times (the dense/MoE average and ``moe_minus_dense0``).
+    emb, head : ndarray
+        Seconds of an embedding lookup and of the output layer with cross entropy.
+
+    Returns
+    -------
+    ndarray
+        Seconds per microbatch (0 without MTP layers).
+
+    References
+    ----------
+    NVIDIA Megatron-LM ``megatron/core/transformer/multi_token_prediction.py`` (@13f8f52).
+    """
+    if not model.mtp_layers:
+        return 0.0 * lt.time0
+    h = model.d_model
+    tp = g.tp.astype(float)
+    tokens = g.mb * model.seq_len / g.cp
+    sp = np.where(o.sequence_parallel & (g.tp > 1), tp, 1.0)
+    f_dense = model.n_dense_layers / model.n_layers if not model.is_hybrid else 0.0
+    moe_spec = model.is_moe and not model.is_hybrid and model.moe_layer_every == 1
+    layer = lt.time0 + (f_dense * lt.moe_minus_dense0 if moe_spec else 0.0)
+    eh_f, eh_b = K.linear_fwd_bwd_time(tokens, h / tp, 2 * h, 1, dev, c, o.gemm_precision, o.gemm_input_bytes,
+                                       norm_fused=False)
+    elem = K.memory_bound_time(c.mtp_fwd_bytes_hidden * tokens * h / sp, dev, c) * (1.0 + c.elementwise_bwd_to_fwd)
+    return model.mtp_layers * (layer + eh_f + eh_b + elem + emb + head)
 
 
 def _offload_times(model, system, g, o, lt):
