@@ -42,11 +42,11 @@ def parse_pipeline_layout(layout: str) -> tuple[str, ...]:
     """
     s = str(layout).replace(",", "").replace(" ", "")
     if not s or set(s) - set("EtmL|()*0123456789"):
-        raise ValueError(f"a layout uses E, t, m, L, '|', '(...)*n' and 'x*n' only, got {layout!r}")
+        raise ValueError("a layout uses E, t, m, L, '|', '(...)*n' and 'x*n' only")
     s = re.sub(r"\(([^)]+)\)\*(\d+)", lambda x: x.group(1) * int(x.group(2)), s)
     s = re.sub(r"(.)\*(\d+)", lambda x: x.group(1) * int(x.group(2)), s)
     if set(s) - set("EtmL|"):
-        raise ValueError(f"cannot expand the layout {layout!r} (nested repeats are not Megatron syntax)")
+        raise ValueError("nested repeats are not Megatron's layout syntax")
     return tuple(s.split("|"))
 
 
