@@ -164,6 +164,20 @@ def test_deepseek_layouts_follow_mtp_and_skip_unknown_shapes():
     assert describe_row(no_mtp)[2].pipeline_layout == "Et*4|(t*4|)*14tL"
 
 
+@pytest.mark.parametrize("huge", ["t*9999999999", "(t*99999|)*99999", "Et*" + "9" * 5000 + "L"])
+def test_a_layout_that_unrolls_past_the_bound_is_refused_before_it_is_built(huge):
+    with pytest.raises(ValueError, match="at most 100000 characters"):
+        parse_pipeline_layout(huge)
+    with pytest.raises(ValueError, match="at most"):
+        TrainingOptions(pipeline_layout=huge)
+
+
+def test_a_pinned_layout_under_the_papers_convention_is_refused_not_dropped():
+    o = TrainingOptions(precision="mxfp8", pipeline_layout=PP16, ep_convention="cs-v1")
+    with pytest.raises(InputError, match="pipeline_layout.*megatron"):
+        search(DS, B200, deadline_days=36500, options=o, pinned=dict(devices=256, tp=1, pp=16, ep=8))
+
+
 def test_mtp_module_by_hand():
     """DeepSeek-V3's MTP layer: an MoE layer (the decoder's last layer spec), the 2h -> h eh_proj,
     two norms + concatenation + final norm (20 B per token per hidden unit forward), an embedding

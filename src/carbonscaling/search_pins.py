@@ -122,7 +122,9 @@ def _check_model_rules(p: dict, model: ModelSpec, o: TrainingOptions) -> None:
             raise InputError("fsdp", f"FSDP shards like ZeRO-3; got zero={p['zero']}")
         if "dp" in p and p["dp"] % p["fsdp"]:
             raise InputError("fsdp", f"must divide dp ({p['dp']}), got {p['fsdp']}")
-    if o.pipeline_layout is not None and not o.legacy:
+    if o.pipeline_layout is not None:
+        if o.legacy:  # v1's split rule has no layouts; never drop a pinned one silently
+            raise InputError("pipeline_layout", "a pinned pipeline layout needs ep_convention='megatron'")
         _check_layout(p, model, o.pipeline_layout)
     elif p.get("vp", 1) > 1:
         pp = p.get("pp")
@@ -136,7 +138,6 @@ def _check_model_rules(p: dict, model: ModelSpec, o: TrainingOptions) -> None:
         elif not o.legacy and stage_split(model.n_layers, pp, p["vp"]) is None:
             raise InputError("vp", f"Megatron cannot split {model.n_layers} layers over pp {pp} x vp {p['vp']} "
                                    "(even, embedding/loss-accounted, or uneven first/last stages)")
-
 
 
 def _check_layout(p: dict, model: ModelSpec, layout: str) -> None:

@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..formats import PRECISIONS, canonical_precision, number_format
+from .pipeline_layout import parse_pipeline_layout
 
 #: Megatron-Core ``recompute_modules`` (TransformerConfig): what selective recompute repeats.
 RECOMPUTE_MODULES = ("core_attn", "moe_act", "layernorm", "mla_up_proj", "mlp", "moe", "shared_experts")
@@ -146,8 +147,7 @@ class TrainingOptions(BaseModel):
         if isinstance(v, str):
             v = v.strip() or None
             if v is not None:
-                from .pipeline_layout import parse_pipeline_layout
-                parse_pipeline_layout(v)
+                parse_pipeline_layout(v)  # one ValueError naming what is wrong
         return v
 
     @property

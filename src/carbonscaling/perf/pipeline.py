@@ -31,7 +31,7 @@ import numpy as np
 
 from .groups import group_rows
 from .pipeline_layout import (  # noqa: F401  (re-exported)
-    layout_stage_split, parse_pipeline_layout, split_leading_dense,
+    MAX_LAYOUT_CHARS, layout_stage_split, parse_pipeline_layout, split_leading_dense,
 )
 
 MAX_INTERLEAVE = 8
@@ -150,23 +150,14 @@ def stage_layers(n_layers: int, pp: np.ndarray, v: np.ndarray, legacy: bool = Fa
     Returns
     -------
     first, middle, last : ndarray of int
-        Layer counts per device, shaped like ``pp``.
+        Layer counts per device, shaped like ``pp`` (the first half of :func:`stage_plan`).
     """
-    pp = np.asarray(pp, dtype=np.int64)
-    v = np.asarray(v, dtype=np.int64)
-    pp, v = np.broadcast_arrays(pp, v)
-    first, inv = group_rows(pp, v)
-    out = np.empty((len(first), 3), dtype=np.int64)
-    for i, (p, vv) in enumerate(zip(pp.reshape(-1)[first].tolist(), v.reshape(-1)[first].tolist())):
-        s = legacy_stage_split(n_layers, p) if legacy else stage_split(n_layers, p, vv)
-        out[i] = s if s is not None else (-1, -1, -1)
-    res = out[inv] if len(first) else np.zeros((0, 3), dtype=np.int64)
-    return res[:, 0].reshape(pp.shape), res[:, 1].reshape(pp.shape), res[:, 2].reshape(pp.shape)
+    return stage_plan(n_layers, pp, v, legacy=legacy)[0]
 
 
 def stage_plan(n_layers: int, pp: np.ndarray, v: np.ndarray, legacy: bool = False, layout: str | None = None,
                mtp_layers: int = 0, leading_dense: int = 0):
-    """:func:`stage_layers` and the leading dense layers on those ranks, or a custom layout's.
+    """Layers of the (first, middle, last) stage and the leading dense layers on them, or a custom layout's.
 
     Parameters
     ----------

@@ -12,6 +12,10 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
+#: Longest layout, unrolled, that is read (an input bound against ``t*999999999``, not a world constant):
+#: a 1000-layer model on 512 chunks needs about 2,000 characters.
+MAX_LAYOUT_CHARS = 100_000
+
 
 def parse_pipeline_layout(layout: str) -> tuple[str, ...]:
     """The model chunks of a Megatron-Core ``pipeline_model_parallel_layout`` string, in order.
@@ -33,7 +37,8 @@ def parse_pipeline_layout(layout: str) -> tuple[str, ...]:
     Raises
     ------
     ValueError
-        On a character other than ``EtmL|()*``, digits, commas and spaces.
+        On a character other than ``EtmL|()*``, digits, commas and spaces, a nested repeat, or a
+        layout that unrolls to more than :data:`MAX_LAYOUT_CHARS` characters.
 
     References
     ----------
@@ -43,8 +48,17 @@ def parse_pipeline_layout(layout: str) -> tuple[str, ...]:
     s = str(layout).replace(",", "").replace(" ", "")
     if not s or set(s) - set("EtmL|()*0123456789"):
         raise ValueError("a layout uses E, t, m, L, '|', '(...)*n' and 'x*n' only")
-    s = re.sub(r"\(([^)]+)\)\*(\d+)", lambda x: x.group(1) * int(x.group(2)), s)
-    s = re.sub(r"(.)\*(\d+)", lambda x: x.group(1) * int(x.group(2)), s)
+    size = len(s)
+
+    def unroll(m):  # the unrolled string's length is checked before it is built
+        nonlocal size
+        size += len(m.group(1)) * int(m.group(2)[:10]) - len(m.group(0))
+        if size > MAX_LAYOUT_CHARS:
+            raise ValueError(f"a layout may unroll to at most {MAX_LAYOUT_CHARS} characters")
+        return m.group(1) * int(m.group(2))
+
+    s = re.sub(r"\(([^)]+)\)\*(\d+)", unroll, s)
+    s = re.sub(r"(.)\*(\d+)", unroll, s)
     if set(s) - set("EtmL|"):
         raise ValueError("nested repeats are not Megatron's layout syntax")
     return tuple(s.split("|"))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..formats import number_format
 from ..hardware import System
 from ..scaling import ModelSpec
 from . import kernels as K
@@ -89,13 +90,14 @@ def fp8_attention_cast_time(model: ModelSpec, tokens, tp, dev, c: PerfConstants)
     -------
     t_forward, t_backward : ndarray
         Seconds per layer and microbatch (HBM-bound: :func:`.kernels.quantize_time` of format
-        ``fp8``; the output's conversion reads 1 B and writes 2 B per element).
+        ``fp8``; the output's conversion reads its FP8 and writes its BF16 bytes, ``data/formats.yaml``).
     """
     nh = model.n_heads / tp
     kv = np.maximum(model.n_kv_heads / tp, 1.0)
     qkv = tokens * (nh * model.qk_head_dim + kv * (model.qk_head_dim + model.value_head_dim))
     out = tokens * nh * model.value_head_dim
-    fwd = K.quantize_time(qkv, "fp8", dev, c) + K.memory_bound_time(3.0 * out, dev, c)
+    convert_b = number_format("fp8").element_bytes + number_format("bf16").element_bytes  # FP8 read, BF16 written
+    fwd = K.quantize_time(qkv, "fp8", dev, c) + K.memory_bound_time(convert_b * out, dev, c)
     return fwd, K.quantize_time(out, "fp8", dev, c)
 
 

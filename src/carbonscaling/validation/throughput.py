@@ -111,11 +111,9 @@ def pretrain_rows() -> list[dict]:
             if r["task"] == "pretrain" and r["step_time_s"] and known_architecture(r["model"])]
 
 
-def describe_row(row: dict):
-    """``(model, system, options, pins, assumptions)`` of one row as it was run."""
-    from ..errors import CarbonScalingError
-    from ..hardware import load_system
-    from ..perf.layout import TrainingOptions
+def _row_model(row: dict):
+    """``(model, assumptions)`` of one row: the catalog model at the row's sequence and batch, with
+    its MTP layers as the row's label says and the loss the performance script runs."""
     from ..scaling import named_model
 
     key, change = MODEL_CHANGES.get(row["model"], (MODELS.get(row["model"]), {}))
@@ -134,6 +132,16 @@ def describe_row(row: dict):
         elif "w/ MTP" not in label:
             assumed.append(f"MTP layers {model.mtp_layers} (label silent)")
     model = model.model_copy(update=update)
+    return model, assumed
+
+
+def describe_row(row: dict):
+    """``(model, system, options, pins, assumptions)`` of one row as it was run."""
+    from ..errors import CarbonScalingError
+    from ..hardware import load_system
+    from ..perf.layout import TrainingOptions
+
+    model, assumed = _row_model(row)
     try:
         system = load_system(SYSTEMS[row["system"]])
     except CarbonScalingError:
@@ -175,7 +183,8 @@ def describe_row(row: dict):
         raise Unexpressible(f"no {prec} peak for {system.device.name}")
     pins: dict[str, Any] = {"devices": int(row["gpus"]), "tp": int(row["tp"]), "pp": int(row["pp"]),
                             "cp": int(_num(row["cp"]) or 1), "vp": int(_num(row["vp"]) or 1),
-                            "ep": int(_num(row["ep"]) or 1), "microbatch": int(row["mbs"]), "global_batch": gbs}
+                            "ep": int(_num(row["ep"]) or 1), "microbatch": int(row["mbs"]),
+                            "global_batch": int(row["gbs"])}
     fsdp = _num(row["fsdp"])
     if fsdp:
         pins["fsdp"] = int(fsdp)
