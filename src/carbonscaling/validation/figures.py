@@ -303,7 +303,7 @@ def write_figures(report: ValidationReport, out_dir: str | Path) -> list[Path]:
     for fn in (fig_device_hours, fig_scatter, fig_carbon, fig_throughput):
         paths += fn(plt, report, out)
     if report.extras.get("step_time", {}).get("rows"):
-        from .throughput import figure
+        from .throughput_report import figure
 
         paths += figure(plt, report.extras["step_time"], out)
     return paths

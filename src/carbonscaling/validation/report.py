@@ -222,7 +222,7 @@ def to_markdown(report: ValidationReport) -> str:
 
     L += [""] + carbon_markdown(report) + energy_markdown(report) + calibration_markdown(report)
     if report.extras.get("step_time"):
-        from .throughput import markdown as step_time_markdown
+        from .throughput_report import markdown as step_time_markdown
 
         L += [""] + step_time_markdown(report.extras["step_time"])
     from ..glossary import markdown_section
