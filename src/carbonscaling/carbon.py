@@ -61,7 +61,9 @@ from .carbon_settings import (  # noqa: F401 - re-exported: the carbon stage's p
     Accounting,
     _choice,
     amortisation,
+    check_lifetime,
     defaults,
+    lifetime_note,
     nodes_charged,
     resolve_accounting,
 )
@@ -234,47 +236,17 @@ def run_carbon(model: Any, system: Any, *, n_devices: int, duration_h: float | N
     g = {k: float(v) for k, v in op["goodput"].items()}
     check_goodput(g["goodput"], n, g["mttf_h"])
     wall = float(op["wall_h"])
-    life_h = acc.lifetime_years * HOURS_PER_YEAR
-    if wall > life_h * (1 + 1e-12) and acc.lifetime_policy == "refuse":
-        raise InfeasibleError(
-            f"the run takes {wall / HOURS_PER_YEAR:.2f} years, longer than the hardware's {acc.lifetime_years:g}-year "
-            "lifetime: choose lifetime_policy 'whole_run' (charge the hardware once over the whole run) or "
-            "'replace' (charge replacements), or a shorter run", "lifetime",
-            {"duration_years": wall / HOURS_PER_YEAR, "lifetime_years": acc.lifetime_years})
+    check_lifetime(wall, acc)
     kwh = {k: float(v) for k, v in op["kwh"].items()}
-    emb = _embodied(sys_, n, wall, acc)
-    if not acc.include_embodied:
-        emb = {k: (0.0 if k.startswith("embodied_") and k.endswith("_tco2e") else v) for k, v in emb.items()}
-        emb["embodied_source"] = "excluded (include_embodied=False)"
+    emb = _counted_embodied(sys_, n, wall, acc)
     factor = acc.pue * acc.ci_g_per_kwh / 1e6
     device_kwh = sum(v for k, v in kwh.items() if k.startswith("device"))
     it_kwh = sum(kwh.values())
     operational = it_kwh * factor
     power = {k: float(v) for k, v in op["power_w"].items()}
-    slot_w = sum(v for k, v in power.items() if k != "network")
-    lifetime_note = ("" if wall <= life_h else
-                     f"run ({wall / HOURS_PER_YEAR:.2f} y) outlasts the {acc.lifetime_years:g}-year lifetime: " +
-                     ("hardware charged once, over the whole run" if acc.lifetime_policy == "whole_run"
-                      else f"charged {wall / life_h:.2f} hardware lifetimes (replacements)"))
     total = operational + emb["embodied_tco2e"]
-    inputs = {"model": model_name, "device": sys_.device.name, "n_devices": n, "duration_h": steady,
-              "device_hours": n * steady, "steady_device_hours": n * steady, "expected_duration_h": wall,
-              "expected_device_hours": n * wall, "utilization": u, **{k: v for k, v in asdict(acc).items()},
-              "goodput": g["goodput"], "goodput_setting": acc.goodput,
-              "tdp_w": sys_.device.tdp_w, "devices_per_node": sys_.devices_per_node,
-              "node_other_power_w": sys_.node_other_power_w,
-              "network_power_w_per_device": power.get("network", sys_.network_power_w_per_device)}
-    derived = {"n_nodes": n_nodes(sys_, n), "w_per_device_slot": slot_w,
-               "node_kwh_per_device_hour": (slot_w + power.get("network", 0.0)) / 1000.0,
-               "facility_kwh_per_device_hour": (slot_w + power.get("network", 0.0)) / 1000.0 * acc.pue,
-               "device_power_w": sum(v for k, v in power.items() if k.startswith("device")),
-               **{f"goodput_{k}": (v if math.isfinite(v) else None) for k, v in g.items()}, "lifetime_note": lifetime_note,
-               "development_device_hours": acc.development_overhead * n * wall,
-               "development_tco2e": acc.development_overhead * total}
-    if acc.power_model == "paper":
-        derived["p_static_w"], derived["p_dynamic_w"] = power_split(sys_.device.tdp_w, acc.power_split)
-    for k, v in kwh.items():
-        derived[f"{k}_energy_kwh"], derived[f"{k}_tco2e"] = v, v * factor
+    inputs = _run_inputs(model_name, sys_, n, steady, wall, u, acc, g["goodput"], power)
+    derived = _run_derived(sys_, n, wall, acc, g, power, kwh, factor, total)
     top = ("embodied_tco2e", "embodied_low_tco2e", "embodied_high_tco2e", "embodied_source")
     breakdown = {**inputs, **derived, **{k: v for k, v in emb.items() if k not in top}}
     return CarbonResult(
@@ -284,6 +256,47 @@ def run_carbon(model: Any, system: Any, *, n_devices: int, duration_h: float | N
         embodied_low_tco2e=emb["embodied_low_tco2e"], embodied_high_tco2e=emb["embodied_high_tco2e"],
         embodied_mode=acc.embodied_mode if acc.include_embodied else "none", embodied_source=emb["embodied_source"],
         ci_source=acc.ci_source, breakdown=breakdown, scope=scope_text(acc, kwh, g["goodput"]))
+
+
+def _counted_embodied(sys_: System, n: int, wall_h: float, acc: Accounting) -> dict:
+    """:func:`_embodied` with the tCO2e terms zeroed when ``include_embodied`` is off."""
+    emb = _embodied(sys_, n, wall_h, acc)
+    if not acc.include_embodied:
+        emb = {k: (0.0 if k.startswith("embodied_") and k.endswith("_tco2e") else v) for k, v in emb.items()}
+        emb["embodied_source"] = "excluded (include_embodied=False)"
+    return emb
+
+
+def _run_inputs(model_name, sys_: System, n: int, steady_h: float, wall_h: float, u: float, acc: Accounting,
+                goodput: float, power: dict) -> dict:
+    """The breakdown's inputs: the request, the settings and the system's power facts."""
+    return {"model": model_name, "device": sys_.device.name, "n_devices": n, "duration_h": steady_h,
+            "device_hours": n * steady_h, "steady_device_hours": n * steady_h, "expected_duration_h": wall_h,
+            "expected_device_hours": n * wall_h, "utilization": u, **{k: v for k, v in asdict(acc).items()},
+            "goodput": goodput, "goodput_setting": acc.goodput,
+            "tdp_w": sys_.device.tdp_w, "devices_per_node": sys_.devices_per_node,
+            "node_other_power_w": sys_.node_other_power_w,
+            "network_power_w_per_device": power.get("network", sys_.network_power_w_per_device)}
+
+
+def _run_derived(sys_: System, n: int, wall_h: float, acc: Accounting, g: dict, power: dict, kwh: dict,
+                 factor: float, total: float) -> dict:
+    """The breakdown's derived terms: power per slot, goodput terms, lifetime, development, energy and
+    tCO2e by term (``factor``: tCO2e per IT kWh)."""
+    slot_w = sum(v for k, v in power.items() if k != "network")
+    derived = {"n_nodes": n_nodes(sys_, n), "w_per_device_slot": slot_w,
+               "node_kwh_per_device_hour": (slot_w + power.get("network", 0.0)) / 1000.0,
+               "facility_kwh_per_device_hour": (slot_w + power.get("network", 0.0)) / 1000.0 * acc.pue,
+               "device_power_w": sum(v for k, v in power.items() if k.startswith("device")),
+               **{f"goodput_{k}": (v if math.isfinite(v) else None) for k, v in g.items()},
+               "lifetime_note": lifetime_note(wall_h, acc),
+               "development_device_hours": acc.development_overhead * n * wall_h,
+               "development_tco2e": acc.development_overhead * total}
+    if acc.power_model == "paper":
+        derived["p_static_w"], derived["p_dynamic_w"] = power_split(sys_.device.tdp_w, acc.power_split)
+    for k, v in kwh.items():
+        derived[f"{k}_energy_kwh"], derived[f"{k}_tco2e"] = v, v * factor
+    return derived
 
 
 def ideal_carbon(train_flops: float, system: Any, *, deadline_days: float = 90, pue: float | None = None,

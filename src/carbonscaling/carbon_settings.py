@@ -1,7 +1,8 @@
 """Carbon-accounting settings (issue 10): the validated :class:`Accounting` a run is charged
 under (power model, allocation, lifetime policy, cooling, goodput, PUE, grid, embodied), its
-defaults from ``power.yaml`` / ``goodput.yaml``, and the two small rules every stage shares:
-which nodes a run is charged for and which share of the hardware's life it carries."""
+defaults from ``power.yaml`` / ``goodput.yaml``, and the small rules every stage shares:
+which nodes a run is charged for, which share of the hardware's life it carries, and how a run
+longer than that life is refused or charged."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import numpy as np
 from . import power as pw
 from ._data import load_yaml
 from .checks import check_choice, check_number
-from .errors import InputError
+from .errors import InfeasibleError, InputError
 from .goodput import goodput_defaults
 from .intensity import resolve_grid_intensity
 
@@ -130,3 +131,50 @@ def amortisation(wall_h, acc: Accounting):
     """Share of the hardware's embodied carbon a run of ``wall_h`` hours carries (lifetime policy)."""
     frac = np.asarray(wall_h, dtype=float) / (acc.lifetime_years * HOURS_PER_YEAR)
     return np.minimum(frac, 1.0) if acc.lifetime_policy == "whole_run" else frac
+
+
+def check_lifetime(wall_h: float, acc: Accounting) -> None:
+    """Refuse a run longer than the hardware lifetime under lifetime policy ``refuse``.
+
+    Parameters
+    ----------
+    wall_h : float
+        Expected wall clock of the run (hours, goodput included).
+    acc : Accounting
+        Validated carbon settings (``lifetime_years``, ``lifetime_policy``).
+
+    Returns
+    -------
+    None
+        Raises :class:`InfeasibleError` (constraint ``lifetime``) when the run outlasts the lifetime
+        and the policy is ``refuse``; the other policies charge it (:func:`lifetime_note`).
+    """
+    life_h = acc.lifetime_years * HOURS_PER_YEAR
+    if wall_h > life_h * (1 + 1e-12) and acc.lifetime_policy == "refuse":
+        raise InfeasibleError(
+            f"the run takes {wall_h / HOURS_PER_YEAR:.2f} years, longer than the hardware's {acc.lifetime_years:g}-year "
+            "lifetime: choose lifetime_policy 'whole_run' (charge the hardware once over the whole run) or "
+            "'replace' (charge replacements), or a shorter run", "lifetime",
+            {"duration_years": wall_h / HOURS_PER_YEAR, "lifetime_years": acc.lifetime_years})
+
+
+def lifetime_note(wall_h: float, acc: Accounting) -> str:
+    """How a run that outlasts the hardware lifetime is charged (empty when it does not).
+
+    Parameters
+    ----------
+    wall_h : float
+        Expected wall clock of the run (hours, goodput included).
+    acc : Accounting
+        Validated carbon settings (``lifetime_years``, ``lifetime_policy``).
+
+    Returns
+    -------
+    str
+        ``""``, or a line naming the run's years and the charge (once over the run, or replacements).
+    """
+    life_h = acc.lifetime_years * HOURS_PER_YEAR
+    return ("" if wall_h <= life_h else
+            f"run ({wall_h / HOURS_PER_YEAR:.2f} y) outlasts the {acc.lifetime_years:g}-year lifetime: " +
+            ("hardware charged once, over the whole run" if acc.lifetime_policy == "whole_run"
+             else f"charged {wall_h / life_h:.2f} hardware lifetimes (replacements)"))
