@@ -227,20 +227,23 @@ def options() -> dict:
 
 # ---- the app -------------------------------------------------------------------------------------
 def create_app(max_concurrent: int = 2) -> FastAPI:
+    """The service: error handlers, the page, the catalogs, then the computing routes (in this
+    order, which is the order of the OpenAPI schema's paths)."""
     app = FastAPI(title="carbonscaling", version=__version__,
                   description="Carbon of LLM training runs: layout search, step time, energy, operational "
                               "and embodied carbon. Bad input: HTTP 422 with one line naming the field; "
                               "a request with no answer: HTTP 200 with feasible = false and the binding "
                               "constraint.")
-    static = resources.files("carbonscaling.service") / "static"
-    gate = threading.BoundedSemaphore(max(1, max_concurrent))
-    cache = _Cache()
-    catalogs: dict[str, Any] = {}
+    add_error_handlers(app)
+    add_page_routes(app)
+    add_catalog_routes(app)
+    add_compute_routes(app, threading.BoundedSemaphore(max(1, max_concurrent)), _Cache())
+    return app
 
-    def cached_catalog(name: str, fn: Callable[[], Any]) -> Any:
-        if name not in catalogs:
-            catalogs[name] = finite(fn())
-        return catalogs[name]
+
+def add_error_handlers(app: FastAPI) -> None:
+    """Every error is one line naming the field: 422 for bad input (request validation, an
+    unparsable body, a package error), the status itself for a wrong path or method."""
 
     @app.exception_handler(RequestValidationError)
     async def _bad_request(request: Request, err: RequestValidationError):  # noqa: ARG001
@@ -256,6 +259,11 @@ def create_app(max_concurrent: int = 2) -> FastAPI:
     async def _package_error(request: Request, err: CarbonScalingError):  # noqa: ARG001
         return error_response(getattr(err, "field", "body") or "body", getattr(err, "message", str(err)))
 
+
+def add_page_routes(app: FastAPI) -> None:
+    """The calculator page, its static files and the health check."""
+    static = resources.files("carbonscaling.service") / "static"
+
     @app.get("/", include_in_schema=False)
     def page():
         return FileResponse(str(static / "index.html"), media_type="text/html")
@@ -265,6 +273,16 @@ def create_app(max_concurrent: int = 2) -> FastAPI:
     @app.get("/api/health")
     def health() -> dict:
         return {"status": "ok", "version": __version__}
+
+
+def add_catalog_routes(app: FastAPI) -> None:
+    """Models, devices, regions, presets and option lists (computed once per app, regions per year)."""
+    catalogs: dict[str, Any] = {}
+
+    def cached_catalog(name: str, fn: Callable[[], Any]) -> Any:
+        if name not in catalogs:
+            catalogs[name] = finite(fn())
+        return catalogs[name]
 
     @app.get("/api/models", responses=ERRORS)
     def models() -> list[dict]:
@@ -287,6 +305,11 @@ def create_app(max_concurrent: int = 2) -> FastAPI:
     @app.get("/api/options")
     def option_lists() -> dict:
         return cached_catalog("options", options)
+
+
+def add_compute_routes(app: FastAPI, gate: threading.BoundedSemaphore, cache: _Cache) -> None:
+    """Estimate, the two Pareto fronts and carbon. Searches hold ``gate`` (at most its count run at
+    once) and are answered from ``cache`` when the same request comes again."""
 
     @app.post("/api/estimate", responses=ERRORS)
     def estimate_route(req: EstimateRequest) -> Any:
@@ -329,5 +352,3 @@ def create_app(max_concurrent: int = 2) -> FastAPI:
     def carbon_route(req: CarbonRequest) -> Any:
         """Operational and embodied carbon of a run of known size and length."""
         return answer(lambda: run_carbon_request(req))
-
-    return app
