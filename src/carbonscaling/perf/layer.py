@@ -3,7 +3,7 @@
 :func:`layer_times` times one transformer layer (or one block of a hybrid stack) for one
 microbatch: the sublayers' compute (:mod:`.sublayers`), the TP all-reduces, EP all-to-alls and CP
 K/V ring sends (:func:`_collectives`) exposed after overlap (Megatron-Core's TP overlap, its
-EP-overlap 1F1B node pairing, :mod:`.ep_overlap`), selective recompute
+EP-overlap 1F1B node pairing, :mod:`.ep_overlap`, the CP ring under attention, :func:`cp_ring_exposed`), selective recompute
 (:func:`selective_recompute_time`), host launch time (:mod:`.host`) and what a fully recomputed
 layer adds. :func:`per_layer` averages it over the model's dense, MoE and hybrid layers into a
 :class:`LayerTimes`, what the pipeline stages (:mod:`.step`) are built from.
@@ -12,6 +12,7 @@ layer adds. :func:`per_layer` averages it over the model's dense, MoE and hybrid
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import NamedTuple
 
 import numpy as np
 
@@ -197,62 +198,17 @@ def layer_times(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOpti
     parallelism, selective recompute).
     """
     mixer, ffn = _block_parts(model, block, moe)
-    zero = 0.0 * g.tp
-    q_f, q_b, at_f, at_b, sel = _attention(model, system, g, o, c) if mixer == "attention" else (zero,) * 5
-    if mixer == "mamba":
-        q_f, q_b = _mamba(model, system, g, o, c)
-    experts = _routed_experts(model, system, g, o, c) if ffn == "moe" else None  # the FFN's and EP overlap's
-    ff_f, ff_b, ffn_width = _ffn(model, system, g, o, c, ffn == "moe", experts) if ffn else (zero, zero, 0.0)
-    dev = system.device
-    tokens = g.mb * model.seq_len / g.cp
-    sp = np.where(o.sequence_parallel & (g.tp > 1), g.tp.astype(float), 1.0)
-    ffn_bytes = c.elementwise_fwd_bytes_ffn_gated if model.ffn_gated else c.elementwise_fwd_bytes_ffn
-    hidden_share = 1.0 if (mixer and ffn) else 0.5
-    elem_f = K.memory_bound_time(tokens * (hidden_share * c.elementwise_fwd_bytes_hidden * model.d_model / sp
-                                           + ffn_bytes * ffn_width), dev, c)
-    fwd = q_f + at_f + ff_f + elem_f
-    bwd = q_b + at_b + ff_b + c.elementwise_bwd_to_fwd * elem_f
-    sel = sel * ("core_attn" in o.recompute_modules) + selective_recompute_time(model, system, g, o, c, mixer, ffn,
-                                                                               ff_f)
-    sel = np.where(g.rc == 1, sel, 0.0)
+    lc = _layer_compute(model, system, g, o, c, mixer, ffn)
     moe_redo = np.where((g.rc == 1) & (ffn == "moe") & ("moe" in o.selective_modules), 2.0, 0.0)
     tp_pair, a2a, send = _collectives(model, system, g, o, c, ffn == "moe", bool(mixer), bool(ffn))
-    # CP ring: each of the CP - 1 sends overlaps one block of attention (Megatron/TE p2p CP).
-    steps = g.cp - 1.0
-    cp_f = steps * np.maximum(0.0, send - at_f / np.maximum(steps, 1.0) * (steps > 0))
-    cp_b = steps * np.maximum(0.0, 2.0 * send - at_b / np.maximum(steps, 1.0) * (steps > 0))
-    cp_hidden_f, cp_hidden_b = steps * send - cp_f, 2.0 * steps * send - cp_b
-
-    def exposed(compute, tpc, epc):
-        # Overlapped TP collectives hide under the layer's own compute (Megatron TP overlap);
-        # without EP overlap the all-to-alls are exposed.
-        tp_x = np.maximum(0.0, tpc - compute) if o.overlap_tp_comm else tpc
-        return tp_x, (tpc - tp_x)
-
-    c0 = fwd + bwd + sel
-    tp0, tp_hidden0 = exposed(c0, 2.0 * tp_pair, None)
-    c1 = c0 + fwd
-    tp1, tp_hidden1 = exposed(c1, 3.0 * tp_pair, None)
+    cp_f, cp_b, cp_hidden_f, cp_hidden_b = cp_ring_exposed(send, lc.at_f, lc.at_b, g.cp)
+    c0 = lc.fwd + lc.bwd + lc.sel
+    tp0, tp_hidden0 = _tp_exposed(c0, 2.0 * tp_pair, o.overlap_tp_comm)
+    c1 = c0 + lc.fwd
+    tp1, tp_hidden1 = _tp_exposed(c1, 3.0 * tp_pair, o.overlap_tp_comm)
     a2a0 = (4.0 + moe_redo) * a2a  # a recomputed MoE dispatches again
-    if o.overlap_ep_comm and ffn == "moe" and not o.legacy:
-        # Megatron-Core pairs this layer's nodes with another microbatch's (perf/ep_overlap.py); a
-        # recomputed MoE's dispatch and combine and a fully recomputed layer's run exposed
-        # (recompute_model_chunk_schedule_plan: "The A2A communications issued here are exposed").
-        parts = _overlap_parts(model, system, g, o, c, (fwd, bwd, sel), (ff_f, ff_b, q_b), experts, elem_f,
-                               ffn_bytes * ffn_width / (hidden_share * c.elementwise_fwd_bytes_hidden
-                                                        * model.d_model / sp + ffn_bytes * ffn_width))
-        ep0 = np.maximum(0.0, combined_1f1b_layer_time(*parts, a2a) - c0) + moe_redo * a2a
-        ep1 = ep0 + 2.0 * a2a
-        ep_hidden1 = a2a0 - ep0
-    elif o.overlap_ep_comm and ffn == "moe":
-        # cs-v1 (the papers' convention): the all-to-alls hide under what the layer's own compute
-        # leaves after the hidden TP collectives (DualPipe-style), as v1's model had it
-        ep0 = np.maximum(0.0, a2a0 - np.maximum(0.0, c0 - tp_hidden0))
-        ep1 = np.maximum(0.0, 6.0 * a2a - np.maximum(0.0, c1 - tp_hidden1))
-        ep_hidden1 = 6.0 * a2a - ep1
-    else:
-        ep0, ep1 = a2a0, 6.0 * a2a
-        ep_hidden1 = 0.0 * ep0
+    ep0, ep1, ep_hidden1 = _ep_exposed(model, system, g, o, c, ffn == "moe", lc, a2a, moe_redo,
+                                       (c0, c1), (tp_hidden0, tp_hidden1))
     cp0 = cp_f + cp_b
     time0 = c0 + tp0 + ep0 + cp0
     time1 = c1 + tp1 + ep1 + cp0 + cp_f
@@ -260,11 +216,110 @@ def layer_times(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOpti
     time0, time1 = time0 + host0, time1 + host0 + host_x
     ov0 = tp_hidden0 + (a2a0 - ep0)
     ov1 = tp_hidden1 + ep_hidden1
-    return LayerTimes(time0=time0, extra=time1 - time0, bwd0=bwd, bwd_extra=fwd, compute0=c0,
-                      compute_extra=fwd, tp0=tp0, ep0=ep0, cp0=cp0, tp_extra=tp1 - tp0, ep_extra=ep1 - ep0,
+    return LayerTimes(time0=time0, extra=time1 - time0, bwd0=lc.bwd, bwd_extra=lc.fwd, compute0=c0,
+                      compute_extra=lc.fwd, tp0=tp0, ep0=ep0, cp0=cp0, tp_extra=tp1 - tp0, ep_extra=ep1 - ep0,
                       cp_extra=cp_f,
                       overlapped0=ov0 + cp_hidden_f + cp_hidden_b, overlapped_extra=ov1 - ov0 + cp_hidden_f,
                       ep_hidden0=a2a0 - ep0, host0=host0, host_extra=host_x)
+
+
+class _LayerCompute(NamedTuple):
+    """One layer's compute per microbatch (seconds) and the parts the EP overlap splits it into."""
+
+    fwd: np.ndarray
+    bwd: np.ndarray
+    sel: np.ndarray          # selective recompute (0 where the layout does not recompute selectively)
+    at_f: np.ndarray         # core attention forward / backward (what CP sends overlap)
+    at_b: np.ndarray
+    ff_f: np.ndarray         # FFN forward / backward
+    ff_b: np.ndarray
+    q_b: np.ndarray          # the mixer's projections' backward
+    experts: tuple | None    # the routed experts' (fwd, data-gradient bwd, weight-gradient bwd)
+    elem_f: np.ndarray       # element-wise passes, forward
+    elem_hidden: np.ndarray  # their bytes per token: hidden-width and FFN-width tensors
+    elem_ffn: np.ndarray
+
+
+def _layer_compute(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOptions, c: PerfConstants,
+                   mixer: str | None, ffn: str | None) -> _LayerCompute:
+    """The sublayers' GEMMs and attention, the element-wise passes and selective recompute of one
+    layer (or hybrid block: ``mixer``/``ffn`` from :func:`_block_parts`); its norm and residual
+    traffic is half a layer's when the block has one sublayer."""
+    zero = 0.0 * g.tp
+    q_f, q_b, at_f, at_b, sel = _attention(model, system, g, o, c) if mixer == "attention" else (zero,) * 5
+    if mixer == "mamba":
+        q_f, q_b = _mamba(model, system, g, o, c)
+    experts = _routed_experts(model, system, g, o, c) if ffn == "moe" else None  # the FFN's and EP overlap's
+    ff_f, ff_b, ffn_width = _ffn(model, system, g, o, c, ffn == "moe", experts) if ffn else (zero, zero, 0.0)
+    tokens = g.mb * model.seq_len / g.cp
+    sp = np.where(o.sequence_parallel & (g.tp > 1), g.tp.astype(float), 1.0)
+    ffn_bytes = c.elementwise_fwd_bytes_ffn_gated if model.ffn_gated else c.elementwise_fwd_bytes_ffn
+    hidden_share = 1.0 if (mixer and ffn) else 0.5
+    elem_hidden = hidden_share * c.elementwise_fwd_bytes_hidden * model.d_model / sp
+    elem_ffn = ffn_bytes * ffn_width
+    elem_f = K.memory_bound_time(tokens * (elem_hidden + elem_ffn), system.device, c)
+    fwd = q_f + at_f + ff_f + elem_f
+    bwd = q_b + at_b + ff_b + c.elementwise_bwd_to_fwd * elem_f
+    sel = sel * ("core_attn" in o.recompute_modules) + selective_recompute_time(model, system, g, o, c, mixer, ffn,
+                                                                               ff_f)
+    sel = np.where(g.rc == 1, sel, 0.0)
+    return _LayerCompute(fwd, bwd, sel, at_f, at_b, ff_f, ff_b, q_b, experts, elem_f, elem_hidden, elem_ffn)
+
+
+def cp_ring_exposed(send, at_f, at_b, cp):
+    """Context-parallel K/V ring time exposed after overlap with attention, forward and backward.
+
+    Each of the ``CP - 1`` sends of a K/V block overlaps one block of core attention
+    (Megatron-Core / Transformer Engine p2p context parallelism); the backward sends K/V and
+    their gradients (twice the bytes).
+
+    Parameters
+    ----------
+    send : numpy.ndarray
+        Seconds of one K/V block send (:func:`_collectives`).
+    at_f, at_b : numpy.ndarray
+        Core attention forward and backward seconds per microbatch.
+    cp : numpy.ndarray
+        Context-parallel size.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(exposed fwd, exposed bwd, hidden fwd, hidden bwd)`` seconds per microbatch.
+    """
+    steps = cp - 1.0
+    cp_f = steps * np.maximum(0.0, send - at_f / np.maximum(steps, 1.0) * (steps > 0))
+    cp_b = steps * np.maximum(0.0, 2.0 * send - at_b / np.maximum(steps, 1.0) * (steps > 0))
+    return cp_f, cp_b, steps * send - cp_f, 2.0 * steps * send - cp_b
+
+
+def _tp_exposed(compute, tpc, overlap: bool):
+    """``(exposed, hidden)`` TP collectives: overlapped ones hide under the layer's own compute
+    (Megatron TP overlap); without overlap all are exposed."""
+    tp_x = np.maximum(0.0, tpc - compute) if overlap else tpc
+    return tp_x, (tpc - tp_x)
+
+
+def _ep_exposed(model, system, g, o, c, moe: bool, lc: _LayerCompute, a2a, moe_redo, compute, tp_hidden):
+    """``(ep0, ep1, ep_hidden1)``: EP all-to-alls exposed without and with full recompute, and those
+    hidden with it. ``compute``: the layer's ``(c0, c1)``; ``tp_hidden``: TP hidden in each."""
+    c0, c1 = compute
+    a2a0 = (4.0 + moe_redo) * a2a
+    if o.overlap_ep_comm and moe and not o.legacy:
+        # Megatron-Core pairs this layer's nodes with another microbatch's (perf/ep_overlap.py); a
+        # recomputed MoE's dispatch and combine and a fully recomputed layer's run exposed
+        # (recompute_model_chunk_schedule_plan: "The A2A communications issued here are exposed").
+        parts = _overlap_parts(model, system, g, o, c, (lc.fwd, lc.bwd, lc.sel), (lc.ff_f, lc.ff_b, lc.q_b),
+                               lc.experts, lc.elem_f, lc.elem_ffn / (lc.elem_hidden + lc.elem_ffn))
+        ep0 = np.maximum(0.0, combined_1f1b_layer_time(*parts, a2a) - c0) + moe_redo * a2a
+        return ep0, ep0 + 2.0 * a2a, a2a0 - ep0
+    if o.overlap_ep_comm and moe:
+        # cs-v1 (the papers' convention): the all-to-alls hide under what the layer's own compute
+        # leaves after the hidden TP collectives (DualPipe-style), as v1's model had it
+        ep0 = np.maximum(0.0, a2a0 - np.maximum(0.0, c0 - tp_hidden[0]))
+        ep1 = np.maximum(0.0, 6.0 * a2a - np.maximum(0.0, c1 - tp_hidden[1]))
+        return ep0, ep1, 6.0 * a2a - ep1
+    return a2a0, 6.0 * a2a, 0.0 * a2a0
 
 
 def _overlap_parts(model, system, g, o, c, layer, ffn_parts, experts, elem_f, elem_ffn_share):
