@@ -88,57 +88,15 @@ def memory_per_device(model: ModelSpec, system: System, g: LayoutGrid, o: Traini
     flight under 1F1B and interleaving); Rajbhandari et al. 2020 (ZeRO).
     """
     n_mid = n_last if n_mid is None else n_mid
-    pp = g.pp.astype(float)
-    v = g.v.astype(float)
-    m = g.micro.astype(float)
-    grad_bytes = o.gradient_bytes(c)
-    w_bytes = o.activation_bytes
-    param_bytes = linear_weight_bytes(o, c, system.device.fp8_columnwise_native)
-    (w_d, w_e), (g_d, g_e), (o_d, o_e) = shard_groups(g, system)
-    sharded = g.zero >= 3
-    layer_params = nonexpert_params_per_layer(model) / g.tp + expert_params_per_layer(model) / (g.etp * g.ep)
-    gather_buffers = np.where(sharded & (w_d > 1), (2.0 * w_bytes + grad_bytes) * layer_params, 0.0)
+    shards = shard_groups(g, system)
+    (w_d, w_e), _, (o_d, o_e) = shards
     kept, full, inp = activation_bytes_per_layer(model, g, o)
-    logit_b = K.cross_entropy_bytes(model.cross_entropy_fusion_impl, c)[1]  # FP32, or BF16 with TE's cross entropy
-    logits = g.mb * model.seq_len / g.cp * model.vocab / g.tp * logit_b * (1 + model.mtp_layers)
+    logits = _logit_bytes(model, g, c)
     frag = c.fragmentation_factor_dynamic_eviction if o.dynamic_eviction else c.fragmentation_factor
-    opt_b = c.optimizer_state_bytes_per_param
-    is_pp1 = g.pp == 1
-    one = np.ones_like(pp, dtype=bool)
-    # (layers, first?, last?, microbatches in flight, exists?) of the candidate peak stages
-    # Megatron-Core's EP overlap schedules one more warm-up forward chunk with interleaving
-    # (get_pp_rank_microbatches); at PP 1 its paired forward allocates what the backward frees.
-    ep_warmup = np.where((g.v > 1) & bool(o.overlap_ep_comm and not o.legacy) & model.is_moe, 1.0 / v, 0.0)
-    stages = [
-        (n_first, one, is_pp1, np.minimum(m, pp) * np.where(g.v > 1, 1.0 + (pp - 1) / (pp * v), 1.0) + ep_warmup,
-         one),
-        (n_last, ~one, one, np.ones_like(pp), ~is_pp1),
-    ]
-    if (g.pp > 2).any() and not o.legacy:  # a middle stage may hold more layers than the ends (uneven splits)
-        stages.insert(1, (n_mid, ~one, ~one, np.minimum(m, np.maximum(pp - 1, 1))
-                          * np.where(g.v > 1, 1.0 + (pp - 2) / (pp * v), 1.0) + ep_warmup, g.pp > 2))
-    static = []
-    for n, first, last, inflight, exists in stages:
-        p_d, p_e = _stage_params(model, g, n, first, last)
-        # Embeddings and the output layer stay in BF16; the layers' linear weights follow the format.
-        emb = p_d - n * nonexpert_params_per_layer(model) / g.tp
-        weights = param_bytes * (p_d - emb) / w_d + w_bytes * emb / w_d + param_bytes * p_e / w_e + gather_buffers
-        grads = grad_bytes * (p_d / g_d + p_e / g_e)
-        opt = opt_b * (p_d / o_d + p_e / o_e)
-        fixed = weights + grads + opt + np.where(last, logits, 0.0)
-        static.append((p_d, p_e, weights, grads, opt, fixed, n, inflight, exists))
-
+    stages = _candidate_stages(model, g, o, n_first, n_mid, n_last)
+    static = _static_bytes(model, system, g, o, c, stages, shards, logits)
     rl = _resolve_recompute_layers(g, static, full, inp, frag, c, system)
-    offloaded = o.cpu_offload_layers if system.device.host_link_gb_s is not None else 0  # search.check_offload
-    rows = []
-    for (p_d, p_e, weights, grads, opt, fixed, n, inflight, exists), stage in zip(static, stages):
-        r = np.where(g.rc == 2, np.minimum(n, v * rl), 0.0)
-        # CPU offloading (PP 1, no recompute) keeps L - N layers' activations in HBM (perf/offload.py)
-        n = np.where(stage[1] & (g.pp == 1) & (g.rc == 0), kept_layers(n, offloaded), n)
-        act = inflight * ((n - r) * np.where(g.rc == 2, full, kept) + r * inp) + np.where(r > 0, full, 0.0)
-        act = act + np.where(stage[2], logits, 0.0)
-        total = np.where(exists, (weights + grads + opt + act) * frag + c.reserved_gb * 1e9, 0.0)
-        rows.append((weights, grads, opt, act, total, r))
+    rows = _stage_totals(system, g, o, c, stages, static, rl, (kept, full, inp), logits, frag)
     totals = np.stack([r[4] for r in rows])
     peak = np.argmax(totals, axis=0)
 
@@ -151,6 +109,85 @@ def memory_per_device(model: ModelSpec, system: System, g: LayoutGrid, o: Traini
         weights=pick(0), grads=pick(1), optimizer=pick(2), activations=pick(3), total=totals.max(axis=0),
         recompute_layers=np.where(g.rc == 2, rl, 0), recomputed_first=rows[0][5], weight_shards=(w_d, w_e),
     )
+
+
+def _logit_bytes(model: ModelSpec, g: LayoutGrid, c: PerfConstants):
+    """Bytes of the logits the last stage keeps for the loss: FP32, or BF16 with TE's cross entropy
+    (``cross_entropy_fusion_impl``), for the main head and each MTP head."""
+    logit_b = K.cross_entropy_bytes(model.cross_entropy_fusion_impl, c)[1]
+    return g.mb * model.seq_len / g.cp * model.vocab / g.tp * logit_b * (1 + model.mtp_layers)
+
+
+def _candidate_stages(model: ModelSpec, g: LayoutGrid, o: TrainingOptions, n_first, n_mid, n_last) -> list:
+    """``(layers, first?, last?, microbatches in flight, exists?)`` of the stages that may hold the peak.
+
+    Under 1F1B the first stage holds ``min(m, p)`` microbatches in flight, ``x (1 + (p - 1) / (p v))``
+    with interleaving (Narayanan et al. 2021); the last holds one; a middle stage (``p > 2``) may
+    hold more layers than the ends when the split is uneven.
+    """
+    pp = g.pp.astype(float)
+    v = g.v.astype(float)
+    m = g.micro.astype(float)
+    is_pp1 = g.pp == 1
+    one = np.ones_like(pp, dtype=bool)
+    # Megatron-Core's EP overlap schedules one more warm-up forward chunk with interleaving
+    # (get_pp_rank_microbatches); at PP 1 its paired forward allocates what the backward frees.
+    ep_warmup = np.where((g.v > 1) & bool(o.overlap_ep_comm and not o.legacy) & model.is_moe, 1.0 / v, 0.0)
+    stages = [
+        (n_first, one, is_pp1, np.minimum(m, pp) * np.where(g.v > 1, 1.0 + (pp - 1) / (pp * v), 1.0) + ep_warmup,
+         one),
+        (n_last, ~one, one, np.ones_like(pp), ~is_pp1),
+    ]
+    if (g.pp > 2).any() and not o.legacy:  # a middle stage may hold more layers than the ends (uneven splits)
+        stages.insert(1, (n_mid, ~one, ~one, np.minimum(m, np.maximum(pp - 1, 1))
+                          * np.where(g.v > 1, 1.0 + (pp - 2) / (pp * v), 1.0) + ep_warmup, g.pp > 2))
+    return stages
+
+
+def _static_bytes(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOptions, c: PerfConstants,
+                  stages: list, shards, logits) -> list:
+    """Per candidate stage: ``(dense params, expert params, weight, gradient and optimizer bytes, bytes
+    that do not depend on recompute, layers, microbatches in flight, exists?)``. Weights include
+    ZeRO-3's gather buffers; ``shards``: :func:`shard_groups`' ranks for weights, grads, optimizer."""
+    grad_bytes = o.gradient_bytes(c)
+    w_bytes = o.activation_bytes
+    param_bytes = linear_weight_bytes(o, c, system.device.fp8_columnwise_native)
+    (w_d, w_e), (g_d, g_e), (o_d, o_e) = shards
+    sharded = g.zero >= 3
+    layer_params = nonexpert_params_per_layer(model) / g.tp + expert_params_per_layer(model) / (g.etp * g.ep)
+    gather_buffers = np.where(sharded & (w_d > 1), (2.0 * w_bytes + grad_bytes) * layer_params, 0.0)
+    opt_b = c.optimizer_state_bytes_per_param
+    static = []
+    for n, first, last, inflight, exists in stages:
+        p_d, p_e = _stage_params(model, g, n, first, last)
+        # Embeddings and the output layer stay in BF16; the layers' linear weights follow the format.
+        emb = p_d - n * nonexpert_params_per_layer(model) / g.tp
+        weights = param_bytes * (p_d - emb) / w_d + w_bytes * emb / w_d + param_bytes * p_e / w_e + gather_buffers
+        grads = grad_bytes * (p_d / g_d + p_e / g_e)
+        opt = opt_b * (p_d / o_d + p_e / o_e)
+        fixed = weights + grads + opt + np.where(last, logits, 0.0)
+        static.append((p_d, p_e, weights, grads, opt, fixed, n, inflight, exists))
+    return static
+
+
+def _stage_totals(system: System, g: LayoutGrid, o: TrainingOptions, c: PerfConstants, stages: list, static: list,
+                  rl, activations, logits, frag) -> list:
+    """Per candidate stage: ``(weights, grads, optimizer, activations, total, recomputed layers)`` bytes,
+    the total with fragmentation and reserved memory (0 where the stage does not exist).
+    ``activations``: ``(kept, full, input)`` bytes per layer (:func:`activation_bytes_per_layer`)."""
+    kept, full, inp = activations
+    v = g.v.astype(float)
+    offloaded = o.cpu_offload_layers if system.device.host_link_gb_s is not None else 0  # search.check_offload
+    rows = []
+    for (p_d, p_e, weights, grads, opt, fixed, n, inflight, exists), stage in zip(static, stages):
+        r = np.where(g.rc == 2, np.minimum(n, v * rl), 0.0)
+        # CPU offloading (PP 1, no recompute) keeps L - N layers' activations in HBM (perf/offload.py)
+        n = np.where(stage[1] & (g.pp == 1) & (g.rc == 0), kept_layers(n, offloaded), n)
+        act = inflight * ((n - r) * np.where(g.rc == 2, full, kept) + r * inp) + np.where(r > 0, full, 0.0)
+        act = act + np.where(stage[2], logits, 0.0)
+        total = np.where(exists, (weights + grads + opt + act) * frag + c.reserved_gb * 1e9, 0.0)
+        rows.append((weights, grads, opt, act, total, r))
+    return rows
 
 
 def _resolve_recompute_layers(g, static, full, inp, frag, c, system):
