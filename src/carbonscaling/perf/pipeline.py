@@ -18,9 +18,11 @@ of these ways (``megatron.core.transformer.transformer_block.get_num_layers_to_b
 :func:`stage_split` returns the first/middle/last stage's layer counts of the best of
 these (the heaviest stage as light as possible, the last stage, which computes the
 logits, no heavier than the first), or ``None`` when Megatron cannot express
-``(L, PP, VP)``. The search offers only splits that exist, so every layout it returns is
-accepted when pinned. CarbonScaling v1's rule (:func:`legacy_stage_split`) is kept for
-the paper scenarios.
+``(L, PP, VP)``: the layer-count split (``pipeline_balance='layers'``, how runs without a
+layout are split). The search's default weighs the output layer and MTP modules by their
+cost instead (:mod:`.pipeline_cost`, a custom layout, used by :func:`stage_plan`). The
+search offers only splits that exist, so every layout it returns is accepted when pinned.
+CarbonScaling v1's rule (:func:`legacy_stage_split`) is kept for the paper scenarios.
 """
 
 from __future__ import annotations
