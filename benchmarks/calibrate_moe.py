@@ -16,7 +16,7 @@ import argparse
 import sys
 
 from carbonscaling.perf.constants import default_constants
-from carbonscaling.validation.throughput import fit_constant, hold_out
+from carbonscaling.validation.calibration import fit_constant, hold_out
 
 NAME = "moe_expert_overhead_s"
 

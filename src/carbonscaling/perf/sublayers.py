@@ -91,6 +91,12 @@ def fp8_attention_cast_time(model: ModelSpec, tokens, tp, dev, c: PerfConstants)
     t_forward, t_backward : ndarray
         Seconds per layer and microbatch (HBM-bound: :func:`.kernels.quantize_time` of format
         ``fp8``; the output's conversion reads its FP8 and writes its BF16 bytes, ``data/formats.yaml``).
+
+    References
+    ----------
+    Megatron-Core ``TransformerConfig.fp8_dot_product_attention`` (sets Transformer Engine's
+    recipe ``fp8_dpa``; ``fp8_multi_head_attention`` sets ``fp8_mha``); Transformer Engine
+    ``DotProductAttention`` (cuDNN FP8 fused attention).
     """
     nh = model.n_heads / tp
     kv = np.maximum(model.n_kv_heads / tp, 1.0)

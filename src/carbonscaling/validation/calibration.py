@@ -12,7 +12,9 @@ one FLOP definition. :func:`fit_in_situ_factor` refits the scalar by least squar
 the log errors of those rows (golden-section search; the microbatch and interleaving
 are re-searched at every trial value) and writes nothing.
 :func:`fitted_constants` lists every constant whose source in ``perf.yaml`` says
-"fitted", for the validation report.
+"fitted", for the validation report. :func:`fit_constant` and :func:`hold_out` fit one constant
+on the Megatron-Bridge step-time rows (:mod:`.throughput`; ``benchmarks/calibrate_moe.py``).
+Both fits share :func:`golden_section`.
 """
 
 from __future__ import annotations
@@ -25,9 +27,44 @@ from ..errors import InputError
 from ..perf.constants import PerfConstants, default_constants
 from .ours import megatron_flops_per_iteration, run_search
 from .runs import PublishedRun, resolve_runs
+from .throughput import Unexpressible, predict_row, pretrain_rows
 
 #: perf.yaml ``section.key`` -> :class:`PerfConstants` field, for the constants we refit.
 _GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
+
+
+def golden_section(f, lo: float, hi: float, done):
+    """Golden-section search for the minimum of a unimodal ``f`` on ``[lo, hi]``.
+
+    Parameters
+    ----------
+    f : callable
+        The function of one float to minimize (a fit's loss).
+    lo, hi : float
+        The bracket.
+    done : callable
+        ``done(a, b)``: whether the bracket ``[a, b]`` is narrow enough.
+
+    Returns
+    -------
+    a, b : float
+        The final bracket.
+    (x1, f1), (x2, f2) : tuple of float
+        Its two interior points and their values.
+    """
+    a, b = lo, hi
+    x1, x2 = b - _GOLDEN * (b - a), a + _GOLDEN * (b - a)
+    f1, f2 = f(x1), f(x2)
+    while not done(a, b):
+        if f1 <= f2:
+            b, x2, f2 = x2, x1, f1
+            x1 = b - _GOLDEN * (b - a)
+            f1 = f(x1)
+        else:
+            a, x1, f1 = x1, x2, f2
+            x2 = a + _GOLDEN * (b - a)
+            f2 = f(x2)
+    return a, b, (x1, f1), (x2, f2)
 
 
 def fitted_constants() -> list[dict]:
@@ -122,21 +159,59 @@ def fit_in_situ_factor(runs: list[PublishedRun] | str | None = None, *, lo: floa
         evals += 1
         return log_rmse(throughput_table(chosen, c0.replace(gemm_in_situ_factor=x)))
 
-    a, b = lo, hi
-    x1, x2 = b - _GOLDEN * (b - a), a + _GOLDEN * (b - a)
-    f1, f2 = loss(x1), loss(x2)
-    while b - a > tol:
-        if f1 <= f2:
-            b, x2, f2 = x2, x1, f1
-            x1 = b - _GOLDEN * (b - a)
-            f1 = loss(x1)
-        else:
-            a, x1, f1 = x1, x2, f2
-            x2 = a + _GOLDEN * (b - a)
-            f2 = loss(x2)
+    a, b, _, _ = golden_section(loss, lo, hi, lambda a, b: b - a <= tol)
     best = (a + b) / 2.0
     rows_fit = throughput_table(chosen, c0.replace(gemm_in_situ_factor=best))
     rows_now = throughput_table(chosen, c0)
     return CalibrationFit(name="gemm.in_situ_factor", current=c0.gemm_in_situ_factor, fitted=best,
                           rmse_log_current=log_rmse(rows_now), rmse_log_fitted=log_rmse(rows_fit),
                           rows_current=rows_now, rows_fitted=rows_fit, evaluations=evals + 2)
+
+
+# ---- the step-time fit on the Megatron-Bridge rows (moved from throughput.py, stop 17) ----
+
+def _row_errors(rows: list[dict], consts) -> list[float]:
+    """Signed relative step-time errors of the expressible ``rows`` under ``consts``."""
+    errs = []
+    for row in rows:
+        try:
+            errs.append(predict_row(row, consts)["error"])
+        except Unexpressible:
+            continue
+    return errs
+
+
+def fit_constant(name: str, lo: float, hi: float, rows: list[dict] | None = None, tol: float = 0.02,
+                 consts=None) -> tuple[float, float]:
+    """Fit one perf constant by golden-section search on step-time MAPE: ``(value, MAPE)``.
+
+    ``rows``: the table rows fitted on (default: every validation row). MAPE is assumed
+    unimodal in the constant over ``[lo, hi]``; ``tol`` is the relative width the search
+    stops at. Used for the fitted constants of data/perf.yaml that name these rows as
+    their data (``benchmarks/calibrate_moe.py``, which also reports hold-out errors).
+    """
+    base = consts or default_constants()
+    rows = pretrain_rows() if rows is None else rows
+
+    def mape(x: float) -> float:
+        errs = _row_errors(rows, base.replace(**{name: x}))
+        return sum(abs(e) for e in errs) / len(errs)
+
+    _, _, (x1, f1), (x2, f2) = golden_section(mape, lo, hi, lambda a, b: b - a <= tol * max(abs(b), 1e-12))
+    return (x1, f1) if f1 <= f2 else (x2, f2)
+
+
+def hold_out(name: str, lo: float, hi: float, key: str, consts=None) -> list[dict]:
+    """Leave-one-group-out check of a fitted constant: fit on every ``key`` group but one
+    (``key``: ``system`` or ``model`` column of the table), report MAPE on the held-out group."""
+    base = consts or default_constants()
+    rows = pretrain_rows()
+    out = []
+    for group in sorted({r[key] for r in rows}):
+        train = [r for r in rows if r[key] != group]
+        test = [r for r in rows if r[key] == group]
+        value, train_mape = fit_constant(name, lo, hi, train, consts=base)
+        errs = _row_errors(test, base.replace(**{name: value}))
+        out.append({"group": group, "n": len(errs), "value": value, "train_mape": train_mape,
+                    "held_out_mape": sum(abs(e) for e in errs) / len(errs) if errs else None})
+    return out

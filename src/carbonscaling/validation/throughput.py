@@ -406,64 +406,11 @@ def figure(plt, section: dict, out) -> list:
     return [path]
 
 
-def _row_errors(rows: list[dict], consts) -> list[float]:
-    """Signed relative step-time errors of the expressible ``rows`` under ``consts``."""
-    errs = []
-    for row in rows:
-        try:
-            errs.append(predict_row(row, consts)["error"])
-        except Unexpressible:
-            continue
-    return errs
+def __getattr__(name: str):
+    """The step-time fit (``fit_constant``, ``hold_out``, ``_row_errors``) moved to :mod:`.calibration`
+    in stop 17; old imports from here keep working."""
+    if name in ("fit_constant", "hold_out", "_row_errors"):
+        from . import calibration
 
-
-def fit_constant(name: str, lo: float, hi: float, rows: list[dict] | None = None, tol: float = 0.02,
-                 consts=None) -> tuple[float, float]:
-    """Fit one perf constant by golden-section search on step-time MAPE: ``(value, MAPE)``.
-
-    ``rows``: the table rows fitted on (default: every validation row). MAPE is assumed
-    unimodal in the constant over ``[lo, hi]``; ``tol`` is the relative width the search
-    stops at. Used for the fitted constants of data/perf.yaml that name these rows as
-    their data (``benchmarks/calibrate_moe.py``, which also reports hold-out errors).
-    """
-    from ..perf.constants import default_constants
-
-    base = consts or default_constants()
-    rows = pretrain_rows() if rows is None else rows
-
-    def mape(x: float) -> float:
-        errs = _row_errors(rows, base.replace(**{name: x}))
-        return sum(abs(e) for e in errs) / len(errs)
-
-    g = (math.sqrt(5.0) - 1.0) / 2.0
-    a, b = lo, hi
-    x1, x2 = b - g * (b - a), a + g * (b - a)
-    f1, f2 = mape(x1), mape(x2)
-    while (b - a) > tol * max(abs(b), 1e-12):
-        if f1 <= f2:
-            b, x2, f2 = x2, x1, f1
-            x1 = b - g * (b - a)
-            f1 = mape(x1)
-        else:
-            a, x1, f1 = x1, x2, f2
-            x2 = a + g * (b - a)
-            f2 = mape(x2)
-    return (x1, f1) if f1 <= f2 else (x2, f2)
-
-
-def hold_out(name: str, lo: float, hi: float, key: str, consts=None) -> list[dict]:
-    """Leave-one-group-out check of a fitted constant: fit on every ``key`` group but one
-    (``key``: ``system`` or ``model`` column of the table), report MAPE on the held-out group."""
-    from ..perf.constants import default_constants
-
-    base = consts or default_constants()
-    rows = pretrain_rows()
-    out = []
-    for group in sorted({r[key] for r in rows}):
-        train = [r for r in rows if r[key] != group]
-        test = [r for r in rows if r[key] == group]
-        value, train_mape = fit_constant(name, lo, hi, train, consts=base)
-        errs = _row_errors(test, base.replace(**{name: value}))
-        out.append({"group": group, "n": len(errs), "value": value, "train_mape": train_mape,
-                    "held_out_mape": sum(abs(e) for e in errs) / len(errs) if errs else None})
-    return out
+        return getattr(calibration, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
