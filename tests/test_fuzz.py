@@ -160,6 +160,10 @@ def prop_pinned_searched_layout(model, device, deadline, recipe=None):
     assert {k: again["layout"][k] for k in lay} == lay
     assert again["performance"]["step_time_s"] == pytest.approx(d["performance"]["step_time_s"], rel=1e-9)
     assert again["carbon"]["total_tco2e"] == pytest.approx(d["carbon"]["total_tco2e"], rel=1e-9)
+    if lay.get("pipeline_layout") and "pipeline_layout" not in recipe:  # the searched split, pinned as a layout
+        as_layout = estimate(model, device, deadline_days=deadline,
+                             **{**recipe, **pin, "pipeline_layout": lay["pipeline_layout"]}).to_dict()
+        assert as_layout["performance"]["step_time_s"] == pytest.approx(d["performance"]["step_time_s"], rel=1e-9)
 
 
 def prop_carbon_monotone(device, n, hours, util, pue, ci, dpue, dci, carbon):

@@ -98,8 +98,8 @@ def test_stage_times_with_the_recipe_layout_by_hand():
 
 
 def test_balanced_split_puts_the_dense_layers_on_the_first_rank():
-    """Without a layout (3, 4, 2): the first rank's 3 layers are the dense ones, the middle 4 MoE."""
-    o = TrainingOptions(precision="mxfp8")
+    """The layer-count split (3, 4, 2): the first rank's 3 layers are the dense ones, the middle 4 MoE."""
+    o = TrainingOptions(precision="mxfp8", pipeline_balance="layers")
     c, g = default_constants(), _ds_grid()
     _, n, _, _, times, _ = _stages(DS, B200, g, o, c)
     moe = layer_times(DS, B200, g, o, c, moe=True).time0
@@ -112,7 +112,7 @@ def test_balanced_split_puts_the_dense_layers_on_the_first_rank():
 
 
 def test_the_recipe_layout_lightens_the_last_rank():
-    o = TrainingOptions(precision="mxfp8", recompute_modules=("mla_up_proj",))
+    o = TrainingOptions(precision="mxfp8", recompute_modules=("mla_up_proj",), pipeline_balance="layers")
     g = _ds_grid()
     default = evaluate(DS, B200, g, o)
     recipe = evaluate(DS, B200, g, o.model_copy(update={"pipeline_layout": PP16}))

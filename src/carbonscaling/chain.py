@@ -56,7 +56,7 @@ class Estimate:
         out = {
             "model": self.model.summary(),
             "hardware": describe(self.system),
-            "layout": layout_record(lay),
+            "layout": {**layout_record(lay), "pipeline_layout": r.pipeline_layout},
             "performance": {"step_time_s": float(st.step_time_s), "steps": self.steps,
                             "duration_days": r.duration_s / 86400.0,
                             "device_hours": lay.devices * r.duration_s / 3600.0, "mfu": r.mfu,

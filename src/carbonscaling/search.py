@@ -42,6 +42,7 @@ from .perf.groups import group_rows
 from .perf.layout import RECOMPUTE_MODES, RL_AUTO, Layout, TrainingOptions  # noqa: F401 (search.RECOMPUTE_MODES)
 from .perf.pipeline import (MAX_INTERLEAVE, layout_stage_split, parse_pipeline_layout,  # noqa: F401 (kept names)
                             stage_split)
+from .perf.pipeline_cost import searched_layout
 from .perf.step import StepResult, evaluate, memory_fit, stage_bounds
 from .scaling import ModelSpec
 from .search_space import (  # noqa: F401  (re-exported: the search's public layout-space API)
@@ -74,6 +75,12 @@ class SearchResult:
     @property
     def devices(self) -> int:
         return self.layout.devices
+
+    @property
+    def pipeline_layout(self) -> str | None:
+        """Megatron-Core ``pipeline_model_parallel_layout`` of the chosen layout (:func:`.perf.pipeline_cost.searched_layout`):
+        pinning it with the same PP reproduces the step."""
+        return searched_layout(self.model, self.options, self.layout.pp, self.layout.vp)
 
     @property
     def meets_deadline(self) -> bool:

@@ -81,7 +81,13 @@ class TrainingOptions(BaseModel):
         description="Megatron-Core pipeline_model_parallel_layout: the layers each pipeline chunk holds (E embedding, "
                     "t decoder layer, m MTP layer, L loss; '|' between chunks, chunk i on pipeline rank i mod PP; "
                     "(...)*n and x*n repeat), e.g. Et*4|(t*4|)*14tmL (16 chunks); needs PP pinned (VP = chunks / PP). "
-                    "Default: the balanced split (perf/pipeline.py).")
+                    "Default: the split pipeline_balance chooses.")
+    pipeline_balance: Literal["cost", "layers"] = Field(
+        default="cost", description="Pipeline split when no pipeline_layout is pinned: cost (a custom layout, "
+                                    "Megatron-Core >= 0.13, whose heaviest rank is lightest with the output layer and "
+                                    "MTP modules weighed by their FLOPs in decoder layers; reported as "
+                                    "pipeline_layout) or layers (Megatron's classic splits, embedding and loss one "
+                                    "layer each: how runs without a layout are split). cs-v1 keeps v1's rule.")
     # v1 Fig. 9 / v2 Fig. 6b knobs (see docs/performance.md).
     dynamic_eviction: bool = Field(default=False, description="Coop-style allocator (less fragmentation).")
     flexible_sharding: bool = Field(default=False, description="LinS/hpZ-style ZeRO-3 within the node.")

@@ -18,9 +18,11 @@ of these ways (``megatron.core.transformer.transformer_block.get_num_layers_to_b
 :func:`stage_split` returns the first/middle/last stage's layer counts of the best of
 these (the heaviest stage as light as possible, the last stage, which computes the
 logits, no heavier than the first), or ``None`` when Megatron cannot express
-``(L, PP, VP)``. The search offers only splits that exist, so every layout it returns is
-accepted when pinned. CarbonScaling v1's rule (:func:`legacy_stage_split`) is kept for
-the paper scenarios.
+``(L, PP, VP)``: the layer-count split (``pipeline_balance='layers'``, how runs without a
+layout are split). The search's default weighs the output layer and MTP modules by their
+cost instead (:mod:`.pipeline_cost`, a custom layout, used by :func:`stage_plan`). The
+search offers only splits that exist, so every layout it returns is accepted when pinned.
+CarbonScaling v1's rule (:func:`legacy_stage_split`) is kept for the paper scenarios.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from functools import lru_cache
 import numpy as np
 
 from .groups import group_rows
+from .pipeline_cost import cost_balanced_layout
 from .pipeline_layout import (  # noqa: F401  (re-exported)
     MAX_LAYOUT_CHARS, layout_stage_split, parse_pipeline_layout, split_leading_dense,
 )
@@ -156,7 +159,7 @@ def stage_layers(n_layers: int, pp: np.ndarray, v: np.ndarray, legacy: bool = Fa
 
 
 def stage_plan(n_layers: int, pp: np.ndarray, v: np.ndarray, legacy: bool = False, layout: str | None = None,
-               mtp_layers: int = 0, leading_dense: int = 0):
+               mtp_layers: int = 0, leading_dense: int = 0, cost_weights: tuple[float, float] | None = None):
     """Layers of the (first, middle, last) stage and the leading dense layers on them, or a custom layout's.
 
     Parameters
@@ -172,6 +175,10 @@ def stage_plan(n_layers: int, pp: np.ndarray, v: np.ndarray, legacy: bool = Fals
         (:func:`layout_stage_split`); layouts whose ``pp x v`` is not its chunk count get -1.
     mtp_layers, leading_dense : int, optional
         The model's MTP layers (checked against ``layout``) and leading dense-FFN layers.
+    cost_weights : tuple of float, optional
+        ``(w_first, w_last)`` of :func:`.pipeline_cost.stage_cost_weights`: without a pinned
+        ``layout``, each ``(pp, v)`` gets the cost-balanced custom layout
+        (:func:`.pipeline_cost.cost_balanced_layout`), evaluated as that layout pinned.
 
     Returns
     -------
@@ -187,6 +194,11 @@ def stage_plan(n_layers: int, pp: np.ndarray, v: np.ndarray, legacy: bool = Fals
     for i, (p, vv) in enumerate(zip(pp.reshape(-1)[first].tolist(), v.reshape(-1)[first].tolist())):
         if layout is not None and not legacy:
             s = layout_stage_split(layout, p, vv, n_layers, mtp_layers, leading_dense)
+            out[i] = (*s[0], *s[1]) if s is not None else (-1, -1, -1, 0, 0, 0)
+            continue
+        if cost_weights is not None and not legacy and p > 1:
+            lay = cost_balanced_layout(n_layers, p, vv, mtp_layers, *cost_weights)
+            s = layout_stage_split(lay, p, vv, n_layers, mtp_layers, leading_dense) if lay is not None else None
             out[i] = (*s[0], *s[1]) if s is not None else (-1, -1, -1, 0, 0, 0)
             continue
         s = legacy_stage_split(n_layers, p) if legacy else stage_split(n_layers, p, vv)

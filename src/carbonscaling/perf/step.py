@@ -30,6 +30,7 @@ from .layout import LayoutGrid, TrainingOptions
 from .memory import Memory, memory_per_device
 from .offload import offload_times
 from .pipeline import pipeline_send_time, pipeline_time, stage_plan
+from .pipeline_cost import stage_cost_weights
 
 # The layer model lived here until it grew (stop 16): its names stay importable from perf.step.
 from .layer import (_block_parts, _collectives, _overlap_parts, _per_layer,  # noqa: F401
@@ -336,7 +337,8 @@ def _stages(model, system, g, o, c, times: bool = True):
     recomputed layers per stage, :func:`stage_times` and the exposed and hidden CPU-offloading
     copies it was given (``times=False``: memory only)."""
     n, dense = stage_plan(model.n_layers, g.pp, g.v, legacy=o.legacy, layout=o.pipeline_layout,
-                          mtp_layers=model.mtp_layers, leading_dense=0 if o.legacy else model.first_dense_layers)
+                          mtp_layers=model.mtp_layers, leading_dense=0 if o.legacy else model.first_dense_layers,
+                          cost_weights=stage_cost_weights(model) if o.pipeline_balance == "cost" else None)
     mem = memory_per_device(model, system, g, o, c, n[0], n[2], n[1])
     if not times:
         return None, n, mem, None, None, None

@@ -85,8 +85,10 @@ def run_model(run: PublishedRun):
 
 def run_options(run: PublishedRun, precision: str | None = None) -> TrainingOptions:
     """Software options of the run; empty cells take :class:`TrainingOptions` defaults."""
+    # pipeline_balance: a published run is split as it ran (no custom layout; Megatron's classic splits)
     opts: dict[str, Any] = {"precision": precision or run_precision(run),
-                            "mfu_convention": run.mfu_convention or REPORTED_MFU_CONVENTION}
+                            "mfu_convention": run.mfu_convention or REPORTED_MFU_CONVENTION,
+                            "pipeline_balance": "layers"}
     for name in OPTION_COLUMNS:
         if getattr(run, name) is not None:
             opts[name] = getattr(run, name)

@@ -177,7 +177,8 @@ def describe_row(row: dict):
                                   overlap_tp_comm=_tp_overlap_recipe(row),
                                   grad_reduce_in_fp32=False, overlap_grad_reduce=not _no_grad_overlap_recipe(row),
                                   moe_grouped_gemm="fused" if fused else "loop", overlap_ep_comm=ep_overlap,
-                                  recompute_modules=modules, moe_dispatcher=dispatcher or "flex", **extra)
+                                  recompute_modules=modules, moe_dispatcher=dispatcher or "flex",
+                                  pipeline_balance="layers", **extra)  # as run: the recipes' splits
     except ValueError:
         raise Unexpressible(f"number format {row['precision']} ({prec}) not supported") from None
     if prec not in ("bf16", "fp16") and system.device.peak_flops(prec) <= 0:
