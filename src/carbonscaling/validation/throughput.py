@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from typing import Any
+from typing import Any, NamedTuple
 
 from .._data import load_csv
 from .throughput_report import _floor_line, figure, markdown  # noqa: F401  (re-exported: the report moved)
@@ -137,12 +137,32 @@ def _row_model(row: dict):
 
 
 def describe_row(row: dict):
-    """``(model, system, options, pins, assumptions)`` of one row as it was run."""
+    """``(model, system, options, pins, assumptions)`` of one row as it was run.
+
+    The model at the row's sequence and batch (:func:`_row_model`), the system with the job's
+    NVLink domain (:func:`_row_system`), the training options the row's recipe sets
+    (:func:`_recipe_facts`, :func:`_row_options`), the layout the row states (:func:`_row_pins`),
+    and every assumption in the order the report lists them (``left to search``).
+    """
+    model, assumed = _row_model(row)
+    system = _row_system(row)
+    prec = PRECISIONS.get(row["precision"], row["precision"])
+    try:
+        facts = _recipe_facts(row, model)
+        options = _row_options(row, facts, prec)
+    except ValueError:
+        raise Unexpressible(f"number format {row['precision']} ({prec}) not supported") from None
+    if prec not in ("bf16", "fp16") and system.device.peak_flops(prec) <= 0:
+        raise Unexpressible(f"no {prec} peak for {system.device.name}")
+    pins, pin_notes = _row_pins(row, model, facts)
+    return model, system, options, pins, assumed + pin_notes + _recipe_notes(row, facts, options, pins["tp"])
+
+
+def _row_system(row: dict):
+    """The catalog system of a row, with the NVLink domain its job sees (:func:`segment_domain`)."""
     from ..errors import CarbonScalingError
     from ..hardware import load_system
-    from ..perf.layout import TrainingOptions
 
-    model, assumed = _row_model(row)
     try:
         system = load_system(SYSTEMS[row["system"]])
     except CarbonScalingError:
@@ -150,43 +170,69 @@ def describe_row(row: dict):
     domain = segment_domain(int(row["gpus"]), system)
     if domain != system.scale_up_domain:
         system = system.model_copy(update={"scale_up_domain": domain})
-    prec = PRECISIONS.get(row["precision"], row["precision"])
-    try:
-        # Dropless rows route on random logits (Megatron's force_load_balancing: random loads);
-        # token-drop rows pad each expert to capacity (even). The performance
-        # recipes overlap TP communication with userbuffers whenever TP > 1, except NVFP4's
-        # (Megatron-Bridge scripts/performance: CommOverlapConfig; recipes.NO_TP_OVERLAP_PRECISIONS).
-        fused, ep_overlap = _fused_moe_recipe(row)
-        recompute = _recompute_recipe(row)
-        modules = recompute[0] if recompute else ("core_attn",)
-        dispatcher, listed_overlap = _moe_comm_recipe(row)
-        dispatcher = dispatcher or (_default_dispatcher(row) if model.is_moe else None)
-        ep_overlap = ep_overlap or bool(recompute and recompute[1]) or listed_overlap
-        graphs = _cuda_graph_recipe(row)
-        extra = {} if graphs is None else {"cuda_graph_scope": graphs}
-        offload = _offload_recipe(row)
-        if offload:
-            extra["cpu_offload_layers"] = offload
-        pp_layout = _pp_layout_recipe(row, model.mtp_layers)
-        if pp_layout:
-            extra["pipeline_layout"] = pp_layout
-        fp8_attention = _fp8_attention_recipe(row)
-        if fp8_attention:
-            extra["fp8_attention"] = True
-        options = TrainingOptions(precision=prec, force_balanced_routing="tokendrop" in row["notes"],
-                                  overlap_tp_comm=_tp_overlap_recipe(row),
-                                  grad_reduce_in_fp32=False, overlap_grad_reduce=not _no_grad_overlap_recipe(row),
-                                  moe_grouped_gemm="fused" if fused else "loop", overlap_ep_comm=ep_overlap,
-                                  recompute_modules=modules, moe_dispatcher=dispatcher or "flex",
-                                  pipeline_balance="layers", **extra)  # as run: the recipes' splits
-    except ValueError:
-        raise Unexpressible(f"number format {row['precision']} ({prec}) not supported") from None
-    if prec not in ("bf16", "fp16") and system.device.peak_flops(prec) <= 0:
-        raise Unexpressible(f"no {prec} peak for {system.device.name}")
+    return system
+
+
+class _RecipeFacts(NamedTuple):
+    """What a row's recipe sets beyond the table (:mod:`.recipes`); ``None`` / falsy: not set."""
+
+    fused: bool                 # MXFP8 fused grouped MLP
+    ep_overlap: bool            # EP all-to-all overlapped (fused recipe, recompute recipe or listed)
+    recompute: tuple | None     # (selective modules, EP overlap with it)
+    modules: tuple              # recompute_modules
+    dispatcher: str | None      # token dispatcher (MoE)
+    listed_overlap: bool        # all-to-all overlap listed for the row's release
+    graphs: tuple | None        # CUDA graph scope
+    offload: int                # layers whose activations go to CPU memory
+    pp_layout: str | None       # Megatron-Core pipeline layout
+    fp8_attention: bool
+
+
+def _recipe_facts(row: dict, model) -> _RecipeFacts:
+    """The recipe options of a row's release and layout (tables of :mod:`.recipes`)."""
+    fused, ep_overlap = _fused_moe_recipe(row)
+    recompute = _recompute_recipe(row)
+    dispatcher, listed_overlap = _moe_comm_recipe(row)
+    return _RecipeFacts(
+        fused=fused, ep_overlap=ep_overlap or bool(recompute and recompute[1]) or listed_overlap,
+        recompute=recompute, modules=recompute[0] if recompute else ("core_attn",),
+        dispatcher=dispatcher or (_default_dispatcher(row) if model.is_moe else None),
+        listed_overlap=listed_overlap, graphs=_cuda_graph_recipe(row), offload=_offload_recipe(row),
+        pp_layout=_pp_layout_recipe(row, model.mtp_layers), fp8_attention=_fp8_attention_recipe(row))
+
+
+def _row_options(row: dict, f: _RecipeFacts, prec: str):
+    """TrainingOptions of a row: its precision and its recipe's options (``ValueError``: a number
+    format the package does not know)."""
+    from ..perf.layout import TrainingOptions
+
+    # Dropless rows route on random logits (Megatron's force_load_balancing: random loads);
+    # token-drop rows pad each expert to capacity (even). The performance
+    # recipes overlap TP communication with userbuffers whenever TP > 1, except NVFP4's
+    # (Megatron-Bridge scripts/performance: CommOverlapConfig; recipes.NO_TP_OVERLAP_PRECISIONS).
+    extra: dict[str, Any] = {} if f.graphs is None else {"cuda_graph_scope": f.graphs}
+    if f.offload:
+        extra["cpu_offload_layers"] = f.offload
+    if f.pp_layout:
+        extra["pipeline_layout"] = f.pp_layout
+    if f.fp8_attention:
+        extra["fp8_attention"] = True
+    return TrainingOptions(precision=prec, force_balanced_routing="tokendrop" in row["notes"],
+                           overlap_tp_comm=_tp_overlap_recipe(row),
+                           grad_reduce_in_fp32=False, overlap_grad_reduce=not _no_grad_overlap_recipe(row),
+                           moe_grouped_gemm="fused" if f.fused else "loop", overlap_ep_comm=f.ep_overlap,
+                           recompute_modules=f.modules, moe_dispatcher=f.dispatcher or "flex",
+                           pipeline_balance="layers", **extra)  # as run: the recipes' splits
+
+
+def _row_pins(row: dict, model, f: _RecipeFacts) -> tuple[dict, list[str]]:
+    """``(pins, assumptions)``: the layout the row states, the ZeRO stage, ETP and recompute its
+    recipe sets, and what is left to the search (ZeRO stage, ETP, recompute) when it sets none."""
     pins: dict[str, Any] = {"devices": int(row["gpus"]), "tp": int(row["tp"]), "pp": int(row["pp"]),
                             "cp": int(_num(row["cp"]) or 1), "vp": int(_num(row["vp"]) or 1),
                             "ep": int(_num(row["ep"]) or 1), "microbatch": int(row["mbs"]),
                             "global_batch": int(row["gbs"])}
+    assumed = []
     fsdp = _num(row["fsdp"])
     if fsdp:
         pins["fsdp"] = int(fsdp)
@@ -195,8 +241,8 @@ def describe_row(row: dict):
         assumed.append("DDP = distributed optimizer (ZeRO-1)")
     else:
         assumed.append("ZeRO stage")
-    if fused:
-        assumed.append("recipe: fused grouped MLP" + (", EP all-to-all overlapped" if ep_overlap else ""))
+    if f.fused:
+        assumed.append("recipe: fused grouped MLP" + (", EP all-to-all overlapped" if f.ep_overlap else ""))
     if model.is_moe and pins["tp"] > 1:
         first, etp = RECIPE_ETP.get(row["model"], (None, None))
         if etp and _container(row)[:2] >= first:
@@ -204,36 +250,42 @@ def describe_row(row: dict):
             assumed.append(f"recipe: ETP {etp}")
         else:
             assumed.append("ETP")
-    if offload:  # Megatron-Core runs CPU offloading without recompute
+    if f.offload:  # Megatron-Core runs CPU offloading without recompute
         pins["recompute"] = "none"
-        assumed.append(f"recipe: CPU offloading of {offload} layers' activations, no recompute")
-    elif recompute:
+        assumed.append(f"recipe: CPU offloading of {f.offload} layers' activations, no recompute")
+    elif f.recompute:
         pins["recompute"] = "selective"
-        assumed.append("recipe: selective recompute of " + " + ".join(recompute[0])
-                       + (", EP all-to-all overlapped" if recompute[1] and not fused else ""))
+        assumed.append("recipe: selective recompute of " + " + ".join(f.recompute[0])
+                       + (", EP all-to-all overlapped" if f.recompute[1] and not f.fused else ""))
     elif _no_recompute_recipe(row):
         pins["recompute"] = "none"
         assumed.append("recipe: no recompute")
     else:
         assumed.append("recompute")
-    if dispatcher:
-        assumed.append(f"recipe: {dispatcher} dispatcher")
-    if pp_layout:
-        assumed.append(f"recipe: pipeline layout {pp_layout}")
-    if fp8_attention:
-        assumed.append("recipe: FP8 attention (fp8_dot_product_attention)")
-    if listed_overlap and not fused:
-        assumed.append("recipe: EP all-to-all overlapped")
-    if graphs is not None and not (fused and graphs == ("full_iteration",)):
-        assumed.append("recipe: " + ("no CUDA graphs" if not graphs else "CUDA graphs " + "+".join(graphs)))
+    return pins, assumed
+
+
+def _recipe_notes(row: dict, f: _RecipeFacts, options, tp: int) -> list[str]:
+    """The recipe's other options, as the report lists them (and what it sets that is not modelled)."""
+    notes = []
+    if f.dispatcher:
+        notes.append(f"recipe: {f.dispatcher} dispatcher")
+    if f.pp_layout:
+        notes.append(f"recipe: pipeline layout {f.pp_layout}")
+    if f.fp8_attention:
+        notes.append("recipe: FP8 attention (fp8_dot_product_attention)")
+    if f.listed_overlap and not f.fused:
+        notes.append("recipe: EP all-to-all overlapped")
+    if f.graphs is not None and not (f.fused and f.graphs == ("full_iteration",)):
+        notes.append("recipe: " + ("no CUDA graphs" if not f.graphs else "CUDA graphs " + "+".join(f.graphs)))
     if _no_grad_overlap_recipe(row):
-        assumed.append("recipe: gradient reduction not overlapped")
-    if pins["tp"] > 1 and not options.overlap_tp_comm:
-        assumed.append("recipe: TP communication not overlapped")
+        notes.append("recipe: gradient reduction not overlapped")
+    if tp > 1 and not options.overlap_tp_comm:
+        notes.append("recipe: TP communication not overlapped")
     not_modelled = _not_modelled_recipe(row)
     if not_modelled:
-        assumed.append(f"recipe, not modelled: {not_modelled}")
-    return model, system, options, pins, assumed
+        notes.append(f"recipe, not modelled: {not_modelled}")
+    return notes
 
 
 def predict_row(row: dict, consts=None) -> dict:
