@@ -4,7 +4,7 @@
 microbatch: the sublayers' compute (:mod:`.sublayers`), the TP all-reduces, EP all-to-alls and CP
 K/V ring sends (:func:`_collectives`) exposed after overlap (Megatron-Core's TP overlap, its
 EP-overlap 1F1B node pairing, :mod:`.ep_overlap`, the CP ring under attention, :func:`cp_ring_exposed`), selective recompute
-(:func:`selective_recompute_time`), host launch time (:mod:`.host`) and what a fully recomputed
+(:func:`.recompute.selective_recompute_time`), host launch time (:mod:`.host`) and what a fully recomputed
 layer adds. :func:`per_layer` averages it over the model's dense, MoE and hybrid layers into a
 :class:`LayerTimes`, what the pipeline stages (:mod:`.step`) are built from.
 """
@@ -20,7 +20,6 @@ from ..formats import recipe_value
 from ..hardware import System
 from ..scaling import ModelSpec
 from . import kernels as K
-from . import moe as moe_kernels
 from .comm import p2p_time, ring_group
 from .constants import PerfConstants
 from .ep_overlap import combined_1f1b_layer_time
@@ -28,6 +27,7 @@ from .groups import group_rows
 from .host import host_layer_excess
 from .layout import LayoutGrid, TrainingOptions
 from .moe_dispatch import dispatch_time
+from .recompute import selective_recompute_time
 from .sublayers import _attention, _busiest_rank, _ffn, _mamba, _routed_experts
 
 
@@ -94,72 +94,6 @@ def _block_parts(model: ModelSpec, block: str | None, moe: bool):
     if block is None:
         return "attention", ("moe" if moe else "dense")
     return {"M": ("mamba", None), "*": ("attention", None), "E": (None, "moe"), "-": (None, "dense")}[block]
-
-
-def selective_recompute_time(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOptions,
-                             c: PerfConstants, mixer: str | None, ffn: str | None, ffn_fwd):
-    """Forward work selective recompute's modules repeat in one layer's backward (s per microbatch).
-
-    Megatron-Core ``recompute_modules`` (TransformerConfig): ``layernorm`` reruns the two norms
-    (read and write ``d_model`` per token each, memory-bound), ``mla_up_proj`` MLA's query and
-    key/value up projections (their GEMMs; the RoPE applied to them is elementwise and small),
-    ``moe_act`` the experts' activation (read the FC1 output, write the FC2 input), ``mlp`` /
-    ``moe`` the whole dense FFN / MoE forward (the MoE's dispatch and combine too, charged by
-    :func:`layer_times`), ``shared_experts`` the shared experts' forward. The TP collectives inside
-    a recomputed dense FFN are not repeated here (a simplification: the recipes described run TP 1
-    or 2). ``core_attn`` is :func:`.sublayers._attention`'s ``selective`` term.
-
-    Parameters
-    ----------
-    model, system, g, o, c
-        As for :func:`layer_times`.
-    mixer, ffn : str or None
-        The layer's parts (:func:`_block_parts`).
-    ffn_fwd : ndarray
-        The layer's FFN forward time (s), repeated by ``mlp`` / ``moe``.
-
-    Returns
-    -------
-    ndarray
-        Seconds per microbatch, for every layout of ``g``.
-    """
-    mods = o.selective_modules
-    out = 0.0 * g.tp
-    if not mods:
-        return out
-    dev, h = system.device, model.d_model
-    tp = g.tp.astype(float)
-    tokens = g.mb * model.seq_len / g.cp
-    e = o.activation_bytes
-    sp = np.where(o.sequence_parallel & (g.tp > 1), tp, 1.0)
-    if "layernorm" in mods:
-        norms = 2.0 if (mixer and ffn) else 1.0
-        out = out + K.memory_bound_time(tokens * norms * 2.0 * e * h / sp, dev, c)
-    if "mla_up_proj" in mods and mixer == "attention" and model.is_mla:
-        nh = model.n_heads / tp
-        ups = [(model.kv_lora_rank, nh * (model.head_dim + model.value_head_dim))]
-        if model.q_lora_rank:
-            ups.append((model.q_lora_rank, nh * model.qk_head_dim))
-        for n_in, n_out in ups:
-            out = out + K.linear_fwd_bwd_time(tokens, n_out, n_in, 1, dev, c, o.gemm_precision,
-                                              o.gemm_input_bytes)[0]
-    if ffn == "dense" and "mlp" in mods:
-        out = out + ffn_fwd
-    if ffn == "moe" and "moe" in mods:
-        out = out + ffn_fwd
-    elif ffn == "moe":
-        gate = 2.0 if model.ffn_gated else 1.0
-        if "moe_act" in mods:
-            copies = model.top_k * o.capacity_factor
-            out = out + K.memory_bound_time(tokens * copies * model.d_expert * (gate + 1.0) * e / tp, dev, c)
-            if model.activation_func_clamp_value is not None and o.moe_grouped_gemm == "loop":
-                out = out + moe_kernels.clamped_glu_time(tokens * copies * model.d_expert / tp, dev, c)[0]
-        if "shared_experts" in mods and model.n_shared_experts:
-            width = model.n_shared_experts * model.shared_expert_width / tp
-            up = K.linear_fwd_bwd_time(tokens, gate * width, h, 1, dev, c, o.gemm_precision, o.gemm_input_bytes)
-            dn = K.linear_fwd_bwd_time(tokens, h, width, 1, dev, c, o.gemm_precision, o.gemm_input_bytes)
-            out = out + up[0] + dn[0]
-    return out
 
 
 def layer_times(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOptions, c: PerfConstants,
