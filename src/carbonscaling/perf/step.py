@@ -5,8 +5,8 @@ a :class:`StepResult` whose fields are arrays (one entry per layout): the step t
 its exposed parts (compute, TP/CP/PP/DP/EP communication, bubble, optimizer, overlap
 slowdown) and per-device memory. It wires four models, each a small function of its own:
 the layer (:func:`.layer.layer_times`, its sublayers in :mod:`.sublayers`), the pipeline
-stages and schedule (:func:`stage_times`, :func:`.pipeline.pipeline_time`,
-:func:`.pipeline.pipeline_send_time`), the data-parallel / ZeRO / FSDP collectives
+stages and schedule (:func:`stage_times`, the embedding, output layer and MTP modules of
+:mod:`.ends`, :func:`.pipeline.pipeline_time`, :func:`.pipeline.pipeline_send_time`), the data-parallel / ZeRO / FSDP collectives
 (:func:`.data_parallel.data_parallel_time`) and the optimizer step. docs/performance.md
 walks through them.
 """
@@ -24,6 +24,7 @@ from .activations import activation_bytes_per_layer
 from .comm import p2p_time
 from .constants import PerfConstants, default_constants
 from .data_parallel import data_parallel_time
+from .ends import ends_times, mtp_time  # noqa: F401  (mtp_time: re-exported)
 from .ep_overlap import ep_overlap_ramp_time, ep_overlap_slowdown
 from .layer import LayerTimes, per_layer
 from .layout import LayoutGrid, TrainingOptions
@@ -124,18 +125,9 @@ def stage_times(model, system, g, o, c, lt: LayerTimes, split, recomputed, offlo
         layers summed over stages (count); and the first stage's sends and activation CPU-offloading
         copies hidden under compute (:mod:`.offload`; the exposed copies are in the first stage's time).
     """
-    dev = system.device
-    h, V = model.d_model, model.vocab
-    tp = g.tp.astype(float)
+    emb, head, mtp = ends_times(model, system.device, g, o, c, lt)
     tokens = g.mb * model.seq_len / g.cp
-    emb = K.memory_bound_time(c.embedding_bytes_per_token_hidden * tokens * h, dev, c)
-    # The output layer stays BF16 in today's recipes (formats.yaml recipe.bf16_gemms); v1 ran it in the GEMM format.
-    h_prec, h_ib = (o.gemm_precision, o.gemm_input_bytes) if o.legacy else ("bf16", 2.0)
-    lg_f, lg_b = K.linear_fwd_bwd_time(tokens, V / tp, h, 1, dev, c, h_prec, h_ib)
-    ce_bytes = K.cross_entropy_bytes(model.cross_entropy_fusion_impl, c)[0]
-    head = lg_f + lg_b + K.memory_bound_time(ce_bytes * tokens * V / tp, dev, c)
-    mtp = model.mtp_layers * (lt.time0 + head) if o.legacy else mtp_time(model, dev, g, o, c, lt, emb, head)
-    act_bytes = tokens * h * o.activation_bytes / tp
+    act_bytes = tokens * model.d_model * o.activation_bytes / g.tp.astype(float)
     send = np.where(g.pp > 1, p2p_time(act_bytes, g.tp * g.cp * g.dp, g.pp, system, c), 0.0)
     overlap = (g.v > 1) & (o.overlap_pp_comm and not o.legacy)
     n_first, n_mid, n_last = split
@@ -167,57 +159,6 @@ def stage_times(model, system, g, o, c, lt: LayerTimes, split, recomputed, offlo
     p_sum = np.where(overlap, p_first + np.where(g.pp > 1, p_last, 0.0) + n_middle * p_mid, g.pp * p_first)
     t_sum = model.n_layers * lt.time0 + r_total * lt.extra + emb + head + mtp + p_sum + off_exposed
     return t_first, t_max, t_sum, p_first, emb + head + mtp, r_total, 2.0 * g.v * send - p_first + off_hidden
-
-
-def mtp_time(model, dev, g, o, c, lt: LayerTimes, emb, head):
-    """Seconds of a model's multi-token-prediction modules for one microbatch (forward + backward).
-
-    Each Megatron-Core MTP layer (``MultiTokenPredictionLayer``) looks up the shifted tokens'
-    embedding, normalizes it and the incoming hidden states, concatenates them, projects
-    ``2 d_model -> d_model`` (``eh_proj``, a column-parallel linear in the GEMM format; its input
-    is the concatenation, no norm-fused cast), runs one transformer layer -- the decoder's last
-    layer spec, an MoE layer when every layer after the leading dense ones is MoE -- and its
-    final norm, then the shared output layer and cross entropy (``head``).
-
-    Parameters
-    ----------
-    model : ModelSpec
-        ``mtp_layers`` and the architecture.
-    dev : Device
-        The device.
-    g : LayoutGrid
-        The layouts.
-    o : TrainingOptions
-        Precision and sequence parallelism.
-    c : PerfConstants
-        ``mtp_fwd_bytes_hidden`` (data/perf.yaml ``elementwise.mtp_forward_bytes_per_token_hidden``).
-    lt : LayerTimes
-        Per-layer times (the dense/MoE average and ``moe_minus_dense0``).
-    emb, head : ndarray
-        Seconds of an embedding lookup and of the output layer with cross entropy.
-
-    Returns
-    -------
-    ndarray
-        Seconds per microbatch (0 without MTP layers).
-
-    References
-    ----------
-    NVIDIA Megatron-LM ``megatron/core/transformer/multi_token_prediction.py`` (@13f8f52).
-    """
-    if not model.mtp_layers:
-        return 0.0 * lt.time0
-    h = model.d_model
-    tp = g.tp.astype(float)
-    tokens = g.mb * model.seq_len / g.cp
-    sp = np.where(o.sequence_parallel & (g.tp > 1), tp, 1.0)
-    f_dense = model.n_dense_layers / model.n_layers if not model.is_hybrid else 0.0
-    moe_spec = model.is_moe and not model.is_hybrid and model.moe_layer_every == 1
-    layer = lt.time0 + (f_dense * lt.moe_minus_dense0 if moe_spec else 0.0)
-    eh_f, eh_b = K.linear_fwd_bwd_time(tokens, h / tp, 2 * h, 1, dev, c, o.gemm_precision, o.gemm_input_bytes,
-                                       norm_fused=False)
-    elem = K.memory_bound_time(c.mtp_fwd_bytes_hidden * tokens * h / sp, dev, c) * (1.0 + c.elementwise_bwd_to_fwd)
-    return model.mtp_layers * (layer + eh_f + eh_b + elem + emb + head)
 
 
 def _offload_times(model, system, g, o, lt):
@@ -270,34 +211,12 @@ def evaluate(model: ModelSpec, system: System, g: LayoutGrid, opts: TrainingOpti
     pipeline = pipeline_time(m, t_max, t_sum, g.v)
     bubble = pipeline - m * t_sum / g.pp  # time beyond perfectly balanced, always-busy stages
 
-    per_step, per_mb = data_parallel_time(model, system, g, o, c, mem)
     stage_bwd = n_first * lt.bwd0 + recomputed[0] * lt.bwd_extra
-    if o.overlap_grad_reduce:  # hidden under the last microbatch's backward, but for the last bucket
-        last_bucket = per_step * np.minimum(1.0, c.grad_bucket_params / np.maximum(mem.params_dense + mem.params_expert, 1.0))
-        step_exposed = np.maximum(last_bucket, per_step - stage_bwd)
-    else:
-        step_exposed = per_step
-    mb_exposed = m * np.maximum(0.0, per_mb - t_first)
-    dp_exposed = step_exposed + mb_exposed
-    overlapped = (per_step - step_exposed) + m * np.minimum(per_mb, t_first)
+    dp_exposed, overlapped = _dp_exposed(model, system, g, o, c, mem, t_first, stage_bwd)
     overlapped = overlapped + m * (n_first * lt.overlapped0 + recomputed[0] * lt.overlapped_extra + p2p_hidden)
-    ramp = ep_overlap_ramp_time(g.pp, o.overlap_ep_comm and not o.legacy, n_first, lt.ep_hidden0)  # cs-v1: none
-    ep_hidden = m * n_first * lt.ep_hidden0
-    if o.overlap_ep_comm and not o.legacy:
-        # The hidden all-to-all's kernels hold SMs the paired compute loses (perf/ep_overlap.py): DeepEP/HybridEP
-        # their configured SMs, NCCL's all-to-all (alltoall dispatcher) one block per point-to-point channel
-        sms = c.ep_comm_sms if o.moe_dispatcher == "flex" else c.nccl_p2p_channels
-        ep_slow = ep_overlap_slowdown(np.maximum(0.0, ep_hidden - ramp), system.device.compute_units, sms)
-        overlapped = overlapped - ep_hidden
-    else:
-        ep_slow = 0.0
+    ramp, ep_slow, overlapped = _ep_overlap_cost(system, g, o, c, n_first, lt, overlapped)
     slowdown = c.overlap_compute_slowdown * overlapped + ep_slow
-
-    optimizer = K.memory_bound_time(c.adam_bytes_per_param_step * mem.optimizer_params, system.device, c)
-    # Quantized recipes cast the updated weights (and their transposed copies) once per step;
-    # Transformer Engine reuses them over the step's microbatches.
-    optimizer = optimizer + K.quantize_time(mem.params_dense + mem.params_expert, o.gemm_precision, system.device, c,
-                                            weight=True)
+    optimizer = _optimizer_time(system, o, c, mem)
     step = pipeline + dp_exposed + optimizer + slowdown + ramp
     share = m / g.pp  # the balanced part of the pipeline, m * t_sum / pp, split by cause
     n_layers = model.n_layers
@@ -326,6 +245,50 @@ def evaluate(model: ModelSpec, system: System, g: LayoutGrid, opts: TrainingOpti
         cp_comm_s=share * (n_layers * lt.cp0 + r_total * lt.cp_extra),
         recompute_layers=rl,
     )
+
+
+def _dp_exposed(model, system, g, o, c, mem: Memory, t_first, stage_bwd):
+    """``(exposed, hidden)`` data-parallel communication of a step (:func:`.data_parallel.data_parallel_time`).
+
+    The per-step gradient reduction hides under the last microbatch's backward (``stage_bwd``)
+    but for its last bucket when ``overlap_grad_reduce``; per-microbatch collectives (ZeRO-3 /
+    FSDP gathers) hide under the first stage's microbatch time ``t_first``.
+    """
+    m = g.micro.astype(float)
+    per_step, per_mb = data_parallel_time(model, system, g, o, c, mem)
+    if o.overlap_grad_reduce:  # hidden under the last microbatch's backward, but for the last bucket
+        last_bucket = per_step * np.minimum(1.0, c.grad_bucket_params / np.maximum(mem.params_dense + mem.params_expert, 1.0))
+        step_exposed = np.maximum(last_bucket, per_step - stage_bwd)
+    else:
+        step_exposed = per_step
+    mb_exposed = m * np.maximum(0.0, per_mb - t_first)
+    return step_exposed + mb_exposed, (per_step - step_exposed) + m * np.minimum(per_mb, t_first)
+
+
+def _ep_overlap_cost(system, g, o, c, n_first, lt: LayerTimes, overlapped):
+    """``(ramp, slowdown, overlapped)`` of Megatron-Core's EP overlap (:mod:`.ep_overlap`): the exposed
+    warm-up and cool-down, the SMs the hidden all-to-alls take from the paired compute, and the
+    communication hidden under compute less those all-to-alls (priced by the SM slowdown instead).
+    The papers' convention (cs-v1) has none of these."""
+    m = g.micro.astype(float)
+    ramp = ep_overlap_ramp_time(g.pp, o.overlap_ep_comm and not o.legacy, n_first, lt.ep_hidden0)  # cs-v1: none
+    ep_hidden = m * n_first * lt.ep_hidden0
+    if not (o.overlap_ep_comm and not o.legacy):
+        return ramp, 0.0, overlapped
+    # The hidden all-to-all's kernels hold SMs the paired compute loses (perf/ep_overlap.py): DeepEP/HybridEP
+    # their configured SMs, NCCL's all-to-all (alltoall dispatcher) one block per point-to-point channel
+    sms = c.ep_comm_sms if o.moe_dispatcher == "flex" else c.nccl_p2p_channels
+    ep_slow = ep_overlap_slowdown(np.maximum(0.0, ep_hidden - ramp), system.device.compute_units, sms)
+    return ramp, ep_slow, overlapped - ep_hidden
+
+
+def _optimizer_time(system: System, o: TrainingOptions, c: PerfConstants, mem: Memory):
+    """The optimizer step (memory-bound Adam over this device's optimizer shard) and, in quantized
+    recipes, the cast of the updated weights (and their transposed copies) once per step:
+    Transformer Engine reuses them over the step's microbatches."""
+    optimizer = K.memory_bound_time(c.adam_bytes_per_param_step * mem.optimizer_params, system.device, c)
+    return optimizer + K.quantize_time(mem.params_dense + mem.params_expert, o.gemm_precision, system.device, c,
+                                       weight=True)
 
 
 def _fits(system: System, mem: Memory, n_first) -> np.ndarray:
