@@ -196,3 +196,12 @@ def test_mtp_module_by_hand():
                                moe + eh[0] + eh[1] + elem + emb + head, rtol=1e-12)
     none = DS.model_copy(update={"mtp_layers": 0})
     assert float(mtp_time(none, dev, g, o, c, lt, emb, head)[0]) == 0.0
+
+
+def test_a_long_bad_value_is_shown_cut_in_the_one_line_error():
+    import carbonscaling as cs
+
+    with pytest.raises(InputError) as err:
+        cs.estimate(model="deepseek-v3", device="H100", pp=8, pipeline_layout="Et*" + "9" * 5000 + "L",
+                    uncertainty=False)
+    assert err.value.field == "pipeline_layout" and "\n" not in str(err.value) and len(str(err.value)) < 200

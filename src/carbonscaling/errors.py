@@ -97,5 +97,6 @@ def from_validation(err, prefix: str = "", *, missing: str = "required field is 
     msg = first.get("msg", "invalid value").removeprefix("Value error, ")
     inp = first.get("input")
     if not isinstance(inp, (dict, list)):
-        msg = f"{msg} (got {inp!r})"
+        shown = repr(inp)  # cut as the service cuts it: a 5,000-character value stays a short line
+        msg = f"{msg} (got {shown[:60] + '...' if len(shown) > 60 else shown})"
     return InputError(field, msg)
