@@ -75,7 +75,9 @@ class TrainingOptions(BaseModel):
     fp8_attention: bool = Field(
         default=False, description="Attention core (the score and value matmuls) in FP8 (Megatron-Core "
                                    "fp8_dot_product_attention: Transformer Engine's cuDNN FP8 fused attention) when "
-                                   "the GEMM format is an 8-bit one; off: BF16, as most recipes run it.")
+                                   "the GEMM format is an 8-bit one; off: BF16, as most recipes run it. No effect "
+                                   "without fused attention (flash_attention off) or under fp8-blockwise and the FP4 "
+                                   "formats, whose recipes Transformer Engine runs with BF16 attention.")
     pipeline_layout: str | None = Field(
         default=None, max_length=4000, json_schema_extra={"metavar": "LAYOUT"},
         description="Megatron-Core pipeline_model_parallel_layout: the layers each pipeline chunk holds (E embedding, "
