@@ -162,12 +162,12 @@ def _routed_experts(model: ModelSpec, system: System, g: LayoutGrid, o: Training
     gate = 2.0 if model.ffn_gated else 1.0
     k, cf, E = model.top_k, o.capacity_factor, model.n_experts
     # Routed token copies each expert replica (an ETP group) receives, balanced routing.
-    tok_e = tokens * k * cf * g.ep * g.etp / (E * tp)
+    tok_e = moe_kernels.tokens_per_expert(tokens, k, E, g.ep, g.etp, g.tp, cf)
     if o.legacy:  # v1: the experts as one batched GEMM, balanced
         e_f, e_b = _mlp(model, system, o, c, tok_e, model.d_expert, g.etp.astype(float), E / g.ep)
         return e_f, 0.5 * e_b, 0.5 * e_b
     # grouped GEMM padded to the format's alignment, waiting for the busiest rank (perf/moe.py)
-    imb = _busiest_rank(model, g, o)
+    imb = _busiest_rank(model, g, o, tok_e)
     etp = g.etp.astype(float)
     u_f, u_b = moe_kernels.grouped_linear_fwd_bwd_time(tok_e, gate * model.d_expert / etp, h, E / g.ep, dev, c,
                                                        prec, ib, imbalance=imb)
@@ -181,10 +181,12 @@ def _routed_experts(model: ModelSpec, system: System, g: LayoutGrid, o: Training
     return u_f + d_f + p_f + x_f + g_f, wgrad + p_b + x_b + g_b, wgrad
 
 
-def _busiest_rank(model: ModelSpec, g: LayoutGrid, o: TrainingOptions):
-    """Routed copies the busiest EP rank gets over the mean (perf/moe.py ``routing_imbalance``; 1 when even)."""
-    tok_e = moe_kernels.tokens_per_expert(g.mb * model.seq_len / g.cp, model.top_k, model.n_experts, g.ep, g.etp,
-                                          g.tp, o.capacity_factor)
+def _busiest_rank(model: ModelSpec, g: LayoutGrid, o: TrainingOptions, tok_e=None):
+    """Routed copies the busiest EP rank gets over the mean (perf/moe.py ``routing_imbalance``; 1 when even).
+    ``tok_e``: :func:`.moe.tokens_per_expert` of this grid when the caller has it already."""
+    if tok_e is None:
+        tok_e = moe_kernels.tokens_per_expert(g.mb * model.seq_len / g.cp, model.top_k, model.n_experts, g.ep,
+                                              g.etp, g.tp, o.capacity_factor)
     return moe_kernels.routing_imbalance(tok_e, model.n_experts / g.ep, g.ep, balanced=o.force_balanced_routing)
 
 
