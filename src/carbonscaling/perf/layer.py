@@ -26,7 +26,7 @@ from .ep_overlap import combined_1f1b_layer_time
 from .groups import group_rows
 from .host import host_layer_excess
 from .layout import LayoutGrid, TrainingOptions
-from .moe_dispatch import dispatch_time
+from .moe_dispatch import dispatch_combine_bytes, dispatch_time
 from .recompute import selective_recompute_time
 from .sublayers import _attention, _busiest_rank, _ffn, _mamba, _routed_experts
 
@@ -72,7 +72,8 @@ def _collectives(model, system, g, o, c, moe: bool, mixer: bool = True, ffn: boo
         copies = model.top_k * o.capacity_factor
         tp_ffn = ring_group(g.etp, 1, system, c).time("all_reduce", act * copies * g.etp / g.tp)
         # random routing: the all-to-all ends when the busiest rank has received its copies
-        payload = tokens * copies * h * o.activation_bytes / g.tp * (1.0 if o.legacy else _busiest_rank(model, g, o))
+        payload, _ = dispatch_combine_bytes(tokens, model.top_k, h, g.tp, o.capacity_factor, o.activation_bytes)
+        payload = payload * (1.0 if o.legacy else _busiest_rank(model, g, o))
         a2a = dispatch_time(payload, model.top_k, g.ep, g.etp, system, c,
                             dedup=o.moe_dispatcher == "flex" and not o.legacy, n_experts=model.n_experts)
     else:

@@ -47,8 +47,14 @@ def dispatch_combine_bytes(tokens, top_k, d_model, tp=1, capacity_factor=1.0, di
     dispatch, combine : ndarray
         Bytes.
     """
-    copies = np.asarray(tokens, dtype=float) * top_k * capacity_factor * d_model / np.asarray(tp, dtype=float)
+    copies = routed_elements(tokens, top_k, d_model, tp, capacity_factor)
     return copies * dispatch_bytes, copies * combine_bytes
+
+
+def routed_elements(tokens, top_k, d_model, tp=1, capacity_factor=1.0):
+    """Elements of the routed token copies of one rank's ``tokens / TP`` sequence-parallel slice:
+    ``tokens x k x capacity factor x d / TP``."""
+    return np.asarray(tokens, dtype=float) * top_k * capacity_factor * d_model / np.asarray(tp, dtype=float)
 
 
 def permute_time(tokens, top_k, d_model, tp, device: Device, c: PerfConstants, capacity_factor=1.0):
@@ -82,8 +88,8 @@ def permute_time(tokens, top_k, d_model, tp, device: Device, c: PerfConstants, c
     t_forward, t_backward : ndarray
         Seconds (HBM-bound; equal).
     """
-    elems = np.asarray(tokens, dtype=float) * top_k * capacity_factor * d_model / np.asarray(tp, dtype=float)
-    t = K.memory_bound_time(c.moe_permute_bytes_fwd * elems, device, c)
+    t = K.memory_bound_time(c.moe_permute_bytes_fwd * routed_elements(tokens, top_k, d_model, tp, capacity_factor),
+                            device, c)
     return t, t
 
 
