@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..formats import number_format
 from . import kernels as K
 from .constants import PerfConstants
 from .layer import LayerTimes
@@ -46,7 +47,8 @@ def ends_times(model, dev, g: LayoutGrid, o: TrainingOptions, c: PerfConstants, 
     tokens = g.mb * model.seq_len / g.cp
     emb = K.memory_bound_time(c.embedding_bytes_per_token_hidden * tokens * h, dev, c)
     # The output layer stays BF16 in today's recipes (formats.yaml recipe.bf16_gemms); v1 ran it in the GEMM format.
-    h_prec, h_ib = (o.gemm_precision, o.gemm_input_bytes) if o.legacy else ("bf16", 2.0)
+    h_prec, h_ib = (o.gemm_precision, o.gemm_input_bytes) if o.legacy \
+        else ("bf16", number_format("bf16").element_bytes)
     lg_f, lg_b = K.linear_fwd_bwd_time(tokens, V / tp, h, 1, dev, c, h_prec, h_ib)
     ce_bytes = K.cross_entropy_bytes(model.cross_entropy_fusion_impl, c)[0]
     head = lg_f + lg_b + K.memory_bound_time(ce_bytes * tokens * V / tp, dev, c)

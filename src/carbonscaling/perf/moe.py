@@ -327,7 +327,7 @@ def router_time(tokens, n_experts, d_model, router_dtype, device: Device, c: Per
                                              f"torch.mm on FP64, whose rates are not in the catalog), "
                                              f"got {router_dtype!r}")
     t = np.asarray(tokens, dtype=float)
-    fwd = K.gemm_time(t, n_experts, d_model, 1, device, c, "bf16", 2.0) \
+    fwd = K.gemm_time(t, n_experts, d_model, 1, device, c, "bf16", number_format("bf16").element_bytes) \
         + K.memory_bound_time(c.moe_router_fp32_fwd_bytes * t * n_experts, device, c)
     tf32 = device if device.peak_tflops_tf32 is None else device.model_copy(
         update={"peak_tflops": device.peak_tflops_tf32})  # the same GEMM model at the TF32 peak

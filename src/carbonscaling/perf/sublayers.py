@@ -121,7 +121,7 @@ def _ffn(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOptions, c:
     # The router stays out of the GEMM format in today's recipes (formats.yaml recipe.bf16_gemms): BF16, or
     # FP32 logits and TF32 backward GEMMs with moe_router_dtype fp32 (perf/moe.py); v1 ran it in the GEMM format.
     r_prec, r_ib, r_dtype = (o.gemm_precision, o.gemm_input_bytes, None) if o.legacy \
-        else ("bf16", 2.0, model.moe_router_dtype)
+        else ("bf16", number_format("bf16").element_bytes, model.moe_router_dtype)
     r_f, r_b = moe_kernels.router_time(tokens / sp, model.n_experts, model.d_model, r_dtype, system.device, c,
                                        r_prec, r_ib)
     e_f, e_bd, e_bw = experts if experts is not None else _routed_experts(model, system, g, o, c)
