@@ -50,6 +50,9 @@ def _is(value):
     return lambda v: v is value
 
 
+#: Megatron-Core ``moe_token_dispatcher_type`` values a recipe may name.
+_DISPATCHER = (lambda v: v in ("alltoall", "allgather", "flex"), "alltoall, allgather or flex")
+
 #: Per fact: ``keyed`` -- True: model, system and layout; False: the model only; None: neither (precisions
 #: only); ``ends``: may have a last_container; ``note``: must say what the row reports; and the options it
 #: must (``sets``) or may (``optional``) set -> (check, allowed values in words).
@@ -60,8 +63,7 @@ _FACTS: dict[str, dict[str, Any]] = {
     "recompute": {"keyed": True, "sets": {"recompute_modules": (lambda v: _is_names(v) and v, "a list of module names"),
                                           "moe_a2a_overlap": (_is_bool, "true or false")}},
     "moe_comm": {"keyed": True, "sets": {"moe_a2a_overlap": (_is_bool, "true or false")},
-                 "optional": {"moe_token_dispatcher_type": (lambda v: v in ("alltoall", "allgather", "flex"),
-                                                            "alltoall, allgather or flex")}},
+                 "optional": {"moe_token_dispatcher_type": _DISPATCHER}},
     "no_recompute": {"keyed": False, "sets": {"recompute_granularity": (_is(None), "null")}},
     "etp": {"keyed": False, "sets": {"expert_tensor_parallel_size": (_is_count, "a positive integer")}},
     "no_grad_overlap": {"keyed": True, "ends": True, "sets": {"overlap_grad_reduce": (_is(False), "false")}},
@@ -70,8 +72,7 @@ _FACTS: dict[str, dict[str, Any]] = {
     "no_tp_overlap": {"keyed": None, "sets": {"tp_comm_overlap": (_is(False), "false")}},
     "tp_comm": {"keyed": True, "sets": {"tp_comm_overlap": (_is_bool, "true or false")}},
     "dispatcher": {"keyed": False, "ends": True,
-                   "sets": {"moe_token_dispatcher_type": (lambda v: v in ("alltoall", "allgather", "flex"),
-                                                          "alltoall, allgather or flex")}},
+                   "sets": {"moe_token_dispatcher_type": _DISPATCHER}},
     "cuda_graph": {"keyed": True, "ends": True, "sets": {"cuda_graph_scope": (_is_names, "a list of graph scopes")}},
     "pp_layout": {"keyed": "model", "sets": {"pipeline_model_parallel_layout": (
         lambda v: _layout_map_problem(v) is None, "a mapping 'PPxVP': layout string with {mtp} before the loss")}},
