@@ -63,8 +63,8 @@ def activation_bytes_per_layer(model: ModelSpec, g: LayoutGrid, o: TrainingOptio
     """
     s, h = model.seq_len, model.d_model
     tp = g.tp.astype(float)
-    sp = np.where(o.sequence_parallel & (g.tp > 1), tp, 1.0)
-    tokens = g.mb * s / g.cp
+    sp = g.sp_shards(o.sequence_parallel)
+    tokens = g.tokens(s)
     e = o.activation_bytes
     fmt = number_format(o.gemm_precision)
     gi = fmt.stored_bytes if fmt.quantized and not fmt.cast_free else e  # Transformer Engine saves the quantized cast

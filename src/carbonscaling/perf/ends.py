@@ -4,8 +4,6 @@ and the multi-token-prediction modules on the last (:func:`.step.stage_times` ad
 
 from __future__ import annotations
 
-import numpy as np
-
 from ..formats import number_format
 from . import kernels as K
 from .constants import PerfConstants
@@ -44,7 +42,7 @@ def ends_times(model, dev, g: LayoutGrid, o: TrainingOptions, c: PerfConstants, 
     """
     h, V = model.d_model, model.vocab
     tp = g.tp.astype(float)
-    tokens = g.mb * model.seq_len / g.cp
+    tokens = g.tokens(model.seq_len)
     emb = K.memory_bound_time(c.embedding_bytes_per_token_hidden * tokens * h, dev, c)
     # The output layer stays BF16 in today's recipes (formats.yaml recipe.bf16_gemms); v1 ran it in the GEMM format.
     h_prec, h_ib = (o.gemm_precision, o.gemm_input_bytes) if o.legacy \
@@ -96,8 +94,8 @@ def mtp_time(model, dev, g, o, c, lt: LayerTimes, emb, head):
         return 0.0 * lt.time0
     h = model.d_model
     tp = g.tp.astype(float)
-    tokens = g.mb * model.seq_len / g.cp
-    sp = np.where(o.sequence_parallel & (g.tp > 1), tp, 1.0)
+    tokens = g.tokens(model.seq_len)
+    sp = g.sp_shards(o.sequence_parallel)
     f_dense = model.n_dense_layers / model.n_layers if not model.is_hybrid else 0.0
     moe_spec = model.is_moe and not model.is_hybrid and model.moe_layer_every == 1
     layer = lt.time0 + (f_dense * lt.moe_minus_dense0 if moe_spec else 0.0)

@@ -65,7 +65,7 @@ def _collectives(model, system, g, o, c, moe: bool, mixer: bool = True, ffn: boo
     CP: the K/V ring, ``CP - 1`` sends of a K/V block forward and K/V plus their gradients backward.
     """
     s, h = model.seq_len, model.d_model
-    tokens = g.mb * s / g.cp
+    tokens = g.tokens(s)
     act = tokens * h * o.activation_bytes
     tp_attn = ring_group(g.tp, 1, system, c).time("all_reduce", act)
     if moe:
@@ -186,8 +186,8 @@ def _layer_compute(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingO
         q_f, q_b = _mamba(model, system, g, o, c)
     experts = _routed_experts(model, system, g, o, c) if ffn == "moe" else None  # the FFN's and EP overlap's
     ff_f, ff_b, ffn_width = _ffn(model, system, g, o, c, ffn == "moe", experts) if ffn else (zero, zero, 0.0)
-    tokens = g.mb * model.seq_len / g.cp
-    sp = np.where(o.sequence_parallel & (g.tp > 1), g.tp.astype(float), 1.0)
+    tokens = g.tokens(model.seq_len)
+    sp = g.sp_shards(o.sequence_parallel)
     ffn_bytes = c.elementwise_fwd_bytes_ffn_gated if model.ffn_gated else c.elementwise_fwd_bytes_ffn
     hidden_share = 1.0 if (mixer and ffn) else 0.5
     elem_hidden = hidden_share * c.elementwise_fwd_bytes_hidden * model.d_model / sp

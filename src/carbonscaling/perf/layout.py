@@ -168,6 +168,15 @@ class LayoutGrid:
         """Microbatches per pipeline per step of each layout, ``ceil(batch / (dp x mb))`` (int array)."""
         return -(-self.batch // (self.dp * self.mb))
 
+    def tokens(self, seq_len: int) -> np.ndarray:
+        """Tokens of one microbatch on one rank, ``mb x seq_len / cp`` (float array)."""
+        return self.mb * seq_len / self.cp
+
+    def sp_shards(self, sequence_parallel: bool) -> np.ndarray:
+        """Ranks the sequence-parallel activations are split over: ``TP`` with sequence parallelism
+        and ``TP > 1``, else 1 (float array)."""
+        return np.where(sequence_parallel & (self.tp > 1), self.tp.astype(float), 1.0)
+
     def __len__(self) -> int:
         return len(self.tp)
 

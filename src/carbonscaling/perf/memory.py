@@ -115,7 +115,7 @@ def _logit_bytes(model: ModelSpec, g: LayoutGrid, c: PerfConstants):
     """Bytes of the logits the last stage keeps for the loss: FP32, or BF16 with TE's cross entropy
     (``cross_entropy_fusion_impl``), for the main head and each MTP head."""
     logit_b = K.cross_entropy_bytes(model.cross_entropy_fusion_impl, c)[1]
-    return g.mb * model.seq_len / g.cp * model.vocab / g.tp * logit_b * (1 + model.mtp_layers)
+    return g.tokens(model.seq_len) * model.vocab / g.tp * logit_b * (1 + model.mtp_layers)
 
 
 def _candidate_stages(model: ModelSpec, g: LayoutGrid, o: TrainingOptions, n_first, n_mid, n_last) -> list:

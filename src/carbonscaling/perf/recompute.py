@@ -7,8 +7,6 @@ they cost is :func:`selective_recompute_time` (added per layer by :func:`.layer.
 
 from __future__ import annotations
 
-import numpy as np
-
 from ..hardware import System
 from ..scaling import ModelSpec
 from . import kernels as K
@@ -50,9 +48,9 @@ def selective_recompute_time(model: ModelSpec, system: System, g: LayoutGrid, o:
         return out
     dev, h = system.device, model.d_model
     tp = g.tp.astype(float)
-    tokens = g.mb * model.seq_len / g.cp
+    tokens = g.tokens(model.seq_len)
     e = o.activation_bytes
-    sp = np.where(o.sequence_parallel & (g.tp > 1), tp, 1.0)
+    sp = g.sp_shards(o.sequence_parallel)
     if "layernorm" in mods:
         norms = 2.0 if (mixer and ffn) else 1.0
         out = out + K.memory_bound_time(tokens * norms * 2.0 * e * h / sp, dev, c)

@@ -126,7 +126,7 @@ def stage_times(model, system, g, o, c, lt: LayerTimes, split, recomputed, offlo
         copies hidden under compute (:mod:`.offload`; the exposed copies are in the first stage's time).
     """
     emb, head, mtp = ends_times(model, system.device, g, o, c, lt)
-    tokens = g.mb * model.seq_len / g.cp
+    tokens = g.tokens(model.seq_len)
     act_bytes = tokens * model.d_model * o.activation_bytes / g.tp.astype(float)
     send = np.where(g.pp > 1, p2p_time(act_bytes, g.tp * g.cp * g.dp, g.pp, system, c), 0.0)
     overlap = (g.v > 1) & (o.overlap_pp_comm and not o.legacy)

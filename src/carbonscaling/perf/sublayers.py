@@ -27,7 +27,7 @@ def _attention(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOptio
     dev = system.device
     s, h = model.seq_len, model.d_model
     tp = g.tp.astype(float)
-    tokens = g.mb * s / g.cp
+    tokens = g.tokens(s)
     prec, ib = o.gemm_precision, o.gemm_input_bytes
     nh = model.n_heads / tp
     if model.is_mla:
@@ -111,13 +111,13 @@ def _ffn(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOptions, c:
          experts=None):
     """FFN (dense, or router + local experts + shared experts): (fwd, bwd, width per token).
     ``experts``: :func:`_routed_experts` of this grid when the caller has it already."""
-    tokens = g.mb * model.seq_len / g.cp
+    tokens = g.tokens(model.seq_len)
     tp = g.tp.astype(float)
     if not moe:
         f, b = _mlp(model, system, o, c, tokens, model.d_ff, tp)
         return f, b, model.d_ff / tp
     k, cf = model.top_k, o.capacity_factor
-    sp = np.where(o.sequence_parallel & (g.tp > 1), tp, 1.0)
+    sp = g.sp_shards(o.sequence_parallel)
     # The router stays out of the GEMM format in today's recipes (formats.yaml recipe.bf16_gemms): BF16, or
     # FP32 logits and TF32 backward GEMMs with moe_router_dtype fp32 (perf/moe.py); v1 ran it in the GEMM format.
     r_prec, r_ib, r_dtype = (o.gemm_precision, o.gemm_input_bytes, None) if o.legacy \
@@ -157,7 +157,7 @@ def _routed_experts(model: ModelSpec, system: System, g: LayoutGrid, o: Training
     gradients (half of the grouped GEMMs' backward), seconds per microbatch."""
     dev, h = system.device, model.d_model
     tp = g.tp.astype(float)
-    tokens = g.mb * model.seq_len / g.cp
+    tokens = g.tokens(model.seq_len)
     prec, ib = o.gemm_precision, o.gemm_input_bytes
     gate = 2.0 if model.ffn_gated else 1.0
     k, cf, E = model.top_k, o.capacity_factor, model.n_experts
@@ -185,7 +185,7 @@ def _busiest_rank(model: ModelSpec, g: LayoutGrid, o: TrainingOptions, tok_e=Non
     """Routed copies the busiest EP rank gets over the mean (perf/moe.py ``routing_imbalance``; 1 when even).
     ``tok_e``: :func:`.moe.tokens_per_expert` of this grid when the caller has it already."""
     if tok_e is None:
-        tok_e = moe_kernels.tokens_per_expert(g.mb * model.seq_len / g.cp, model.top_k, model.n_experts, g.ep,
+        tok_e = moe_kernels.tokens_per_expert(g.tokens(model.seq_len), model.top_k, model.n_experts, g.ep,
                                               g.etp, g.tp, o.capacity_factor)
     return moe_kernels.routing_imbalance(tok_e, model.n_experts / g.ep, g.ep, balanced=o.force_balanced_routing)
 
@@ -208,7 +208,7 @@ def _mamba(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOptions, 
     """A Mamba-2 mixer (perf.ssm): (fwd, bwd) per microbatch, heads split over TP."""
     from .ssm import mamba2_layer_times
 
-    tokens = g.mb * model.seq_len / g.cp
+    tokens = g.tokens(model.seq_len)
     return mamba2_layer_times(tokens, model.d_model, model.mamba_heads, model.mamba_head_dim, model.mamba_state,
                               model.mamba_groups, c.ssm_chunk, g.tp, system.device, c, o.gemm_precision,
                               o.gemm_input_bytes, batched=g.mb > 1)
