@@ -35,7 +35,9 @@ def test_casts_by_hand():
     c, dev = default_constants(), GB300.device
     qkv = 4096 * 128 * (192 + 192 + 128)
     out = 4096 * 128 * 128
-    per = number_format("fp8").quantize_bytes(columnwise_native=dev.fp8_columnwise_native)
+    per = 2.0 + (2.0 + 1.0)  # B per element: BF16 amax read, then the cast reads 2 B and writes 1 B
+    assert dev.fp8_columnwise_native  # Blackwell reads the row-wise copy column-wise: no transpose copy
+    assert number_format("fp8").quantize_bytes(columnwise_native=True) == per
     f, b = fp8_attention_cast_time(DS, 4096, 1.0, dev, c)
     np.testing.assert_allclose(f, K.memory_bound_time(per * qkv + 3.0 * out, dev, c), rtol=1e-12)
     np.testing.assert_allclose(b, K.memory_bound_time(per * out, dev, c), rtol=1e-12)

@@ -18,30 +18,23 @@ def _row(model, system, container, precision):
     return row
 
 
-@pytest.mark.parametrize("container", ["26.02", "26.04", "26.04.01"])
-def test_llama3_70b_gb200_nvfp4_runs_tp_comm_exposed(container):
-    row = _row("LLAMA3_70B", "DGX-GB200", container, "NVFP4")
-    assert int(row["tp"]) == 2
+@pytest.mark.parametrize(("system", "container", "precision", "tp", "overlap", "noted"), [
+    # the NVFP4 builders turn userbuffers off: TP 2's collectives are exposed, and the row says so
+    ("DGX-GB200", "26.02", "NVFP4", 2, False, True),
+    ("DGX-GB200", "26.04", "NVFP4", 2, False, True),
+    ("DGX-GB200", "26.04.01", "NVFP4", 2, False, True),
+    # the same layout in MXFP8 keeps userbuffers
+    ("DGX-GB200", "26.04", "MXFP8", 2, True, False),
+    # TP 1 has nothing to overlap: no overlap and no recipe note
+    ("DGX-GB300", "26.04", "NVFP4", 1, False, False),
+])
+def test_llama3_70b_tp_comm_overlap_as_the_builders_set_it(system, container, precision, tp, overlap, noted):
+    row = _row("LLAMA3_70B", system, container, precision)
+    assert int(row["tp"]) == tp
     _, _, options, pins, assumed = describe_row(row)
-    assert options.precision == "nvfp4" and pins["tp"] == 2
-    assert options.overlap_tp_comm is False
-    assert "recipe: TP communication not overlapped" in assumed
-
-
-def test_same_layout_in_mxfp8_keeps_userbuffers():
-    row = _row("LLAMA3_70B", "DGX-GB200", "26.04", "MXFP8")
-    assert int(row["tp"]) == 2
-    _, _, options, _, assumed = describe_row(row)
-    assert options.overlap_tp_comm is True
-    assert "recipe: TP communication not overlapped" not in assumed
-
-
-def test_tp1_has_nothing_to_overlap():
-    row = _row("LLAMA3_70B", "DGX-GB300", "26.04", "NVFP4")
-    assert int(row["tp"]) == 1
-    _, _, options, _, assumed = describe_row(row)
-    assert options.overlap_tp_comm is False
-    assert "recipe: TP communication not overlapped" not in assumed
+    assert options.precision == precision.lower() and pins["tp"] == tp
+    assert options.overlap_tp_comm is overlap
+    assert ("recipe: TP communication not overlapped" in assumed) is noted
 
 
 def test_only_nvfp4_is_listed():

@@ -24,6 +24,20 @@ FP8_ATTENTION_FORMATS = ("fp8", "fp8-delayed", "mxfp8", "fp8-qat")
 MFU_CONVENTIONS = ("megatron", "palm", "cs-paper")  # carbonscaling.mfu
 
 
+def _names_in_order(v, allowed: tuple[str, ...], what: str, listed: str):
+    """A comma-separated string or a collection of names, checked against ``allowed`` and returned
+    as a tuple in ``allowed``'s order (one order keeps equal sets equal: they are cache keys);
+    anything else is returned for pydantic to refuse."""
+    if isinstance(v, str):
+        v = [m.strip() for m in v.split(",") if m.strip()]
+    if isinstance(v, (list, tuple, set, frozenset)):
+        bad = [m for m in v if m not in allowed]
+        if bad:
+            raise ValueError(f"unknown {what} {bad[0]!r}; allowed: {listed}")
+        return tuple(m for m in allowed if m in set(v))
+    return v
+
+
 class TrainingOptions(BaseModel):
     """Software choices shared by every layout of a run."""
 
@@ -124,29 +138,18 @@ class TrainingOptions(BaseModel):
     @field_validator("recompute_modules", mode="before")
     @classmethod
     def _module_list(cls, v):
-        # The CLI passes "mla_up_proj,mlp"; one order (Megatron's list) keeps equal sets equal (cache keys).
-        if isinstance(v, str):
-            v = [m.strip() for m in v.split(",") if m.strip()]
-        if isinstance(v, (list, tuple, set, frozenset)):
-            bad = [m for m in v if m not in RECOMPUTE_MODULES]
-            if bad:
-                raise ValueError(f"unknown module {bad[0]!r}; allowed: {', '.join(RECOMPUTE_MODULES)}")
-            return tuple(m for m in RECOMPUTE_MODULES if m in set(v))
-        return v
+        # The CLI passes "mla_up_proj,mlp".
+        return _names_in_order(v, RECOMPUTE_MODULES, "module", ", ".join(RECOMPUTE_MODULES))
 
     @field_validator("cuda_graph_scope", mode="before")
     @classmethod
     def _graph_scope(cls, v):
         # "none" / "" / [] = eager (Megatron-Core cuda_graph_impl="none"); one order keeps equal sets equal.
-        if isinstance(v, str):
-            v = [] if v.strip().lower() in ("", "none") else [m.strip() for m in v.split(",") if m.strip()]
-        if isinstance(v, (list, tuple, set, frozenset)):
-            bad = [m for m in v if m not in CUDA_GRAPH_SCOPES]
-            if bad:
-                raise ValueError(f"unknown scope {bad[0]!r}; allowed: none, {', '.join(CUDA_GRAPH_SCOPES)}")
-            if "full_iteration" in v and len(set(v)) > 1:
-                raise ValueError("full_iteration captures the whole step; it cannot be combined with per-layer scopes")
-            return tuple(m for m in CUDA_GRAPH_SCOPES if m in set(v))
+        if isinstance(v, str) and v.strip().lower() in ("", "none"):
+            return ()
+        v = _names_in_order(v, CUDA_GRAPH_SCOPES, "scope", "none, " + ", ".join(CUDA_GRAPH_SCOPES))
+        if isinstance(v, tuple) and "full_iteration" in v and len(v) > 1:
+            raise ValueError("full_iteration captures the whole step; it cannot be combined with per-layer scopes")
         return v
 
     @field_validator("pipeline_layout", mode="before")
