@@ -169,12 +169,33 @@ class LayoutGrid:
         return -(-self.batch // (self.dp * self.mb))
 
     def tokens(self, seq_len: int) -> np.ndarray:
-        """Tokens of one microbatch on one rank, ``mb x seq_len / cp`` (float array)."""
+        """Tokens of one microbatch on one rank after context parallelism, ``mb x seq_len / cp``.
+
+        Parameters
+        ----------
+        seq_len : int
+            Sequence length (tokens).
+
+        Returns
+        -------
+        numpy.ndarray
+            Tokens per layout (float).
+        """
         return self.mb * seq_len / self.cp
 
     def sp_shards(self, sequence_parallel: bool) -> np.ndarray:
-        """Ranks the sequence-parallel activations are split over: ``TP`` with sequence parallelism
-        and ``TP > 1``, else 1 (float array)."""
+        """Ranks the sequence-parallel activations are split over (Megatron-Core ``sequence_parallel``).
+
+        Parameters
+        ----------
+        sequence_parallel : bool
+            Sequence parallelism on.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``TP`` where sequence parallelism is on and ``TP > 1``, else 1 (float, per layout).
+        """
         return np.where(sequence_parallel & (self.tp > 1), self.tp.astype(float), 1.0)
 
     def __len__(self) -> int:

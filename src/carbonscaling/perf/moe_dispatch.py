@@ -52,8 +52,26 @@ def dispatch_combine_bytes(tokens, top_k, d_model, tp=1, capacity_factor=1.0, di
 
 
 def routed_elements(tokens, top_k, d_model, tp=1, capacity_factor=1.0):
-    """Elements of the routed token copies of one rank's ``tokens / TP`` sequence-parallel slice:
-    ``tokens x k x capacity factor x d / TP``."""
+    """Elements of the routed token copies of one rank's ``tokens / TP`` sequence-parallel slice.
+
+    Parameters
+    ----------
+    tokens : float or ndarray
+        Tokens of a microbatch per attention rank.
+    top_k : int
+        Experts per token.
+    d_model : int
+        Hidden size (elements per token copy).
+    tp : int or ndarray, optional
+        Tensor-parallel size (default 1).
+    capacity_factor : float, optional
+        Default 1.0.
+
+    Returns
+    -------
+    ndarray
+        ``tokens x k x capacity factor x d / TP`` elements.
+    """
     return np.asarray(tokens, dtype=float) * top_k * capacity_factor * d_model / np.asarray(tp, dtype=float)
 
 
