@@ -39,9 +39,8 @@ from .errors import InfeasibleError, InputError
 from .hardware import System
 from .perf.constants import PerfConstants, default_constants
 from .perf.groups import group_rows
-from .perf.layout import RECOMPUTE_MODES, RL_AUTO, Layout, TrainingOptions  # noqa: F401 (search.RECOMPUTE_MODES)
-from .perf.pipeline import (MAX_INTERLEAVE, layout_stage_split, parse_pipeline_layout,  # noqa: F401 (kept names)
-                            stage_split)
+from .perf.layout import RL_AUTO, Layout, TrainingOptions
+from .perf.pipeline import MAX_INTERLEAVE  # noqa: F401 (search.MAX_INTERLEAVE)
 from .perf.pipeline_cost import searched_layout
 from .perf.step import StepResult, evaluate, memory_fit, stage_bounds
 from .scaling import ModelSpec
