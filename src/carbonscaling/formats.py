@@ -60,12 +60,12 @@ class NumberFormat:
         Current scaling first reads the tensor for its amax (``amax_passes``; NVFP4 with the
         Hadamard transform takes the plain and the transformed amax in that one read). Then a
         cast reads it and writes a quantized copy (``stored_bytes``, scales included). Where the
-        backward needs a second, column-wise copy (:meth:`copies`): Transformer Engine's
-        quantize kernels write both copies from one read (``fused_copies``: FP8 cast-transpose,
-        the MXFP8 2-D kernel, the block-wise and NVFP4 quantize-transpose), except NVFP4's
-        column-wise copy of an activation or gradient (``hadamard_wgrad``), which a separate
-        Hadamard-transform-and-cast kernel makes from a second read. Without a fused kernel a
-        per-tensor copy is a transpose of the quantized data, a block-scaled one a second cast.
+        backward needs a second, column-wise copy (:meth:`copies`): where ``formats.yaml`` sets
+        ``fused_copies`` (NVFP4's ``nvte_quantize_v2``) one kernel writes both copies from one
+        read, except NVFP4's column-wise copy of an activation or gradient (``hadamard_wgrad``),
+        which a separate Hadamard-transform-and-cast kernel makes from a second read. Otherwise a
+        per-tensor copy is a transpose of the quantized data, a block-scaled one (block-wise FP8,
+        MXFP8: directional scales) a second cast of the BF16 tensor.
         ``weight``: a weight's casts (no Hadamard transform: its copies come from one fused kernel).
 
         Parameters
