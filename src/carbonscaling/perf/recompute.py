@@ -11,6 +11,7 @@ from ..hardware import System
 from ..scaling import ModelSpec
 from . import kernels as K
 from . import moe as moe_kernels
+from .moe_dispatch import routed_elements
 from .constants import PerfConstants
 from .layout import LayoutGrid, TrainingOptions
 
@@ -69,10 +70,10 @@ def selective_recompute_time(model: ModelSpec, system: System, g: LayoutGrid, o:
     elif ffn == "moe":
         gate = 2.0 if model.ffn_gated else 1.0
         if "moe_act" in mods:
-            copies = model.top_k * o.capacity_factor
-            out = out + K.memory_bound_time(tokens * copies * model.d_expert * (gate + 1.0) * e / tp, dev, c)
+            units = routed_elements(tokens, model.top_k, model.d_expert, tp, o.capacity_factor)
+            out = out + K.memory_bound_time(units * (gate + 1.0) * e, dev, c)
             if model.activation_func_clamp_value is not None and o.moe_grouped_gemm == "loop":
-                out = out + moe_kernels.clamped_glu_time(tokens * copies * model.d_expert / tp, dev, c)[0]
+                out = out + moe_kernels.clamped_glu_time(units, dev, c)[0]
         if "shared_experts" in mods and model.n_shared_experts:
             width = model.n_shared_experts * model.shared_expert_width / tp
             up = K.linear_fwd_bwd_time(tokens, gate * width, h, 1, dev, c, o.gemm_precision, o.gemm_input_bytes)
