@@ -39,15 +39,38 @@ def _names_in_order(v, allowed: tuple[str, ...], what: str, listed: str) -> tupl
 
 
 def parse_recompute_modules(v) -> tuple[str, ...]:
-    """``recompute_modules`` from a list or the CLI's comma-separated string ("mla_up_proj,mlp"),
-    in :data:`RECOMPUTE_MODULES`' order; ``ValueError`` listing the allowed modules."""
+    """``recompute_modules`` from a list or the CLI's comma-separated string.
+
+    Parameters
+    ----------
+    v : str or list of str
+        Megatron-Core ``recompute_modules`` names, as a collection or as "mla_up_proj,mlp".
+
+    Returns
+    -------
+    tuple of str
+        The modules in :data:`RECOMPUTE_MODULES`' order (``ValueError`` listing the allowed
+        modules for an unknown name or a value of another type).
+    """
     return _names_in_order(v, RECOMPUTE_MODULES, "module", ", ".join(RECOMPUTE_MODULES))
 
 
 def parse_cuda_graph_scope(v) -> tuple[str, ...]:
-    """``cuda_graph_scope`` from a list or the CLI's comma-separated string ("attn,mlp"), in
-    :data:`CUDA_GRAPH_SCOPES`' order; "none" / "" / [] = eager (Megatron-Core cuda_graph_impl="none").
-    ``ValueError`` listing the allowed scopes, or when full_iteration is combined with another."""
+    """``cuda_graph_scope`` from a list or the CLI's comma-separated string.
+
+    Parameters
+    ----------
+    v : str or list of str
+        Megatron-Core ``cuda_graph_scope`` values, as a collection or as "attn,mlp"; "none",
+        "" and [] are eager (Megatron-Core ``cuda_graph_impl="none"``).
+
+    Returns
+    -------
+    tuple of str
+        The scopes in :data:`CUDA_GRAPH_SCOPES`' order (``ValueError`` listing the allowed
+        scopes for an unknown one or a value of another type, or when ``full_iteration`` is
+        combined with a per-layer scope).
+    """
     if isinstance(v, str) and v.strip().lower() in ("", "none"):
         return ()
     v = _names_in_order(v, CUDA_GRAPH_SCOPES, "scope", "none, " + ", ".join(CUDA_GRAPH_SCOPES))
