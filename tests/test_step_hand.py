@@ -193,6 +193,36 @@ def test_moe_ffn_grouped_gemms_wait_for_the_busiest_rank():
     assert float(fb[0]) == pytest.approx(float(r[0][0] + up1[0][0] + dn1[0][0] + pm[0][0] + ov[0]), rel=1e-12)
 
 
+def test_a_moe_layer_computes_the_busiest_rank_once(monkeypatch):
+    # the grouped GEMMs and the all-to-alls wait for the same rank: layer_times computes its load
+    # once and hands it to both (the result equals each piece computing it itself)
+    from carbonscaling.perf import layer, sublayers
+
+    g = _grid(tp=2, dp=8, ep=8, etp=1)
+    o = TrainingOptions()
+    calls = []
+    real = sublayers._busiest_rank
+    monkeypatch.setattr(layer, "_busiest_rank", lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(sublayers, "_busiest_rank", lambda *a, **k: calls.append(1) or real(*a, **k))
+    lt = layer.layer_times(MOE, H100, g, o, C, moe=True)
+    assert len(calls) == 1
+    imb = real(MOE, g, o)
+    assert float(imb[0]) == pytest.approx(1 + math.sqrt(2 * math.log(8) / 4096), rel=1e-12)
+    assert np.array_equal(_collectives(MOE, H100, g, o, C, moe=True, imbalance=imb)[1],
+                          _collectives(MOE, H100, g, o, C, moe=True)[1])
+    assert np.array_equal(np.asarray(sublayers._routed_experts(MOE, H100, g, o, C, imb)),
+                          np.asarray(sublayers._routed_experts(MOE, H100, g, o, C)))
+    monkeypatch.undo()
+    assert np.array_equal(lt.time0, layer.layer_times(MOE, H100, g, o, C, moe=True).time0)
+    # a dense layer and the papers' legacy model do not compute it
+    calls.clear()
+    monkeypatch.setattr(layer, "_busiest_rank", lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(sublayers, "_busiest_rank", lambda *a, **k: calls.append(1) or real(*a, **k))
+    layer.layer_times(MOE, H100, g, o, C, moe=False)
+    layer.layer_times(MOE, H100, g, TrainingOptions(ep_convention="cs-v1"), C, moe=True)
+    assert calls == []
+
+
 # ---- pipeline stage times: embedding, output layer, MTP ------------------------------------
 def test_stage_times_charge_the_head_and_mtp_to_the_last_stage():
     from carbonscaling.perf.step import stage_times

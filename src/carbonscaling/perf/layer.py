@@ -56,13 +56,14 @@ class LayerTimes:
     moe_minus_dense0: np.ndarray = 0.0  # an MoE layer's time0 less a dense layer's (the average hides it)
 
 
-def _collectives(model, system, g, o, c, moe: bool, mixer: bool = True, ffn: bool = True):
+def _collectives(model, system, g, o, c, moe: bool, mixer: bool = True, ffn: bool = True, imbalance=None):
     """Per layer and microbatch, without recompute: TP all-reduce pairs, EP all-to-alls, CP sends.
 
     TP: 2 forward + 2 backward all-reduce equivalents, half after attention, half after the
     FFN (in MoE layers the expert half runs in the ETP group on the routed copies, as
     Megatron's token dispatcher does). EP: dispatch and combine, forward and backward.
     CP: the K/V ring, ``CP - 1`` sends of a K/V block forward and K/V plus their gradients backward.
+    ``imbalance``: the busiest EP rank's load (:func:`.sublayers._busiest_rank`) when the caller has it.
     """
     s, h = model.seq_len, model.d_model
     tokens = g.tokens(s)
@@ -73,7 +74,8 @@ def _collectives(model, system, g, o, c, moe: bool, mixer: bool = True, ffn: boo
         tp_ffn = ring_group(g.etp, 1, system, c).time("all_reduce", act * copies * g.etp / g.tp)
         # random routing: the all-to-all ends when the busiest rank has received its copies
         payload, _ = dispatch_combine_bytes(tokens, model.top_k, h, g.tp, o.capacity_factor, o.activation_bytes)
-        payload = payload * (1.0 if o.legacy else _busiest_rank(model, g, o))
+        if not o.legacy:
+            payload = payload * (_busiest_rank(model, g, o) if imbalance is None else imbalance)
         a2a = dispatch_time(payload, model.top_k, g.ep, g.etp, system, c,
                             dedup=o.moe_dispatcher == "flex" and not o.legacy, n_experts=model.n_experts)
     else:
@@ -133,9 +135,11 @@ def layer_times(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOpti
     parallelism, selective recompute).
     """
     mixer, ffn = _block_parts(model, block, moe)
-    lc = _layer_compute(model, system, g, o, c, mixer, ffn)
+    # the grouped GEMMs and the all-to-alls wait for the same busiest EP rank: its load, once per layer
+    imb = _busiest_rank(model, g, o) if ffn == "moe" and not o.legacy else None
+    lc = _layer_compute(model, system, g, o, c, mixer, ffn, imb)
     moe_redo = np.where((g.rc == 1) & (ffn == "moe") & ("moe" in o.selective_modules), 2.0, 0.0)
-    tp_pair, a2a, send = _collectives(model, system, g, o, c, ffn == "moe", bool(mixer), bool(ffn))
+    tp_pair, a2a, send = _collectives(model, system, g, o, c, ffn == "moe", bool(mixer), bool(ffn), imb)
     cp_f, cp_b, cp_hidden_f, cp_hidden_b = cp_ring_exposed(send, lc.at_f, lc.at_b, g.cp)
     c0 = lc.fwd + lc.bwd + lc.sel
     tp0, tp_hidden0 = _tp_exposed(c0, 2.0 * tp_pair, o.overlap_tp_comm)
@@ -176,15 +180,16 @@ class _LayerCompute(NamedTuple):
 
 
 def _layer_compute(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOptions, c: PerfConstants,
-                   mixer: str | None, ffn: str | None) -> _LayerCompute:
+                   mixer: str | None, ffn: str | None, imbalance=None) -> _LayerCompute:
     """The sublayers' GEMMs and attention, the element-wise passes and selective recompute of one
     layer (or hybrid block: ``mixer``/``ffn`` from :func:`_block_parts`); its norm and residual
-    traffic is half a layer's when the block has one sublayer."""
+    traffic is half a layer's when the block has one sublayer. ``imbalance``: the busiest EP
+    rank's load (:func:`.sublayers._busiest_rank`), computed once by :func:`layer_times`."""
     zero = 0.0 * g.tp
     q_f, q_b, at_f, at_b, sel = _attention(model, system, g, o, c) if mixer == "attention" else (zero,) * 5
     if mixer == "mamba":
         q_f, q_b = _mamba(model, system, g, o, c)
-    experts = _routed_experts(model, system, g, o, c) if ffn == "moe" else None  # the FFN's and EP overlap's
+    experts = _routed_experts(model, system, g, o, c, imbalance) if ffn == "moe" else None  # the FFN's and EP overlap's
     ff_f, ff_b, ffn_width = _ffn(model, system, g, o, c, ffn == "moe", experts) if ffn else (zero, zero, 0.0)
     tokens = g.tokens(model.seq_len)
     sp = g.sp_shards(o.sequence_parallel)

@@ -151,10 +151,13 @@ def _mlp(model: ModelSpec, system: System, o: TrainingOptions, c: PerfConstants,
     return up_f + dn_f, up_b + dn_b
 
 
-def _routed_experts(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOptions, c: PerfConstants):
+def _routed_experts(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOptions, c: PerfConstants,
+                    imbalance=None):
     """The routed experts of one MoE layer (Megatron-Core's ``mlp`` node): forward, backward data
     gradients (with the dispatcher's permutes and the per-expert overheads) and backward weight
-    gradients (half of the grouped GEMMs' backward), seconds per microbatch."""
+    gradients (half of the grouped GEMMs' backward), seconds per microbatch.
+    ``imbalance``: :func:`_busiest_rank` of this grid when the caller has it already (the layer's
+    all-to-all waits for the same rank, :func:`.layer.layer_times`)."""
     dev, h = system.device, model.d_model
     tp = g.tp.astype(float)
     tokens = g.tokens(model.seq_len)
@@ -167,7 +170,7 @@ def _routed_experts(model: ModelSpec, system: System, g: LayoutGrid, o: Training
         e_f, e_b = _mlp(model, system, o, c, tok_e, model.d_expert, g.etp.astype(float), E / g.ep)
         return e_f, 0.5 * e_b, 0.5 * e_b
     # grouped GEMM padded to the format's alignment, waiting for the busiest rank (perf/moe.py)
-    imb = _busiest_rank(model, g, o, tok_e)
+    imb = _busiest_rank(model, g, o, tok_e) if imbalance is None else imbalance
     etp = g.etp.astype(float)
     u_f, u_b = moe_kernels.grouped_linear_fwd_bwd_time(tok_e, gate * model.d_expert / etp, h, E / g.ep, dev, c,
                                                        prec, ib, imbalance=imb)
