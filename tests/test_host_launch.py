@@ -12,8 +12,7 @@ from carbonscaling.perf.layout import Layout, LayoutGrid, TrainingOptions
 from carbonscaling.scaling import ModelSpec, named_model
 
 C = default_constants()
-HC = host.host_constants()
-T = HC["per_launch_s"]
+T = C.host_per_launch_s
 H100 = load_system("H100-SXM")
 # A small model whose layers the host cannot keep the GPU busy on (eager launch-bound).
 TINY = ModelSpec(d_model=256, n_layers=4, n_heads=4, n_kv_heads=4, head_dim=64, d_ff=1024, vocab=1024, seq_len=128,
@@ -29,7 +28,27 @@ def _grid(**kw) -> LayoutGrid:
 
 def test_constants_are_the_sum_of_the_two_sourced_parts():
     assert T == pytest.approx(4.5e-6 + 5.0e-6)
-    assert HC["attention"] == (6, 9) and HC["dense_mlp"] == (5, 8) and HC["per_local_expert"] == (2, 4)
+    assert C.host_launches_attention == (6, 9) and C.host_launches_dense_mlp == (5, 8)
+    assert C.host_launches_per_local_expert == (2, 4)
+
+
+def test_host_constants_come_from_host_yaml_through_perf_constants():
+    from carbonscaling._data import load_yaml
+
+    y = load_yaml("host.yaml")
+    assert C.host_per_launch_s == y["per_launch_s"]["value"]
+    assert C.host_syncs_per_moe_layer_forward == y["syncs_per_moe_layer_forward"]["value"]
+    for name, entry in y["launches"].items():
+        assert getattr(C, f"host_launches_{name}") == tuple(entry["value"])
+    # the host term follows the constants it is given (sensitivity studies replace them)
+    g, o = _grid(), TrainingOptions(cuda_graph_scope="none")
+    slow = C.replace(host_per_launch_s=2 * T)
+    lt1 = step.layer_times(TINY, H100, g, o, C, moe=False)
+    lt2 = step.layer_times(TINY, H100, g, o, slow, moe=False)
+    f, b = 6 + 5, 9 + 8  # host-bound (test_eager_layer_pays_exactly_the_hand_host_excess)
+    assert float(lt1.time0[0]) == pytest.approx((f + b) * T, rel=1e-12)
+    assert float(lt2.time0[0]) == pytest.approx((f + b) * 2 * T, rel=1e-12)
+    hash(C)  # tuples, not lists: the search's candidate cache keys on the constants
 
 
 def test_launch_counts_by_hand():

@@ -1,4 +1,6 @@
-"""The performance model's constants, read from ``data/perf.yaml`` (values with sources)."""
+"""The performance model's constants, read from ``data/perf.yaml`` and ``data/host.yaml`` (the host
+side of a step run without CUDA graphs, :mod:`.host`): values with sources, the one place perf
+constants come from."""
 
 from __future__ import annotations
 
@@ -60,6 +62,17 @@ class PerfConstants:
     ep_comm_sms: int
     nccl_p2p_channels: int
     fp8_param_gather_formats: tuple
+    # data/host.yaml: host seconds per kernel launch, syncs per MoE layer forward, and
+    # (forward, backward) kernel launches per module of a layer (perf/host.py)
+    host_per_launch_s: float
+    host_syncs_per_moe_layer_forward: float
+    host_launches_attention: tuple
+    host_launches_dense_mlp: tuple
+    host_launches_moe_router: tuple
+    host_launches_moe_preprocess: tuple
+    host_launches_moe_dispatch: tuple
+    host_launches_per_local_expert: tuple
+    host_launches_mamba: tuple
 
     @property
     def flash_matmul_fraction(self) -> float:
@@ -106,7 +119,8 @@ class PerfConstants:
 
 @lru_cache(maxsize=1)
 def default_constants() -> PerfConstants:
-    """The constants of ``data/perf.yaml`` (each with its source and status there), read once.
+    """The constants of ``data/perf.yaml`` and ``data/host.yaml`` (each with its source and status
+    there), read once.
 
     Returns
     -------
@@ -114,6 +128,7 @@ def default_constants() -> PerfConstants:
         The shipped constants (``gemm.in_situ_factor`` is the one fitted value; docs/performance.md).
     """
     y = load_yaml("perf.yaml")
+    hy = load_yaml("host.yaml")
 
     def v(section: str, key: str) -> float:
         return y[section][key]["value"]
@@ -169,4 +184,7 @@ def default_constants() -> PerfConstants:
         ep_comm_sms=int(v("overlap", "ep_comm_sms")),
         nccl_p2p_channels=int(v("overlap", "nccl_p2p_channels")),
         fp8_param_gather_formats=tuple(v("mixed_precision", "fp8_param_gather_formats")),
+        host_per_launch_s=hy["per_launch_s"]["value"],
+        host_syncs_per_moe_layer_forward=hy["syncs_per_moe_layer_forward"]["value"],
+        **{f"host_launches_{k}": tuple(e["value"]) for k, e in hy["launches"].items()},
     )

@@ -2,8 +2,9 @@
 
 Without CUDA graphs the CPU launches every kernel of a layer one by one, each costing a fixed
 host time (PyTorch's eager dispatch plus the CUDA driver's kernel submission,
-``data/host.yaml: per_launch_s``). The CPU runs ahead of the GPU only as far as the GPU stays
-busy, so a layer's forward and backward on one microbatch take
+``data/host.yaml: per_launch_s``, read with the other perf constants into
+:class:`.constants.PerfConstants` ``host_per_launch_s``). The CPU runs ahead of the GPU only as
+far as the GPU stays busy, so a layer's forward and backward on one microbatch take
 ``max(GPU time, launches x per-launch time)``. A dropless MoE token dispatcher blocks the host
 once per MoE layer forward until the GPU has counted the tokens per expert: the GPU queue
 drains and the GPU then waits for the next launch (one per-launch time per sync). Kernels
@@ -18,30 +19,12 @@ term.
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import numpy as np
 
-from .._data import load_yaml
+from .constants import PerfConstants, default_constants
 
 
-@lru_cache(maxsize=1)
-def host_constants() -> dict:
-    """The constants of ``data/host.yaml``, read once.
-
-    Returns
-    -------
-    dict
-        ``{name: value}``: ``per_launch_s`` (seconds), ``syncs_per_moe_layer_forward`` and the
-        launch counts per module as ``(forward, backward)`` tuples.
-    """
-    y = load_yaml("host.yaml")
-    out = {k: y[k]["value"] for k in ("per_launch_s", "syncs_per_moe_layer_forward")}
-    out.update({k: tuple(v["value"]) for k, v in y["launches"].items()})
-    return out
-
-
-def layer_launches(mixer, ffn, local_experts, tp, scope: tuple, hc: dict | None = None):
+def layer_launches(mixer, ffn, local_experts, tp, scope: tuple, c: PerfConstants | None = None):
     """Kernel launches the host issues for one layer and microbatch: ``(forward, backward)``.
 
     Parameters
@@ -57,15 +40,15 @@ def layer_launches(mixer, ffn, local_experts, tp, scope: tuple, hc: dict | None 
         forward and backward).
     scope : tuple of str
         Megatron-Core ``cuda_graph_scope`` (``TrainingOptions.cuda_graph_scope``).
-    hc : dict, optional
-        :func:`host_constants` (default: the shipped ones).
+    c : PerfConstants, optional
+        The ``host_launches_*`` counts (``data/host.yaml``; default: the shipped ones).
 
     Returns
     -------
     (ndarray, ndarray)
         Launches in the forward and in the backward pass.
     """
-    hc = hc or host_constants()
+    c = c or default_constants()
     tp_coll = np.where(np.asarray(tp) > 1, 2.0, 0.0)
     f = b = 0.0 * tp_coll
 
@@ -74,19 +57,19 @@ def layer_launches(mixer, ffn, local_experts, tp, scope: tuple, hc: dict | None 
 
     parts = []
     if mixer == "attention":
-        parts.append(part(hc["attention"], "attn" in scope))
+        parts.append(part(c.host_launches_attention, "attn" in scope))
     elif mixer == "mamba":
-        parts.append(part(hc["mamba"], "mamba" in scope))
+        parts.append(part(c.host_launches_mamba, "mamba" in scope))
     if ffn == "dense":
-        parts.append(part(hc["dense_mlp"], "mlp" in scope))
+        parts.append(part(c.host_launches_dense_mlp, "mlp" in scope))
     elif ffn == "moe":
         if "moe" in scope:
             parts.append((1.0, 1.0))
         else:
-            parts.append(part(hc["moe_router"], "moe_router" in scope))
-            parts.append(part(hc["moe_preprocess"], "moe_preprocess" in scope))
-            per_f, per_b = hc["per_local_expert"]
-            disp_f, disp_b = hc["moe_dispatch"]
+            parts.append(part(c.host_launches_moe_router, "moe_router" in scope))
+            parts.append(part(c.host_launches_moe_preprocess, "moe_preprocess" in scope))
+            per_f, per_b = c.host_launches_per_local_expert
+            disp_f, disp_b = c.host_launches_moe_dispatch
             parts.append((disp_f + per_f * local_experts, disp_b + per_b * local_experts))
     for pf, pb in parts:
         f, b = f + pf, b + pb
@@ -94,7 +77,7 @@ def layer_launches(mixer, ffn, local_experts, tp, scope: tuple, hc: dict | None 
     return f + blocks * tp_coll, b + blocks * tp_coll
 
 
-def host_syncs(ffn, ep_etp, scope: tuple, hc: dict | None = None):
+def host_syncs(ffn, ep_etp, scope: tuple, c: PerfConstants | None = None):
     """Host-device synchronisations per layer forward (dropless MoE dispatch with EP x ETP > 1).
 
     Parameters
@@ -105,17 +88,17 @@ def host_syncs(ffn, ep_etp, scope: tuple, hc: dict | None = None):
         ``EP x ETP`` of each layout (the dispatcher exchanges tokens when it exceeds 1).
     scope : tuple of str
         Megatron-Core ``cuda_graph_scope``; a graphed ``moe`` runs with static shapes (no sync).
-    hc : dict, optional
-        :func:`host_constants` (default: the shipped ones).
+    c : PerfConstants, optional
+        ``host_syncs_per_moe_layer_forward`` (``data/host.yaml``; default: the shipped one).
 
     Returns
     -------
     ndarray
         Syncs per layer forward.
     """
-    hc = hc or host_constants()
+    c = c or default_constants()
     on = (ffn == "moe") and "moe" not in scope
-    return np.where(on & (np.asarray(ep_etp) > 1), float(hc["syncs_per_moe_layer_forward"]), 0.0)
+    return np.where(on & (np.asarray(ep_etp) > 1), float(c.host_syncs_per_moe_layer_forward), 0.0)
 
 
 def host_bound_time(gpu_s, launches, syncs, per_launch_s):
@@ -141,7 +124,7 @@ def host_bound_time(gpu_s, launches, syncs, per_launch_s):
     return np.maximum(gpu_s, launches * per_launch_s) + syncs * per_launch_s
 
 
-def host_layer_excess(model, g, o, mixer, ffn, time0, time1):
+def host_layer_excess(model, g, o, c: PerfConstants, mixer, ffn, time0, time1):
     """Host time a layer adds on top of its GPU time: ``(without recompute, extra when recomputed)``.
 
     Zero with a full-iteration graph and under the papers' ``cs-v1`` convention.
@@ -154,6 +137,8 @@ def host_layer_excess(model, g, o, mixer, ffn, time0, time1):
         The layouts (``tp``, ``ep``, ``etp``).
     o : TrainingOptions
         ``cuda_graph_scope``, ``moe_grouped_gemm``, the layout convention.
+    c : PerfConstants
+        The host constants (``host_*``, ``data/host.yaml``).
     mixer, ffn : str or None
         The layer's parts (:func:`layer_launches`).
     time0 : ndarray
@@ -172,13 +157,12 @@ def host_layer_excess(model, g, o, mixer, ffn, time0, time1):
     zero = 0.0 * np.asarray(time0)
     if o.legacy or "full_iteration" in scope:
         return zero, zero
-    hc = host_constants()
     local = 0.0
     if ffn == "moe":  # a fused grouped MLP launches one kernel per GEMM, not one per local expert
         local = 1.0 if o.moe_grouped_gemm == "fused" else model.n_experts / np.asarray(g.ep, dtype=float)
-    f, b = layer_launches(mixer, ffn, local, g.tp, scope, hc)
-    syncs = host_syncs(ffn, np.asarray(g.ep) * np.asarray(g.etp), scope, hc)
-    t = hc["per_launch_s"]
+    f, b = layer_launches(mixer, ffn, local, g.tp, scope, c)
+    syncs = host_syncs(ffn, np.asarray(g.ep) * np.asarray(g.etp), scope, c)
+    t = c.host_per_launch_s
     excess0 = host_bound_time(time0, f + b, syncs, t) - time0
     excess1 = host_bound_time(time1, 2.0 * f + b, 2.0 * syncs, t) - time1
     return excess0, excess1 - excess0

@@ -151,7 +151,7 @@ def layer_times(model: ModelSpec, system: System, g: LayoutGrid, o: TrainingOpti
     cp0 = cp_f + cp_b
     time0 = c0 + tp0 + ep0 + cp0
     time1 = c1 + tp1 + ep1 + cp0 + cp_f
-    host0, host_x = host_layer_excess(model, g, o, mixer, ffn, time0, time1)
+    host0, host_x = host_layer_excess(model, g, o, c, mixer, ffn, time0, time1)
     time0, time1 = time0 + host0, time1 + host0 + host_x
     ov0 = tp_hidden0 + (a2a0 - ep0)
     ov1 = tp_hidden1 + ep_hidden1
