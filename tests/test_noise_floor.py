@@ -62,3 +62,46 @@ def test_floor_on_the_table_and_the_described_floor_is_lower():
     assert 0.0 < described["floor"] <= blind["floor"] < 0.10
     # repeated descriptions are the bulk of the table
     assert blind["rows_in_repeat_groups"] > 0.8 * blind["rows"]
+
+
+def test_step_time_section_describes_each_row_once(monkeypatch):
+    """The section describes a row once and hands that description to the prediction and to the
+    described noise floor; the floor is the one ``described_key`` gives row by row."""
+    from carbonscaling.validation import throughput
+
+    calls, real = [], throughput.describe_row
+
+    def counting(row):
+        calls.append(row)
+        return real(row)
+
+    def fake_predict(row, consts=None, description=None):
+        assert description is not None  # handed over, not described again
+        return {"model": row["model"], "system": row["system"], "precision": row["precision"],
+                "error": 0.0, "dense": True}
+
+    monkeypatch.setattr(throughput, "describe_row", counting)
+    monkeypatch.setattr(throughput, "predict_row", fake_predict)
+    section = throughput.step_time_section()
+    rows = pretrain_rows()
+    assert len(calls) == len(rows) == section["summary"]["rows"]
+    monkeypatch.setattr(throughput, "describe_row", real)
+    expressed = [r for r in rows if not _unexpressible(real, r)]
+    assert section["summary"]["noise_floor"]["as_described"] == noise_floor(expressed, described_key)["summary"]
+
+
+def _unexpressible(describe, row) -> bool:
+    from carbonscaling.validation.throughput import Unexpressible
+
+    try:
+        describe(row)
+    except Unexpressible:
+        return True
+    return False
+
+
+def test_precomputed_keys_match_the_key_function_and_must_be_one_per_row():
+    rows = [_row("25.11", 4.0), _row("26.02", 5.0), _row("26.04", 3.0, mbs="2")]
+    assert noise_floor(rows, keys=[description_key(r) for r in rows]) == noise_floor(rows)
+    with pytest.raises(ValueError, match="one per row"):
+        noise_floor(rows, keys=[description_key(rows[0])])

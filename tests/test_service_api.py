@@ -173,3 +173,39 @@ def test_list_options_take_the_clis_comma_separated_string(client):
     body = bad.json()
     assert body["field"] == "cuda_graph_scope" and "allowed: none, full_iteration" in body["message"]
     assert "\n" not in body["error"]
+
+
+def test_single_list_option_strings_as_the_cli_takes_them(client):
+    """``"attn"`` and ``"none"`` (the CLI's ``--cuda-graph-scope attn`` / ``none``) are one answer each,
+    equal to the JSON list form; ``"mlp"`` alone for recompute_modules too."""
+    base = {"model": "llama3.1-8b", "device": "H100-SXM", "deadline_days": 60}
+    for field, text, as_list in (("cuda_graph_scope", "attn", ["attn"]), ("cuda_graph_scope", "none", []),
+                                 ("recompute_modules", "mlp", ["mlp"])):
+        a = client.post("/api/estimate", json={**base, field: text})
+        b = client.post("/api/estimate", json={**base, field: as_list})
+        assert a.status_code == b.status_code == 200, (field, text, a.json())
+        assert a.json()["settings"]["options"][field] == as_list
+        assert a.json()["breakdown"]["step"] == b.json()["breakdown"]["step"]
+
+
+@pytest.mark.parametrize("field, value, says", [
+    ("cuda_graph_scope", 5, "expected a list or a comma-separated string of scopes"),
+    ("cuda_graph_scope", None, "expected a list or a comma-separated string of scopes"),
+    ("cuda_graph_scope", ["attn", "bogus"], "unknown scope 'bogus'"),
+    ("cuda_graph_scope", "attn,full_iteration", "cannot be combined"),
+    ("recompute_modules", {"mlp": True}, "expected a list or a comma-separated string of modules"),
+    ("recompute_modules", ["mlp", 3], "unknown module 3"),
+    ("recompute_modules", "mlp,attn", "unknown module 'attn'"),
+])
+def test_a_wrong_list_option_is_one_422_naming_the_field_and_the_allowed_values(client, field, value, says):
+    from carbonscaling.perf.options import CUDA_GRAPH_SCOPES, RECOMPUTE_MODULES
+
+    r = client.post("/api/estimate", json={"model": "llama3.1-8b", "device": "H100-SXM", field: value})
+    assert r.status_code == 422
+    body = r.json()
+    assert body["field"] == field and says in body["message"] and "\n" not in body["error"]
+    assert "valid tuple" not in body["message"]
+    if "cannot be combined" not in says:
+        allowed = ("none, " + ", ".join(CUDA_GRAPH_SCOPES) if field == "cuda_graph_scope"
+                   else ", ".join(RECOMPUTE_MODULES))
+        assert f"allowed: {allowed}" in body["message"]

@@ -24,18 +24,65 @@ FP8_ATTENTION_FORMATS = ("fp8", "fp8-delayed", "mxfp8", "fp8-qat")
 MFU_CONVENTIONS = ("megatron", "palm", "cs-paper")  # carbonscaling.mfu
 
 
-def _names_in_order(v, allowed: tuple[str, ...], what: str, listed: str):
+def _names_in_order(v, allowed: tuple[str, ...], what: str, listed: str) -> tuple[str, ...]:
     """A comma-separated string or a collection of names, checked against ``allowed`` and returned
-    as a tuple in ``allowed``'s order (one order keeps equal sets equal: they are cache keys);
-    anything else is returned for pydantic to refuse."""
+    as a tuple in ``allowed``'s order (one order keeps equal sets equal: they are cache keys).
+    ``ValueError`` naming the allowed values for an unknown name or a value of another type."""
     if isinstance(v, str):
         v = [m.strip() for m in v.split(",") if m.strip()]
-    if isinstance(v, (list, tuple, set, frozenset)):
-        bad = [m for m in v if m not in allowed]
-        if bad:
-            raise ValueError(f"unknown {what} {bad[0]!r}; allowed: {listed}")
-        return tuple(m for m in allowed if m in set(v))
+    if not isinstance(v, (list, tuple, set, frozenset)):
+        raise ValueError(f"expected a list or a comma-separated string of {what}s; allowed: {listed}")
+    bad = [m for m in v if m not in allowed]
+    if bad:
+        raise ValueError(f"unknown {what} {bad[0]!r}; allowed: {listed}")
+    return tuple(m for m in allowed if m in set(v))
+
+
+def parse_recompute_modules(v) -> tuple[str, ...]:
+    """``recompute_modules`` from a list or the CLI's comma-separated string.
+
+    Parameters
+    ----------
+    v : str or list of str
+        Megatron-Core ``recompute_modules`` names, as a collection or as "mla_up_proj,mlp".
+
+    Returns
+    -------
+    tuple of str
+        The modules in :data:`RECOMPUTE_MODULES`' order (``ValueError`` listing the allowed
+        modules for an unknown name or a value of another type).
+    """
+    return _names_in_order(v, RECOMPUTE_MODULES, "module", ", ".join(RECOMPUTE_MODULES))
+
+
+def parse_cuda_graph_scope(v) -> tuple[str, ...]:
+    """``cuda_graph_scope`` from a list or the CLI's comma-separated string.
+
+    Parameters
+    ----------
+    v : str or list of str
+        Megatron-Core ``cuda_graph_scope`` values, as a collection or as "attn,mlp"; "none",
+        "" and [] are eager (Megatron-Core ``cuda_graph_impl="none"``).
+
+    Returns
+    -------
+    tuple of str
+        The scopes in :data:`CUDA_GRAPH_SCOPES`' order (``ValueError`` listing the allowed
+        scopes for an unknown one or a value of another type, or when ``full_iteration`` is
+        combined with a per-layer scope).
+    """
+    if isinstance(v, str) and v.strip().lower() in ("", "none"):
+        return ()
+    v = _names_in_order(v, CUDA_GRAPH_SCOPES, "scope", "none, " + ", ".join(CUDA_GRAPH_SCOPES))
+    if "full_iteration" in v and len(v) > 1:
+        raise ValueError("full_iteration captures the whole step; it cannot be combined with per-layer scopes")
     return v
+
+
+#: The parser of every list-valued training option: the one place a list or a comma-separated
+#: string becomes the option's tuple (TrainingOptions, hence the CLI and the Python API, and the
+#: service's request models, :mod:`carbonscaling.service.schemas`).
+LIST_OPTION_PARSERS = {"recompute_modules": parse_recompute_modules, "cuda_graph_scope": parse_cuda_graph_scope}
 
 
 class TrainingOptions(BaseModel):
@@ -138,19 +185,12 @@ class TrainingOptions(BaseModel):
     @field_validator("recompute_modules", mode="before")
     @classmethod
     def _module_list(cls, v):
-        # The CLI passes "mla_up_proj,mlp".
-        return _names_in_order(v, RECOMPUTE_MODULES, "module", ", ".join(RECOMPUTE_MODULES))
+        return parse_recompute_modules(v)  # the CLI passes "mla_up_proj,mlp"
 
     @field_validator("cuda_graph_scope", mode="before")
     @classmethod
     def _graph_scope(cls, v):
-        # "none" / "" / [] = eager (Megatron-Core cuda_graph_impl="none"); one order keeps equal sets equal.
-        if isinstance(v, str) and v.strip().lower() in ("", "none"):
-            return ()
-        v = _names_in_order(v, CUDA_GRAPH_SCOPES, "scope", "none, " + ", ".join(CUDA_GRAPH_SCOPES))
-        if isinstance(v, tuple) and "full_iteration" in v and len(v) > 1:
-            raise ValueError("full_iteration captures the whole step; it cannot be combined with per-layer scopes")
-        return v
+        return parse_cuda_graph_scope(v)
 
     @field_validator("pipeline_layout", mode="before")
     @classmethod

@@ -13,10 +13,11 @@ disk), and a model file's *text* can be pasted as ``model_yaml``.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional, Union, get_origin
+from typing import Annotated, Any, Literal, Optional, Union, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model, field_validator
 
+from ..perf.options import LIST_OPTION_PARSERS
 from ..specs import CarbonSettings, HardwareSpec, flat_fields
 
 MAX_YAML_CHARS = 65_536
@@ -47,14 +48,19 @@ class _Choice(BaseModel):
 
 def _fields(names) -> dict[str, tuple[Any, Any]]:
     where = flat_fields()
-    return {n: (_as_sent(where[n][1].annotation), where[n][1]) for n in names}
+    return {n: (_as_sent(n, where[n][1].annotation), where[n][1]) for n in names}
 
 
-def _as_sent(annotation):
-    """List-valued options (``recompute_modules``, ``cuda_graph_scope``) also as the CLI's
-    comma-separated string: the spec's own validator parses and checks it (HTTP 422 with the
-    allowed values when it is wrong)."""
-    return Union[annotation, str] if get_origin(annotation) is tuple else annotation
+def _as_sent(name: str, annotation):
+    """List-valued options (``recompute_modules``, ``cuda_graph_scope``) as a JSON list or as the
+    CLI's comma-separated string, parsed by the spec's own parser
+    (:data:`carbonscaling.perf.options.LIST_OPTION_PARSERS`) before the type check, so a wrong value
+    is one 422 naming the field and the allowed values."""
+    if get_origin(annotation) is not tuple:
+        return annotation
+    if name not in LIST_OPTION_PARSERS:  # a new list-valued option needs its parser there
+        raise TypeError(f"{name}: a list-valued option without a parser in perf.options.LIST_OPTION_PARSERS")
+    return Annotated[Union[annotation, str], BeforeValidator(LIST_OPTION_PARSERS[name])]
 
 
 _ESTIMATE_FIELDS = [n for n in flat_fields() if n not in _REPLACED]

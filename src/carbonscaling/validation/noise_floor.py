@@ -28,12 +28,17 @@ def description_key(row: dict) -> tuple:
             *(int(float(row[k] or 1)) for k in ("tp", "pp", "cp", "vp", "ep", "mbs", "gbs", "seq_len")), mtp)
 
 
-def described_key(row: dict) -> tuple:
+def described_key(row: dict, description: tuple | None = None) -> tuple:
     """:func:`description_key` plus the recipe options :func:`throughput.describe_row` sets for the row
-    (fused grouped MLP, EP overlap, dispatcher, recompute pin and modules, ETP pin)."""
-    from .throughput import describe_row
+    (fused grouped MLP, EP overlap, dispatcher, recompute pin and modules, ETP pin).
 
-    _, _, o, pins, _ = describe_row(row)
+    ``description``: the row's ``describe_row`` when the caller has it already; ``None``: described here.
+    """
+    if description is None:
+        from .throughput import describe_row
+
+        description = describe_row(row)
+    _, _, o, pins, _ = description
     return (*description_key(row), o.moe_grouped_gemm, o.overlap_ep_comm, o.moe_dispatcher,
             pins.get("recompute"), o.recompute_modules if pins.get("recompute") == "selective" else (),
             pins.get("etp"))
@@ -50,11 +55,12 @@ def best_constant(times: list[float]) -> float:
     return pairs[-1][0]
 
 
-def noise_floor(rows: list[dict], key=description_key) -> dict:
+def noise_floor(rows: list[dict], key=description_key, keys: list[tuple] | None = None) -> dict:
     """Repeat groups of ``rows`` (table rows with ``step_time_s``) and the MAPE floor they imply.
 
     ``key``: what makes two rows the same description (:func:`description_key`, or
-    :func:`described_key` to count the recipe options as part of it).
+    :func:`described_key` to count the recipe options as part of it). ``keys``: the rows' keys
+    already computed, one per row in order (used instead of ``key``).
 
     Returns ``groups`` (one dict per group of two or more rows: its description, containers,
     measured step times in s, ``spread`` = max/min - 1, ``floor`` = its best-constant MAPE and
@@ -62,9 +68,11 @@ def noise_floor(rows: list[dict], key=description_key) -> dict:
     floor over all rows (``floor``, ``floor_median``), over the rows in repeat groups only, and
     per system.
     """
+    if keys is not None and len(keys) != len(rows):
+        raise ValueError(f"keys: {len(keys)} given for {len(rows)} rows; one per row")
     by = defaultdict(list)
-    for r in rows:
-        by[key(r)].append(r)
+    for r, k in zip(rows, keys if keys is not None else map(key, rows)):
+        by[k].append(r)
     groups, contrib, contrib_med = [], {}, {}
     for key, members in by.items():
         times = [float(r["step_time_s"]) for r in members]

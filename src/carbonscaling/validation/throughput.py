@@ -288,12 +288,16 @@ def _recipe_notes(row: dict, f: _RecipeFacts, options, tp: int) -> list[str]:
     return notes
 
 
-def predict_row(row: dict, consts=None) -> dict:
-    """Predicted step time of one row (or ``Unexpressible``)."""
+def predict_row(row: dict, consts=None, description: tuple | None = None) -> dict:
+    """Predicted step time of one row (or ``Unexpressible``).
+
+    ``description``: the row's :func:`describe_row`, when the caller has it already (it is not
+    described twice); ``None``: described here.
+    """
     from ..errors import InfeasibleError, InputError
     from ..search import search
 
-    model, system, options, pins, assumed = describe_row(row)
+    model, system, options, pins, assumed = describe_row(row) if description is None else description
     try:
         try:
             res = search(model, system, deadline_days=36500, options=options, pinned=pins, consts=consts)
@@ -355,11 +359,13 @@ def step_time_section(consts=None) -> dict:
     """The step-time validation: per-row errors, MAPE groupings and the unexpressible rows."""
     from .noise_floor import described_key, noise_floor
 
-    rows, failed, expressed = [], [], []
+    rows, failed, expressed, described = [], [], [], []
     for row in pretrain_rows():
         try:
-            rows.append(predict_row(row, consts))
+            desc = describe_row(row)  # once per row: the prediction and the described noise floor share it
+            rows.append(predict_row(row, consts, desc))
             expressed.append(row)
+            described.append(described_key(row, desc))
         except Unexpressible as why:
             failed.append({"model": row["model"], "system": row["system"], "container": row["container"],
                            "precision": row["precision"], "gpus": int(row["gpus"]), "reason": str(why)})
@@ -379,7 +385,7 @@ def step_time_section(consts=None) -> dict:
                     "moe_h100": _mape([r for r in h100 if not r["dense"]]),
                     # spread between releases of rows described alike (validation/noise_floor.py)
                     "noise_floor": {"container_blind": noise_floor(expressed)["summary"],
-                                    "as_described": noise_floor(expressed, described_key)["summary"]}},
+                                    "as_described": noise_floor(expressed, keys=described)["summary"]}},
     }
 
 
