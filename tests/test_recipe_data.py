@@ -25,7 +25,11 @@ def test_every_entry_has_a_source_at_a_commit_and_a_verification_flag():
         assert entry["source"], i
         for ref in entry["source"]:
             assert re.fullmatch(r"[\w.-]+/[\w.-]+", ref["repo"]), (i, ref)
-            assert ref["path"].endswith(".py"), (i, ref)  # configs, scripts, recipes, bridges: all Python
+            if entry["fact"] == "kernel_regression" and ("issue" in ref or "pull" in ref):
+                assert isinstance(ref.get("issue", ref.get("pull")), int), (i, ref)  # a GitHub thread by number
+                continue
+            # configs, scripts, recipes, bridges: all Python; a regression's footnote: the performance summary
+            assert ref["path"].endswith(".md" if entry["fact"] == "kernel_regression" else ".py"), (i, ref)
             assert re.fullmatch(r"[0-9a-f]{7,40}", ref["commit"]), (i, ref)
 
 

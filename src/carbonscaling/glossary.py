@@ -83,6 +83,8 @@ TERMS: tuple[Term, ...] = (
     _t("CUDA", "NVIDIA's GPU programming platform; a CUDA graph replays a captured sequence of kernels with "
                "one launch, so the host does not launch each kernel."),
     _t("cuBLAS", "NVIDIA's CUDA library of dense linear algebra (BLAS) kernels, GEMMs included."),
+    _t("cuDNN", "NVIDIA's CUDA library of deep-learning kernels: fused attention and, through its frontend's "
+                "kernels, fused grouped GEMMs of MoE layers."),
     _t("FLOPs", "Floating-point operations (FLOP/s: per second).", rf"{_B}FLOP(?:s|/s)?{_E}"),
     _t("TFLOP", "10^12 floating-point operations (TFLOP/s per device: throughput).",
        rf"{_B}TFLOP(?:s|/s)?{_E}"),

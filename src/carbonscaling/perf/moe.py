@@ -244,6 +244,42 @@ def expert_bias_time(routed_elements, device: Device, c: PerfConstants):
             K.memory_bound_time(n * c.moe_expert_bias_bwd_bytes, device, c))
 
 
+def dglu_kernel_regression_time(fc2_dgrad_s, slowdown, grouped_gemm: str):
+    """Seconds a slow fused dGLU + dbias kernel adds to one MoE layer's backward.
+
+    Transformer Engine's fused grouped MLP (``moe_grouped_gemm = fused``, cuDNN frontend's
+    CuTe-DSL kernels) computes FC2's data gradient in one grouped GEMM whose epilogue also takes
+    the GLU's gradient, the FC1-bias gradient (dbias, a reduction over the tokens) and the
+    routing-probability gradient. A release whose kernel runs ``slowdown`` times its healthy
+    time adds ``(slowdown - 1)`` times that GEMM's time; the factor is a kernel measurement the
+    recipe data cite (``data/megatron_bridge_recipes.yaml``, fact ``kernel_regression``). It is
+    applied to the whole data-gradient GEMM because the regressed dbias path works per output
+    tile, as the GEMM does (same K), so the ratio carries to other token counts.
+
+    Parameters
+    ----------
+    fc2_dgrad_s : float or ndarray
+        FC2's data-gradient grouped GEMM, seconds per MoE layer and microbatch (half of FC2's backward).
+    slowdown : float
+        The kernel's time over its healthy time (1: healthy).
+    grouped_gemm : str
+        ``TrainingOptions.moe_grouped_gemm``: only ``fused`` runs this kernel.
+
+    Returns
+    -------
+    ndarray
+        Seconds added to the layer's backward (0 for a healthy kernel or the per-expert loop).
+
+    References
+    ----------
+    NVIDIA/cudnn-frontend issue 256 (``grouped_gemm_dglu_wrapper_sm100`` ~10x slower in frontend
+    1.24 and 1.25) and pull request 322 (issue shape on SM100: 1362.8 us with dbias before the
+    fix, 155.6 us after).
+    """
+    t = np.asarray(fc2_dgrad_s, dtype=float)
+    return t * (slowdown - 1.0) * (grouped_gemm == "fused")
+
+
 def input_output_add_time(tokens, d_model, shared_experts, device: Device, c: PerfConstants):
     """``(t_forward, t_backward)`` of the elementwise adds an MoE layer has and a dense FFN has not.
 

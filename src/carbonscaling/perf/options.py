@@ -139,6 +139,12 @@ class TrainingOptions(BaseModel):
                                    "the GEMM format is an 8-bit one; off: BF16, as most recipes run it. No effect "
                                    "without fused attention (flash_attention off) or under fp8-blockwise and the FP4 "
                                    "formats, whose recipes Transformer Engine runs with BF16 attention.")
+    fused_mlp_dgrad_slowdown: float = Field(
+        default=1.0, ge=1.0, le=100.0, json_schema_extra={"metavar": "FACTOR"},
+        description="Known-regression factor on the fused grouped MLP's backward dGLU + dbias grouped GEMM (FC2's "
+                    "data gradient with the activation and FC1-bias gradients in its epilogue), for a software "
+                    "release that shipped a slow kernel (1 = the healthy kernel); fused grouped MLP only "
+                    "(moe_grouped_gemm fused).")
     pipeline_layout: str | None = Field(
         default=None, max_length=4000, json_schema_extra={"metavar": "LAYOUT"},
         description="Megatron-Core pipeline_model_parallel_layout: the layers each pipeline chunk holds (E embedding, "

@@ -181,7 +181,8 @@ def _routed_experts(model: ModelSpec, system: System, g: LayoutGrid, o: Training
     x_f, x_b = moe_kernels.expert_overhead_time(E / g.ep * (o.moe_grouped_gemm == "loop"), c)
     g_f, g_b = _unfused_expert_extras(model, dev, c, o, tokens * k * cf * imb / tp, etp)
     wgrad = 0.5 * (u_b + d_b)  # a GEMM's backward: data and weight gradients, equal work
-    return u_f + d_f + p_f + x_f + g_f, wgrad + p_b + x_b + g_b, wgrad
+    r_b = moe_kernels.dglu_kernel_regression_time(0.5 * d_b, o.fused_mlp_dgrad_slowdown, o.moe_grouped_gemm)
+    return u_f + d_f + p_f + x_f + g_f, wgrad + p_b + x_b + g_b + r_b, wgrad
 
 
 def _busiest_rank(model: ModelSpec, g: LayoutGrid, o: TrainingOptions, tok_e=None):

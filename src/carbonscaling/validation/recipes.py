@@ -30,8 +30,8 @@ from ..errors import InputError
 
 DATA_FILE = "megatron_bridge_recipes.yaml"
 _LAYOUT_KEYS = ("tp", "pp", "vp", "ep", "microbatch")
-_ENTRY_KEYS = {"fact", "model", "system", "precisions", "layout", "first_container", "last_container", "sets",
-               "note", "source", "verified"}
+_ENTRY_KEYS = {"fact", "model", "system", "precisions", "layout", "first_container", "last_container", "containers",
+               "sets", "note", "source", "verified"}
 
 
 def _is_bool(v) -> bool:
@@ -46,6 +46,10 @@ def _is_names(v) -> bool:
     return isinstance(v, list) and all(isinstance(x, str) and x for x in v)
 
 
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
 def _is(value):
     return lambda v: v is value
 
@@ -54,7 +58,8 @@ def _is(value):
 _DISPATCHER = (lambda v: v in ("alltoall", "allgather", "flex"), "alltoall, allgather or flex")
 
 #: Per fact: ``keyed`` -- True: model, system and layout; False: the model only; None: neither (precisions
-#: only); ``ends``: may have a last_container; ``note``: must say what the row reports; and the options it
+#: only); ``ends``: may have a last_container; ``exact``: names its releases, patch included, in ``containers``
+#: (no first/last container); ``note``: must say what the row reports; and the options it
 #: must (``sets``) or may (``optional``) set -> (check, allowed values in words).
 _FACTS: dict[str, dict[str, Any]] = {
     "fused_moe": {"keyed": True, "sets": {"cutedsl_fused_grouped_mlp": (_is(True), "true"),
@@ -74,6 +79,9 @@ _FACTS: dict[str, dict[str, Any]] = {
     "dispatcher": {"keyed": False, "ends": True,
                    "sets": {"moe_token_dispatcher_type": _DISPATCHER}},
     "cuda_graph": {"keyed": True, "ends": True, "sets": {"cuda_graph_scope": (_is_names, "a list of graph scopes")}},
+    "kernel_regression": {"keyed": "model", "exact": True, "note": True,
+                          "sets": {"fused_mlp_dgrad_slowdown": (lambda v: _is_number(v) and 1.0 <= v <= 100.0,
+                                                                "a factor from 1 to 100")}},
     "pp_layout": {"keyed": "model", "sets": {"pipeline_model_parallel_layout": (
         lambda v: _layout_map_problem(v) is None, "a mapping 'PPxVP': layout string with {mtp} before the loss")}},
 }
@@ -113,10 +121,17 @@ def _source_problem(source) -> tuple[str, str] | None:
         return "source", "must be a non-empty list of {repo, path, commit}"
     for k, ref in enumerate(source):
         field = f"source[{k}]"
-        if not isinstance(ref, dict) or not set(ref) <= {"repo", "path", "commit", "says"}:
-            return field, "must be a mapping of repo, path, commit and optionally says"
+        thread = isinstance(ref, dict) and bool({"issue", "pull"} & set(ref))  # a GitHub issue or PR thread
+        keys = {"repo", "issue", "pull", "says"} if thread else {"repo", "path", "commit", "says"}
+        if not isinstance(ref, dict) or not set(ref) <= keys:
+            return field, "must be a mapping of repo, path, commit (or repo and an issue or pull number) and optionally says"
         if not isinstance(ref.get("repo"), str) or not re.fullmatch(r"[\w.-]+/[\w.-]+", ref["repo"]):
             return f"{field}.repo", f"must be owner/name, got {ref.get('repo')!r}"
+        if thread:
+            number = ref.get("issue", ref.get("pull"))
+            if len({"issue", "pull"} & set(ref)) > 1 or not _is_count(number):
+                return field, "must name one issue or pull request by its number"
+            continue
         if not isinstance(ref.get("path"), str) or not ref["path"].strip():
             return f"{field}.path", "must be a file path in the repository"
         if not isinstance(ref.get("commit"), str) or not re.fullmatch(r"[0-9a-f]{7,40}", ref["commit"]):
@@ -144,7 +159,15 @@ def _entry_problem(e: dict) -> tuple[str, str] | None:
         return "layout", f"must be a mapping of {', '.join(_LAYOUT_KEYS)}, each a positive integer"
     if keyed is not True and layout is not None:
         return "layout", f"must be null for fact {e['fact']}"
-    for field, allowed in (("first_container", keyed is not None), ("last_container", spec.get("ends", False))):
+    exact = spec.get("exact", False)  # named releases, patch included (a fix can come in a patch release)
+    if exact and not (isinstance(e.get("containers"), list) and e["containers"]
+                      and all(isinstance(c, str) and re.fullmatch(r"\d{2}\.\d{2}(\.\d{2})?", c)
+                              for c in e["containers"])):
+        return "containers", "must list the releases 'YY.MM' or 'YY.MM.PP' (in quotes) that shipped it"
+    if not exact and e.get("containers") is not None:
+        return "containers", f"must be absent for fact {e['fact']} (it uses first_container)"
+    for field, allowed in (("first_container", keyed is not None and not exact),
+                           ("last_container", spec.get("ends", False))):
         try:
             release = _release(e.get(field))
         except ValueError:
@@ -166,7 +189,7 @@ def _entry_problem(e: dict) -> tuple[str, str] | None:
         return "sets", f"must set exactly {', '.join(sorted(spec['sets']))} (+ optional " \
                        f"{', '.join(spec.get('optional', {})) or 'none'}); got {', '.join(sorted(sets))}"
     if spec.get("note") and not (isinstance(e.get("note"), str) and e["note"].strip()):
-        return "note", "must say what the row reports (the option the step model does not model)"
+        return "note", "must say what the row reports (the option the step model does not model, the regression)"
     problem = _source_problem(e.get("source"))
     if problem:
         return problem
@@ -261,6 +284,10 @@ CUDA_GRAPH_RECIPES = [(*_key(e), _release(e["last_container"]), tuple(e["sets"][
                       for e in _of("cuda_graph")]
 
 
+#: Kernel regressions of named releases: (model, system or None, precisions or None, releases, slowdown, note).
+KERNEL_REGRESSION_RECIPES = [(e["model"], e.get("system"), tuple(e["precisions"]) if e["precisions"] else None,
+                              tuple(e["containers"]), float(e["sets"]["fused_mlp_dgrad_slowdown"]), e["note"])
+                             for e in _of("kernel_regression")]
 #: Pipeline layouts (``TrainingOptions.pipeline_layout``): (model, system or None, precisions, first release,
 #: {(PP, VP): Megatron-Core layout with ``{mtp}`` for the MTP layers}); the first entry with the row's (PP, VP) wins.
 PP_LAYOUT_RECIPES = [(e["model"], e.get("system"), tuple(e["precisions"]) if e["precisions"] else None,
@@ -330,6 +357,16 @@ def _not_modelled_recipe(row: dict) -> str | None:
     """What a row's recipe ran that the step model does not model (:data:`NOT_MODELLED_RECIPES`), or None."""
     sets = _first_match(NOT_MODELLED_RECIPES, row)
     return sets[0] if sets else None
+
+
+def _kernel_regression_recipe(row: dict) -> tuple[float, str] | None:
+    """``(fused_mlp_dgrad_slowdown, note)`` of a row whose release shipped a slow kernel
+    (:data:`KERNEL_REGRESSION_RECIPES`, matched on the release with its patch number), or None."""
+    for model, system, precs, releases, slowdown, note in KERNEL_REGRESSION_RECIPES:
+        if model == row["model"] and system in (None, row["system"]) and row["container"] in releases \
+                and (precs is None or row["precision"] in precs):
+            return slowdown, note
+    return None
 
 
 def _offload_recipe(row: dict) -> int:

@@ -48,7 +48,8 @@ from .recipes import (  # noqa: F401  (re-exported: the recipe tables live in re
     NO_RECOMPUTE_RECIPES, NO_TP_OVERLAP_PRECISIONS, NOT_MODELLED_RECIPES, PP_LAYOUT_RECIPES, RECIPE_ETP,
     RECOMPUTE_RECIPES, TP_COMM_RECIPES, _container, _cuda_graph_recipe, _default_dispatcher, _fp8_attention_recipe, _fused_moe_recipe,
     _moe_comm_recipe, _no_grad_overlap_recipe, _no_recompute_recipe, _not_modelled_recipe, _num, _offload_recipe,
-    _pp_layout_recipe, _recompute_recipe, _tp_overlap_recipe, OFFLOAD_RECIPES,
+    _pp_layout_recipe, _recompute_recipe, _tp_overlap_recipe, OFFLOAD_RECIPES, KERNEL_REGRESSION_RECIPES,
+    _kernel_regression_recipe,
 )
 
 #: Megatron-Bridge system names -> catalog devices (DGX/HGX nodes of 8; GB*: NVL72 racks).
@@ -186,6 +187,7 @@ class _RecipeFacts(NamedTuple):
     offload: int                # layers whose activations go to CPU memory
     pp_layout: str | None       # Megatron-Core pipeline layout
     fp8_attention: bool
+    regression: tuple | None    # (fused_mlp_dgrad_slowdown, note) of a release with a slow kernel
 
 
 def _recipe_facts(row: dict, model) -> _RecipeFacts:
@@ -198,7 +200,8 @@ def _recipe_facts(row: dict, model) -> _RecipeFacts:
         recompute=recompute, modules=recompute[0] if recompute else ("core_attn",),
         dispatcher=dispatcher or (_default_dispatcher(row) if model.is_moe else None),
         listed_overlap=listed_overlap, graphs=_cuda_graph_recipe(row), offload=_offload_recipe(row),
-        pp_layout=_pp_layout_recipe(row, model.mtp_layers), fp8_attention=_fp8_attention_recipe(row))
+        pp_layout=_pp_layout_recipe(row, model.mtp_layers), fp8_attention=_fp8_attention_recipe(row),
+        regression=_kernel_regression_recipe(row))
 
 
 def _row_options(row: dict, f: _RecipeFacts, prec: str):
@@ -217,6 +220,8 @@ def _row_options(row: dict, f: _RecipeFacts, prec: str):
         extra["pipeline_layout"] = f.pp_layout
     if f.fp8_attention:
         extra["fp8_attention"] = True
+    if f.regression:
+        extra["fused_mlp_dgrad_slowdown"] = f.regression[0]
     return TrainingOptions(precision=prec, force_balanced_routing="tokendrop" in row["notes"],
                            overlap_tp_comm=_tp_overlap_recipe(row),
                            grad_reduce_in_fp32=False, overlap_grad_reduce=not _no_grad_overlap_recipe(row),
@@ -282,6 +287,8 @@ def _recipe_notes(row: dict, f: _RecipeFacts, options, tp: int) -> list[str]:
         notes.append("recipe: gradient reduction not overlapped")
     if tp > 1 and not options.overlap_tp_comm:
         notes.append("recipe: TP communication not overlapped")
+    if f.regression:
+        notes.append(f"release: {f.regression[1]} (fused_mlp_dgrad_slowdown {f.regression[0]:.2f})")
     not_modelled = _not_modelled_recipe(row)
     if not_modelled:
         notes.append(f"recipe, not modelled: {not_modelled}")
