@@ -18,6 +18,9 @@ estimator's precision name):
 Run from the repository root after changing the performance model::
 
     python scripts/step_time_residuals.py [--published-only]
+
+``--summary`` writes nothing and prints the shipped file's p5 / p50 / p95 per device and pooled
+(the quantiles ``uncertainty.quantile`` takes: ``inverted_cdf``), as docs/decisions.md quotes them.
 """
 
 from __future__ import annotations
@@ -87,7 +90,31 @@ def nemo_rows() -> list[dict]:
     return out
 
 
+def summary() -> list[str]:
+    """p5 / p50 / p95 of measured / predicted step time per device and pooled (the shipped file)."""
+    from collections import defaultdict
+
+    import numpy as np
+
+    from carbonscaling.uncertainty_inputs import residual_rows
+
+    by: dict[str, list[float]] = defaultdict(list)
+    for r in residual_rows("step_time_residuals"):
+        by[r["device"]].append(float(r["ratio_measured_over_predicted"]))
+    pooled = [x for v in by.values() for x in v]
+
+    def line(name: str, t: list[float]) -> str:
+        p5, p50, p95 = (float(np.quantile(t, q, method="inverted_cdf")) for q in (0.05, 0.5, 0.95))
+        return f"| {name} | {len(t)} | {p5:.3f} | {p50:.3f} | {p95:.3f} |"
+
+    return ["| rows | n | p5 | p50 | p95 |", "| --- | --- | --- | --- | --- |", line("pooled", pooled),
+            *(line(d, t) for d, t in sorted(by.items()))]
+
+
 def main() -> int:
+    if "--summary" in sys.argv[1:]:
+        print("\n".join(summary()))
+        return 0
     rows = published_rows()
     if "--published-only" not in sys.argv[1:]:
         rows += nemo_rows()

@@ -168,3 +168,17 @@ def test_an_h100_estimate_band_widens_with_its_own_rows():
     assert (q(h100, 0.95) - q(h100, 0.05)) - (q(ratios(), 0.95) - q(ratios(), 0.05)) > 0.1
     own, pooled = _step_only("H100"), _step_only("H100", min_rows=10**6)
     assert (own["p95"] - own["p5"]) / own["point"] > (pooled["p95"] - pooled["p5"]) / pooled["point"] + 0.1
+
+
+def test_the_shipped_table_is_what_the_script_writes_from_the_current_model():
+    """Stale after a performance-model change: `python scripts/step_time_residuals.py` regenerates it."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "step_time_residuals.py"
+    spec = importlib.util.spec_from_file_location("step_time_residuals_script", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    fresh = script.published_rows() + script.nemo_rows()
+    assert list(ROWS[0]) == list(script.COLUMNS)
+    assert fresh == ROWS, "data/step_time_residuals.csv is stale: run python scripts/step_time_residuals.py"

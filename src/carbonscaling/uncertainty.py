@@ -33,7 +33,8 @@ from ._data import load_yaml, read_user_yaml
 from .errors import InputError
 from .uncertainty_inputs import (DISTRIBUTIONS, RESIDUAL_TABLES, InputSpec, _bounds, _check_spec,  # noqa: F401
                                  _table, draw, own_pool, pool_line, power_residuals, quantile,  # re-exported
-                                 region_year_ratios, residuals, select_rows, step_time_residuals, widen)
+                                 region_year_ratios, residual_rows, residuals, select_rows,
+                                 step_time_residuals, widen)
 
 QUANTITIES = ("energy_kwh", "operational_tco2e", "embodied_tco2e", "total_tco2e")
 PERCENTILES = (5, 50, 95)
