@@ -9,17 +9,13 @@ import math
 import pytest
 
 from carbonscaling.carbon import MIN_LIFETIME_YEARS, PAPER_ACCOUNTING, run_carbon
-from carbonscaling.cli import main, number
+from carbonscaling.cli import number
 from carbonscaling.errors import InputError
 from carbonscaling.scaling import from_preset, max_preset_d_model
 
+from helpers import cli
+
 BASE = ["carbon", "--device", "H100", "-n", "1", "-u", "0.5", "--duration-hours", "1"]
-
-
-def cli(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.mark.parametrize("lifetime", ["1e-320", "0", "0.009", "5e-324"])

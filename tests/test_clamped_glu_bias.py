@@ -13,17 +13,17 @@ import pytest
 from carbonscaling.hardware import load_system
 from carbonscaling.perf import moe, step
 from carbonscaling.perf.constants import default_constants
-from carbonscaling.perf.layout import Layout, LayoutGrid, TrainingOptions
+from carbonscaling.perf.layout import TrainingOptions
 from carbonscaling.scaling import named_model
+
+from helpers import layout_grids
 
 C = default_constants()
 GB200 = load_system("GB200")
 BW = GB200.device.hbm_gb_s * 1e9 * C.hbm_efficiency  # achievable bytes/s
 
 
-def _grid(**kw) -> LayoutGrid:
-    base = dict(tp=1, pp=1, dp=64, ep=64, microbatch=4, zero=1, global_batch_sequences=1280)
-    return LayoutGrid.from_layouts([Layout(**{**base, **kw})])
+_grid = layout_grids(tp=1, pp=1, dp=64, ep=64, microbatch=4, zero=1, global_batch_sequences=1280)
 
 
 def _plain(m):

@@ -9,16 +9,12 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from carbonscaling.cli import app, main
+from carbonscaling.cli import app
+
+from helpers import cli
 
 RUN = ["carbon", "--device", "A100-80GB", "--devices", "384", "--device-hours", "1082990",
        "--utilization", "0.3", "--pue", "1.2", "--ci", "57"]
-
-
-def cli(capsys, *argv: str):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def with_opt(args: list[str], opt: str, value: str | None) -> list[str]:

@@ -8,13 +8,7 @@ import json
 import pytest
 
 from carbonscaling._data import data_path
-from carbonscaling.cli import main
-
-
-def cli(capsys, *argv: str):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
+from helpers import cli
 
 
 SMALL = ["--model", "llama2-7b", "--device", "H100"]

@@ -6,15 +6,8 @@ import json
 
 import pytest
 
-from carbonscaling.cli import main
 from carbonscaling.errors import InfeasibleError, InputError
 from carbonscaling.chain import estimate
-
-
-def cli(capsys, *argv: str):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_json_has_the_promised_keys_and_equals_the_api(capsys):
@@ -129,6 +122,8 @@ def test_api_raises_typed_errors():
 
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
+
+from helpers import cli
 
 
 @settings(max_examples=15, deadline=None)

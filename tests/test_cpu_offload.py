@@ -13,10 +13,12 @@ from carbonscaling.errors import InputError
 from carbonscaling.hardware import load_system
 from carbonscaling.perf import offload, step
 from carbonscaling.perf.constants import default_constants
-from carbonscaling.perf.layout import Layout, LayoutGrid, TrainingOptions
+from carbonscaling.perf.layout import TrainingOptions
 from carbonscaling.perf.memory import activation_bytes_per_layer
 from carbonscaling.scaling import ModelSpec
 from carbonscaling.search import search
+
+from helpers import layout_grids, write_file
 
 C = default_constants()
 GB200, H100 = load_system("GB200"), load_system("H100-SXM")
@@ -24,9 +26,7 @@ SMALL = ModelSpec(d_model=2048, n_layers=8, n_heads=16, n_kv_heads=8, head_dim=1
                   seq_len=4096, tokens=1e11, global_batch_tokens=64 * 4096, ffn_gated=True, name="small")
 
 
-def _grid(**kw) -> LayoutGrid:
-    base = dict(tp=1, pp=1, dp=8, microbatch=2, global_batch_sequences=64, recompute="none")
-    return LayoutGrid.from_layouts([Layout(**{**base, **kw})])
+_grid = layout_grids(tp=1, pp=1, dp=8, microbatch=2, global_batch_sequences=64, recompute="none")
 
 
 def test_host_links_are_the_sourced_ones():
@@ -127,8 +127,7 @@ MODEL_FILE = ("d_model: 2048\nn_layers: 8\nn_heads: 16\nn_kv_heads: 8\nvocab: 32
 
 
 def test_cli_round_trip(tmp_path, capsys):
-    f = tmp_path / "m.yaml"
-    f.write_text(MODEL_FILE)
+    f = write_file(tmp_path, "m.yaml", MODEL_FILE)
     base = ["estimate", "--model-file", str(f), "--device", "GB200", "--devices", "8", "--json"]
     assert main(base + ["--cpu-offload-layers", "6"]) == 0
     on = json.loads(capsys.readouterr().out)

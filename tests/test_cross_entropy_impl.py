@@ -17,19 +17,19 @@ import pytest
 from carbonscaling.hardware import load_system
 from carbonscaling.perf import kernels as K
 from carbonscaling.perf.constants import default_constants
-from carbonscaling.perf.layout import Layout, LayoutGrid, TrainingOptions
+from carbonscaling.perf.layout import TrainingOptions
 from carbonscaling.perf.memory import memory_per_device
 from carbonscaling.perf.step import stage_times
 from carbonscaling.scaling import named_model
+
+from helpers import layout_grids
 
 C = default_constants()
 H100 = load_system("H100")
 BW = H100.device.hbm_gb_s * 1e9 * C.hbm_efficiency  # achievable bytes/s
 
 
-def _grid(**kw) -> LayoutGrid:
-    base = dict(tp=1, pp=4, dp=16, ep=8, microbatch=1, zero=1, global_batch_sequences=1280)
-    return LayoutGrid.from_layouts([Layout(**{**base, **kw})])
+_grid = layout_grids(tp=1, pp=4, dp=16, ep=8, microbatch=1, zero=1, global_batch_sequences=1280)
 
 
 def test_byte_counts_are_the_passes_read_from_the_code():

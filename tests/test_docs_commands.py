@@ -17,6 +17,8 @@ import pytest
 
 from carbonscaling.cli import app, main
 
+from helpers import cli
+
 ROOT = Path(__file__).resolve().parents[1]
 DOC_FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")),
              *sorted((ROOT / "src" / "carbonscaling" / "examples").glob("*.yaml"))]  # their comments say how to print them
@@ -113,8 +115,7 @@ def test_a_wrong_option_in_the_docs_would_fail(capsys):
 
 # ---- what a planner types -------------------------------------------------------------------
 def _err(capsys, *argv: str) -> str:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
+    code, out, err = cli(capsys, *argv)
     assert code == 2 and out == "" and err.count("\n") == 1, (code, out, err)
     return err
 

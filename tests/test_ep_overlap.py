@@ -10,8 +10,10 @@ from carbonscaling.hardware import load_system
 from carbonscaling.perf import layer, step
 from carbonscaling.perf.constants import default_constants
 from carbonscaling.perf.ep_overlap import combined_1f1b_layer_time
-from carbonscaling.perf.layout import Layout, LayoutGrid, TrainingOptions
+from carbonscaling.perf.layout import TrainingOptions
 from carbonscaling.scaling import named_model
+
+from helpers import layout_grids
 
 C = default_constants()
 H100 = load_system("H100")
@@ -48,9 +50,7 @@ def test_delayed_weight_gradients_hide_the_dispatches_with_the_expert_forward():
     assert _t(2, 0.5, 2, 0, 1.2, 0, 1) == pytest.approx(5.7 + 0.5)
 
 
-def _grid(**kw) -> LayoutGrid:
-    base = dict(tp=1, pp=1, dp=16, ep=16, microbatch=1, zero=1, global_batch_sequences=256)
-    return LayoutGrid.from_layouts([Layout(**{**base, **kw})])
+_grid = layout_grids(tp=1, pp=1, dp=16, ep=16, microbatch=1, zero=1, global_batch_sequences=256)
 
 
 def test_layer_split_into_nodes_sums_to_its_compute_and_sets_the_exposed_all_to_all():

@@ -20,6 +20,8 @@ from carbonscaling.scaling import ModelSpec
 from carbonscaling.search import search
 from carbonscaling.search_space import inner_combos
 
+from helpers import one_layout, write_file
+
 B200 = load_system("B200")
 MOE = ModelSpec(d_model=1024, n_layers=8, n_heads=8, n_kv_heads=8, head_dim=128, d_ff=4096, vocab=32000,
                 seq_len=2048, tokens=1e10, global_batch_tokens=64 * 2048, ffn_gated=True, n_experts=16, top_k=2,
@@ -66,8 +68,7 @@ MODEL_FILE = ("d_model: 1024\nn_layers: 8\nn_heads: 8\nn_kv_heads: 8\nhead_dim: 
 
 
 def test_cli_exits_2_naming_vp(tmp_path, capsys):
-    f = tmp_path / "m.yaml"
-    f.write_text(MODEL_FILE)
+    f = write_file(tmp_path, "m.yaml", MODEL_FILE)
     args = ["estimate", "--model-file", str(f), "--device", "B200", "--devices", "16", "--pp", "2", "--vp", "1",
             "--ep", "8", "--overlap-ep-comm"]
     assert main(args) == 2
@@ -80,11 +81,10 @@ def test_cli_exits_2_naming_vp(tmp_path, capsys):
 def _v1(overlap: bool, vp: int = 1, pp: int = 1):
     from carbonscaling.perf import step
     from carbonscaling.perf.constants import default_constants
-    from carbonscaling.perf.layout import Layout, LayoutGrid
     from carbonscaling.scaling import named_model
 
     m, s, c = named_model("mixtral-8x7b"), load_system("B100"), default_constants()
-    g = LayoutGrid.from_layouts([Layout(tp=1, pp=pp, vp=vp, dp=8, ep=8, microbatch=1, global_batch_sequences=512)])
+    g = one_layout(tp=1, pp=pp, vp=vp, dp=8, ep=8, microbatch=1, global_batch_sequences=512)
     o = TrainingOptions(ep_convention="cs-v1", overlap_ep_comm=overlap)
     return step.per_layer(m, s, g, o, c), step.evaluate(m, s, g, o, c)
 

@@ -20,6 +20,8 @@ from carbonscaling.experiments.runner import extended_deadline, plan, run_scenar
 from carbonscaling.experiments.scenario import (load_scenario, model_widths, scenario_from_mapping,
                                                 shipped_scenarios, widths_for_params)
 
+from helpers import write_file
+
 TINY = {
     "name": "tiny",
     "title": "tiny sweep",
@@ -97,8 +99,7 @@ def test_sweep_cli_bad_scenario_is_one_line_exit_2(tmp_path, capsys):
     assert err.count("\n") == 1 and err.startswith("error: series[1].carbon.ci")
     assert main(["paper", "--only", "v1-fig99", "--no-progress"]) == 2
     assert "only" in capsys.readouterr().err
-    ok = tmp_path / "tiny.yaml"
-    ok.write_text(yaml.safe_dump(TINY), encoding="utf-8")
+    ok = write_file(tmp_path, "tiny.yaml", yaml.safe_dump(TINY))
     assert main(["sweep", str(ok), "--jobs", "0"]) == 2
     assert capsys.readouterr().err.startswith("error: jobs")
 
@@ -222,8 +223,7 @@ def test_searches_are_shared_across_scenarios_and_carbon_variants():
 
 
 def test_sweep_end_to_end(tmp_path, capsys):
-    p = tmp_path / "tiny.yaml"
-    p.write_text(yaml.safe_dump(TINY), encoding="utf-8")
+    p = write_file(tmp_path, "tiny.yaml", yaml.safe_dump(TINY))
     out = tmp_path / "out"
     assert main(["sweep", str(p), "--out", str(out), "--jobs", "1", "--no-progress", "--svg"]) == 0
     rows = list(csv.DictReader((out / "tiny" / "tiny.csv").open(encoding="utf-8")))

@@ -10,10 +10,12 @@ from carbonscaling.formats import number_format
 from carbonscaling.hardware import load_system
 from carbonscaling.perf import kernels as K
 from carbonscaling.perf.constants import default_constants
-from carbonscaling.perf.layout import Layout, LayoutGrid, TrainingOptions
+from carbonscaling.perf.layout import TrainingOptions
 from carbonscaling.perf.sublayers import _attention, fp8_attention_cast_time
 from carbonscaling.scaling import named_model
-from carbonscaling.validation.throughput import describe_row, pretrain_rows
+from carbonscaling.validation.throughput import describe_row
+
+from helpers import bench_row, one_layout
 
 DS = named_model("deepseek-v3")
 GB300 = load_system("GB300")
@@ -45,7 +47,7 @@ def test_casts_by_hand():
 
 def test_attention_core_runs_at_the_fp8_rate_plus_casts():
     c = default_constants()
-    g = LayoutGrid.from_layouts([Layout(tp=1, pp=2, vp=8, dp=128, ep=32, microbatch=1, global_batch_sequences=4096)])
+    g = one_layout(tp=1, pp=2, vp=8, dp=128, ep=32, microbatch=1, global_batch_sequences=4096)
     off = _attention(DS, GB300, g, TrainingOptions(precision="mxfp8"), c)
     on = _attention(DS, GB300, g, TrainingOptions(precision="mxfp8", fp8_attention=True), c)
     hd = (DS.qk_head_dim + DS.value_head_dim) / 2.0
@@ -58,8 +60,7 @@ def test_attention_core_runs_at_the_fp8_rate_plus_casts():
 
 
 def _row(system, container):
-    return next(r for r in pretrain_rows() if (r["model"], r["system"], r["container"], r["precision"])
-                == ("DeepSeekV3", system, container, "MXFP8"))
+    return bench_row("DeepSeekV3", system, container, "MXFP8")
 
 
 def test_only_the_recipes_that_set_it_run_it():

@@ -221,7 +221,7 @@ RECIPES = [{}, {"overlap_ep_comm": True}, {"precision": "fp8"}, {"cpu_offload_la
            {"cuda_graph_scope": "none"}, {"recompute_modules": "core_attn,mlp"}, {"overlap_pp_comm": False},
            {"precision": "fp8", "fp8_attention": True}, {"pipeline_layout": TWO_RANKS}]
 PINNED_DEVICES = st.sampled_from(["H100", "A100-80GB", "B200", "MI300X", "TPU-v5p", "H100-SXM", "GB200"])
-GIVEN_PINNED = given(models(), PINNED_DEVICES, st.floats(1.0, 3650.0), st.sampled_from(RECIPES))
+GIVEN_PINNED = given(model=models(), device=PINNED_DEVICES, deadline=st.floats(1.0, 3650.0))
 GIVEN_CARBON = given(st.sampled_from(DEVICES), st.one_of(st.integers(1, 10**5), st.integers(1, 10**12)),
                      st.floats(1e-3, 1e5), st.floats(1e-6, 1.0),
                      st.floats(1.0, 3.0), st.floats(0.0, 2000.0), st.floats(0.0, 2.0), st.floats(0.0, 2000.0),
@@ -229,55 +229,33 @@ GIVEN_CARBON = given(st.sampled_from(DEVICES), st.one_of(st.integers(1, 10**5), 
 GIVEN_JUNK = given(st.sampled_from(OPTIONS), junk, st.sampled_from(["H100", "B200", "TPU-v5p"]))
 
 
-@GIVEN_ESTIMATE
-@cases(120)
-def test_fuzz_estimate(model, device, carbon, deadline, pin):
-    prop_estimate(model, device, carbon, deadline, pin)
+def sized(default: int):
+    """Run a fuzz test with ``default`` examples, and ten times as many under ``-m slow`` (``-long``)."""
+    return pytest.mark.parametrize("n", [default, pytest.param(10 * default, marks=pytest.mark.slow)],
+                                   ids=["default", "long"])
 
 
-# every recipe by name: a drawn recipe left CPU offloading and FP8 attention out of the fixed CI draw
-@pytest.mark.parametrize("recipe", RECIPES, ids=lambda r: ",".join(r) or "default")
-@given(model=models(), device=PINNED_DEVICES, deadline=st.floats(1.0, 3650.0))
-@cases(5)
-def test_fuzz_searched_layout_accepted_when_pinned(model, device, deadline, recipe):
-    prop_pinned_searched_layout(model, device, deadline, recipe)
+@sized(120)
+def test_fuzz_estimate(n):
+    cases(n)(GIVEN_ESTIMATE(prop_estimate))()
 
 
-@GIVEN_CARBON
-@cases(250)
-def test_fuzz_carbon_monotone_in_ci_and_pue(device, n, hours, util, pue, ci, dpue, dci, carbon):
-    prop_carbon_monotone(device, n, hours, util, pue, ci, dpue, dci, carbon)
+# every recipe by name, in both runs: a drawn recipe left CPU offloading and FP8 attention out of
+# the fixed CI draw (hypothesis still draws the model, device and deadline)
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda r: ",".join(r) or "no-options")
+@sized(5)
+def test_fuzz_searched_layout_accepted_when_pinned(recipe, n):
+    def prop(model, device, deadline):
+        prop_pinned_searched_layout(model, device, deadline, recipe)
+
+    cases(n)(GIVEN_PINNED(prop))()
 
 
-@GIVEN_JUNK
-@cases(250)
-def test_fuzz_junk_options(option, value, device):
-    prop_junk(option, value, device)
+@sized(250)
+def test_fuzz_carbon_monotone_in_ci_and_pue(n):
+    cases(n)(GIVEN_CARBON(prop_carbon_monotone))()
 
 
-@pytest.mark.slow
-@GIVEN_ESTIMATE
-@cases(1200)
-def test_fuzz_estimate_long(model, device, carbon, deadline, pin):
-    prop_estimate(model, device, carbon, deadline, pin)
-
-
-@pytest.mark.slow
-@GIVEN_PINNED
-@cases(300)
-def test_fuzz_searched_layout_accepted_when_pinned_long(model, device, deadline, recipe):
-    prop_pinned_searched_layout(model, device, deadline, recipe)
-
-
-@pytest.mark.slow
-@GIVEN_CARBON
-@cases(2500)
-def test_fuzz_carbon_monotone_long(device, n, hours, util, pue, ci, dpue, dci, carbon):
-    prop_carbon_monotone(device, n, hours, util, pue, ci, dpue, dci, carbon)
-
-
-@pytest.mark.slow
-@GIVEN_JUNK
-@cases(2500)
-def test_fuzz_junk_options_long(option, value, device):
-    prop_junk(option, value, device)
+@sized(250)
+def test_fuzz_junk_options(n):
+    cases(n)(GIVEN_JUNK(prop_junk))()

@@ -8,8 +8,10 @@ import pytest
 from carbonscaling.hardware import load_system
 from carbonscaling.perf import host, step
 from carbonscaling.perf.constants import default_constants
-from carbonscaling.perf.layout import Layout, LayoutGrid, TrainingOptions
+from carbonscaling.perf.layout import TrainingOptions
 from carbonscaling.scaling import ModelSpec, named_model
+
+from helpers import layout_grids
 
 C = default_constants()
 T = C.host_per_launch_s
@@ -21,9 +23,7 @@ TINY_MOE = TINY.model_copy(update={"n_experts": 8, "top_k": 2, "d_expert": 256, 
                                    "first_dense_layers": 0, "name": "tiny-moe"})
 
 
-def _grid(**kw) -> LayoutGrid:
-    base = dict(tp=1, pp=1, dp=1, microbatch=1, global_batch_sequences=8)
-    return LayoutGrid.from_layouts([Layout(**{**base, **kw})])
+_grid = layout_grids(tp=1, pp=1, dp=1, microbatch=1, global_batch_sequences=8)
 
 
 def test_constants_are_the_sum_of_the_two_sourced_parts():

@@ -9,18 +9,19 @@ from hypothesis import strategies as st
 
 from carbonscaling.errors import InfeasibleError, InputError
 from carbonscaling.hardware import load_system
-from carbonscaling.perf.layout import Layout, LayoutGrid, TrainingOptions
+from carbonscaling.perf.layout import Layout, TrainingOptions
 from carbonscaling.perf.memory import activation_bytes_per_layer
 from carbonscaling.perf.pipeline import stage_split
 from carbonscaling.perf.step import evaluate
 from carbonscaling.scaling import ModelSpec, named_model
 from carbonscaling.search import search
 
+from helpers import layout_grids
+
 H100 = load_system("H100-SXM")
 
 
-def _grid(**kw) -> LayoutGrid:
-    return LayoutGrid.from_layouts([Layout(global_batch_sequences=kw.pop("gb", 64), **kw)])
+_grid = layout_grids(global_batch_sequences=64)
 
 
 # ---- layout rules ------------------------------------------------------------------------
@@ -57,7 +58,7 @@ def test_context_parallel_must_split_the_sequence_evenly_and_halves_activations(
     a1 = activation_bytes_per_layer(m, _grid(tp=2, pp=1, dp=4), o)[0]
     a2 = activation_bytes_per_layer(m, _grid(tp=2, pp=1, dp=2, cp=2), o)[0]
     assert float(a2[0]) == pytest.approx(float(a1[0]) / 2)
-    r = evaluate(m, H100, _grid(tp=1, pp=1, dp=4, cp=2, gb=16), o).take(0)
+    r = evaluate(m, H100, _grid(tp=1, pp=1, dp=4, cp=2, global_batch_sequences=16), o).take(0)
     assert float(r.cp_comm_s) >= 0 and np.isfinite(r.step_time_s)
 
 

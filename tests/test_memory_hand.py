@@ -15,9 +15,11 @@ import pytest
 
 from carbonscaling.hardware import load_system
 from carbonscaling.perf.constants import default_constants
-from carbonscaling.perf.layout import Layout, LayoutGrid, TrainingOptions
+from carbonscaling.perf.layout import LayoutGrid, TrainingOptions
 from carbonscaling.perf.memory import linear_weight_bytes, memory_per_device
 from carbonscaling.scaling import ModelSpec
+
+from helpers import one_layout
 
 C = default_constants()
 H100 = load_system("H100")        # scale-up domain of 8 (ZeRO's groups here are smaller)
@@ -34,9 +36,8 @@ MOE = DENSE.model_copy(update={"n_experts": E, "top_k": TOPK, "d_expert": DEXP, 
 
 
 def _grid(zero: int, recompute: str, ep: int) -> LayoutGrid:
-    return LayoutGrid.from_layouts([Layout(tp=TP, pp=PP, cp=CP, dp=DP, ep=ep, etp=1 if ep > 1 else None,
-                                           vp=VP, zero=zero, microbatch=MB, global_batch_sequences=BATCH,
-                                           recompute=recompute)])
+    return one_layout(tp=TP, pp=PP, cp=CP, dp=DP, ep=ep, etp=1 if ep > 1 else None, vp=VP, zero=zero, microbatch=MB,
+                      global_batch_sequences=BATCH, recompute=recompute)
 
 
 def _hand(moe: bool, zero: int, recompute: str, flash: bool = True, fp8: bool = False, mtp: int = 0) -> dict:

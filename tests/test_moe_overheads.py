@@ -11,16 +11,16 @@ from carbonscaling.hardware import load_system
 from carbonscaling.perf import kernels as K
 from carbonscaling.perf import moe, step
 from carbonscaling.perf.constants import default_constants
-from carbonscaling.perf.layout import Layout, LayoutGrid, TrainingOptions
+from carbonscaling.perf.layout import TrainingOptions
 from carbonscaling.scaling import named_model
+
+from helpers import bench_rows, layout_grids
 
 C = default_constants()
 GB200 = load_system("GB200")
 
 
-def _grid(**kw) -> LayoutGrid:
-    base = dict(tp=1, pp=1, dp=8, ep=8, microbatch=2, zero=1, global_batch_sequences=64)
-    return LayoutGrid.from_layouts([Layout(**{**base, **kw})])
+_grid = layout_grids(tp=1, pp=1, dp=8, ep=8, microbatch=2, zero=1, global_batch_sequences=64)
 
 
 def test_expert_overhead_is_per_local_expert_and_split_like_the_gemms():
@@ -96,13 +96,10 @@ def test_fused_grouped_mlp_has_no_per_expert_cost():
 
 
 def test_recipe_options_follow_the_release_and_the_recipes_layout():
-    from carbonscaling.validation.throughput import _fused_moe_recipe, describe_row, pretrain_rows
-
-    rows = pretrain_rows()
+    from carbonscaling.validation.throughput import _fused_moe_recipe, describe_row
 
     def pick(model, system, container):
-        return [r for r in rows if (r["model"], r["system"], r["container"], r["precision"])
-                == (model, system, container, "MXFP8")]
+        return bench_rows(model, system, container, "MXFP8")
 
     # DeepSeek-V3 on GB300: the MXFP8 recipe (mb 1, PP 2 x VP 8, EP 32) from 26.06 on; 26.04.01 ran mb 2
     assert all(_fused_moe_recipe(r) == (True, True) for r in pick("DeepSeekV3", "DGX-GB300", "26.06"))

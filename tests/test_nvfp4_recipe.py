@@ -7,14 +7,13 @@ keep userbuffers.
 
 import pytest
 
-from carbonscaling.validation.throughput import NO_TP_OVERLAP_PRECISIONS, _tp_overlap_recipe, describe_row, pretrain_rows
+from carbonscaling.validation.throughput import NO_TP_OVERLAP_PRECISIONS, _tp_overlap_recipe, describe_row
 
-ROWS = pretrain_rows()
+from helpers import bench_rows
 
 
 def _row(model, system, container, precision):
-    (row,) = [r for r in ROWS if (r["model"], r["system"], r["container"], r["precision"])
-              == (model, system, container, precision)]
+    (row,) = bench_rows(model, system, container, precision)
     return row
 
 

@@ -15,6 +15,8 @@ from carbonscaling._output import check_target, staged_dir
 from carbonscaling.cli import main
 from carbonscaling.errors import InputError
 
+from helpers import write_file
+
 TINY = {
     "name": "tiny", "title": "tiny sweep", "plot": "loss_vs_carbon",
     "models": {"preset": "cs-v1", "d_model": [2048]},
@@ -29,9 +31,7 @@ def _listing(root: Path) -> list[str]:
 
 @pytest.fixture
 def scenario(tmp_path) -> Path:
-    p = tmp_path / "tiny.yaml"
-    p.write_text(yaml.safe_dump(TINY), encoding="utf-8")
-    return p
+    return write_file(tmp_path, "tiny.yaml", yaml.safe_dump(TINY))
 
 
 def _bad_targets(tmp_path: Path) -> dict[str, str]:
@@ -112,29 +112,35 @@ def test_staged_dir_cleans_up_on_error_and_interrupt(tmp_path):
     assert (tmp_path / "new").stat().st_mode & 0o777 == 0o777 & ~mask  # not mkdtemp's 0700
 
 
-def test_ctrl_c_prints_aborted_and_leaves_nothing(tmp_path, scenario, capsys, monkeypatch):
-    """A real SIGINT during a sweep: the CLI's own line, exit 130, no partial output."""
+# Ctrl-C: a process started in the background of a non-interactive shell inherits SIGINT ignored
+# (CI may run us so); a user's terminal delivers it to Python's default handler. SIGTERM: the
+# default action, unless the test runner itself handles it.
+@pytest.mark.parametrize("signum, handler", [
+    pytest.param(signal.SIGINT, signal.default_int_handler, id="ctrl-c"),
+    pytest.param(signal.SIGTERM, signal.SIG_DFL, id="sigterm", marks=pytest.mark.skipif(
+        signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL, reason="SIGTERM handled by the runner")),
+])
+def test_a_signal_prints_aborted_and_leaves_nothing(tmp_path, scenario, capsys, monkeypatch, signum, handler):
+    """A real SIGINT or SIGTERM during a sweep: the CLI's own line, exit 130, no partial output,
+    and the signal's handler as it was."""
     import carbonscaling.experiments.paper as paper
 
     def interrupted(*a, **k):
-        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signum)
         time.sleep(5)
-        raise AssertionError("SIGINT did not interrupt")
+        raise AssertionError(f"{signal.Signals(signum).name} did not interrupt")
 
     monkeypatch.setattr(paper, "_run_into", interrupted)
-    # A process started in the background of a non-interactive shell inherits SIGINT ignored
-    # (CI may run us so); a user's terminal delivers it to Python's default handler.
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    out = tmp_path / "o"
+    previous = signal.signal(signum, handler)
     try:
-        code = main(["sweep", str(scenario), "--out", str(out), "--no-progress"])
+        code = main(["sweep", str(scenario), "--out", str(tmp_path / "o"), "--no-progress"])
     finally:
-        restored = signal.getsignal(signal.SIGINT)
-        signal.signal(signal.SIGINT, previous)
+        restored = signal.getsignal(signum)
+        signal.signal(signum, previous)
     assert code == 130
     assert capsys.readouterr().err == "error: aborted\n"
     assert _listing(tmp_path) == ["tiny.yaml"]
-    assert restored is signal.default_int_handler  # restored
+    assert restored is handler  # restored
 
 
 def test_stop_pool_cancels_queued_work_at_once():
@@ -152,17 +158,3 @@ def test_stop_pool_cancels_queued_work_at_once():
     assert not any(p.is_alive() for p in procs)
 
 
-@pytest.mark.skipif(signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL, reason="SIGTERM handled by the runner")
-def test_sigterm_cleans_up_like_ctrl_c(tmp_path, scenario, capsys, monkeypatch):
-    import carbonscaling.experiments.paper as paper
-
-    def terminated(*a, **k):
-        os.kill(os.getpid(), signal.SIGTERM)
-        time.sleep(5)
-        raise AssertionError("SIGTERM did not interrupt")
-
-    monkeypatch.setattr(paper, "_run_into", terminated)
-    assert main(["sweep", str(scenario), "--out", str(tmp_path / "o"), "--no-progress"]) == 130
-    assert capsys.readouterr().err == "error: aborted\n"
-    assert _listing(tmp_path) == ["tiny.yaml"]
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL

@@ -9,11 +9,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from carbonscaling.perf.constants import default_constants
-from carbonscaling.perf.layout import Layout, LayoutGrid, TrainingOptions
+from carbonscaling.perf.layout import Layout, TrainingOptions
 from carbonscaling.perf.memory import _mamba_activations, activation_bytes_per_layer, linear_weight_bytes
 from carbonscaling.perf.pipeline import (interleave_options, legacy_stage_split, pipeline_time, stage_layers,
                                          stage_split)
 from carbonscaling.scaling import named_model
+
+from helpers import layout_grids, one_layout
 
 C = default_constants()
 NANO = named_model("nemotron-3-nano")   # 52 layers: 23 Mamba-2, 23 MoE, 6 attention
@@ -105,8 +107,7 @@ def test_pipeline_time_by_hand():
 
 
 # ---- activation memory of a hybrid stack ---------------------------------------------------
-def _grid(tp=2):
-    return LayoutGrid.from_layouts([Layout(tp=tp, pp=1, dp=1, microbatch=1, global_batch_sequences=8)])
+_grid = layout_grids(tp=2, pp=1, dp=1, microbatch=1, global_batch_sequences=8)
 
 
 def test_mamba2_activations_by_hand():
@@ -115,10 +116,10 @@ def test_mamba2_activations_by_hand():
     in_w = 2 * d_inner + 2 * 8 * 128 + 64          # z, x, B, C, dt (saved by the combined SSD function)
     # + out_x (SSD output before the z gate) and y (the norm's input); the conv output is recomputed
     for tp, e, gi in ((1, 2.0, 2.0), (2, 2.0, 1.0), (4, 4.0, 1.0)):
-        got = _mamba_activations(NANO, _grid(tp), e, gi)
+        got = _mamba_activations(NANO, _grid(tp=tp), e, gi)
         assert float(got[0]) == pytest.approx((e * (in_w + d_inner + d_inner) + gi * d_inner) / tp)
     # Nano, TP 1, BF16: 2 x (10,304 + 8,192) + 2 x 4,096 = 45,184 bytes per token
-    assert float(_mamba_activations(NANO, _grid(1), 2.0, 2.0)[0]) == 45_184
+    assert float(_mamba_activations(NANO, _grid(tp=1), 2.0, 2.0)[0]) == 45_184
 
 
 def test_hybrid_unfused_attention_scores_only_on_attention_layers():
@@ -131,8 +132,7 @@ def test_hybrid_unfused_attention_scores_only_on_attention_layers():
     scores = NANO.n_heads * s * 2.0 / 2 * 6 / 52
     assert float(plain[0] - flash[0]) == pytest.approx(tokens * scores, rel=1e-12)
     # full recompute keeps only each layer's input: tokens x d_model x 2 bytes / SP 2
-    g_full = LayoutGrid.from_layouts([Layout(tp=2, pp=1, dp=1, microbatch=1, global_batch_sequences=8,
-                                             recompute="full")])
+    g_full = _grid(recompute="full")
     kept, _, layer_input = activation_bytes_per_layer(NANO, g_full, TrainingOptions(flash_attention=False))
     assert float(kept[0]) == float(layer_input[0]) == pytest.approx(tokens * NANO.d_model * 2.0 / 2)
 
@@ -190,7 +190,7 @@ def test_zero3_weights_are_the_shard_plus_one_layers_gather_buffers():
                   global_batch_tokens=64 * 2048, name="m")
     h100 = load_system("H100")
     for dp in (1, 2, 8):
-        g = LayoutGrid.from_layouts([Layout(tp=1, pp=1, dp=dp, zero=3, microbatch=1, global_batch_sequences=64)])
+        g = one_layout(tp=1, pp=1, dp=dp, zero=3, microbatch=1, global_batch_sequences=64)
         mem = memory_per_device(m, h100, g, TrainingOptions(), C, np.array([16]), np.array([0]))
         p = float(mem.params_dense[0])
         # BF16 weights sharded over DP; with more than one shard, one layer's gathered weights
@@ -217,8 +217,7 @@ def _small(**kw):
 def test_unfused_scores_with_dropout_and_selective_recompute():
     m = _small(dropout=0.1)
     g = _grid(tp=2)
-    sel = LayoutGrid.from_layouts([Layout(tp=2, pp=1, dp=1, microbatch=1, global_batch_sequences=8,
-                                          recompute="selective")])
+    sel = _grid(recompute="selective")
     flash = activation_bytes_per_layer(m, g, TrainingOptions(flash_attention=True))[0]
     plain = activation_bytes_per_layer(m, g, TrainingOptions(flash_attention=False))[0]
     # each attention layer keeps the s x s scores (BF16), the softmax output (BF16) and the
@@ -234,7 +233,7 @@ def test_a_heavier_middle_stage_holds_its_interleaved_in_flight_microbatches():
     from carbonscaling.perf.memory import memory_per_device
 
     m = _small(vocab=1024)
-    g = LayoutGrid.from_layouts([Layout(tp=1, pp=4, dp=1, vp=2, microbatch=1, global_batch_sequences=8)])
+    g = one_layout(tp=1, pp=4, dp=1, vp=2, microbatch=1, global_batch_sequences=8)
     o = TrainingOptions()
     mem = memory_per_device(m, load_system("H100"), g, o, C, np.array([2]), np.array([2]), np.array([6]))
     kept = float(activation_bytes_per_layer(m, g, o)[0][0])

@@ -11,13 +11,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from carbonscaling.hardware import load_system
-from carbonscaling.perf.layout import Layout, LayoutGrid, TrainingOptions
+from carbonscaling.perf.layout import TrainingOptions
 from carbonscaling.perf.pipeline import layout_stage_split, parse_pipeline_layout, stage_split
 from carbonscaling.perf.pipeline_cost import (cost_balanced_layout, cost_balanced_ranks, searched_layout,
                                               stage_cost_weights)
 from carbonscaling.perf.step import evaluate
 from carbonscaling.scaling import named_model
 from carbonscaling.search import search
+
+from helpers import layout_grids
 
 DS = named_model("deepseek-v3")
 RECIPE_PP16 = "Et*4|(t*4|)*14tmL"  # Megatron-Bridge's DeepSeek-V3 layout for PP 16
@@ -85,8 +87,7 @@ def test_layout_string_round_trips(L, pp, vp, mtp, w_last, dense):
     assert (first, last) == (ranks[0], ranks[-1]) and mid == (max(ranks[1:-1]) if pp > 2 else 0)
 
 
-def _grid():
-    return LayoutGrid.from_layouts([Layout(tp=1, pp=16, dp=16, ep=8, microbatch=1, global_batch_sequences=4096)])
+_grid = layout_grids(tp=1, pp=16, dp=16, ep=8, microbatch=1, global_batch_sequences=4096)
 
 
 def test_deepseek_pp16_searched_layout_round_trips_and_is_no_heavier_than_the_recipe():

@@ -11,13 +11,15 @@ from carbonscaling.hardware import load_system
 from carbonscaling.perf import kernels as K
 from carbonscaling.perf.constants import default_constants
 from carbonscaling.perf.layer import layer_times, per_layer
-from carbonscaling.perf.layout import Layout, LayoutGrid, TrainingOptions
+from carbonscaling.perf.layout import TrainingOptions
 from carbonscaling.perf.pipeline import (layout_stage_split, parse_pipeline_layout, split_leading_dense, stage_plan,
                                          stage_split)
 from carbonscaling.perf.step import _stages, evaluate
 from carbonscaling.scaling import named_model
 from carbonscaling.search import search
-from carbonscaling.validation.throughput import describe_row, pretrain_rows
+from carbonscaling.validation.throughput import describe_row
+
+from helpers import bench_row, layout_grids
 
 DS = named_model("deepseek-v3")          # 61 layers, 3 leading dense, 1 MTP layer
 B200 = load_system("B200")
@@ -75,8 +77,7 @@ def test_leading_dense_layers_of_the_balanced_split_by_hand():
     assert [x.tolist() for x in n] == [[3, 7], [4, 8], [2, 6]] and [x.tolist() for x in d] == [[3, 2], [0, 0], [0, 0]]
 
 
-def _ds_grid():
-    return LayoutGrid.from_layouts([Layout(tp=1, pp=16, dp=16, ep=8, microbatch=1, global_batch_sequences=4096)])
+_ds_grid = layout_grids(tp=1, pp=16, dp=16, ep=8, microbatch=1, global_batch_sequences=4096)
 
 
 def test_stage_times_with_the_recipe_layout_by_hand():
@@ -138,8 +139,7 @@ def test_search_checks_a_pinned_layout():
 
 
 def _row(system, container, precision="MXFP8"):
-    return next(r for r in pretrain_rows() if (r["model"], r["system"], r["container"], r["precision"])
-                == ("DeepSeekV3", system, container, precision))
+    return bench_row("DeepSeekV3", system, container, precision)
 
 
 @pytest.mark.parametrize("system, container, layout", [

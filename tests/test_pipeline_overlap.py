@@ -8,9 +8,11 @@ import pytest
 from carbonscaling.hardware import load_system
 from carbonscaling.perf.comm import p2p_time
 from carbonscaling.perf.constants import default_constants
-from carbonscaling.perf.layout import Layout, LayoutGrid, TrainingOptions
+from carbonscaling.perf.layout import TrainingOptions
 from carbonscaling.perf.step import evaluate, pipeline_send_time
 from carbonscaling.scaling import named_model
+
+from helpers import one_layout
 
 C = default_constants()
 
@@ -32,9 +34,9 @@ def test_send_time_by_hand():
 def _step(vp: int, overlap: bool, legacy: bool = False):
     model = named_model("llama3-70b")
     system = load_system("H100")
-    lay = Layout(tp=4, pp=8, dp=2, vp=vp, microbatch=1, global_batch_sequences=256)
+    g = one_layout(tp=4, pp=8, dp=2, vp=vp, microbatch=1, global_batch_sequences=256)
     o = TrainingOptions(precision="fp8", overlap_pp_comm=overlap, ep_convention="cs-v1" if legacy else "megatron")
-    return evaluate(model, system, LayoutGrid.from_layouts([lay]), o, C), model, system
+    return evaluate(model, system, g, o, C), model, system
 
 
 def test_interleaved_sends_hide_under_compute():

@@ -12,17 +12,9 @@ import numpy as np
 import pytest
 
 from carbonscaling.perf import moe
-from carbonscaling.validation.throughput import describe_row, pretrain_rows
+from carbonscaling.validation.throughput import describe_row
 
-ROWS = pretrain_rows()
-
-
-def _row(model, system, container, precision, note=None):
-    for r in ROWS:
-        if (r["model"], r["system"], r["container"], r["precision"]) == (model, system, container, precision) \
-                and (note is None or note in r["notes"]):
-            return r
-    raise AssertionError((model, system, container, precision))
+from helpers import bench_row
 
 
 @pytest.mark.parametrize("key", [
@@ -31,13 +23,13 @@ def _row(model, system, container, precision, note=None):
     ("DeepSeekV3", "DGX-GB300", "26.08", "MXFP8"),
 ])
 def test_dropless_rows_route_randomly(key):
-    row = _row(*key)
+    row = bench_row(*key)
     assert "tokendrop" not in row["notes"]
     assert describe_row(row)[2].force_balanced_routing is False
 
 
 def test_tokendrop_rows_are_exactly_even():
-    row = _row("DeepSeekV3", "DGX-GB200", "25.09", "FP8", note="tokendrop")
+    row = bench_row("DeepSeekV3", "DGX-GB200", "25.09", "FP8", note="tokendrop")
     assert describe_row(row)[2].force_balanced_routing is True
 
 

@@ -12,14 +12,9 @@ from carbonscaling.validation.throughput import (
     pretrain_rows,
 )
 
+from helpers import bench_rows
+
 ROWS = pretrain_rows()
-
-
-def _rows(model, system, container, precision):
-    found = [r for r in ROWS if (r["model"], r["system"], r["container"], r["precision"])
-             == (model, system, container, precision)]
-    assert found, (model, system, container, precision)
-    return found
 
 
 def _layout(row):
@@ -36,7 +31,7 @@ def _layout(row):
     ("DGX-B200", "26.04.01", (False, False)),
 ])
 def test_qwen3_30b_mxfp8_recipes_follow_release(system, container, fused_overlap):
-    for row in _rows("Qwen3_30B_a3B", system, container, "MXFP8"):
+    for row in bench_rows("Qwen3_30B_a3B", system, container, "MXFP8"):
         assert _fused_moe_recipe(row) == fused_overlap
         _, _, options, _, assumed = describe_row(row)
         assert (options.moe_grouped_gemm == "fused") == fused_overlap[0]
@@ -45,7 +40,7 @@ def test_qwen3_30b_mxfp8_recipes_follow_release(system, container, fused_overlap
 
 
 def test_qwen3_30b_fused_recipe_needs_the_configs_microbatch():
-    (row,) = _rows("Qwen3_30B_a3B", "DGX-GB300", "26.06", "MXFP8")
+    (row,) = bench_rows("Qwen3_30B_a3B", "DGX-GB300", "26.06", "MXFP8")
     assert _layout(row) == (1, 1, 1, 8, 8)
     assert _fused_moe_recipe({**row, "mbs": "4"}) == (False, False)
     assert _fused_moe_recipe({**row, "precision": "NVFP4"}) == (False, False)
@@ -53,7 +48,7 @@ def test_qwen3_30b_fused_recipe_needs_the_configs_microbatch():
 
 def test_qwen3_235b_h100_overlaps_the_alltoall_dispatcher():
     for container in ("26.02", "26.02.01", "26.04", "26.04.01"):
-        (row,) = _rows("Qwen3_235B_a22B", "DGX-H100", container, "FP8")
+        (row,) = bench_rows("Qwen3_235B_a22B", "DGX-H100", container, "FP8")
         assert _moe_comm_recipe(row) == ("alltoall", True)
         _, _, options, pins, assumed = describe_row(row)
         assert options.moe_dispatcher == "alltoall" and options.overlap_ep_comm
@@ -63,7 +58,7 @@ def test_qwen3_235b_h100_overlaps_the_alltoall_dispatcher():
         assert not options.overlap_tp_comm and "recipe: TP communication not overlapped" in assumed
     # the same layout in 25.11 ran a script before the V1/V2 configs: no overlap listed, TP overlapped,
     # and the Qwen3 provider's alltoall dispatcher (the script names none)
-    (old,) = _rows("Qwen3_235B_a22B", "DGX-H100", "25.11", "FP8-CS")
+    (old,) = bench_rows("Qwen3_235B_a22B", "DGX-H100", "25.11", "FP8-CS")
     assert _layout(old) == (2, 8, 4, 32, 1)
     _, _, options, pins, assumed = describe_row(old)
     assert _moe_comm_recipe(old) == (None, False)
@@ -89,7 +84,7 @@ def test_qwen3_235b_h100_overlaps_the_alltoall_dispatcher():
 def test_qwen3_default_dispatcher_by_release(model, system, container, precision, dispatcher):
     from carbonscaling.validation.recipes import _default_dispatcher
 
-    for row in _rows(model, system, container, precision):
+    for row in bench_rows(model, system, container, precision):
         _, _, options, _, assumed = describe_row(row)
         assert options.moe_dispatcher == dispatcher
         stated = dispatcher == "alltoall" or model == "DeepSeekV3"
@@ -100,7 +95,7 @@ def test_qwen3_default_dispatcher_by_release(model, system, container, precision
 def test_tp_comm_entry_only_on_its_model_system_and_layout():
     from carbonscaling.validation.recipes import _tp_overlap_recipe
 
-    (row,) = _rows("Qwen3_235B_a22B", "DGX-H100", "26.04", "FP8")
+    (row,) = bench_rows("Qwen3_235B_a22B", "DGX-H100", "26.04", "FP8")
     assert not _tp_overlap_recipe(row)
     assert _tp_overlap_recipe({**row, "pp": "4"})          # another layout: the TP > 1 default
     assert _tp_overlap_recipe({**row, "system": "DGX-B200"})
@@ -110,49 +105,49 @@ def test_tp_comm_entry_only_on_its_model_system_and_layout():
 
 def test_qwen3_235b_b300_overlap_only_on_the_vp4_config():
     for container in ("26.02", "26.02.01"):
-        (row,) = _rows("Qwen3_235B_a22B", "DGX-B300", container, "MXFP8")
+        (row,) = bench_rows("Qwen3_235B_a22B", "DGX-B300", container, "MXFP8")
         assert _layout(row) == (1, 8, 4, 8, 1)
         _, _, options, _, assumed = describe_row(row)
         # no flex backend named: the recipe leaves the Qwen3 provider's alltoall
         assert options.overlap_ep_comm and options.moe_dispatcher == "alltoall"
         assert "recipe: EP all-to-all overlapped" in assumed
     for container in ("26.04", "26.04.01"):  # VP 1, microbatch 2: the later config, no overlap
-        (row,) = _rows("Qwen3_235B_a22B", "DGX-B300", container, "MXFP8")
+        (row,) = bench_rows("Qwen3_235B_a22B", "DGX-B300", container, "MXFP8")
         _, _, options, _, assumed = describe_row(row)
         assert not options.overlap_ep_comm
         assert not any("overlapped" in a for a in assumed)
 
 
 def test_qwen3_235b_b200_alltoall_without_overlap():
-    (row,) = _rows("Qwen3_235B_a22B", "DGX-B200", "26.02", "MXFP8")
+    (row,) = bench_rows("Qwen3_235B_a22B", "DGX-B200", "26.02", "MXFP8")
     _, _, options, _, assumed = describe_row(row)
     assert options.moe_dispatcher == "alltoall" and not options.overlap_ep_comm
     assert "recipe: alltoall dispatcher" in assumed
 
 
 def test_qwen3_scripts_turn_recompute_off_from_26_02():
-    (row,) = _rows("Qwen3_30B_a3B", "DGX-B300", "26.02", "MXFP8")
+    (row,) = bench_rows("Qwen3_30B_a3B", "DGX-B300", "26.02", "MXFP8")
     assert _no_recompute_recipe(row)
     _, _, _, pins, assumed = describe_row(row)
     assert pins["recompute"] == "none" and "recipe: no recompute" in assumed
-    old = _rows("Qwen3_30B_a3B", "DGX-B200", "25.11", "FP8-MX")[0]
+    old = bench_rows("Qwen3_30B_a3B", "DGX-B200", "25.11", "FP8-MX")[0]
     assert not _no_recompute_recipe(old)
     _, _, _, pins, assumed = describe_row(old)
     assert "recompute" not in pins and "recompute" in assumed
     # other models are not affected
-    (ds,) = _rows("DeepSeekV3", "DGX-GB300", "26.08", "MXFP8")
+    (ds,) = bench_rows("DeepSeekV3", "DGX-GB300", "26.08", "MXFP8")
     assert not _no_recompute_recipe(ds)
 
 
 def test_deepseek_b300_pp16_recomputes_mla_up_proj():
     for container in ("26.02", "26.02.01", "26.04"):
-        (row,) = _rows("DeepSeekV3", "DGX-B300", container, "MXFP8")
+        (row,) = bench_rows("DeepSeekV3", "DGX-B300", container, "MXFP8")
         assert _layout(row) == (1, 16, 1, 8, 1)
         assert _recompute_recipe(row) == (("mla_up_proj",), False)
         _, _, options, pins, _ = describe_row(row)
         assert pins["recompute"] == "selective" and options.recompute_modules == ("mla_up_proj",)
     # the 26.04.01 row runs PP 8 with microbatch 2: the V2 entry, not this one
-    (row,) = _rows("DeepSeekV3", "DGX-B300", "26.04.01", "MXFP8")
+    (row,) = bench_rows("DeepSeekV3", "DGX-B300", "26.04.01", "MXFP8")
     assert _layout(row) == (1, 8, 1, 8, 2)
     assert _recompute_recipe(row) == (("mla_up_proj",), False)
     # B300 PP 16 before the V1/V2 configs: not described
@@ -164,19 +159,19 @@ def test_llama70b_fsdp_rows_run_the_cpu_offloading_of_their_recipe():
 
     for system, layers in (("DGX-GB300", 20), ("DGX-GB200", 40)):
         for container in ("26.02", "26.04.01"):
-            (row,) = _rows("LLAMA3_70B", system, container, "FP8")
+            (row,) = bench_rows("LLAMA3_70B", system, container, "FP8")
             assert _offload_recipe(row) == layers
             _, _, options, pins, assumed = describe_row(row)
             assert options.cpu_offload_layers == layers and pins["recompute"] == "none"
             assert f"recipe: CPU offloading of {layers} layers' activations, no recompute" in assumed
             assert _not_modelled_recipe(row) is None
         # 25.11 ran the older scripts; the MXFP8 rows (PP 4 x VP 5) another config: none
-        (old,) = _rows("LLAMA3_70B", system, "25.11", "FP8-CS")
+        (old,) = bench_rows("LLAMA3_70B", system, "25.11", "FP8-CS")
         assert _offload_recipe(old) == 0 and describe_row(old)[2].cpu_offload_layers == 0
-    mx = _rows("LLAMA3_70B", "DGX-GB300", "26.04.01", "MXFP8")[0]
+    mx = bench_rows("LLAMA3_70B", "DGX-GB300", "26.04.01", "MXFP8")[0]
     assert _offload_recipe(mx) == 0
     # described as run: PP 1, no recompute, offloading, and it fits our memory model
-    (row,) = _rows("LLAMA3_70B", "DGX-GB200", "26.04.01", "FP8")
+    (row,) = bench_rows("LLAMA3_70B", "DGX-GB200", "26.04.01", "FP8")
     pred = predict_row(row)
     assert "rc=none" in pred["layout"] and "does not fit" not in pred["left_to_search"]
 
@@ -184,7 +179,7 @@ def test_llama70b_fsdp_rows_run_the_cpu_offloading_of_their_recipe():
 def test_an_offload_recipe_that_does_not_fit_falls_back_and_says_so(monkeypatch):
     from carbonscaling.validation import recipes, throughput
 
-    (row,) = _rows("LLAMA3_70B", "DGX-GB200", "26.04.01", "FP8")
+    (row,) = bench_rows("LLAMA3_70B", "DGX-GB200", "26.04.01", "FP8")
     monkeypatch.setattr(recipes, "OFFLOAD_RECIPES", [("LLAMA3_70B", "DGX-GB200", ("FP8",), (1, 1, 1, 1, 2), (26, 2), 2)])
     pred = throughput.predict_row(row)
     assert "recompute (the recipe's CPU offloading of 2 layers does not fit our memory model)" in pred["left_to_search"]
@@ -194,14 +189,14 @@ def test_an_offload_recipe_that_does_not_fit_falls_back_and_says_so(monkeypatch)
 def test_llama405b_gb200_25_09_recipes():
     from carbonscaling.validation.throughput import _offload_recipe
 
-    (cs,) = _rows("LLAMA3.1_405B", "DGX-GB200", "25.09", "FP8")
+    (cs,) = bench_rows("LLAMA3.1_405B", "DGX-GB200", "25.09", "FP8")
     assert _offload_recipe(cs) == 95 and _not_modelled_recipe(cs) is None
     assert describe_row(cs)[2].cpu_offload_layers == 95
-    (mx,) = _rows("LLAMA3.1_405B", "DGX-GB200", "25.09", "FP8-MX")
+    (mx,) = bench_rows("LLAMA3.1_405B", "DGX-GB200", "25.09", "FP8-MX")
     assert _not_modelled_recipe(mx) == "parameter all-gather not overlapped"
     assert "recipe, not modelled: parameter all-gather not overlapped" in describe_row(mx)[4]
     # the B200 rows run the same TP 4 CP 2 PP 8 VP 8 layout: another system, no note
-    (b200,) = _rows("LLAMA3.1_405B", "DGX-B200", "25.09", "FP8-MX")
+    (b200,) = bench_rows("LLAMA3.1_405B", "DGX-B200", "25.09", "FP8-MX")
     assert _layout(b200) == _layout(mx) and _not_modelled_recipe(b200) is None
 
 
@@ -231,7 +226,7 @@ def test_deepseek_25_09_recipes():
     H100 with the all-to-all overlapped and the gradient reduction not overlapped, ETP 1."""
     from carbonscaling.validation.throughput import _no_grad_overlap_recipe
 
-    (h100,) = _rows("DeepSeekV3", "DGX-H100", "25.09", "FP8")
+    (h100,) = bench_rows("DeepSeekV3", "DGX-H100", "25.09", "FP8")
     assert _recompute_recipe(h100) == (("mla_up_proj", "mlp"), True)
     assert _no_grad_overlap_recipe(h100)
     _, _, options, pins, assumed = describe_row(h100)
@@ -242,15 +237,15 @@ def test_deepseek_25_09_recipes():
     later = {**h100, "container": "26.02"}
     assert _recompute_recipe(later) == (("mla_up_proj", "mlp"), False)
     assert not _no_grad_overlap_recipe(later)
-    (gb200,) = _rows("DeepSeekV3", "DGX-GB200", "25.09", "FP8")
+    (gb200,) = bench_rows("DeepSeekV3", "DGX-GB200", "25.09", "FP8")
     assert _recompute_recipe(gb200) == (("mla_up_proj",), False)
     _, _, options, _, _ = describe_row(gb200)
     assert options.overlap_grad_reduce
     for precision in ("FP8", "FP8-MX"):
-        (b200,) = _rows("DeepSeekV3", "DGX-B200", "25.09", precision)
+        (b200,) = bench_rows("DeepSeekV3", "DGX-B200", "25.09", precision)
         assert _recompute_recipe(b200) == (("mla_up_proj",), False)
     # GB200 25.11 FP8-MX ran PP 8 VP 4 EP 32: no config of that layout was read
-    (other,) = _rows("DeepSeekV3", "DGX-GB200", "25.11", "FP8-MX")
+    (other,) = bench_rows("DeepSeekV3", "DGX-GB200", "25.11", "FP8-MX")
     assert _recompute_recipe(other) is None
 
 
@@ -271,7 +266,7 @@ def test_deepseek_25_09_recipes():
     ("Qwen3_235B_a22B", "DGX-B200", "25.11", "FP8-MX", ()),
 ])
 def test_cuda_graph_scope_of_the_recipes(model, system, container, precision, scope):
-    for row in _rows(model, system, container, precision):
+    for row in bench_rows(model, system, container, precision):
         _, _, options, _, assumed = describe_row(row)
         assert options.cuda_graph_scope == scope
         if scope != ("full_iteration",):
@@ -286,7 +281,7 @@ def test_cuda_graph_scope_of_the_recipes(model, system, container, precision, sc
 def test_rows_without_a_graph_recipe_keep_the_default(model, system, container, precision):
     from carbonscaling.perf.layout import TrainingOptions
 
-    for row in _rows(model, system, container, precision):
+    for row in bench_rows(model, system, container, precision):
         _, _, options, _, assumed = describe_row(row)
         assert options.cuda_graph_scope == TrainingOptions().cuda_graph_scope
         assert not any("CUDA graphs" in a for a in assumed)
@@ -312,7 +307,7 @@ def test_nemotron_nano_graphs_and_h100_recompute(system, container, scope):
     """nemotron_3_workload_base_configs.py at 06e8da4: TE per-layer graphs; H100 FP8_CS_V1 graphs only the
     Mamba mixers and recomputes moe, layernorm, core_attn and moe_act."""
     precision = "FP8" if system == "DGX-H100" else "MXFP8"
-    for row in _rows("Nemotron_3_Nano", system, container, precision):
+    for row in bench_rows("Nemotron_3_Nano", system, container, precision):
         _, _, options, pins, _ = describe_row(row)
         assert options.cuda_graph_scope == scope
         if system == "DGX-H100":
@@ -333,7 +328,7 @@ def test_nemotron_nano_graphs_and_h100_recompute(system, container, scope):
 ])
 def test_gpt_oss_bf16_dispatcher_is_the_bridges_alltoall_unless_a_backend_is_named(system, container, dispatcher):
     """gpt_oss_bridge.py at 0e4d6ed sets alltoall; the perf script applies flex only for a named backend."""
-    for row in _rows("GPT OSS 120B", system, container, "BF16"):
+    for row in bench_rows("GPT OSS 120B", system, container, "BF16"):
         _, _, options, _, _ = describe_row(row)
         assert options.moe_dispatcher == dispatcher
 
@@ -366,5 +361,5 @@ def test_every_pp_layout_entry_is_taken_by_a_row():
     ("DGX-B200", "26.02", "MXFP8", "flex"), ("DGX-GB200", "26.04", "MXFP8", "flex"),   # HybridEP from 26.02
 ])
 def test_deepseek_dispatcher_follows_the_release(system, container, precision, dispatcher):
-    (row, *_) = _rows("DeepSeekV3", system, container, precision)
+    (row, *_) = bench_rows("DeepSeekV3", system, container, precision)
     assert describe_row(row)[2].moe_dispatcher == dispatcher

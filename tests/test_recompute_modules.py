@@ -11,19 +11,20 @@ from carbonscaling.hardware import load_system
 from carbonscaling.perf import kernels as K
 from carbonscaling.perf import memory, step
 from carbonscaling.perf.constants import default_constants
-from carbonscaling.perf.layout import Layout, LayoutGrid, TrainingOptions
+from carbonscaling.perf.layout import TrainingOptions
 from carbonscaling.scaling import named_model
 from carbonscaling.search import _recompute_options
 from carbonscaling.validation.throughput import _recompute_recipe
+
+from helpers import layout_grids
 
 C = default_constants()
 B200 = load_system("B200")
 DSV3 = named_model("deepseek-v3")
 
 
-def _grid(recompute="selective", **kw) -> LayoutGrid:
-    base = dict(tp=1, pp=8, dp=32, ep=32, microbatch=1, zero=1, global_batch_sequences=4096, recompute=recompute)
-    return LayoutGrid.from_layouts([Layout(**{**base, **kw})])
+_grid = layout_grids(tp=1, pp=8, dp=32, ep=32, microbatch=1, zero=1, global_batch_sequences=4096,
+                     recompute="selective")
 
 
 def _kept(model, o, **kw):

@@ -19,8 +19,10 @@ from carbonscaling.hardware import load_system, project
 from carbonscaling.perf import kernels as K
 from carbonscaling.perf import moe, step
 from carbonscaling.perf.constants import default_constants
-from carbonscaling.perf.layout import Layout, LayoutGrid, TrainingOptions
+from carbonscaling.perf.layout import TrainingOptions
 from carbonscaling.scaling import ModelSpec, catalog_entry, named_model
+
+from helpers import layout_grids
 
 C = default_constants()
 H100 = load_system("H100-SXM")
@@ -122,9 +124,7 @@ def test_catalog_sets_the_recipes_router_dtype_with_its_source(name, dtype):
         assert "Megatron-Bridge" in catalog_entry(name)["notes"]
 
 
-def _grid():
-    lay = Layout(tp=1, pp=1, dp=64, ep=64, microbatch=1, zero=1, global_batch_sequences=1024)
-    return LayoutGrid.from_layouts([lay])
+_grid = layout_grids(tp=1, pp=1, dp=64, ep=64, microbatch=1, zero=1, global_batch_sequences=1024)
 
 
 def test_moe_layer_pays_exactly_the_router_difference():

@@ -15,18 +15,12 @@ import pytest
 import carbonscaling as cs
 from carbonscaling import specs, specs_gen
 from carbonscaling.chain import estimate, run
-from carbonscaling.cli import main, option_name
+from carbonscaling.cli import option_name
 from carbonscaling.errors import InputError
 from carbonscaling.specs import CarbonSettings, LayoutPins, Recipe, RunSpec, SearchSettings, flat_fields
 
 RUN = dict(preset="cs-v1", d_model=6144, device="B100", deadline_days=60.0, pue=1.2, region="us-central1",
            precision="fp8", zero=1)
-
-
-def cli(capsys, *argv: str):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_kwargs_runspec_and_cli_json_agree(capsys):
@@ -311,6 +305,8 @@ def test_docs_options_table_is_generated_from_the_specs():
 
 # ---- property: every numeric option accepts its range and rejects the rest ------------------
 from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from helpers import cli
 
 NUMERIC_ALL = [n for n, (_p, i) in flat_fields().items() if specs.number_kind(i) and any(specs.bounds(i)[:2])]
 

@@ -17,10 +17,12 @@ from carbonscaling.hardware import load_system
 from carbonscaling.perf import kernels as K
 from carbonscaling.perf.comm import p2p_time
 from carbonscaling.perf.constants import default_constants
-from carbonscaling.perf.layout import Layout, LayoutGrid, TrainingOptions
+from carbonscaling.perf.layout import TrainingOptions
 from carbonscaling.perf.moe import dispatch_time
 from carbonscaling.perf.step import _attention, _collectives, data_parallel_time
 from carbonscaling.scaling import ModelSpec, named_model
+
+from helpers import layout_grids
 
 C = default_constants().replace(nvlink_efficiency=1.0, scale_out_efficiency=1.0, nvlink_latency_s=1e-6,
                                 scale_out_latency_s=10e-6, grad_reduce_bytes_bf16=4)
@@ -32,8 +34,7 @@ DENSE = ModelSpec(d_model=4096, n_layers=32, n_heads=32, n_kv_heads=8, vocab=500
 MOE = DENSE.model_copy(update={"n_experts": 16, "top_k": 2, "name": "moe"})
 
 
-def _grid(**kw):
-    return LayoutGrid.from_layouts([Layout(**{"tp": 1, "pp": 1, "dp": 1, "global_batch_sequences": 1024, **kw})])
+_grid = layout_grids(tp=1, pp=1, dp=1, global_batch_sequences=1024)
 
 
 # ---- data parallelism ----------------------------------------------------------------------

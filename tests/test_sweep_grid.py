@@ -10,6 +10,8 @@ from carbonscaling.errors import InputError
 from carbonscaling.experiments.grid import (evaluate_chunk, grid_from_mapping, part_path, read_results, run_grid,
                                             write_chunk, columns)
 
+from helpers import write_file
+
 CARBON_GRID = {"name": "t", "kind": "carbon", "chunk_size": 5,
                "grid": {"device": ["H100", "A100-80GB"], "region": ["us-east5", "europe-west1", "atlantis"],
                         "n_devices": [8, 512], "utilization": [0.3, 0.6]},
@@ -124,8 +126,7 @@ def test_progress_lines_when_not_a_terminal(tmp_path, capsys):
 
     from carbonscaling.cli import main
 
-    grid = tmp_path / "grid.yaml"
-    grid.write_text(yaml.safe_dump(CARBON_GRID), encoding="utf-8")
+    grid = write_file(tmp_path, "grid.yaml", yaml.safe_dump(CARBON_GRID))
     out = tmp_path / "out"
     assert main(["sweep", str(grid), "--out", str(out), "--jobs", "1", "--format", "csv"]) == 0
     err = capsys.readouterr().err.splitlines()
@@ -142,8 +143,7 @@ def test_sweep_cli_bad_scheduler_is_one_line(tmp_path, capsys):
 
     from carbonscaling.cli import main
 
-    grid = tmp_path / "grid.yaml"
-    grid.write_text(yaml.safe_dump(CARBON_GRID), encoding="utf-8")
+    grid = write_file(tmp_path, "grid.yaml", yaml.safe_dump(CARBON_GRID))
     assert main(["sweep", str(grid), "--out", str(tmp_path / "o"), "--scheduler", "nonsense"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: scheduler") and err.count("\n") == 1

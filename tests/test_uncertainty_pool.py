@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 
 from carbonscaling._data import data_path
 from carbonscaling.carbon import run_carbon
-from carbonscaling.cli import main
 from carbonscaling.errors import InputError
 from carbonscaling.uncertainty import draw, load_inputs, own_pool, propagate, quantile, select_rows
+from helpers import cli
 
 
 def csv_rows() -> list[dict]:
@@ -136,15 +136,18 @@ def test_estimate_reports_the_pool_end_to_end(capsys, tmp_path):
     f = tmp_path / "pooled.yaml"
     f.write_text("inputs:\n  step_time: {kind: factor, distribution: empirical, table: step_time_residuals}\n")
     argv = ["uncertainty", "--model", "llama2-7b", "--device", "GB200", "--samples", "4096", "--json"]
-    assert main([*argv, "--inputs-file", str(f)]) == 0
-    pooled = json.loads(capsys.readouterr().out)
-    assert main(argv) == 0
-    own = json.loads(capsys.readouterr().out)
+    code, out, err = cli(capsys, *argv, "--inputs-file", str(f))
+    assert code == 0, err
+    pooled = json.loads(out)
+    code, out, err = cli(capsys, *argv)
+    assert code == 0, err
+    own = json.loads(out)
     assert own["inputs"]["step_time"]["pool"]["rows"] == COUNTS["GB200"] and "pool" not in pooled["inputs"]["step_time"]
     swing = {d["input"]: d for d in own["sensitivity"]}["step_time"]
     assert (swing["low_value"], swing["high_value"]) == (q(ratios("GB200"), 0.05), q(ratios("GB200"), 0.95))
-    assert main(["estimate", "--model", "llama2-7b", "--device", "GB200"]) == 0
-    assert f"{COUNTS['GB200']} GB200 rows of step_time_residuals.csv" in capsys.readouterr().out
+    code, out, err = cli(capsys, "estimate", "--model", "llama2-7b", "--device", "GB200")
+    assert code == 0, err
+    assert f"{COUNTS['GB200']} GB200 rows of step_time_residuals.csv" in out
 
 
 @pytest.mark.parametrize("entry,field", [("select_by: accelerator", "select_by"),
