@@ -203,6 +203,7 @@ def _decision_rows(d: dict) -> list[list[str]]:
             rows.append([label, f"{num(b['p5'])} / {num(b['p50'])} / {num(b['p95'])}"])
         rows.append(["inputs moving the total most (p5-p95 swing)",
                      ", ".join(f"{s['input']} {s['swing_fraction']:.0%}" for s in u["sensitivity"][:3])])
+        rows += [[f"{name} drawn from", m["pool"]["line"]] for name, m in u.get("inputs", {}).items() if m.get("pool")]
     a, w = d["accounting"], d["water"]
     rows.append(["operational: location / market-based (tCO2e)",
                  f"{num(a['location_tco2e'])} / {num(a['market_tco2e'])} ({a['market_method']})"])

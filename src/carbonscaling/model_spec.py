@@ -291,18 +291,14 @@ class ModelSpec(BaseModel):
 
     @property
     def attention_flops_per_token(self) -> float:
-        """Score and value matmuls, forward + backward, full (non-causal) count as PaLM's MFU."""
+        """Score and value matmuls, forward + backward, full (non-causal) count as PaLM's MFU, and the
+        Mamba-2 SSD cores of a hybrid stack (:func:`carbonscaling.mfu.ssd_flops_per_token`)."""
         attn = 6.0 * self.n_attention_layers * self.seq_len * self.n_heads * (self.qk_head_dim + self.value_head_dim)
         if not self.n_mamba_layers:
             return attn
-        from .perf.ssm import ssd_flops_per_token
+        from .mfu import ssd_flops_per_token
 
-        # Mamba-2's SSD core (Dao & Gu 2024), forward + backward = 3x forward, chunk of perf.yaml
-        from .perf.constants import default_constants
-
-        chunk = default_constants().ssm_chunk
-        return attn + 3.0 * self.n_mamba_layers * ssd_flops_per_token(self.mamba_heads, self.mamba_head_dim,
-                                                                      self.mamba_state, chunk)
+        return attn + ssd_flops_per_token(self)  # Mamba-2's SSD cores (Dao & Gu 2024), forward + backward
 
     @property
     def model_flops_per_token(self) -> float:
