@@ -1,0 +1,43 @@
+"""Regressions found by a planner's walk through `carbonscaling estimate` (stop 18 review):
+each test failed before its fix."""
+
+from __future__ import annotations
+
+import json
+
+import carbonscaling as cs
+
+from helpers import cli
+
+
+def test_no_median_carbon_prints_the_table(capsys):
+    """--no-median-carbon left the median layout's tCO2e None and the table died on it (exit 1)."""
+    code, out, err = cli(capsys, "estimate", "-m", "llama3.1-8b", "-d", "H100", "--no-median-carbon",
+                         "--no-uncertainty")
+    assert code == 0, err
+    row = next(line for line in out.splitlines() if "median-latency layout" in line)
+    assert "not charged (--no-median-carbon)" in row
+
+
+def test_a_median_layout_outlasting_the_hardware_does_not_refuse_the_answer(capsys):
+    """The median-latency layout is context: a 2,000-day deadline is met (1,912 days < 6-year
+    lifetime) but the median layout at that count takes 7.1 years, and its lifetime refusal used
+    to turn the whole estimate into exit 3."""
+    est = cs.estimate(model="llama3.1-70b", device="H100", deadline_days=2000, uncertainty=False)
+    d = est.to_dict()
+    assert d["performance"]["meets_deadline"] and d["performance"]["expected_duration_days"] < 6 * 365
+    med = d["median_layout"]
+    assert med["duration_days"] > 6 * 365  # the case this test is about
+    assert med["total_tco2e"] is None and "lifetime" in med["carbon_note"]
+    code, out, err = cli(capsys, "estimate", "-m", "llama3.1-70b", "-d", "H100", "--deadline-days", "2000",
+                         "--no-uncertainty", "--json")
+    assert code == 0, err
+    assert json.loads(out)["median_layout"]["carbon_note"] == med["carbon_note"]
+
+
+def test_the_main_layout_outlasting_the_hardware_is_still_refused(capsys):
+    """The fix above only spares the median layout: a pinned run longer than the lifetime is exit 3."""
+    code, out, err = cli(capsys, "estimate", "-m", "llama3.1-70b", "-d", "H100", "--devices", "64",
+                         "--no-median-carbon", "--no-uncertainty")
+    assert code == 3 and "lifetime" in err and out == ""
+
