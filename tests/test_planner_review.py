@@ -41,3 +41,9 @@ def test_the_main_layout_outlasting_the_hardware_is_still_refused(capsys):
                          "--no-median-carbon", "--no-uncertainty")
     assert code == 3 and "lifetime" in err and out == ""
 
+
+def test_an_unknown_precision_says_what_it_got_once(capsys):
+    """'--precision fp4' printed "..., got 'fp4' (got 'fp4')"."""
+    code, out, err = cli(capsys, "estimate", "-m", "llama3.1-8b", "--precision", "fp4", "--no-uncertainty")
+    assert code == 2 and err.count("'fp4'") == 1 and err.startswith("error: precision")
+    assert len(err.strip().splitlines()) == 1
