@@ -47,3 +47,14 @@ def test_an_unknown_precision_says_what_it_got_once(capsys):
     code, out, err = cli(capsys, "estimate", "-m", "llama3.1-8b", "--precision", "fp4", "--no-uncertainty")
     assert code == 2 and err.count("'fp4'") == 1 and err.startswith("error: precision")
     assert len(err.strip().splitlines()) == 1
+
+
+def test_a_deadline_refusal_names_the_batch_it_is_capped_by(capsys):
+    """A pinned (or published) global batch is not v1's critical batch: '--global-batch 7' said
+    'the critical batch of 7 sequences caps data parallelism'."""
+    code, _, err = cli(capsys, "estimate", "-m", "llama3.1-70b", "--global-batch", "7", "--no-uncertainty")
+    assert code == 3 and "the global batch of 7 sequences caps data parallelism" in err
+    code, _, err = cli(capsys, "estimate", "-m", "llama3.1-405b", "--deadline-days", "1", "--no-uncertainty")
+    assert code == 3 and "the global batch of 2048 sequences" in err  # the paper's 16M-token batch
+    code, _, err = cli(capsys, "estimate", "-m", "llama3.1-70b", "--deadline-days", "1", "--no-uncertainty")
+    assert code == 3 and "the critical batch of" in err  # no batch published: the cs-v1 rule's
