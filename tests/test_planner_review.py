@@ -58,3 +58,12 @@ def test_a_deadline_refusal_names_the_batch_it_is_capped_by(capsys):
     assert code == 3 and "the global batch of 2048 sequences" in err  # the paper's 16M-token batch
     code, _, err = cli(capsys, "estimate", "-m", "llama3.1-70b", "--deadline-days", "1", "--no-uncertainty")
     assert code == 3 and "the critical batch of" in err  # no batch published: the cs-v1 rule's
+
+
+def test_an_fsdp_group_larger_than_the_batch_is_named(capsys):
+    """'--fsdp 3000' (more ranks than the 852-sequence batch has sequences) was refused as
+    'does not fit in 80 GB per device' (exit 3): FSDP shards over DP ranks, which the batch caps."""
+    code, _, err = cli(capsys, "estimate", "-m", "llama3.1-70b", "--fsdp", "3000", "--no-uncertainty")
+    assert code == 2 and err.startswith("error: fsdp (--fsdp): fsdp x microbatch (3000) exceeds the global batch")
+    code, _, err = cli(capsys, "estimate", "-m", "llama3.1-70b", "--fsdp", "8", "--dp", "4000", "--no-uncertainty")
+    assert code == 2 and "dp (--dp)" in err  # dp named when it is the larger pin

@@ -229,10 +229,11 @@ def search(model: ModelSpec, system: System, *, deadline_days: float = 90.0, opt
     deadline_s = float(deadline_days) * 86400.0
     if pins.get("zero") == 4 and not o.flexible_sharding:
         raise InputError("zero", "stage 4 (hierarchical ZeRO-3) needs flexible sharding")
-    per_rank = pins.get("dp", 1) * pins.get("microbatch", 1)
-    if per_rank > batch:
-        raise InputError("global_batch" if "global_batch" in pins else "dp",
-                         f"dp x microbatch ({per_rank}) exceeds the global batch of {batch} sequences")
+    per_rank = max(pins.get("dp", 1), pins.get("fsdp") or 1) * pins.get("microbatch", 1)
+    if per_rank > batch:  # FSDP shards over data-parallel ranks: its group divides DP
+        key = "dp" if pins.get("dp", 1) >= (pins.get("fsdp") or 1) else "fsdp"
+        raise InputError("global_batch" if "global_batch" in pins else key,
+                         f"{key} x microbatch ({per_rank}) exceeds the global batch of {batch} sequences")
     cand = _candidates(model, system, o, c, pins, batch, pipeline_split)
     all_combos = cand.all_combos
     combos, t_max, t_sum, best_bound, any_fit, sizes = _prune(cand, pins, deadline_s)
