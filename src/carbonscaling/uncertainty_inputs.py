@@ -177,8 +177,21 @@ def select_rows(spec: InputSpec, labels: Mapping[str, Any]) -> InputSpec:
     breakdown's fields, e.g. ``device``; ``aliases`` maps catalog names that describe the same
     thing to the table's name) selects the table's rows of that value when there are at least
     ``min_rows`` of them (:func:`own_pool`); otherwise every row is drawn (the pooled
-    distribution). The returned spec carries ``where`` (what :func:`draw` reads) and ``pool``
-    (what was drawn, for the report). A spec without ``select_by`` is returned unchanged.
+    distribution).
+
+    Parameters
+    ----------
+    spec : InputSpec
+        An input as declared (``select_by``, ``min_rows``, ``aliases`` among its parameters).
+    labels : mapping of str to Any
+        The point estimate's named fields (``base_point(...)["labels"]``: ``device``, ...).
+
+    Returns
+    -------
+    InputSpec
+        ``spec`` with ``where = (column, value)`` when its own rows are drawn (what :func:`draw`
+        and :func:`quantile` read) and ``pool = {column, value, rows, line}`` (``value`` None:
+        pooled) for the report; a spec without ``select_by`` is returned unchanged.
     """
     p = dict(spec.params)
     column = p.pop("select_by", None)
