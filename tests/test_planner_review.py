@@ -87,3 +87,13 @@ def test_a_modelled_goodput_is_also_held_to_the_lifetime():
     p = est["performance"]
     assert p["expected_duration_days"] <= 6 * 365 and p["deadline_days"] < 6 * 365 and p["meets_deadline"]
     assert est["settings"]["deadline_days"] == p["deadline_days"]
+
+
+def test_a_year_without_a_region_is_refused_not_ignored(capsys):
+    """'--year 2022' with the default grid intensity changed nothing and said nothing (with a
+    numeric --ci it was already refused; --vendor-kg, --alpha are refused the same way)."""
+    code, out, err = cli(capsys, "estimate", "-m", "llama3.1-8b", "--year", "2022", "--no-uncertainty")
+    assert code == 2 and err.startswith("error: year (--year): applies to a region name") and out == ""
+    code, out, _ = cli(capsys, "estimate", "-m", "llama3.1-8b", "--year", "2022", "--region", "us-east5",
+                       "--no-uncertainty", "--json")
+    assert code == 0 and json.loads(out)["carbon"]["ci_source"].startswith("us-east5 (Columbus) 2022")
