@@ -1,20 +1,26 @@
 """Write ``src/carbonscaling/data/step_time_residuals.csv``: the step-time model's own error.
 
-Derived from validation (``carbonscaling.validation.harness.validate``, the ``ours`` predictor
-with each published run's layout pinned). For every run the ratio measured / predicted step
-time is taken from throughput when the run reports it (``tflops_per_device``, else ``mfu``;
-HFU-counted runs against our HFU), and from device-hours only when the run reports no
-throughput (device-hours of a real run also carry restarts, which ``goodput`` covers).
+Two sources, one row each, with the columns ``uncertainty.yaml``'s ``step_time`` input selects
+on (``device``: the catalog device; ``model_kind``: dense, moe or hybrid; ``precision``: the
+estimator's precision name):
 
-With ``--with-nemo`` (and the step-time validation over measured Megatron-Bridge throughput,
-``carbonscaling.validation.throughput``), every expressible row of ``data/nemo_performance.csv``
-is added too: measured / predicted step time with the row's layout as run. Not the default yet:
-those rows span B200/B300/GB200/GB300 and NVFP4/MXFP8 and would be pooled for every device
-(docs/decisions.md).
+* validation (``carbonscaling.validation.harness.validate``, the ``ours`` predictor with each
+  published run's layout pinned): the ratio measured / predicted step time is taken from
+  throughput when the run reports it (``tflops_per_device``, else ``mfu``; HFU-counted runs
+  against our HFU), and from device-hours only when the run reports no throughput (device-hours
+  of a real run also carry restarts, which ``goodput`` covers);
+* the step-time validation over measured Megatron-Bridge throughput
+  (``carbonscaling.validation.throughput``): every expressible row of ``data/nemo_performance.csv``,
+  measured / predicted step time with the row's layout as run, under the catalog device the
+  validation maps the row's system to (``throughput.SYSTEMS``: DGX-H100 -> H100-SXM, ...).
+  ``--published-only`` leaves these out (the file as it was before stop 18).
 
 Run from the repository root after changing the performance model::
 
-    python scripts/step_time_residuals.py [--with-nemo]
+    python scripts/step_time_residuals.py [--published-only]
+
+``--summary`` writes nothing and prints the shipped file's p5 / p50 / p95 per device and pooled
+(the quantiles ``uncertainty.quantile`` takes: ``inverted_cdf``), as docs/decisions.md quotes them.
 """
 
 from __future__ import annotations
@@ -28,6 +34,12 @@ from carbonscaling.validation.harness import prediction_key, validate
 from carbonscaling.validation.runs import resolve_runs
 
 OUT = Path(__file__).resolve().parents[1] / "src" / "carbonscaling" / "data" / "step_time_residuals.csv"
+COLUMNS = ("run_id", "device", "model_kind", "precision", "quantity", "ratio_measured_over_predicted", "source")
+
+
+def model_kind(model) -> str:
+    """``hybrid`` (a Mamba/attention pattern), ``moe`` (routed experts) or ``dense``."""
+    return "hybrid" if model.is_hybrid else "moe" if model.is_moe else "dense"
 
 
 def ratio(run, reported: dict, predicted: dict) -> tuple[str, float] | None:
@@ -43,37 +55,71 @@ def ratio(run, reported: dict, predicted: dict) -> tuple[str, float] | None:
     return None
 
 
+def published_rows() -> list[dict]:
+    """Measured / predicted step time of the published runs (``carbonscaling validate``, layout pinned)."""
+    from carbonscaling.validation.ours import run_model, run_precision
+
+    runs = {r.run_id: r for r in resolve_runs(None)}
+    report = validate(list(runs.values()), sections=False)
+    out = []
+    for row in report.runs:
+        run = runs[row["run_id"]]
+        got = ratio(run, row["reported"], row["predicted"].get("ours") or {})
+        if got is None or not math.isfinite(got[1]):
+            continue
+        out.append({"run_id": row["run_id"], "device": row["device"], "model_kind": model_kind(run_model(run)),
+                    "precision": run_precision(run), "quantity": got[0],
+                    "ratio_measured_over_predicted": f"{got[1]:.4f}",
+                    "source": "carbonscaling validate, ours (pinned layout); published_runs.csv"})
+    return out
+
+
 def nemo_rows() -> list[dict]:
-    """Measured / predicted step time of the Megatron-Bridge rows, when that validation exists."""
-    try:
-        from carbonscaling.validation.throughput import step_time_section
-    except ImportError:
-        return []
+    """Measured / predicted step time of the expressible Megatron-Bridge rows (layout as run)."""
+    from carbonscaling.scaling import named_model
+    from carbonscaling.validation.throughput import MODEL_CHANGES, MODELS, PRECISIONS, SYSTEMS, step_time_section
+
     out = []
     for r in step_time_section()["rows"]:
+        key = MODEL_CHANGES[r["model"]][0] if r["model"] in MODEL_CHANGES else MODELS[r["model"]]
         out.append({"run_id": f"nemo:{r['model']}:{r['system']}:{r['precision']}:{r['gpus']}gpu:{r['container']}",
-                    "device": r["system"], "quantity": "step_time_s",
+                    "device": SYSTEMS[r["system"]], "model_kind": model_kind(named_model(key)),
+                    "precision": PRECISIONS[r["precision"]], "quantity": "step_time_s",
                     "ratio_measured_over_predicted": f"{r['measured_step_s'] / r['predicted_step_s']:.4f}",
                     "source": "carbonscaling.validation.throughput (layout as run); nemo_performance.csv"})
     return out
 
 
+def summary() -> list[str]:
+    """p5 / p50 / p95 of measured / predicted step time per device and pooled (the shipped file)."""
+    from collections import defaultdict
+
+    import numpy as np
+
+    from carbonscaling.uncertainty_inputs import residual_rows
+
+    by: dict[str, list[float]] = defaultdict(list)
+    for r in residual_rows("step_time_residuals"):
+        by[r["device"]].append(float(r["ratio_measured_over_predicted"]))
+    pooled = [x for v in by.values() for x in v]
+
+    def line(name: str, t: list[float]) -> str:
+        p5, p50, p95 = (float(np.quantile(t, q, method="inverted_cdf")) for q in (0.05, 0.5, 0.95))
+        return f"| {name} | {len(t)} | {p5:.3f} | {p50:.3f} | {p95:.3f} |"
+
+    return ["| rows | n | p5 | p50 | p95 |", "| --- | --- | --- | --- | --- |", line("pooled", pooled),
+            *(line(d, t) for d, t in sorted(by.items()))]
+
+
 def main() -> int:
-    runs = {r.run_id: r for r in resolve_runs(None)}
-    report = validate(list(runs.values()), sections=False)
-    rows = []
-    for row in report.runs:
-        pred = row["predicted"].get("ours") or {}
-        got = ratio(runs[row["run_id"]], row["reported"], pred)
-        if got is None or not math.isfinite(got[1]):
-            continue
-        rows.append({"run_id": row["run_id"], "device": row["device"], "quantity": got[0],
-                     "ratio_measured_over_predicted": f"{got[1]:.4f}",
-                     "source": "carbonscaling validate, ours (pinned layout); published_runs.csv"})
-    if "--with-nemo" in sys.argv[1:]:
+    if "--summary" in sys.argv[1:]:
+        print("\n".join(summary()))
+        return 0
+    rows = published_rows()
+    if "--published-only" not in sys.argv[1:]:
         rows += nemo_rows()
     with OUT.open("w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w = csv.DictWriter(fh, fieldnames=list(COLUMNS))
         w.writeheader()
         w.writerows(rows)
     print(f"{len(rows)} runs -> {OUT}", file=sys.stderr)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 import pytest
 
+from carbonscaling._data import data_path
 from helpers import cli
 
 
@@ -19,7 +21,14 @@ def test_uncertainty_json_and_out(capsys, tmp_path):
     d = json.loads(out)
     b = d["bands"]["total_tco2e"]
     assert b["p5"] < d["point"]["total_tco2e"] < b["p95"]
-    assert d["sensitivity"][0]["input"] == "grid_intensity"
+    swings = [r["swing_tco2e"] for r in d["sensitivity"]]
+    assert swings == sorted(swings, reverse=True) and {"grid_intensity", "step_time"} <= {r["input"] for r in d["sensitivity"]}
+    # The step-time error is drawn from the H100's own rows of the residual table, and the report says so
+    n_h100 = sum(1 for r in csv.DictReader(data_path("step_time_residuals.csv").open(encoding="utf-8")) if r["device"] == "H100-SXM")
+    assert d["inputs"]["step_time"]["pool"] == {"column": "device", "value": "H100-SXM", "rows": n_h100,
+                                                "line": d["inputs"]["step_time"]["pool"]["line"]}
+    assert f"step_time drawn from: {n_h100} H100 (= H100-SXM) rows of step_time_residuals.csv" in (
+        tmp_path / "u" / "report.md").read_text()
     assert (tmp_path / "u" / "tornado.png").stat().st_size > 1000
     assert (tmp_path / "u" / "uncertainty.csv").read_text().startswith("input,")
 
@@ -27,6 +36,7 @@ def test_uncertainty_json_and_out(capsys, tmp_path):
 def test_uncertainty_table(capsys):
     code, out, _ = cli(capsys, "uncertainty", *SMALL, "--samples", "256")
     assert code == 0 and "p95" in out and "grid_intensity" in out
+    assert "step_time drawn from: " in out and "H100-SXM" in out
 
 
 def test_pareto_loss_and_inverse_json(capsys, tmp_path):

@@ -100,6 +100,26 @@ def test_window_and_mtp_terms():
     assert megatron_flops_per_token(mtp) - megatron_flops_per_token(base) == pytest.approx(6 * layer, rel=1e-12)
 
 
+def test_mamba2_ssd_flops_by_hand():
+    # Nemotron 3 Nano: 23 Mamba-2 layers, H 64 heads of P 64, state N 128, chunk Q 128 (perf.yaml ssm.chunk).
+    # Per head and token, forward (Dao & Gu 2024 Sec. 6): scores C B^T 2 Q N = 32768, scores x X 2 Q P = 16384,
+    # chunk states 2 N P = 16384, state -> output 2 N P = 16384: 81920; x 64 heads = 5,242,880 per layer;
+    # forward + backward 3 x, 23 layers: 361,758,720 FLOPs per token.
+    from carbonscaling.mfu import score_flops_per_token, ssd_flops_per_token
+
+    nano = named_model("nemotron-3-nano")
+    assert ssd_flops_per_token(nano) == 3 * 23 * 64 * (32768 + 16384 + 16384 + 16384) == 361_758_720
+    # the direct count is the SSD part of the attention-like FLOPs the spec reports (exactly, here)
+    assert ssd_flops_per_token(nano) == nano.attention_flops_per_token - score_flops_per_token(nano)
+    # Megatron's count adds it to the layers' matmuls and the causal attention cores
+    weights = 6.0 * (6 * nano.attn_params_per_layer + 23 * nano.mamba_params_per_layer
+                     + 23 * (nano.top_k * nano.expert_params + nano.shared_expert_params) + 2688 * nano.vocab)
+    causal = 3.0 * 6 * nano.seq_len * 32 * (128 + 128)
+    assert megatron_flops_per_token(nano) == pytest.approx(weights + causal + 361_758_720, rel=1e-12)
+    # no Mamba layers, no SSD FLOPs
+    assert ssd_flops_per_token(named_model("llama3-8b")) == 0.0
+
+
 def test_option_is_a_spec_field_and_changes_only_mfu():
     assert TrainingOptions().mfu_convention == "megatron"
     assert set(MFU_CONVENTIONS) == {"megatron", "palm", "cs-paper"}

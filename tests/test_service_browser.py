@@ -180,6 +180,8 @@ def test_bands_and_pareto_front(server, browser, shots):
     band = api["uncertainty"]["bands"]["total_tco2e"]
     assert value(browser, "out-band-p5") == pytest.approx(band["p5"], rel=1e-12)
     assert value(browser, "out-band-p95") == pytest.approx(band["p95"], rel=1e-12)
+    # which rows of the step-time residuals the band drew from (the H100's own), as the API says
+    assert text(browser, "sensitivity-pool") == f"step_time drawn from: {api['uncertainty']['inputs']['step_time']['pool']['line']}."
     browser.find_element(By.ID, "front").click()
     WebDriverWait(browser, 120).until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-front") == "done")
     front = httpx.post(server + "/api/front/deadline", json={"model": "llama3.1-8b", "device": "H100",

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from carbonscaling.carbon import run_carbon
 from carbonscaling.errors import InputError
 from carbonscaling.uncertainty import (RESPONSE_INPUTS, base_point, load_inputs, propagate, quantile, region_year_ratios,
-                                       response, step_time_residuals, widen)
+                                       residuals, response, step_time_residuals, widen)
 
 BANDED = ("energy_kwh", "operational_tco2e", "total_tco2e")
 
@@ -92,11 +92,21 @@ def test_only_the_declared_inputs_move_the_result():
     assert one.bands["embodied_tco2e"]["p95"] == pytest.approx(c.embodied_tco2e)
 
 
-def test_sensitivity_is_sorted_and_grid_leads_for_an_operational_run():
-    u = propagate(run(), seed=0)
+def test_sensitivity_is_sorted_and_the_grid_and_step_time_swings_by_hand():
+    c = run()
+    u = propagate(c, seed=0)
     swings = [s["swing_tco2e"] for s in u.sensitivity]
     assert swings == sorted(swings, reverse=True)
-    assert u.top(1) == ["grid_intensity"]
+    # By hand: the grid factor multiplies operational carbon only; under the measured power model (no
+    # static/dynamic split) every term grows with wall clock, so the step-time factor multiplies the total.
+    # Each at the 5th / 95th percentile of its own table (step time: the H100's rows).
+    specs = load_inputs()
+    q = lambda tab: np.quantile(tab, [0.05, 0.95], method="inverted_cdf")  # noqa: E731
+    grid_lo, grid_hi = q(region_year_ratios())
+    st_lo, st_hi = q(residuals("step_time_residuals", "device", specs["step_time"].params["aliases"]["H100"]))
+    by_name = {s["input"]: s["swing_tco2e"] for s in u.sensitivity}
+    assert by_name["grid_intensity"] == pytest.approx(c.operational_tco2e * (grid_hi - grid_lo), rel=1e-9)
+    assert by_name["step_time"] == pytest.approx(c.total_tco2e * (st_hi - st_lo), rel=1e-9)
     # The default (measured) power model has no static/dynamic split: dynamic_fraction is not sampled.
     generic = {"network_power", "host_power", "cooling_power"}  # factors on named energy terms
     assert {s["input"] for s in u.sensitivity} == (set(RESPONSE_INPUTS) | generic) - {"dynamic_fraction"}

@@ -236,3 +236,34 @@ def test_out_writes_report_and_figures(tmp_path, validation_report):
         recs = list(csv.DictReader(fh))
     assert {r["split"] for r in recs} == {"all", "used_for_fitting", "not_used_for_fitting"}
     assert all(math.isfinite(float(r["mape"])) for r in recs if r["mape"])
+
+
+def test_doc_tables_script_prints_the_reports_figures(report, tmp_path):
+    """scripts/validation_doc_tables.py (docs/validation.md 6.1-6.5) only formats report.json:
+    its rows are the report's numbers, signed errors as the report computes them."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "validation_doc_tables.py"
+    spec = importlib.util.spec_from_file_location("validation_doc_tables", path)
+    tables = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tables)
+    report.to_json(tmp_path / "report.json")
+    data = json.loads((tmp_path / "report.json").read_text())
+    dh = tables.device_hours(data)
+    with_hours = [r for r in data["runs"] if r["reported"].get("device_hours")]
+    assert len(dh) == 2 + len(with_hours) == 14
+    palm = next(r for r in data["runs"] if r["run_id"] == "palm_540b")
+    cells = next(line for line in dh if line.startswith("| palm_540b ")).split(" | ")
+    pred, rep = palm["predicted"]["ours"]["device_hours"], palm["reported"]["device_hours"]
+    assert cells[3] == f"{pred:,.0f}" and cells[4] == f"{pred / rep - 1:+.1%}"
+    ds = next(line for line in dh if line.startswith("| deepseek_v3 ")).split(" | ")
+    assert ds[3] == "-" and ds[4] == ""  # no pinned prediction: shown as such, not as 0
+    metrics = tables.metrics(data)
+    ours = data["metrics"]["ours"]["device_hours"]
+    assert f"| ours | all | device_hours | {ours['n']} | {ours['mape']:.3f} |" in "\n".join(metrics)
+    assert any("ours device_hours [all] vs reg" in line for line in tables.comparison(data))
+    assert tables.carbon(data)[2].startswith("| reported | 1,082,990 |")
+    gp = tables.goodput(data)
+    assert len(gp) == 2 + 8 + 3  # header, 7 model cards + 405B, blank line, two MAPE lines
+    assert gp[-2].startswith(f"ours: MAPE steady {data['goodput']['summary']['ours']['mape_steady']:.3f} -> ")

@@ -120,7 +120,7 @@ def uncertainty(model: ModelOpt = None, preset: PresetOpt = None, d_model: DMode
             tornado_figure(unc, tmp / "tornado.png", f"{est.model.name} on {est.system.device.name}: total tCO2e")
             _report(tmp, f"Uncertainty: {est.model.name} on {est.result.layout.devices:,} x {est.system.device.name}", [
                 f"{unc.samples} Monte-Carlo samples, seed {unc.seed}; inputs and sources: data/uncertainty.yaml "
-                "(docs/decisions.md).", "",
+                "(docs/decisions.md).", "", *(f"{line}." for line in unc.pool_lines()), "",
                 *_md_table(["quantity", "point", "p5", "p50", "p95"],
                            [[q, unc.point[q], *(unc.bands[q][k] for k in ("p5", "p50", "p95"))] for q in unc.bands]),
                 "Sensitivity (one input at its 5th / 95th percentile, the others at the point):", "",
@@ -137,6 +137,8 @@ def uncertainty(model: ModelOpt = None, preset: PresetOpt = None, d_model: DMode
 def _print_bands(model: str, device: str, unc) -> None:
     rows = [[q, unc.point[q], unc.bands[q]["p5"], unc.bands[q]["p50"], unc.bands[q]["p95"]] for q in unc.bands]
     print_table(f"{model} on {device}: {unc.samples} samples, seed {unc.seed}", ["quantity", "point", "p5", "p50", "p95"], rows)
+    for line in unc.pool_lines():
+        typer.echo(line)
     print_table("sensitivity (one input at its p5 / p95, the others at the point)",
                 ["input", "p5 value", "p95 value", "total at p5 (t)", "total at p95 (t)", "swing"],
                 [[s["input"], s["low_value"], s["high_value"], s["total_at_low_tco2e"], s["total_at_high_tco2e"],

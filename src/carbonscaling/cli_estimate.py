@@ -169,7 +169,7 @@ def _print_summary(d: dict) -> None:
     if "median_layout" in d:
         med = d["median_layout"]
         rows.append(["median-latency layout: days / MFU / tCO2e",
-                     f"{med['duration_days']:.1f} / {med['mfu']:.3f} / {num(med['total_tco2e'])}"])
+                     f"{med['duration_days']:.1f} / {med['mfu']:.3f} / {_median_tco2e(med)}"])
     rows += _used_rows(used)
     flags = d["hardware"].get("cell_flags", {})
     rows.append(["catalog cells assumed / unverified",
@@ -190,6 +190,13 @@ def _print_summary(d: dict) -> None:
                    f"{perf['deadline_days']:g}-day deadline")
 
 
+def _median_tco2e(med: dict) -> str:
+    """The median-latency layout's tCO2e cell: absent with --no-median-carbon, or refused (its note)."""
+    if med.get("total_tco2e") is not None:
+        return num(med["total_tco2e"])
+    return med.get("carbon_note") or "not charged (--no-median-carbon)"
+
+
 def _decision_rows(d: dict) -> list[list[str]]:
     """Uncertainty bands, market-based next to location-based, and water (docs/decisions.md)."""
     rows = []
@@ -203,6 +210,7 @@ def _decision_rows(d: dict) -> list[list[str]]:
             rows.append([label, f"{num(b['p5'])} / {num(b['p50'])} / {num(b['p95'])}"])
         rows.append(["inputs moving the total most (p5-p95 swing)",
                      ", ".join(f"{s['input']} {s['swing_fraction']:.0%}" for s in u["sensitivity"][:3])])
+        rows += [[f"{name} drawn from", m["pool"]["line"]] for name, m in u.get("inputs", {}).items() if m.get("pool")]
     a, w = d["accounting"], d["water"]
     rows.append(["operational: location / market-based (tCO2e)",
                  f"{num(a['location_tco2e'])} / {num(a['market_tco2e'])} ({a['market_method']})"])

@@ -99,8 +99,48 @@ def score_flops_per_token(model: ModelSpec, causal: bool = False) -> float:
 
 
 def ssd_flops_per_token(model: ModelSpec) -> float:
-    """Mamba-2 SSD cores, forward + backward, per token (FLOPs; 0 without Mamba layers)."""
-    return model.attention_flops_per_token - score_flops_per_token(model)
+    """Mamba-2 SSD (state-space dual) cores of the model's Mamba layers, forward + backward, per token.
+
+    The chunked SSD algorithm's matmuls per token and layer, forward (Dao & Gu 2024, Sec. 6;
+    :func:`carbonscaling.perf.ssm.ssd_flops_per_token`): ``H (2 Q (N + P) + 4 N P)`` -- the
+    intra-chunk scores ``C B^T`` and their product with ``x`` (``2 Q N + 2 Q P`` per head), the
+    chunk states and their contribution to the output (``2 N P`` each) -- with ``H`` SSM heads of
+    dimension ``P``, state size ``N`` and chunk length ``Q`` (``data/perf.yaml ssm.chunk``, the
+    step model's). Backward is twice the forward (the ``3 x`` of every model-FLOP count). The
+    in/out projections are matmul weights (:func:`layer_matmul_weights`), not counted here.
+
+    Megatron-LM's ``num_floating_point_operations`` (``hybrid_flops``, ``mamba_layer_flops``)
+    counts the scan as ``7 d_in N`` per token forward with ``d_in = 2 d_model``, marked there as
+    an estimate to update for the SSD kernels; we count the SSD work the step model executes
+    (:mod:`carbonscaling.perf.ssm`), as for sliding windows (module doc), so MFU stays physical.
+
+    Parameters
+    ----------
+    model : ModelSpec
+        The architecture: ``n_mamba_layers``, ``mamba_heads`` (H), ``mamba_head_dim`` (P),
+        ``mamba_state`` (N).
+
+    Returns
+    -------
+    float
+        FLOPs per token, ``3 L_mamba H (2 Q (N + P) + 4 N P)``; 0 without Mamba layers.
+
+    References
+    ----------
+    T. Dao and A. Gu, "Transformers are SSMs: Generalized Models and Efficient Algorithms
+    Through Structured State Space Duality", ICML 2024 (arXiv 2405.21060), Sec. 6.
+    Megatron-LM ``megatron/training/training.py`` ``num_floating_point_operations``
+    (NVIDIA/Megatron-LM commit 001b00c; the same in Megatron-Bridge
+    ``training/utils/flop_utils.py``).
+    """
+    if not model.n_mamba_layers:
+        return 0.0
+    from .perf.constants import default_constants
+    from .perf.ssm import ssd_flops_per_token as ssd_forward_per_layer
+
+    chunk = default_constants().ssm_chunk
+    return 3.0 * model.n_mamba_layers * ssd_forward_per_layer(model.mamba_heads, model.mamba_head_dim,
+                                                              model.mamba_state, chunk)
 
 
 def megatron_flops_per_token(model: ModelSpec) -> float:

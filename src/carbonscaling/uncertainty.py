@@ -14,9 +14,11 @@ Dynamic device energy does not grow when steps are slower (the same work at lowe
 utilization), while static, host and embodied terms grow with wall-clock time: this is why
 the step-time error moves the total less than its own spread. :func:`sensitivity` is a
 one-at-a-time swing (each input at its 5th and 95th percentile, the others at the point)
-for the tornado chart. The point estimate itself is unchanged by all of this. One input's
-declaration, empirical tables and draws are :mod:`carbonscaling.uncertainty_inputs`'s
-(re-exported here).
+for the tornado chart. An empirical input may draw from the estimate's own rows of its table
+(``select_by: device``: the step-time error of the estimate's device when it has enough rows,
+else every row; ``Uncertainty.inputs[name]["pool"]`` says which). The point estimate itself is
+unchanged by all of this. One input's declaration, empirical tables, row selection and draws
+are :mod:`carbonscaling.uncertainty_inputs`'s (re-exported here).
 """
 
 from __future__ import annotations
@@ -29,8 +31,10 @@ import numpy as np
 
 from ._data import load_yaml, read_user_yaml
 from .errors import InputError
-from .uncertainty_inputs import (DISTRIBUTIONS, InputSpec, _bounds, _check_spec, _table,  # noqa: F401 - re-exported
-                                 draw, power_residuals, quantile, region_year_ratios, step_time_residuals, widen)
+from .uncertainty_inputs import (DISTRIBUTIONS, RESIDUAL_TABLES, InputSpec, _bounds, _check_spec,  # noqa: F401
+                                 _table, draw, own_pool, pool_line, power_residuals, quantile,  # re-exported
+                                 region_year_ratios, residual_rows, residuals, select_rows,
+                                 step_time_residuals, widen)
 
 QUANTITIES = ("energy_kwh", "operational_tco2e", "embodied_tco2e", "total_tco2e")
 PERCENTILES = (5, 50, 95)
@@ -96,6 +100,7 @@ def base_point(carbon: Any, *, specs: Mapping[str, InputSpec] | None = None) -> 
         "goodput_modelled": modelled_goodput is not None,
         "power_model": str(b.get("power_model", "paper" if split else "measured")),
         "embodied_included": bool(b.get("include_embodied", True)) and float(carbon.embodied_tco2e) > 0,
+        "labels": {k: v for k, v in b.items() if isinstance(v, str)},  # device, ...: what select_by reads
     }
 
 
@@ -164,6 +169,16 @@ class Uncertainty:
     def top(self, k: int = 3) -> list[str]:
         return [s["input"] for s in self.sensitivity[:k]]
 
+    def pool_lines(self) -> list[str]:
+        """One line per input drawn from selected rows of its table: which rows and how many."""
+        return pool_lines(self.inputs)
+
+
+def pool_lines(inputs: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """``"step_time drawn from: 37 H100-SXM rows of ..."`` for each input of ``inputs`` (an
+    :attr:`Uncertainty.inputs` or its JSON) that carries a ``pool``."""
+    return [f"{name} drawn from: {m['pool']['line']}" for name, m in inputs.items() if m.get("pool")]
+
 
 def _check_run(samples: Any, seed: Any) -> tuple[int, int]:
     if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or not 16 <= samples <= MAX_SAMPLES:
@@ -229,7 +244,7 @@ def propagate(carbon: Any, *, samples: int = DEFAULT_SAMPLES, seed: int = 0,
     if not base["split"]:
         specs.pop("dynamic_fraction", None)
     for name, spec in list(specs.items()):
-        specs[name] = _for_model(spec, base)
+        specs[name] = select_rows(_for_model(spec, base), base["labels"])
     rng = np.random.default_rng(s)
     pts = point_values(base)
     x = {name: draw(spec, pts[name], n, rng) for name, spec in specs.items()}
@@ -238,7 +253,8 @@ def propagate(carbon: Any, *, samples: int = DEFAULT_SAMPLES, seed: int = 0,
     bands = {q: dict(zip(("p5", "p50", "p95"), (float(v) for v in np.percentile(out[q], PERCENTILES))))
              for q in QUANTITIES}
     meta = {k: {"kind": v.kind, "distribution": v.distribution, "point": pts[k], "source": v.source,
-                "verified": v.verified} for k, v in specs.items()}
+                "verified": v.verified, **({"pool": v.params["pool"]} if "pool" in v.params else {})}
+            for k, v in specs.items()}
     return Uncertainty(point=point, bands=bands, sensitivity=sensitivity(base, specs), samples=n, seed=s,
                        inputs=meta)
 

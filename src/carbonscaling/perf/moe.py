@@ -165,10 +165,12 @@ def expert_overhead_time(local_experts, c: PerfConstants):
     loop of one cuBLAS GEMM per local expert on a few compute streams
     (``nvte_multi_stream_cublas_gemm``), with per-expert casts in quantized formats: the
     forward issues FC1 and FC2 per expert, the backward their data and weight gradients
-    (2 : 4 GEMMs). Each costs a launch and a short, partly idle tail that the dense model
-    (one GEMM, wave-quantized over all experts at once) does not see. ``c.moe_expert_overhead_s``
-    is the fitted cost per local expert per MoE layer and microbatch, forward + backward
-    (data/perf.yaml ``moe.expert_overhead_s``); split 1/3 forward, 2/3 backward as the GEMMs are.
+    (2 : 4 GEMMs). Each costs a kernel start-up on the GPU and a short, partly idle tail that
+    the dense model (one GEMM, wave-quantized over all experts at once) does not see.
+    ``c.moe_expert_overhead_s`` is the fitted cost per local expert per MoE layer and microbatch,
+    forward + backward (data/perf.yaml ``moe.expert_overhead_s``); split 1/3 forward, 2/3
+    backward as the GEMMs are. It is GPU time only: the host's launches of the same loop are
+    :mod:`.host`'s (charged only without CUDA graphs).
 
     Parameters
     ----------

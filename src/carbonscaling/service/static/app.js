@@ -288,6 +288,9 @@ function render(d) {
   const sens = (d.uncertainty && d.uncertainty.sensitivity) || [];
   $("sensitivity-fig").hidden = !sens.length;
   if (sens.length) tornado($("chart-sensitivity"), sens.slice(0, 6), c.total_tco2e);
+  const inputs = (d.uncertainty && d.uncertainty.inputs) || {};
+  $("sensitivity-pool").textContent = Object.entries(inputs).filter(([, m]) => m.pool)
+    .map(([k, m]) => `${k} drawn from: ${m.pool.line}.`).join(" ");
   $("chart-front").replaceChildren();
   const cb = d.breakdown.carbon;
   $("sources").textContent = `Grid intensity ${fmt(cb.ci_g_per_kwh)} g/kWh (${c.ci_source}), PUE ${fmt(cb.pue)}, ` +
