@@ -238,7 +238,7 @@ def test_out_writes_report_and_figures(tmp_path, validation_report):
     assert all(math.isfinite(float(r["mape"])) for r in recs if r["mape"])
 
 
-def test_doc_tables_script_prints_the_reports_figures(report, tmp_path):
+def test_doc_tables_script_prints_the_reports_figures(validation_report, tmp_path):
     """scripts/validation_doc_tables.py (docs/validation.md 6.1-6.5) only formats report.json:
     its rows are the report's numbers, signed errors as the report computes them."""
     import importlib.util
@@ -248,7 +248,7 @@ def test_doc_tables_script_prints_the_reports_figures(report, tmp_path):
     spec = importlib.util.spec_from_file_location("validation_doc_tables", path)
     tables = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tables)
-    report.to_json(tmp_path / "report.json")
+    validation_report.to_json(tmp_path / "report.json")
     data = json.loads((tmp_path / "report.json").read_text())
     dh = tables.device_hours(data)
     with_hours = [r for r in data["runs"] if r["reported"].get("device_hours")]
