@@ -58,6 +58,9 @@ def test_a_deadline_refusal_names_the_batch_it_is_capped_by(capsys):
     assert code == 3 and "the global batch of 2048 sequences" in err  # the paper's 16M-token batch
     code, _, err = cli(capsys, "estimate", "-m", "llama3.1-70b", "--deadline-days", "1", "--no-uncertainty")
     assert code == 3 and "the critical batch of" in err  # no batch published: the cs-v1 rule's
+    code, _, err = cli(capsys, "estimate", "--preset", "cs-v1", "--d-model", "24576", "--device", "B100",
+                       "--no-uncertainty")
+    assert code == 3 and "the critical batch of 55142 sequences" in err  # a preset's batch is its rule's
 
 
 def test_an_fsdp_group_larger_than_the_batch_is_named(capsys):
