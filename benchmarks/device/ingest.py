@@ -125,7 +125,7 @@ def expert_summary(rows: list[dict]) -> dict:
     configs = sorted({k[:3] for k in t})
     out = {}
     for loop in ("loop_graph", "loop_streams", "loop"):
-        for ref in ("bmm", "dense"):
+        for ref in ("bmm", "grouped", "dense"):
             v = [(t[c + (loop,)] - t[c + (ref,)]) / c[1] for c in configs if c + (loop,) in t and c + (ref,) in t]
             if v:
                 out[f"{loop}-{ref}"] = _spread(v)
@@ -134,6 +134,12 @@ def expert_summary(rows: list[dict]) -> dict:
         if c + ("loop_graph",) in t and c + ("bmm",) in t:
             by_tok.setdefault(c[2], []).append((t[c + ("loop_graph",)] - t[c + ("bmm",)]) / c[1])
     out["loop_graph-bmm_by_tokens_per_expert"] = {k: _spread(v) for k, v in sorted(by_tok.items())}
+    # Host launch cost where the loop is host-bound (few tokens per expert): eager minus graph
+    # replay, per GEMM launch (data/host.yaml per_launch_s).
+    host = [(t[c + ("loop",)] - t[c + ("loop_graph",)]) / (6 * c[1]) for c in configs
+            if c[2] <= 256 and c + ("loop",) in t and c + ("loop_graph",) in t]
+    if host:
+        out["host_per_launch_s"] = _spread(host)
     return out
 
 
@@ -220,7 +226,8 @@ def print_report(res: dict) -> None:
             for tok, ss in s.items():
                 print(f"    loop_graph-bmm at {tok:>5} tokens/expert: {_f(ss['median'])} s (n {ss['n']})")
         else:
-            print(f"  {k}: {_f(s['median'])} s per expert (p10 {_f(s['p10'])}, p90 {_f(s['p90'])}, n {s['n']})")
+            unit = "s per GEMM launch (host.yaml per_launch_s)" if k == "host_per_launch_s" else "s per expert"
+            print(f"  {k}: {_f(s['median'])} {unit} (p10 {_f(s['p10'])}, p90 {_f(s['p90'])}, n {s['n']})")
     print(f"\n[attention] perf.yaml attention.flash_fraction_of_peak (now {cat['flash_fraction_of_peak']})")
     for (kern, p, hd), s in res["attention"].items():
         print(f"  {kern:9s} {p:8s} head_dim {hd:>3}: {_f(s['median'])} of peak (n {s['n']})")

@@ -35,12 +35,14 @@ class _Timer:
     def seconds(self, a, b) -> float:
         return b - a
 
-    def time(self, fns, target_s=0.02, min_samples=3, max_samples=30, min_sample_s=5e-4, warmup=2) -> dict:
+    def time(self, fns, target_s=0.02, min_samples=3, max_samples=30, min_sample_s=5e-4, warmup=2,
+             graph=True) -> dict:
+        """``graph=False`` keeps eager timing for every kernel (the expert loop's host cost is the point)."""
         kw = {**dict(target_s=target_s, min_samples=min_samples, max_samples=max_samples,
                      min_sample_s=min_sample_s, warmup=warmup), **self.time_kw}
-        return self._time(fns, **kw)
+        return self._time(fns, graph=graph, **kw)
 
-    def _time(self, fns, target_s, min_samples, max_samples, min_sample_s, warmup) -> dict:
+    def _time(self, fns, target_s, min_samples, max_samples, min_sample_s, warmup, graph=False) -> dict:
         for i in range(max(warmup, len(fns))):
             fns[i % len(fns)]()
         self.sync()
@@ -79,6 +81,7 @@ class NumpyKit(_Timer):
         self.device_name = f"cpu ({platform.machine()})"
         self.gemm_dtypes = ["fp32"]
         self.attention_kernels = ("reference",)
+        self.missing = {}
         self.unsupported_dtypes = {"bf16": "NumPy has no bfloat16", "fp8_e4m3": "NumPy has no FP8"}
 
     def _r(self, *shape):
@@ -168,6 +171,7 @@ class TorchKit(_Timer):
         self.float = torch.bfloat16 if self.cuda else torch.float32
         self.elt_bytes, self.dtype_name = (2, "bf16") if self.cuda else (4, "fp32")
         self.gemm_dtypes, self.unsupported_dtypes = [self.dtype_name], {}
+        self.missing = {}  # variant -> why it could not be built
         self.attention_kernels = ("flash", "cudnn") if self.cuda else ("reference",)
         reason = self._fp8_reason()
         if reason:
@@ -196,6 +200,33 @@ class TorchKit(_Timer):
     def free(self):
         if self.cuda:
             self.torch.cuda.empty_cache()
+
+    graph_below_s = 5e-5  # kernels shorter than this are also timed from a CUDA graph
+
+    def _time(self, fns, graph=True, **kw) -> dict:
+        """Eager timing; for short kernels, also replays of a captured graph of back-to-back
+        calls, whose median is kept (GPU time without the host's launch gaps; eager in the note)."""
+        r = super()._time(fns, **kw)
+        if not graph or not self.cuda or r["median_s"] >= self.graph_below_s:
+            return r
+        t = self.torch
+        inner = max(1, math.ceil(kw.get("min_sample_s", 5e-4) / r["median_s"]))
+        try:
+            side = t.cuda.Stream(device=self.dev)
+            side.wait_stream(t.cuda.current_stream(self.dev))
+            with t.cuda.stream(side):
+                fns[0]()
+            t.cuda.current_stream(self.dev).wait_stream(side)
+            g = t.cuda.CUDAGraph()
+            with t.cuda.graph(g):
+                for j in range(inner):
+                    fns[j % len(fns)]()
+            g_r = super()._time([g.replay], **{**kw, "min_sample_s": 0.0})
+        except Exception as e:  # noqa: BLE001 - keep the eager number
+            return {**r, "note": f"eager timing (graph capture failed: {type(e).__name__})"}
+        return {**g_r, "median_s": g_r["median_s"] / inner, "p10_s": g_r["p10_s"] / inner,
+                "p90_s": g_r["p90_s"] / inner, "reps": g_r["reps"] * inner,
+                "note": f"CUDA-graph replay of {inner} calls; eager median {r['median_s']:.3g} s"}
 
     def info(self) -> dict:
         t = self.torch
@@ -289,7 +320,32 @@ class TorchKit(_Timer):
         if self.cuda:
             out["loop_streams"] = self._streamed(kinds, E)
             out["loop_graph"] = self._graphed(loop)
+        try:
+            out["grouped"] = self._grouped(x, w1, a, w2, dy, dh, bmm)
+        except Exception as e:  # noqa: BLE001 - no torch._grouped_mm, or it refuses these layouts
+            self.missing["grouped"] = f"torch._grouped_mm: {type(e).__name__}: {str(e)[:160]}"
         return out
+
+    def _grouped(self, x, w1, a, w2, dy, dh, bmm):
+        """The six products as torch._grouped_mm calls (one CUTLASS grouped kernel each), offsets
+        marking each expert's rows; checked once against the batched products."""
+        t = self.torch
+        E, tk, d = x.shape
+        offs = (t.arange(1, E + 1, device=self.dev, dtype=t.int32) * tk)
+        X, A, DY, DH = (v.reshape(E * tk, -1) for v in (x, a, dy, dh))
+        w1c, w2c = w1.transpose(1, 2).contiguous(), w2.transpose(1, 2).contiguous()  # column-major copies
+        g = t._grouped_mm
+
+        def run():
+            return (g(X, w1.transpose(1, 2), offs=offs), g(A, w2.transpose(1, 2), offs=offs),
+                    g(DY, w2c.transpose(1, 2), offs=offs), g(DY.t(), A, offs=offs),
+                    g(DH, w1c.transpose(1, 2), offs=offs), g(DH.t(), X, offs=offs))
+        got = run()
+        bmm()
+        ref = bmm.outputs
+        errs = [((o.float().reshape(r.shape) - r.float()).norm() / r.float().norm()).item() for o, r in zip(got, ref)]
+        run.note = "grouped vs bmm relative difference " + " ".join(f"{e:.1e}" for e in errs)
+        return run
 
     def check_experts(self, variants) -> float:
         """Largest relative difference between the looped and the batched products (correct first)."""

@@ -14,8 +14,9 @@ def _measure(kit, make, **time_kw):
     try:
         fns = make()
         fns = fns if isinstance(fns, list) else [fns]
-        note = getattr(fns[0], "note", "")
-        return kit.time(fns, **time_kw), "ok", note
+        r = kit.time(fns, **time_kw)
+        note = "; ".join(n for n in (getattr(fns[0], "note", ""), r.pop("note", "")) if n)
+        return r, "ok", note
     except Unsupported as e:
         return {}, "skipped", str(e)
     except Exception as e:  # noqa: BLE001 - out of memory, a kernel refusing a shape, ...
@@ -49,7 +50,11 @@ def run_gemm(kit, sink, dl, models, smoke=False):
             kit.free()
 
 
+VARIANTS = ("loop", "loop_streams", "loop_graph", "grouped", "bmm", "dense")
+
+
 def run_experts(kit, sink, dl, models, smoke=False):
+    """Per-expert loop (eager, over streams, graph-replayed) against one kernel per product."""
     kw = dict(experts=P.SMOKE["experts"], tokens_per_expert=P.SMOKE["tokens_per_expert"],
               tiers=P.SMOKE["expert_tiers"]) if smoke else {}
     for it in P.expert_plan(models, **kw):
@@ -70,12 +75,12 @@ def run_experts(kit, sink, dl, models, smoke=False):
         if hasattr(kit, "check_experts"):
             err = kit.check_experts(variants)
             check = f"loop vs bmm relative difference {err:.1e}" + ("" if err < 2e-2 else " (MISMATCH)")
-        for name in ("loop", "loop_streams", "loop_graph", "bmm", "dense"):
+        for name in VARIANTS:
             if name not in variants:
                 sink.write("expert_loop", model=it["model"], variant=name, experts=E, tokens_per_expert=t,
-                           d_model=d, d_expert=f, **_tail(kit, "skipped", f"{kit.name} has no {name} variant"))
+                           d_model=d, d_expert=f, **_tail(kit, "skipped", kit.missing.get(name, f"{kit.name} has no {name} variant")))
                 continue
-            r, status, note = _measure(kit, lambda fn=variants[name]: fn)
+            r, status, note = _measure(kit, lambda fn=variants[name]: fn, graph=False)
             sink.write("expert_loop", model=it["model"], variant=name, experts=E, tokens_per_expert=t, d_model=d,
                        d_expert=f, gemms=6 * E if name.startswith("loop") else 6, flop=flop, **r,
                        tflops=_rate(flop, r, 1e12), **_tail(kit, status, note or check))
