@@ -76,7 +76,9 @@ class Device(BaseModel):
     catalog_row: str = Field(default="", description="row of data/hardware_modern.csv the values come from")
     cell_flags: dict[str, str] = Field(default_factory=dict, description="verification flag per field")
     aliases: tuple[str, ...] = ()
-    years_ahead: float = 0.0
+    years_ahead: float = Field(default=0.0, description="years the values were already projected (a record that "
+                               "project() keeps, so a projected entry's JSON reads back as such; not applied: "
+                               "project with --years-ahead)")
 
     @field_validator("formats", mode="before")
     @classmethod
