@@ -116,3 +116,11 @@ def test_the_step_breakdown_shows_every_part_of_the_step(capsys):
     assert len(shown) == len(STEP_PARTS) and abs(sum(shown) - 100) < 0.5
     js = (Path(cs.__file__).parent / "service" / "static" / "app.js").read_text()
     assert all(f'"{k}"' in js for k in STEP_PARTS)
+
+
+def test_qat_shows_in_the_precision_row(capsys):
+    """--qat runs the GEMMs in 8 bits (MFU against the FP8 peak) while the table said 'bf16 (default)'."""
+    code, out, err = cli(capsys, "estimate", "-m", "llama3.1-8b", "--qat", "--no-uncertainty")
+    assert code == 0, err
+    row = next(line for line in out.splitlines() if line.startswith("│ precision "))
+    assert "bf16 (default) + QAT (8-bit" in row

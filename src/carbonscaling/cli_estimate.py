@@ -172,6 +172,8 @@ def _print_summary(d: dict) -> None:
         rows.append(["median-latency layout: days / MFU / tCO2e",
                      f"{med['duration_days']:.1f} / {med['mfu']:.3f} / {_median_tco2e(med)}"])
     rows += _used_rows(used)
+    if d["settings"]["options"].get("qat"):  # QAT runs its GEMMs in 8 bits whatever --precision says
+        next(r for r in rows if r[0] == "precision")[1] += " + QAT (8-bit compute, memory and communication)"
     flags = d["hardware"].get("cell_flags", {})
     rows.append(["catalog cells assumed / unverified",
                  ", ".join(f"{k} ({v})" for k, v in flags.items() if v in ("assumed", "unverified")) or "none"])
