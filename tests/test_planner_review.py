@@ -58,6 +58,9 @@ def test_a_deadline_refusal_names_the_batch_it_is_capped_by(capsys):
     assert code == 3 and "the global batch of 2048 sequences" in err  # the paper's 16M-token batch
     code, _, err = cli(capsys, "estimate", "-m", "llama3.1-70b", "--deadline-days", "1", "--no-uncertainty")
     assert code == 3 and "the critical batch of" in err  # no batch published: the cs-v1 rule's
+    code, _, err = cli(capsys, "estimate", "--preset", "cs-v1", "--d-model", "24576", "--device", "B100",
+                       "--no-uncertainty")
+    assert code == 3 and "the critical batch of 55142 sequences" in err  # a preset's batch is its rule's
 
 
 def test_an_fsdp_group_larger_than_the_batch_is_named(capsys):
@@ -97,3 +100,19 @@ def test_a_year_without_a_region_is_refused_not_ignored(capsys):
     code, out, _ = cli(capsys, "estimate", "-m", "llama3.1-8b", "--year", "2022", "--region", "us-east5",
                        "--no-uncertainty", "--json")
     assert code == 0 and json.loads(out)["carbon"]["ci_source"].startswith("us-east5 (Columbus) 2022")
+
+
+def test_the_step_breakdown_shows_every_part_of_the_step(capsys):
+    """The table and the web page's chart left out context-parallel communication (54 % of the step
+    at --cp 64), host launch waits and CPU offload: the shown parts did not add up to the step."""
+    from pathlib import Path
+
+    from carbonscaling.chain import STEP_PARTS
+
+    code, out, err = cli(capsys, "estimate", "-m", "llama3.1-70b", "--cp", "64", "--no-uncertainty")
+    assert code == 0, err
+    shown = [float(p) for line in out.splitlines() if line.startswith("│ step:")
+             for p in line.split("│")[2].replace("%", "").split("/")]
+    assert len(shown) == len(STEP_PARTS) and abs(sum(shown) - 100) < 0.5
+    js = (Path(cs.__file__).parent / "service" / "static" / "app.js").read_text()
+    assert all(f'"{k}"' in js for k in STEP_PARTS)
