@@ -193,7 +193,8 @@ def report(folder: Path, device_key: str | None = None) -> dict:
     meta = d["meta"]
     key = device_key or ("H200" if "H200" in meta.get("device", "") else "H100-SXM")
     cat = catalog(key)
-    res = {"catalog": cat, "smoke": meta.get("smoke") == "True", "gemm": gemm_summary(d["gemm"], cat), "gemm_vs_model": gemm_vs_model(d["gemm"], key),
+    res = {"catalog": cat, "smoke": meta.get("smoke") == "True", "gemm": gemm_summary(d["gemm"], cat),
+           "gemm_vs_model": gemm_vs_model(d["gemm"], key),
            "expert": expert_summary(d["expert_loop"]), "attention": attention_summary(d["attention"], cat),
            "bandwidth": bandwidth_summary(d["bandwidth"], cat), "power": power_summary(d["power"], cat),
            "citation": f"measured: benchmarks/device/kernel_probe.py on the device tool's {key}, "

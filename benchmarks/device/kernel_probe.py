@@ -59,7 +59,8 @@ def plan_counts(models, smoke=False) -> dict:
                                   "tiers": sm["expert_tiers"]} if sm else {}))
     return {"gemm": len(g), "gemm_tflop": sum(2.0 * i["m"] * i["n"] * i["k"] for i in g) / 1e12,
             "gemm_est_s_h200": P.estimate_gemm_seconds(g),
-            "expert_configs": len(e), "attention": len(P.attention_plan(models, **({"seqs": sm["seqs"]} if sm else {}))),
+            "expert_configs": len(e),
+            "attention": len(P.attention_plan(models, **({"seqs": sm["seqs"]} if sm else {}))),
             "bandwidth": len(P.bandwidth_plan(smoke))}
 
 

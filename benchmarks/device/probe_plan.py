@@ -64,10 +64,10 @@ _TAIL = ("backend", "device", "status", "note")
 SCHEMAS = {
     "gemm": ("what", "model", "layer", "pass", "layout", "dtype", "fast_accum", "m", "n", "k", "tokens", "flop",
              *_TIMING, "tflops", *_TAIL),
-    "expert_loop": ("model", "variant", "experts", "tokens_per_expert", "d_model", "d_expert", "gemms", "flop",
-                    *_TIMING, "tflops", *_TAIL),
-    "attention": ("model", "kernel", "pass", "batch", "heads", "kv_heads", "head_dim", "v_head_dim", "seq",
-                  "causal", "flop", *_TIMING, "tflops", *_TAIL),
+    "expert_loop": ("model", "variant", "dtype", "experts", "tokens_per_expert", "d_model", "d_expert", "gemms",
+                    "flop", *_TIMING, "tflops", *_TAIL),
+    "attention": ("model", "kernel", "pass", "dtype", "batch", "heads", "kv_heads", "head_dim", "v_head_dim",
+                  "seq", "causal", "flop", *_TIMING, "tflops", *_TAIL),
     "bandwidth": ("op", "dtype", "elements", "bytes", *_TIMING, "gb_s", *_TAIL),
     "power": ("kernel", "duty_target", "duty_measured", "window_s", "samples", "energy_j", "watts_energy",
               "watts_median", "watts_max", "sm_clock_mhz", "mem_clock_mhz", "gpu_util_pct", "temp_c",
@@ -130,7 +130,8 @@ def gemm_passes(tokens: int, n_out: int, k_in: int) -> list[tuple[str, str, int,
     Forward ``y = x W^T`` (TN), data gradient ``dx = dy W`` (NN), weight gradient
     ``dW = dy^T x`` (NT); 2 m n k FLOP each.
     """
-    return [("fwd", "TN", tokens, n_out, k_in), ("dgrad", "NN", tokens, k_in, n_out), ("wgrad", "NT", n_out, k_in, tokens)]
+    return [("fwd", "TN", tokens, n_out, k_in), ("dgrad", "NN", tokens, k_in, n_out),
+            ("wgrad", "NT", n_out, k_in, tokens)]
 
 
 def gemm_plan(models: list[dict], dtypes, tokens=TOKENS, tiers=TOKEN_TIERS, squares=SQUARES, rects=RECTS,

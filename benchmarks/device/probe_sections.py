@@ -68,7 +68,8 @@ def run_experts(kit, sink, dl, models, smoke=False):
             variants = kit.expert_variants(E, t, d, f)
         except Exception as e:  # noqa: BLE001
             kit.free()
-            sink.write("expert_loop", model=it["model"], variant="all", experts=E, tokens_per_expert=t,
+            sink.write("expert_loop", model=it["model"], dtype=kit.dtype_name, variant="all", experts=E,
+                       tokens_per_expert=t,
                        **_tail(kit, "error", f"{type(e).__name__}: {str(e)[:200]}"))
             continue
         check = ""
@@ -77,12 +78,14 @@ def run_experts(kit, sink, dl, models, smoke=False):
             check = f"loop vs bmm relative difference {err:.1e}" + ("" if err < 2e-2 else " (MISMATCH)")
         for name in VARIANTS:
             if name not in variants:
-                sink.write("expert_loop", model=it["model"], variant=name, experts=E, tokens_per_expert=t,
-                           d_model=d, d_expert=f, **_tail(kit, "skipped", kit.missing.get(name, f"{kit.name} has no {name} variant")))
+                why = kit.missing.get(name, f"{kit.name} has no {name} variant")
+                sink.write("expert_loop", model=it["model"], dtype=kit.dtype_name, variant=name, experts=E,
+                           tokens_per_expert=t, d_model=d, d_expert=f, **_tail(kit, "skipped", why))
                 continue
             r, status, note = _measure(kit, lambda fn=variants[name]: fn, graph=False)
-            sink.write("expert_loop", model=it["model"], variant=name, experts=E, tokens_per_expert=t, d_model=d,
-                       d_expert=f, gemms=6 * E if name.startswith("loop") else 6, flop=flop, **r,
+            sink.write("expert_loop", model=it["model"], dtype=kit.dtype_name, variant=name, experts=E,
+                       tokens_per_expert=t, d_model=d, d_expert=f, gemms=6 * E if name.startswith("loop") else 6,
+                       flop=flop, **r,
                        tflops=_rate(flop, r, 1e12), **_tail(kit, status, note or check))
         del variants
         kit.free()
@@ -98,7 +101,8 @@ def run_attention(kit, sink, dl, models, smoke=False):
         flop = P.attention_flop(it["batch"], it["heads"], it["seq"], it["head_dim"], it["v_head_dim"],
                                 it["causal"], it["pass_"])
         r, status, note = _measure(kit, lambda it=it: kit.attention(it))
-        sink.write("attention", model=it["model"], kernel=it["kernel"], **{"pass": it["pass_"]}, batch=it["batch"],
+        sink.write("attention", model=it["model"], kernel=it["kernel"], dtype=kit.dtype_name, **{"pass": it["pass_"]},
+                   batch=it["batch"],
                    heads=it["heads"], kv_heads=it["kv_heads"], head_dim=it["head_dim"], v_head_dim=it["v_head_dim"],
                    seq=it["seq"], causal=it["causal"], flop=flop, **r, tflops=_rate(flop, r, 1e12),
                    **_tail(kit, status, note))
