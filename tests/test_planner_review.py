@@ -124,3 +124,14 @@ def test_qat_shows_in_the_precision_row(capsys):
     assert code == 0, err
     row = next(line for line in out.splitlines() if line.startswith("│ precision "))
     assert "bf16 (default) + QAT (8-bit" in row
+
+
+def test_an_entry_without_cell_flags_is_not_reported_as_all_verified(capsys):
+    """The papers' and older entries carry no per-cell flags: the table said 'none' assumed or
+    unverified for B100, whose own note says 'sram_mb and compute_units unverified'."""
+    code, out, _ = cli(capsys, "estimate", "-m", "llama3.1-8b", "-d", "B100", "--no-uncertainty")
+    row = next(line for line in out.splitlines() if "catalog cells assumed / unverified" in line)
+    assert code == 0 and "no per-cell flags" in row and "sram_mb and compute_units unverified" in row
+    code, out, _ = cli(capsys, "estimate", "-m", "llama3.1-8b", "-d", "H100-SXM", "--no-uncertainty")
+    row = next(line for line in out.splitlines() if "catalog cells assumed / unverified" in line)
+    assert code == 0 and row.split("│")[2].strip() == "none"  # a modern entry flags every cell

@@ -174,9 +174,7 @@ def _print_summary(d: dict) -> None:
     rows += _used_rows(used)
     if d["settings"]["options"].get("qat"):  # QAT runs its GEMMs in 8 bits whatever --precision says
         next(r for r in rows if r[0] == "precision")[1] += " + QAT (8-bit compute, memory and communication)"
-    flags = d["hardware"].get("cell_flags", {})
-    rows.append(["catalog cells assumed / unverified",
-                 ", ".join(f"{k} ({v})" for k, v in flags.items() if v in ("assumed", "unverified")) or "none"])
+    rows.append(["catalog cells assumed / unverified", _unverified_text(d["hardware"])])
     print_table(title, ["quantity", "value"], rows)
     typer.echo(f"scope: {c['scope']}")
     if perf["deadline_days"] < used["deadline_days"] * (1 - 1e-9):
@@ -191,6 +189,18 @@ def _print_summary(d: dict) -> None:
     if not perf["meets_deadline"]:
         typer.echo(f"note: the pinned layout takes {perf['duration_days']:.1f} days, past the "
                    f"{perf['deadline_days']:g}-day deadline")
+
+
+def _unverified_text(hw: dict) -> str:
+    """The assumed / unverified catalog cells; an entry without per-cell flags (the papers' tables,
+    older datasheet entries, a device file without cell_flags) says so and quotes its verification
+    note instead of claiming 'none' (B100: 'sram_mb and compute_units unverified')."""
+    flags = hw.get("cell_flags", {})
+    listed = ", ".join(f"{k} ({v})" for k, v in flags.items() if v in ("assumed", "unverified"))
+    if hw.get("catalog_row"):  # a modern entry: every cell has its flag
+        return listed or "none"
+    note = f"{listed}; the other cells have no flag" if listed else "no per-cell flags"
+    return f"{note} ({hw['verification']})" if hw.get("verification") else note
 
 
 def _median_tco2e(med: dict) -> str:
