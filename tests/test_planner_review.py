@@ -135,3 +135,14 @@ def test_an_entry_without_cell_flags_is_not_reported_as_all_verified(capsys):
     code, out, _ = cli(capsys, "estimate", "-m", "llama3.1-8b", "-d", "H100-SXM", "--no-uncertainty")
     row = next(line for line in out.splitlines() if "catalog cells assumed / unverified" in line)
     assert code == 0 and row.split("│")[2].strip() == "none"  # a modern entry flags every cell
+
+
+def test_the_whole_catalog_as_a_device_file_says_to_pick_one(capsys, tmp_path):
+    """`devices --json > all.json` then `--device-file all.json` said 'must be a mapping of device
+    fields, got list'; a one-device list is read, a longer one is refused naming the remedy."""
+    code, out, _ = cli(capsys, "devices", "--json")
+    assert code == 0 and len(json.loads(out)) > 1
+    f = tmp_path / "all.json"
+    f.write_text(out)
+    code, _, err = cli(capsys, "estimate", "-m", "llama3.1-8b", "--device-file", str(f), "--no-uncertainty")
+    assert code == 2 and "holds a list of" in err and "devices NAME --json" in err

@@ -309,6 +309,9 @@ def system_from_file(path: str | Path) -> System:
     data = read_user_yaml(p, "device_file")
     if isinstance(data, list) and len(data) == 1:
         data = data[0]
+    elif isinstance(data, list):  # the whole `devices --json` catalog
+        raise InputError("device_file", f"holds a list of {len(data)} devices: give one "
+                                        "(`carbonscaling devices NAME --json` writes one)")
     if isinstance(data, dict) and "device" in data and isinstance(data["device"], dict):
         data = data["device"]
     return system_from_mapping(data, p.stem, origin="device_file")
