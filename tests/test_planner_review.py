@@ -146,3 +146,15 @@ def test_the_whole_catalog_as_a_device_file_says_to_pick_one(capsys, tmp_path):
     f.write_text(out)
     code, _, err = cli(capsys, "estimate", "-m", "llama3.1-8b", "--device-file", str(f), "--no-uncertainty")
     assert code == 2 and "holds a list of" in err and "devices NAME --json" in err
+
+
+def test_a_global_batch_rounded_down_says_what_was_asked(capsys):
+    """Whole microbatches per data-parallel rank can cut the batch far below the model's (deepseek-v3
+    on 1,072 Gaudi3: 8,576 of 15,360 sequences); the table printed 8,576 alone."""
+    code, out, err = cli(capsys, "estimate", "-m", "deepseek-v3", "-d", "Gaudi3", "--no-uncertainty")
+    assert code == 0, err
+    row = next(line for line in out.splitlines() if "global batch (sequences)" in line)
+    assert "8,576 of the model's 15,360 / 1" in row
+    code, out, _ = cli(capsys, "estimate", "-m", "llama3.1-70b", "--global-batch", "512", "--no-uncertainty")
+    row = next(line for line in out.splitlines() if "global batch (sequences)" in line)
+    assert code == 0 and "512 / " in row and " of the " not in row  # as pinned

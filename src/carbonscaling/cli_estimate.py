@@ -145,7 +145,7 @@ def _print_summary(d: dict) -> None:
         ["loss (scaling law)", f"{m['loss']:.4f}"],
         ["layout", _label(lay, layout_label)],
         *([["pipeline layout (Megatron-Core)", lay["pipeline_layout"]]] if lay.get("pipeline_layout") else []),
-        ["global batch (sequences) / microbatches", f"{lay['global_batch_sequences']:,} / {lay['microbatches']:,}"],
+        ["global batch (sequences) / microbatches", _batch_text(lay, m, d["settings"].get("pinned") or {})],
         ["step time (s)", num(perf["step_time_s"])],
         ["duration (days) / deadline", f"{perf['duration_days']:.4g} / {perf['deadline_days']:g}"],
         ["device-hours: steady state / expected (goodput)",
@@ -189,6 +189,17 @@ def _print_summary(d: dict) -> None:
     if not perf["meets_deadline"]:
         typer.echo(f"note: the pinned layout takes {perf['duration_days']:.1f} days, past the "
                    f"{perf['deadline_days']:g}-day deadline")
+
+
+def _batch_text(lay: dict, m: dict, pinned: dict) -> str:
+    """The layout's global batch and microbatches; the batch asked for (pinned, else the model's)
+    next to it when whole microbatches per data-parallel rank rounded it down (deepseek-v3 on 1,072
+    Gaudi3: 8,576 of 15,360)."""
+    got = lay["global_batch_sequences"]
+    asked, whose = (pinned["global_batch"], "pinned") if "global_batch" in pinned else \
+        (m.get("global_batch_sequences"), "model's")
+    of = f" of the {whose} {asked:,}" if asked and asked != got else ""
+    return f"{got:,}{of} / {lay['microbatches']:,}"
 
 
 def _unverified_text(hw: dict) -> str:
