@@ -158,3 +158,15 @@ def test_a_global_batch_rounded_down_says_what_was_asked(capsys):
     code, out, _ = cli(capsys, "estimate", "-m", "llama3.1-70b", "--global-batch", "512", "--no-uncertainty")
     row = next(line for line in out.splitlines() if "global batch (sequences)" in line)
     assert code == 0 and "512 / " in row and " of the " not in row  # as pinned
+
+
+def test_an_expected_wall_clock_past_the_deadline_is_said(capsys):
+    """The deadline bounds steady-state training (docs/carbon.md); goodput stretches the wall clock
+    past it (llama3.1-70b on H100: 89.9 steady-state days, 94.0 expected) and the table did not say."""
+    code, out, err = cli(capsys, "estimate", "-m", "llama3.1-70b", "--no-uncertainty")
+    assert code == 0, err
+    note = out.strip().splitlines()[-1]
+    assert note.startswith("note: the 90-day deadline bounds steady-state training (89.9 days)")
+    assert note.endswith("the expected wall clock is 94.0 days")
+    code, out, _ = cli(capsys, "estimate", "-m", "llama3.1-70b", "--goodput", "1", "--no-uncertainty")
+    assert code == 0 and "steady-state training" not in out

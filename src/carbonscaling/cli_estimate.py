@@ -189,6 +189,11 @@ def _print_summary(d: dict) -> None:
     if not perf["meets_deadline"]:
         typer.echo(f"note: the pinned layout takes {perf['duration_days']:.1f} days, past the "
                    f"{perf['deadline_days']:g}-day deadline")
+    elif perf["expected_duration_days"] > perf["deadline_days"] * (1 + 1e-9):  # docs/carbon.md: steady state
+        typer.echo(f"note: the {perf['deadline_days']:g}-day deadline bounds steady-state training "
+                   f"({perf['duration_days']:.1f} days); with "
+                   f"goodput {perf['goodput']:.3f} (restarts, checkpoints) the expected wall clock is "
+                   f"{perf['expected_duration_days']:.1f} days")
 
 
 def _batch_text(lay: dict, m: dict, pinned: dict) -> str:
