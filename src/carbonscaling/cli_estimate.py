@@ -186,6 +186,10 @@ def _print_summary(d: dict) -> None:
     if d["energy"]["development_device_hours"]:
         typer.echo(f"development (not in the totals): {d['energy']['development_device_hours']:,.0f} device-hours, "
                    f"{num(d['energy']['development_tco2e'])} tCO2e")
+    hw = d["hardware"]
+    if "fp8" in used["precision"] and hw.get("peak_tflops_fp8") == hw["peak_tflops"]:
+        typer.echo(f"note: {hw['name']} runs FP8 at its BF16 rate ({hw['peak_tflops']:g} TFLOP/s): FP8 saves memory and "
+                   "communication only, and its casts cost time")
     if not perf["meets_deadline"]:
         typer.echo(f"note: the pinned layout takes {perf['duration_days']:.1f} days, past the "
                    f"{perf['deadline_days']:g}-day deadline")
