@@ -1,4 +1,4 @@
-"""Print the tables of docs/validation.md sections 6.1-6.5 from a ``carbonscaling validate`` report.
+"""Print the tables of docs/validation.md sections 6.1-6.5 and 6.8 from a ``carbonscaling validate`` report.
 
 The docs show a measured snapshot; this prints the same figures from ``report.json`` so that the
 snapshot can be re-measured and compared line by line after a change to the models::
@@ -151,11 +151,32 @@ def carbon(report: dict, run_id: str = "bloom_176b") -> list[str]:
                   text_cols=1) + [""] + extra
 
 
+def goodput(report: dict, prefix: str = "llama") -> list[str]:
+    """Section 6.8: steady-state device-hours and with the modelled goodput, ours pinned (searched
+    errors in brackets), for the Llama runs (the model cards and 3.1 405B), and the MAPEs."""
+    rows = {(r["method"], r["run_id"]): r for r in report["goodput"]["rows"]}
+    out = []
+    for (method, run_id), r in rows.items():
+        if method != "ours" or not run_id.startswith(prefix):
+            continue
+        sr = rows.get(("ours_searched", run_id), {})
+        out.append([run_id, f"{r['reported']:,.0f}", f"{r['steady']:,.0f}",
+                    f"{r['steady_error']:+.1%}" + (f" ({sr['steady_error']:+.1%})" if sr else ""),
+                    f"{r['goodput']:.3f}", f"{r['adjusted']:,.0f}",
+                    f"{r['adjusted_error']:+.1%}" + (f" ({sr['adjusted_error']:+.1%})" if sr else "")])
+    summary = [f"{m}: MAPE steady {v['mape_steady']:.3f} -> with goodput {v['mape_goodput']:.3f} (n={v['n']}); "
+               f"model cards only {v['mape_steady_model_cards']:.3f} -> {v['mape_goodput_model_cards']:.3f} "
+               f"(n={v['n_model_cards']})" for m, v in report["goodput"]["summary"].items()]
+    return _table(["run", "reported", "steady", "error", "goodput", "with goodput", "error"], out,
+                  text_cols=1) + [""] + summary
+
+
 def main(path: str) -> None:
     report = json.load(open(path))
     for title, lines in (("6.1 device-hours", device_hours(report)), ("6.1 layouts", layouts(report)),
                          ("6.2 utilization", utilization(report)), ("6.3 metrics", metrics(report)),
-                         ("6.4 ours vs baselines", comparison(report)), ("6.5 BLOOM carbon", carbon(report))):
+                         ("6.4 ours vs baselines", comparison(report)), ("6.5 BLOOM carbon", carbon(report)),
+                         ("6.8 goodput", goodput(report))):
         print(f"## {title}\n")
         print("\n".join(lines) + "\n")
 

@@ -269,3 +269,6 @@ def test_doc_tables_script_prints_the_reports_figures(report, tmp_path):
     assert f"| ours | all | device_hours | {ours['n']} | {ours['mape']:.3f} |" in "\n".join(metrics)
     assert any("ours device_hours [all] vs reg" in line for line in tables.comparison(data))
     assert tables.carbon(data)[2].startswith("| reported | 1,082,990 |")
+    gp = tables.goodput(data)
+    assert len(gp) == 2 + 8 + 3  # header, 7 model cards + 405B, blank line, two MAPE lines
+    assert gp[-2].startswith(f"ours: MAPE steady {data['goodput']['summary']['ours']['mape_steady']:.3f} -> ")

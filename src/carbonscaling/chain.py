@@ -16,7 +16,7 @@ import numpy as np
 
 from .carbon import CarbonResult, check_number, resolve_accounting, run_carbon
 from .carbon import carbon_scorer as _price_layouts
-from .errors import InputError
+from .errors import InfeasibleError, InputError
 from .hardware import System, describe, load_system, project
 from .power import busy_share
 from .scaling import ModelSpec, from_preset, resolve_model
@@ -41,6 +41,7 @@ class Estimate:
     settings: dict[str, Any]
     spec: RunSpec | None = None
     uncertainty: Any = None          # carbonscaling.uncertainty.Uncertainty, unless turned off
+    median_note: str = ""            # why the median-latency layout has no carbon (e.g. it outlasts the hardware)
 
     @property
     def steps(self) -> float:
@@ -92,6 +93,8 @@ class Estimate:
             out["median_layout"] = {**layout_record(med), "duration_days": r.median_duration_s / 86400.0,
                                     "mfu": r.median_mfu,
                                     "total_tco2e": self.median_carbon.total_tco2e if self.median_carbon else None}
+            if self.median_note:
+                out["median_layout"]["carbon_note"] = self.median_note
         return out
 
     def decisions(self) -> dict[str, Any]:
@@ -179,10 +182,15 @@ def run(spec: RunSpec) -> Estimate:
     carbon_kw = spec.carbon.carbon_kwargs()
     model, system, res = search_run(spec, carbon_kw=carbon_kw)
     carbon = carbon_of_run(res.layout.devices, res.duration_s, res.mfu, system, carbon_kw, model, step=res.step)
-    med = None
+    med, med_note = None, ""
     if spec.carbon.median_carbon and res.median_layout is not None:
-        med = carbon_of_run(res.median_layout.devices, res.median_duration_s, res.median_mfu, system, carbon_kw,
-                            model, step=step_of(model, system, res.median_layout, spec.recipe))
+        try:
+            med = carbon_of_run(res.median_layout.devices, res.median_duration_s, res.median_mfu, system, carbon_kw,
+                                model, step=step_of(model, system, res.median_layout, spec.recipe))
+        except InfeasibleError as err:  # the median layout is context: its refusal must not refuse the answer
+            if err.constraint != "lifetime":
+                raise
+            med_note = f"not charged: {err.reason.split(':')[0]}"
     hw, objective, pinned = spec.hardware, spec.search.objective, search_pins(spec.pins, model)
     settings = {"deadline_days": _lifetime_capped(spec.search.deadline_days, carbon_kw), "years_ahead": hw.years_ahead,
                 "cpa_growth": hw.cpa_growth, "objective": objective, "pinned": pinned,
@@ -192,7 +200,7 @@ def run(spec: RunSpec) -> Estimate:
         from .uncertainty import propagate
         unc = propagate(carbon, samples=spec.carbon.uncertainty_samples, seed=spec.carbon.uncertainty_seed)
     return Estimate(model=model, system=system, result=res, carbon=carbon, median_carbon=med, settings=settings,
-                    spec=spec, uncertainty=unc)
+                    spec=spec, uncertainty=unc, median_note=med_note)
 
 
 def search_run(spec: RunSpec, *, consts=None, carbon_kw: dict | None = None

@@ -169,7 +169,7 @@ def _print_summary(d: dict) -> None:
     if "median_layout" in d:
         med = d["median_layout"]
         rows.append(["median-latency layout: days / MFU / tCO2e",
-                     f"{med['duration_days']:.1f} / {med['mfu']:.3f} / {num(med['total_tco2e'])}"])
+                     f"{med['duration_days']:.1f} / {med['mfu']:.3f} / {_median_tco2e(med)}"])
     rows += _used_rows(used)
     flags = d["hardware"].get("cell_flags", {})
     rows.append(["catalog cells assumed / unverified",
@@ -188,6 +188,13 @@ def _print_summary(d: dict) -> None:
     if not perf["meets_deadline"]:
         typer.echo(f"note: the pinned layout takes {perf['duration_days']:.1f} days, past the "
                    f"{perf['deadline_days']:g}-day deadline")
+
+
+def _median_tco2e(med: dict) -> str:
+    """The median-latency layout's tCO2e cell: absent with --no-median-carbon, or refused (its note)."""
+    if med.get("total_tco2e") is not None:
+        return num(med["total_tco2e"])
+    return med.get("carbon_note") or "not charged (--no-median-carbon)"
 
 
 def _decision_rows(d: dict) -> list[list[str]]:

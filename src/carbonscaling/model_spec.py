@@ -173,6 +173,12 @@ class ModelSpec(BaseModel):
         return 3 if self.ffn_gated else 2
 
     @property
+    def fc1_width_factor(self) -> float:
+        """FC1's output width over the FFN width: 2 gated (gate and up projections in one GEMM,
+        Megatron-Core's ``linear_fc1`` with ``gated_linear_unit``), 1 plain (``ffn_matrices - 1``)."""
+        return float(self.ffn_matrices - 1)
+
+    @property
     def d_attn(self) -> int:
         """Width of the concatenated attention heads (n_heads x head_dim)."""
         return self.n_heads * self.head_dim
@@ -293,11 +299,11 @@ class ModelSpec(BaseModel):
     def attention_flops_per_token(self) -> float:
         """Score and value matmuls, forward + backward, full (non-causal) count as PaLM's MFU, and the
         Mamba-2 SSD cores of a hybrid stack (:func:`carbonscaling.mfu.ssd_flops_per_token`)."""
-        attn = 6.0 * self.n_attention_layers * self.seq_len * self.n_heads * (self.qk_head_dim + self.value_head_dim)
+        from .mfu import score_flops_per_token, ssd_flops_per_token
+
+        attn = score_flops_per_token(self)
         if not self.n_mamba_layers:
             return attn
-        from .mfu import ssd_flops_per_token
-
         return attn + ssd_flops_per_token(self)  # Mamba-2's SSD cores (Dao & Gu 2024), forward + backward
 
     @property

@@ -229,10 +229,11 @@ def search(model: ModelSpec, system: System, *, deadline_days: float = 90.0, opt
     deadline_s = float(deadline_days) * 86400.0
     if pins.get("zero") == 4 and not o.flexible_sharding:
         raise InputError("zero", "stage 4 (hierarchical ZeRO-3) needs flexible sharding")
-    per_rank = pins.get("dp", 1) * pins.get("microbatch", 1)
-    if per_rank > batch:
-        raise InputError("global_batch" if "global_batch" in pins else "dp",
-                         f"dp x microbatch ({per_rank}) exceeds the global batch of {batch} sequences")
+    per_rank = max(pins.get("dp", 1), pins.get("fsdp") or 1) * pins.get("microbatch", 1)
+    if per_rank > batch:  # FSDP shards over data-parallel ranks: its group divides DP
+        key = "dp" if pins.get("dp", 1) >= (pins.get("fsdp") or 1) else "fsdp"
+        raise InputError("global_batch" if "global_batch" in pins else key,
+                         f"{key} x microbatch ({per_rank}) exceeds the global batch of {batch} sequences")
     cand = _candidates(model, system, o, c, pins, batch, pipeline_split)
     all_combos = cand.all_combos
     combos, t_max, t_sum, best_bound, any_fit, sizes = _prune(cand, pins, deadline_s)
@@ -243,7 +244,8 @@ def search(model: ModelSpec, system: System, *, deadline_days: float = 90.0, opt
             f"(up to TP={max(_tp_options(model, system, o.legacy))}, PP={model.n_layers}, ZeRO-3, full recompute)",
             "memory")
     if len(combos["tp"]) == 0:
-        raise _deadline_error(deadline_days, batch, best_bound / 86400, None, bound_only=True)
+        raise _deadline_error(deadline_days, _batch_words(model, pins, batch), best_bound / 86400, None,
+                              bound_only=True)
     walk = _walk_windows(model, system, o, c, combos, t_max, t_sum, batch, pins, deadline_s, sizes)
     if walk.found is not None:
         grid, res, dur, ok, n_star = walk.found
@@ -273,16 +275,23 @@ def _explain_no_layout(model, system, o, pins, batch, deadline_days, deadline_s,
         if ideal >= walk.n_stop:
             return InfeasibleError(
                 f"no device count meets the {deadline_days:g}-day deadline: even at peak throughput it needs "
-                f"{ideal:,} devices, more than the largest allowed layout ({walk.n_stop - 1:,} devices; the critical "
-                f"batch of {batch} sequences caps data parallelism)", "deadline",
+                f"{ideal:,} devices, more than the largest allowed layout ({walk.n_stop - 1:,} devices; "
+                f"{_batch_words(model, pins, batch)} caps data parallelism)", "deadline",
                 {"ideal_devices": ideal, "max_devices": walk.n_stop - 1, "best_duration_days": best_bound / 86400})
     best_days = walk.best_seen[0] / 86400 if walk.best_seen[1] else None
-    return _deadline_error(deadline_days, batch, best_bound / 86400,
+    return _deadline_error(deadline_days, _batch_words(model, pins, batch), best_bound / 86400,
                            walk.best_seen[1] and (best_days, walk.best_seen[1]))
 
 
 
-def _deadline_error(deadline_days, batch, bound_days, best, bound_only=False) -> InfeasibleError:
+def _batch_words(model: ModelSpec, pins: dict, batch: int) -> str:
+    """The batch that caps data parallelism, named as what it is: v1's critical batch only when
+    neither the model nor a pin sets the global batch."""
+    kind = "critical" if "global_batch" not in pins and model.global_batch_tokens is None else "global"
+    return f"the {kind} batch of {batch} sequences"
+
+
+def _deadline_error(deadline_days, batch_words, bound_days, best, bound_only=False) -> InfeasibleError:
     """The deadline is the binding constraint: say how close the search got."""
     if best:
         days, devices = best
@@ -292,8 +301,8 @@ def _deadline_error(deadline_days, batch, bound_days, best, bound_only=False) ->
         text = f"every layout needs at least {bound_days:.1f} days (one microbatch's trip through the pipeline per step)"
         details = {"best_duration_days": bound_days, "lower_bound_days": bound_days}
     return InfeasibleError(
-        f"no device count meets the {deadline_days:g}-day deadline: {text} (the critical batch of {batch} "
-        "sequences caps data parallelism)", "deadline", details)
+        f"no device count meets the {deadline_days:g}-day deadline: {text} ({batch_words} caps data parallelism)",
+        "deadline", details)
 
 
 def _at_devices(model, system, o, c, combos, batch, pins, n_star, deadline_s, evaluated, objective,

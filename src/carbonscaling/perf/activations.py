@@ -80,7 +80,7 @@ def activation_bytes_per_layer(model: ModelSpec, g: LayoutGrid, o: TrainingOptio
     # Unfused attention keeps its score tensors (softmax output, dropout mask and output) in every
     # layer that is not recomputed, and in the one a full recompute is rebuilding (``full``).
     scores = 0.0 if o.flash_attention else model.n_heads * s / g.cp * (e + ((1.0 + e) if drop else 0.0)) / tp
-    gate = 2.0 if model.ffn_gated else 1.0
+    gate = model.fc1_width_factor
     dense_ffn = model.d_ff * (gate * e + gi) / tp
     # Each routed copy keeps its dispatched input, gathered over the ETP group (v1 counted
     # only the expert FFN activations: kept under the cs-v1 convention).

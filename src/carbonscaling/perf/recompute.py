@@ -68,7 +68,7 @@ def selective_recompute_time(model: ModelSpec, system: System, g: LayoutGrid, o:
     if ffn == "moe" and "moe" in mods:
         out = out + ffn_fwd
     elif ffn == "moe":
-        gate = 2.0 if model.ffn_gated else 1.0
+        gate = model.fc1_width_factor
         if "moe_act" in mods:
             units = routed_elements(tokens, model.top_k, model.d_expert, tp, o.capacity_factor)
             out = out + K.memory_bound_time(units * (gate + 1.0) * e, dev, c)

@@ -143,7 +143,7 @@ def _mlp(model: ModelSpec, system: System, o: TrainingOptions, c: PerfConstants,
     """Up and down projections of ``batch`` FFNs of ``width``: (fwd, bwd) seconds. A dense FFN reads
     the norm's output (LayerNormLinear, ``norm_fused`` default for ``batch == 1``); routed and shared
     experts do not (Megatron-Core's MoE layer spec: a separate ``TENorm``)."""
-    gate = 2.0 if model.ffn_gated else 1.0
+    gate = model.fc1_width_factor
     dev, h, prec, ib = system.device, model.d_model, o.gemm_precision, o.gemm_input_bytes
     fused = np.asarray(batch) == 1 if norm_fused is None else norm_fused
     up_f, up_b = K.linear_fwd_bwd_time(tok, gate * width / shards, h, batch, dev, c, prec, ib, norm_fused=fused)
@@ -162,7 +162,7 @@ def _routed_experts(model: ModelSpec, system: System, g: LayoutGrid, o: Training
     tp = g.tp.astype(float)
     tokens = g.tokens(model.seq_len)
     prec, ib = o.gemm_precision, o.gemm_input_bytes
-    gate = 2.0 if model.ffn_gated else 1.0
+    gate = model.fc1_width_factor
     k, cf, E = model.top_k, o.capacity_factor, model.n_experts
     # Routed token copies each expert replica (an ETP group) receives, balanced routing.
     tok_e = moe_kernels.tokens_per_expert(tokens, k, E, g.ep, g.etp, g.tp, cf)

@@ -1,0 +1,69 @@
+"""Regressions found by a planner's walk through `carbonscaling estimate` (stop 18 review):
+each test failed before its fix."""
+
+from __future__ import annotations
+
+import json
+
+import carbonscaling as cs
+
+from helpers import cli
+
+
+def test_no_median_carbon_prints_the_table(capsys):
+    """--no-median-carbon left the median layout's tCO2e None and the table died on it (exit 1)."""
+    code, out, err = cli(capsys, "estimate", "-m", "llama3.1-8b", "-d", "H100", "--no-median-carbon",
+                         "--no-uncertainty")
+    assert code == 0, err
+    row = next(line for line in out.splitlines() if "median-latency layout" in line)
+    assert "not charged (--no-median-carbon)" in row
+
+
+def test_a_median_layout_outlasting_the_hardware_does_not_refuse_the_answer(capsys):
+    """The median-latency layout is context: a 2,000-day deadline is met (1,912 days < 6-year
+    lifetime) but the median layout at that count takes 7.1 years, and its lifetime refusal used
+    to turn the whole estimate into exit 3."""
+    est = cs.estimate(model="llama3.1-70b", device="H100", deadline_days=2000, uncertainty=False)
+    d = est.to_dict()
+    assert d["performance"]["meets_deadline"] and d["performance"]["expected_duration_days"] < 6 * 365
+    med = d["median_layout"]
+    assert med["duration_days"] > 6 * 365  # the case this test is about
+    assert med["total_tco2e"] is None and "lifetime" in med["carbon_note"]
+    code, out, err = cli(capsys, "estimate", "-m", "llama3.1-70b", "-d", "H100", "--deadline-days", "2000",
+                         "--no-uncertainty", "--json")
+    assert code == 0, err
+    assert json.loads(out)["median_layout"]["carbon_note"] == med["carbon_note"]
+
+
+def test_the_main_layout_outlasting_the_hardware_is_still_refused(capsys):
+    """The fix above only spares the median layout: a pinned run longer than the lifetime is exit 3."""
+    code, out, err = cli(capsys, "estimate", "-m", "llama3.1-70b", "-d", "H100", "--devices", "64",
+                         "--no-median-carbon", "--no-uncertainty")
+    assert code == 3 and "lifetime" in err and out == ""
+
+
+def test_an_unknown_precision_says_what_it_got_once(capsys):
+    """'--precision fp4' printed "..., got 'fp4' (got 'fp4')"."""
+    code, out, err = cli(capsys, "estimate", "-m", "llama3.1-8b", "--precision", "fp4", "--no-uncertainty")
+    assert code == 2 and err.count("'fp4'") == 1 and err.startswith("error: precision")
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_a_deadline_refusal_names_the_batch_it_is_capped_by(capsys):
+    """A pinned (or published) global batch is not v1's critical batch: '--global-batch 7' said
+    'the critical batch of 7 sequences caps data parallelism'."""
+    code, _, err = cli(capsys, "estimate", "-m", "llama3.1-70b", "--global-batch", "7", "--no-uncertainty")
+    assert code == 3 and "the global batch of 7 sequences caps data parallelism" in err
+    code, _, err = cli(capsys, "estimate", "-m", "llama3.1-405b", "--deadline-days", "1", "--no-uncertainty")
+    assert code == 3 and "the global batch of 2048 sequences" in err  # the paper's 16M-token batch
+    code, _, err = cli(capsys, "estimate", "-m", "llama3.1-70b", "--deadline-days", "1", "--no-uncertainty")
+    assert code == 3 and "the critical batch of" in err  # no batch published: the cs-v1 rule's
+
+
+def test_an_fsdp_group_larger_than_the_batch_is_named(capsys):
+    """'--fsdp 3000' (more ranks than the 852-sequence batch has sequences) was refused as
+    'does not fit in 80 GB per device' (exit 3): FSDP shards over DP ranks, which the batch caps."""
+    code, _, err = cli(capsys, "estimate", "-m", "llama3.1-70b", "--fsdp", "3000", "--no-uncertainty")
+    assert code == 2 and err.startswith("error: fsdp (--fsdp): fsdp x microbatch (3000) exceeds the global batch")
+    code, _, err = cli(capsys, "estimate", "-m", "llama3.1-70b", "--fsdp", "8", "--dp", "4000", "--no-uncertainty")
+    assert code == 2 and "dp (--dp)" in err  # dp named when it is the larger pin
