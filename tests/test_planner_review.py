@@ -67,3 +67,33 @@ def test_an_fsdp_group_larger_than_the_batch_is_named(capsys):
     assert code == 2 and err.startswith("error: fsdp (--fsdp): fsdp x microbatch (3000) exceeds the global batch")
     code, _, err = cli(capsys, "estimate", "-m", "llama3.1-70b", "--fsdp", "8", "--dp", "4000", "--no-uncertainty")
     assert code == 2 and "dp (--dp)" in err  # dp named when it is the larger pin
+
+
+def test_a_deadline_past_the_lifetime_buys_more_devices_at_a_low_goodput():
+    """The search's deadline is capped at the lifetime in steady state, but the lifetime holds the
+    expected wall clock (steady state / goodput): at goodput 0.5 a 3,000-day deadline used to get a
+    2,052-day run (11.2 years of wall clock) and exit 3 instead of the layout that fits the lifetime."""
+    est = cs.estimate(model="llama3.1-70b", device="H100", deadline_days=3000, goodput=0.5, uncertainty=False,
+                      median_carbon=False).to_dict()
+    assert est["performance"]["deadline_days"] == 6 * 365 * 0.5 == est["settings"]["deadline_days"]
+    assert est["performance"]["expected_duration_days"] <= 6 * 365
+
+
+def test_a_modelled_goodput_is_also_held_to_the_lifetime():
+    """With the goodput modelled (interruptions 0.05 per device-day) the cap cannot be known before
+    the search: the search is repeated with the deadline shortened (it used to exit 3, 6.22 years)."""
+    est = cs.estimate(model="llama3.1-70b", device="H100", deadline_days=3000, interruptions_per_device_day=0.05,
+                      uncertainty=False, median_carbon=False).to_dict()
+    p = est["performance"]
+    assert p["expected_duration_days"] <= 6 * 365 and p["deadline_days"] < 6 * 365 and p["meets_deadline"]
+    assert est["settings"]["deadline_days"] == p["deadline_days"]
+
+
+def test_a_year_without_a_region_is_refused_not_ignored(capsys):
+    """'--year 2022' with the default grid intensity changed nothing and said nothing (with a
+    numeric --ci it was already refused; --vendor-kg, --alpha are refused the same way)."""
+    code, out, err = cli(capsys, "estimate", "-m", "llama3.1-8b", "--year", "2022", "--no-uncertainty")
+    assert code == 2 and err.startswith("error: year (--year): applies to a region name") and out == ""
+    code, out, _ = cli(capsys, "estimate", "-m", "llama3.1-8b", "--year", "2022", "--region", "us-east5",
+                       "--no-uncertainty", "--json")
+    assert code == 0 and json.loads(out)["carbon"]["ci_source"].startswith("us-east5 (Columbus) 2022")
