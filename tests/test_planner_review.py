@@ -58,6 +58,9 @@ def test_a_deadline_refusal_names_the_batch_it_is_capped_by(capsys):
     assert code == 3 and "the global batch of 2048 sequences" in err  # the paper's 16M-token batch
     code, _, err = cli(capsys, "estimate", "-m", "llama3.1-70b", "--deadline-days", "1", "--no-uncertainty")
     assert code == 3 and "the critical batch of" in err  # no batch published: the cs-v1 rule's
+    code, _, err = cli(capsys, "estimate", "--preset", "cs-v1", "--d-model", "24576", "--device", "B100",
+                       "--no-uncertainty")
+    assert code == 3 and "the critical batch of 55142 sequences" in err  # a preset's batch is its rule's
 
 
 def test_an_fsdp_group_larger_than_the_batch_is_named(capsys):
@@ -97,3 +100,49 @@ def test_a_year_without_a_region_is_refused_not_ignored(capsys):
     code, out, _ = cli(capsys, "estimate", "-m", "llama3.1-8b", "--year", "2022", "--region", "us-east5",
                        "--no-uncertainty", "--json")
     assert code == 0 and json.loads(out)["carbon"]["ci_source"].startswith("us-east5 (Columbus) 2022")
+
+
+def test_the_step_breakdown_shows_every_part_of_the_step(capsys):
+    """The table and the web page's chart left out context-parallel communication (54 % of the step
+    at --cp 64), host launch waits and CPU offload: the shown parts did not add up to the step."""
+    from pathlib import Path
+
+    from carbonscaling.chain import STEP_PARTS
+
+    code, out, err = cli(capsys, "estimate", "-m", "llama3.1-70b", "--cp", "64", "--no-uncertainty")
+    assert code == 0, err
+    shown = [float(p) for line in out.splitlines() if line.startswith("│ step:")
+             for p in line.split("│")[2].replace("%", "").split("/")]
+    assert len(shown) == len(STEP_PARTS) and abs(sum(shown) - 100) < 0.5
+    js = (Path(cs.__file__).parent / "service" / "static" / "app.js").read_text()
+    assert all(f'"{k}"' in js for k in STEP_PARTS)
+
+
+def test_qat_shows_in_the_precision_row(capsys):
+    """--qat runs the GEMMs in 8 bits (MFU against the FP8 peak) while the table said 'bf16 (default)'."""
+    code, out, err = cli(capsys, "estimate", "-m", "llama3.1-8b", "--qat", "--no-uncertainty")
+    assert code == 0, err
+    row = next(line for line in out.splitlines() if line.startswith("│ precision "))
+    assert "bf16 (default) + QAT (8-bit" in row
+
+
+def test_an_entry_without_cell_flags_is_not_reported_as_all_verified(capsys):
+    """The papers' and older entries carry no per-cell flags: the table said 'none' assumed or
+    unverified for B100, whose own note says 'sram_mb and compute_units unverified'."""
+    code, out, _ = cli(capsys, "estimate", "-m", "llama3.1-8b", "-d", "B100", "--no-uncertainty")
+    row = next(line for line in out.splitlines() if "catalog cells assumed / unverified" in line)
+    assert code == 0 and "no per-cell flags" in row and "sram_mb and compute_units unverified" in row
+    code, out, _ = cli(capsys, "estimate", "-m", "llama3.1-8b", "-d", "H100-SXM", "--no-uncertainty")
+    row = next(line for line in out.splitlines() if "catalog cells assumed / unverified" in line)
+    assert code == 0 and row.split("│")[2].strip() == "none"  # a modern entry flags every cell
+
+
+def test_the_whole_catalog_as_a_device_file_says_to_pick_one(capsys, tmp_path):
+    """`devices --json > all.json` then `--device-file all.json` said 'must be a mapping of device
+    fields, got list'; a one-device list is read, a longer one is refused naming the remedy."""
+    code, out, _ = cli(capsys, "devices", "--json")
+    assert code == 0 and len(json.loads(out)) > 1
+    f = tmp_path / "all.json"
+    f.write_text(out)
+    code, _, err = cli(capsys, "estimate", "-m", "llama3.1-8b", "--device-file", str(f), "--no-uncertainty")
+    assert code == 2 and "holds a list of" in err and "devices NAME --json" in err

@@ -297,9 +297,10 @@ def _memory_reach(model: ModelSpec, system: System, o: TrainingOptions, pins: di
 
 
 def _batch_words(model: ModelSpec, pins: dict, batch: int) -> str:
-    """The batch that caps data parallelism, named as what it is: v1's critical batch only when
-    neither the model nor a pin sets the global batch."""
-    kind = "critical" if "global_batch" not in pins and model.global_batch_tokens is None else "global"
+    """The batch that caps data parallelism, named as what it is: v1's critical batch unless a pin
+    or the model (a published batch; presets carry their rule's critical batch) sets another."""
+    critical = model.global_batch_tokens is None or model.preset is not None
+    kind = "critical" if "global_batch" not in pins and critical else "global"
     return f"the {kind} batch of {batch} sequences"
 
 
