@@ -180,3 +180,36 @@ def test_fp8_at_the_bf16_rate_is_said(capsys):
     assert code == 0 and "note: TPU-v5p runs FP8 at its BF16 rate (459 TFLOP/s)" in out, err
     code, out, _ = cli(capsys, "estimate", "-m", "llama3.1-70b", "-d", "H100", "--precision", "fp8", "--no-uncertainty")
     assert code == 0 and "BF16 rate" not in out
+
+
+# --- stop 18 review, open items 4, 6 (recompute_layers and ETP pins) ---
+
+def test_recompute_layers_above_the_pinned_chunk_is_refused(capsys):
+    """'--recompute-layers 100 --pp 4' (80 layers) was accepted and echoed as 100; Megatron-Core's
+    recompute_num_layers runs 1..num_layers_per_pipeline_rank of a model chunk."""
+    code, out, err = cli(capsys, "estimate", "-m", "llama3.1-70b", "-d", "H100-SXM", "--recompute", "full",
+                         "--recompute-layers", "100", "--pp", "4", "--no-uncertainty")
+    assert code == 2 and out == ""
+    assert err.startswith("error: recompute_layers") and "[0, 21]" in err and "pp 4 x vp 1" in err
+    assert len(err.strip().splitlines()) == 1
+    code, _, err = cli(capsys, "estimate", "-m", "llama3.1-70b", "--recompute-layers", "81", "--no-uncertainty")
+    assert code == 2 and err.startswith("error: recompute_layers") and "[0, 80]" in err
+
+
+def test_recompute_layers_is_checked_against_the_pinned_vp():
+    import pytest
+
+    with pytest.raises(cs.errors.InputError, match=r"recompute_layers.*\[0, 11\].*pp 4 x vp 2"):
+        cs.estimate(model="llama3.1-70b", device="H100-SXM", pp=4, vp=2, recompute="full", recompute_layers=12,
+                    uncertainty=False)
+    est = cs.estimate(model="llama3.1-70b", device="H100-SXM", pp=4, vp=2, recompute="full", recompute_layers=11,
+                      uncertainty=False)
+    assert est.to_dict()["layout"]["recompute_layers"] == 11
+
+
+def test_a_searched_vp_records_the_chunk_not_the_pinned_count():
+    """Pinned pp 4 and 20 layers: the search interleaves (vp 8, 3-layer chunks) and the layout said
+    recompute_layers 20; it recomputes each whole chunk, so the record says the chunk."""
+    lay = cs.estimate(model="llama3.1-70b", device="H100-SXM", pp=4, recompute="full", recompute_layers=20,
+                      uncertainty=False).to_dict()["layout"]
+    assert lay["vp"] > 1 and lay["recompute_layers"] == -(-21 // lay["vp"])

@@ -194,16 +194,19 @@ def _resolve_recompute_layers(g, static, full, inp, frag, c, system):
     """Per-chunk recomputed layers: the grid's, or for ``RL_AUTO`` the fewest that fit in HBM."""
     auto = (g.rc == 2) & (g.rl == RL_AUTO)
     rl = np.where(g.rl == RL_AUTO, RL_ALL, g.rl).astype(float)
+    v = g.v.astype(float)
+    most = np.ceil(np.max(np.stack([s[6] for s in static]), axis=0) / v)
+    # A count above the largest chunk's layers recomputes that chunk whole (Megatron-Core's 'block'
+    # method stops at the chunk's layers): record the chunk, not the pinned count (same memory and time).
+    rl = np.where((rl < RL_ALL) & (most >= 1), np.minimum(rl, most), rl)
     if not auto.any():
         return rl
     cap = (system.device.hbm_gb * 2**30 - c.reserved_gb * 1e9) / frag
-    v = g.v.astype(float)
     need = np.ones_like(v)
     for p_d, p_e, weights, grads, opt, fixed, n, inflight, exists in static:
         # fixed + full + inflight (n full - r (full - inp)) <= cap, r = v rl
         excess = np.where(exists, fixed + full + inflight * n * full - cap, 0.0)
         per = inflight * np.maximum(full - inp, 1e-9) * v
         need = np.maximum(need, np.ceil(np.maximum(excess, 0.0) / per))
-    most = np.ceil(np.max(np.stack([s[6] for s in static]), axis=0) / v)
     need = np.where(need >= most, RL_ALL, need)
     return np.where(auto, need, rl)
