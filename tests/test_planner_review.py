@@ -213,3 +213,14 @@ def test_a_searched_vp_records_the_chunk_not_the_pinned_count():
     lay = cs.estimate(model="llama3.1-70b", device="H100-SXM", pp=4, recompute="full", recompute_layers=20,
                       uncertainty=False).to_dict()["layout"]
     assert lay["vp"] > 1 and lay["recompute_layers"] == -(-21 // lay["vp"])
+
+
+def test_etp_on_a_dense_model_is_refused(capsys):
+    """'--etp 4' on llama3.1-70b was echoed in the layout (etp 4 with tp 1) and changed nothing."""
+    code, out, err = cli(capsys, "estimate", "-m", "llama3.1-70b", "--etp", "4", "--no-uncertainty")
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert err.startswith("error: etp") and "MoE expert layers" in err and "got 4" in err
+    lay = cs.estimate(model="llama3.1-70b", etp=1, uncertainty=False).to_dict()["layout"]
+    assert lay["etp"] == 1  # 1 (no expert TP) stays accepted
+    lay = cs.estimate(model="gpt-oss-120b", device="H100-SXM", etp=1, uncertainty=False).to_dict()["layout"]
+    assert lay["etp"] == 1  # MoE models keep their ETP pin
