@@ -224,3 +224,18 @@ def test_etp_on_a_dense_model_is_refused(capsys):
     assert lay["etp"] == 1  # 1 (no expert TP) stays accepted
     lay = cs.estimate(model="gpt-oss-120b", device="H100-SXM", etp=1, uncertainty=False).to_dict()["layout"]
     assert lay["etp"] == 1  # MoE models keep their ETP pin
+
+
+def test_tpus_do_not_list_fp16(capsys):
+    """Every TPU entry ran --precision fp16 (at the BF16 rate); Google's docs give BF16/INT8/FP8 peaks and
+    no FP16 rate, and the MXU multiplies in BF16. Other devices keep fp16."""
+    from carbonscaling.hardware import load_system
+
+    for name in ("TPUv3", "TPUv4", "TPUv5p", "TPU-v5e", "TPU-v5p", "TPU-v6e", "TPU7x"):
+        fmts = load_system(name).device.supported_formats
+        assert "fp16" not in fmts and "bf16" in fmts, name
+    for name in ("H100", "H100-SXM", "A100-80GB", "MI300X", "Gaudi3", "B200"):
+        assert "fp16" in load_system(name).device.supported_formats, name
+    code, out, err = cli(capsys, "estimate", "-m", "llama3.1-8b", "-d", "TPU-v5p", "--precision", "fp16",
+                         "--no-uncertainty")
+    assert code == 2 and out == "" and err.startswith("error: precision") and "bf16, fp8" in err

@@ -222,6 +222,7 @@ def search(model: ModelSpec, system: System, *, deadline_days: float = 90.0, opt
     _validate_request(deadline_days, objective, carbon_score, pipeline_split)
     o = options or TrainingOptions()
     c = consts or default_constants()
+    system.device.peak_flops(o.precision)  # the device runs the format (fp16 GEMMs are costed at the BF16 peak)
     pins = _check_pinned(pinned or {}, model, o)
     check_offload(pins, model, system, o)
     check_ep_overlap(pins, model, o)
