@@ -76,7 +76,9 @@ class Device(BaseModel):
     catalog_row: str = Field(default="", description="row of data/hardware_modern.csv the values come from")
     cell_flags: dict[str, str] = Field(default_factory=dict, description="verification flag per field")
     aliases: tuple[str, ...] = ()
-    years_ahead: float = 0.0
+    years_ahead: float = Field(default=0.0, description="years the values were already projected (a record that "
+                               "project() keeps, so a projected entry's JSON reads back as such; not applied: "
+                               "project with --years-ahead)")
 
     @field_validator("formats", mode="before")
     @classmethod
@@ -307,6 +309,9 @@ def system_from_file(path: str | Path) -> System:
     data = read_user_yaml(p, "device_file")
     if isinstance(data, list) and len(data) == 1:
         data = data[0]
+    elif isinstance(data, list):  # the whole `devices --json` catalog
+        raise InputError("device_file", f"holds a list of {len(data)} devices: give one "
+                                        "(`carbonscaling devices NAME --json` writes one)")
     if isinstance(data, dict) and "device" in data and isinstance(data["device"], dict):
         data = data["device"]
     return system_from_mapping(data, p.stem, origin="device_file")

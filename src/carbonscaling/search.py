@@ -241,8 +241,7 @@ def search(model: ModelSpec, system: System, *, deadline_days: float = 90.0, opt
         where = f" at {pins['devices']} devices" if "devices" in pins else ""
         raise InfeasibleError(
             f"{model.name} does not fit in {system.device.hbm_gb:g} GB per device under any allowed layout{where} "
-            f"(up to TP={max(_tp_options(model, system, o.legacy))}, PP={model.n_layers}, ZeRO-3, full recompute)",
-            "memory")
+            f"({_memory_reach(model, system, o, pins)})", "memory")
     if len(combos["tp"]) == 0:
         raise _deadline_error(deadline_days, _batch_words(model, pins, batch), best_bound / 86400, None,
                               bound_only=True)
@@ -269,7 +268,8 @@ def _explain_no_layout(model, system, o, pins, batch, deadline_days, deadline_s,
             f"no allowed layout has exactly {pins['devices']} devices (devices = {_device_rule(o)}"
             f"{'; pinned ' + fixed if fixed else ''}; at most {batch} sequences per step)", "layout")
     if "devices" in pins:
-        return InfeasibleError(f"no allowed layout fits in memory at {pins['devices']} devices", "memory")
+        return InfeasibleError(f"no allowed layout fits in memory at {pins['devices']} devices "
+                               f"({_memory_reach(model, system, o, pins)})", "memory")
     if not walk.any_layout and walk.best_seen[1] == 0:
         ideal = ideal_devices(model, system, deadline_s, o)
         if ideal >= walk.n_stop:
@@ -284,10 +284,23 @@ def _explain_no_layout(model, system, o, pins, batch, deadline_days, deadline_s,
 
 
 
+def _memory_reach(model: ModelSpec, system: System, o: TrainingOptions, pins: dict) -> str:
+    """What the memory search could try: the most sharding of each free part, and the pinned parts
+    as pinned (a pinned ZeRO-0 must not read 'ZeRO-3')."""
+    free = [f"TP={max(_tp_options(model, system, o.legacy))}" if "tp" not in pins else "",
+            f"PP={model.n_layers}" if "pp" not in pins else "", "ZeRO-3" if "zero" not in pins else "",
+            "full recompute" if "recompute" not in pins else ""]
+    fixed = ", ".join(f"{k}={pins[k]}" for k in ("tp", "cp", "pp", "dp", "ep", "etp", "zero", "fsdp", "microbatch",
+                                                   "recompute", "recompute_layers") if k in pins)
+    free_text = ", ".join(f for f in free if f)
+    return "; ".join(t for t in (f"up to {free_text}" if free_text else "", f"pinned {fixed}" if fixed else "") if t)
+
+
 def _batch_words(model: ModelSpec, pins: dict, batch: int) -> str:
-    """The batch that caps data parallelism, named as what it is: v1's critical batch only when
-    neither the model nor a pin sets the global batch."""
-    kind = "critical" if "global_batch" not in pins and model.global_batch_tokens is None else "global"
+    """The batch that caps data parallelism, named as what it is: v1's critical batch unless a pin
+    or the model (a published batch; presets carry their rule's critical batch) sets another."""
+    critical = model.global_batch_tokens is None or model.preset is not None
+    kind = "critical" if "global_batch" not in pins and critical else "global"
     return f"the {kind} batch of {batch} sequences"
 
 
