@@ -114,9 +114,11 @@ def _check_model_rules(p: dict, model: ModelSpec, o: TrainingOptions) -> None:
         if model.seq_len % (2 * p["cp"]):
             raise InputError("cp", f"2 x cp must divide seq_len ({model.seq_len}) for causal load balancing, "
                                    f"got cp={p['cp']}")
-    if p.get("etp", 1) != 1 and not model.is_moe:  # inert on a dense model: never echo it as if it ran
+    # Inert on a dense model: never echo it as if it ran. Answers show ETP = TP (Megatron-Core's default
+    # expert_tensor_parallel_size), and every answer must be accepted when pinned back.
+    if p.get("etp", 1) not in (1, p.get("tp")) and not model.is_moe:
         raise InputError("etp", f"ETP applies to MoE expert layers and {model.name} is dense: leave it unset "
-                                f"(or 1), got {p['etp']}")
+                                f"(it follows TP), got {p['etp']}")
     if "etp" in p and o.legacy and p["etp"] != p.get("tp", p["etp"]):
         raise InputError("etp", "expert tensor parallelism other than TP needs ep_convention='megatron'")
     if p.get("recompute_layers") and p.setdefault("recompute", "full") != "full":
