@@ -149,9 +149,10 @@ def test_the_whole_catalog_as_a_device_file_says_to_pick_one(capsys, tmp_path):
 
 
 def test_a_global_batch_rounded_down_says_what_was_asked(capsys):
-    """Whole microbatches per data-parallel rank can cut the batch far below the model's (deepseek-v3
-    on 1,072 Gaudi3: 8,576 of 15,360 sequences); the table printed 8,576 alone."""
-    code, out, err = cli(capsys, "estimate", "-m", "deepseek-v3", "-d", "Gaudi3", "--no-uncertainty")
+    """Whole microbatches per data-parallel rank can cut the batch far below the model's (a pinned
+    DP 1,072 with microbatch 8 on deepseek-v3: 8,576 of 15,360 sequences); the table printed 8,576 alone."""
+    code, out, err = cli(capsys, "estimate", "-m", "deepseek-v3", "-d", "Gaudi3", "--dp", "1072", "--microbatch", "8",
+                         "--no-uncertainty")
     assert code == 0, err
     row = next(line for line in out.splitlines() if "global batch (sequences)" in line)
     assert "8,576 of the model's 15,360 / 1" in row
@@ -239,3 +240,43 @@ def test_tpus_do_not_list_fp16(capsys):
     code, out, err = cli(capsys, "estimate", "-m", "llama3.1-8b", "-d", "TPU-v5p", "--precision", "fp16",
                          "--no-uncertainty")
     assert code == 2 and out == "" and err.startswith("error: precision") and "bf16, fp8" in err
+
+
+def test_a_dense_answer_with_etp_equal_to_tp_is_accepted_when_pinned_back():
+    """Answers show ETP = TP on dense models (Megatron-Core's default); pinning that back stays valid."""
+    lay = cs.estimate(model="llama3.1-70b", tp=4, etp=4, uncertainty=False).to_dict()["layout"]
+    assert lay["tp"] == lay["etp"] == 4
+
+
+# --- stop 18 review, open item 3: the searched batch stays within BATCH_SHRINK_MAX of the requested one ---
+
+def test_the_search_keeps_the_batch_within_ten_percent_when_a_layout_allows_it():
+    """deepseek-v3 on Gaudi3 ran 8,576 of its 15,360 sequences (-44 %: 1,072 DP ranks x microbatch 8,
+    one microbatch each); with the floor it runs 15,272 (83 microbatches of 184 DP ranks) on 1,104."""
+    from carbonscaling.search_space import BATCH_SHRINK_MAX
+
+    lay = cs.estimate(model="deepseek-v3", device="Gaudi3", uncertainty=False).to_dict()["layout"]
+    assert lay["global_batch_sequences"] >= (1 - BATCH_SHRINK_MAX) * 15360
+    assert lay["global_batch_sequences"] % (lay["dp"] * lay["microbatch"]) == 0  # Megatron's whole microbatches
+    for model, device in (("llama3.1-8b", "H100-SXM"), ("qwen3-235b-a22b", "B200"), ("llama3.1-70b", "TPU-v5p")):
+        d = cs.estimate(model=model, device=device, uncertainty=False).to_dict()
+        assert d["layout"]["global_batch_sequences"] >= 0.9 * d["model"]["global_batch_sequences"], (model, device)
+
+
+def test_without_a_layout_inside_the_floor_the_batch_rounds_further_and_says_so(capsys):
+    """401 devices (prime) leave DP 401 x microbatch 1 only: 401 of 593 sequences, as before, shown."""
+    lay = cs.estimate(model="llama3.1-8b", device="H100-SXM", devices=401, uncertainty=False).to_dict()["layout"]
+    assert lay["dp"] == 401 and lay["global_batch_sequences"] == 401
+    code, out, err = cli(capsys, "estimate", "-m", "llama3.1-8b", "-d", "H100-SXM", "--devices", "401",
+                         "--no-uncertainty")
+    assert code == 0, err
+    assert "401 of the model's 593" in next(line for line in out.splitlines() if "global batch (sequences)" in line)
+
+
+def test_the_papers_convention_and_pinned_dp_keep_the_plain_rounding():
+    from carbonscaling.search_space import batch_floor
+
+    assert batch_floor(15360, {}, legacy=False) == 13824
+    assert batch_floor(15360, {}, legacy=True) == 0  # ep_convention cs-v1: the paper scenarios
+    assert batch_floor(15360, {"dp": 1072}, legacy=False) == 0
+    assert batch_floor(512, {"global_batch": 512}, legacy=False) == 0

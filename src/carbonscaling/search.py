@@ -21,7 +21,8 @@ devices, PP divides the layers (or v1's uneven rule), CP = 1, all-or-nothing rec
 ZeRO 0-3. Microbatches of 1-8 sequences. The global batch is capped at the model's
 critical batch: each data-parallel rank runs ``floor(B / (DP mb))`` whole microbatches
 (Epoch AI's distributed-training model caps it the same way), so scale-out eventually
-stops paying.
+stops paying; under the Megatron convention the search keeps that rounding within
+``BATCH_SHRINK_MAX`` of ``B`` when some layout allows it (:func:`.search_space.batch_floor`).
 """
 
 from __future__ import annotations
@@ -46,8 +47,8 @@ from .perf.step import StepResult, evaluate, memory_fit, stage_bounds
 from .scaling import ModelSpec
 from .search_space import (  # noqa: F401  (re-exported: the search's public layout-space API)
     COMBO_FIELDS, MAX_CP, MAX_TP, MICROBATCHES, MIN_CP_TOKENS, PIPELINE_SPLITS, ZERO_STAGES, ZERO_STAGES_MEGATRON,
-    _combo_grid, _divisors, _expert_options, _per_combo, _recompute_options, _tp_options, _window_rows, cp_options,
-    dp_limit, dp_step, durations, grid_for_devices, ideal_devices, inner_combos, model_flops_utilization,
+    BATCH_SHRINK_MAX, _combo_grid, _divisors, _expert_options, _per_combo, _recompute_options, _tp_options,
+    _window_rows, batch_floor, cp_options, dp_limit, dp_step, durations, grid_for_devices, ideal_devices, inner_combos, model_flops_utilization,
     pipeline_options)
 from .search_walk import _Walk, _walk_windows  # noqa: F401
 from .search_pins import (PINNABLE, _check_layout, _check_model_rules, _check_pinned,  # noqa: F401 - re-exported
@@ -235,6 +236,20 @@ def search(model: ModelSpec, system: System, *, deadline_days: float = 90.0, opt
         key = "dp" if pins.get("dp", 1) >= (pins.get("fsdp") or 1) else "fsdp"
         raise InputError("global_batch" if "global_batch" in pins else key,
                          f"{key} x microbatch ({per_rank}) exceeds the global batch of {batch} sequences")
+    floor = batch_floor(batch, pins, o.legacy)
+    if floor:
+        try:
+            return _search_pinned(model, system, o, c, {**pins, "min_batch": floor}, batch, deadline_days,
+                                  objective, pipeline_split, carbon_score)
+        except InfeasibleError:
+            pass  # no layout keeps the batch within BATCH_SHRINK_MAX: round further (the answer shows the batch)
+    return _search_pinned(model, system, o, c, pins, batch, deadline_days, objective, pipeline_split, carbon_score)
+
+
+def _search_pinned(model, system, o, c, pins, batch, deadline_days, objective, pipeline_split,
+                   carbon_score) -> SearchResult:
+    """:func:`search` after its checks: candidates, the walk, the answer or the binding constraint."""
+    deadline_s = float(deadline_days) * 86400.0
     cand = _candidates(model, system, o, c, pins, batch, pipeline_split)
     all_combos = cand.all_combos
     combos, t_max, t_sum, best_bound, any_fit, sizes = _prune(cand, pins, deadline_s)
