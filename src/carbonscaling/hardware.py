@@ -67,6 +67,9 @@ class Device(BaseModel):
     host_link_gb_s: float | None = Field(
         default=None, gt=0, le=1e5, description="CPU-GPU link, GB/s per direction per GPU (data/host_link.yaml); "
                                                 "none: activation CPU offloading is refused")
+    host_dram_gb: float | None = Field(
+        default=None, gt=0, le=1e6, description="host (CPU) memory per GPU, GB (data/host_memory.yaml): what "
+                                                "offloaded activations may fill; none: not checked")
     fp8_columnwise_native: bool = Field(default=False, description="tensor cores read FP8 operands column-wise "
                                                                    "(Blackwell): no transposed FP8 copy")
     cpa_logic_kg_per_cm2: float | None = Field(default=None, gt=0, le=1e3, description="default from cpa.csv")
@@ -220,6 +223,7 @@ OVERLAY_FILES = (
     ("sfu.yaml", ("mma_bf16_flop_per_clk_per_sm", "sfu_ex2_per_clk_per_sm")),  # SFU vs tensor-core rates
     ("tf32.yaml", ("peak_tflops_tf32",)),  # TF32 tensor-core peaks (FP32 routers)
     ("host_link.yaml", ("host_link_gb_s",)),  # CPU-GPU link (activation offloading)
+    ("host_memory.yaml", ("host_dram_gb",)),  # host memory per GPU (activation offloading)
 )
 
 

@@ -256,7 +256,8 @@ def _search_pinned(model, system, o, c, pins, batch, deadline_days, objective, p
     if not any_fit:
         where = f" at {pins['devices']} devices" if "devices" in pins else ""
         raise InfeasibleError(
-            f"{model.name} does not fit in {system.device.hbm_gb:g} GB per device under any allowed layout{where} "
+            f"{model.name} does not fit in {system.device.hbm_gb:g} GB per device{_host_words(system, o)} under any "
+            f"allowed layout{where} "
             f"({_memory_reach(model, system, o, pins)})", "memory")
     if len(combos["tp"]) == 0:
         raise _deadline_error(deadline_days, _batch_words(model, pins, batch), best_bound / 86400, None,
@@ -284,7 +285,7 @@ def _explain_no_layout(model, system, o, pins, batch, deadline_days, deadline_s,
             f"no allowed layout has exactly {pins['devices']} devices (devices = {_device_rule(o)}"
             f"{'; pinned ' + fixed if fixed else ''}; at most {batch} sequences per step)", "layout")
     if "devices" in pins:
-        return InfeasibleError(f"no allowed layout fits in memory at {pins['devices']} devices "
+        return InfeasibleError(f"no allowed layout fits in memory{_host_words(system, o)} at {pins['devices']} devices "
                                f"({_memory_reach(model, system, o, pins)})", "memory")
     if not walk.any_layout and walk.best_seen[1] == 0:
         ideal = ideal_devices(model, system, deadline_s, o)
@@ -300,12 +301,22 @@ def _explain_no_layout(model, system, o, pins, batch, deadline_days, deadline_s,
 
 
 
+def _host_words(system: System, o: TrainingOptions) -> str:
+    """With CPU offloading, host memory binds too (perf.step._fits, data/host_memory.yaml)."""
+    host = system.device.host_dram_gb
+    if not (o.cpu_offload_layers and host and system.device.host_link_gb_s):
+        return ""
+    return f" (and {o.cpu_offload_layers} offloaded layers' activations in {host:g} GB of host memory per GPU)"
+
+
 def _memory_reach(model: ModelSpec, system: System, o: TrainingOptions, pins: dict) -> str:
     """What the memory search could try: the most sharding of each free part, and the pinned parts
     as pinned (a pinned ZeRO-0 must not read 'ZeRO-3')."""
+    offload = bool(o.cpu_offload_layers)  # PP 1 and no recompute then (search_space.inner_combos)
     free = [f"TP={max(_tp_options(model, system, o.legacy))}" if "tp" not in pins else "",
-            f"PP={model.n_layers}" if "pp" not in pins else "", "ZeRO-3" if "zero" not in pins else "",
-            "full recompute" if "recompute" not in pins else ""]
+            f"PP={model.n_layers}" if "pp" not in pins and not offload else "",
+            "ZeRO-3" if "zero" not in pins else "", "full recompute" if "recompute" not in pins and not offload else "",
+            "PP=1 and no recompute (CPU offloading)" if offload else ""]
     fixed = ", ".join(f"{k}={pins[k]}" for k in ("tp", "cp", "pp", "dp", "ep", "etp", "zero", "fsdp", "microbatch",
                                                    "recompute", "recompute_layers") if k in pins)
     free_text = ", ".join(f for f in free if f)
