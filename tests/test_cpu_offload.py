@@ -143,3 +143,34 @@ def test_cli_round_trip(tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and ("cpu_offload_layers" in err or "cpu-offload-layers" in err
                                               or "pp" in err)
+
+
+def test_host_memory_per_gpu_is_the_sourced_one():
+    """data/host_memory.yaml: the reference systems' MLPerf host memory / GPUs per node (review item 5)."""
+    for name, gb in (("H100-SXM", 250), ("H200", 250), ("B200", 225), ("GB200", 467.5)):
+        dev = load_system(name).device
+        assert dev.host_dram_gb == gb and dev.cell_flags["host_dram_gb"] == "secondary", name
+    assert load_system("B300").device.host_dram_gb is None  # no source found: not checked
+    assert load_system("MI300X").device.host_dram_gb is None
+
+
+@pytest.mark.parametrize("n", [2, 6, 7])
+def test_offloaded_activations_must_fit_in_host_memory(n):
+    """The n offloaded layers' activation sets (one microbatch in flight at PP 1) live in host memory:
+    a layout whose sets exceed the GPU's share of it does not fit (it fitted before: ~180 GB per GPU of
+    llama3.1-70b activations went to a host share of 250 GB unchecked, and more beyond it)."""
+    g, o = _grid(), TrainingOptions(cpu_offload_layers=n)
+    full = float(activation_bytes_per_layer(SMALL, g, TrainingOptions())[1][0])
+    need_gb = n * full / 1e9
+    for host_gb, fits in ((need_gb * 1.01, True), (need_gb * 0.99, False)):
+        dev = H100.device.model_copy(update={"host_dram_gb": host_gb})
+        res = step.evaluate(SMALL, H100.model_copy(update={"device": dev}), g, o, C)
+        assert bool(res.fits[0]) is fits, host_gb
+
+
+def test_a_host_memory_refusal_says_so(capsys):
+    code = main(["estimate", "-m", "llama3.1-70b", "-d", "H100-SXM", "--cpu-offload-layers", "79", "--tp", "1",
+                 "--cp", "1", "--microbatch", "8", "--no-uncertainty"])
+    err = capsys.readouterr().err
+    assert code == 3 and "79 offloaded layers' activations in 250 GB of host memory per GPU" in err
+    assert "PP=80" not in err and "full recompute" not in err  # offloading runs at PP 1 without recompute

@@ -17,21 +17,21 @@ from carbonscaling.errors import InputError
 from carbonscaling.hardware import load_system
 from carbonscaling.perf import moe
 from carbonscaling.perf.constants import default_constants
-from carbonscaling.perf.layout import Layout, LayoutGrid, TrainingOptions
+from carbonscaling.perf.layout import TrainingOptions
 from carbonscaling.perf.sublayers import _busiest_rank, _routed_experts
 from carbonscaling._data import load_yaml
 from carbonscaling.scaling import named_model
 from carbonscaling.validation import recipes
-from carbonscaling.validation.throughput import describe_row, pretrain_rows
+from carbonscaling.validation.throughput import describe_row
+
+from helpers import bench_rows, one_layout
 
 C = default_constants()
 GB200 = load_system("GB200")
-ROWS = pretrain_rows()
 
 
 def _row(system, container, precision="MXFP8"):
-    (row,) = [r for r in ROWS if (r["model"], r["system"], r["container"], r["precision"])
-              == ("GPT OSS 120B", system, container, precision)]
+    (row,) = bench_rows("GPT OSS 120B", system, container, precision)
     return row
 
 
@@ -50,8 +50,7 @@ def test_regression_time_by_hand():
 @pytest.mark.parametrize("grouped_gemm", ["fused", "loop"])
 def test_the_moe_backward_grows_by_the_fc2_data_gradient_times_the_factor_less_one(grouped_gemm):
     m = named_model("gpt-oss-120b")
-    g = LayoutGrid.from_layouts([Layout(tp=1, pp=1, dp=64, ep=64, microbatch=4, zero=1,
-                                        global_batch_sequences=1280)])
+    g = one_layout(tp=1, pp=1, dp=64, ep=64, microbatch=4, zero=1, global_batch_sequences=1280)
     healthy = TrainingOptions(precision="mxfp8", moe_grouped_gemm=grouped_gemm, force_balanced_routing=True)
     slow = healthy.model_copy(update={"fused_mlp_dgrad_slowdown": 8.756})
     f0, b0, w0 = _routed_experts(m, GB200, g, healthy, C)

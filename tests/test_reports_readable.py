@@ -64,13 +64,6 @@ def test_an_undefined_abbreviation_is_found():
     assert glossary.undefined_tokens("LLAMA3_70B and DeepSeekV3 on DGX-GB200", ()) == set()
 
 
-@pytest.fixture(scope="module")
-def validation_report():
-    from carbonscaling.validation import validate
-
-    return validate()
-
-
 def test_validate_report_defines_every_abbreviation(validation_report):
     from carbonscaling.validation.report import to_markdown
 

@@ -184,7 +184,7 @@ def test_unreachable_deadline_names_the_pipeline_bound_and_the_batch_cap():
     bound = e.details["lower_bound_days"]
     assert bound == e.details["best_duration_days"] > 1
     assert str(e) == (f"no device count meets the 1-day deadline: every layout needs at least {bound:.1f} days "
-                      "(one microbatch's trip through the pipeline per step) (the critical batch of 8 sequences "
+                      "(one microbatch's trip through the pipeline per step) (the global batch of 8 sequences "
                       "caps data parallelism)")
     # past the bound the search walks the layouts; what it finds is never faster than the bound
     for days in (bound * 1.5, bound * 3):

@@ -85,10 +85,15 @@ def test_a_model_that_fits_nowhere_names_memory_and_the_largest_layout():
     e = err.value
     assert e.constraint == "memory"
     assert str(e) == ("huge does not fit in 80 GB per device under any allowed layout "
-                      "(up to TP=8, PP=4, ZeRO-3, full recompute)")
+                      "(up to TP=8, PP=4, full recompute; pinned zero=0)")  # not 'ZeRO-3': zero=0 is pinned
     with pytest.raises(InfeasibleError) as err:
         search(huge, H100, pinned={"zero": 0, "devices": 64})
-    assert str(err.value).endswith("under any allowed layout at 64 devices (up to TP=8, PP=4, ZeRO-3, full recompute)")
+    assert str(err.value).endswith("under any allowed layout at 64 devices (up to TP=8, PP=4, full recompute; "
+                                   "pinned zero=0)")
+    from carbonscaling.perf.layout import TrainingOptions
+    from carbonscaling.search import _memory_reach
+
+    assert _memory_reach(huge, H100, TrainingOptions(), {"devices": 64}) == "up to TP=8, PP=4, ZeRO-3, full recompute"
 
 
 def test_no_layout_has_the_pinned_count_lists_pinned_parts_in_order():

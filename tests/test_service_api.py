@@ -91,6 +91,8 @@ def test_pasted_model_yaml(client):
     ({"model_yaml": "name: x", "model": "llama3.1-8b"}, "model_yaml"),
     ({"model": "/etc/models/secret.yaml"}, "model"),
     ({"model": "llama3.1-8b", "device": "../hardware.yaml"}, "device"),
+    ({"model": "llama3.1-8b", "pp": 4, "recompute": "full", "recompute_layers": 20}, "recompute_layers"),
+    ({"model": "llama3.1-8b", "etp": 2}, "etp"),
 ])
 def test_bad_input_is_422_naming_the_field(client, body, field):
     r = client.post("/api/estimate", json=body)

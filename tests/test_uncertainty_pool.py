@@ -185,3 +185,23 @@ def test_the_shipped_table_is_what_the_script_writes_from_the_current_model():
     fresh = script.published_rows() + script.nemo_rows()
     assert list(ROWS[0]) == list(script.COLUMNS)
     assert fresh == ROWS, "data/step_time_residuals.csv is stale: run python scripts/step_time_residuals.py"
+
+
+def test_select_by_is_data_any_residual_table_can_use_it(tmp_path):
+    """The docs' claim: one YAML entry selects rows of power_residuals.csv by device too."""
+    with data_path("power_residuals.csv").open(encoding="utf-8", newline="") as fh:
+        power = list(csv.DictReader(fh))
+    h100 = np.array([float(r["ratio_measured_over_predicted"]) for r in power if r["device"] == "H100-SXM"])
+    f = tmp_path / "u.yaml"
+    f.write_text("inputs:\n  it_power: {kind: factor, distribution: empirical, table: power_residuals, select_by: device, "
+                 f"min_rows: {len(h100)}, aliases: {{H100: H100-SXM}}, "
+                 "other_power_models: {distribution: triangular, low: 0.83, mode: 1.0, high: 1.17}}\n")
+    c = run_carbon(None, "H100", n_devices=512, duration_h=30 * 24, utilization=0.4, ci=400)
+    u = propagate(c, seed=0, samples=256, inputs=load_inputs(f))
+    assert u.inputs["it_power"]["pool"]["rows"] == len(h100)
+    assert (u.sensitivity[0]["low_value"], u.sensitivity[0]["high_value"]) == (q(h100, 0.05), q(h100, 0.95))
+    from carbonscaling.carbon import PAPER_ACCOUNTING
+    paper = propagate(run_carbon(None, "H100", n_devices=512, duration_h=720, utilization=0.4, ci=400,
+                                 **PAPER_ACCOUNTING), seed=0, samples=256, inputs=load_inputs(f))
+    assert "pool" not in paper.inputs["it_power"] and paper.sensitivity[0]["high_value"] == pytest.approx(
+        1.17 - (0.05 * (1.17 - 0.83) * (1.17 - 1.0)) ** 0.5)  # triangular inverse CDF at 0.95, by hand

@@ -32,11 +32,6 @@ def shipped():
     return {r.run_id: r for r in runs.load_runs()}
 
 
-@pytest.fixture(scope="module")
-def report():
-    return validate()
-
-
 def rel(pred, rep):
     return pred / rep - 1.0
 
@@ -67,15 +62,15 @@ def test_pinned_bloom_within_tolerance(shipped):
     assert 0 < pred["embodied_tco2e"] < pred["operational_tco2e"]
 
 
-def test_report_metrics_match_guard_and_split(report):
-    fit = report.metrics_split["used_for_fitting"]["ours"]
-    held = report.metrics_split["not_used_for_fitting"]["ours"]
+def test_report_metrics_match_guard_and_split(validation_report):
+    fit = validation_report.metrics_split["used_for_fitting"]["ours"]
+    held = validation_report.metrics_split["not_used_for_fitting"]["ours"]
     assert fit["tflops_per_device"]["n"] == 10 and fit["tflops_per_device"]["mape"] <= MEGATRON_MAPE_TOL
     # DeepSeek-V3 pinned (TP1 PP16 EP64, selective recompute) does not fit once MLA's per-head K/V
     # are counted: its own recipe also recomputes norms / MLA up-projections and caches SwiGLU
     # inputs in FP8, which the recompute vocabulary does not express yet (notes/physics.md).
     assert "device_hours" not in fit and held["device_hours"]["n"] == 10
-    cal = report.extras["calibration"]
+    cal = validation_report.extras["calibration"]
     # the GEMM in-situ factor (Megatron-LM 2021 rows) and the MoE per-expert cost (Megatron-Bridge rows)
     assert [c["name"] for c in cal["fitted_constants"]] == ["gemm.in_situ_factor", "moe.expert_overhead_s"]
     assert len(cal["used_for_fitting"]) == 10 and all(r.startswith("megatron2021_") for r in cal["used_for_fitting"])
@@ -227,10 +222,10 @@ def test_cli_runs_out_and_errors(tmp_path, capsys):
     assert len(err) == 1 and err[0].startswith("error: runs_file")
 
 
-def test_out_writes_report_and_figures(tmp_path, report):
+def test_out_writes_report_and_figures(tmp_path, validation_report):
     from carbonscaling.validation.report import write_outputs
 
-    paths = write_outputs(report, tmp_path)
+    paths = write_outputs(validation_report, tmp_path)
     names = {p.name for p in paths}
     for fig in ("fig1_device_hours", "fig3a_predicted_vs_reported", "fig3b_carbon", "calibration_throughput"):
         assert {f"{fig}.png", f"{fig}.svg"} <= names
@@ -243,7 +238,7 @@ def test_out_writes_report_and_figures(tmp_path, report):
     assert all(math.isfinite(float(r["mape"])) for r in recs if r["mape"])
 
 
-def test_doc_tables_script_prints_the_reports_figures(report, tmp_path):
+def test_doc_tables_script_prints_the_reports_figures(validation_report, tmp_path):
     """scripts/validation_doc_tables.py (docs/validation.md 6.1-6.5) only formats report.json:
     its rows are the report's numbers, signed errors as the report computes them."""
     import importlib.util
@@ -253,7 +248,7 @@ def test_doc_tables_script_prints_the_reports_figures(report, tmp_path):
     spec = importlib.util.spec_from_file_location("validation_doc_tables", path)
     tables = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tables)
-    report.to_json(tmp_path / "report.json")
+    validation_report.to_json(tmp_path / "report.json")
     data = json.loads((tmp_path / "report.json").read_text())
     dh = tables.device_hours(data)
     with_hours = [r for r in data["runs"] if r["reported"].get("device_hours")]

@@ -167,36 +167,40 @@ entry("MI355X", "MI355X", kind="gpu", vendor="AMD", display_name="AMD Instinct M
 # 67 % more energy-efficient than v5e (Google's launch claim), Ironwood 2x Trillium's
 # perf/W (Google's claim, in the CSV notes). All flagged assumed.
 W_PER_TF_V5 = 600.0 / 459.0
+# Formats: the Cloud TPU docs give BF16 (and INT8/FP8) peaks and no FP16 rate; the MXU multiplies
+# in BF16 with FP32 accumulation (Jouppi et al., "TPU v4", ISCA 2023), so no TPU lists fp16.
+TPU_FORMATS = ["bf16", "fp8"]
+TPU_FP16 = "no fp16: Cloud TPU docs give BF16/INT8/FP8 peaks and no FP16 rate (MXU: BF16 in, FP32 accumulate)"
 entry("TPU-v5e", "TPUv5e", kind="tpu", vendor="Google", display_name="Google TPU v5e",
       aliases=["TPUv5e", "TPU v5e", "v5e"], tdp_w=round(197 * W_PER_TF_V5), die_area_mm2=426, process_node="5nm",
-      hbm_type="HBM2", compute_units=4, sram_mb=128.0, mamf=(None, None), formats=["bf16", "fp16"],
+      hbm_type="HBM2", compute_units=4, sram_mb=128.0, mamf=(None, None), formats=["bf16"],
       system=dict(devices_per_node=8, scale_up_domain=256, torus_dims=2, node_other_power_w=800),
       flags={"tdp_w": "assumed", "die_area_mm2": "assumed", "process_node": "assumed", "compute_units": "secondary",
              "sram_mb": "assumed", "system.node_other_power_w": "assumed"},
-      notes={"tdp_w": "no TDP published: energy per peak FLOP of the v2 paper's TPU v5p (600 W / 459 TF) x 197 TF",
+      notes={"formats": TPU_FP16, "tdp_w": "no TDP published: energy per peak FLOP of the v2 paper's TPU v5p (600 W / 459 TF) x 197 TF",
              "die_area_mm2": "not published: the v2 paper's TPU v5p 426 mm^2 assumed", "process_node": "not published: 5 nm assumed",
              "compute_units": "one TensorCore with 4 MXUs (Cloud TPU docs)", "sram_mb": "assumption as TPU v4's 128 MiB CMEM",
              "peak_tflops_fp8": "no FP8 rate published (INT8 393 TOPS): FP8 runs are rejected",
              "system.node_other_power_w": "host power not published: 100 W per chip assumed (as TPU v4 here)"})
 entry("TPU-v5p", "TPUv5p", kind="tpu", vendor="Google", display_name="Google TPU v5p (Cloud TPU docs)",
       aliases=["TPU v5p", "v5p"], tdp_w=600, die_area_mm2=426, process_node="5nm", hbm_type="HBM2e",
-      compute_units=8, sram_mb=160.0, mamf=(None, None), formats=["bf16", "fp16", "fp8"],
+      compute_units=8, sram_mb=160.0, mamf=(None, None), formats=TPU_FORMATS,
       system=dict(devices_per_node=4, scale_up_domain=8960, torus_dims=3, node_other_power_w=400),
       flags={"tdp_w": "paper", "die_area_mm2": "paper", "process_node": "paper", "compute_units": "secondary",
              "sram_mb": "assumed", "system.node_other_power_w": "assumed"},
-      notes={"tdp_w": "Google publishes none: CarbonScaling v2 Table 1's 600 W", "die_area_mm2": "CarbonScaling v2 Table 1",
+      notes={"formats": TPU_FP16, "tdp_w": "Google publishes none: CarbonScaling v2 Table 1's 600 W", "die_area_mm2": "CarbonScaling v2 Table 1",
              "process_node": "CarbonScaling v2 Table 1", "compute_units": "2 TensorCores x 4 MXUs",
              "sram_mb": "assumption as TPU v4", "peak_tflops_fp8": "FP8 runs at the BF16 rate (no speed-up)",
              "system.node_other_power_w": "host power not published: 100 W per chip assumed"})
 entry("TPU-v6e", "TPUv6e (Trillium)", kind="tpu", vendor="Google", display_name="Google TPU v6e (Trillium)",
       aliases=["TPUv6e", "TPU v6e", "v6e", "Trillium"], tdp_w=round(918 * W_PER_TF_V5 / 1.67), die_area_mm2=426,
       process_node="5nm", hbm_type="HBM3", compute_units=8, sram_mb=160.0, mamf=(None, None),
-      formats=["bf16", "fp16", "fp8"],
+      formats=TPU_FORMATS,
       system=dict(devices_per_node=8, scale_up_domain=256, torus_dims=2, scale_out_gbit_s=25, node_other_power_w=800),
       flags={"tdp_w": "assumed", "die_area_mm2": "assumed", "process_node": "assumed", "hbm_type": "assumed",
              "compute_units": "assumed", "sram_mb": "assumed", "system.scale_out_gbit_s": "assumed",
              "system.node_other_power_w": "assumed"},
-      notes={"tdp_w": "no TDP published: v5e's assumed energy per FLOP improved 67 % (Google's Trillium launch claim)",
+      notes={"formats": TPU_FP16, "tdp_w": "no TDP published: v5e's assumed energy per FLOP improved 67 % (Google's Trillium launch claim)",
              "die_area_mm2": "not published: 426 mm^2 assumed", "process_node": "not published: 5 nm assumed",
              "hbm_type": "not found: HBM3 assumed (32 GB at 1.6 TB/s)",
              "compute_units": "2 MXUs of 256x256 = 8 units of 128x128 (assumed)", "sram_mb": "assumption as TPU v4",
@@ -205,12 +209,12 @@ entry("TPU-v6e", "TPUv6e (Trillium)", kind="tpu", vendor="Google", display_name=
              "system.node_other_power_w": "host power not published: 100 W per chip assumed"})
 entry("TPU7x", "TPU7x (Ironwood)", kind="tpu", vendor="Google", display_name="Google TPU7x (Ironwood)",
       aliases=["Ironwood", "TPUv7", "TPU v7", "TPU7"], tdp_w=round(2307 * W_PER_TF_V5 / 1.67 / 2.0), die_area_mm2=852,
-      process_node="4nm", compute_units=16, sram_mb=160.0, mamf=(None, None), formats=["bf16", "fp16", "fp8"],
+      process_node="4nm", compute_units=16, sram_mb=160.0, mamf=(None, None), formats=TPU_FORMATS,
       hbm_type="HBM3e",
       system=dict(devices_per_node=4, scale_up_domain=9216, torus_dims=3, scale_out_gbit_s=50, node_other_power_w=400),
       flags={"tdp_w": "assumed", "die_area_mm2": "assumed", "process_node": "assumed", "compute_units": "assumed",
              "sram_mb": "assumed", "system.scale_out_gbit_s": "assumed", "system.node_other_power_w": "assumed"},
-      notes={"tdp_w": "no TDP published: Trillium's assumed energy per FLOP halved (Google: 2x perf/W vs Trillium)",
+      notes={"formats": TPU_FP16, "tdp_w": "no TDP published: Trillium's assumed energy per FLOP halved (Google: 2x perf/W vs Trillium)",
              "die_area_mm2": "two compute dies of unknown area: 2 x 426 mm^2 assumed", "process_node": "not published: 4 nm assumed",
              "compute_units": "not published: 2 dies x 8 units assumed", "sram_mb": "assumption as TPU v4",
              "system.scale_out_gbit_s": "2 NICs per 4-chip VM, speed not found: 50 Gb/s per chip assumed (as v5p)",

@@ -16,7 +16,7 @@ import numpy as np
 
 from .carbon import CarbonResult, check_number, resolve_accounting, run_carbon
 from .carbon import carbon_scorer as _price_layouts
-from .errors import InputError
+from .errors import InfeasibleError, InputError
 from .hardware import System, describe, load_system, project
 from .power import busy_share
 from .scaling import ModelSpec, from_preset, resolve_model
@@ -41,6 +41,7 @@ class Estimate:
     settings: dict[str, Any]
     spec: RunSpec | None = None
     uncertainty: Any = None          # carbonscaling.uncertainty.Uncertainty, unless turned off
+    median_note: str = ""            # why the median-latency layout has no carbon (e.g. it outlasts the hardware)
 
     @property
     def steps(self) -> float:
@@ -92,6 +93,8 @@ class Estimate:
             out["median_layout"] = {**layout_record(med), "duration_days": r.median_duration_s / 86400.0,
                                     "mfu": r.median_mfu,
                                     "total_tco2e": self.median_carbon.total_tco2e if self.median_carbon else None}
+            if self.median_note:
+                out["median_layout"]["carbon_note"] = self.median_note
         return out
 
     def decisions(self) -> dict[str, Any]:
@@ -177,14 +180,19 @@ def estimate(model: Any = None, device: Any = None, **options: Any) -> Estimate:
 def run(spec: RunSpec) -> Estimate:
     """Search the layout of the run ``spec`` describes and account its carbon."""
     carbon_kw = spec.carbon.carbon_kwargs()
-    model, system, res = search_run(spec, carbon_kw=carbon_kw)
-    carbon = carbon_of_run(res.layout.devices, res.duration_s, res.mfu, system, carbon_kw, model, step=res.step)
-    med = None
+    model, system, res, carbon, shortened = _search_within_lifetime(spec, carbon_kw)
+    med, med_note = None, ""
     if spec.carbon.median_carbon and res.median_layout is not None:
-        med = carbon_of_run(res.median_layout.devices, res.median_duration_s, res.median_mfu, system, carbon_kw,
-                            model, step=step_of(model, system, res.median_layout, spec.recipe))
+        try:
+            med = carbon_of_run(res.median_layout.devices, res.median_duration_s, res.median_mfu, system, carbon_kw,
+                                model, step=step_of(model, system, res.median_layout, spec.recipe))
+        except InfeasibleError as err:  # the median layout is context: its refusal must not refuse the answer
+            if err.constraint != "lifetime":
+                raise
+            med_note = f"not charged: {err.reason.split(':')[0]}"
     hw, objective, pinned = spec.hardware, spec.search.objective, search_pins(spec.pins, model)
-    settings = {"deadline_days": _lifetime_capped(spec.search.deadline_days, carbon_kw), "years_ahead": hw.years_ahead,
+    capped = _lifetime_capped(spec.search.deadline_days, carbon_kw) if shortened is None else shortened
+    settings = {"deadline_days": capped, "years_ahead": hw.years_ahead,
                 "cpa_growth": hw.cpa_growth, "objective": objective, "pinned": pinned,
                 "options": spec.recipe.model_dump(), **carbon_kw}
     unc = None
@@ -192,15 +200,37 @@ def run(spec: RunSpec) -> Estimate:
         from .uncertainty import propagate
         unc = propagate(carbon, samples=spec.carbon.uncertainty_samples, seed=spec.carbon.uncertainty_seed)
     return Estimate(model=model, system=system, result=res, carbon=carbon, median_carbon=med, settings=settings,
-                    spec=spec, uncertainty=unc)
+                    spec=spec, uncertainty=unc, median_note=med_note)
 
 
-def search_run(spec: RunSpec, *, consts=None, carbon_kw: dict | None = None
+def _search_within_lifetime(spec: RunSpec, carbon_kw: dict, tries: int = 3):
+    """The search, its carbon and the shortened deadline (None: not shortened): shortened when the run it found outlasts the
+    hardware under the ``refuse`` policy: the deadline is capped at the lifetime in steady state
+    (:func:`_lifetime_capped`), but the lifetime holds the expected wall clock (steady state /
+    goodput), so at a low goodput the cap alone still lets the search pick a run the accounting
+    refuses where more devices would have met it. A pinned device count is refused as it is."""
+    deadline = None
+    for attempt in range(tries):
+        model, system, res = search_run(spec, carbon_kw=carbon_kw, deadline_days=deadline)
+        try:
+            return model, system, res, carbon_of_run(res.layout.devices, res.duration_s, res.mfu, system,
+                                                     carbon_kw, model, step=res.step), \
+                None if deadline is None else res.deadline_s / 86400.0
+        except InfeasibleError as err:
+            if err.constraint != "lifetime" or spec.pins.devices is not None or attempt == tries - 1:
+                raise
+            shrink = err.details["lifetime_years"] / err.details["duration_years"]
+            deadline = res.deadline_s / 86400.0 * shrink * (1 - 1e-6)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def search_run(spec: RunSpec, *, consts=None, carbon_kw: dict | None = None, deadline_days: float | None = None
                ) -> tuple[ModelSpec, System, SearchResult]:
     """The model, the (projected) system and the layout search of ``spec`` (no carbon accounting).
 
     The carbon settings are checked before the search (one idle node-hour), and price the
-    layouts when the objective is carbon. ``consts`` overrides the performance constants.
+    layouts when the objective is carbon. ``consts`` overrides the performance constants;
+    ``deadline_days`` the spec's deadline (already capped at the lifetime).
     """
     model = build_model(spec.model, preset=spec.preset, d_model=spec.d_model)
     hw = spec.hardware
@@ -211,7 +241,7 @@ def search_run(spec: RunSpec, *, consts=None, carbon_kw: dict | None = None
                       **carbon_kw)
     objective = spec.search.objective
     score = carbon_scorer(system, carbon_kw, idle) if objective == "carbon" else None
-    deadline = _lifetime_capped(spec.search.deadline_days, carbon_kw)
+    deadline = _lifetime_capped(spec.search.deadline_days, carbon_kw) if deadline_days is None else deadline_days
     res = search(model, system, deadline_days=deadline, options=spec.recipe, pinned=pinned,
                  objective=objective, carbon_score=score, consts=consts)
     return model, system, res
@@ -240,11 +270,13 @@ def search_pins(pins: LayoutPins, model: ModelSpec) -> dict[str, Any]:
 
 def _lifetime_capped(deadline_days: float, carbon_kw: dict) -> float:
     """Under the ``refuse`` lifetime policy no run may outlast the hardware: the search's deadline
-    is capped at the lifetime (a longer deadline would only buy a run the accounting refuses)."""
+    (steady state) is capped at the lifetime (a longer deadline would only buy a run the accounting
+    refuses), times a fixed goodput (the lifetime holds the expected wall clock, steady state /
+    goodput; a modelled goodput is handled by :func:`_search_within_lifetime`)."""
     acc = resolve_accounting(**carbon_kw)
     if acc.lifetime_policy != "refuse" or not isinstance(deadline_days, (int, float)):
         return deadline_days
-    return min(deadline_days, acc.lifetime_years * 365.0)
+    return min(deadline_days, acc.lifetime_years * 365.0 * (acc.goodput or 1.0))
 
 
 def carbon_scorer(system: System, carbon_kw: dict, idle: CarbonResult | None = None):

@@ -145,16 +145,17 @@ def _print_summary(d: dict) -> None:
         ["loss (scaling law)", f"{m['loss']:.4f}"],
         ["layout", _label(lay, layout_label)],
         *([["pipeline layout (Megatron-Core)", lay["pipeline_layout"]]] if lay.get("pipeline_layout") else []),
-        ["global batch (sequences) / microbatches", f"{lay['global_batch_sequences']:,} / {lay['microbatches']:,}"],
+        ["global batch (sequences) / microbatches", _batch_text(lay, m, d["settings"].get("pinned") or {})],
         ["step time (s)", num(perf["step_time_s"])],
         ["duration (days) / deadline", f"{perf['duration_days']:.4g} / {perf['deadline_days']:g}"],
         ["device-hours: steady state / expected (goodput)",
          f"{perf['device_hours']:,.0f} / {perf['expected_device_hours']:,.0f} ({perf['goodput']:.3f})"],
         [f"MFU ({perf.get('mfu_convention', 'megatron')} count, vs the GEMM format's peak)", f"{perf['mfu']:.3f}"],
         ["step: compute / bubble", f"{step['compute_s']:.1%} / {step['bubble_s']:.1%}"],
-        ["step: exposed TP / PP / DP / EP comm",
-         f"{step['tp_comm_s']:.1%} / {step['pp_comm_s']:.1%} / {step['dp_comm_s']:.1%} / {step['ep_comm_s']:.1%}"],
-        ["step: optimizer / overlap slowdown", f"{step['optimizer_s']:.1%} / {step['overlap_slowdown_s']:.1%}"],
+        ["step: exposed TP / CP / PP / DP / EP comm",
+         " / ".join(f"{step[k]:.1%}" for k in ("tp_comm_s", "cp_comm_s", "pp_comm_s", "dp_comm_s", "ep_comm_s"))],
+        ["step: optimizer / overlap slowdown / host launch / CPU offload",
+         " / ".join(f"{step[k]:.1%}" for k in ("optimizer_s", "overlap_slowdown_s", "host_s", "offload_s"))],
         ["memory per device (GB, 1e9 bytes): total / capacity", f"{mem['total_gb']:.1f} / {mem['capacity_gb']:.1f}"],
         ["energy (kWh, facility)", d["energy_kwh"]],
         ["W per device slot / kWh per device-hour: node, facility",
@@ -169,11 +170,11 @@ def _print_summary(d: dict) -> None:
     if "median_layout" in d:
         med = d["median_layout"]
         rows.append(["median-latency layout: days / MFU / tCO2e",
-                     f"{med['duration_days']:.1f} / {med['mfu']:.3f} / {num(med['total_tco2e'])}"])
+                     f"{med['duration_days']:.1f} / {med['mfu']:.3f} / {_median_tco2e(med)}"])
     rows += _used_rows(used)
-    flags = d["hardware"].get("cell_flags", {})
-    rows.append(["catalog cells assumed / unverified",
-                 ", ".join(f"{k} ({v})" for k, v in flags.items() if v in ("assumed", "unverified")) or "none"])
+    if d["settings"]["options"].get("qat"):  # QAT runs its GEMMs in 8 bits whatever --precision says
+        next(r for r in rows if r[0] == "precision")[1] += " + QAT (8-bit compute, memory and communication)"
+    rows.append(["catalog cells assumed / unverified", _unverified_text(d["hardware"])])
     print_table(title, ["quantity", "value"], rows)
     typer.echo(f"scope: {c['scope']}")
     if perf["deadline_days"] < used["deadline_days"] * (1 - 1e-9):
@@ -185,9 +186,48 @@ def _print_summary(d: dict) -> None:
     if d["energy"]["development_device_hours"]:
         typer.echo(f"development (not in the totals): {d['energy']['development_device_hours']:,.0f} device-hours, "
                    f"{num(d['energy']['development_tco2e'])} tCO2e")
+    hw = d["hardware"]
+    if "fp8" in used["precision"] and hw.get("peak_tflops_fp8") == hw["peak_tflops"]:
+        typer.echo(f"note: {hw['name']} runs FP8 at its BF16 rate ({hw['peak_tflops']:g} TFLOP/s): FP8 saves memory and "
+                   "communication only, and its casts cost time")
     if not perf["meets_deadline"]:
         typer.echo(f"note: the pinned layout takes {perf['duration_days']:.1f} days, past the "
                    f"{perf['deadline_days']:g}-day deadline")
+    elif perf["expected_duration_days"] > perf["deadline_days"] * (1 + 1e-9):  # docs/carbon.md: steady state
+        typer.echo(f"note: the {perf['deadline_days']:g}-day deadline bounds steady-state training "
+                   f"({perf['duration_days']:.1f} days); with "
+                   f"goodput {perf['goodput']:.3f} (restarts, checkpoints) the expected wall clock is "
+                   f"{perf['expected_duration_days']:.1f} days")
+
+
+def _batch_text(lay: dict, m: dict, pinned: dict) -> str:
+    """The layout's global batch and microbatches; the batch asked for (pinned, else the model's)
+    next to it when whole microbatches per data-parallel rank rounded it down (deepseek-v3 on 1,072
+    Gaudi3: 8,576 of 15,360)."""
+    got = lay["global_batch_sequences"]
+    asked, whose = (pinned["global_batch"], "pinned") if "global_batch" in pinned else \
+        (m.get("global_batch_sequences"), "model's")
+    of = f" of the {whose} {asked:,}" if asked and asked != got else ""
+    return f"{got:,}{of} / {lay['microbatches']:,}"
+
+
+def _unverified_text(hw: dict) -> str:
+    """The assumed / unverified catalog cells; an entry without per-cell flags (the papers' tables,
+    older datasheet entries, a device file without cell_flags) says so and quotes its verification
+    note instead of claiming 'none' (B100: 'sram_mb and compute_units unverified')."""
+    flags = hw.get("cell_flags", {})
+    listed = ", ".join(f"{k} ({v})" for k, v in flags.items() if v in ("assumed", "unverified"))
+    if hw.get("catalog_row"):  # a modern entry: every cell has its flag
+        return listed or "none"
+    note = f"{listed}; the other cells have no flag" if listed else "no per-cell flags"
+    return f"{note} ({hw['verification']})" if hw.get("verification") else note
+
+
+def _median_tco2e(med: dict) -> str:
+    """The median-latency layout's tCO2e cell: absent with --no-median-carbon, or refused (its note)."""
+    if med.get("total_tco2e") is not None:
+        return num(med["total_tco2e"])
+    return med.get("carbon_note") or "not charged (--no-median-carbon)"
 
 
 def _decision_rows(d: dict) -> list[list[str]]:

@@ -98,5 +98,6 @@ def from_validation(err, prefix: str = "", *, missing: str = "required field is 
     inp = first.get("input")
     if not isinstance(inp, (dict, list)):
         shown = repr(inp)  # cut as the service cuts it: a 5,000-character value stays a short line
-        msg = f"{msg} (got {shown[:60] + '...' if len(shown) > 60 else shown})"
+        if f"got {shown}" not in msg:  # a validator's own message may already say it
+            msg = f"{msg} (got {shown[:60] + '...' if len(shown) > 60 else shown})"
     return InputError(field, msg)

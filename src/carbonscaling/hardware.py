@@ -67,6 +67,9 @@ class Device(BaseModel):
     host_link_gb_s: float | None = Field(
         default=None, gt=0, le=1e5, description="CPU-GPU link, GB/s per direction per GPU (data/host_link.yaml); "
                                                 "none: activation CPU offloading is refused")
+    host_dram_gb: float | None = Field(
+        default=None, gt=0, le=1e6, description="host (CPU) memory per GPU, GB (data/host_memory.yaml): what "
+                                                "offloaded activations may fill; none: not checked")
     fp8_columnwise_native: bool = Field(default=False, description="tensor cores read FP8 operands column-wise "
                                                                    "(Blackwell): no transposed FP8 copy")
     cpa_logic_kg_per_cm2: float | None = Field(default=None, gt=0, le=1e3, description="default from cpa.csv")
@@ -76,7 +79,9 @@ class Device(BaseModel):
     catalog_row: str = Field(default="", description="row of data/hardware_modern.csv the values come from")
     cell_flags: dict[str, str] = Field(default_factory=dict, description="verification flag per field")
     aliases: tuple[str, ...] = ()
-    years_ahead: float = 0.0
+    years_ahead: float = Field(default=0.0, description="years the values were already projected (a record that "
+                               "project() keeps, so a projected entry's JSON reads back as such; not applied: "
+                               "project with --years-ahead)")
 
     @field_validator("formats", mode="before")
     @classmethod
@@ -218,6 +223,7 @@ OVERLAY_FILES = (
     ("sfu.yaml", ("mma_bf16_flop_per_clk_per_sm", "sfu_ex2_per_clk_per_sm")),  # SFU vs tensor-core rates
     ("tf32.yaml", ("peak_tflops_tf32",)),  # TF32 tensor-core peaks (FP32 routers)
     ("host_link.yaml", ("host_link_gb_s",)),  # CPU-GPU link (activation offloading)
+    ("host_memory.yaml", ("host_dram_gb",)),  # host memory per GPU (activation offloading)
 )
 
 
@@ -307,6 +313,9 @@ def system_from_file(path: str | Path) -> System:
     data = read_user_yaml(p, "device_file")
     if isinstance(data, list) and len(data) == 1:
         data = data[0]
+    elif isinstance(data, list):  # the whole `devices --json` catalog
+        raise InputError("device_file", f"holds a list of {len(data)} devices: give one "
+                                        "(`carbonscaling devices NAME --json` writes one)")
     if isinstance(data, dict) and "device" in data and isinstance(data["device"], dict):
         data = data["device"]
     return system_from_mapping(data, p.stem, origin="device_file")

@@ -120,8 +120,10 @@ def resolve_grid_intensity(ci: Any = None, year: int | None = None) -> tuple[flo
                 return country_intensity(m.group("any") or m.group("iso"))
             row = _region_or_hint(ci, year)
             return row["ci_g_per_kwh"], f"{row['region']} ({row['location']}) {row['year']}: {row['source']}"
-    if year is not None and explicit:
-        raise InputError("year", "applies to a region name, not to a grid intensity given as a number")
+    if year is not None:  # a year with the default intensity would be silently ignored
+        raise InputError("year", "applies to a region name, not to a grid intensity given as a number"
+                         if explicit else "applies to a region name (region or ci): the default grid intensity "
+                         "has no year")
     value = check_number("ci", ci, 0, 2000)
     return value, ("given as a number" if explicit else f"default of data/power.yaml ({value:g} g/kWh)")
 

@@ -21,7 +21,8 @@ devices, PP divides the layers (or v1's uneven rule), CP = 1, all-or-nothing rec
 ZeRO 0-3. Microbatches of 1-8 sequences. The global batch is capped at the model's
 critical batch: each data-parallel rank runs ``floor(B / (DP mb))`` whole microbatches
 (Epoch AI's distributed-training model caps it the same way), so scale-out eventually
-stops paying.
+stops paying; under the Megatron convention the search keeps that rounding within
+``BATCH_SHRINK_MAX`` of ``B`` when some layout allows it (:func:`.search_space.batch_floor`).
 """
 
 from __future__ import annotations
@@ -46,8 +47,8 @@ from .perf.step import StepResult, evaluate, memory_fit, stage_bounds
 from .scaling import ModelSpec
 from .search_space import (  # noqa: F401  (re-exported: the search's public layout-space API)
     COMBO_FIELDS, MAX_CP, MAX_TP, MICROBATCHES, MIN_CP_TOKENS, PIPELINE_SPLITS, ZERO_STAGES, ZERO_STAGES_MEGATRON,
-    _combo_grid, _divisors, _expert_options, _per_combo, _recompute_options, _tp_options, _window_rows, cp_options,
-    dp_limit, dp_step, durations, grid_for_devices, ideal_devices, inner_combos, model_flops_utilization,
+    BATCH_SHRINK_MAX, _combo_grid, _divisors, _expert_options, _per_combo, _recompute_options, _tp_options,
+    _window_rows, batch_floor, cp_options, dp_limit, dp_step, durations, grid_for_devices, ideal_devices, inner_combos, model_flops_utilization,
     pipeline_options)
 from .search_walk import _Walk, _walk_windows  # noqa: F401
 from .search_pins import (PINNABLE, _check_layout, _check_model_rules, _check_pinned,  # noqa: F401 - re-exported
@@ -222,6 +223,7 @@ def search(model: ModelSpec, system: System, *, deadline_days: float = 90.0, opt
     _validate_request(deadline_days, objective, carbon_score, pipeline_split)
     o = options or TrainingOptions()
     c = consts or default_constants()
+    system.device.peak_flops(o.precision)  # the device runs the format (fp16 GEMMs are costed at the BF16 peak)
     pins = _check_pinned(pinned or {}, model, o)
     check_offload(pins, model, system, o)
     check_ep_overlap(pins, model, o)
@@ -229,21 +231,37 @@ def search(model: ModelSpec, system: System, *, deadline_days: float = 90.0, opt
     deadline_s = float(deadline_days) * 86400.0
     if pins.get("zero") == 4 and not o.flexible_sharding:
         raise InputError("zero", "stage 4 (hierarchical ZeRO-3) needs flexible sharding")
-    per_rank = pins.get("dp", 1) * pins.get("microbatch", 1)
-    if per_rank > batch:
-        raise InputError("global_batch" if "global_batch" in pins else "dp",
-                         f"dp x microbatch ({per_rank}) exceeds the global batch of {batch} sequences")
+    per_rank = max(pins.get("dp", 1), pins.get("fsdp") or 1) * pins.get("microbatch", 1)
+    if per_rank > batch:  # FSDP shards over data-parallel ranks: its group divides DP
+        key = "dp" if pins.get("dp", 1) >= (pins.get("fsdp") or 1) else "fsdp"
+        raise InputError("global_batch" if "global_batch" in pins else key,
+                         f"{key} x microbatch ({per_rank}) exceeds the global batch of {batch} sequences")
+    floor = batch_floor(batch, pins, o.legacy)
+    if floor:
+        try:
+            return _search_pinned(model, system, o, c, {**pins, "min_batch": floor}, batch, deadline_days,
+                                  objective, pipeline_split, carbon_score)
+        except InfeasibleError:
+            pass  # no layout keeps the batch within BATCH_SHRINK_MAX: round further (the answer shows the batch)
+    return _search_pinned(model, system, o, c, pins, batch, deadline_days, objective, pipeline_split, carbon_score)
+
+
+def _search_pinned(model, system, o, c, pins, batch, deadline_days, objective, pipeline_split,
+                   carbon_score) -> SearchResult:
+    """:func:`search` after its checks: candidates, the walk, the answer or the binding constraint."""
+    deadline_s = float(deadline_days) * 86400.0
     cand = _candidates(model, system, o, c, pins, batch, pipeline_split)
     all_combos = cand.all_combos
     combos, t_max, t_sum, best_bound, any_fit, sizes = _prune(cand, pins, deadline_s)
     if not any_fit:
         where = f" at {pins['devices']} devices" if "devices" in pins else ""
         raise InfeasibleError(
-            f"{model.name} does not fit in {system.device.hbm_gb:g} GB per device under any allowed layout{where} "
-            f"(up to TP={max(_tp_options(model, system, o.legacy))}, PP={model.n_layers}, ZeRO-3, full recompute)",
-            "memory")
+            f"{model.name} does not fit in {system.device.hbm_gb:g} GB per device{_host_words(system, o)} under any "
+            f"allowed layout{where} "
+            f"({_memory_reach(model, system, o, pins)})", "memory")
     if len(combos["tp"]) == 0:
-        raise _deadline_error(deadline_days, batch, best_bound / 86400, None, bound_only=True)
+        raise _deadline_error(deadline_days, _batch_words(model, pins, batch), best_bound / 86400, None,
+                              bound_only=True)
     walk = _walk_windows(model, system, o, c, combos, t_max, t_sum, batch, pins, deadline_s, sizes)
     if walk.found is not None:
         grid, res, dur, ok, n_star = walk.found
@@ -267,22 +285,53 @@ def _explain_no_layout(model, system, o, pins, batch, deadline_days, deadline_s,
             f"no allowed layout has exactly {pins['devices']} devices (devices = {_device_rule(o)}"
             f"{'; pinned ' + fixed if fixed else ''}; at most {batch} sequences per step)", "layout")
     if "devices" in pins:
-        return InfeasibleError(f"no allowed layout fits in memory at {pins['devices']} devices", "memory")
+        return InfeasibleError(f"no allowed layout fits in memory{_host_words(system, o)} at {pins['devices']} devices "
+                               f"({_memory_reach(model, system, o, pins)})", "memory")
     if not walk.any_layout and walk.best_seen[1] == 0:
         ideal = ideal_devices(model, system, deadline_s, o)
         if ideal >= walk.n_stop:
             return InfeasibleError(
                 f"no device count meets the {deadline_days:g}-day deadline: even at peak throughput it needs "
-                f"{ideal:,} devices, more than the largest allowed layout ({walk.n_stop - 1:,} devices; the critical "
-                f"batch of {batch} sequences caps data parallelism)", "deadline",
+                f"{ideal:,} devices, more than the largest allowed layout ({walk.n_stop - 1:,} devices; "
+                f"{_batch_words(model, pins, batch)} caps data parallelism)", "deadline",
                 {"ideal_devices": ideal, "max_devices": walk.n_stop - 1, "best_duration_days": best_bound / 86400})
     best_days = walk.best_seen[0] / 86400 if walk.best_seen[1] else None
-    return _deadline_error(deadline_days, batch, best_bound / 86400,
+    return _deadline_error(deadline_days, _batch_words(model, pins, batch), best_bound / 86400,
                            walk.best_seen[1] and (best_days, walk.best_seen[1]))
 
 
 
-def _deadline_error(deadline_days, batch, bound_days, best, bound_only=False) -> InfeasibleError:
+def _host_words(system: System, o: TrainingOptions) -> str:
+    """With CPU offloading, host memory binds too (perf.step._fits, data/host_memory.yaml)."""
+    host = system.device.host_dram_gb
+    if not (o.cpu_offload_layers and host and system.device.host_link_gb_s):
+        return ""
+    return f" (and {o.cpu_offload_layers} offloaded layers' activations in {host:g} GB of host memory per GPU)"
+
+
+def _memory_reach(model: ModelSpec, system: System, o: TrainingOptions, pins: dict) -> str:
+    """What the memory search could try: the most sharding of each free part, and the pinned parts
+    as pinned (a pinned ZeRO-0 must not read 'ZeRO-3')."""
+    offload = bool(o.cpu_offload_layers)  # PP 1 and no recompute then (search_space.inner_combos)
+    free = [f"TP={max(_tp_options(model, system, o.legacy))}" if "tp" not in pins else "",
+            f"PP={model.n_layers}" if "pp" not in pins and not offload else "",
+            "ZeRO-3" if "zero" not in pins else "", "full recompute" if "recompute" not in pins and not offload else "",
+            "PP=1 and no recompute (CPU offloading)" if offload else ""]
+    fixed = ", ".join(f"{k}={pins[k]}" for k in ("tp", "cp", "pp", "dp", "ep", "etp", "zero", "fsdp", "microbatch",
+                                                   "recompute", "recompute_layers") if k in pins)
+    free_text = ", ".join(f for f in free if f)
+    return "; ".join(t for t in (f"up to {free_text}" if free_text else "", f"pinned {fixed}" if fixed else "") if t)
+
+
+def _batch_words(model: ModelSpec, pins: dict, batch: int) -> str:
+    """The batch that caps data parallelism, named as what it is: v1's critical batch unless a pin
+    or the model (a published batch; presets carry their rule's critical batch) sets another."""
+    critical = model.global_batch_tokens is None or model.preset is not None
+    kind = "critical" if "global_batch" not in pins and critical else "global"
+    return f"the {kind} batch of {batch} sequences"
+
+
+def _deadline_error(deadline_days, batch_words, bound_days, best, bound_only=False) -> InfeasibleError:
     """The deadline is the binding constraint: say how close the search got."""
     if best:
         days, devices = best
@@ -292,8 +341,8 @@ def _deadline_error(deadline_days, batch, bound_days, best, bound_only=False) ->
         text = f"every layout needs at least {bound_days:.1f} days (one microbatch's trip through the pipeline per step)"
         details = {"best_duration_days": bound_days, "lower_bound_days": bound_days}
     return InfeasibleError(
-        f"no device count meets the {deadline_days:g}-day deadline: {text} (the critical batch of {batch} "
-        "sequences caps data parallelism)", "deadline", details)
+        f"no device count meets the {deadline_days:g}-day deadline: {text} ({batch_words} caps data parallelism)",
+        "deadline", details)
 
 
 def _at_devices(model, system, o, c, combos, batch, pins, n_star, deadline_s, evaluated, objective,

@@ -17,7 +17,8 @@ import numpy as np
 from .errors import InputError
 from .hardware import System
 from .perf.layout import RECOMPUTE_MODES, TrainingOptions
-from .perf.pipeline import layout_stage_split, parse_pipeline_layout, stage_split
+from .perf.pipeline import layout_stage_split, parse_pipeline_layout, stage_plan, stage_split
+from .perf.pipeline_cost import stage_cost_weights
 from .scaling import ModelSpec
 
 PINNABLE = ("devices", "tp", "pp", "dp", "cp", "ep", "etp", "zero", "fsdp", "microbatch", "vp", "interleave",
@@ -113,6 +114,11 @@ def _check_model_rules(p: dict, model: ModelSpec, o: TrainingOptions) -> None:
         if model.seq_len % (2 * p["cp"]):
             raise InputError("cp", f"2 x cp must divide seq_len ({model.seq_len}) for causal load balancing, "
                                    f"got cp={p['cp']}")
+    # Inert on a dense model: never echo it as if it ran. Answers show ETP = TP (Megatron-Core's default
+    # expert_tensor_parallel_size), and every answer must be accepted when pinned back.
+    if p.get("etp", 1) not in (1, p.get("tp")) and not model.is_moe:
+        raise InputError("etp", f"ETP applies to MoE expert layers and {model.name} is dense: leave it unset "
+                                f"(it follows TP), got {p['etp']}")
     if "etp" in p and o.legacy and p["etp"] != p.get("tp", p["etp"]):
         raise InputError("etp", "expert tensor parallelism other than TP needs ep_convention='megatron'")
     if p.get("recompute_layers") and p.setdefault("recompute", "full") != "full":
@@ -127,17 +133,51 @@ def _check_model_rules(p: dict, model: ModelSpec, o: TrainingOptions) -> None:
             raise InputError("pipeline_layout", "a pinned pipeline layout needs ep_convention='megatron'")
         _check_layout(p, model, o.pipeline_layout)
     elif p.get("vp", 1) > 1:
-        pp = p.get("pp")
-        if pp == 1:
-            raise InputError("vp", "interleaving needs pp > 1")
-        if pp is None:
-            if p["vp"] > model.n_layers // 2:
-                raise InputError("vp", f"must be <= n_layers / 2 ({model.n_layers // 2}), got {p['vp']}")
-        elif o.legacy and p["vp"] > model.n_layers // pp:
-            raise InputError("vp", f"must be <= layers per stage ({model.n_layers // pp}), got {p['vp']}")
-        elif not o.legacy and stage_split(model.n_layers, pp, p["vp"]) is None:
-            raise InputError("vp", f"Megatron cannot split {model.n_layers} layers over pp {pp} x vp {p['vp']} "
-                                   "(even, embedding/loss-accounted, or uneven first/last stages)")
+        _check_vp(p, model, o)
+    _check_recompute_layers(p, model, o)
+
+
+def _check_vp(p: dict, model: ModelSpec, o: TrainingOptions) -> None:
+    """A pinned VP > 1: PP > 1 and a split Megatron (or v1) can make."""
+    pp = p.get("pp")
+    if pp == 1:
+        raise InputError("vp", "interleaving needs pp > 1")
+    if pp is None:
+        if p["vp"] > model.n_layers // 2:
+            raise InputError("vp", f"must be <= n_layers / 2 ({model.n_layers // 2}), got {p['vp']}")
+    elif o.legacy and p["vp"] > model.n_layers // pp:
+        raise InputError("vp", f"must be <= layers per stage ({model.n_layers // pp}), got {p['vp']}")
+    elif not o.legacy and stage_split(model.n_layers, pp, p["vp"]) is None:
+        raise InputError("vp", f"Megatron cannot split {model.n_layers} layers over pp {pp} x vp {p['vp']} "
+                               "(even, embedding/loss-accounted, or uneven first/last stages)")
+
+
+def largest_chunk(model: ModelSpec, pp: int, vp: int, o: TrainingOptions) -> int | None:
+    """Layers of the largest model chunk (one virtual stage) at ``pp x vp``, split as the step model
+    splits them (:func:`.perf.pipeline.stage_plan`); None where that split does not exist."""
+    n, _ = stage_plan(model.n_layers, np.array([pp]), np.array([vp]), legacy=o.legacy, layout=o.pipeline_layout,
+                      mtp_layers=model.mtp_layers, leading_dense=0 if o.legacy else model.first_dense_layers,
+                      cost_weights=stage_cost_weights(model) if o.pipeline_balance == "cost" else None)
+    most = max(int(k[0]) for k in n)
+    return -(-most // vp) if most > 0 else None
+
+
+def _check_recompute_layers(p: dict, model: ModelSpec, o: TrainingOptions) -> None:
+    """A pinned ``recompute_layers`` (Megatron-Core's ``recompute_num_layers``, per model chunk) is at
+    most the layers of the largest chunk of the pinned PP x VP: ``TransformerConfig.__post_init__`` says
+    "recompute_num_layers must be between 1 and num_layers_per_pipeline_rank" (0 here = no recompute).
+    Without PP pinned any count up to the model's layers is some layout's whole stage; the memory model
+    records a count above a searched layout's chunk as that chunk (perf.memory)."""
+    rl = p.get("recompute_layers")
+    if not rl or "pp" not in p:
+        if rl and rl > model.n_layers:
+            raise InputError("recompute_layers", f"must be in [0, {model.n_layers}] (the model's layers), got {rl}")
+        return
+    vp = p.get("vp", 1)  # unpinned: the search's VP >= 1, whose chunks are at most the VP-1 stage's layers
+    hi = largest_chunk(model, p["pp"], vp, o)
+    if hi is not None and rl > hi:
+        raise InputError("recompute_layers", f"must be in [0, {hi}] (layers per model chunk at pp {p['pp']} x "
+                                             f"vp {vp}), got {rl}")
 
 
 def _check_layout(p: dict, model: ModelSpec, layout: str) -> None:

@@ -28,6 +28,20 @@ ZERO_STAGES_MEGATRON = (2, 3)
 MAX_TP = 64
 MIN_CP_TOKENS = 1024  # the search tries CP only while each rank keeps >= this many tokens of a sequence
 MAX_CP = 16
+# Megatron needs global batch = DP x microbatch x microbatches (whole microbatches per rank), so a
+# searched layout rounds the requested batch down to a multiple of DP x mb. The search keeps that
+# rounding within this share of the requested (critical or published) batch when any layout allows it
+# (a convention, not a world constant: a recipe whose batch differs more is a different recipe);
+# cs-v1 (the papers) and pinned DP / global batch keep the plain rounding (docs/performance.md).
+BATCH_SHRINK_MAX = 0.10
+
+
+def batch_floor(batch: int, pinned: dict, legacy: bool) -> int:
+    """Smallest global batch (sequences) the search may round ``batch`` down to; 0: no floor
+    (``ep_convention='cs-v1'``, or DP or the global batch pinned)."""
+    if legacy or "dp" in pinned or "global_batch" in pinned:
+        return 0
+    return math.ceil(round((1.0 - BATCH_SHRINK_MAX) * batch, 6))
 
 
 def _divisors(n: int) -> list[int]:
@@ -186,7 +200,12 @@ def _window_rows(combos, n_lo, n_hi, batch, pinned, dp_floor=None, only=None, pe
     total = int(counts.sum())
     idx = np.repeat(np.arange(len(base)), counts)
     offsets = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
-    return idx, dp_lo[idx] + offsets * step[idx], had_rows
+    dp = dp_lo[idx] + offsets * step[idx]
+    if pinned.get("min_batch"):  # search.search's batch floor (BATCH_SHRINK_MAX), sized as _combo_grid sizes it
+        per_rank = dp * combos["mb"][idx]
+        keep = np.flatnonzero((batch // per_rank) * per_rank >= pinned["min_batch"])
+        idx, dp = idx[keep], dp[keep]
+    return idx, dp, had_rows
 
 
 def _per_combo(combos, batch, pinned):

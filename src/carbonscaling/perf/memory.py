@@ -37,6 +37,7 @@ class Memory:
     recompute_layers: np.ndarray  # recomputed layers per (virtual) stage under full recompute
     recomputed_first: np.ndarray  # layers recomputed on the first stage
     weight_shards: tuple = ()     # (dense, expert) ranks the weights are sharded over
+    host_activations: object = 0.0  # bytes of offloaded activations in host memory (CPU offloading)
 
 
 def _stage_params(model: ModelSpec, g: LayoutGrid, n, first, last):
@@ -108,7 +109,18 @@ def memory_per_device(model: ModelSpec, system: System, g: LayoutGrid, o: Traini
         optimizer_params=np.max(np.stack([np.where(s[8], s[0] / o_d + s[1] / o_e, 0.0) for s in static]), axis=0),
         weights=pick(0), grads=pick(1), optimizer=pick(2), activations=pick(3), total=totals.max(axis=0),
         recompute_layers=np.where(g.rc == 2, rl, 0), recomputed_first=rows[0][5], weight_shards=(w_d, w_e),
+        host_activations=_host_activation_bytes(system, g, o, kept, n_first),
     )
+
+
+def _host_activation_bytes(system: System, g: LayoutGrid, o: TrainingOptions, kept, n_layers):
+    """Bytes CPU offloading (PP 1, no recompute: one microbatch in flight) holds in host memory per GPU:
+    the offloaded layers' activation sets (perf/offload.py; the HBM keeps the other ``L - N``)."""
+    offloaded = o.cpu_offload_layers if system.device.host_link_gb_s is not None else 0  # search.check_offload
+    if not offloaded:
+        return 0.0
+    on = (g.pp == 1) & (g.rc == 0)
+    return np.where(on, np.minimum(offloaded, np.maximum(n_layers, 0)) * kept, 0.0)
 
 
 def _logit_bytes(model: ModelSpec, g: LayoutGrid, c: PerfConstants):
@@ -194,16 +206,19 @@ def _resolve_recompute_layers(g, static, full, inp, frag, c, system):
     """Per-chunk recomputed layers: the grid's, or for ``RL_AUTO`` the fewest that fit in HBM."""
     auto = (g.rc == 2) & (g.rl == RL_AUTO)
     rl = np.where(g.rl == RL_AUTO, RL_ALL, g.rl).astype(float)
+    v = g.v.astype(float)
+    most = np.ceil(np.max(np.stack([s[6] for s in static]), axis=0) / v)
+    # A count above the largest chunk's layers recomputes that chunk whole (Megatron-Core's 'block'
+    # method stops at the chunk's layers): record the chunk, not the pinned count (same memory and time).
+    rl = np.where((rl < RL_ALL) & (most >= 1), np.minimum(rl, most), rl)
     if not auto.any():
         return rl
     cap = (system.device.hbm_gb * 2**30 - c.reserved_gb * 1e9) / frag
-    v = g.v.astype(float)
     need = np.ones_like(v)
     for p_d, p_e, weights, grads, opt, fixed, n, inflight, exists in static:
         # fixed + full + inflight (n full - r (full - inp)) <= cap, r = v rl
         excess = np.where(exists, fixed + full + inflight * n * full - cap, 0.0)
         per = inflight * np.maximum(full - inp, 1e-9) * v
         need = np.maximum(need, np.ceil(np.maximum(excess, 0.0) / per))
-    most = np.ceil(np.max(np.stack([s[6] for s in static]), axis=0) / v)
     need = np.where(need >= most, RL_ALL, need)
     return np.where(auto, need, rl)

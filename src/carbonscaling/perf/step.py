@@ -292,7 +292,9 @@ def _optimizer_time(system: System, o: TrainingOptions, c: PerfConstants, mem: M
 
 
 def _fits(system: System, mem: Memory, n_first) -> np.ndarray:
-    return (mem.total <= system.device.hbm_gb * 2**30) & (n_first >= 0)  # vendors' HBM "GB" are GiB
+    fits = (mem.total <= system.device.hbm_gb * 2**30) & (n_first >= 0)  # vendors' HBM "GB" are GiB
+    host = system.device.host_dram_gb  # CPU offloading: the offloaded activations fit in host memory
+    return fits if host is None else fits & (mem.host_activations <= host * 1e9)
 
 
 def _stages(model, system, g, o, c, times: bool = True):

@@ -7,9 +7,10 @@ const SVG = "http://www.w3.org/2000/svg";
 const FIELDS = ["model", "preset", "d_model", "model_yaml", "device", "years_ahead", "region", "ci",
                 "deadline_days", "precision", "objective", "pue", "lifetime_years"];
 const STEP_PARTS = [["compute_s", "compute", "#4c72b0"], ["bubble_s", "pipeline bubble", "#dd8452"],
-  ["tp_comm_s", "TP comm", "#55a868"], ["pp_comm_s", "PP comm", "#c44e52"], ["dp_comm_s", "DP comm", "#8172b3"],
-  ["ep_comm_s", "EP comm", "#937860"], ["optimizer_s", "optimizer", "#da8bc3"],
-  ["overlap_slowdown_s", "overlap slowdown", "#8c8c8c"], ["host_s", "host launch wait", "#ccb974"]];
+  ["tp_comm_s", "TP comm", "#55a868"], ["cp_comm_s", "CP comm", "#64b5cd"], ["pp_comm_s", "PP comm", "#c44e52"],
+  ["dp_comm_s", "DP comm", "#8172b3"], ["ep_comm_s", "EP comm", "#937860"], ["optimizer_s", "optimizer", "#da8bc3"],
+  ["overlap_slowdown_s", "overlap slowdown", "#8c8c8c"], ["host_s", "host launch wait", "#ccb974"],
+  ["offload_s", "CPU offload", "#a6761d"]];
 const MEM_PARTS = [["weights_gb", "weights", "#4c72b0"], ["grads_gb", "gradients", "#55a868"],
   ["optimizer_gb", "optimizer", "#dd8452"], ["activations_gb", "activations", "#c44e52"]];
 
