@@ -30,16 +30,12 @@ import math
 import sys
 from pathlib import Path
 
+from carbonscaling.uncertainty_inputs import model_kind  # the column's values, as the selection reads them
 from carbonscaling.validation.harness import prediction_key, validate
 from carbonscaling.validation.runs import resolve_runs
 
 OUT = Path(__file__).resolve().parents[1] / "src" / "carbonscaling" / "data" / "step_time_residuals.csv"
 COLUMNS = ("run_id", "device", "model_kind", "precision", "quantity", "ratio_measured_over_predicted", "source")
-
-
-def model_kind(model) -> str:
-    """``hybrid`` (a Mamba/attention pattern), ``moe`` (routed experts) or ``dense``."""
-    return "hybrid" if model.is_hybrid else "moe" if model.is_moe else "dense"
 
 
 def ratio(run, reported: dict, predicted: dict) -> tuple[str, float] | None:
@@ -91,7 +87,7 @@ def nemo_rows() -> list[dict]:
 
 
 def summary() -> list[str]:
-    """p5 / p50 / p95 of measured / predicted step time per device and pooled (the shipped file)."""
+    """p5 / p50 / p95 of measured / predicted step time pooled, per device and per device x model kind (the shipped file)."""
     from collections import defaultdict
 
     import numpy as np
@@ -99,8 +95,10 @@ def summary() -> list[str]:
     from carbonscaling.uncertainty_inputs import residual_rows
 
     by: dict[str, list[float]] = defaultdict(list)
+    kind: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for r in residual_rows("step_time_residuals"):
         by[r["device"]].append(float(r["ratio_measured_over_predicted"]))
+        kind[r["device"]][r["model_kind"]].append(by[r["device"]][-1])
     pooled = [x for v in by.values() for x in v]
 
     def line(name: str, t: list[float]) -> str:
@@ -108,7 +106,8 @@ def summary() -> list[str]:
         return f"| {name} | {len(t)} | {p5:.3f} | {p50:.3f} | {p95:.3f} |"
 
     return ["| rows | n | p5 | p50 | p95 |", "| --- | --- | --- | --- | --- |", line("pooled", pooled),
-            *(line(d, t) for d, t in sorted(by.items()))]
+            *(x for d, t in sorted(by.items())
+              for x in (line(d, t), *(line(f"{d} {k}", v) for k, v in sorted(kind[d].items()))))]
 
 
 def main() -> int:

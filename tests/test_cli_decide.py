@@ -23,11 +23,13 @@ def test_uncertainty_json_and_out(capsys, tmp_path):
     assert b["p5"] < d["point"]["total_tco2e"] < b["p95"]
     swings = [r["swing_tco2e"] for r in d["sensitivity"]]
     assert swings == sorted(swings, reverse=True) and {"grid_intensity", "step_time"} <= {r["input"] for r in d["sensitivity"]}
-    # The step-time error is drawn from the H100's own rows of the residual table, and the report says so
-    n_h100 = sum(1 for r in csv.DictReader(data_path("step_time_residuals.csv").open(encoding="utf-8")) if r["device"] == "H100-SXM")
-    assert d["inputs"]["step_time"]["pool"] == {"column": "device", "value": "H100-SXM", "rows": n_h100,
+    # The step-time error is drawn from the H100's own dense rows of the residual table (Llama 2 7B is dense),
+    # and the report says so
+    n_h100 = sum(1 for r in csv.DictReader(data_path("step_time_residuals.csv").open(encoding="utf-8"))
+                 if (r["device"], r["model_kind"]) == ("H100-SXM", "dense"))
+    assert d["inputs"]["step_time"]["pool"] == {"by": {"device": "H100-SXM", "model_kind": "dense"}, "rows": n_h100,
                                                 "line": d["inputs"]["step_time"]["pool"]["line"]}
-    assert f"step_time drawn from: {n_h100} H100 (= H100-SXM) rows of step_time_residuals.csv" in (
+    assert f"step_time drawn from: {n_h100} H100 (= H100-SXM) dense rows of step_time_residuals.csv" in (
         tmp_path / "u" / "report.md").read_text()
     assert (tmp_path / "u" / "tornado.png").stat().st_size > 1000
     assert (tmp_path / "u" / "uncertainty.csv").read_text().startswith("input,")

@@ -1,4 +1,5 @@
-"""The step-time input drawn from the estimate's own device's residuals (uncertainty.yaml ``select_by``).
+"""The step-time input drawn from the estimate's own cell of the residuals (uncertainty.yaml ``select_by``):
+its device and model kind, else its device, else every row.
 
 Every expected figure is read from ``data/step_time_residuals.csv`` with the csv module here, not
 from the code under test.
@@ -29,12 +30,14 @@ def csv_rows() -> list[dict]:
 
 ROWS = csv_rows()
 COUNTS = Counter(r["device"] for r in ROWS)
+CELLS = Counter((r["device"], r["model_kind"]) for r in ROWS)
 SPEC = load_inputs()["step_time"]
 N = SPEC.params["min_rows"]
 
 
-def ratios(device: str | None = None) -> np.ndarray:
-    return np.array([float(r["ratio_measured_over_predicted"]) for r in ROWS if device in (None, r["device"])])
+def ratios(device: str | None = None, kind: str | None = None) -> np.ndarray:
+    return np.array([float(r["ratio_measured_over_predicted"]) for r in ROWS
+                     if device in (None, r["device"]) and kind in (None, r["model_kind"])])
 
 
 def q(tab: np.ndarray, p: float) -> float:
@@ -66,7 +69,7 @@ def test_a_device_with_enough_rows_draws_only_its_own_rows(device):
     own = ratios(device)
     x = draw(spec, 1.0, 4096, np.random.default_rng(0))
     assert np.isin(x, own).all() and len(np.unique(x)) == len(np.unique(own))
-    assert spec.params["pool"]["value"] == device and spec.params["pool"]["rows"] == COUNTS[device]
+    assert spec.params["pool"]["by"] == {"device": device} and spec.params["pool"]["rows"] == COUNTS[device]
     for p in (0.05, 0.5, 0.95):
         assert quantile(spec, 1.0, p) == q(own, p)
 
@@ -75,7 +78,7 @@ def test_a_device_with_enough_rows_draws_only_its_own_rows(device):
 def test_a_device_with_fewer_rows_draws_the_pool(device):
     spec = select_rows(SPEC, {"device": device})
     pool = ratios()
-    assert spec.params["pool"]["value"] is None and spec.params["pool"]["rows"] == len(ROWS)
+    assert spec.params["pool"]["by"] == {} and spec.params["pool"]["rows"] == len(ROWS)
     assert f"all {len(ROWS)} rows" in spec.params["pool"]["line"] and f"fewer than {N}" in spec.params["pool"]["line"]
     x = draw(spec, 1.0, 4096, np.random.default_rng(0))
     assert np.isin(x, pool).all() and not np.isin(x, ratios(device)).all()
@@ -91,7 +94,7 @@ def test_the_pools_quantiles_are_the_csvs():
 def test_an_alias_names_the_same_device_as_the_table():
     target = SPEC.params["aliases"]["H100"]
     spec = select_rows(SPEC, {"device": "H100"})
-    assert spec.params["pool"]["value"] == target
+    assert spec.params["pool"]["by"] == {"device": target}
     assert spec.params["pool"]["line"].startswith(f"{COUNTS[target]} H100 (= {target}) rows")
 
 
@@ -117,7 +120,7 @@ def _step_only(device: str, **params) -> dict:
 @pytest.mark.parametrize("device,table_device", [("H100", "H100-SXM"), ("GB200", "GB200")])
 def test_the_step_time_band_follows_the_device_rows(device, table_device):
     own, pooled = _step_only(device), _step_only(device, min_rows=10**6)  # no device has a million rows
-    assert own["pool"]["value"] == table_device and pooled["pool"]["value"] is None
+    assert own["pool"]["by"] == {"device": table_device} and pooled["pool"]["by"] == {}
     for band, tab in ((own, ratios(table_device)), (pooled, ratios())):
         # by hand: the one input's bootstrap with the same seed, times the point
         x = np.random.default_rng(2).choice(tab, size=20_000)
@@ -142,18 +145,24 @@ def test_estimate_reports_the_pool_end_to_end(capsys, tmp_path):
     code, out, err = cli(capsys, *argv)
     assert code == 0, err
     own = json.loads(out)
-    assert own["inputs"]["step_time"]["pool"]["rows"] == COUNTS["GB200"] and "pool" not in pooled["inputs"]["step_time"]
+    n = CELLS["GB200", "dense"]  # Llama 2 7B is dense; GB200 x dense has >= 10 rows
+    assert n >= N and own["inputs"]["step_time"]["pool"] == {
+        "by": {"device": "GB200", "model_kind": "dense"}, "rows": n, "line": own["inputs"]["step_time"]["pool"]["line"]}
+    assert "pool" not in pooled["inputs"]["step_time"]
     swing = {d["input"]: d for d in own["sensitivity"]}["step_time"]
-    assert (swing["low_value"], swing["high_value"]) == (q(ratios("GB200"), 0.05), q(ratios("GB200"), 0.95))
+    assert (swing["low_value"], swing["high_value"]) == (q(ratios("GB200", "dense"), 0.05), q(ratios("GB200", "dense"), 0.95))
     code, out, err = cli(capsys, "estimate", "--model", "llama2-7b", "--device", "GB200")
     assert code == 0, err
-    assert f"{COUNTS['GB200']} GB200 rows of step_time_residuals.csv" in out
+    assert f"{n} GB200 dense rows of step_time_residuals.csv (the estimate's own device and model_kind;" in out
 
 
 @pytest.mark.parametrize("entry,field", [("select_by: accelerator", "select_by"),
                                          ("select_by: device, min_rows: 0", "min_rows"),
                                          ("select_by: device, min_rows: ten", "min_rows"),
-                                         ("select_by: device, aliases: [H100]", "aliases")])
+                                         ("select_by: device, aliases: [H100]", "aliases"),
+                                         ("select_by: [device, device]", "select_by"),
+                                         ("select_by: [device, accelerator]", "select_by"),
+                                         ("select_by: []", "select_by")])
 def test_a_bad_selection_is_one_named_error(tmp_path, entry, field):
     f = tmp_path / "u.yaml"
     f.write_text(f"inputs:\n  step_time: {{kind: factor, distribution: empirical, table: step_time_residuals, {entry}}}\n")
@@ -205,3 +214,80 @@ def test_select_by_is_data_any_residual_table_can_use_it(tmp_path):
                                  **PAPER_ACCOUNTING), seed=0, samples=256, inputs=load_inputs(f))
     assert "pool" not in paper.inputs["it_power"] and paper.sensitivity[0]["high_value"] == pytest.approx(
         1.17 - (0.05 * (1.17 - 0.83) * (1.17 - 1.0)) ** 0.5)  # triangular inverse CDF at 0.95, by hand
+
+
+# ---- device x model kind, most specific cell first ---------------------------------------
+def test_the_shipped_selection_is_device_then_model_kind():
+    assert SPEC.params["select_by"] == ["device", "model_kind"]
+
+
+@pytest.mark.parametrize("device,kind", sorted(c for c, n in CELLS.items() if n >= N))
+def test_a_cell_with_enough_rows_draws_only_its_own_rows(device, kind):
+    spec = select_rows(SPEC, {"device": device, "model_kind": kind})
+    own = ratios(device, kind)
+    assert spec.params["pool"]["by"] == {"device": device, "model_kind": kind}
+    assert spec.params["pool"]["rows"] == CELLS[device, kind] == len(own)
+    assert spec.params["pool"]["line"] == (f"{len(own)} {device} {kind} rows of step_time_residuals.csv "
+                                           f"(the estimate's own device and model_kind; at least {N})")
+    x = draw(spec, 1.0, 4096, np.random.default_rng(0))
+    assert np.isin(x, own).all() and len(np.unique(x)) == len(np.unique(own))
+    for p in (0.05, 0.5, 0.95):
+        assert quantile(spec, 1.0, p) == q(own, p)
+
+
+@pytest.mark.parametrize("device,kind", sorted(c for c, n in CELLS.items() if n < N and COUNTS[c[0]] >= N)
+                         + [("GB200", "a-kind-with-no-rows")])
+def test_a_sparse_cell_falls_back_to_its_device(device, kind):
+    spec = select_rows(SPEC, {"device": device, "model_kind": kind})
+    assert spec.params["pool"]["by"] == {"device": device} and spec.params["pool"]["rows"] == COUNTS[device]
+    assert spec.params["pool"]["line"] == (
+        f"{COUNTS[device]} {device} rows of step_time_residuals.csv (the estimate's own device; at least {N}; "
+        f"device x model_kind: {device} {kind} has {CELLS[device, kind]}, fewer than {N})")
+    for p in (0.05, 0.5, 0.95):
+        assert quantile(spec, 1.0, p) == q(ratios(device), p)
+
+
+def test_a_sparse_cell_of_a_sparse_device_falls_back_to_the_pool():
+    sparse = sorted(c for c, n in CELLS.items() if COUNTS[c[0]] < N)
+    assert sparse  # the data has one (TPUv4: one published run)
+    for device, kind in sparse + [("GB200+2y", "dense")]:
+        spec = select_rows(SPEC, {"device": device, "model_kind": kind})
+        assert spec.params["pool"]["by"] == {} and spec.params["pool"]["rows"] == len(ROWS)
+        assert spec.params["pool"]["line"] == (
+            f"all {len(ROWS)} rows of step_time_residuals.csv, pooled (device x model_kind: {device} {kind} has "
+            f"{CELLS[device, kind]}, fewer than {N}; device: {device} has {COUNTS[device]}, fewer than {N})")
+        assert quantile(spec, 1.0, 0.95) == q(ratios(), 0.95)
+
+
+def test_one_column_select_by_ignores_the_model_kind():
+    spec = select_rows(SPEC.__class__(SPEC.name, SPEC.kind, SPEC.distribution, {**SPEC.params, "select_by": "device"},
+                                      SPEC.source, SPEC.verified), {"device": "H100", "model_kind": "dense"})
+    assert spec.params["pool"]["by"] == {"device": "H100-SXM"} and spec.params["pool"]["line"] == (
+        f"{COUNTS['H100-SXM']} H100 (= H100-SXM) rows of step_time_residuals.csv (the estimate's own device; at least {N})")
+
+
+def test_cell_draws_are_deterministic_for_a_seed():
+    spec = select_rows(SPEC, {"device": "H100", "model_kind": "dense"})
+    a = draw(spec, 1.0, 512, np.random.default_rng(11))
+    assert np.array_equal(a, draw(spec, 1.0, 512, np.random.default_rng(11)))
+    assert np.array_equal(a, np.random.default_rng(11).choice(ratios("H100-SXM", "dense"), size=512))  # by hand
+
+
+@pytest.mark.parametrize("name,kind", [("llama2-7b", "dense"), ("deepseek-v3", "moe")])
+def test_propagate_reads_the_model_kind_from_the_model_spec(name, kind):
+    from carbonscaling.scaling import named_model
+    c = run_carbon(None, "H100", n_devices=1024, duration_h=40 * 24, utilization=0.4, ci=400)
+    u = propagate(c, seed=2, samples=20_000, model=named_model(name), inputs={"step_time": SPEC})
+    assert u.inputs["step_time"]["pool"]["by"] == {"device": "H100-SXM", "model_kind": kind}
+    tab = ratios("H100-SXM", kind)
+    x = np.random.default_rng(2).choice(tab, size=20_000)  # by hand: total ∝ step time under the measured power model
+    for p in ("p5", "p95"):
+        assert u.bands["total_tco2e"][p] == pytest.approx(c.total_tco2e * np.percentile(x, int(p[1:])), rel=1e-9)
+    without = propagate(c, seed=2, samples=256, inputs={"step_time": SPEC})  # no model: its device's rows
+    assert without.inputs["step_time"]["pool"]["by"] == {"device": "H100-SXM"}
+
+
+def test_the_dense_h100_band_loses_the_moe_tail():
+    """The reason for the finer cell: the H100's 95th percentile comes from its MoE rows."""
+    dense, moe, device = ratios("H100-SXM", "dense"), ratios("H100-SXM", "moe"), ratios("H100-SXM")
+    assert q(dense, 0.95) < q(device, 0.95) - 0.5 < q(moe, 0.95)

@@ -198,7 +198,8 @@ def run(spec: RunSpec) -> Estimate:
     unc = None
     if spec.carbon.uncertainty:
         from .uncertainty import propagate
-        unc = propagate(carbon, samples=spec.carbon.uncertainty_samples, seed=spec.carbon.uncertainty_seed)
+        unc = propagate(carbon, samples=spec.carbon.uncertainty_samples, seed=spec.carbon.uncertainty_seed,
+                        model=model)
     return Estimate(model=model, system=system, result=res, carbon=carbon, median_carbon=med, settings=settings,
                     spec=spec, uncertainty=unc, median_note=med_note)
 

@@ -111,7 +111,7 @@ def uncertainty(model: ModelOpt = None, preset: PresetOpt = None, d_model: DMode
     specs = load_inputs(inputs_file) if inputs_file is not None else None
     est = estimate(**_kw(locals()))
     unc = propagate(est.carbon, samples=integer(samples) if samples is not None else DEFAULT_SAMPLES,
-                    seed=integer(seed) if seed is not None else 0, inputs=specs)
+                    seed=integer(seed) if seed is not None else 0, inputs=specs, model=est.model)
     d = {"model": est.model.name, "device": est.system.device.name, "devices": est.result.layout.devices,
          "duration_days": est.result.duration_s / 86400, **unc.to_dict()}
     if o is not None:

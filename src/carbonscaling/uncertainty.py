@@ -15,8 +15,9 @@ utilization), while static, host and embodied terms grow with wall-clock time: t
 the step-time error moves the total less than its own spread. :func:`sensitivity` is a
 one-at-a-time swing (each input at its 5th and 95th percentile, the others at the point)
 for the tornado chart. An empirical input may draw from the estimate's own rows of its table
-(``select_by: device``: the step-time error of the estimate's device when it has enough rows,
-else every row; ``Uncertainty.inputs[name]["pool"]`` says which). The point estimate itself is
+(``select_by: [device, model_kind]``: the step-time error of the estimate's device and model
+kind when that cell has enough rows, else of its device, else every row;
+``Uncertainty.inputs[name]["pool"]`` says which). The point estimate itself is
 unchanged by all of this. One input's declaration, empirical tables, row selection and draws
 are :mod:`carbonscaling.uncertainty_inputs`'s (re-exported here).
 """
@@ -32,9 +33,9 @@ import numpy as np
 from ._data import load_yaml, read_user_yaml
 from .errors import InputError
 from .uncertainty_inputs import (DISTRIBUTIONS, RESIDUAL_TABLES, InputSpec, _bounds, _check_spec,  # noqa: F401
-                                 _table, draw, own_pool, pool_line, power_residuals, quantile,  # re-exported
-                                 region_year_ratios, residual_rows, residuals, select_rows,
-                                 step_time_residuals, widen)
+                                 _table, cell_residuals, cells, draw, model_kind, own_pool,  # re-exported
+                                 pool_line, power_residuals, quantile, region_year_ratios, residual_rows,
+                                 residuals, selection_columns, select_rows, step_time_residuals, widen)
 
 QUANTITIES = ("energy_kwh", "operational_tco2e", "embodied_tco2e", "total_tco2e")
 PERCENTILES = (5, 50, 95)
@@ -225,15 +226,20 @@ def _for_model(spec: InputSpec, base: Mapping[str, Any]) -> InputSpec:
 
 
 def propagate(carbon: Any, *, samples: int = DEFAULT_SAMPLES, seed: int = 0,
-              inputs: Mapping[str, InputSpec] | None = None) -> Uncertainty:
+              inputs: Mapping[str, InputSpec] | None = None, model: Any = None) -> Uncertainty:
     """p5/p50/p95 bands and the sensitivity ranking of a :class:`~carbonscaling.carbon.CarbonResult`.
 
     ``inputs`` defaults to :func:`load_inputs`; a subset propagates only those inputs.
-    Reproducible: the same ``seed`` and inputs give the same bands.
+    ``model`` (the estimate's :class:`~carbonscaling.model_spec.ModelSpec`) adds its
+    ``model_kind`` (dense / moe / hybrid) to what ``select_by`` reads; without it a selection
+    by model kind falls back to the coarser cell. Reproducible: the same ``seed`` and inputs
+    give the same bands.
     """
     n, s = _check_run(samples, seed)
     specs = dict(load_inputs() if inputs is None else inputs)
     base = base_point(carbon, specs=specs)
+    if model is not None:
+        base["labels"]["model_kind"] = model_kind(model)
     base["scales"] = {k: list(v.params["scales"]) for k, v in specs.items() if k not in RESPONSE_INPUTS}
     for name, terms in base["scales"].items():
         if not any(t in base["terms_kwh"] for t in terms):

@@ -98,15 +98,15 @@ def residual_rows(table: str) -> tuple[dict[str, str], ...]:
 
 
 @lru_cache(maxsize=None)
-def residuals(table: str, column: str | None = None, value: str | None = None) -> np.ndarray:
-    """Measured / predicted ratios of a residual table: every row, or the rows whose ``column`` is ``value``.
+def cell_residuals(table: str, where: tuple[tuple[str, str], ...] = ()) -> np.ndarray:
+    """Measured / predicted ratios of the rows of a residual table in one cell (every row for ``where = ()``).
 
     Parameters
     ----------
     table : str
         One of :data:`RESIDUAL_TABLES`.
-    column, value : str, optional
-        Keep only the rows with ``row[column] == value`` (``None``: every row).
+    where : tuple of (column, value) pairs
+        Keep only the rows with ``row[column] == value`` for every pair.
 
     Returns
     -------
@@ -114,7 +114,13 @@ def residuals(table: str, column: str | None = None, value: str | None = None) -
         The ratios (dimensionless), in file order.
     """
     return np.array([float(r["ratio_measured_over_predicted"]) for r in residual_rows(table)
-                     if column is None or r.get(column) == value])
+                     if all(r.get(c) == v for c, v in where)])
+
+
+def residuals(table: str, column: str | None = None, value: str | None = None) -> np.ndarray:
+    """Measured / predicted ratios of a residual table: every row, or the rows whose ``column`` is ``value``
+    (:func:`cell_residuals` with one pair)."""
+    return cell_residuals(table, () if column is None else ((column, value),))
 
 
 def step_time_residuals() -> np.ndarray:
@@ -132,19 +138,24 @@ def _table(spec: InputSpec) -> np.ndarray:
     if name == "region_year_ratios":
         return region_year_ratios(float(spec.params.get("min_ci_g_per_kwh", 50.0)))
     if name in RESIDUAL_TABLES:
-        return residuals(name, *spec.params.get("where", (None, None)))
+        return cell_residuals(name, tuple(spec.params.get("where", ())))
     raise InputError(f"uncertainty.{spec.name}.table", f"unknown table {name!r}")
 
 
 # ---- row selection (an empirical input drawn from the estimate's own rows) ----------------
-def own_pool(counts: Mapping[str, int], value: str | None, min_rows: int) -> str | None:
+def model_kind(model: Any) -> str:
+    """``hybrid`` (a Mamba/attention pattern), ``moe`` (routed experts) or ``dense``: the residual tables' ``model_kind``."""
+    return "hybrid" if model.is_hybrid else "moe" if model.is_moe else "dense"
+
+
+def own_pool(counts: Mapping[Any, int], value: Any, min_rows: int) -> Any:
     """The estimate's own group when the table has at least ``min_rows`` rows of it, else ``None`` (every row).
 
     Parameters
     ----------
-    counts : mapping of str to int
-        Rows per value of the selecting column.
-    value : str or None
+    counts : mapping
+        Rows per value of the selecting column (or per tuple of values of several columns).
+    value : str, tuple or None
         The estimate's value of that column (``None``: the estimate does not say).
     min_rows : int
         Fewest rows a group's own distribution is drawn from.
@@ -152,16 +163,28 @@ def own_pool(counts: Mapping[str, int], value: str | None, min_rows: int) -> str
     return value if value is not None and counts.get(value, 0) >= min_rows else None
 
 
+def selection_columns(select_by: Any) -> tuple[str, ...]:
+    """``select_by`` as a tuple of columns, most specific cell first (``device`` -> ``("device",)``)."""
+    return (select_by,) if isinstance(select_by, str) else tuple(select_by)
+
+
+def cells(columns: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """The cells tried in order: every column, then dropping columns from the end (``[a, b]`` -> ``(a, b), (a,)``)."""
+    return [columns[:k] for k in range(len(columns), 0, -1)]
+
+
 def _check_selection(name: str, p: Mapping[str, Any]) -> None:
-    """``select_by`` / ``min_rows`` / ``aliases`` of an empirical input: a column of its table, an integer, names."""
+    """``select_by`` / ``min_rows`` / ``aliases`` of an empirical input: columns of its table, an integer, names."""
     where = f"uncertainty.{name}"
     if p.get("table") not in RESIDUAL_TABLES:
         raise InputError(f"{where}.select_by", f"selects rows of a residual table ({', '.join(RESIDUAL_TABLES)}) only")
     rows = residual_rows(p["table"])
-    if p["select_by"] not in (rows[0] if rows else {}):
-        raise InputError(f"{where}.select_by", f"must be a column of {p['table']}.csv "
-                         f"({', '.join(c for c in (rows[0] if rows else {}) if c != 'ratio_measured_over_predicted')}), "
-                         f"got {p['select_by']!r}")
+    known = [c for c in (rows[0] if rows else {}) if c != "ratio_measured_over_predicted"]
+    by = p["select_by"]
+    cols = [by] if isinstance(by, str) else by if isinstance(by, list) else None
+    if not cols or len(set(map(str, cols))) != len(cols) or any(c not in known for c in cols):
+        raise InputError(f"{where}.select_by", f"must be a column of {p['table']}.csv or a list of distinct ones, most "
+                         f"specific first ({', '.join(known)}), got {by!r}")
     n = p.get("min_rows", 1)
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 1_000_000:
         raise InputError(f"{where}.min_rows", f"must be an integer in [1, 1,000,000], got {n!r}")
@@ -171,62 +194,78 @@ def _check_selection(name: str, p: Mapping[str, Any]) -> None:
 
 
 def select_rows(spec: InputSpec, labels: Mapping[str, Any]) -> InputSpec:
-    """The input drawn from the estimate's own rows of its table, or from every row.
+    """The input drawn from the estimate's own cell of its table, a coarser cell, or every row.
 
-    With ``select_by: COLUMN`` the estimate's value of ``COLUMN`` (``labels``: the carbon
-    breakdown's fields, e.g. ``device``; ``aliases`` maps catalog names that describe the same
-    thing to the table's name) selects the table's rows of that value when there are at least
-    ``min_rows`` of them (:func:`own_pool`); otherwise every row is drawn (the pooled
-    distribution).
+    With ``select_by: [C1, C2, ...]`` (or one column, ``select_by: C1``) the estimate's values
+    of those columns (``labels``: the carbon breakdown's fields, e.g. ``device``, and the
+    model's ``model_kind``; ``aliases`` maps catalog names that describe the same thing to the
+    table's name) select the table's rows of the most specific cell, ``(C1, C2, ...)``, that has
+    at least ``min_rows`` rows, dropping columns from the end (:func:`cells`, :func:`own_pool`);
+    when no cell has enough rows every row is drawn (the pooled distribution).
 
     Parameters
     ----------
     spec : InputSpec
         An input as declared (``select_by``, ``min_rows``, ``aliases`` among its parameters).
     labels : mapping of str to Any
-        The point estimate's named fields (``base_point(...)["labels"]``: ``device``, ...).
+        The point estimate's named fields (``base_point(...)["labels"]``: ``device``, ``model_kind``, ...).
 
     Returns
     -------
     InputSpec
-        ``spec`` with ``where = (column, value)`` when its own rows are drawn (what :func:`draw`
-        and :func:`quantile` read) and ``pool = {column, value, rows, line}`` (``value`` None:
-        pooled) for the report; a spec without ``select_by`` is returned unchanged.
+        ``spec`` with ``where = ((column, value), ...)`` when a cell's rows are drawn (what
+        :func:`draw` and :func:`quantile` read) and ``pool = {by, rows, line}`` (``by``: the cell's
+        column -> value, empty when pooled) for the report; a spec without ``select_by`` is
+        returned unchanged.
     """
     p = dict(spec.params)
-    column = p.pop("select_by", None)
-    if column is None:
+    by = p.pop("select_by", None)
+    if by is None:
         return spec
     min_rows, aliases = int(p.pop("min_rows", 1)), p.pop("aliases", {}) or {}
     if p.get("table") not in RESIDUAL_TABLES:  # the power model's replacement distribution: nothing to select
         return InputSpec(spec.name, spec.kind, spec.distribution, p, spec.source, spec.verified)
-    raw = labels.get(column)
-    value = None if raw is None else aliases.get(str(raw), str(raw))
+    columns = selection_columns(by)
+    raw = {c: labels.get(c) for c in columns}
+    value = {c: None if v is None else aliases.get(str(v), str(v)) for c, v in raw.items()}
+    named = {c: None if v is None else (f"{v} (= {value[c]})" if str(v) != value[c] else value[c]) for c, v in raw.items()}
     rows = residual_rows(p["table"])
-    counts: dict[str, int] = {}
-    for r in rows:
-        counts[r[column]] = counts.get(r[column], 0) + 1
-    own = own_pool(counts, value, min_rows)
-    if own is not None:
-        p["where"] = (column, own)
-    named = None if raw is None else (f"{raw} (= {value})" if str(raw) != value else value)
-    n_value = counts.get(value, 0) if value is not None else 0
-    p["pool"] = {"column": column, "value": own, "rows": n_value if own is not None else len(rows),
-                 "line": pool_line(p["table"], column, named, n_value, own, len(rows), min_rows)}
+    tried, own = [], None
+    for cell in cells(columns):
+        vals = tuple(value[c] for c in cell)
+        counts: dict[tuple[str, ...], int] = {}
+        for r in rows:
+            key = tuple(r[c] for c in cell)
+            counts[key] = counts.get(key, 0) + 1
+        missing = next((c for c in cell if value[c] is None), None)
+        n = 0 if missing else counts.get(vals, 0)
+        tried.append((cell, missing, " ".join(named[c] for c in cell) if not missing else None, n))
+        own = own_pool(counts, None if missing else vals, min_rows)
+        if own is not None:
+            p["where"] = tuple(zip(cell, own))
+            break
+    p["pool"] = {"by": dict(p.get("where", ())), "rows": tried[-1][3] if own is not None else len(rows),
+                 "line": pool_line(p["table"], tried, own is not None, len(rows), min_rows)}
     return InputSpec(spec.name, spec.kind, spec.distribution, p, spec.source, spec.verified)
 
 
-def pool_line(table: str, column: str, named: str | None, n_value: int, own: str | None, total: int,
+def pool_line(table: str, tried: list[tuple[tuple[str, ...], str | None, str | None, int]], found: bool, total: int,
               min_rows: int) -> str:
     """One line saying which rows of ``table`` an input was drawn from, how many, and why.
 
-    ``named``: the estimate's value of ``column`` as shown (``None``: it has none); ``n_value``:
-    the table's rows of it; ``own``: the selected value (``None``: every row, ``total`` of them).
+    ``tried``: the cells in the order tried, each ``(columns, missing, named, n)``: the first
+    column the estimate has no value for (else ``None``), the cell's values as shown and its
+    rows; ``found``: the last cell tried was drawn (else every row, ``total`` of them).
     """
-    if own is not None:
-        return f"{n_value} {named} rows of {table}.csv (the estimate's own {column}; at least {min_rows})"
-    why = f"the estimate has no {column}" if named is None else f"{named} has {n_value}, fewer than {min_rows}"
-    return f"all {total} rows of {table}.csv, pooled ({column}: {why})"
+    def why(cols: tuple[str, ...], missing: str | None, named: str | None, n: int) -> str:
+        return f"{' x '.join(cols)}: " + (f"the estimate has no {missing}" if missing
+                                          else f"{named} has {n}, fewer than {min_rows}")
+
+    if found:
+        cols, _, named, n = tried[-1]
+        finer = "".join(f"; {why(*t)}" for t in tried[:-1])
+        return f"{n} {named} rows of {table}.csv (the estimate's own {' and '.join(cols)}; at least {min_rows}{finer})"
+    return f"all {total} rows of {table}.csv, pooled ({'; '.join(why(*t) for t in tried)})"
 
 
 # ---- sampling ---------------------------------------------------------------------------
