@@ -269,8 +269,8 @@ def dglu_kernel_regression_time(fc2_dgrad_s, slowdown, grouped_gemm: str):
 
     Returns
     -------
-    ndarray
-        Seconds added to the layer's backward (0 for a healthy kernel or the per-expert loop).
+    float or ndarray
+        Seconds added to the layer's backward (0.0 for a healthy kernel or the per-expert loop).
 
     References
     ----------
@@ -278,8 +278,9 @@ def dglu_kernel_regression_time(fc2_dgrad_s, slowdown, grouped_gemm: str):
     1.24 and 1.25) and pull request 322 (issue shape on SM100: 1362.8 us with dbias before the
     fix, 155.6 us after).
     """
-    t = np.asarray(fc2_dgrad_s, dtype=float)
-    return t * (slowdown - 1.0) * (grouped_gemm == "fused")
+    if slowdown == 1.0 or grouped_gemm != "fused":  # every search but a regressed release's: no array work
+        return 0.0
+    return np.asarray(fc2_dgrad_s, dtype=float) * (slowdown - 1.0)
 
 
 def input_output_add_time(tokens, d_model, shared_experts, device: Device, c: PerfConstants):

@@ -48,8 +48,7 @@ from .recipes import (  # noqa: F401  (re-exported: the recipe tables live in re
     NO_RECOMPUTE_RECIPES, NO_TP_OVERLAP_PRECISIONS, NOT_MODELLED_RECIPES, PP_LAYOUT_RECIPES, RECIPE_ETP,
     RECOMPUTE_RECIPES, TP_COMM_RECIPES, _container, _cuda_graph_recipe, _default_dispatcher, _fp8_attention_recipe, _fused_moe_recipe,
     _moe_comm_recipe, _no_grad_overlap_recipe, _no_recompute_recipe, _not_modelled_recipe, _num, _offload_recipe,
-    _pp_layout_recipe, _recompute_recipe, _tp_overlap_recipe, OFFLOAD_RECIPES, KERNEL_REGRESSION_RECIPES,
-    _kernel_regression_recipe,
+    _pp_layout_recipe, _recompute_recipe, _tp_overlap_recipe, OFFLOAD_RECIPES, _kernel_regression_recipe,
 )
 
 #: Megatron-Bridge system names -> catalog devices (DGX/HGX nodes of 8; GB*: NVL72 racks).
